@@ -1,0 +1,59 @@
+/*
+ * pd_channel.h: master <-> worker and worker <-> worker channels.
+ * Each worker slot has a SOCK_SEQPACKET socketpair created in the spawn
+ * path: the master writes to [0], the worker reads [1]; siblings get a
+ * copy of each other's [0] (passed with SCM_RIGHTS) so any worker can
+ * write to any other.  One message is one packet: a fixed header and up
+ * to PD_CHANNEL_MAX_DATA bytes of payload, so records never split.
+ */
+
+#ifndef PD_CHANNEL_H
+#define PD_CHANNEL_H
+
+#define PD_CMD_OPEN_CHANNEL   1   /* fd: a sibling's [0] for slot */
+#define PD_CMD_CLOSE_CHANNEL  2
+#define PD_CMD_QUIT           3   /* graceful: retire */
+#define PD_CMD_TERMINATE      4
+#define PD_CMD_REOPEN         5
+#define PD_CMD_PING           6   /* worker -> worker, answered by PONG */
+#define PD_CMD_PONG           7
+#define PD_CMD_MODULE_BASE   16   /* modules register commands from here */
+#define PD_CMD_MAX           64
+
+#define PD_CHANNEL_MAX_DATA  (16 * 1024)
+
+typedef struct {
+    uint32_t     command;
+    int32_t      pid;
+    int32_t      slot;        /* sender's slot, or the slot fd is for */
+    int32_t      fd;          /* -1 unless an fd travels along */
+    uint64_t     arg;         /* a request id, a connection number... */
+    uint32_t     len;         /* payload bytes that follow */
+} pd_channel_msg_t;
+
+typedef void (*pd_channel_handler_pt)(pd_cycle_t *cycle,
+    pd_channel_msg_t *msg, u_char *data);
+
+/* registers the handler a worker runs for a module command */
+void pd_channel_set_handler(pd_uint_t command, pd_channel_handler_pt h);
+
+/*
+ * Writes one message; PD_AGAIN when the peer's queue is full (the caller
+ * decides whether to retry or count a drop), PD_ERROR on other errors.
+ */
+pd_int_t pd_write_channel(pd_socket_t s, pd_channel_msg_t *msg,
+    const u_char *data, pd_log_t *log);
+/* reads one message into msg and data (PD_CHANNEL_MAX_DATA bytes);
+ * PD_AGAIN when none is pending, PD_ERROR when the peer is gone */
+pd_int_t pd_read_channel(pd_socket_t s, pd_channel_msg_t *msg, u_char *data,
+    pd_log_t *log);
+void pd_close_channel(pd_socket_t *fd, pd_log_t *log);
+
+/* worker side: watch the own channel and dispatch commands */
+pd_int_t pd_add_channel_event(pd_cycle_t *cycle, pd_socket_t fd,
+    pd_event_handler_pt handler);
+/* sends to another worker slot; PD_DECLINED when it has no live worker */
+pd_int_t pd_channel_send_worker(pd_int_t slot, pd_uint_t command,
+    uint64_t arg, const u_char *data, size_t len);
+
+#endif /* PD_CHANNEL_H */

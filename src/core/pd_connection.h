@@ -1,0 +1,94 @@
+/*
+ * pd_connection.h: connections and listening sockets.  Connections come
+ * from a per-worker preallocated array with a free list; the I/O vtable
+ * (recv/send/send_chain) is swapped for TLS after the handshake so no
+ * module code branches on TLS.
+ */
+
+#ifndef PD_CONNECTION_H
+#define PD_CONNECTION_H
+
+typedef ssize_t (*pd_recv_pt)(pd_connection_t *c, u_char *buf, size_t size);
+typedef ssize_t (*pd_send_pt)(pd_connection_t *c, u_char *buf, size_t size);
+/* sends as much of the chain as the socket takes; returns the first link
+ * not fully sent (NULL: all sent) or PD_CHAIN_ERROR */
+typedef pd_chain_t *(*pd_send_chain_pt)(pd_connection_t *c, pd_chain_t *in,
+    size_t limit);
+
+#define PD_CHAIN_ERROR  (pd_chain_t *) PD_ERROR
+
+typedef struct pd_ssl_connection_s  pd_ssl_connection_t;
+
+struct pd_listening_s {
+    pd_socket_t               fd;
+    struct sockaddr_storage   sockaddr;
+    socklen_t                 socklen;
+    pd_str_t                  addr_text;
+    int                       backlog;
+    pd_int_t                  worker;      /* slot this socket belongs to */
+    pd_connection_handler_pt  handler;     /* set by the owning module */
+    void                     *servers;     /* the owning module's conf */
+    pd_module_t              *module;
+    pd_connection_t          *connection;  /* in the worker */
+    pd_listening_t           *previous;    /* same socket in the old cycle */
+    unsigned                  ssl:1;
+    unsigned                  open:1;      /* inherited, not opened anew */
+    unsigned                  remain:1;
+};
+
+struct pd_connection_s {
+    void                *data;
+    pd_event_t          *read;
+    pd_event_t          *write;
+    pd_socket_t          fd;
+
+    pd_recv_pt           recv;
+    pd_send_pt           send;
+    pd_send_chain_pt     send_chain;
+
+    pd_listening_t      *listening;
+    pd_pool_t           *pool;
+    pd_log_t            *log;
+    pd_ssl_connection_t *ssl;
+
+    struct sockaddr_storage  sockaddr;
+    socklen_t            socklen;
+    u_char               addr_text[INET6_ADDRSTRLEN];
+
+    pd_buf_t            *buffer;
+    pd_queue_t           queue;       /* reusable / module lists */
+    pd_uint_t            number;      /* the "*N" in log lines */
+    off_t                sent;
+
+    unsigned             close:1;
+    unsigned             destroyed:1;
+    unsigned             timedout:1;
+    unsigned             error:1;
+    unsigned             idle:1;      /* may be closed at shutdown */
+    unsigned             reusable:1;
+    unsigned             shared:1;    /* listener / channel, not from accept */
+};
+
+extern pd_uint_t   pd_connection_counter;
+extern pd_uint_t   pd_active_connections;
+
+/* a free connection for fd, or NULL (logged) when the array is exhausted */
+pd_connection_t *pd_get_connection(pd_socket_t fd, pd_log_t *log);
+void pd_free_connection(pd_connection_t *c);
+/* deletes events and timers, closes the fd, frees the slot; not the pool */
+void pd_close_connection(pd_connection_t *c);
+pd_int_t pd_connection_init_array(pd_cycle_t *cycle, pd_uint_t n);
+
+/* plain socket I/O, the default vtable */
+ssize_t pd_unix_recv(pd_connection_t *c, u_char *buf, size_t size);
+ssize_t pd_unix_send(pd_connection_t *c, u_char *buf, size_t size);
+pd_chain_t *pd_writev_chain(pd_connection_t *c, pd_chain_t *in, size_t limit);
+
+/* listeners */
+pd_listening_t *pd_create_listening(pd_cycle_t *cycle,
+    pd_listen_conf_t *lc, pd_int_t worker);
+pd_int_t pd_open_listening_sockets(pd_cycle_t *cycle);
+void pd_close_unused_listening(pd_cycle_t *cycle, pd_cycle_t *old);
+void pd_close_other_workers_listening(pd_cycle_t *cycle, pd_int_t worker);
+
+#endif /* PD_CONNECTION_H */

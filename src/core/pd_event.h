@@ -1,0 +1,59 @@
+/*
+ * pd_event.h: the worker's edge-triggered epoll loop, posted events and
+ * the timer heap.
+ */
+
+#ifndef PD_EVENT_H
+#define PD_EVENT_H
+
+struct pd_event_s {
+    void                *data;        /* the connection */
+    pd_event_handler_pt  handler;
+    pd_timer_t           timer;
+    pd_queue_t           queue;       /* posted link */
+    pd_uint_t            available;   /* accept: how many per turn */
+
+    unsigned             write:1;
+    unsigned             accept:1;
+    unsigned             instance:1;  /* flips on reuse; stale-event guard */
+    unsigned             active:1;    /* registered with epoll */
+    unsigned             ready:1;
+    unsigned             eof:1;
+    unsigned             error:1;
+    unsigned             timedout:1;
+    unsigned             posted:1;
+    unsigned             closed:1;
+    unsigned             pending_eof:1;
+};
+
+extern pd_queue_t       pd_posted_accept_events;
+extern pd_queue_t       pd_posted_events;
+extern pd_timer_heap_t  pd_timers;
+extern pd_uint_t        pd_accept_per_turn;
+
+pd_int_t pd_event_init(pd_cycle_t *cycle);
+void pd_event_done(pd_cycle_t *cycle);
+/* one loop turn: wait (bounded by the nearest timer), dispatch, expire */
+void pd_process_events_and_timers(pd_cycle_t *cycle);
+
+/* registers fd for EPOLLIN|EPOLLOUT|EPOLLRDHUP, edge-triggered, once */
+pd_int_t pd_add_conn(pd_connection_t *c);
+pd_int_t pd_del_conn(pd_connection_t *c);
+/* level-triggered read interest (listeners, channels) */
+pd_int_t pd_add_read_event(pd_event_t *ev);
+pd_int_t pd_del_read_event(pd_event_t *ev);
+
+void pd_post_event(pd_event_t *ev, pd_queue_t *q);
+void pd_delete_posted_event(pd_event_t *ev);
+void pd_event_process_posted(pd_cycle_t *cycle, pd_queue_t *posted);
+
+void pd_event_add_timer(pd_event_t *ev, pd_msec_t msec);
+void pd_event_del_timer(pd_event_t *ev);
+
+/* the accept handler of every listening socket */
+void pd_event_accept(pd_event_t *ev);
+/* enables/disables accepting on this worker's listeners (retirement) */
+pd_int_t pd_enable_accept_events(pd_cycle_t *cycle);
+void pd_close_listening_sockets(pd_cycle_t *cycle);
+
+#endif /* PD_EVENT_H */

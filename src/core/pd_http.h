@@ -1,0 +1,61 @@
+/*
+ * pd_http.h: the HTTP/1.1 connection shared by the room and the center:
+ * reads a request head (and a Content-Length body) into the connection's
+ * buffer, hands it to the owning module's handler, writes the response
+ * and keeps the connection alive.  Bad requests get 400/413/414/431 and a
+ * closed connection.
+ */
+
+#ifndef PD_HTTP_H
+#define PD_HTTP_H
+
+typedef struct pd_http_conn_s  pd_http_conn_t;
+typedef struct pd_http_srv_s   pd_http_srv_t;
+
+/* handles a complete request; must end with pd_http_send_response() or
+ * take the connection over (a WebSocket upgrade) */
+typedef void (*pd_http_handler_pt)(pd_http_conn_t *hc);
+
+struct pd_http_srv_s {
+    size_t               header_buffer_size;  /* whole head */
+    size_t               max_body;
+    pd_uint_t            max_headers;
+    pd_msec_t            read_timeout;
+    pd_msec_t            keepalive_timeout;
+    pd_uint_t            keepalive_requests;
+    pd_http_handler_pt   handler;
+    void                *ctx;                 /* the module's conf */
+    const char          *server_name;         /* "Server:" header */
+};
+
+struct pd_http_conn_s {
+    pd_connection_t     *connection;
+    pd_http_srv_t       *srv;
+    pd_http_request_t    req;
+    pd_str_t             body;
+    pd_buf_t            *in;          /* head + body, one buffer */
+    pd_chain_t          *out;
+    pd_pool_t           *pool;        /* per request, reset between */
+    pd_uint_t            requests;
+    pd_uint_t            status;      /* of the response being sent */
+    unsigned             keepalive:1;
+    unsigned             closing:1;
+};
+
+/* the listening handler for plain and TLS HTTP listeners */
+void pd_http_init_connection(pd_connection_t *c);
+
+/*
+ * Queues the response and starts writing it; extra_headers is a block of
+ * "Name: value\r\n" lines or NULL.  The body is copied into the request
+ * pool.  After it is sent the connection is kept alive or closed.
+ */
+pd_int_t pd_http_send_response(pd_http_conn_t *hc, pd_uint_t status,
+    const char *content_type, const char *extra_headers,
+    const u_char *body, size_t len);
+/* a {"error":"..."} JSON body with the status */
+pd_int_t pd_http_send_error(pd_http_conn_t *hc, pd_uint_t status,
+    const char *message);
+void pd_http_close(pd_http_conn_t *hc);
+
+#endif /* PD_HTTP_H */

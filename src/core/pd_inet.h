@@ -1,0 +1,15 @@
+/*
+ * pd_inet.h: socket address helpers.
+ */
+
+#ifndef PD_INET_H
+#define PD_INET_H
+
+/* "1.2.3.4:80" / "[::1]:443" into text; returns bytes written */
+size_t pd_sock_ntop(struct sockaddr *sa, socklen_t socklen, u_char *text,
+    size_t len, pd_uint_t port);
+pd_int_t pd_cmp_sockaddr(struct sockaddr *a, socklen_t alen,
+    struct sockaddr *b, socklen_t blen);
+pd_int_t pd_nonblocking(pd_socket_t s);
+
+#endif /* PD_INET_H */

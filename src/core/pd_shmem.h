@@ -1,0 +1,34 @@
+/*
+ * pd_shmem.h: shared memory created by the master before fork, so every
+ * worker maps it at the same address; zones survive a reload when their
+ * name and size stay the same.
+ */
+
+#ifndef PD_SHMEM_H
+#define PD_SHMEM_H
+
+typedef struct {
+    u_char      *addr;
+    size_t       size;
+    pd_str_t     name;
+    pd_log_t    *log;
+    unsigned     exists:1;   /* taken over from the old cycle */
+} pd_shm_t;
+
+typedef struct pd_shm_zone_s  pd_shm_zone_t;
+typedef pd_int_t (*pd_shm_zone_init_pt)(pd_shm_zone_t *zone, void *data);
+
+struct pd_shm_zone_s {
+    void                 *data;   /* the owner's view of the zone */
+    pd_shm_t              shm;
+    pd_shm_zone_init_pt   init;   /* data: the old zone's data or NULL */
+    void                 *tag;    /* the owning module */
+};
+
+pd_int_t pd_shm_alloc(pd_shm_t *shm);
+void pd_shm_free(pd_shm_t *shm);
+/* declares a zone in the cycle being built; NULL on a name clash */
+pd_shm_zone_t *pd_shared_memory_add(pd_cycle_t *cycle, pd_str_t *name,
+    size_t size, void *tag);
+
+#endif /* PD_SHMEM_H */

@@ -1,0 +1,40 @@
+/*
+ * pd_ssl.h: TLS through openssl, non-blocking.  The SSL_CTX is built in
+ * the master before fork, so every worker shares its session-ticket keys
+ * and a client resumes its session whichever worker it lands on.
+ */
+
+#ifndef PD_SSL_H
+#define PD_SSL_H
+
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+
+typedef struct {
+    SSL_CTX     *ctx;
+} pd_ssl_t;
+
+struct pd_ssl_connection_s {
+    SSL                      *connection;
+    pd_connection_handler_pt  handler;   /* called after the handshake */
+    unsigned                  handshaked:1;
+    unsigned                  no_wait_shutdown:1;
+};
+
+pd_int_t pd_ssl_init(pd_log_t *log);
+/* loads cert and key; NULL or a phrase (with the openssl reason) */
+const char *pd_ssl_create(pd_ssl_t *ssl, pd_str_t *cert, pd_str_t *key,
+    pd_pool_t *pool);
+void pd_ssl_cleanup_ctx(void *data);
+pd_int_t pd_ssl_create_connection(pd_ssl_t *ssl, pd_connection_t *c);
+/* PD_OK (vtable swapped), PD_AGAIN (events re-armed), PD_ERROR */
+pd_int_t pd_ssl_handshake(pd_connection_t *c);
+ssize_t pd_ssl_recv(pd_connection_t *c, u_char *buf, size_t size);
+ssize_t pd_ssl_write(pd_connection_t *c, u_char *buf, size_t size);
+pd_chain_t *pd_ssl_send_chain(pd_connection_t *c, pd_chain_t *in,
+    size_t limit);
+void pd_ssl_shutdown(pd_connection_t *c);
+void pd_ssl_error(pd_uint_t level, pd_log_t *log, pd_err_t err,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#endif /* PD_SSL_H */

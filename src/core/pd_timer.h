@@ -1,0 +1,48 @@
+/*
+ * pd_timer.h: timers on a binary min-heap; each timer remembers its heap
+ * slot so insert and delete are O(log n) and the nearest is O(1).  Timers
+ * live inside their owners (events, connections, modules): the heap only
+ * holds pointers, and grows by doubling up to a bound.
+ */
+
+#ifndef PD_TIMER_H
+#define PD_TIMER_H
+
+typedef void (*pd_timer_handler_pt)(pd_timer_t *t);
+
+struct pd_timer_s {
+    pd_msec_t              key;      /* absolute expiry, ms (monotonic) */
+    pd_uint_t              index;    /* heap slot; PD_TIMER_UNSET when off */
+    pd_timer_handler_pt    handler;
+    void                  *data;
+};
+
+#define PD_TIMER_UNSET      ((pd_uint_t) -1)
+#define PD_TIMER_INFINITE   ((pd_msec_t) -1)
+
+typedef struct {
+    pd_timer_t   **heap;
+    pd_uint_t      n;
+    pd_uint_t      nalloc;
+    pd_uint_t      max;     /* bound on timers, 0 = none */
+} pd_timer_heap_t;
+
+#define pd_timer_is_set(t)  ((t)->index != PD_TIMER_UNSET)
+#define pd_timer_init(t, h, d)                                               \
+    (t)->index = PD_TIMER_UNSET; (t)->handler = h; (t)->data = d
+
+pd_int_t pd_timer_heap_init(pd_timer_heap_t *th, pd_uint_t n, pd_uint_t max);
+void pd_timer_heap_free(pd_timer_heap_t *th);
+/*
+ * (Re)arms t to fire at now + msec; moves it if already set.  PD_ERROR
+ * only when the heap is at its bound or cannot grow.
+ */
+pd_int_t pd_timer_add(pd_timer_heap_t *th, pd_timer_t *t, pd_msec_t now,
+    pd_msec_t msec);
+void pd_timer_del(pd_timer_heap_t *th, pd_timer_t *t);
+/* ms until the nearest timer, PD_TIMER_INFINITE when there is none */
+pd_msec_t pd_timer_find(pd_timer_heap_t *th, pd_msec_t now);
+/* runs (and unsets) every timer with key <= now; returns how many ran */
+pd_uint_t pd_timer_expire(pd_timer_heap_t *th, pd_msec_t now);
+
+#endif /* PD_TIMER_H */
