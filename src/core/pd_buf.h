@@ -36,7 +36,16 @@ struct pd_chain_s {
 
 /* malloc()ed block with refcount 1, NULL on failure */
 pd_shbuf_t *pd_shbuf_alloc(size_t len);
-#define pd_shbuf_ref(sb)  ((sb)->refcount++, (sb))
+/*
+ * takes one more reference and returns sb; a function rather than a comma
+ * macro so a call used as a statement does not trip -Wunused-value
+ */
+static inline pd_shbuf_t *
+pd_shbuf_ref(pd_shbuf_t *sb)
+{
+    sb->refcount++;
+    return sb;
+}
 /* drops one reference, frees at zero */
 void pd_shbuf_unref(pd_shbuf_t *sb);
 

@@ -52,6 +52,9 @@ void pd_close_channel(pd_socket_t *fd, pd_log_t *log);
 /* worker side: watch the own channel and dispatch commands */
 pd_int_t pd_add_channel_event(pd_cycle_t *cycle, pd_socket_t fd,
     pd_event_handler_pt handler);
+/* runs the handler registered for msg->command; PD_DECLINED if none */
+pd_int_t pd_channel_dispatch(pd_cycle_t *cycle, pd_channel_msg_t *msg,
+    u_char *data);
 /* sends to another worker slot; PD_DECLINED when it has no live worker */
 pd_int_t pd_channel_send_worker(pd_int_t slot, pd_uint_t command,
     uint64_t arg, const u_char *data, size_t len);

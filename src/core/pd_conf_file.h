@@ -60,7 +60,12 @@ struct pd_conf_s {
     yaml_document_t   *doc;
     yaml_node_t       *key;        /* key node of the current directive */
     yaml_node_t       *node;       /* its value node */
-    pd_str_t           value;      /* the value when it is a scalar */
+    pd_str_t           value;      /* the value when it is a scalar,
+                                      else { 0, NULL }; owned by libyaml:
+                                      copy what you keep */
+    yaml_node_t       *err_node;   /* a setter may point its phrase at
+                                      a node inside the value (a list
+                                      item); NULL: the value itself */
     pd_cycle_t        *cycle;
     pd_pool_t         *pool;       /* the cycle's pool */
     pd_log_t          *log;
@@ -71,8 +76,25 @@ struct pd_conf_s {
 #define PD_CONF_ERRSTR_SIZE  512
 
 /*
+ * A setter returns PD_CONF_OK or a phrase the dispatcher prints after
+ * the key: "must be a number" -> file:L:C: "key" must be a number, at the
+ * value.  The phrase "is duplicate" (field already set) is printed as
+ * "key" directive is duplicate, at the key.  A null value (`~`, empty)
+ * is refused before the setter runs ("must have a value", at the key)
+ * unless the type is PD_CONF_ANY.  Unset markers: FLAG and NUMBER
+ * PD_CONF_UNSET, SIZE PD_CONF_UNSET_SIZE, DURATION PD_CONF_UNSET_MSEC,
+ * ENUM PD_CONF_UNSET_UINT, STRING data == NULL, LIST and LISTEN a NULL
+ * pd_array_t *, ADDRESS a pd_listen_conf_t with socklen == 0.
+ */
+
+/*
  * Parses the file into cycle->conf_ctx: create_conf for every module,
  * the directives, then init_conf for every module (enabled or not).
+ * conf_ctx and enabled are allocated in cycle->pool when NULL; a module's
+ * section in the file sets enabled[index], a toplevel module is always
+ * enabled.  An empty file is an error.  An init_conf phrase is printed
+ * at the module's section key as file:L:C: "room" phrase, or for a
+ * toplevel module at the start of the document as file:L:C: phrase.
  * On error prints nothing; returns PD_ERROR with the full message
  * ("file:line:column: ...") in err (NUL-terminated, at most errlen).
  */
@@ -93,13 +115,18 @@ const char *pd_conf_set_msec_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf);
 const char *pd_conf_set_str_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf);
 const char *pd_conf_set_list_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf);
 const char *pd_conf_set_enum_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf);
-const char *pd_conf_set_listen_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf);
+const char *pd_conf_set_listen_slot(pd_conf_t *cf, pd_command_t *cmd,
+    void *conf);
 const char *pd_conf_set_addr_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf);
 
 /* value parsers shared with the setters and unit tests; -1 on error */
 int64_t pd_parse_size(pd_str_t *s);
 int64_t pd_parse_duration(pd_str_t *s);   /* milliseconds */
-/* "[addr:]port [ssl]", "[::1]:443 ssl", "*:80"; NULL or an error phrase */
+/*
+ * "[addr:]port [ssl]", "[::1]:443 ssl", "*:80"; NULL or a static error
+ * phrase.  Addresses are numeric (nothing is resolved); lc->text is the
+ * normalised "0.0.0.0:80" or "[::1]:443", NUL-terminated, in pool.
+ */
 const char *pd_parse_listen(pd_str_t *s, pd_listen_conf_t *lc, pd_pool_t *pool);
 
 #endif /* PD_CONF_FILE_H */

@@ -43,6 +43,7 @@
 #include <pwd.h>
 #include <grp.h>
 #include <sched.h>
+#include <ctype.h>
 
 typedef intptr_t        pd_int_t;
 typedef uintptr_t       pd_uint_t;

@@ -29,6 +29,8 @@ struct pd_listening_s {
     pd_connection_handler_pt  handler;     /* set by the owning module */
     void                     *servers;     /* the owning module's conf */
     pd_module_t              *module;
+    void                     *ssl_ctx;     /* pd_ssl_t when ssl */
+    pd_msec_t                 handshake_timeout;
     pd_connection_t          *connection;  /* in the worker */
     pd_listening_t           *previous;    /* same socket in the old cycle */
     unsigned                  ssl:1;
@@ -51,9 +53,8 @@ struct pd_connection_s {
     pd_log_t            *log;
     pd_ssl_connection_t *ssl;
 
-    struct sockaddr_storage  sockaddr;
+    pd_sockaddr_t        sockaddr;    /* the client's */
     socklen_t            socklen;
-    u_char               addr_text[INET6_ADDRSTRLEN];
 
     pd_buf_t            *buffer;
     pd_queue_t           queue;       /* reusable / module lists */
@@ -72,6 +73,8 @@ struct pd_connection_s {
 extern pd_uint_t   pd_connection_counter;
 extern pd_uint_t   pd_active_connections;
 
+/* formats the client address of c into buf; returns the end */
+u_char *pd_connection_addr_text(pd_connection_t *c, u_char *buf, size_t len);
 /* a free connection for fd, or NULL (logged) when the array is exhausted */
 pd_connection_t *pd_get_connection(pd_socket_t fd, pd_log_t *log);
 void pd_free_connection(pd_connection_t *c);

@@ -64,6 +64,10 @@ typedef void (*pd_connection_handler_pt)(pd_connection_t *c);
 
 #define PD_INVALID_FILE  -1
 
+/* a reload runs two generations of workers side by side for a while */
+#define PD_MAX_WORKERS    64
+#define PD_MAX_PROCESSES  (2 * PD_MAX_WORKERS + 8)
+
 #include "pd_string.h"
 #include "pd_array.h"
 #include "pd_queue.h"
@@ -72,12 +76,13 @@ typedef void (*pd_connection_handler_pt)(pd_connection_t *c);
 #include "pd_log.h"
 #include "pd_times.h"
 #include "pd_timer.h"
+#include "pd_inet.h"
 #include "pd_conf_file.h"
 #include "pd_shmem.h"
 #include "pd_event.h"
 #include "pd_connection.h"
 #include "pd_ssl.h"
-#include "pd_inet.h"
+#include "pd_stats.h"
 #include "pd_channel.h"
 #include "pd_cycle.h"
 #include "pd_process.h"

@@ -25,8 +25,6 @@ struct pd_module_s {
 extern pd_module_t  *pd_modules[];   /* NULL-terminated, objs/pd_modules.c */
 extern const char   *pd_module_names[];
 
-#define PD_MAX_WORKERS  64
-
 typedef struct {
     pd_int_t           daemon;
     pd_int_t           worker_processes;   /* -1 in the file means auto */
@@ -36,6 +34,7 @@ typedef struct {
     pd_uint_t          error_log_level;
     pd_str_t           node_id;
     pd_str_t           user;
+    char              *user_name;          /* NUL-terminated, for initgroups */
     uid_t              uid;
     gid_t              gid;
     pd_uint_t          worker_connections;
@@ -67,6 +66,7 @@ struct pd_cycle_s {
     pd_str_t           conf_file;
     pd_str_t           prefix;
     pd_uint_t          generation;
+    const char        *conf_errstr;    /* set by a failing init_module */
 };
 
 #define pd_get_conf(cycle, module)  (cycle)->conf_ctx[(module).index]

@@ -39,8 +39,16 @@ struct pd_http_conn_s {
     pd_uint_t            requests;
     pd_uint_t            status;      /* of the response being sent */
     unsigned             keepalive:1;
-    unsigned             closing:1;
+    unsigned             body_in_head:1;  /* body.data points into in */
+    unsigned             processing:1;    /* handler owns the request */
 };
+
+/*
+ * Adds one listener per worker for every address in `listen`, serving
+ * HTTP through srv; TLS ones use ssl.  For the modules' init_module.
+ */
+pd_int_t pd_http_add_listeners(pd_cycle_t *cycle, pd_array_t *listen,
+    pd_http_srv_t *srv, pd_ssl_t *ssl);
 
 /* the listening handler for plain and TLS HTTP listeners */
 void pd_http_init_connection(pd_connection_t *c);

@@ -1,8 +1,9 @@
 /*
  * pd_http_parse.h: an incremental HTTP/1.1 request parser, shared by the
  * room (WebSocket upgrade) and the center (API).  Pure code: no logging,
- * no allocation.  The caller keeps the request head in one buffer that
- * does not move, so the strings below point into it.
+ * no allocation.  The strings below point into the buffer passed to the
+ * call that returned PD_OK (or PD_ERROR); between calls the parser keeps
+ * offsets only, so a partial head may be moved to another buffer.
  */
 
 #ifndef PD_HTTP_PARSE_H
@@ -25,10 +26,11 @@ typedef struct {
 
 typedef struct {
     /* limits, set by the caller before the first call */
-    size_t             max_line;      /* request line; 414 beyond */
-    pd_uint_t          max_headers;   /* 431 beyond */
-    size_t             max_header;    /* whole head in bytes; 431 beyond */
-    size_t             max_body;      /* 413 beyond */
+    size_t             max_line;      /* request line; 414 beyond; 0: none */
+    pd_uint_t          max_headers;   /* 431 beyond; 0: the array's size */
+    size_t             max_header;    /* whole head in bytes; 431 beyond;
+                                         0: none */
+    size_t             max_body;      /* 413 beyond; 0: no body at all */
 
     /* results, valid once pd_http_parse_request() returned PD_OK */
     pd_uint_t          method;
@@ -45,7 +47,7 @@ typedef struct {
     unsigned           upgrade:1;     /* Connection: upgrade present */
     unsigned           expect_continue:1;
 
-    /* on error: the status to answer (400, 413, 414, 431, 501, 505) */
+    /* on error: the status to answer (400 411 413 414 431 501 505) */
     pd_uint_t          status;
     const char        *error;         /* a short static phrase */
 
@@ -61,11 +63,16 @@ void pd_http_request_reset(pd_http_request_t *r);
 
 /*
  * Parses the request head held in buf[0 .. len).  Call again with the
- * same buf and a larger len as bytes arrive; parsing resumes where it
- * stopped.  Returns PD_OK when the head is complete (header_len set),
- * PD_AGAIN when more bytes are needed, PD_ERROR with status and error set.
+ * same bytes (in the same or another buffer) and a larger len as bytes
+ * arrive; parsing resumes where it stopped, and the result does not
+ * depend on how the bytes were split.  Never reads buf[len] or beyond.
+ * Returns PD_OK when the head is complete (header_len set; bytes after
+ * it are not looked at), PD_AGAIN when more bytes are needed, PD_ERROR
+ * with status and error set (the strings parsed so far stay valid).
+ * Once PD_OK or PD_ERROR, further calls return the same until reset.
  * Body framing (Content-Length vs max_body, Transfer-Encoding) is checked
- * here: a chunked body is refused with 411.
+ * here: a chunked body is refused with 411, other codings with 501.
+ * An unknown method is not an error: method is PD_HTTP_UNKNOWN.
  */
 pd_int_t pd_http_parse_request(pd_http_request_t *r, u_char *buf,
     size_t len);

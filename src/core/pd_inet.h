@@ -5,6 +5,13 @@
 #ifndef PD_INET_H
 #define PD_INET_H
 
+/* big enough for the families we accept; 28 bytes, not 128 */
+typedef union {
+    struct sockaddr          sockaddr;
+    struct sockaddr_in       sockaddr_in;
+    struct sockaddr_in6      sockaddr_in6;
+} pd_sockaddr_t;
+
 /* "1.2.3.4:80" / "[::1]:443" into text; returns bytes written */
 size_t pd_sock_ntop(struct sockaddr *sa, socklen_t socklen, u_char *text,
     size_t len, pd_uint_t port);

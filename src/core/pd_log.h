@@ -52,7 +52,8 @@ void pd_log_error_core(pd_uint_t level, pd_log_t *log, pd_err_t err,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 #define pd_log_error(level, log, ...)                                        \
-    if ((log)->log_level >= level) pd_log_error_core(level, log, __VA_ARGS__)
+    if ((log)->log_level >= (level))                                         \
+        pd_log_error_core(level, log, __VA_ARGS__)
 
 #if (PD_DEBUG)
 #define pd_log_debug(log, ...)                                               \

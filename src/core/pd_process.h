@@ -22,8 +22,6 @@ typedef struct {
     unsigned           exited:1;
 } pd_process_t;
 
-#define PD_MAX_PROCESSES  (2 * PD_MAX_WORKERS + 8)
-
 #define PD_PROCESS_NORESPAWN  -1
 #define PD_PROCESS_RESPAWN    -2
 

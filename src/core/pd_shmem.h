@@ -25,6 +25,13 @@ struct pd_shm_zone_s {
     void                 *tag;    /* the owning module */
 };
 
+/*
+ * The most zones one cycle may declare.  cycle->shared_memory is sized
+ * for this many up front and never grows, so the zone pointers modules
+ * keep stay valid (a growing pd_array_t would move its elements).
+ */
+#define PD_SHM_MAX_ZONES  32
+
 pd_int_t pd_shm_alloc(pd_shm_t *shm);
 void pd_shm_free(pd_shm_t *shm);
 /* declares a zone in the cycle being built; NULL on a name clash */

@@ -17,6 +17,8 @@ typedef struct {
 struct pd_ssl_connection_s {
     SSL                      *connection;
     pd_connection_handler_pt  handler;   /* called after the handshake */
+    /* the length of an SSL_write() that openssl wants retried, or 0 */
+    size_t                    write_pending;
     unsigned                  handshaked:1;
     unsigned                  no_wait_shutdown:1;
 };
@@ -31,6 +33,12 @@ pd_int_t pd_ssl_create_connection(pd_ssl_t *ssl, pd_connection_t *c);
 pd_int_t pd_ssl_handshake(pd_connection_t *c);
 ssize_t pd_ssl_recv(pd_connection_t *c, u_char *buf, size_t size);
 ssize_t pd_ssl_write(pd_connection_t *c, u_char *buf, size_t size);
+/*
+ * Like pd_writev_chain().  After it returned a link, openssl may hold
+ * encrypted bytes of that link that it has not reported as sent: the
+ * caller must offer the same bytes again (more may follow) and not drop
+ * or shorten them, or the retry fails (PD_CHAIN_ERROR).
+ */
 pd_chain_t *pd_ssl_send_chain(pd_connection_t *c, pd_chain_t *in,
     size_t limit);
 void pd_ssl_shutdown(pd_connection_t *c);

@@ -1,0 +1,472 @@
+/*
+ * pd_connection.c: the per-worker connection array, plain socket I/O and
+ * the listening sockets.
+ */
+
+#include "pd_core.h"
+
+pd_uint_t  pd_connection_counter;
+pd_uint_t  pd_active_connections;
+
+static pd_cycle_t  *pd_conn_cycle;
+
+pd_int_t
+pd_connection_init_array(pd_cycle_t *cycle, pd_uint_t n)
+{
+    pd_connection_t  *c, *next;
+    pd_event_t       *rev, *wev;
+    pd_uint_t         i;
+
+    cycle->connections = pd_calloc(sizeof(pd_connection_t) * n, cycle->log);
+    cycle->read_events = pd_calloc(sizeof(pd_event_t) * n, cycle->log);
+    cycle->write_events = pd_calloc(sizeof(pd_event_t) * n, cycle->log);
+
+    if (cycle->connections == NULL || cycle->read_events == NULL
+        || cycle->write_events == NULL)
+    {
+        return PD_ERROR;
+    }
+
+    c = cycle->connections;
+    rev = cycle->read_events;
+    wev = cycle->write_events;
+    next = NULL;
+
+    for (i = n; i-- > 0; ) {
+        c[i].data = next;
+        c[i].read = &rev[i];
+        c[i].write = &wev[i];
+        c[i].fd = -1;
+
+        rev[i].closed = 1;
+        rev[i].instance = 1;
+        wev[i].closed = 1;
+        wev[i].write = 1;
+
+        next = &c[i];
+    }
+
+    cycle->connection_n = n;
+    cycle->free_connections = next;
+    cycle->free_connection_n = n;
+    pd_queue_init(&cycle->reusable_connections);
+
+    pd_conn_cycle = cycle;
+
+    return PD_OK;
+}
+
+pd_connection_t *
+pd_get_connection(pd_socket_t fd, pd_log_t *log)
+{
+    pd_connection_t  *c;
+    pd_event_t       *rev, *wev;
+    pd_uint_t         instance;
+
+    c = pd_conn_cycle->free_connections;
+
+    if (c == NULL) {
+        pd_log_error(PD_LOG_ALERT, log, 0,
+                     "%lu worker_connections are not enough",
+                     (unsigned long) pd_conn_cycle->connection_n);
+        return NULL;
+    }
+
+    pd_conn_cycle->free_connections = c->data;
+    pd_conn_cycle->free_connection_n--;
+
+    rev = c->read;
+    wev = c->write;
+    instance = rev->instance;
+
+    pd_memzero(c, sizeof(pd_connection_t));
+    pd_memzero(rev, sizeof(pd_event_t));
+    pd_memzero(wev, sizeof(pd_event_t));
+
+    c->read = rev;
+    c->write = wev;
+    c->fd = fd;
+    c->log = log;
+    c->recv = pd_unix_recv;
+    c->send = pd_unix_send;
+    c->send_chain = pd_writev_chain;
+
+    /* a stale event for the previous user of this slot will not match */
+    rev->instance = !instance;
+    wev->instance = !instance;
+    wev->write = 1;
+    rev->data = c;
+    wev->data = c;
+    rev->timer.index = PD_TIMER_UNSET;
+    wev->timer.index = PD_TIMER_UNSET;
+
+    return c;
+}
+
+void
+pd_free_connection(pd_connection_t *c)
+{
+    c->data = pd_conn_cycle->free_connections;
+    pd_conn_cycle->free_connections = c;
+    pd_conn_cycle->free_connection_n++;
+}
+
+void
+pd_close_connection(pd_connection_t *c)
+{
+    pd_socket_t  fd;
+
+    if (c->fd == -1) {
+        pd_log_error(PD_LOG_ALERT, c->log, 0, "connection already closed");
+        return;
+    }
+
+    pd_event_del_timer(c->read);
+    pd_event_del_timer(c->write);
+    pd_delete_posted_event(c->read);
+    pd_delete_posted_event(c->write);
+
+    if (c->reusable) {
+        pd_queue_remove(&c->queue);
+        c->reusable = 0;
+    }
+
+    if (c->shared && (c->read->active || c->write->active)) {
+        /* the file description lives on in other processes (master,
+         * siblings): close() alone would leave it in our epoll set */
+        (void) pd_del_conn(c);
+    }
+
+    c->read->closed = 1;
+    c->write->closed = 1;
+    c->read->active = 0;
+    c->write->active = 0;
+
+    if (!c->shared) {
+        pd_active_connections--;
+        pd_stats_dec(connections);
+    }
+
+    fd = c->fd;
+    c->fd = -1;
+    c->destroyed = 1;
+
+    pd_free_connection(c);
+
+    /* close() removes the fd from epoll: it is not shared with anyone */
+    if (close(fd) == -1) {
+        pd_log_error(PD_LOG_ALERT, c->log, errno, "close() socket failed");
+    }
+}
+
+u_char *
+pd_connection_addr_text(pd_connection_t *c, u_char *buf, size_t len)
+{
+    return buf + pd_sock_ntop(&c->sockaddr.sockaddr, c->socklen, buf, len,
+                              0);
+}
+
+ssize_t
+pd_unix_recv(pd_connection_t *c, u_char *buf, size_t size)
+{
+    ssize_t     n;
+    pd_err_t    err;
+
+    for ( ;; ) {
+        n = recv(c->fd, buf, size, 0);
+
+        if (n > 0) {
+            pd_stats_add(bytes_in, n);
+            return n;
+        }
+
+        if (n == 0) {
+            c->read->ready = 0;
+            c->read->eof = 1;
+            return 0;
+        }
+
+        err = errno;
+
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            c->read->ready = 0;
+            return PD_AGAIN;
+        }
+
+        if (err != EINTR) {
+            c->read->error = 1;
+            pd_log_error(PD_LOG_INFO, c->log, err, "recv() failed");
+            return PD_ERROR;
+        }
+    }
+}
+
+ssize_t
+pd_unix_send(pd_connection_t *c, u_char *buf, size_t size)
+{
+    ssize_t     n;
+    pd_err_t    err;
+
+    for ( ;; ) {
+        n = send(c->fd, buf, size, MSG_NOSIGNAL);
+
+        if (n > 0) {
+            if ((size_t) n < size) {
+                c->write->ready = 0;
+            }
+            c->sent += n;
+            pd_stats_add(bytes_out, n);
+            return n;
+        }
+
+        err = errno;
+
+        if (n == 0) {
+            pd_log_error(PD_LOG_ALERT, c->log, 0, "send() returned zero");
+            c->write->ready = 0;
+            return PD_AGAIN;
+        }
+
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            c->write->ready = 0;
+            return PD_AGAIN;
+        }
+
+        if (err != EINTR) {
+            c->write->error = 1;
+            pd_log_error(PD_LOG_INFO, c->log, err, "send() failed");
+            return PD_ERROR;
+        }
+    }
+}
+
+pd_chain_t *
+pd_writev_chain(pd_connection_t *c, pd_chain_t *in, size_t limit)
+{
+    struct iovec   iov[64];
+    pd_uint_t      niov;
+    size_t         size;
+    ssize_t        n;
+    pd_err_t       err;
+
+    if (limit == 0) {
+        limit = SSIZE_MAX;
+    }
+
+    while (in != NULL && limit > 0) {
+        niov = pd_chain_to_iovec(in, iov, pd_nelems(iov), limit, &size);
+
+        if (niov == 0) {
+            return pd_chain_update_sent(in, 0);
+        }
+
+        n = writev(c->fd, iov, (int) niov);
+
+        if (n == -1) {
+            err = errno;
+
+            if (err == EAGAIN || err == EWOULDBLOCK) {
+                c->write->ready = 0;
+                return in;
+            }
+
+            if (err == EINTR) {
+                continue;
+            }
+
+            c->write->error = 1;
+            pd_log_error(PD_LOG_INFO, c->log, err, "writev() failed");
+            return PD_CHAIN_ERROR;
+        }
+
+        c->sent += n;
+        pd_stats_add(bytes_out, n);
+        limit -= (size_t) n;
+        in = pd_chain_update_sent(in, (size_t) n);
+
+        if ((size_t) n < size) {
+            c->write->ready = 0;
+            return in;
+        }
+    }
+
+    return in;
+}
+
+pd_listening_t *
+pd_create_listening(pd_cycle_t *cycle, pd_listen_conf_t *lc, pd_int_t worker)
+{
+    pd_listening_t  *ls;
+
+    ls = pd_array_push(&cycle->listening);
+    if (ls == NULL) {
+        return NULL;
+    }
+
+    pd_memzero(ls, sizeof(pd_listening_t));
+
+    ls->fd = -1;
+    pd_memcpy(&ls->sockaddr, &lc->sockaddr, lc->socklen);
+    ls->socklen = lc->socklen;
+    ls->addr_text = lc->text;
+    ls->backlog = 4096;
+    ls->worker = worker;
+    ls->ssl = lc->ssl;
+    ls->handshake_timeout = 10000;
+
+    return ls;
+}
+
+static pd_int_t
+pd_open_listening_socket(pd_cycle_t *cycle, pd_listening_t *ls)
+{
+    pd_socket_t  s;
+    int          on = 1;
+
+    s = socket(ls->sockaddr.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (s == -1) {
+        pd_log_error(PD_LOG_EMERG, cycle->log, errno,
+                     "socket() for %.*s failed",
+                     (int) ls->addr_text.len, ls->addr_text.data);
+        return PD_ERROR;
+    }
+
+    /* one socket per worker per address: the kernel spreads new
+     * connections over them; no accept mutex, no thundering herd */
+    if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1
+        || setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == -1)
+    {
+        pd_log_error(PD_LOG_EMERG, cycle->log, errno,
+                     "setsockopt(SO_REUSEPORT) for %.*s failed",
+                     (int) ls->addr_text.len, ls->addr_text.data);
+        close(s);
+        return PD_ERROR;
+    }
+
+    if (ls->sockaddr.ss_family == AF_INET6
+        && setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) == -1)
+    {
+        pd_log_error(PD_LOG_WARN, cycle->log, errno,
+                     "setsockopt(IPV6_V6ONLY) for %.*s failed",
+                     (int) ls->addr_text.len, ls->addr_text.data);
+    }
+
+    if (bind(s, (struct sockaddr *) &ls->sockaddr, ls->socklen) == -1) {
+        pd_log_error(PD_LOG_EMERG, cycle->log, errno,
+                     "bind() to %.*s failed",
+                     (int) ls->addr_text.len, ls->addr_text.data);
+        close(s);
+        return PD_ERROR;
+    }
+
+    if (listen(s, ls->backlog) == -1) {
+        pd_log_error(PD_LOG_EMERG, cycle->log, errno,
+                     "listen() to %.*s failed",
+                     (int) ls->addr_text.len, ls->addr_text.data);
+        close(s);
+        return PD_ERROR;
+    }
+
+    ls->fd = s;
+    return PD_OK;
+}
+
+/*
+ * Takes over the old cycle's socket for the same address and worker slot
+ * (so a reload never closes a listening socket that stays configured),
+ * and opens the rest.  On failure the sockets opened here are closed.
+ */
+pd_int_t
+pd_open_listening_sockets(pd_cycle_t *cycle)
+{
+    pd_listening_t  *ls, *ols;
+    pd_uint_t        i, j;
+
+    ls = cycle->listening.elts;
+
+    for (i = 0; i < cycle->listening.nelts; i++) {
+
+        if (cycle->old_cycle != NULL) {
+            ols = cycle->old_cycle->listening.elts;
+
+            for (j = 0; j < cycle->old_cycle->listening.nelts; j++) {
+                if (ols[j].fd == -1 || ols[j].remain
+                    || ols[j].worker != ls[i].worker
+                    || pd_cmp_sockaddr((struct sockaddr *) &ols[j].sockaddr,
+                                       ols[j].socklen,
+                                       (struct sockaddr *) &ls[i].sockaddr,
+                                       ls[i].socklen) != PD_OK)
+                {
+                    continue;
+                }
+
+                ls[i].fd = ols[j].fd;
+                ls[i].previous = &ols[j];
+                ls[i].open = 1;
+                ols[j].remain = 1;
+                break;
+            }
+
+            if (ls[i].fd != -1) {
+                continue;
+            }
+        }
+
+        if (pd_open_listening_socket(cycle, &ls[i]) != PD_OK) {
+            goto failed;
+        }
+    }
+
+    return PD_OK;
+
+failed:
+
+    for (j = 0; j < i; j++) {
+        if (ls[j].open) {
+            ls[j].previous->remain = 0;
+        } else if (ls[j].fd != -1) {
+            close(ls[j].fd);
+        }
+        ls[j].fd = -1;
+    }
+
+    return PD_ERROR;
+}
+
+/* in the master after a reload: closes the old sockets nobody took over */
+void
+pd_close_unused_listening(pd_cycle_t *cycle, pd_cycle_t *old)
+{
+    pd_listening_t  *ols;
+    pd_uint_t        i;
+
+    ols = old->listening.elts;
+
+    for (i = 0; i < old->listening.nelts; i++) {
+        if (ols[i].fd != -1 && !ols[i].remain) {
+            pd_log_error(PD_LOG_NOTICE, cycle->log, 0,
+                         "closing listener %.*s of worker slot %ld",
+                         (int) ols[i].addr_text.len, ols[i].addr_text.data,
+                         (long) ols[i].worker);
+            close(ols[i].fd);
+        }
+        ols[i].fd = -1;
+    }
+}
+
+/* in a worker: its siblings' sockets are theirs to accept from */
+void
+pd_close_other_workers_listening(pd_cycle_t *cycle, pd_int_t worker)
+{
+    pd_listening_t  *ls;
+    pd_uint_t        i;
+
+    ls = cycle->listening.elts;
+
+    for (i = 0; i < cycle->listening.nelts; i++) {
+        if (ls[i].worker != worker && ls[i].fd != -1) {
+            close(ls[i].fd);
+            ls[i].fd = -1;
+        }
+    }
+}

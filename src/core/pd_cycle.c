@@ -1,0 +1,399 @@
+/*
+ * pd_cycle.c: building a configuration generation in named phases, and
+ * rolling back when any phase fails so the old one keeps serving.
+ */
+
+#include "pd_core.h"
+
+volatile pd_cycle_t  *pd_cycle;
+pd_uint_t             pd_test_config;
+pd_uint_t             pd_ncpu = 1;
+
+static pd_int_t pd_cycle_open_log(pd_cycle_t *cycle, pd_cycle_t *old);
+static pd_int_t pd_cycle_init_modules(pd_cycle_t *cycle);
+static pd_int_t pd_cycle_init_shm(pd_cycle_t *cycle, pd_cycle_t *old);
+static void pd_cycle_free_shm(pd_cycle_t *cycle);
+
+pd_cycle_t *
+pd_cycle_bare(pd_str_t *prefix, pd_str_t *conf_file)
+{
+    pd_cycle_t  *cycle;
+    pd_pool_t   *pool;
+
+    pool = pd_create_pool(PD_POOL_DEFAULT_SIZE, 0, pd_log_root);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    cycle = pd_pcalloc(pool, sizeof(pd_cycle_t));
+    if (cycle == NULL) {
+        pd_destroy_pool(pool);
+        return NULL;
+    }
+
+    cycle->pool = pool;
+    cycle->log = pd_log_root;
+    cycle->prefix = *prefix;
+    cycle->conf_file = *conf_file;
+
+    return cycle;
+}
+
+pd_cycle_t *
+pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
+{
+    pd_cycle_t  *cycle;
+    pd_pool_t   *pool;
+    pd_uint_t    n;
+
+    errbuf[0] = '\0';
+
+    pool = pd_create_pool(PD_POOL_DEFAULT_SIZE, 0, old_cycle->log);
+    if (pool == NULL) {
+        pd_slprintf(errbuf, errbuf + errlen - 1, "out of memory");
+        return NULL;
+    }
+
+    cycle = pd_pcalloc(pool, sizeof(pd_cycle_t));
+    if (cycle == NULL) {
+        pd_destroy_pool(pool);
+        pd_slprintf(errbuf, errbuf + errlen - 1, "out of memory");
+        return NULL;
+    }
+
+    cycle->pool = pool;
+    cycle->log = old_cycle->log;
+    cycle->old_cycle = old_cycle;
+    cycle->generation = old_cycle->generation + 1;
+
+    cycle->prefix.data = pd_pstrdup(pool, &old_cycle->prefix);
+    cycle->prefix.len = old_cycle->prefix.len;
+    cycle->conf_file.data = pd_pstrdup(pool, &old_cycle->conf_file);
+    cycle->conf_file.len = old_cycle->conf_file.len;
+
+    if (cycle->prefix.data == NULL || cycle->conf_file.data == NULL) {
+        goto failed;
+    }
+
+    for (n = 0; pd_modules[n] != NULL; n++) {
+        pd_modules[n]->index = n;
+    }
+
+    if (pd_array_init(&cycle->listening, pool, 8, sizeof(pd_listening_t))
+        != PD_OK
+        || pd_array_init(&cycle->shared_memory, pool, 4,
+                         sizeof(pd_shm_zone_t)) != PD_OK)
+    {
+        goto failed;
+    }
+
+    /* phase 1: the file */
+    if (pd_conf_parse(cycle, &cycle->conf_file, errbuf, errlen) != PD_OK) {
+        goto failed_quiet;
+    }
+
+    /* phase 2: the log, so later phases report where the operator looks */
+    if (!pd_test_config && pd_cycle_open_log(cycle, old_cycle) != PD_OK) {
+        pd_slprintf(errbuf, errbuf + errlen - 1,
+                    "cannot open the error log \"%s\": %s",
+                    ((pd_core_conf_t *) pd_get_conf(cycle, pd_core_module))
+                        ->error_log_path.data, strerror(errno));
+        goto failed_quiet;
+    }
+
+    /* phase 3: modules declare listeners, zones, TLS contexts */
+    if (pd_stats_add_zone(cycle) != PD_OK
+        || pd_cycle_init_modules(cycle) != PD_OK)
+    {
+        pd_slprintf(errbuf, errbuf + errlen - 1, "%s",
+                    cycle->conf_errstr ? cycle->conf_errstr
+                                       : "module initialisation failed");
+        goto failed;
+    }
+
+    if (pd_test_config) {
+        return cycle;
+    }
+
+    /* phase 4: shared memory, taken over from the old cycle by name */
+    if (pd_cycle_init_shm(cycle, old_cycle) != PD_OK) {
+        pd_slprintf(errbuf, errbuf + errlen - 1,
+                    "cannot create shared memory");
+        goto failed;
+    }
+
+    /* phase 5: sockets, taken over from the old cycle or opened */
+    if (pd_open_listening_sockets(cycle) != PD_OK) {
+        pd_slprintf(errbuf, errbuf + errlen - 1,
+                    "cannot open the listening sockets, see the error log");
+        pd_cycle_free_shm(cycle);
+        goto failed;
+    }
+
+    /* committed: the old cycle's leftovers go */
+    if (old_cycle->listening.nelts) {
+        pd_close_unused_listening(cycle, old_cycle);
+    }
+
+    pd_cycle_free_shm(old_cycle);
+
+    if (old_cycle->pool != NULL) {
+        pd_destroy_cycle(old_cycle);
+    }
+
+    cycle->old_cycle = NULL;
+    pd_log_root = cycle->log;
+
+    return cycle;
+
+failed:
+
+    if (errbuf[0] == '\0') {
+        pd_slprintf(errbuf, errbuf + errlen - 1,
+                    "configuration failed, see the error log");
+    }
+
+failed_quiet:
+
+    if (cycle->log != old_cycle->log && cycle->log->fd > STDERR_FILENO) {
+        close(cycle->log->fd);
+    }
+
+    pd_destroy_pool(pool);
+    return NULL;
+}
+
+static pd_int_t
+pd_cycle_open_log(pd_cycle_t *cycle, pd_cycle_t *old)
+{
+    pd_core_conf_t  *ccf;
+
+    (void) old;
+
+    ccf = pd_get_conf(cycle, pd_core_module);
+
+    cycle->new_log = *pd_log_root;
+    cycle->new_log.path = ccf->error_log_path;
+    cycle->new_log.log_level = ccf->error_log_level;
+    cycle->new_log.connection = 0;
+    cycle->new_log.handler = NULL;
+    cycle->new_log.action = NULL;
+
+    if (cycle->new_log.path.len == 0) {
+        cycle->new_log.fd = STDERR_FILENO;
+
+    } else if (pd_log_open(&cycle->new_log) != PD_OK) {
+        return PD_ERROR;
+    }
+
+    cycle->log = &cycle->new_log;
+    cycle->pool->log = cycle->log;
+
+    return PD_OK;
+}
+
+static pd_int_t
+pd_cycle_init_modules(pd_cycle_t *cycle)
+{
+    pd_uint_t  i;
+
+    for (i = 0; pd_modules[i] != NULL; i++) {
+        if (pd_modules[i]->init_module && cycle->enabled[i]
+            && pd_modules[i]->init_module(cycle) != PD_OK)
+        {
+            return PD_ERROR;
+        }
+    }
+
+    return PD_OK;
+}
+
+static pd_int_t
+pd_cycle_init_shm(pd_cycle_t *cycle, pd_cycle_t *old)
+{
+    pd_shm_zone_t  *zone, *oz;
+    pd_uint_t       i, j;
+    void           *odata;
+
+    zone = cycle->shared_memory.elts;
+
+    for (i = 0; i < cycle->shared_memory.nelts; i++) {
+        odata = NULL;
+        oz = old->shared_memory.elts;
+
+        for (j = 0; old->shared_memory.elts && j < old->shared_memory.nelts;
+             j++)
+        {
+            if (oz[j].shm.addr != NULL && oz[j].tag == zone[i].tag
+                && oz[j].shm.size == zone[i].shm.size
+                && oz[j].shm.name.len == zone[i].shm.name.len
+                && memcmp(oz[j].shm.name.data, zone[i].shm.name.data,
+                          zone[i].shm.name.len) == 0)
+            {
+                /* same zone: the workers of both generations share it */
+                zone[i].shm.addr = oz[j].shm.addr;
+                zone[i].shm.exists = 1;
+                odata = oz[j].data;
+                oz[j].shm.addr = NULL;
+                break;
+            }
+        }
+
+        if (zone[i].shm.addr == NULL) {
+            zone[i].shm.log = cycle->log;
+            if (pd_shm_alloc(&zone[i].shm) != PD_OK) {
+                goto failed;
+            }
+        }
+
+        if (zone[i].init && zone[i].init(&zone[i], odata) != PD_OK) {
+            goto failed;
+        }
+    }
+
+    return PD_OK;
+
+failed:
+
+    /* give back what was taken over; free what was new */
+    for (j = 0; j <= i && j < cycle->shared_memory.nelts; j++) {
+        if (zone[j].shm.addr == NULL || zone[j].shm.exists) {
+            continue;
+        }
+        pd_shm_free(&zone[j].shm);
+        zone[j].shm.addr = NULL;
+    }
+
+    return PD_ERROR;
+}
+
+static void
+pd_cycle_free_shm(pd_cycle_t *cycle)
+{
+    pd_shm_zone_t  *zone;
+    pd_uint_t       i;
+
+    zone = cycle->shared_memory.elts;
+
+    for (i = 0; zone && i < cycle->shared_memory.nelts; i++) {
+        if (zone[i].shm.addr != NULL && !zone[i].shm.exists) {
+            pd_shm_free(&zone[i].shm);
+        }
+        zone[i].shm.addr = NULL;
+    }
+}
+
+void
+pd_destroy_cycle(pd_cycle_t *cycle)
+{
+    if (cycle->log == &cycle->new_log && cycle->new_log.fd > STDERR_FILENO)
+    {
+        close(cycle->new_log.fd);
+        cycle->new_log.fd = -1;
+    }
+
+    pd_destroy_pool(cycle->pool);
+}
+
+pd_int_t
+pd_create_pidfile(pd_str_t *name, pd_log_t *log)
+{
+    u_char   pid[PD_INT_T_LEN + 2], *p;
+    int      fd;
+    ssize_t  n;
+
+    fd = open((char *) name->data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+              0644);
+    if (fd == -1) {
+        pd_log_error(PD_LOG_EMERG, log, errno, "open() \"%s\" failed",
+                     name->data);
+        return PD_ERROR;
+    }
+
+    p = pd_slprintf(pid, pid + sizeof(pid), "%d\n", (int) pd_pid);
+    n = write(fd, pid, (size_t) (p - pid));
+
+    if (n != p - pid) {
+        pd_log_error(PD_LOG_EMERG, log, errno, "write() \"%s\" failed",
+                     name->data);
+        close(fd);
+        return PD_ERROR;
+    }
+
+    close(fd);
+    return PD_OK;
+}
+
+void
+pd_delete_pidfile(pd_cycle_t *cycle)
+{
+    pd_core_conf_t  *ccf;
+
+    ccf = pd_get_conf(cycle, pd_core_module);
+
+    if (unlink((char *) ccf->pid.data) == -1) {
+        pd_log_error(PD_LOG_ALERT, cycle->log, errno,
+                     "unlink() \"%s\" failed", ccf->pid.data);
+    }
+}
+
+pd_int_t
+pd_signal_process(pd_cycle_t *cycle, const char *sig)
+{
+    pd_core_conf_t  *ccf;
+    u_char           buf[PD_INT_T_LEN + 2];
+    ssize_t          n;
+    pd_int_t         pid;
+    int              fd, signo;
+
+    ccf = pd_get_conf(cycle, pd_core_module);
+
+    if (strcmp(sig, "stop") == 0) {
+        signo = SIGTERM;
+    } else if (strcmp(sig, "quit") == 0) {
+        signo = SIGQUIT;
+    } else if (strcmp(sig, "reload") == 0) {
+        signo = SIGHUP;
+    } else if (strcmp(sig, "reopen") == 0) {
+        signo = SIGUSR1;
+    } else {
+        pd_log_stderr(0, "invalid option: \"-s %s\"", sig);
+        return PD_ERROR;
+    }
+
+    fd = open((char *) ccf->pid.data, O_RDONLY);
+    if (fd == -1) {
+        pd_log_stderr(errno, "open() \"%s\" failed", ccf->pid.data);
+        return PD_ERROR;
+    }
+
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
+        n--;
+    }
+
+    pid = (n > 0) ? pd_atoi(buf, (size_t) n) : -1;
+
+    if (pid <= 0) {
+        pd_log_stderr(0, "invalid PID number in \"%s\"", ccf->pid.data);
+        return PD_ERROR;
+    }
+
+    if (kill((pid_t) pid, signo) == -1) {
+        pd_log_stderr(errno, "kill(%ld, %d) failed", (long) pid, signo);
+        return PD_ERROR;
+    }
+
+    return PD_OK;
+}
+
+void
+pd_reopen_files(pd_cycle_t *cycle)
+{
+    if (cycle->log->path.len && pd_log_reopen(cycle->log) != PD_OK) {
+        pd_log_error(PD_LOG_ALERT, cycle->log, errno,
+                     "reopening \"%s\" failed", cycle->log->path.data);
+    }
+}

@@ -1,0 +1,552 @@
+/*
+ * pd_http.c: HTTP/1.1 connections for the room and the center.  Requests
+ * on one connection are served one at a time (pipelined ones wait in the
+ * buffer), so the request pool can be reset after every response.
+ */
+
+#include "pd_core.h"
+
+#define PD_HTTP_POOL_LIMIT     (4 * 1024 * 1024)
+#define PD_HTTP_LINGER_MSEC    2000
+
+static void pd_http_read_handler(pd_event_t *ev);
+static void pd_http_write_handler(pd_event_t *ev);
+static void pd_http_process(pd_http_conn_t *hc);
+static pd_int_t pd_http_read_body(pd_http_conn_t *hc);
+static void pd_http_finalize(pd_http_conn_t *hc);
+static void pd_http_set_keepalive(pd_http_conn_t *hc);
+static void pd_http_lingering_close(pd_http_conn_t *hc);
+static void pd_http_lingering_handler(pd_event_t *ev);
+static void pd_http_send_simple(pd_http_conn_t *hc, pd_uint_t status);
+
+pd_int_t
+pd_http_add_listeners(pd_cycle_t *cycle, pd_array_t *listen,
+    pd_http_srv_t *srv, pd_ssl_t *ssl)
+{
+    pd_listen_conf_t  *lc;
+    pd_listening_t    *ls;
+    pd_uint_t          i, w, n;
+
+    n = pd_worker_count(pd_get_conf(cycle, pd_core_module));
+    lc = listen->elts;
+
+    for (i = 0; i < listen->nelts; i++) {
+        for (w = 0; w < n; w++) {
+            ls = pd_create_listening(cycle, &lc[i], (pd_int_t) w);
+            if (ls == NULL) {
+                return PD_ERROR;
+            }
+
+            ls->handler = pd_http_init_connection;
+            ls->servers = srv;
+            ls->ssl_ctx = lc[i].ssl ? ssl : NULL;
+        }
+    }
+
+    return PD_OK;
+}
+
+void
+pd_http_init_connection(pd_connection_t *c)
+{
+    pd_http_conn_t  *hc;
+    pd_http_srv_t   *srv;
+
+    srv = c->listening->servers;
+
+    hc = pd_pcalloc(c->pool, sizeof(pd_http_conn_t));
+    if (hc == NULL) {
+        goto failed;
+    }
+
+    hc->connection = c;
+    hc->srv = srv;
+
+    hc->in = pd_create_temp_buf(c->pool, srv->header_buffer_size);
+    if (hc->in == NULL) {
+        goto failed;
+    }
+
+    hc->pool = pd_create_pool(PD_POOL_DEFAULT_SIZE, PD_HTTP_POOL_LIMIT,
+                              c->log);
+    if (hc->pool == NULL) {
+        goto failed;
+    }
+
+    hc->req.max_line = srv->header_buffer_size;
+    hc->req.max_headers = srv->max_headers;
+    hc->req.max_header = srv->header_buffer_size;
+    hc->req.max_body = srv->max_body;
+    pd_http_request_reset(&hc->req);
+
+    c->data = hc;
+    c->log->action = "reading HTTP request";
+    c->read->handler = pd_http_read_handler;
+    c->write->handler = pd_http_write_handler;
+
+    pd_event_add_timer(c->read, srv->read_timeout);
+
+    /* the first bytes usually arrived with the handshake */
+    pd_http_read_handler(c->read);
+    return;
+
+failed:
+
+    pd_close_connection(c);
+    pd_destroy_pool(c->pool);
+}
+
+static void
+pd_http_read_handler(pd_event_t *ev)
+{
+    pd_connection_t  *c = ev->data;
+    pd_http_conn_t   *hc = c->data;
+    pd_buf_t         *b = hc->in;
+    ssize_t           n;
+    pd_int_t          rc;
+
+    if (ev->timedout || c->close) {
+        if (ev->timedout && hc->req.state != 0) {
+            pd_log_error(PD_LOG_INFO, c->log, ETIMEDOUT,
+                         "client timed out");
+        }
+        pd_http_close(hc);
+        return;
+    }
+
+    if (hc->processing) {
+        /* the handler has it; readiness is rechecked when it is done */
+        return;
+    }
+
+    if (hc->out != NULL || hc->body.data != NULL) {
+        /* a response is being written: the next request waits */
+        if (hc->body.data != NULL && hc->out == NULL) {
+            rc = pd_http_read_body(hc);
+            if (rc == PD_OK) {
+                pd_http_process(hc);
+            }
+        }
+        return;
+    }
+
+    for ( ;; ) {
+        if (b->last == b->end) {
+            /* the head does not fit in the buffer: the parser's limit */
+            hc->req.status = (hc->req.state < 2) ? 414 : 431;
+            pd_http_send_simple(hc, hc->req.status);
+            return;
+        }
+
+        n = c->recv(c, b->last, (size_t) (b->end - b->last));
+
+        if (n == PD_AGAIN) {
+            if (c->reusable == 0 && b->last == b->pos) {
+                pd_http_set_keepalive(hc);
+            }
+            return;
+        }
+
+        if (n == PD_ERROR || n == 0) {
+            pd_http_close(hc);
+            return;
+        }
+
+        if (c->reusable) {
+            pd_queue_remove(&c->queue);
+            c->reusable = 0;
+            c->idle = 0;
+            pd_event_del_timer(c->read);
+            pd_event_add_timer(c->read, hc->srv->read_timeout);
+        }
+
+        b->last += n;
+
+        rc = pd_http_parse_request(&hc->req, b->pos,
+                                   (size_t) (b->last - b->pos));
+
+        if (rc == PD_AGAIN) {
+            continue;
+        }
+
+        if (rc == PD_ERROR) {
+            pd_log_error(PD_LOG_INFO, c->log, 0,
+                         "client sent invalid request: %s (%lu)",
+                         hc->req.error, (unsigned long) hc->req.status);
+            pd_http_send_simple(hc, hc->req.status);
+            return;
+        }
+
+        pd_stats_inc(requests);
+
+        rc = pd_http_read_body(hc);
+
+        if (rc == PD_OK) {
+            pd_http_process(hc);
+        }
+
+        return;
+    }
+}
+
+/*
+ * Collects a Content-Length body: from the head's buffer when it fits,
+ * otherwise in a request-pool buffer of exactly that size.
+ */
+static pd_int_t
+pd_http_read_body(pd_http_conn_t *hc)
+{
+    pd_connection_t  *c = hc->connection;
+    pd_buf_t         *b = hc->in;
+    size_t            have, need;
+    ssize_t           n;
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+    if (hc->req.content_length <= 0) {
+        return PD_OK;
+    }
+
+    need = (size_t) hc->req.content_length;
+
+    if (hc->body.data == NULL) {
+        have = (size_t) (b->last - b->pos) - hc->req.header_len;
+
+        if (hc->req.header_len + need <= (size_t) (b->end - b->pos)) {
+            hc->body.data = b->pos + hc->req.header_len;
+            hc->body.len = pd_min(have, need);
+            hc->body_in_head = 1;
+
+        } else {
+            hc->body.data = pd_pnalloc(hc->pool, need);
+            if (hc->body.data == NULL) {
+                pd_http_send_simple(hc, 413);
+                return PD_ERROR;
+            }
+
+            hc->body.len = pd_min(have, need);
+            pd_memcpy(hc->body.data, b->pos + hc->req.header_len,
+                      hc->body.len);
+            /* what followed the body belongs to the next request */
+            b->last = b->pos + hc->req.header_len + hc->body.len;
+        }
+
+        if (hc->req.expect_continue && hc->body.len < need) {
+            (void) c->send(c, (u_char *) cont, sizeof(cont) - 1);
+        }
+    }
+
+    while (hc->body.len < need) {
+        if (hc->body_in_head) {
+            n = c->recv(c, b->last, (size_t) (b->end - b->last));
+        } else {
+            n = c->recv(c, hc->body.data + hc->body.len,
+                        need - hc->body.len);
+        }
+
+        if (n == PD_AGAIN) {
+            return PD_AGAIN;
+        }
+
+        if (n == PD_ERROR || n == 0) {
+            pd_http_close(hc);
+            return PD_ERROR;
+        }
+
+        if (hc->body_in_head) {
+            b->last += n;
+            hc->body.len = pd_min((size_t) (b->last - hc->body.data), need);
+        } else {
+            hc->body.len += (size_t) n;
+        }
+    }
+
+    return PD_OK;
+}
+
+static void
+pd_http_process(pd_http_conn_t *hc)
+{
+    pd_connection_t  *c = hc->connection;
+
+    pd_event_del_timer(c->read);
+    c->log->action = "processing HTTP request";
+
+    hc->keepalive = hc->req.keepalive
+                    && hc->requests + 1 < hc->srv->keepalive_requests
+                    && !pd_exiting;
+    hc->requests++;
+    hc->processing = 1;
+
+    hc->srv->handler(hc);
+}
+
+static void
+pd_http_send_simple(pd_http_conn_t *hc, pd_uint_t status)
+{
+    hc->keepalive = 0;
+    (void) pd_http_send_error(hc, status, pd_http_status_text(status));
+}
+
+pd_int_t
+pd_http_send_error(pd_http_conn_t *hc, pd_uint_t status, const char *message)
+{
+    u_char   buf[512], *p;
+
+    p = pd_slprintf(buf, buf + sizeof(buf) - 2, "{\"error\":\"%s\"}",
+                    message);
+    *p++ = '\n';
+
+    return pd_http_send_response(hc, status, "application/json", NULL, buf,
+                                 (size_t) (p - buf));
+}
+
+pd_int_t
+pd_http_send_response(pd_http_conn_t *hc, pd_uint_t status,
+    const char *content_type, const char *extra_headers,
+    const u_char *body, size_t len)
+{
+    pd_connection_t  *c = hc->connection;
+    pd_buf_t         *b;
+    pd_chain_t       *cl;
+    size_t            size;
+
+    if (status >= 400 && status != 404 && status != 401 && status != 429) {
+        /* after a malformed request the stream may be out of sync */
+        hc->keepalive = 0;
+    }
+
+    if (hc->req.method == PD_HTTP_HEAD) {
+        body = NULL;
+    }
+
+    size = sizeof("HTTP/1.1 000 \r\nServer: pushd\r\nContent-Type: \r\n"
+                  "Content-Length: \r\nConnection: keep-alive\r\n\r\n")
+           + 64 + PD_INT_T_LEN
+           + (content_type ? strlen(content_type) : 0)
+           + (extra_headers ? strlen(extra_headers) : 0)
+           + (body ? len : 0);
+
+    b = pd_create_temp_buf(hc->pool, size);
+    cl = pd_alloc_chain_link(hc->pool);
+
+    if (b == NULL || cl == NULL) {
+        pd_http_close(hc);
+        return PD_ERROR;
+    }
+
+    b->last = pd_slprintf(b->last, b->end,
+                          "HTTP/1.1 %lu %s\r\nServer: pushd\r\n"
+                          "Content-Type: %s\r\nContent-Length: %lu\r\n"
+                          "Connection: %s\r\n%s\r\n",
+                          (unsigned long) status, pd_http_status_text(status),
+                          content_type ? content_type : "text/plain",
+                          (unsigned long) len,
+                          hc->keepalive ? "keep-alive" : "close",
+                          extra_headers ? extra_headers : "");
+
+    if (body != NULL && len) {
+        b->last = pd_cpymem(b->last, body, len);
+    }
+
+    hc->status = status;
+    cl->buf = b;
+    cl->next = NULL;
+    hc->out = cl;
+
+    c->log->action = "sending HTTP response";
+    pd_event_add_timer(c->write, hc->srv->read_timeout);
+
+    pd_http_write_handler(c->write);
+    return PD_OK;
+}
+
+static void
+pd_http_write_handler(pd_event_t *ev)
+{
+    pd_connection_t  *c = ev->data;
+    pd_http_conn_t   *hc = c->data;
+    pd_chain_t       *cl;
+
+    if (ev->timedout || c->close) {
+        pd_log_error(PD_LOG_INFO, c->log, ETIMEDOUT,
+                     "client timed out while sending response");
+        pd_http_close(hc);
+        return;
+    }
+
+    if (hc->out == NULL) {
+        return;
+    }
+
+    cl = c->send_chain(c, hc->out, 0);
+
+    if (cl == PD_CHAIN_ERROR) {
+        pd_http_close(hc);
+        return;
+    }
+
+    hc->out = cl;
+
+    if (cl != NULL) {
+        return;
+    }
+
+    pd_event_del_timer(c->write);
+    pd_http_finalize(hc);
+}
+
+/* the response is out: next request, keep-alive or close */
+static void
+pd_http_finalize(pd_http_conn_t *hc)
+{
+    pd_connection_t  *c = hc->connection;
+    pd_buf_t         *b = hc->in;
+    size_t            used, rest;
+    pd_int_t          rc;
+
+    hc->processing = 0;
+
+    if (!hc->keepalive) {
+        pd_http_lingering_close(hc);
+        return;
+    }
+
+    used = hc->req.header_len;
+    if (hc->req.content_length > 0) {
+        used += hc->body_in_head ? (size_t) hc->req.content_length : 0;
+    }
+
+    rest = (size_t) (b->last - b->pos);
+    rest = (rest > used) ? rest - used : 0;
+
+    if (rest) {
+        memmove(b->start, b->pos + used, rest);
+    }
+
+    b->pos = b->start;
+    b->last = b->start + rest;
+
+    hc->body.data = NULL;
+    hc->body.len = 0;
+    hc->body_in_head = 0;
+    hc->out = NULL;
+    pd_http_request_reset(&hc->req);
+    pd_reset_pool(hc->pool);
+
+    c->log->action = "reading HTTP request";
+
+    if (rest) {
+        /* a pipelined request is already here */
+        rc = pd_http_parse_request(&hc->req, b->pos, rest);
+
+        if (rc == PD_OK) {
+            pd_stats_inc(requests);
+            if (pd_http_read_body(hc) == PD_OK) {
+                pd_http_process(hc);
+            }
+            return;
+        }
+
+        if (rc == PD_ERROR) {
+            pd_http_send_simple(hc, hc->req.status);
+            return;
+        }
+    }
+
+    pd_event_add_timer(c->read, rest ? hc->srv->read_timeout
+                                     : hc->srv->keepalive_timeout);
+
+    if (c->read->ready || rest) {
+        pd_http_read_handler(c->read);
+    } else {
+        pd_http_set_keepalive(hc);
+    }
+}
+
+/* an idle connection between requests: cheap to close on shutdown */
+static void
+pd_http_set_keepalive(pd_http_conn_t *hc)
+{
+    pd_connection_t  *c = hc->connection;
+    pd_cycle_t       *cycle = (pd_cycle_t *) pd_cycle;
+
+    if (pd_exiting) {
+        pd_http_close(hc);
+        return;
+    }
+
+    if (hc->requests == 0 || c->reusable) {
+        return;
+    }
+
+    c->idle = 1;
+    c->reusable = 1;
+    pd_queue_insert_tail(&cycle->reusable_connections, &c->queue);
+    pd_event_del_timer(c->read);
+    pd_event_add_timer(c->read, hc->srv->keepalive_timeout);
+}
+
+/*
+ * After an error response, the client may still be sending: closing now
+ * would answer its bytes with a RST that can destroy our response in
+ * flight.  Shut down our side and drain for a while first.
+ */
+static void
+pd_http_lingering_close(pd_http_conn_t *hc)
+{
+    pd_connection_t  *c = hc->connection;
+
+    if (c->ssl != NULL || shutdown(c->fd, SHUT_WR) == -1) {
+        pd_http_close(hc);
+        return;
+    }
+
+    c->read->handler = pd_http_lingering_handler;
+    c->write->handler = pd_http_lingering_handler;
+    pd_event_del_timer(c->read);
+    pd_event_add_timer(c->read, PD_HTTP_LINGER_MSEC);
+
+    pd_http_lingering_handler(c->read);
+}
+
+static void
+pd_http_lingering_handler(pd_event_t *ev)
+{
+    pd_connection_t  *c = ev->data;
+    pd_http_conn_t   *hc = c->data;
+    u_char            buf[4096];
+    ssize_t           n;
+
+    if (ev->write) {
+        return;
+    }
+
+    if (ev->timedout || c->close) {
+        pd_http_close(hc);
+        return;
+    }
+
+    do {
+        n = c->recv(c, buf, sizeof(buf));
+
+        if (n == PD_ERROR || n == 0) {
+            pd_http_close(hc);
+            return;
+        }
+    } while (n != PD_AGAIN);
+}
+
+void
+pd_http_close(pd_http_conn_t *hc)
+{
+    pd_connection_t  *c = hc->connection;
+    pd_pool_t        *pool = c->pool;
+
+    if (c->ssl != NULL) {
+        pd_ssl_shutdown(c);
+    }
+
+    pd_destroy_pool(hc->pool);
+    pd_close_connection(c);
+    pd_destroy_pool(pool);
+}

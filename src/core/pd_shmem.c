@@ -1,0 +1,144 @@
+/* pd_shmem.c: anonymous shared mappings and the cycle's zone list. */
+
+#include "pd_core.h"
+
+
+/*
+ * Maps shm->size bytes shared and zero-filled.  Called in the master
+ * before fork, so every worker inherits the mapping at the same address
+ * and pointers stored inside a zone are valid in all of them.  PD_ERROR
+ * (logged to shm->log when set) on failure.
+ */
+pd_int_t
+pd_shm_alloc(pd_shm_t *shm)
+{
+    void  *addr;
+
+    addr = mmap(NULL, shm->size, PROT_READ | PROT_WRITE,
+                MAP_ANONYMOUS | MAP_SHARED, -1, 0);
+
+    if (addr == MAP_FAILED) {
+        if (shm->log != NULL) {
+            pd_log_error(PD_LOG_ALERT, shm->log, errno,
+                         "mmap(MAP_ANONYMOUS|MAP_SHARED, %zu) failed "
+                         "for zone \"%.*s\"", shm->size,
+                         (int) shm->name.len, (char *) shm->name.data);
+        }
+
+        return PD_ERROR;
+    }
+
+    shm->addr = addr;
+
+    return PD_OK;
+}
+
+
+/* unmaps the zone; a NULL address is a no-op */
+void
+pd_shm_free(pd_shm_t *shm)
+{
+    if (shm->addr == NULL) {
+        return;
+    }
+
+    if (munmap(shm->addr, shm->size) == -1 && shm->log != NULL) {
+        pd_log_error(PD_LOG_ALERT, shm->log, errno,
+                     "munmap(%p, %zu) failed", (void *) shm->addr,
+                     shm->size);
+    }
+
+    shm->addr = NULL;
+}
+
+
+/*
+ * Declares a zone in the cycle being built (during configuration; the
+ * cycle maps it later).  Declaring a name again with the same size and
+ * tag returns the zone already declared; with another size or tag it is
+ * a clash and NULL is returned (logged to cycle->log), as it is for an
+ * empty name, an exhausted pool, or past PD_SHM_MAX_ZONES zones.  The
+ * name is copied into the cycle pool; the zone itself lives in
+ * cycle->shared_memory, whose elements never move.
+ */
+pd_shm_zone_t *
+pd_shared_memory_add(pd_cycle_t *cycle, pd_str_t *name, size_t size,
+    void *tag)
+{
+    u_char         *data;
+    pd_uint_t       i;
+    pd_shm_zone_t  *zone;
+
+    if (name->len == 0) {
+        /* zones are matched across reloads by name: one is required */
+        return NULL;
+    }
+
+    if (cycle->shared_memory.elts == NULL) {
+        if (pd_array_init(&cycle->shared_memory, cycle->pool,
+                          PD_SHM_MAX_ZONES, sizeof(pd_shm_zone_t))
+            != PD_OK)
+        {
+            return NULL;
+        }
+    }
+
+    zone = cycle->shared_memory.elts;
+
+    for (i = 0; i < cycle->shared_memory.nelts; i++) {
+        if (zone[i].shm.name.len != name->len
+            || memcmp(zone[i].shm.name.data, name->data, name->len) != 0)
+        {
+            continue;
+        }
+
+        if (zone[i].shm.size != size || zone[i].tag != tag) {
+            if (cycle->log != NULL) {
+                pd_log_error(PD_LOG_EMERG, cycle->log, 0,
+                             "shared memory zone \"%.*s\" is already "
+                             "declared with size %zu by another owner "
+                             "or with another size",
+                             (int) name->len, (char *) name->data,
+                             zone[i].shm.size);
+            }
+
+            return NULL;
+        }
+
+        return &zone[i];
+    }
+
+    if (cycle->shared_memory.nelts >= cycle->shared_memory.nalloc) {
+        /* growing would move the zones modules already point to */
+        if (cycle->log != NULL) {
+            pd_log_error(PD_LOG_EMERG, cycle->log, 0,
+                         "too many shared memory zones (%lu)",
+                         (unsigned long) cycle->shared_memory.nalloc);
+        }
+
+        return NULL;
+    }
+
+    data = pd_pnalloc(cycle->pool, name->len + 1);
+    if (data == NULL) {
+        return NULL;
+    }
+
+    pd_memcpy(data, name->data, name->len);
+    data[name->len] = '\0';
+
+    zone = pd_array_push(&cycle->shared_memory);
+    if (zone == NULL) {
+        return NULL;
+    }
+
+    pd_memzero(zone, sizeof(pd_shm_zone_t));
+
+    zone->shm.size = size;
+    zone->shm.name.len = name->len;
+    zone->shm.name.data = data;
+    zone->shm.log = cycle->log;
+    zone->tag = tag;
+
+    return zone;
+}

@@ -1,0 +1,72 @@
+/*
+ * pd_stats.c: the shared per-process counters zone.
+ */
+
+#include "pd_core.h"
+
+pd_stats_t       *pd_stats;
+pd_stats_slot_t  *pd_stats_self;
+
+static int  pd_stats_tag;
+
+static pd_int_t
+pd_stats_init_zone(pd_shm_zone_t *zone, void *data)
+{
+    if (data == NULL) {
+        pd_memzero(zone->shm.addr, zone->shm.size);
+    }
+
+    zone->data = zone->shm.addr;
+    pd_stats = zone->data;
+
+    return PD_OK;
+}
+
+pd_int_t
+pd_stats_add_zone(pd_cycle_t *cycle)
+{
+    pd_shm_zone_t  *zone;
+    pd_str_t        name = pd_string("pd_stats");
+
+    zone = pd_shared_memory_add(cycle, &name, sizeof(pd_stats_t),
+                                &pd_stats_tag);
+    if (zone == NULL) {
+        return PD_ERROR;
+    }
+
+    zone->init = pd_stats_init_zone;
+    return PD_OK;
+}
+
+void
+pd_stats_claim(pd_int_t process_slot, pd_int_t wslot, pd_uint_t generation)
+{
+    pd_stats_slot_t  *s;
+
+    if (pd_stats == NULL || process_slot < 0
+        || process_slot >= PD_MAX_PROCESSES)
+    {
+        return;
+    }
+
+    s = &pd_stats->slots[process_slot];
+    pd_memzero(s, sizeof(pd_stats_slot_t));
+
+    s->generation = generation;
+    s->wslot = wslot;
+    s->started = (uint64_t) time(NULL);
+    s->pid = pd_pid;
+
+    pd_stats_self = s;
+}
+
+/* the master, after reaping: the slot may be reused */
+void
+pd_stats_release(pd_int_t process_slot)
+{
+    if (pd_stats != NULL && process_slot >= 0
+        && process_slot < PD_MAX_PROCESSES)
+    {
+        pd_stats->slots[process_slot].pid = 0;
+    }
+}

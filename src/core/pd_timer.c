@@ -1,0 +1,270 @@
+/* pd_timer.c: the timer min-heap (see pd_timer.h). */
+
+#include "pd_core.h"
+
+/* first allocation when the heap was initialised empty */
+#define PD_TIMER_HEAP_MIN  16
+
+#define pd_timer_parent(i)  (((i) - 1) / 2)
+
+static pd_int_t pd_timer_heap_grow(pd_timer_heap_t *th);
+static void pd_timer_sift_up(pd_timer_heap_t *th, pd_uint_t i);
+static void pd_timer_sift_down(pd_timer_heap_t *th, pd_uint_t i);
+
+
+/*
+ * Prepares an empty heap with room for n timers (clamped to max) that
+ * never holds more than max (0: no bound).  PD_ERROR when malloc fails.
+ */
+pd_int_t
+pd_timer_heap_init(pd_timer_heap_t *th, pd_uint_t n, pd_uint_t max)
+{
+    if (max != 0 && n > max) {
+        n = max;
+    }
+
+    th->heap = NULL;
+    th->n = 0;
+    th->nalloc = 0;
+    th->max = max;
+
+    if (n == 0) {
+        return PD_OK;
+    }
+
+    if (n > SIZE_MAX / sizeof(pd_timer_t *)) {
+        return PD_ERROR;
+    }
+
+    th->heap = malloc(n * sizeof(pd_timer_t *));
+    if (th->heap == NULL) {
+        return PD_ERROR;
+    }
+
+    th->nalloc = n;
+
+    return PD_OK;
+}
+
+
+/*
+ * Frees the slot array.  Timers still in it are not touched: their owners
+ * may be gone already, and whoever frees the heap is done with them.
+ */
+void
+pd_timer_heap_free(pd_timer_heap_t *th)
+{
+    pd_free(th->heap);
+
+    th->heap = NULL;
+    th->n = 0;
+    th->nalloc = 0;
+}
+
+
+/*
+ * Arms t for now + msec (saturating at PD_TIMER_INFINITE).  A set timer
+ * only moves, so re-arming never fails; PD_ERROR when a new timer meets
+ * the bound or the slot array cannot grow.
+ */
+pd_int_t
+pd_timer_add(pd_timer_heap_t *th, pd_timer_t *t, pd_msec_t now,
+    pd_msec_t msec)
+{
+    pd_msec_t  key;
+
+    key = (msec > PD_TIMER_INFINITE - now) ? PD_TIMER_INFINITE : now + msec;
+
+    if (pd_timer_is_set(t)) {
+        if (key < t->key) {
+            t->key = key;
+            pd_timer_sift_up(th, t->index);
+
+        } else {
+            t->key = key;
+            pd_timer_sift_down(th, t->index);
+        }
+
+        return PD_OK;
+    }
+
+    if (th->n == th->nalloc && pd_timer_heap_grow(th) != PD_OK) {
+        return PD_ERROR;
+    }
+
+    t->key = key;
+    th->heap[th->n] = t;
+    t->index = th->n;
+    th->n++;
+
+    pd_timer_sift_up(th, t->index);
+
+    return PD_OK;
+}
+
+
+/* disarms t; a timer that is not set is left alone */
+void
+pd_timer_del(pd_timer_heap_t *th, pd_timer_t *t)
+{
+    pd_uint_t    i;
+    pd_timer_t  *last;
+
+    if (!pd_timer_is_set(t)) {
+        return;
+    }
+
+    i = t->index;
+    t->index = PD_TIMER_UNSET;
+
+    th->n--;
+    if (i == th->n) {
+        return;
+    }
+
+    /* the last timer fills the hole and finds its place from there */
+    last = th->heap[th->n];
+    th->heap[i] = last;
+    last->index = i;
+
+    if (i > 0 && last->key < th->heap[pd_timer_parent(i)]->key) {
+        pd_timer_sift_up(th, i);
+
+    } else {
+        pd_timer_sift_down(th, i);
+    }
+}
+
+
+/* ms until the nearest timer fires: 0 when one is due, or INFINITE */
+pd_msec_t
+pd_timer_find(pd_timer_heap_t *th, pd_msec_t now)
+{
+    pd_msec_t  key;
+
+    if (th->n == 0) {
+        return PD_TIMER_INFINITE;
+    }
+
+    key = th->heap[0]->key;
+
+    return (key <= now) ? 0 : key - now;
+}
+
+
+/*
+ * Runs every timer due at `now`, nearest first, each unset before its
+ * handler so the handler may re-arm it or add and delete any timer.  At
+ * most as many run as were set on entry: a handler re-arming itself for
+ * 0 ms waits for the next call instead of spinning this one.
+ */
+pd_uint_t
+pd_timer_expire(pd_timer_heap_t *th, pd_msec_t now)
+{
+    pd_uint_t    ran, budget;
+    pd_timer_t  *t;
+
+    ran = 0;
+    budget = th->n;
+
+    while (ran < budget && th->n != 0 && th->heap[0]->key <= now) {
+        t = th->heap[0];
+        pd_timer_del(th, t);
+
+        ran++;
+        t->handler(t);
+    }
+
+    return ran;
+}
+
+
+/* doubles the slot array, never past max */
+static pd_int_t
+pd_timer_heap_grow(pd_timer_heap_t *th)
+{
+    pd_uint_t     nalloc;
+    pd_timer_t  **heap;
+
+    if (th->max != 0 && th->nalloc >= th->max) {
+        return PD_ERROR;
+    }
+
+    nalloc = (th->nalloc == 0) ? PD_TIMER_HEAP_MIN : 2 * th->nalloc;
+
+    if (th->max != 0 && nalloc > th->max) {
+        nalloc = th->max;
+    }
+
+    if (nalloc < th->nalloc || nalloc > SIZE_MAX / sizeof(pd_timer_t *)) {
+        return PD_ERROR;
+    }
+
+    heap = realloc(th->heap, nalloc * sizeof(pd_timer_t *));
+    if (heap == NULL) {
+        return PD_ERROR;
+    }
+
+    th->heap = heap;
+    th->nalloc = nalloc;
+
+    return PD_OK;
+}
+
+
+static void
+pd_timer_sift_up(pd_timer_heap_t *th, pd_uint_t i)
+{
+    pd_uint_t    p;
+    pd_timer_t  *t;
+
+    t = th->heap[i];
+
+    while (i > 0) {
+        p = pd_timer_parent(i);
+
+        if (th->heap[p]->key <= t->key) {
+            break;
+        }
+
+        th->heap[i] = th->heap[p];
+        th->heap[i]->index = i;
+        i = p;
+    }
+
+    th->heap[i] = t;
+    t->index = i;
+}
+
+
+static void
+pd_timer_sift_down(pd_timer_heap_t *th, pd_uint_t i)
+{
+    pd_uint_t    c;
+    pd_timer_t  *t;
+
+    t = th->heap[i];
+
+    for ( ;; ) {
+        c = 2 * i + 1;
+
+        if (c >= th->n) {
+            break;
+        }
+
+        if (c + 1 < th->n && th->heap[c + 1]->key < th->heap[c]->key) {
+            c++;
+        }
+
+        if (t->key <= th->heap[c]->key) {
+            break;
+        }
+
+        th->heap[i] = th->heap[c];
+        th->heap[i]->index = i;
+        i = c;
+    }
+
+    th->heap[i] = t;
+    t->index = i;
+}

@@ -1,0 +1,23 @@
+/*
+ * pd_center.h: the center, the business-facing HTTP JSON API.
+ */
+
+#ifndef PD_CENTER_H
+#define PD_CENTER_H
+
+typedef struct {
+    pd_array_t      *listen;
+    pd_str_t         api_key;
+    pd_http_srv_t    http;
+    pd_msec_t        keepalive_timeout;
+    pd_msec_t        probe_timeout;
+} pd_center_conf_t;
+
+extern pd_module_t  pd_center_module;
+
+void pd_center_http_handler(pd_http_conn_t *hc);
+void pd_center_stats(pd_http_conn_t *hc);
+void pd_center_workers(pd_http_conn_t *hc);
+pd_int_t pd_center_workers_init(pd_cycle_t *cycle);
+
+#endif /* PD_CENTER_H */

@@ -1,0 +1,105 @@
+/*
+ * pd_center_http.c: authentication and routing of the center API.
+ */
+
+#include "pd_core.h"
+#include "pd_center.h"
+
+typedef void (*pd_center_route_pt)(pd_http_conn_t *hc);
+
+typedef struct {
+    pd_uint_t            method;
+    const char          *path;
+    pd_center_route_pt   handler;
+} pd_center_route_t;
+
+static pd_center_route_t  pd_center_routes[] = {
+    { PD_HTTP_GET, "/v1/stats", pd_center_stats },
+    { PD_HTTP_GET, "/v1/workers", pd_center_workers },
+    { 0, NULL, NULL }
+};
+
+/* compares without leaking how many leading bytes matched */
+static pd_int_t
+pd_center_key_eq(pd_str_t *a, pd_str_t *b)
+{
+    size_t   i;
+    u_char   diff;
+
+    if (a->len != b->len) {
+        return 0;
+    }
+
+    diff = 0;
+    for (i = 0; i < a->len; i++) {
+        diff |= a->data[i] ^ b->data[i];
+    }
+
+    return diff == 0;
+}
+
+static pd_int_t
+pd_center_authorized(pd_http_conn_t *hc, pd_center_conf_t *ccf)
+{
+    pd_str_t  *h, key;
+
+    h = pd_http_header_find(&hc->req, "Authorization");
+
+    if (h == NULL || h->len < sizeof("Bearer ") - 1
+        || strncasecmp((char *) h->data, "Bearer ", sizeof("Bearer ") - 1)
+           != 0)
+    {
+        return 0;
+    }
+
+    key.data = h->data + sizeof("Bearer ") - 1;
+    key.len = h->len - (sizeof("Bearer ") - 1);
+
+    return pd_center_key_eq(&key, &ccf->api_key);
+}
+
+void
+pd_center_http_handler(pd_http_conn_t *hc)
+{
+    pd_center_conf_t   *ccf = hc->srv->ctx;
+    pd_center_route_t  *r;
+    pd_uint_t           path_found;
+    size_t              len;
+
+    if (!pd_center_authorized(hc, ccf)) {
+        (void) pd_http_send_response(hc, 401, "application/json",
+                                     "WWW-Authenticate: Bearer\r\n",
+                                     (u_char *) "{\"error\":\"unauthorized\"}\n",
+                                     sizeof("{\"error\":\"unauthorized\"}\n")
+                                     - 1);
+        return;
+    }
+
+    path_found = 0;
+
+    for (r = pd_center_routes; r->path != NULL; r++) {
+        len = strlen(r->path);
+
+        if (hc->req.path.len != len
+            || memcmp(hc->req.path.data, r->path, len) != 0)
+        {
+            continue;
+        }
+
+        path_found = 1;
+
+        if (r->method == hc->req.method
+            || (r->method == PD_HTTP_GET && hc->req.method == PD_HTTP_HEAD))
+        {
+            r->handler(hc);
+            return;
+        }
+    }
+
+    if (path_found) {
+        (void) pd_http_send_error(hc, 405, "method not allowed");
+        return;
+    }
+
+    (void) pd_http_send_error(hc, 404, "not found");
+}

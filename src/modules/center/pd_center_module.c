@@ -1,0 +1,140 @@
+/*
+ * pd_center_module.c: the center's directives and lifecycle.
+ */
+
+#include "pd_core.h"
+#include "pd_center.h"
+
+static void *pd_center_create_conf(pd_cycle_t *cycle);
+static const char *pd_center_init_conf(pd_cycle_t *cycle, void *conf);
+static pd_int_t pd_center_init_module(pd_cycle_t *cycle);
+static pd_int_t pd_center_init_process(pd_cycle_t *cycle);
+
+static pd_conf_bounds_t  pd_center_body_bounds = { 1024, 64 * 1024 * 1024 };
+static pd_conf_bounds_t  pd_center_timeout_bounds = { 100, 3600 * 1000 };
+
+static pd_command_t  pd_center_commands[] = {
+
+    { "listen", PD_CONF_LISTEN, pd_conf_set_listen_slot,
+      offsetof(pd_center_conf_t, listen), NULL,
+      "addresses of the business API, a list of \"[addr:]port\"; keep it "
+      "on a private address (default: [\"127.0.0.1:8090\"])" },
+
+    { "api_key", PD_CONF_STRING, pd_conf_set_str_slot,
+      offsetof(pd_center_conf_t, api_key), NULL,
+      "the key callers send as \"Authorization: Bearer <api_key>\" "
+      "(required, at least 16 characters)" },
+
+    { "max_body", PD_CONF_SIZE, pd_conf_set_size_slot,
+      offsetof(pd_center_conf_t, http.max_body), &pd_center_body_bounds,
+      "largest request body; larger gets 413 (default: 1m)" },
+
+    { "keepalive_timeout", PD_CONF_DURATION, pd_conf_set_msec_slot,
+      offsetof(pd_center_conf_t, keepalive_timeout),
+      &pd_center_timeout_bounds,
+      "how long an idle API connection is kept open (default: 75s)" },
+
+    pd_null_command
+};
+
+pd_module_t  pd_center_module = {
+    "center",
+    0,
+    pd_center_commands,
+    pd_center_create_conf,
+    pd_center_init_conf,
+    pd_center_init_module,
+    pd_center_init_process,
+    NULL,
+    NULL,
+    0
+};
+
+static void *
+pd_center_create_conf(pd_cycle_t *cycle)
+{
+    pd_center_conf_t  *ccf;
+
+    ccf = pd_pcalloc(cycle->pool, sizeof(pd_center_conf_t));
+    if (ccf == NULL) {
+        return NULL;
+    }
+
+    ccf->http.max_body = PD_CONF_UNSET_SIZE;
+    ccf->keepalive_timeout = PD_CONF_UNSET_MSEC;
+
+    return ccf;
+}
+
+static const char *
+pd_center_init_conf(pd_cycle_t *cycle, void *conf)
+{
+    pd_center_conf_t  *ccf = conf;
+    pd_listen_conf_t  *lc;
+    pd_str_t           def = pd_string("127.0.0.1:8090");
+    pd_uint_t          i;
+
+    pd_conf_init_size(ccf->http.max_body, 1024 * 1024);
+    pd_conf_init_msec(ccf->keepalive_timeout, 75000);
+
+    ccf->probe_timeout = 1000;
+    ccf->http.header_buffer_size = 8192;
+    ccf->http.max_headers = 64;
+    ccf->http.read_timeout = 60000;
+    ccf->http.keepalive_timeout = ccf->keepalive_timeout;
+    ccf->http.keepalive_requests = 1000000;
+    ccf->http.handler = pd_center_http_handler;
+    ccf->http.ctx = ccf;
+
+    if (ccf->listen == NULL) {
+        ccf->listen = pd_array_create(cycle->pool, 1,
+                                      sizeof(pd_listen_conf_t));
+        lc = ccf->listen ? pd_array_push(ccf->listen) : NULL;
+        if (lc == NULL) {
+            return "out of memory";
+        }
+
+        if (pd_parse_listen(&def, lc, cycle->pool) != NULL) {
+            return "bad default listen";
+        }
+    }
+
+    lc = ccf->listen->elts;
+
+    for (i = 0; i < ccf->listen->nelts; i++) {
+        if (lc[i].ssl) {
+            return "\"listen\" does not support ssl: keep the API on a "
+                   "private address";
+        }
+    }
+
+    if (!pd_module_enabled(cycle, pd_center_module)) {
+        return PD_CONF_OK;
+    }
+
+    if (ccf->api_key.data == NULL) {
+        return "needs \"api_key\"";
+    }
+
+    if (ccf->api_key.len < 16) {
+        return "\"api_key\" must be at least 16 characters";
+    }
+
+    return PD_CONF_OK;
+}
+
+static pd_int_t
+pd_center_init_module(pd_cycle_t *cycle)
+{
+    pd_center_conf_t  *ccf;
+
+    ccf = pd_get_conf(cycle, pd_center_module);
+
+    return pd_http_add_listeners(cycle, ccf->listen, &ccf->http, NULL);
+}
+
+static pd_int_t
+pd_center_init_process(pd_cycle_t *cycle)
+{
+    return pd_center_workers_init(cycle);
+}
