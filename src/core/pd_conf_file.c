@@ -35,8 +35,7 @@ typedef struct {
 } pd_conf_unit_t;
 
 static pd_int_t pd_conf_prepare(pd_conf_walk_t *w);
-static pd_int_t pd_conf_load(pd_conf_walk_t *w, yaml_parser_t *parser,
-    yaml_document_t *doc);
+static pd_int_t pd_conf_load(pd_conf_walk_t *w, yaml_document_t *doc);
 static void pd_conf_syntax_error(pd_conf_walk_t *w, yaml_parser_t *parser,
     FILE *fp);
 static void pd_conf_offset_mark(FILE *fp, size_t offset, yaml_mark_t *mark);
@@ -105,7 +104,6 @@ pd_conf_parse(pd_cycle_t *cycle, pd_str_t *file, u_char *err, size_t errlen)
 {
     pd_int_t          rc;
     pd_conf_walk_t    w;
-    yaml_parser_t     parser;
     yaml_document_t   doc;
     yaml_node_t      *root;
 
@@ -127,7 +125,7 @@ pd_conf_parse(pd_cycle_t *cycle, pd_str_t *file, u_char *err, size_t errlen)
         return PD_ERROR;
     }
 
-    if (pd_conf_load(&w, &parser, &doc) != PD_OK) {
+    if (pd_conf_load(&w, &doc) != PD_OK) {
         return PD_ERROR;
     }
 
@@ -212,11 +210,11 @@ pd_conf_prepare(pd_conf_walk_t *w)
 
 /*
  * Loads the first document; a second one is refused rather than
- * silently ignored.  On PD_OK the caller owns doc; the parser and the
- * file are already released.
+ * silently ignored.  On PD_OK the caller owns doc (yaml_document_delete);
+ * the parser and the file are released here on every path.
  */
 static pd_int_t
-pd_conf_load(pd_conf_walk_t *w, yaml_parser_t *parser, yaml_document_t *doc)
+pd_conf_load(pd_conf_walk_t *w, yaml_document_t *doc)
 {
     FILE              *fp;
     u_char            *name;
@@ -224,6 +222,7 @@ pd_conf_load(pd_conf_walk_t *w, yaml_parser_t *parser, yaml_document_t *doc)
     pd_err_t           err;
     yaml_mark_t        start;
     yaml_node_t       *root, *extra;
+    yaml_parser_t      parser;
     yaml_document_t    next;
 
     name = pd_pnalloc(w->cf.pool, w->cf.file.len + 1);
@@ -243,18 +242,18 @@ pd_conf_load(pd_conf_walk_t *w, yaml_parser_t *parser, yaml_document_t *doc)
         return PD_ERROR;
     }
 
-    if (!yaml_parser_initialize(parser)) {
+    if (!yaml_parser_initialize(&parser)) {
         (void) fclose(fp);
         pd_conf_error(w, NULL, "out of memory");
         return PD_ERROR;
     }
 
-    yaml_parser_set_input_file(parser, fp);
+    yaml_parser_set_input_file(&parser, fp);
 
     rc = PD_ERROR;
 
-    if (!yaml_parser_load(parser, doc)) {
-        pd_conf_syntax_error(w, parser, fp);
+    if (!yaml_parser_load(&parser, doc)) {
+        pd_conf_syntax_error(w, &parser, fp);
         goto done;
     }
 
@@ -269,9 +268,9 @@ pd_conf_load(pd_conf_walk_t *w, yaml_parser_t *parser, yaml_document_t *doc)
         goto done;
     }
 
-    if (!yaml_parser_load(parser, &next)) {
+    if (!yaml_parser_load(&parser, &next)) {
         yaml_document_delete(doc);
-        pd_conf_syntax_error(w, parser, fp);
+        pd_conf_syntax_error(w, &parser, fp);
         goto done;
     }
 
@@ -289,7 +288,7 @@ pd_conf_load(pd_conf_walk_t *w, yaml_parser_t *parser, yaml_document_t *doc)
 
 done:
 
-    yaml_parser_delete(parser);
+    yaml_parser_delete(&parser);
     (void) fclose(fp);
 
     return rc;

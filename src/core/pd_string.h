@@ -26,15 +26,18 @@ typedef struct {
 
 #define pd_tolower(c)  (u_char) ((c >= 'A' && c <= 'Z') ? (c | 0x20) : c)
 
-/* case-insensitive compare of a counted string with a C literal */
+/* 1 when s equals lit ignoring ASCII case, else 0 */
 pd_int_t pd_str_eq_lit_ci(pd_str_t *s, const char *lit);
-/* dup into the pool; NULL on allocation failure */
+/* dup into the pool, NUL-terminated past len; NULL on allocation failure */
 u_char *pd_pstrdup(pd_pool_t *pool, pd_str_t *src);
-/* pool copy of a NUL-terminated C string into a pd_str_t (data is NUL-terminated) */
+/* pool copy of a C string into a pd_str_t (data is NUL-terminated) */
 pd_int_t pd_str_from_cstr(pd_pool_t *pool, pd_str_t *dst, const char *src);
 /* decimal parse of [data, data+len): -1 on any non-digit, empty or overflow */
 pd_int_t pd_atoi(const u_char *data, size_t len);
-/* snprintf into [buf, last), returns the end of what was written; never overflows */
+/*
+ * snprintf into [buf, last), returns the end of what was written; never
+ * overflows: output that does not fit fills up to last (no NUL there)
+ */
 u_char *pd_slprintf(u_char *buf, u_char *last, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 u_char *pd_vslprintf(u_char *buf, u_char *last, const char *fmt, va_list args);
