@@ -46,6 +46,7 @@ pd_shbuf_ref(pd_shbuf_t *sb)
     sb->refcount++;
     return sb;
 }
+
 /* drops one reference, frees at zero */
 void pd_shbuf_unref(pd_shbuf_t *sb);
 

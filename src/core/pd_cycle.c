@@ -13,6 +13,19 @@ static pd_int_t pd_cycle_open_log(pd_cycle_t *cycle, pd_cycle_t *old);
 static pd_int_t pd_cycle_init_modules(pd_cycle_t *cycle);
 static pd_int_t pd_cycle_init_shm(pd_cycle_t *cycle, pd_cycle_t *old);
 static void pd_cycle_free_shm(pd_cycle_t *cycle);
+static void pd_cycle_error(u_char *errbuf, size_t errlen, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
+
+/* errbuf is always NUL-terminated, even when the message is cut */
+static void
+pd_cycle_error(u_char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    va_list  args;
+
+    va_start(args, fmt);
+    (void) vsnprintf((char *) errbuf, errlen, fmt, args);
+    va_end(args);
+}
 
 pd_cycle_t *
 pd_cycle_bare(pd_str_t *prefix, pd_str_t *conf_file)
@@ -50,14 +63,14 @@ pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
 
     pool = pd_create_pool(PD_POOL_DEFAULT_SIZE, 0, old_cycle->log);
     if (pool == NULL) {
-        pd_slprintf(errbuf, errbuf + errlen - 1, "out of memory");
+        pd_cycle_error(errbuf, errlen, "out of memory");
         return NULL;
     }
 
     cycle = pd_pcalloc(pool, sizeof(pd_cycle_t));
     if (cycle == NULL) {
         pd_destroy_pool(pool);
-        pd_slprintf(errbuf, errbuf + errlen - 1, "out of memory");
+        pd_cycle_error(errbuf, errlen, "out of memory");
         return NULL;
     }
 
@@ -94,7 +107,7 @@ pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
 
     /* phase 2: the log, so later phases report where the operator looks */
     if (!pd_test_config && pd_cycle_open_log(cycle, old_cycle) != PD_OK) {
-        pd_slprintf(errbuf, errbuf + errlen - 1,
+        pd_cycle_error(errbuf, errlen,
                     "cannot open the error log \"%s\": %s",
                     ((pd_core_conf_t *) pd_get_conf(cycle, pd_core_module))
                         ->error_log_path.data, strerror(errno));
@@ -105,7 +118,7 @@ pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
     if (pd_stats_add_zone(cycle) != PD_OK
         || pd_cycle_init_modules(cycle) != PD_OK)
     {
-        pd_slprintf(errbuf, errbuf + errlen - 1, "%s",
+        pd_cycle_error(errbuf, errlen, "%s",
                     cycle->conf_errstr ? cycle->conf_errstr
                                        : "module initialisation failed");
         goto failed;
@@ -117,14 +130,14 @@ pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
 
     /* phase 4: shared memory, taken over from the old cycle by name */
     if (pd_cycle_init_shm(cycle, old_cycle) != PD_OK) {
-        pd_slprintf(errbuf, errbuf + errlen - 1,
+        pd_cycle_error(errbuf, errlen,
                     "cannot create shared memory");
         goto failed;
     }
 
     /* phase 5: sockets, taken over from the old cycle or opened */
     if (pd_open_listening_sockets(cycle) != PD_OK) {
-        pd_slprintf(errbuf, errbuf + errlen - 1,
+        pd_cycle_error(errbuf, errlen,
                     "cannot open the listening sockets, see the error log");
         pd_cycle_free_shm(cycle);
         goto failed;
@@ -149,7 +162,7 @@ pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
 failed:
 
     if (errbuf[0] == '\0') {
-        pd_slprintf(errbuf, errbuf + errlen - 1,
+        pd_cycle_error(errbuf, errlen,
                     "configuration failed, see the error log");
     }
 
