@@ -714,7 +714,13 @@ pd_ssl_phrase(const char *fmt, ...)
     e = ERR_peek_error();
 
     if (e != 0) {
-        reason = ERR_reason_error_string(e);
+        if (ERR_SYSTEM_ERROR(e)) {
+            /* openssl 3 keeps errno in the reason of system errors */
+            reason = strerror_r(ERR_GET_REASON(e), text, sizeof(text));
+
+        } else {
+            reason = ERR_reason_error_string(e);
+        }
 
         if (reason == NULL) {
             ERR_error_string_n(e, text, sizeof(text));
