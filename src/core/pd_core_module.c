@@ -81,7 +81,9 @@ pd_module_t  pd_core_module = {
     NULL,
     NULL,
     NULL,
-    1
+    1,
+    NULL,
+    NULL
 };
 
 static void *

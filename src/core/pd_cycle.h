@@ -20,6 +20,10 @@ struct pd_module_s {
     void             (*exit_process)(pd_cycle_t *cycle);
     void             (*exit_master)(pd_cycle_t *cycle);
     unsigned           toplevel:1; /* directives sit at the top level */
+    /* a worker starts retiring (reload, QUIT): send clients away */
+    void             (*retire_process)(pd_cycle_t *cycle);
+    /* master: a worker died; clean what it left in shared memory */
+    void             (*worker_exited)(pd_cycle_t *cycle, pid_t pid);
 };
 
 extern pd_module_t  *pd_modules[];   /* NULL-terminated, objs/pd_modules.c */

@@ -312,6 +312,13 @@ pd_reap_children(pd_cycle_t *cycle)
             }
 
             pd_stats_release(i);
+
+            for (j = 0; pd_modules[j] != NULL; j++) {
+                if (pd_modules[j]->worker_exited && cycle->enabled[j]) {
+                    pd_modules[j]->worker_exited(cycle, pid);
+                }
+            }
+
             break;
         }
     }
@@ -591,6 +598,7 @@ pd_worker_retire(pd_cycle_t *cycle)
     pd_core_conf_t   *ccf;
     pd_connection_t  *c;
     pd_queue_t       *q;
+    pd_uint_t         i;
 
     ccf = pd_get_conf(cycle, pd_core_module);
 
@@ -599,6 +607,12 @@ pd_worker_retire(pd_cycle_t *cycle)
     pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "gracefully shutting down");
 
     pd_close_listening_sockets(cycle);
+
+    for (i = 0; pd_modules[i] != NULL; i++) {
+        if (pd_modules[i]->retire_process && cycle->enabled[i]) {
+            pd_modules[i]->retire_process(cycle);
+        }
+    }
 
     /* idle keep-alive connections go now; their handlers see pd_exiting */
     while (!pd_queue_empty(&cycle->reusable_connections)) {

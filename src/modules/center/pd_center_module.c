@@ -47,7 +47,9 @@ pd_module_t  pd_center_module = {
     pd_center_init_process,
     NULL,
     NULL,
-    0
+    0,
+    NULL,
+    NULL
 };
 
 static void *

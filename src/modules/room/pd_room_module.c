@@ -52,7 +52,9 @@ pd_module_t  pd_room_module = {
     NULL,
     NULL,
     NULL,
-    0
+    0,
+    NULL,
+    NULL
 };
 
 static void *
