@@ -12,14 +12,15 @@ objs/Makefile:
 unit: objs/Makefile
 	$(MAKE) -f objs/Makefile unit
 
-test: objs/Makefile
-	$(MAKE) -f objs/Makefile test
+# the whole suite: normal and sanitizer trees, unit and integration
+test:
+	t/check
 
 install: objs/Makefile
 	$(MAKE) -f objs/Makefile install
 
 clean:
-	rm -rf objs
+	rm -rf objs objs-san
 
 check-style:
 	auto/check-style
