@@ -89,5 +89,8 @@ typedef void (*pd_connection_handler_pt)(pd_connection_t *c);
 #include "pd_process_cycle.h"
 #include "pd_http_parse.h"
 #include "pd_http.h"
+#include "pd_ws.h"
+#include "pd_token.h"
+#include "pd_reg_zone.h"
 
 #endif /* PD_CORE_H */

@@ -405,8 +405,28 @@ pd_signal_process(pd_cycle_t *cycle, const char *sig)
 void
 pd_reopen_files(pd_cycle_t *cycle)
 {
-    if (cycle->log->path.len && pd_log_reopen(cycle->log) != PD_OK) {
+    pd_core_conf_t  *ccf;
+
+    if (cycle->log->path.len == 0) {
+        return;
+    }
+
+    if (pd_log_reopen(cycle->log) != PD_OK) {
         pd_log_error(PD_LOG_ALERT, cycle->log, errno,
                      "reopening \"%s\" failed", cycle->log->path.data);
+        return;
+    }
+
+    ccf = pd_get_conf(cycle, pd_core_module);
+
+    /* the master reopens first: the workers, running as `user`, must be
+     * able to open the file it just created */
+    if (pd_process == PD_PROCESS_MASTER && geteuid() == 0
+        && ccf->uid != (uid_t) -1
+        && fchown(cycle->log->fd, ccf->uid, (gid_t) -1) == -1)
+    {
+        pd_log_error(PD_LOG_ALERT, cycle->log, errno,
+                     "fchown(\"%s\", %d) failed", cycle->log->path.data,
+                     (int) ccf->uid);
     }
 }

@@ -198,7 +198,9 @@ pd_log_level_name(pd_uint_t level)
  * Formats and writes one line:
  *   TIME [LEVEL] PID#SLOT: *CONN MESSAGE (ERRNO: TEXT) while ACTION, CONTEXT
  * SLOT is the worker slot, "m" in the master; "*CONN" only when the log
- * belongs to a connection; the context is whatever log->handler appends.
+ * belongs to a connection; the context is whatever log->handler appends,
+ * its leading ", " included (so a handler with nothing to say adds
+ * nothing).
  * The line is cut at PD_MAX_ERROR_STR and written with a single write(),
  * which O_APPEND makes atomic against the other processes' lines.
  */
@@ -206,7 +208,7 @@ void
 pd_log_error_core(pd_uint_t level, pd_log_t *log, pd_err_t err,
     const char *fmt, ...)
 {
-    u_char   *p, *last, *mark;
+    u_char   *p, *last;
     va_list   args;
     u_char    errstr[PD_MAX_ERROR_STR];
 
@@ -248,17 +250,8 @@ pd_log_error_core(pd_uint_t level, pd_log_t *log, pd_err_t err,
         p = pd_slprintf(p, last, " while %s", log->action);
     }
 
-    if (log->handler != NULL && last - p > 2) {
-        mark = p;
-        *p++ = ',';
-        *p++ = ' ';
-
+    if (log->handler != NULL) {
         p = log->handler(log, p, last - p);
-
-        if (p == mark + 2) {
-            /* the handler had nothing to add */
-            p = mark;
-        }
     }
 
     *p++ = '\n';

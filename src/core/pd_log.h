@@ -1,7 +1,8 @@
 /*
  * pd_log.h: the error log.  Lines look like
  *   2026/11/25 22:31:07 [error] 1234#0: *17 recv() failed (104: ...) ...
- * time, level, pid#worker, optional connection id, message, errno text.
+ * time, level, pid#worker ("m" in the master), optional connection id,
+ * message, errno text, " while <action>", ", <handler context>".
  */
 
 #ifndef PD_LOG_H
@@ -26,9 +27,11 @@ struct pd_log_s {
     pd_fd_t              fd;          /* shared by every log of the cycle */
     pd_str_t             path;        /* for reopen; empty = stderr */
     pd_uint_t            connection;  /* connection number, 0 = none */
-    pd_log_handler_pt    handler;     /* appends context (client addr...) */
+    /* appends context with its separator: ", client: 1.2.3.4" */
+    pd_log_handler_pt    handler;
     void                *data;
-    const char          *action;      /* "while reading frame" */
+    /* what is going on: "reading frame" adds " while reading frame" */
+    const char          *action;
 };
 
 extern pd_log_t   *pd_log_root;  /* the current cycle's log */

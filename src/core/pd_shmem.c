@@ -74,7 +74,15 @@ pd_shared_memory_add(pd_cycle_t *cycle, pd_str_t *name, size_t size,
         return NULL;
     }
 
-    if (cycle->shared_memory.elts == NULL) {
+    /*
+     * The array gets its full size before the first zone: later growth
+     * would move zones that modules already point to.  An empty array
+     * the cycle set up smaller is replaced; no pointer into it exists.
+     */
+    if (cycle->shared_memory.elts == NULL
+        || (cycle->shared_memory.nelts == 0
+            && cycle->shared_memory.nalloc < PD_SHM_MAX_ZONES))
+    {
         if (pd_array_init(&cycle->shared_memory, cycle->pool,
                           PD_SHM_MAX_ZONES, sizeof(pd_shm_zone_t))
             != PD_OK)

@@ -386,8 +386,9 @@ pd_ssl_write(pd_connection_t *c, u_char *buf, size_t size)
     sent = 0;
 
     while (sent < size) {
+        /* a record at a time keeps a pending retry within one record */
         n = pd_ssl_write_record(c, buf + sent,
-                                pd_min(size - sent, (size_t) INT_MAX));
+                                pd_min(size - sent, PD_SSL_BUFSIZE));
 
         if (n == PD_AGAIN) {
             return sent ? (ssize_t) sent : PD_AGAIN;
@@ -407,9 +408,10 @@ pd_ssl_write(pd_connection_t *c, u_char *buf, size_t size)
 /*
  * Sends the chain through TLS, at most limit bytes (0: no limit).  Small
  * bufs are gathered into one 16 KB stack buffer so that a queue of short
- * frames goes out as full records rather than one 22-byte-overhead record
- * each; a single buf is encrypted in place.  Returns the first link with
- * data left (NULL: all sent) or PD_CHAIN_ERROR.
+ * frames goes out as full records rather than as a record each (22 bytes
+ * of overhead or more per record); a single buf is encrypted in place.
+ * Returns the first link with data left (NULL: all sent) or
+ * PD_CHAIN_ERROR.
  *
  * openssl's rule: a write that returned WANT_WRITE is retried with at
  * least as many bytes (the moving-buffer mode allows another address).
@@ -517,7 +519,11 @@ pd_ssl_shutdown(pd_connection_t *c)
         || c->error || c->timedout
         || c->read->eof || c->read->error || c->write->error)
     {
-        /* marks the session shut down cleanly: it stays resumable */
+        /*
+         * No close_notify; SSL_shutdown() still records a clean end, so
+         * SSL_free() does not take the session for broken and it stays
+         * resumable.
+         */
         SSL_set_quiet_shutdown(sc->connection, 1);
     }
 

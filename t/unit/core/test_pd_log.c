@@ -122,7 +122,7 @@ pd_test_assert_time(const char *p)
 static u_char *
 pd_test_client_handler(pd_log_t *log, u_char *buf, size_t len)
 {
-    return pd_slprintf(buf, buf + len, "client: %s", (char *) log->data);
+    return pd_slprintf(buf, buf + len, ", client: %s", (char *) log->data);
 }
 
 
@@ -183,7 +183,7 @@ pd_test_line_master(void **state)
     pd_pid = 99;
     pd_worker = -1;
 
-    /* a handler with nothing to say leaves no dangling ", " */
+    /* a handler with nothing to say adds nothing */
     log.handler = pd_test_silent_handler;
 
     pd_log_error(PD_LOG_NOTICE, &log, 0, "signal %d received", 1);

@@ -1,0 +1,1319 @@
+/* pd_reg_zone.c: the register's uid and per-IP tables in shared memory. */
+
+#include "pd_core.h"
+
+#include <sys/random.h>
+
+
+#define PD_REG_MAGIC                                                         \
+    (0x7064726567000000ULL | (1ULL << 16) | sizeof(pd_reg_entry_t))
+
+/* slots a purge looks at per lock hold: well under 100 us each */
+#define PD_REG_PURGE_BATCH  4096
+
+#define pd_reg_buckets(z)                                                    \
+    ((uint32_t *) ((u_char *) (z) + (z)->buckets))
+#define pd_reg_entries(z)                                                    \
+    ((pd_reg_entry_t *) ((u_char *) (z) + (z)->entries))
+#define pd_reg_apps(z)                                                       \
+    ((pd_reg_app_t *) ((u_char *) (z) + (z)->apps))
+#define pd_reg_app_buckets(z)                                                \
+    ((uint16_t *) ((u_char *) (z) + (z)->app_buckets))
+#define pd_reg_ip_buckets(z)                                                 \
+    ((uint32_t *) ((u_char *) (z) + (z)->ip_buckets))
+#define pd_reg_ips(z)                                                        \
+    ((pd_reg_ip_t *) ((u_char *) (z) + (z)->ips))
+
+/*
+ * A process stops between two instructions when it is killed, never
+ * inside a store, so only the compiler could reorder the stores a
+ * commit depends on; another process reads them after taking the mutex,
+ * which orders memory for it.  A signal fence is exactly that compiler
+ * barrier.
+ */
+#define pd_reg_commit()  __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
+/* app names of one add or set_apps, checked and hashed before locking */
+typedef struct {
+    const u_char  *name[PD_REG_APPS_MAX];
+    uint32_t       hash[PD_REG_APPS_MAX];
+    uint8_t        len[PD_REG_APPS_MAX];
+    uint16_t       id[PD_REG_APPS_MAX];    /* set under the lock */
+    uint32_t       n;
+} pd_reg_names_t;
+
+
+_Static_assert(sizeof(pd_reg_entry_t) <= 200,
+               "a register entry is a per-connection cost: keep it small");
+_Static_assert(PD_REG_APP_TABLE < PD_REG_APP_NIL,
+               "app indices are 16 bits");
+_Static_assert((PD_REG_APP_TABLE & (PD_REG_APP_TABLE - 1)) == 0,
+               "the app table is its own power-of-two index");
+
+
+/* SipHash-2-4 (Aumasson and Bernstein), the reference algorithm */
+
+#define pd_reg_rotl(x, b)  (((x) << (b)) | ((x) >> (64 - (b))))
+
+#define pd_reg_sipround(v0, v1, v2, v3)                                      \
+    v0 += v1; v1 = pd_reg_rotl(v1, 13); v1 ^= v0;                            \
+    v0 = pd_reg_rotl(v0, 32);                                                \
+    v2 += v3; v3 = pd_reg_rotl(v3, 16); v3 ^= v2;                            \
+    v0 += v3; v3 = pd_reg_rotl(v3, 21); v3 ^= v0;                            \
+    v2 += v1; v1 = pd_reg_rotl(v1, 17); v1 ^= v2;                            \
+    v2 = pd_reg_rotl(v2, 32)
+
+
+/*
+ * Clients choose uids, app names and addresses; a keyed hash with a
+ * per-zone random key keeps them from aiming at one bucket.
+ */
+uint64_t
+pd_reg_siphash(const uint64_t k[2], const u_char *p, size_t len)
+{
+    size_t    i, blocks;
+    uint64_t  v0, v1, v2, v3, m;
+
+    v0 = k[0] ^ 0x736f6d6570736575ULL;
+    v1 = k[1] ^ 0x646f72616e646f6dULL;
+    v2 = k[0] ^ 0x6c7967656e657261ULL;
+    v3 = k[1] ^ 0x7465646279746573ULL;
+
+    for (blocks = len / 8; blocks > 0; blocks--, p += 8) {
+        m = 0;
+
+        for (i = 0; i < 8; i++) {
+            m |= (uint64_t) p[i] << (8 * i);
+        }
+
+        v3 ^= m;
+        pd_reg_sipround(v0, v1, v2, v3);
+        pd_reg_sipround(v0, v1, v2, v3);
+        v0 ^= m;
+    }
+
+    /* the last block: the tail bytes, and the length in the top byte */
+    m = (uint64_t) len << 56;
+
+    for (i = 0; i < (len & 7); i++) {
+        m |= (uint64_t) p[i] << (8 * i);
+    }
+
+    v3 ^= m;
+    pd_reg_sipround(v0, v1, v2, v3);
+    pd_reg_sipround(v0, v1, v2, v3);
+    v0 ^= m;
+
+    v2 ^= 0xff;
+    pd_reg_sipround(v0, v1, v2, v3);
+    pd_reg_sipround(v0, v1, v2, v3);
+    pd_reg_sipround(v0, v1, v2, v3);
+    pd_reg_sipround(v0, v1, v2, v3);
+
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+
+/* the smallest power of two >= n (n >= 1, at most 2^30) */
+static uint32_t
+pd_reg_pow2(uint32_t n)
+{
+    uint32_t  p;
+
+    for (p = 1; p < n; p <<= 1) { /* void */ }
+
+    return p;
+}
+
+
+/*
+ * Places the arrays after the header; fills the offsets and masks of z
+ * when it is not NULL.  Returns the bytes needed, 0 for a bad geometry.
+ */
+static size_t
+pd_reg_layout(uint32_t max_conns, uint32_t max_ips, pd_reg_zone_t *z)
+{
+    size_t    off, buckets, entries, apps, app_buckets, ip_buckets, ips;
+    uint32_t  nbuckets, nip_buckets;
+
+    if (max_conns == 0 || max_conns > PD_REG_MAX_SLOTS
+        || max_ips == 0 || max_ips > PD_REG_MAX_SLOTS)
+    {
+        return 0;
+    }
+
+    nbuckets = pd_reg_pow2(max_conns);
+    nip_buckets = pd_reg_pow2(max_ips);
+
+    off = pd_align(sizeof(pd_reg_zone_t), 64);
+
+    buckets = off;
+    off = pd_align(off + (size_t) nbuckets * sizeof(uint32_t), 8);
+
+    entries = off;
+    off = pd_align(off + (size_t) max_conns * sizeof(pd_reg_entry_t), 8);
+
+    apps = off;
+    off = pd_align(off + PD_REG_APP_TABLE * sizeof(pd_reg_app_t), 8);
+
+    app_buckets = off;
+    off = pd_align(off + PD_REG_APP_TABLE * sizeof(uint16_t), 8);
+
+    ip_buckets = off;
+    off = pd_align(off + (size_t) nip_buckets * sizeof(uint32_t), 8);
+
+    ips = off;
+    off = pd_align(off + (size_t) max_ips * sizeof(pd_reg_ip_t), 8);
+
+    if (z != NULL) {
+        z->max_conns = max_conns;
+        z->max_ips = max_ips;
+        z->mask = nbuckets - 1;
+        z->ip_mask = nip_buckets - 1;
+        z->buckets = buckets;
+        z->entries = entries;
+        z->apps = apps;
+        z->app_buckets = app_buckets;
+        z->ip_buckets = ip_buckets;
+        z->ips = ips;
+    }
+
+    return off;
+}
+
+
+size_t
+pd_reg_zone_size(uint32_t max_conns, uint32_t max_ips)
+{
+    return pd_reg_layout(max_conns, max_ips, NULL);
+}
+
+
+/* a binary search: the size grows with max_conns, in steps at powers of 2 */
+uint32_t
+pd_reg_zone_max_conns(size_t size, uint32_t max_ips)
+{
+    size_t    need;
+    uint32_t  lo, hi, mid;
+
+    lo = 0;
+    hi = PD_REG_MAX_SLOTS;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo + 1) / 2;
+        need = pd_reg_layout(mid, max_ips, NULL);
+
+        if (need != 0 && need <= size) {
+            lo = mid;
+
+        } else {
+            hi = mid - 1;
+        }
+    }
+
+    return lo;
+}
+
+
+/* an entry the rebuild may link: every field in range */
+static int
+pd_reg_entry_valid(pd_reg_zone_t *z, pd_reg_entry_t *e)
+{
+    uint32_t       i;
+    pd_reg_app_t  *apps;
+
+    if (e->uid_len == 0 || e->uid_len > PD_REG_UID_MAX
+        || e->device_len > PD_REG_DEVICE_MAX
+        || e->napps > PD_REG_APPS_MAX)
+    {
+        return 0;
+    }
+
+    apps = pd_reg_apps(z);
+
+    for (i = 0; i < e->napps; i++) {
+        if (e->apps[i] >= PD_REG_APP_TABLE || apps[e->apps[i]].len == 0) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* entries: chains, free list, count and the app reference counts */
+static void
+pd_reg_rebuild_entries(pd_reg_zone_t *z)
+{
+    uint32_t         i, j, b, *buckets;
+    pd_reg_app_t    *apps;
+    pd_reg_entry_t  *e;
+
+    buckets = pd_reg_buckets(z);
+    apps = pd_reg_apps(z);
+
+    for (i = 0; i <= z->mask; i++) {
+        buckets[i] = PD_REG_NIL;
+    }
+
+    for (i = 0; i < PD_REG_APP_TABLE; i++) {
+        apps[i].refs = 0;
+    }
+
+    z->free = PD_REG_NIL;
+    z->count = 0;
+
+    /* backwards, so that the free list hands out low slots first */
+    for (i = z->max_conns; i-- > 0; /* void */) {
+        e = &pd_reg_entries(z)[i];
+
+        if (e->state == PD_REG_USED && pd_reg_entry_valid(z, e)) {
+            b = e->hash & z->mask;
+            e->next = buckets[b];
+            buckets[b] = i;
+            z->count++;
+
+            for (j = 0; j < e->napps; j++) {
+                apps[e->apps[j]].refs++;
+            }
+
+            continue;
+        }
+
+        e->state = PD_REG_FREE;
+        e->next = z->free;
+        z->free = i;
+    }
+}
+
+
+/* apps: an app nobody names is free, the others are indexed again */
+static void
+pd_reg_rebuild_apps(pd_reg_zone_t *z)
+{
+    uint16_t      *buckets;
+    uint32_t       i, b;
+    pd_reg_app_t  *app;
+
+    buckets = pd_reg_app_buckets(z);
+
+    for (i = 0; i < PD_REG_APP_TABLE; i++) {
+        buckets[i] = PD_REG_APP_NIL;
+    }
+
+    z->app_free = PD_REG_APP_NIL;
+    z->napps = 0;
+
+    for (i = PD_REG_APP_TABLE; i-- > 0; /* void */) {
+        app = &pd_reg_apps(z)[i];
+
+        if (app->refs > 0) {
+            b = app->hash & (PD_REG_APP_TABLE - 1);
+            app->next = buckets[b];
+            buckets[b] = (uint16_t) i;
+            z->napps++;
+            continue;
+        }
+
+        app->len = 0;
+        app->next = z->app_free;
+        z->app_free = (uint16_t) i;
+    }
+}
+
+
+/* IP nodes: a node is live when it is used and counts something */
+static void
+pd_reg_rebuild_ips(pd_reg_zone_t *z)
+{
+    uint32_t      i, b, *buckets;
+    pd_reg_ip_t  *node;
+
+    buckets = pd_reg_ip_buckets(z);
+
+    for (i = 0; i <= z->ip_mask; i++) {
+        buckets[i] = PD_REG_NIL;
+    }
+
+    z->ip_free = PD_REG_NIL;
+    z->ip_count = 0;
+
+    for (i = z->max_ips; i-- > 0; /* void */) {
+        node = &pd_reg_ips(z)[i];
+
+        if (node->state == PD_REG_USED && node->count > 0) {
+            b = node->hash & z->ip_mask;
+            node->next = buckets[b];
+            buckets[b] = i;
+            z->ip_count++;
+            continue;
+        }
+
+        node->state = PD_REG_FREE;
+        node->next = z->ip_free;
+        z->ip_free = i;
+    }
+}
+
+
+/*
+ * Derives everything but the slots' own facts from the slots: formatting
+ * is zeroing the slots and a rebuild; repairing after a holder died in
+ * the middle of an update is a rebuild.  Any prefix of an update leaves
+ * slots that are either committed (state set after every field it
+ * covers) or not, so the rebuild yields the zone as if the update had
+ * wholly happened or never begun.  It is idempotent: if the repairer
+ * dies too, the next locker simply repairs again.  It is O(zone), paid
+ * once per crash, and makes no system call.
+ */
+static void
+pd_reg_rebuild(pd_reg_zone_t *z)
+{
+    pd_reg_rebuild_entries(z);
+    pd_reg_rebuild_apps(z);
+    pd_reg_rebuild_ips(z);
+}
+
+
+static pd_int_t
+pd_reg_zone_format(pd_reg_zone_t *z, size_t size, uint32_t max_conns,
+    uint32_t max_ips)
+{
+    int                   err;
+    ssize_t               n;
+    pthread_mutexattr_t   attr;
+
+    pd_memzero(z, sizeof(pd_reg_zone_t));
+
+    do {
+        n = getrandom(z->seed, sizeof(z->seed), 0);
+    } while (n == -1 && errno == EINTR);
+
+    if (n != (ssize_t) sizeof(z->seed)) {
+        if (n >= 0) {
+            errno = EIO;
+        }
+
+        return PD_ERROR;
+    }
+
+    err = pthread_mutexattr_init(&attr);
+    if (err != 0) {
+        errno = err;
+        return PD_ERROR;
+    }
+
+    err = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+
+    if (err == 0) {
+        err = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    }
+
+    if (err == 0) {
+        err = pthread_mutex_init(&z->mutex, &attr);
+    }
+
+    (void) pthread_mutexattr_destroy(&attr);
+
+    if (err != 0) {
+        errno = err;
+        return PD_ERROR;
+    }
+
+    (void) pd_reg_layout(max_conns, max_ips, z);
+    z->size = size;
+
+    pd_memzero(pd_reg_entries(z), (size_t) max_conns * sizeof(pd_reg_entry_t));
+    pd_memzero(pd_reg_apps(z), PD_REG_APP_TABLE * sizeof(pd_reg_app_t));
+    pd_memzero(pd_reg_ips(z), (size_t) max_ips * sizeof(pd_reg_ip_t));
+
+    pd_reg_rebuild(z);
+
+    /* last: a zone without the magic is not one */
+    z->magic = PD_REG_MAGIC;
+
+    return PD_OK;
+}
+
+
+/* an attached zone must be laid out exactly as this binary would */
+static pd_int_t
+pd_reg_zone_check(pd_reg_zone_t *z, size_t size, uint32_t max_conns,
+    uint32_t max_ips)
+{
+    pd_reg_zone_t  want;
+
+    pd_memzero(&want, sizeof(pd_reg_zone_t));
+    (void) pd_reg_layout(max_conns, max_ips, &want);
+
+    if (z->magic != PD_REG_MAGIC || z->size != size
+        || z->max_conns != want.max_conns || z->max_ips != want.max_ips
+        || z->mask != want.mask || z->ip_mask != want.ip_mask
+        || z->buckets != want.buckets || z->entries != want.entries
+        || z->apps != want.apps || z->app_buckets != want.app_buckets
+        || z->ip_buckets != want.ip_buckets || z->ips != want.ips)
+    {
+        errno = EINVAL;
+        return PD_ERROR;
+    }
+
+    return PD_OK;
+}
+
+
+pd_reg_zone_t *
+pd_reg_zone_init(void *addr, size_t size, uint32_t max_conns,
+    uint32_t max_ips, int fresh)
+{
+    size_t          need;
+    pd_reg_zone_t  *z;
+
+    need = pd_reg_layout(max_conns, max_ips, NULL);
+
+    if (need == 0 || ((uintptr_t) addr & 7) != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+
+    if (size < need) {
+        errno = ENOSPC;
+        return NULL;
+    }
+
+    z = addr;
+
+    if (fresh) {
+        if (pd_reg_zone_format(z, size, max_conns, max_ips) != PD_OK) {
+            return NULL;
+        }
+
+        return z;
+    }
+
+    if (pd_reg_zone_check(z, size, max_conns, max_ips) != PD_OK) {
+        return NULL;
+    }
+
+    return z;
+}
+
+
+/*
+ * PD_OK with the mutex held, repairing the zone first when its last
+ * holder died holding it; PD_ERROR when the mutex is unusable, which
+ * only a bug (an unlock without pthread_mutex_consistent) can cause.
+ */
+static pd_int_t
+pd_reg_lock(pd_reg_zone_t *z)
+{
+    int  err;
+
+    err = pthread_mutex_lock(&z->mutex);
+
+    if (err == 0) {
+        return PD_OK;
+    }
+
+    if (err != EOWNERDEAD) {
+        return PD_ERROR;
+    }
+
+    pd_reg_rebuild(z);
+    z->repairs++;
+
+    if (pthread_mutex_consistent(&z->mutex) != 0) {
+        (void) pthread_mutex_unlock(&z->mutex);
+        return PD_ERROR;
+    }
+
+    return PD_OK;
+}
+
+
+static void
+pd_reg_unlock(pd_reg_zone_t *z)
+{
+    (void) pthread_mutex_unlock(&z->mutex);
+}
+
+
+/*
+ * Checks and hashes napps NUL-terminated names laid out every
+ * PD_REG_APP_MAX + 1 bytes from first, dropping repeats (the client
+ * wrote "apps=a,a").  PD_ERROR on a bad count or length.
+ */
+static pd_int_t
+pd_reg_names_prepare(pd_reg_zone_t *z, pd_reg_names_t *names,
+    const u_char *first, uint32_t napps)
+{
+    size_t         len;
+    uint32_t       i, j, hash;
+    const u_char  *name;
+
+    if (napps > PD_REG_APPS_MAX) {
+        return PD_ERROR;
+    }
+
+    names->n = 0;
+
+    for (i = 0; i < napps; i++) {
+        name = first + (size_t) i * (PD_REG_APP_MAX + 1);
+        len = strnlen((const char *) name, PD_REG_APP_MAX + 1);
+
+        if (len == 0 || len > PD_REG_APP_MAX) {
+            return PD_ERROR;
+        }
+
+        hash = (uint32_t) pd_reg_siphash(z->seed, name, len);
+
+        for (j = 0; j < names->n; j++) {
+            if (names->hash[j] == hash && names->len[j] == len
+                && memcmp(names->name[j], name, len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j < names->n) {
+            continue;
+        }
+
+        names->name[names->n] = name;
+        names->hash[names->n] = hash;
+        names->len[names->n] = (uint8_t) len;
+        names->n++;
+    }
+
+    return PD_OK;
+}
+
+
+/* drops one reference; an app nobody names any more is freed */
+static void
+pd_reg_app_release(pd_reg_zone_t *z, uint16_t id)
+{
+    uint16_t      *link;
+    pd_reg_app_t  *apps, *app;
+
+    apps = pd_reg_apps(z);
+    app = &apps[id];
+
+    if (--app->refs > 0) {
+        return;
+    }
+
+    link = &pd_reg_app_buckets(z)[app->hash & (PD_REG_APP_TABLE - 1)];
+
+    while (*link != id) {
+        link = &apps[*link].next;
+    }
+
+    *link = app->next;
+
+    app->len = 0;
+    app->next = z->app_free;
+    z->app_free = id;
+    z->napps--;
+}
+
+
+/*
+ * Takes a reference on each name, adding the new ones to the table, and
+ * stores their indices in names->id.  PD_BUSY (nothing taken) when the
+ * table is full.  Names are refcounted rather than kept forever because
+ * clients choose them: kept forever, a few clients binding made-up apps
+ * would fill the table for good; refcounted, garbage lasts only as long
+ * as the connections naming it.
+ */
+static pd_int_t
+pd_reg_app_intern(pd_reg_zone_t *z, pd_reg_names_t *names)
+{
+    uint16_t      *buckets, id;
+    uint32_t       i, b;
+    pd_reg_app_t  *apps, *app;
+
+    apps = pd_reg_apps(z);
+    buckets = pd_reg_app_buckets(z);
+
+    for (i = 0; i < names->n; i++) {
+        b = names->hash[i] & (PD_REG_APP_TABLE - 1);
+
+        for (id = buckets[b]; id != PD_REG_APP_NIL; id = apps[id].next) {
+            if (apps[id].hash == names->hash[i]
+                && apps[id].len == names->len[i]
+                && memcmp(apps[id].name, names->name[i], names->len[i]) == 0)
+            {
+                break;
+            }
+        }
+
+        if (id == PD_REG_APP_NIL) {
+            id = z->app_free;
+
+            if (id == PD_REG_APP_NIL) {
+                while (i-- > 0) {
+                    pd_reg_app_release(z, names->id[i]);
+                }
+
+                return PD_BUSY;
+            }
+
+            app = &apps[id];
+            z->app_free = app->next;
+
+            app->refs = 0;
+            app->hash = names->hash[i];
+            app->len = names->len[i];
+            pd_memcpy(app->name, names->name[i], names->len[i]);
+
+            app->next = buckets[b];
+            buckets[b] = id;
+            z->napps++;
+        }
+
+        apps[id].refs++;
+        names->id[i] = id;
+    }
+
+    return PD_OK;
+}
+
+
+/*
+ * The entry of (uid, pid, conn) or PD_REG_NIL; *prev is the entry before
+ * it in the chain, PD_REG_NIL when it heads it.
+ */
+static uint32_t
+pd_reg_find(pd_reg_zone_t *z, uint32_t hash, const u_char *uid, size_t len,
+    int32_t pid, uint64_t conn, uint32_t *prev)
+{
+    uint32_t         i;
+    pd_reg_entry_t  *entries, *e;
+
+    entries = pd_reg_entries(z);
+    *prev = PD_REG_NIL;
+
+    for (i = pd_reg_buckets(z)[hash & z->mask];
+         i != PD_REG_NIL;
+         *prev = i, i = e->next)
+    {
+        e = &entries[i];
+
+        if (e->pid == pid && e->conn == conn && e->hash == hash
+            && e->uid_len == len && memcmp(e->uid, uid, len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return PD_REG_NIL;
+}
+
+
+/* uncommits entry i (after prev in its chain), then unlinks and frees it */
+static void
+pd_reg_entry_free(pd_reg_zone_t *z, uint32_t i, uint32_t prev)
+{
+    uint32_t         j;
+    pd_reg_entry_t  *entries, *e;
+
+    entries = pd_reg_entries(z);
+    e = &entries[i];
+
+    e->state = PD_REG_FREE;
+    pd_reg_commit();
+
+    if (prev == PD_REG_NIL) {
+        pd_reg_buckets(z)[e->hash & z->mask] = e->next;
+
+    } else {
+        entries[prev].next = e->next;
+    }
+
+    for (j = 0; j < e->napps; j++) {
+        pd_reg_app_release(z, e->apps[j]);
+    }
+
+    e->next = z->free;
+    z->free = i;
+    z->count--;
+}
+
+
+/* the NUL-terminated copy a lookup hands out */
+static void
+pd_reg_entry_copy(pd_reg_zone_t *z, pd_reg_entry_t *e, pd_reg_info_t *out)
+{
+    uint32_t       i;
+    pd_reg_app_t  *app;
+
+    pd_memcpy(out->uid, e->uid, e->uid_len);
+    out->uid[e->uid_len] = '\0';
+    pd_memcpy(out->device, e->device, e->device_len);
+    out->device[e->device_len] = '\0';
+
+    for (i = 0; i < e->napps; i++) {
+        app = &pd_reg_apps(z)[e->apps[i]];
+        pd_memcpy(out->apps[i], app->name, app->len);
+        out->apps[i][app->len] = '\0';
+    }
+
+    out->napps = e->napps;
+    out->pid = e->pid;
+    out->wslot = e->wslot;
+    out->conn = e->conn;
+    out->since = e->since;
+}
+
+
+pd_int_t
+pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info)
+{
+    size_t           uid_len, device_len;
+    uint32_t         i, j, b, hash, prev;
+    pd_reg_names_t   names;
+    pd_reg_entry_t  *e;
+
+    uid_len = strnlen((const char *) info->uid, PD_REG_UID_MAX + 1);
+    device_len = strnlen((const char *) info->device, PD_REG_DEVICE_MAX + 1);
+
+    if (uid_len == 0 || uid_len > PD_REG_UID_MAX
+        || device_len > PD_REG_DEVICE_MAX
+        || pd_reg_names_prepare(z, &names, (const u_char *) info->apps,
+                                info->napps)
+           != PD_OK)
+    {
+        return PD_ERROR;
+    }
+
+    hash = (uint32_t) pd_reg_siphash(z->seed, info->uid, uid_len);
+
+    if (pd_reg_lock(z) != PD_OK) {
+        return PD_ERROR;
+    }
+
+    if (pd_reg_find(z, hash, info->uid, uid_len, info->pid, info->conn,
+                    &prev)
+        != PD_REG_NIL)
+    {
+        pd_reg_unlock(z);
+        return PD_DECLINED;
+    }
+
+    if (z->free == PD_REG_NIL || pd_reg_app_intern(z, &names) != PD_OK) {
+        pd_reg_unlock(z);
+        return PD_BUSY;
+    }
+
+    i = z->free;
+    e = &pd_reg_entries(z)[i];
+    z->free = e->next;
+
+    e->hash = hash;
+    e->pid = info->pid;
+    e->wslot = info->wslot;
+    e->conn = info->conn;
+    e->since = info->since;
+
+    for (j = 0; j < names.n; j++) {
+        e->apps[j] = names.id[j];
+    }
+
+    e->napps = (uint8_t) names.n;
+    e->uid_len = (uint8_t) uid_len;
+    e->device_len = (uint8_t) device_len;
+    pd_memcpy(e->uid, info->uid, uid_len);
+    pd_memcpy(e->device, info->device, device_len);
+
+    pd_reg_commit();
+    e->state = PD_REG_USED;
+    pd_reg_commit();
+
+    b = hash & z->mask;
+    e->next = pd_reg_buckets(z)[b];
+    pd_reg_buckets(z)[b] = i;
+    z->count++;
+
+    pd_reg_unlock(z);
+
+    return PD_OK;
+}
+
+
+pd_int_t
+pd_reg_remove(pd_reg_zone_t *z, const u_char *uid, size_t len, int32_t pid,
+    uint64_t conn)
+{
+    uint32_t  i, hash, prev;
+
+    if (len == 0 || len > PD_REG_UID_MAX) {
+        return PD_DECLINED;
+    }
+
+    hash = (uint32_t) pd_reg_siphash(z->seed, uid, len);
+
+    if (pd_reg_lock(z) != PD_OK) {
+        return PD_ERROR;
+    }
+
+    i = pd_reg_find(z, hash, uid, len, pid, conn, &prev);
+
+    if (i == PD_REG_NIL) {
+        pd_reg_unlock(z);
+        return PD_DECLINED;
+    }
+
+    pd_reg_entry_free(z, i, prev);
+
+    pd_reg_unlock(z);
+
+    return PD_OK;
+}
+
+
+pd_int_t
+pd_reg_set_apps(pd_reg_zone_t *z, const u_char *uid, size_t len,
+    int32_t pid, uint64_t conn, u_char apps[][PD_REG_APP_MAX + 1],
+    uint32_t napps)
+{
+    uint16_t         old[PD_REG_APPS_MAX];
+    uint32_t         i, j, nold, hash, prev;
+    pd_reg_names_t   names;
+    pd_reg_entry_t  *e;
+
+    if (len == 0 || len > PD_REG_UID_MAX) {
+        return PD_DECLINED;
+    }
+
+    if (pd_reg_names_prepare(z, &names, (const u_char *) apps, napps)
+        != PD_OK)
+    {
+        return PD_ERROR;
+    }
+
+    hash = (uint32_t) pd_reg_siphash(z->seed, uid, len);
+
+    if (pd_reg_lock(z) != PD_OK) {
+        return PD_ERROR;
+    }
+
+    i = pd_reg_find(z, hash, uid, len, pid, conn, &prev);
+
+    if (i == PD_REG_NIL) {
+        pd_reg_unlock(z);
+        return PD_DECLINED;
+    }
+
+    /* the new references first, so an app kept across is never freed */
+    if (pd_reg_app_intern(z, &names) != PD_OK) {
+        pd_reg_unlock(z);
+        return PD_BUSY;
+    }
+
+    e = &pd_reg_entries(z)[i];
+    nold = e->napps;
+
+    for (j = 0; j < nold; j++) {
+        old[j] = e->apps[j];
+    }
+
+    /* ids before the count: a torn update leaves only valid ids counted */
+    for (j = 0; j < names.n; j++) {
+        e->apps[j] = names.id[j];
+    }
+
+    pd_reg_commit();
+    e->napps = (uint8_t) names.n;
+    pd_reg_commit();
+
+    for (j = 0; j < nold; j++) {
+        pd_reg_app_release(z, old[j]);
+    }
+
+    pd_reg_unlock(z);
+
+    return PD_OK;
+}
+
+
+pd_uint_t
+pd_reg_lookup(pd_reg_zone_t *z, const u_char *uid, size_t len,
+    pd_reg_info_t *out, pd_uint_t max)
+{
+    uint32_t         i, hash;
+    pd_uint_t        n;
+    pd_reg_entry_t  *entries, *e;
+
+    if (len == 0 || len > PD_REG_UID_MAX) {
+        return 0;
+    }
+
+    hash = (uint32_t) pd_reg_siphash(z->seed, uid, len);
+
+    if (pd_reg_lock(z) != PD_OK) {
+        return 0;
+    }
+
+    entries = pd_reg_entries(z);
+    n = 0;
+
+    for (i = pd_reg_buckets(z)[hash & z->mask]; i != PD_REG_NIL; i = e->next)
+    {
+        e = &entries[i];
+
+        if (e->hash != hash || e->uid_len != len
+            || memcmp(e->uid, uid, len) != 0)
+        {
+            continue;
+        }
+
+        if (n < max) {
+            pd_reg_entry_copy(z, e, &out[n]);
+        }
+
+        n++;
+    }
+
+    pd_reg_unlock(z);
+
+    return n;
+}
+
+
+pd_uint_t
+pd_reg_count(pd_reg_zone_t *z)
+{
+    pd_uint_t  n;
+
+    if (pd_reg_lock(z) != PD_OK) {
+        return 0;
+    }
+
+    n = z->count;
+
+    pd_reg_unlock(z);
+
+    return n;
+}
+
+
+/* removes pid's entries among slots [from, to); the lock is held */
+static pd_uint_t
+pd_reg_purge_entries(pd_reg_zone_t *z, int32_t pid, uint32_t from,
+    uint32_t to)
+{
+    uint32_t         i, j, prev;
+    pd_uint_t        n;
+    pd_reg_entry_t  *entries, *e;
+
+    entries = pd_reg_entries(z);
+    n = 0;
+
+    for (i = from; i < to; i++) {
+        e = &entries[i];
+
+        if (e->state != PD_REG_USED || e->pid != pid) {
+            continue;
+        }
+
+        prev = PD_REG_NIL;
+
+        for (j = pd_reg_buckets(z)[e->hash & z->mask];
+             j != i;
+             prev = j, j = entries[j].next)
+        {
+            /* void */
+        }
+
+        pd_reg_entry_free(z, i, prev);
+        n++;
+    }
+
+    return n;
+}
+
+
+/* frees IP node i (after prev in its chain), whose count reached 0 */
+static void
+pd_reg_ip_free(pd_reg_zone_t *z, uint32_t i, uint32_t prev)
+{
+    pd_reg_ip_t  *ips, *node;
+
+    ips = pd_reg_ips(z);
+    node = &ips[i];
+
+    node->state = PD_REG_FREE;
+    pd_reg_commit();
+
+    if (prev == PD_REG_NIL) {
+        pd_reg_ip_buckets(z)[node->hash & z->ip_mask] = node->next;
+
+    } else {
+        ips[prev].next = node->next;
+    }
+
+    node->next = z->ip_free;
+    z->ip_free = i;
+    z->ip_count--;
+}
+
+
+/* releases pid's IP counts among nodes [from, to); the lock is held */
+static void
+pd_reg_purge_ips(pd_reg_zone_t *z, int32_t pid, uint32_t from, uint32_t to)
+{
+    uint32_t      i, j, prev;
+    pd_reg_ip_t  *ips, *node;
+
+    ips = pd_reg_ips(z);
+
+    for (i = from; i < to; i++) {
+        node = &ips[i];
+
+        if (node->state != PD_REG_USED || node->pid != pid) {
+            continue;
+        }
+
+        node->count = 0;
+        prev = PD_REG_NIL;
+
+        for (j = pd_reg_ip_buckets(z)[node->hash & z->ip_mask];
+             j != i;
+             prev = j, j = ips[j].next)
+        {
+            /* void */
+        }
+
+        pd_reg_ip_free(z, i, prev);
+    }
+}
+
+
+/*
+ * Slots never move, so the scan may let go of the lock between batches:
+ * nothing of the dead pid can appear behind it, and the other processes
+ * wait for one batch at most.
+ */
+pd_uint_t
+pd_reg_purge_pid(pd_reg_zone_t *z, int32_t pid)
+{
+    uint32_t   from, to;
+    pd_uint_t  n;
+
+    n = 0;
+
+    for (from = 0; from < z->max_conns; from = to) {
+        to = from + pd_min(z->max_conns - from, PD_REG_PURGE_BATCH);
+
+        if (pd_reg_lock(z) != PD_OK) {
+            return n;
+        }
+
+        n += pd_reg_purge_entries(z, pid, from, to);
+
+        pd_reg_unlock(z);
+    }
+
+    for (from = 0; from < z->max_ips; from = to) {
+        to = from + pd_min(z->max_ips - from, PD_REG_PURGE_BATCH);
+
+        if (pd_reg_lock(z) != PD_OK) {
+            return n;
+        }
+
+        pd_reg_purge_ips(z, pid, from, to);
+
+        pd_reg_unlock(z);
+    }
+
+    return n;
+}
+
+
+/*
+ * The 16-byte key of a client address: IPv4 as IPv4-mapped IPv6, so one
+ * client counts once through an IPv4 and a dual-stack listener.
+ * PD_DECLINED for another family.
+ */
+static pd_int_t
+pd_reg_ip_key(const struct sockaddr *sa, u_char key[16])
+{
+    const struct sockaddr_in   *sin;
+    const struct sockaddr_in6  *sin6;
+
+    switch (sa->sa_family) {
+
+    case AF_INET:
+        sin = (const struct sockaddr_in *) sa;
+        pd_memzero(key, 10);
+        key[10] = 0xff;
+        key[11] = 0xff;
+        pd_memcpy(&key[12], &sin->sin_addr, 4);
+        return PD_OK;
+
+    case AF_INET6:
+        sin6 = (const struct sockaddr_in6 *) sa;
+        pd_memcpy(key, &sin6->sin6_addr, 16);
+        return PD_OK;
+
+    default:
+        return PD_DECLINED;
+    }
+}
+
+
+/*
+ * Walks the chain of key: returns the connections counted for it by all
+ * workers, and in *mine the node of pid (PD_REG_NIL if none) and in
+ * *prev the node before that one.
+ */
+static uint32_t
+pd_reg_ip_find(pd_reg_zone_t *z, uint32_t hash, const u_char key[16],
+    int32_t pid, uint32_t *mine, uint32_t *prev)
+{
+    uint32_t      i, last, total;
+    pd_reg_ip_t  *ips, *node;
+
+    ips = pd_reg_ips(z);
+    total = 0;
+    last = PD_REG_NIL;
+    *mine = PD_REG_NIL;
+    *prev = PD_REG_NIL;
+
+    for (i = pd_reg_ip_buckets(z)[hash & z->ip_mask];
+         i != PD_REG_NIL;
+         last = i, i = node->next)
+    {
+        node = &ips[i];
+
+        if (node->hash != hash || memcmp(node->addr, key, 16) != 0) {
+            continue;
+        }
+
+        total += node->count;
+
+        if (node->pid == pid) {
+            *mine = i;
+            *prev = last;
+        }
+    }
+
+    return total;
+}
+
+
+pd_int_t
+pd_reg_ip_acquire(pd_reg_zone_t *z, const struct sockaddr *sa, int32_t pid,
+    uint32_t limit)
+{
+    u_char        key[16];
+    uint32_t      i, b, hash, total, prev;
+    pd_reg_ip_t  *node;
+
+    if (pd_reg_ip_key(sa, key) != PD_OK) {
+        return PD_DECLINED;
+    }
+
+    hash = (uint32_t) pd_reg_siphash(z->seed, key, sizeof(key));
+
+    if (pd_reg_lock(z) != PD_OK) {
+        return PD_ERROR;
+    }
+
+    total = pd_reg_ip_find(z, hash, key, pid, &i, &prev);
+
+    if (limit != 0 && total >= limit) {
+        pd_reg_unlock(z);
+        return PD_BUSY;
+    }
+
+    if (i != PD_REG_NIL) {
+        pd_reg_ips(z)[i].count++;
+        pd_reg_unlock(z);
+        return PD_OK;
+    }
+
+    i = z->ip_free;
+
+    if (i == PD_REG_NIL) {
+        pd_reg_unlock(z);
+        return PD_BUSY;
+    }
+
+    node = &pd_reg_ips(z)[i];
+    z->ip_free = node->next;
+
+    node->hash = hash;
+    node->pid = pid;
+    node->count = 1;
+    pd_memcpy(node->addr, key, sizeof(key));
+
+    pd_reg_commit();
+    node->state = PD_REG_USED;
+    pd_reg_commit();
+
+    b = hash & z->ip_mask;
+    node->next = pd_reg_ip_buckets(z)[b];
+    pd_reg_ip_buckets(z)[b] = i;
+    z->ip_count++;
+
+    pd_reg_unlock(z);
+
+    return PD_OK;
+}
+
+
+void
+pd_reg_ip_release(pd_reg_zone_t *z, const struct sockaddr *sa, int32_t pid)
+{
+    u_char        key[16];
+    uint32_t      i, hash, prev;
+    pd_reg_ip_t  *node;
+
+    if (pd_reg_ip_key(sa, key) != PD_OK) {
+        return;
+    }
+
+    hash = (uint32_t) pd_reg_siphash(z->seed, key, sizeof(key));
+
+    if (pd_reg_lock(z) != PD_OK) {
+        return;
+    }
+
+    (void) pd_reg_ip_find(z, hash, key, pid, &i, &prev);
+
+    if (i != PD_REG_NIL) {
+        node = &pd_reg_ips(z)[i];
+
+        /* the count is a fact too: at 0 the rebuild frees the node */
+        if (--node->count == 0) {
+            pd_reg_ip_free(z, i, prev);
+        }
+    }
+
+    pd_reg_unlock(z);
+}
+
+
+pd_uint_t
+pd_reg_ip_count(pd_reg_zone_t *z, const struct sockaddr *sa)
+{
+    u_char    key[16];
+    uint32_t  i, hash, total, prev;
+
+    if (pd_reg_ip_key(sa, key) != PD_OK) {
+        return 0;
+    }
+
+    hash = (uint32_t) pd_reg_siphash(z->seed, key, sizeof(key));
+
+    if (pd_reg_lock(z) != PD_OK) {
+        return 0;
+    }
+
+    total = pd_reg_ip_find(z, hash, key, 0, &i, &prev);
+
+    pd_reg_unlock(z);
+
+    return total;
+}

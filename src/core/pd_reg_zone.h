@@ -1,0 +1,210 @@
+/*
+ * pd_reg_zone.h: the register's shared-memory zone: uid -> the live
+ * connections of that uid in every worker, and per client IP connection
+ * counts, shared by the master and both generations of workers.
+ */
+
+#ifndef PD_REG_ZONE_H
+#define PD_REG_ZONE_H
+
+#include <pthread.h>
+
+#define PD_REG_UID_MAX      64
+#define PD_REG_DEVICE_MAX   64
+#define PD_REG_APP_MAX      32    /* app name length */
+#define PD_REG_APPS_MAX      8    /* apps bound per connection */
+#define PD_REG_APP_TABLE  1024    /* distinct app names live at once */
+
+/* the largest max_conns / max_ips a zone may be formatted for */
+#define PD_REG_MAX_SLOTS  (1U << 30)
+
+/* "no slot": ends hash chains and free lists */
+#define PD_REG_NIL        0xffffffffU
+#define PD_REG_APP_NIL    0xffffU
+
+typedef struct {
+    u_char       uid[PD_REG_UID_MAX + 1];   /* NUL-terminated copies */
+    u_char       device[PD_REG_DEVICE_MAX + 1];
+    u_char       apps[PD_REG_APPS_MAX][PD_REG_APP_MAX + 1];
+    uint32_t     napps;
+    int32_t      pid;       /* the worker holding the connection */
+    int32_t      wslot;     /* its worker slot */
+    uint64_t     conn;      /* connection id, unique within the pid */
+    uint64_t     since;     /* unix ms */
+} pd_reg_info_t;            /* what add takes and lookups hand out */
+
+
+/*
+ * The layout below is public for the unit tests and for gdb; everything
+ * else goes through the functions.  Slots are found by index, never by
+ * pointer, and the arrays by offset from the zone, so the zone means the
+ * same wherever it is mapped.
+ *
+ * Crash consistency: the state byte of an entry or IP node (and the count
+ * of a node) is the only fact; it is stored after the fields it commits.
+ * Hash chains, free lists, totals, app reference counts and the app index
+ * are derived and rebuilt from the slots when a lock holder died.
+ */
+
+#define PD_REG_FREE  0
+#define PD_REG_USED  1
+
+typedef struct {
+    uint32_t     next;      /* hash chain, or the free list */
+    uint32_t     hash;      /* of the uid: its bucket, a cheap compare */
+    int32_t      pid;
+    int32_t      wslot;
+    uint64_t     conn;
+    uint64_t     since;
+    uint16_t     apps[PD_REG_APPS_MAX];   /* indices into the app table */
+    uint8_t      state;     /* PD_REG_FREE, PD_REG_USED */
+    uint8_t      napps;
+    uint8_t      uid_len;
+    uint8_t      device_len;
+    u_char       uid[PD_REG_UID_MAX];     /* not NUL-terminated */
+    u_char       device[PD_REG_DEVICE_MAX];
+} pd_reg_entry_t;
+
+typedef struct {
+    uint32_t     refs;      /* entries naming it; 0: free */
+    uint32_t     hash;
+    uint16_t     next;      /* app chain, or the app free list */
+    uint8_t      len;
+    u_char       name[PD_REG_APP_MAX];
+} pd_reg_app_t;
+
+/* one per (client address, worker): a dead worker's counts can be purged */
+typedef struct {
+    uint32_t     next;
+    uint32_t     hash;      /* of the address alone */
+    int32_t      pid;
+    uint32_t     count;     /* connections; 0 counts as free */
+    uint8_t      state;
+    uint8_t      pad[3];
+    u_char       addr[16];  /* IPv6, or IPv4 mapped into IPv6 */
+} pd_reg_ip_t;
+
+typedef struct {
+    /*
+     * One robust process-shared mutex guards the whole zone.  A spinlock
+     * left held by a SIGKILLed worker would stall every other process for
+     * good; a robust mutex hands the next locker EOWNERDEAD instead, and
+     * it repairs the zone (see pd_reg_repair in the .c file).  There are
+     * no robust rwlocks, and readers hold the lock only to copy out a
+     * few hundred bytes, so readers lock too.  Uncontended, the futex
+     * costs one atomic exchange each way; contended, waiters sleep
+     * instead of burning the CPU the holder needs.  Every critical
+     * section is bounded and makes no system call: hashing is done
+     * before locking, and a purge relocks every PD_REG_PURGE_BATCH slots.
+     */
+    pthread_mutex_t  mutex;
+
+    uint64_t     magic;
+    uint64_t     size;      /* of the zone, as formatted */
+    uint64_t     seed[2];   /* SipHash key, from getrandom() */
+    uint64_t     repairs;   /* times a dead holder's mess was rebuilt */
+
+    uint32_t     max_conns;
+    uint32_t     max_ips;
+    uint32_t     mask;      /* buckets - 1, a power of two minus one */
+    uint32_t     ip_mask;
+
+    uint32_t     free;      /* entry free list */
+    uint32_t     count;     /* live entries */
+    uint32_t     ip_free;
+    uint32_t     ip_count;  /* live IP nodes */
+    uint16_t     app_free;
+    uint16_t     napps;     /* live app names */
+    uint32_t     pad;
+
+    uint64_t     buckets;   /* offsets from the zone of its arrays */
+    uint64_t     entries;
+    uint64_t     apps;
+    uint64_t     app_buckets;
+    uint64_t     ip_buckets;
+    uint64_t     ips;
+} pd_reg_zone_t;
+
+
+/*
+ * The bytes a zone for max_conns connections and max_ips (address,
+ * worker) pairs needs; 0 when either is 0 or above PD_REG_MAX_SLOTS.
+ * About 190 bytes a connection and 44 a pair, plus 47 KB of app table.
+ */
+size_t pd_reg_zone_size(uint32_t max_conns, uint32_t max_ips);
+
+/* the most connections a zone of size bytes holds beside max_ips pairs */
+uint32_t pd_reg_zone_max_conns(size_t size, uint32_t max_ips);
+
+/*
+ * fresh: formats size bytes at addr (aligned to 8) for max_conns and
+ * max_ips, with a new random hash seed.  Else attaches to the zone
+ * formatted there before (by another cycle), whose data it keeps.
+ * Returns the zone (it is addr) or NULL with errno: ENOSPC when size is
+ * too small, EINVAL when an attached zone was formatted with another
+ * size or geometry, or what getrandom() / pthread_mutexattr_*() failed
+ * with.  The zone lives in and is owned by the caller's memory.
+ */
+pd_reg_zone_t *pd_reg_zone_init(void *addr, size_t size, uint32_t max_conns,
+    uint32_t max_ips, int fresh);
+
+/*
+ * Registers a connection: info->uid (1 to PD_REG_UID_MAX bytes), device
+ * (at most PD_REG_DEVICE_MAX) and napps app names (each 1 to
+ * PD_REG_APP_MAX bytes, duplicates dropped) are NUL-terminated.
+ * PD_OK; PD_BUSY when the zone or the app table is full; PD_DECLINED
+ * when (uid, pid, conn) is registered already; PD_ERROR on a bad
+ * argument or an unrecoverable lock.  Nothing of info is kept.
+ */
+pd_int_t pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info);
+
+/* PD_OK, PD_DECLINED when (uid, pid, conn) is not registered, PD_ERROR */
+pd_int_t pd_reg_remove(pd_reg_zone_t *z, const u_char *uid, size_t len,
+    int32_t pid, uint64_t conn);
+
+/*
+ * Replaces the apps bound to one connection (bind / unbind), as for
+ * pd_reg_add: PD_OK, PD_DECLINED when not registered, PD_BUSY when the
+ * app table is full (the old apps stay), PD_ERROR.
+ */
+pd_int_t pd_reg_set_apps(pd_reg_zone_t *z, const u_char *uid, size_t len,
+    int32_t pid, uint64_t conn, u_char apps[][PD_REG_APP_MAX + 1],
+    uint32_t napps);
+
+/*
+ * Copies up to max connections of uid into out (caller's memory) and
+ * returns how many uid has, which may exceed max; 0 on a lock failure.
+ */
+pd_uint_t pd_reg_lookup(pd_reg_zone_t *z, const u_char *uid, size_t len,
+    pd_reg_info_t *out, pd_uint_t max);
+
+/*
+ * The master, after reaping a worker: removes its entries and releases
+ * its IP counts.  Returns the number of entries removed.
+ */
+pd_uint_t pd_reg_purge_pid(pd_reg_zone_t *z, int32_t pid);
+
+/* live entries */
+pd_uint_t pd_reg_count(pd_reg_zone_t *z);
+
+/*
+ * Counts one more connection from sa's address (AF_INET or AF_INET6;
+ * IPv4-mapped IPv6 counts as IPv4) held by pid, against a limit summed
+ * over all workers (0: no limit).  PD_OK; PD_BUSY at the limit or when
+ * the table is full; PD_DECLINED for another family (nothing counted,
+ * nothing to release); PD_ERROR on an unrecoverable lock.
+ */
+pd_int_t pd_reg_ip_acquire(pd_reg_zone_t *z, const struct sockaddr *sa,
+    int32_t pid, uint32_t limit);
+
+/* undoes one PD_OK pd_reg_ip_acquire() of the same address and pid */
+void pd_reg_ip_release(pd_reg_zone_t *z, const struct sockaddr *sa,
+    int32_t pid);
+
+/* connections from sa's address, all workers together */
+pd_uint_t pd_reg_ip_count(pd_reg_zone_t *z, const struct sockaddr *sa);
+
+/* SipHash-2-4 of p under the 128-bit key k (k[0]: key bytes 0-7, LE) */
+uint64_t pd_reg_siphash(const uint64_t k[2], const u_char *p, size_t len);
+
+#endif /* PD_REG_ZONE_H */
