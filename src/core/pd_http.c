@@ -73,7 +73,8 @@ pd_http_init_connection(pd_connection_t *c)
         goto failed;
     }
 
-    hc->req.max_line = srv->header_buffer_size;
+    /* below the head's limit, so a long request line is told apart */
+    hc->req.max_line = srv->header_buffer_size / 2;
     hc->req.max_headers = srv->max_headers;
     hc->req.max_header = srv->header_buffer_size;
     hc->req.max_body = srv->max_body;
@@ -470,12 +471,14 @@ pd_http_set_keepalive(pd_http_conn_t *hc)
     pd_connection_t  *c = hc->connection;
     pd_cycle_t       *cycle = (pd_cycle_t *) pd_cycle;
 
-    if (pd_exiting) {
-        pd_http_close(hc);
+    if (hc->requests == 0 || c->reusable) {
+        /* a request is still due on a new connection: it is served,
+         * even by a retiring worker */
         return;
     }
 
-    if (hc->requests == 0 || c->reusable) {
+    if (pd_exiting) {
+        pd_http_close(hc);
         return;
     }
 

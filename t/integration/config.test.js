@@ -1,0 +1,204 @@
+'use strict';
+/*
+ * config.test.js: `pushd -t` on good and broken configuration files,
+ * the exact "file:line:column: message" of each error, -v and -p.
+ */
+
+const test = require('node:test');
+const assert = require('node:assert');
+const fs = require('node:fs');
+const path = require('node:path');
+const L = require('./lib.js');
+
+const prefix = L.makePrefix();
+
+/* writes text to conf/<name>.yml in the shared prefix; its full path */
+function conf(name, text) {
+    const f = path.join(prefix, 'conf', `${name}.yml`);
+    fs.writeFileSync(f, text);
+    return f;
+}
+
+function check(file) {
+    return L.runPushd(['-p', prefix, '-t', '-c', file]);
+}
+
+function lines(s) {
+    return s.split('\n').filter((l) => l.length > 0);
+}
+
+/*
+ * Runs -t on text and asserts exit 1, that the first stderr line equals
+ * (or, given a RegExp, matches) the expected one with the file path in
+ * front, and that the last line says the test failed.
+ */
+function expectError(name, text, expected) {
+    const f = conf(name, text);
+    const r = check(f);
+    const ls = lines(r.stderr);
+    assert.strictEqual(r.status, 1, `exit status; stderr:\n${r.stderr}`);
+    if (expected instanceof RegExp) {
+        assert.match(ls[0] || '', expected);
+    } else {
+        assert.strictEqual(ls[0], `pushd: ${f}:${expected}`);
+    }
+    assert.strictEqual(ls[ls.length - 1],
+                       `pushd: configuration file ${f} test failed`);
+    return { file: f, first: ls[0], r };
+}
+
+function esc(s) {
+    return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+const goodText = L.toYaml({
+    worker_processes: 2,
+    daemon: false,
+    pid: 'logs/pushd.pid',
+    error_log: 'logs/error.log info',
+    room: { listen: ['127.0.0.1:28080'] },
+    center: { listen: ['127.0.0.1:28081'], api_key: L.API_KEY },
+});
+
+test('-t accepts a good file and prints both lines', () => {
+    const f = conf('good', goodText);
+    const r = check(f);
+    assert.strictEqual(r.status, 0, r.stderr);
+    const ls = lines(r.stderr);
+    assert.ok(ls.includes(`pushd: the configuration file ${f} syntax is ok`),
+              r.stderr);
+    assert.ok(ls.includes(`pushd: configuration file ${f} test is successful`),
+              r.stderr);
+    /* a test run starts nothing */
+    assert.ok(!fs.existsSync(path.join(prefix, 'logs', 'pushd.pid')),
+              '-t must not write the pid file');
+});
+
+test('-t accepts every documented directive', () => {
+    const c = L.certPair();
+    const f = conf('full', L.toYaml({
+        worker_processes: 'auto',
+        daemon: true,
+        pid: 'logs/other.pid',
+        error_log: 'logs/error.log debug',
+        node_id: 'node-1',
+        user: 'nobody',
+        worker_connections: 1024,
+        worker_rlimit_nofile: 4096,
+        worker_cpu_affinity: 'auto',
+        worker_shutdown_timeout: '500ms',
+        room: {
+            listen: ['127.0.0.1:28080', '28443 ssl'],
+            ssl_certificate: c.cert,
+            ssl_certificate_key: c.key,
+            auth_secret: 'secret',
+            heartbeat: '30s',
+        },
+        center: { listen: ['127.0.0.1:28081'], api_key: L.API_KEY },
+    }));
+    const r = check(f);
+    assert.strictEqual(r.status, 0, r.stderr);
+    assert.ok(lines(r.stderr).includes(
+        `pushd: configuration file ${f} test is successful`), r.stderr);
+});
+
+test('-c relative to -p is resolved against the prefix', () => {
+    conf('rel', goodText);
+    const r = L.runPushd(['-p', prefix, '-c', 'conf/rel.yml', '-t']);
+    const f = path.join(prefix, 'conf', 'rel.yml');
+    assert.strictEqual(r.status, 0, r.stderr);
+    assert.ok(lines(r.stderr).includes(
+        `pushd: configuration file ${f} test is successful`), r.stderr);
+});
+
+test('unknown top-level directive', () => {
+    expectError('unknown', 'worker_processes: 1\nfoo: 1\n',
+                '2:1: unknown directive "foo"');
+});
+
+test('unknown directive in a section', () => {
+    expectError('unknown_room', 'worker_processes: 1\nroom:\n  listen:\n'
+                + '    - "127.0.0.1:28080"\n  bar: 1\n',
+                '5:3: unknown directive "bar" in section "room"');
+});
+
+test('duplicate directive', () => {
+    expectError('dup', 'worker_processes: 1\nworker_processes: 2\n',
+                '2:1: "worker_processes" directive is duplicate');
+});
+
+test('wrong type points at the value', () => {
+    expectError('type', 'worker_processes: 1\nworker_connections: lots\n',
+                '2:21: "worker_connections" must be a number');
+});
+
+test('out of range, below and above', () => {
+    expectError('range0', 'worker_processes: 1\nworker_connections: 0\n',
+                '2:21: "worker_connections" must be between 1 and 1048576');
+    expectError('range1', 'worker_processes: 1\nworker_connections: 1048577\n',
+                '2:21: "worker_connections" must be between 1 and 1048576');
+});
+
+test('bad listen addresses point at the bad entry', () => {
+    for (const [i, bad] of ['1.2.3.4.5:80', '127.0.0.1:99999',
+                            '127.0.0.1:80 tls'].entries())
+    {
+        const f = path.join(prefix, 'conf', `listen${i}.yml`);
+        expectError(`listen${i}`, 'worker_processes: 1\nroom:\n  listen:\n'
+                    + '    - "127.0.0.1:28080"\n'
+                    + `    - "${bad}"\n`,
+                    new RegExp(`^pushd: ${esc(f)}:5:7: .*"listen"`));
+    }
+});
+
+test('YAML syntax errors report the position', () => {
+    let f = path.join(prefix, 'conf', 'syntax1.yml');
+    expectError('syntax1', 'worker_processes: 1\n  bad: indent\n',
+                new RegExp(`^pushd: ${esc(f)}:2:6: \\S`));
+    f = path.join(prefix, 'conf', 'syntax2.yml');
+    expectError('syntax2', 'worker_processes: 1\ndaemon: off\n- x\n',
+                new RegExp(`^pushd: ${esc(f)}:3:1: \\S`));
+});
+
+test('an ssl listener without a certificate names the room section', () => {
+    const { r } = expectError('nocert', 'worker_processes: 1\nroom:\n'
+                              + '  listen:\n    - "127.0.0.1:28443 ssl"\n',
+                              /^pushd: /);
+    assert.match(r.stderr, /room/);
+    assert.match(r.stderr, /ssl_certificate|certificate/);
+});
+
+test('worker_processes 0 and "many" are rejected', () => {
+    for (const v of ['0', 'many']) {
+        const f = path.join(prefix, 'conf', `wp_${v}.yml`);
+        expectError(`wp_${v}`, `daemon: false\nworker_processes: ${v}\n`,
+                    new RegExp(`^pushd: ${esc(f)}:2:19: .*"worker_processes"`));
+    }
+});
+
+test('a bad duration is rejected at its value', () => {
+    const f = path.join(prefix, 'conf', 'dur.yml');
+    expectError('dur', 'worker_processes: 1\nworker_shutdown_timeout: soon\n',
+                new RegExp(`^pushd: ${esc(f)}:2:26: `
+                           + '.*"worker_shutdown_timeout"'));
+});
+
+test('a missing file is a clear error', () => {
+    const f = path.join(prefix, 'conf', 'does-not-exist.yml');
+    const r = check(f);
+    assert.strictEqual(r.status, 1, r.stderr);
+    assert.ok(r.stderr.includes(f), r.stderr);
+    assert.match(r.stderr, /no such file/i);
+    assert.ok(lines(r.stderr).includes(
+        `pushd: configuration file ${f} test failed`), r.stderr);
+});
+
+test('-v prints the version', () => {
+    const r = L.runPushd(['-v']);
+    assert.strictEqual(r.status, 0);
+    assert.ok(lines(r.out).includes('pushd version 0.1.0'), r.out);
+});
+
+test.after(() => {
+    fs.rmSync(prefix, { recursive: true, force: true });
+});
