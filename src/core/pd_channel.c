@@ -193,13 +193,28 @@ pd_channel_dispatch(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
     return PD_DECLINED;
 }
 
+static pd_int_t
+pd_channel_send(pd_process_t *p, pd_uint_t command, uint64_t arg,
+    const u_char *data, size_t len)
+{
+    pd_channel_msg_t  msg;
+
+    msg.command = (uint32_t) command;
+    msg.pid = pd_pid;
+    msg.slot = (int32_t) pd_process_slot;
+    msg.fd = -1;
+    msg.arg = arg;
+    msg.len = (uint32_t) len;
+
+    return pd_write_channel(p->channel[0], &msg, data, pd_log_root);
+}
+
 pd_int_t
 pd_channel_send_worker(pd_int_t wslot, pd_uint_t command, uint64_t arg,
     const u_char *data, size_t len)
 {
-    pd_channel_msg_t   msg;
-    pd_process_t      *p;
-    pd_int_t           i;
+    pd_process_t  *p;
+    pd_int_t       i;
 
     for (i = 0; i < pd_last_process; i++) {
         p = &pd_processes[i];
@@ -211,14 +226,25 @@ pd_channel_send_worker(pd_int_t wslot, pd_uint_t command, uint64_t arg,
             continue;
         }
 
-        msg.command = (uint32_t) command;
-        msg.pid = pd_pid;
-        msg.slot = (int32_t) pd_process_slot;
-        msg.fd = -1;
-        msg.arg = arg;
-        msg.len = (uint32_t) len;
+        return pd_channel_send(p, command, arg, data, len);
+    }
 
-        return pd_write_channel(p->channel[0], &msg, data, pd_log_root);
+    return PD_DECLINED;
+}
+
+pd_int_t
+pd_channel_send_pid(pid_t pid, pd_uint_t command, uint64_t arg,
+    const u_char *data, size_t len)
+{
+    pd_process_t  *p;
+    pd_int_t       i;
+
+    for (i = 0; i < pd_last_process; i++) {
+        p = &pd_processes[i];
+
+        if (p->pid == pid && i != pd_process_slot && p->channel[0] != -1) {
+            return pd_channel_send(p, command, arg, data, len);
+        }
     }
 
     return PD_DECLINED;

@@ -56,12 +56,14 @@ _Static_assert((PD_REG_APP_TABLE & (PD_REG_APP_TABLE - 1)) == 0,
 #define pd_reg_rotl(x, b)  (((x) << (b)) | ((x) >> (64 - (b))))
 
 #define pd_reg_sipround(v0, v1, v2, v3)                                      \
-    v0 += v1; v1 = pd_reg_rotl(v1, 13); v1 ^= v0;                            \
-    v0 = pd_reg_rotl(v0, 32);                                                \
-    v2 += v3; v3 = pd_reg_rotl(v3, 16); v3 ^= v2;                            \
-    v0 += v3; v3 = pd_reg_rotl(v3, 21); v3 ^= v0;                            \
-    v2 += v1; v1 = pd_reg_rotl(v1, 17); v1 ^= v2;                            \
-    v2 = pd_reg_rotl(v2, 32)
+    do {                                                                     \
+        v0 += v1; v1 = pd_reg_rotl(v1, 13); v1 ^= v0;                        \
+        v0 = pd_reg_rotl(v0, 32);                                            \
+        v2 += v3; v3 = pd_reg_rotl(v3, 16); v3 ^= v2;                        \
+        v0 += v3; v3 = pd_reg_rotl(v3, 21); v3 ^= v0;                        \
+        v2 += v1; v1 = pd_reg_rotl(v1, 17); v1 ^= v2;                        \
+        v2 = pd_reg_rotl(v2, 32);                                            \
+    } while (0)
 
 
 /*

@@ -19,5 +19,6 @@ void pd_center_http_handler(pd_http_conn_t *hc);
 void pd_center_stats(pd_http_conn_t *hc);
 void pd_center_workers(pd_http_conn_t *hc);
 pd_int_t pd_center_workers_init(pd_cycle_t *cycle);
+void pd_center_users(pd_http_conn_t *hc);
 
 #endif /* PD_CENTER_H */

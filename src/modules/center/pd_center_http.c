@@ -75,6 +75,14 @@ pd_center_http_handler(pd_http_conn_t *hc)
         return;
     }
 
+    if (hc->req.path.len > sizeof("/v1/users/") - 1
+        && memcmp(hc->req.path.data, "/v1/users/", sizeof("/v1/users/") - 1)
+           == 0)
+    {
+        pd_center_users(hc);
+        return;
+    }
+
     path_found = 0;
 
     for (r = pd_center_routes; r->path != NULL; r++) {

@@ -1,22 +1,139 @@
 /*
- * pd_room.h: the room, the client-facing gateway.
+ * pd_room.h: the room, the client-facing gateway: WebSocket connections
+ * with token auth, heartbeats, apps, presence and kick.
  */
 
 #ifndef PD_ROOM_H
 #define PD_ROOM_H
 
 typedef struct {
+    uint32_t         addr[4];      /* IPv4 mapped into IPv6 */
+    uint32_t         bits;         /* prefix length, over 128 */
+} pd_room_cidr_t;
+
+typedef struct {
     pd_array_t      *listen;
     pd_str_t         ssl_certificate;
     pd_str_t         ssl_certificate_key;
     pd_msec_t        handshake_timeout;
+
+    pd_str_t         auth_secret;
+    pd_msec_t        heartbeat;
+    pd_msec_t        heartbeat_min;
+    pd_msec_t        heartbeat_max;
+    size_t           max_frame;
+    size_t           max_message;
+    pd_int_t         max_apps;
+    pd_array_t      *allow;          /* of pd_str_t, then parsed */
+    pd_array_t      *deny;
+    pd_array_t      *allow_cidr;     /* of pd_room_cidr_t */
+    pd_array_t      *deny_cidr;
+    pd_int_t         max_connections_per_ip;
+    pd_int_t         handshake_rate;
+    size_t           output_limit;
+    pd_msec_t        reconnect_window;
+    pd_int_t         max_bad_frames;
+
     pd_http_srv_t    http;
     pd_ssl_t         tls;
     unsigned         ssl:1;        /* some listener is TLS */
 } pd_room_conf_t;
 
-extern pd_module_t  pd_room_module;
+/* one output frame queued on a connection: a reference into a shared
+ * framed message, so a broadcast costs one of these per receiver */
+typedef struct pd_room_link_s  pd_room_link_t;
+
+struct pd_room_link_s {
+    pd_chain_t       cl;
+    pd_buf_t         buf;
+};
+
+typedef struct {
+    pd_connection_t *connection;
+    pd_room_conf_t  *conf;
+    pd_ws_parser_t   parser;
+    pd_utf8_state_t  utf8;
+    pd_buf_t        *in;           /* a partial frame, only while one is */
+    pd_buf_t        *msg;          /* a fragmented message being joined */
+    pd_chain_t      *out;          /* queued frames */
+    pd_chain_t     **out_last;
+    size_t           out_bytes;
+    pd_queue_t       link;         /* the worker's room connections */
+    pd_msec_t        last_in;      /* for the idle deadline */
+    pd_msec_t        idle;         /* 2 x hb + grace */
+    uint64_t         id;           /* conn id in the register */
+    uint32_t         hb;           /* seconds told to the client */
+    uint16_t         bad_frames;
+    uint8_t          uid_len;
+    uint8_t          device_len;
+    uint8_t          napps;
+    u_char           uid[PD_UID_MAX];
+    u_char           device[PD_DEVICE_MAX];
+    u_char           apps[PD_REG_APPS_MAX][PD_REG_APP_MAX + 1];
+    unsigned         registered:1;
+    unsigned         ip_counted:1;
+    unsigned         close_sent:1;  /* our close frame is queued */
+    unsigned         closing:1;     /* close after the queue drains */
+    unsigned         close_reason:4;
+} pd_room_conn_t;
+
+/* why connections were closed: the stats' closes_by_reason */
+#define PD_ROOM_CLOSE_CLIENT     0
+#define PD_ROOM_CLOSE_IDLE       1
+#define PD_ROOM_CLOSE_KICK       2
+#define PD_ROOM_CLOSE_PROTOCOL   3
+#define PD_ROOM_CLOSE_SLOW       4
+#define PD_ROOM_CLOSE_SHUTDOWN   5
+#define PD_ROOM_CLOSE_ERROR      6
+#define PD_ROOM_CLOSE_N          7
+
+/* per-process counters in the shared stats slots (pd_stats.h) */
+#define PD_ROOM_STAT_HANDSHAKES      0
+#define PD_ROOM_STAT_AUTH_FAILURES   1
+#define PD_ROOM_STAT_REJECTED        2
+#define PD_ROOM_STAT_FRAMES_IN       3
+#define PD_ROOM_STAT_FRAMES_OUT      4
+#define PD_ROOM_STAT_WS              5   /* live WebSocket connections */
+#define PD_ROOM_STAT_CLOSES          6   /* 6 .. 6 + PD_ROOM_CLOSE_N - 1 */
+
+#define pd_room_stat(i)                                                     \
+    if (pd_stats_self) pd_stats_self->counters[i]++
+
+extern const char   *pd_room_close_names[PD_ROOM_CLOSE_N];
+extern pd_module_t   pd_room_module;
+extern pd_queue_t    pd_room_conns;
+
+/* channel commands of the room */
+#define PD_CMD_ROOM_KICK   (PD_CMD_MODULE_BASE + 0)
+#define PD_CMD_ROOM_SEND   (PD_CMD_MODULE_BASE + 1)
 
 void pd_room_http_handler(pd_http_conn_t *hc);
+void pd_room_read_handler(pd_event_t *ev);
+void pd_room_take_over(pd_room_conn_t *rc, pd_http_conn_t *hc, u_char *rest,
+    size_t len);
+void pd_room_drop_http(pd_http_conn_t *hc, pd_room_conn_t *rc);
+void pd_room_upgrade(pd_http_conn_t *hc);
+const char *pd_room_parse_cidrs(pd_cycle_t *cycle, pd_array_t *in,
+    pd_array_t **out);
+pd_int_t pd_room_cidr_match(pd_array_t *cidrs, struct sockaddr *sa);
+
+/* output */
+pd_int_t pd_room_send_shared(pd_room_conn_t *rc, pd_shbuf_t *sb);
+pd_int_t pd_room_send_text(pd_room_conn_t *rc, const u_char *json,
+    size_t len);
+pd_shbuf_t *pd_room_frame(pd_uint_t opcode, const u_char *payload,
+    size_t len);
+void pd_room_flush(pd_room_conn_t *rc);
+void pd_room_write_handler(pd_event_t *ev);
+void pd_room_out_free(pd_room_conn_t *rc);
+
+/* lifecycle */
+void pd_room_close(pd_room_conn_t *rc, pd_uint_t reason);
+void pd_room_close_with(pd_room_conn_t *rc, pd_uint_t code,
+    const char *why, pd_uint_t reason);
+void pd_room_kick(pd_room_conn_t *rc, const u_char *reason, size_t len);
+pd_room_conn_t *pd_room_find(uint64_t id);
+void pd_room_retire(pd_cycle_t *cycle);
+pd_int_t pd_room_init_channel(pd_cycle_t *cycle);
 
 #endif /* PD_ROOM_H */

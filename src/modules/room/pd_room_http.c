@@ -1,6 +1,7 @@
 /*
- * pd_room_http.c: plain HTTP on the room ports: a short status page at
- * "/" for load balancers and operators; everything else is 404.
+ * pd_room_http.c: plain HTTP on the room ports: the WebSocket upgrade at
+ * "/connect", a short status page at "/" for load balancers and
+ * operators; everything else is 404.
  */
 
 #include "pd_core.h"
@@ -12,6 +13,13 @@ pd_room_http_handler(pd_http_conn_t *hc)
     pd_core_conf_t  *ccf;
     pd_str_t        *path = &hc->req.path;
     u_char           buf[256], *p;
+
+    if (path->len == sizeof("/connect") - 1
+        && memcmp(path->data, "/connect", sizeof("/connect") - 1) == 0)
+    {
+        pd_room_upgrade(hc);
+        return;
+    }
 
     if (hc->req.method != PD_HTTP_GET && hc->req.method != PD_HTTP_HEAD) {
         (void) pd_http_send_error(hc, 405, "method not allowed");

@@ -9,9 +9,18 @@
 static void *pd_room_create_conf(pd_cycle_t *cycle);
 static const char *pd_room_init_conf(pd_cycle_t *cycle, void *conf);
 static pd_int_t pd_room_init_module(pd_cycle_t *cycle);
+static pd_int_t pd_room_init_process(pd_cycle_t *cycle);
 
 static pd_conf_bounds_t  pd_room_header_bounds = { 1024, 65536 };
 static pd_conf_bounds_t  pd_room_timeout_bounds = { 100, 3600 * 1000 };
+static pd_conf_bounds_t  pd_room_hb_bounds = { 1000, 3600 * 1000 };
+static pd_conf_bounds_t  pd_room_frame_bounds = { 256, 16 * 1024 * 1024 };
+static pd_conf_bounds_t  pd_room_apps_bounds = { 1, PD_REG_APPS_MAX };
+static pd_conf_bounds_t  pd_room_count_bounds = { 0, 1000000000 };
+static pd_conf_bounds_t  pd_room_rate_bounds = { 1, 1000000000 };
+static pd_conf_bounds_t  pd_room_output_bounds = { 4096,
+                                                   1024 * 1024 * 1024 };
+static pd_conf_bounds_t  pd_room_window_bounds = { 0, 3600 * 1000 };
 
 static pd_command_t  pd_room_commands[] = {
 
@@ -39,6 +48,73 @@ static pd_command_t  pd_room_commands[] = {
       "time a new connection has to finish its TLS handshake and send its "
       "request (default: 10s)" },
 
+    { "auth_secret", PD_CONF_STRING, pd_conf_set_str_slot,
+      offsetof(pd_room_conf_t, auth_secret), NULL,
+      "the HMAC-SHA256 key of client tokens, shared with the business "
+      "back-end (required, at least 16 characters)" },
+
+    { "heartbeat", PD_CONF_DURATION, pd_conf_set_msec_slot,
+      offsetof(pd_room_conf_t, heartbeat), &pd_room_hb_bounds,
+      "heartbeat interval told to clients in the welcome frame; a "
+      "connection silent for 2 x heartbeat + 10s is closed (default: 240s)" },
+
+    { "heartbeat_min", PD_CONF_DURATION, pd_conf_set_msec_slot,
+      offsetof(pd_room_conf_t, heartbeat_min), &pd_room_hb_bounds,
+      "the least heartbeat a client may ask for with ?hb= (default: 30s)" },
+
+    { "heartbeat_max", PD_CONF_DURATION, pd_conf_set_msec_slot,
+      offsetof(pd_room_conf_t, heartbeat_max), &pd_room_hb_bounds,
+      "the most heartbeat a client may ask for with ?hb= (default: 600s)" },
+
+    { "max_frame", PD_CONF_SIZE, pd_conf_set_size_slot,
+      offsetof(pd_room_conf_t, max_frame), &pd_room_frame_bounds,
+      "largest client frame payload; larger closes with 1009 (default: 64k)" },
+
+    { "max_message", PD_CONF_SIZE, pd_conf_set_size_slot,
+      offsetof(pd_room_conf_t, max_message), &pd_room_frame_bounds,
+      "largest client message, fragments joined; larger closes with 1009 "
+      "(default: 64k)" },
+
+    { "max_apps", PD_CONF_NUMBER, pd_conf_set_num_slot,
+      offsetof(pd_room_conf_t, max_apps), &pd_room_apps_bounds,
+      "apps one connection may bind (default and most: 8)" },
+
+    { "allow", PD_CONF_LIST, pd_conf_set_list_slot,
+      offsetof(pd_room_conf_t, allow), NULL,
+      "client addresses (CIDR: \"10.0.0.0/8\", \"::1\", \"all\") allowed to "
+      "connect; others get 403 (default: all)" },
+
+    { "deny", PD_CONF_LIST, pd_conf_set_list_slot,
+      offsetof(pd_room_conf_t, deny), NULL,
+      "client addresses refused with 403; checked before allow "
+      "(default: none)" },
+
+    { "max_connections_per_ip", PD_CONF_NUMBER, pd_conf_set_num_slot,
+      offsetof(pd_room_conf_t, max_connections_per_ip),
+      &pd_room_count_bounds,
+      "WebSocket connections one client address may hold across all "
+      "workers, 0 for no limit; beyond gets 429 (default: 1000)" },
+
+    { "handshake_rate", PD_CONF_NUMBER, pd_conf_set_num_slot,
+      offsetof(pd_room_conf_t, handshake_rate), &pd_room_rate_bounds,
+      "WebSocket handshakes per second each worker accepts; beyond gets "
+      "503 with Retry-After (default: 5000)" },
+
+    { "output_limit", PD_CONF_SIZE, pd_conf_set_size_slot,
+      offsetof(pd_room_conf_t, output_limit), &pd_room_output_bounds,
+      "bytes queued to one client that does not read; beyond, it is "
+      "closed as a slow consumer (default: 256k)" },
+
+    { "reconnect_window", PD_CONF_DURATION, pd_conf_set_msec_slot,
+      offsetof(pd_room_conf_t, reconnect_window), &pd_room_window_bounds,
+      "on reload or graceful stop clients are told to reconnect after a "
+      "random delay up to this (default: 30s)" },
+
+    { "max_bad_frames", PD_CONF_NUMBER, pd_conf_set_num_slot,
+      offsetof(pd_room_conf_t, max_bad_frames), &pd_room_count_bounds,
+      "bad frames (bad JSON, unknown ops) a connection may send before it "
+      "is closed with 1008 (default: 10)" },
+
     pd_null_command
 };
 
@@ -49,11 +125,11 @@ pd_module_t  pd_room_module = {
     pd_room_create_conf,
     pd_room_init_conf,
     pd_room_init_module,
-    NULL,
+    pd_room_init_process,
     NULL,
     NULL,
     0,
-    NULL,
+    pd_room_retire,
     NULL
 };
 
@@ -69,6 +145,17 @@ pd_room_create_conf(pd_cycle_t *cycle)
 
     rcf->http.header_buffer_size = PD_CONF_UNSET_SIZE;
     rcf->handshake_timeout = PD_CONF_UNSET_MSEC;
+    rcf->heartbeat = PD_CONF_UNSET_MSEC;
+    rcf->heartbeat_min = PD_CONF_UNSET_MSEC;
+    rcf->heartbeat_max = PD_CONF_UNSET_MSEC;
+    rcf->max_frame = PD_CONF_UNSET_SIZE;
+    rcf->max_message = PD_CONF_UNSET_SIZE;
+    rcf->max_apps = PD_CONF_UNSET;
+    rcf->max_connections_per_ip = PD_CONF_UNSET;
+    rcf->handshake_rate = PD_CONF_UNSET;
+    rcf->output_limit = PD_CONF_UNSET_SIZE;
+    rcf->reconnect_window = PD_CONF_UNSET_MSEC;
+    rcf->max_bad_frames = PD_CONF_UNSET;
 
     return rcf;
 }
@@ -84,6 +171,40 @@ pd_room_init_conf(pd_cycle_t *cycle, void *conf)
 
     pd_conf_init_size(rcf->http.header_buffer_size, 4096);
     pd_conf_init_msec(rcf->handshake_timeout, 10000);
+    pd_conf_init_msec(rcf->heartbeat, 240000);
+    pd_conf_init_msec(rcf->heartbeat_min, 30000);
+    pd_conf_init_msec(rcf->heartbeat_max, 600000);
+    pd_conf_init_size(rcf->max_frame, 65536);
+    pd_conf_init_size(rcf->max_message, 65536);
+    pd_conf_init_value(rcf->max_apps, PD_REG_APPS_MAX);
+    pd_conf_init_value(rcf->max_connections_per_ip, 1000);
+    pd_conf_init_value(rcf->handshake_rate, 5000);
+    pd_conf_init_size(rcf->output_limit, 256 * 1024);
+    pd_conf_init_msec(rcf->reconnect_window, 30000);
+    pd_conf_init_value(rcf->max_bad_frames, 10);
+
+    if (rcf->heartbeat_min > rcf->heartbeat_max) {
+        return "\"heartbeat_min\" is above \"heartbeat_max\"";
+    }
+
+    if (rcf->heartbeat < rcf->heartbeat_min
+        || rcf->heartbeat > rcf->heartbeat_max)
+    {
+        return "\"heartbeat\" is outside heartbeat_min .. heartbeat_max";
+    }
+
+    if (rcf->max_message < rcf->max_frame) {
+        rcf->max_message = rcf->max_frame;
+    }
+
+    rv = pd_room_parse_cidrs(cycle, rcf->allow, &rcf->allow_cidr);
+    if (rv == NULL) {
+        rv = pd_room_parse_cidrs(cycle, rcf->deny, &rcf->deny_cidr);
+    }
+
+    if (rv != NULL) {
+        return rv;
+    }
 
     rcf->http.max_body = 0;
     rcf->http.max_headers = 32;
@@ -128,6 +249,16 @@ pd_room_init_conf(pd_cycle_t *cycle, void *conf)
                "\"ssl_certificate_key\"";
     }
 
+    if (pd_module_enabled(cycle, pd_room_module)) {
+        if (rcf->auth_secret.data == NULL) {
+            return "needs \"auth_secret\"";
+        }
+
+        if (rcf->auth_secret.len < 16) {
+            return "\"auth_secret\" must be at least 16 characters";
+        }
+    }
+
     if (rcf->ssl_certificate.data
         && (pd_conf_full_name(cycle, &rcf->ssl_certificate) != PD_OK
             || pd_conf_full_name(cycle, &rcf->ssl_certificate_key)
@@ -157,4 +288,10 @@ pd_room_init_module(pd_cycle_t *cycle)
     }
 
     return pd_http_add_listeners(cycle, rcf->listen, &rcf->http, &rcf->tls);
+}
+
+static pd_int_t
+pd_room_init_process(pd_cycle_t *cycle)
+{
+    return pd_room_init_channel(cycle);
 }

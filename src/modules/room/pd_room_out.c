@@ -1,0 +1,211 @@
+/*
+ * pd_room_out.c: the output side of room connections.  A frame is built
+ * once into a refcounted block; each connection queues a link pointing at
+ * it.  Writes are posted so that everything queued on a connection in one
+ * loop turn leaves in one writev()/SSL_write().  The queue is bounded by
+ * room.output_limit: past it the connection is a slow consumer and is
+ * closed (its stored messages stay stored), never buffered without end.
+ */
+
+#include "pd_core.h"
+#include "pd_room.h"
+
+#define PD_ROOM_LINKS_CHUNK  256
+
+/* recycled links; chunks are owned by the worker for its lifetime */
+static pd_room_link_t  *pd_room_free_links;
+
+static pd_room_link_t *
+pd_room_link_get(void)
+{
+    pd_room_link_t  *l;
+    pd_uint_t        i;
+
+    if (pd_room_free_links == NULL) {
+        l = pd_alloc(sizeof(pd_room_link_t) * PD_ROOM_LINKS_CHUNK,
+                     pd_log_root);
+        if (l == NULL) {
+            return NULL;
+        }
+
+        for (i = 0; i < PD_ROOM_LINKS_CHUNK; i++) {
+            l[i].cl.next = (pd_chain_t *) pd_room_free_links;
+            pd_room_free_links = &l[i];
+        }
+    }
+
+    l = pd_room_free_links;
+    pd_room_free_links = (pd_room_link_t *) l->cl.next;
+
+    return l;
+}
+
+static void
+pd_room_link_put(pd_room_link_t *l)
+{
+    pd_shbuf_unref(l->buf.shared);
+    l->buf.shared = NULL;
+    l->cl.next = (pd_chain_t *) pd_room_free_links;
+    pd_room_free_links = l;
+}
+
+pd_shbuf_t *
+pd_room_frame(pd_uint_t opcode, const u_char *payload, size_t len)
+{
+    pd_shbuf_t  *sb;
+    u_char       hdr[PD_WS_MAX_HEADER];
+    size_t       n;
+
+    n = pd_ws_frame_header(hdr, opcode, len);
+
+    sb = pd_shbuf_alloc(n + len);
+    if (sb == NULL) {
+        return NULL;
+    }
+
+    pd_memcpy(sb->data, hdr, n);
+    if (len) {
+        pd_memcpy(sb->data + n, payload, len);
+    }
+
+    return sb;
+}
+
+/*
+ * Queues a reference to sb.  PD_DECLINED when the connection is closing,
+ * PD_ERROR when it was closed as a slow consumer (rc is gone then).
+ */
+pd_int_t
+pd_room_send_shared(pd_room_conn_t *rc, pd_shbuf_t *sb)
+{
+    pd_connection_t  *c = rc->connection;
+    pd_room_link_t   *l;
+
+    if (rc->close_sent) {
+        return PD_DECLINED;
+    }
+
+    if (rc->out_bytes + sb->len > rc->conf->output_limit) {
+        pd_log_error(PD_LOG_INFO, c->log, 0,
+                     "slow consumer: %lu bytes queued, closing",
+                     (unsigned long) rc->out_bytes);
+        pd_room_close(rc, PD_ROOM_CLOSE_SLOW);
+        return PD_ERROR;
+    }
+
+    l = pd_room_link_get();
+    if (l == NULL) {
+        pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
+        return PD_ERROR;
+    }
+
+    pd_memzero(&l->buf, sizeof(pd_buf_t));
+    l->buf.start = sb->data;
+    l->buf.pos = sb->data;
+    l->buf.last = sb->data + sb->len;
+    l->buf.end = l->buf.last;
+    l->buf.shared = pd_shbuf_ref(sb);
+    l->cl.buf = &l->buf;
+    l->cl.next = NULL;
+
+    *rc->out_last = &l->cl;
+    rc->out_last = &l->cl.next;
+    rc->out_bytes += sb->len;
+
+    pd_room_stat(PD_ROOM_STAT_FRAMES_OUT);
+
+    /* flushed at the end of the loop turn, with whatever else is queued */
+    pd_post_event(c->write, &pd_posted_events);
+
+    return PD_OK;
+}
+
+pd_int_t
+pd_room_send_text(pd_room_conn_t *rc, const u_char *json, size_t len)
+{
+    pd_shbuf_t  *sb;
+    pd_int_t     rv;
+
+    sb = pd_room_frame(PD_WS_TEXT, json, len);
+    if (sb == NULL) {
+        pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
+        return PD_ERROR;
+    }
+
+    rv = pd_room_send_shared(rc, sb);
+    pd_shbuf_unref(sb);
+
+    return rv;
+}
+
+void
+pd_room_write_handler(pd_event_t *ev)
+{
+    pd_connection_t  *c = ev->data;
+
+    if (ev->timedout) {
+        /* the close handshake did not complete in time */
+        ev->timedout = 0;
+        pd_room_close(c->data, PD_ROOM_CLOSE_ERROR);
+        return;
+    }
+
+    pd_room_flush(c->data);
+}
+
+void
+pd_room_flush(pd_room_conn_t *rc)
+{
+    pd_connection_t  *c = rc->connection;
+    pd_chain_t       *cl, *next;
+    size_t            n;
+
+    if (rc->out == NULL) {
+        return;
+    }
+
+    cl = c->send_chain(c, rc->out, 0);
+
+    if (cl == PD_CHAIN_ERROR) {
+        pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
+        return;
+    }
+
+    while (rc->out != cl) {
+        next = rc->out->next;
+        n = (size_t) (rc->out->buf->end - rc->out->buf->start);
+        rc->out_bytes -= n;
+        pd_room_link_put((pd_room_link_t *) rc->out);
+        rc->out = next;
+    }
+
+    if (rc->out != NULL) {
+        /* the head may be partly sent: it stays, as TLS requires */
+        return;
+    }
+
+    rc->out_last = &rc->out;
+
+    if (rc->closing) {
+        /* our close frame is out: let the peer answer, briefly */
+        if (c->ssl == NULL) {
+            (void) shutdown(c->fd, SHUT_WR);
+        }
+        pd_event_add_timer(c->write, 2000);
+    }
+}
+
+void
+pd_room_out_free(pd_room_conn_t *rc)
+{
+    pd_chain_t  *cl, *next;
+
+    for (cl = rc->out; cl != NULL; cl = next) {
+        next = cl->next;
+        pd_room_link_put((pd_room_link_t *) cl);
+    }
+
+    rc->out = NULL;
+    rc->out_last = &rc->out;
+    rc->out_bytes = 0;
+}

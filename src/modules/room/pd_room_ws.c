@@ -1,0 +1,643 @@
+/*
+ * pd_room_ws.c: a live WebSocket connection: reading frames, the ops of
+ * the client protocol, heartbeats, the close handshake, kick and
+ * retirement.
+ */
+
+#include "pd_core.h"
+#include "pd_room.h"
+#include "pd_register.h"
+
+#include <jansson.h>
+
+/* frames are read here first; a connection keeps bytes of its own only
+ * while a frame is incomplete, so an idle connection holds no buffer */
+#define PD_ROOM_RBUF  (64 * 1024)
+
+static u_char  pd_room_rbuf[PD_ROOM_RBUF];
+
+pd_queue_t  pd_room_conns;
+
+const char  *pd_room_close_names[PD_ROOM_CLOSE_N] = {
+    "client", "idle", "kick", "protocol", "slow", "shutdown", "error"
+};
+
+static pd_int_t pd_room_frames(pd_room_conn_t *rc, u_char *p, size_t len,
+    size_t *used);
+static pd_int_t pd_room_frame_in(pd_room_conn_t *rc, pd_ws_frame_t *f);
+static pd_int_t pd_room_message(pd_room_conn_t *rc, u_char *p, size_t len);
+static pd_int_t pd_room_bad_frame(pd_room_conn_t *rc, const char *error);
+static pd_int_t pd_room_reply(pd_room_conn_t *rc, json_t *obj);
+
+/* the HTTP connection's memory goes; the room keeps what it needs */
+void
+pd_room_take_over(pd_room_conn_t *rc, pd_http_conn_t *hc, u_char *rest,
+    size_t len)
+{
+    pd_connection_t  *c = rc->connection;
+    size_t            used;
+
+    if (len) {
+        /* rare: frames pipelined behind the request; keep them now,
+         * before the buffer holding them goes */
+        len = pd_min(len, sizeof(pd_room_rbuf));
+        pd_memcpy(pd_room_rbuf, rest, len);
+    }
+
+    pd_destroy_pool(hc->pool);
+    (void) pd_pfree(c->pool, hc->in->start);
+    (void) pd_pfree(c->pool, hc);
+
+    pd_queue_insert_tail(&pd_room_conns, &rc->link);
+    pd_room_stat(PD_ROOM_STAT_WS);
+
+    rc->last_in = pd_current_msec;
+    pd_event_add_timer(c->read, rc->idle);
+
+    if (len && pd_room_frames(rc, pd_room_rbuf, len, &used) != PD_OK) {
+        return;
+    }
+
+    pd_room_flush(rc);
+}
+
+/* a refused upgrade after the room took the connection: close quietly */
+void
+pd_room_drop_http(pd_http_conn_t *hc, pd_room_conn_t *rc)
+{
+    pd_destroy_pool(hc->pool);
+    hc->pool = NULL;
+
+    rc->link.next = NULL;
+    pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
+}
+
+void
+pd_room_read_handler(pd_event_t *ev)
+{
+    pd_connection_t  *c = ev->data;
+    pd_room_conn_t   *rc = c->data;
+    pd_buf_t         *in;
+    ssize_t           n;
+    size_t            used, size;
+    u_char           *p;
+
+    if (c->close) {
+        pd_room_close(rc, PD_ROOM_CLOSE_SHUTDOWN);
+        return;
+    }
+
+    if (ev->timedout) {
+        ev->timedout = 0;
+
+        if (pd_current_msec - rc->last_in < rc->idle) {
+            /* activity since the timer was set: no heap work per frame,
+             * only this re-arm once per idle period */
+            pd_event_add_timer(c->read,
+                               rc->idle - (pd_current_msec - rc->last_in));
+            return;
+        }
+
+        pd_log_error(PD_LOG_INFO, c->log, 0, "idle for %lu ms, closing",
+                     (unsigned long) rc->idle);
+        pd_room_close(rc, PD_ROOM_CLOSE_IDLE);
+        return;
+    }
+
+    for ( ;; ) {
+        in = rc->in;
+
+        if (in != NULL) {
+            p = in->last;
+            size = (size_t) (in->end - in->last);
+        } else {
+            p = pd_room_rbuf;
+            size = sizeof(pd_room_rbuf);
+        }
+
+        n = c->recv(c, p, size);
+
+        if (n == PD_AGAIN) {
+            return;
+        }
+
+        if (n == PD_ERROR || n == 0) {
+            pd_room_close(rc, rc->closing ? rc->close_reason
+                                          : PD_ROOM_CLOSE_CLIENT);
+            return;
+        }
+
+        rc->last_in = pd_current_msec;
+
+        if (in != NULL) {
+            in->last += n;
+            p = in->pos;
+            size = (size_t) (in->last - in->pos);
+        } else {
+            size = (size_t) n;
+        }
+
+        if (pd_room_frames(rc, p, size, &used) != PD_OK) {
+            return;
+        }
+    }
+}
+
+/*
+ * Runs every whole frame in p[0 .. len) and keeps the incomplete rest in
+ * the connection's own buffer.  PD_OK, or PD_DONE when rc is gone.
+ */
+static pd_int_t
+pd_room_frames(pd_room_conn_t *rc, u_char *p, size_t len, size_t *used)
+{
+    pd_connection_t  *c = rc->connection;
+    pd_ws_frame_t     f;
+    pd_buf_t         *in;
+    size_t            consumed, cap, off;
+    pd_int_t          rv;
+
+    off = 0;
+
+    while (off < len) {
+        rv = pd_ws_parse(&rc->parser, p + off, len - off, &f, &consumed);
+
+        if (rv == PD_AGAIN) {
+            break;
+        }
+
+        if (rv == PD_ERROR) {
+            pd_log_error(PD_LOG_INFO, c->log, 0, "bad frame: %s",
+                         rc->parser.error);
+            pd_room_close_with(rc, rc->parser.close_code, rc->parser.error,
+                               PD_ROOM_CLOSE_PROTOCOL);
+            return PD_DONE;
+        }
+
+        off += consumed;
+        pd_room_stat(PD_ROOM_STAT_FRAMES_IN);
+
+        if (pd_room_frame_in(rc, &f) != PD_OK) {
+            return PD_DONE;
+        }
+    }
+
+    *used = off;
+    in = rc->in;
+
+    if (off == len) {
+        if (in != NULL) {
+            /* drained: an idle connection holds no buffer */
+            (void) pd_pfree(c->pool, in->start);
+            rc->in = NULL;
+        }
+        return PD_OK;
+    }
+
+    if (in == NULL) {
+        /* the frame is bounded by max_frame, its header by 14 bytes */
+        cap = rc->conf->max_frame + 14;
+
+        in = pd_palloc(c->pool, sizeof(pd_buf_t));
+        if (in == NULL) {
+            pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
+            return PD_DONE;
+        }
+
+        pd_memzero(in, sizeof(pd_buf_t));
+        in->start = pd_pnalloc(c->pool, cap);
+        if (in->start == NULL) {
+            pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
+            return PD_DONE;
+        }
+
+        in->end = in->start + cap;
+        in->pos = in->start;
+        in->last = pd_cpymem(in->start, p + off, len - off);
+        rc->in = in;
+        return PD_OK;
+    }
+
+    /* keep the partial frame at the start of the connection's buffer */
+    memmove(in->start, p + off, len - off);
+    in->pos = in->start;
+    in->last = in->start + (len - off);
+
+    return PD_OK;
+}
+
+static pd_int_t
+pd_room_frame_in(pd_room_conn_t *rc, pd_ws_frame_t *f)
+{
+    pd_connection_t  *c = rc->connection;
+    pd_buf_t         *m;
+    pd_shbuf_t       *sb;
+    pd_int_t          rv;
+
+    switch (f->opcode) {
+
+    case PD_WS_PING:
+        sb = pd_room_frame(PD_WS_PONG, f->payload, f->payload_len);
+        if (sb == NULL) {
+            pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
+            return PD_DONE;
+        }
+        rv = pd_room_send_shared(rc, sb);
+        pd_shbuf_unref(sb);
+        return rv == PD_ERROR ? PD_DONE : PD_OK;
+
+    case PD_WS_PONG:
+        return PD_OK;
+
+    case PD_WS_CLOSE:
+        if (rc->close_sent) {
+            /* the answer to ours: done */
+            pd_room_close(rc, rc->close_reason);
+            return PD_DONE;
+        }
+
+        pd_room_close_with(rc, f->close_code == PD_WS_CLOSE_NO_STATUS
+                               ? PD_WS_CLOSE_NORMAL : f->close_code,
+                           NULL, PD_ROOM_CLOSE_CLIENT);
+        return PD_DONE;
+    }
+
+    if (rc->close_sent) {
+        /* data after our close frame is read and dropped */
+        return PD_OK;
+    }
+
+    if (f->message_opcode == PD_WS_BINARY) {
+        return pd_room_bad_frame(rc, "binary frames are not supported");
+    }
+
+    if (pd_utf8_validate(&rc->utf8, f->payload, f->payload_len) != PD_OK
+        || (f->fin && pd_utf8_complete(&rc->utf8) != PD_OK))
+    {
+        pd_room_close_with(rc, PD_WS_CLOSE_INVALID_DATA,
+                           "text is not UTF-8", PD_ROOM_CLOSE_PROTOCOL);
+        return PD_DONE;
+    }
+
+    if (f->fin && rc->msg == NULL) {
+        pd_utf8_init(&rc->utf8);
+        return pd_room_message(rc, f->payload, f->payload_len);
+    }
+
+    /* a fragment: join it; max_message bounds the buffer */
+    m = rc->msg;
+
+    if (m == NULL) {
+        m = pd_create_temp_buf(c->pool, rc->conf->max_message);
+        if (m == NULL) {
+            pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
+            return PD_DONE;
+        }
+        rc->msg = m;
+    }
+
+    if ((size_t) (m->end - m->last) < f->payload_len) {
+        pd_room_close_with(rc, PD_WS_CLOSE_TOO_BIG, "message too big",
+                           PD_ROOM_CLOSE_PROTOCOL);
+        return PD_DONE;
+    }
+
+    m->last = pd_cpymem(m->last, f->payload, f->payload_len);
+
+    if (!f->fin) {
+        return PD_OK;
+    }
+
+    pd_utf8_init(&rc->utf8);
+    rv = pd_room_message(rc, m->pos, (size_t) (m->last - m->pos));
+
+    if (rv == PD_OK) {
+        (void) pd_pfree(c->pool, m->start);
+        rc->msg = NULL;
+    }
+
+    return rv;
+}
+
+static pd_int_t
+pd_room_bad_frame(pd_room_conn_t *rc, const char *error)
+{
+    json_t    *obj;
+    pd_int_t   rv;
+
+    if (++rc->bad_frames > rc->conf->max_bad_frames) {
+        pd_room_close_with(rc, PD_WS_CLOSE_POLICY, "too many bad frames",
+                           PD_ROOM_CLOSE_PROTOCOL);
+        return PD_DONE;
+    }
+
+    obj = json_pack("{s:s,s:s}", "op", "error", "error", error);
+    rv = pd_room_reply(rc, obj);
+    json_decref(obj);
+
+    return rv;
+}
+
+static pd_int_t
+pd_room_reply(pd_room_conn_t *rc, json_t *obj)
+{
+    char      buf[512];
+    size_t    n;
+
+    if (obj == NULL) {
+        pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
+        return PD_DONE;
+    }
+
+    n = json_dumpb(obj, buf, sizeof(buf), JSON_COMPACT);
+    if (n == 0 || n > sizeof(buf)) {
+        pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
+        return PD_DONE;
+    }
+
+    return pd_room_send_text(rc, (u_char *) buf, n) == PD_ERROR ? PD_DONE
+                                                                 : PD_OK;
+}
+
+static pd_int_t
+pd_room_sync_apps(pd_room_conn_t *rc)
+{
+    if (pd_register == NULL || !rc->registered) {
+        return PD_OK;
+    }
+
+    return pd_register->set_apps(rc->uid, rc->uid_len, rc->id, rc->apps,
+                                 rc->napps);
+}
+
+static pd_int_t
+pd_room_bind(pd_room_conn_t *rc, json_t *req, pd_uint_t bind)
+{
+    const char  *app;
+    pd_str_t     name;
+    pd_uint_t    i;
+
+    app = json_string_value(json_object_get(req, "app"));
+    if (app == NULL) {
+        return pd_room_bad_frame(rc, "\"app\" must be a string");
+    }
+
+    name.data = (u_char *) app;
+    name.len = strlen(app);
+
+    if (pd_token_valid_name(&name, PD_APP_MAX) != PD_OK) {
+        return pd_room_bad_frame(rc, "invalid app name");
+    }
+
+    for (i = 0; i < rc->napps; i++) {
+        if (strcmp((char *) rc->apps[i], app) == 0) {
+            break;
+        }
+    }
+
+    if (bind) {
+        if (i < rc->napps) {
+            return PD_OK;
+        }
+
+        if (rc->napps >= (pd_uint_t) rc->conf->max_apps) {
+            return pd_room_bad_frame(rc, "too many apps");
+        }
+
+        pd_memcpy(rc->apps[rc->napps], app, name.len + 1);
+        rc->napps++;
+
+    } else {
+        if (i == rc->napps) {
+            return PD_OK;
+        }
+
+        rc->napps--;
+        if (i != rc->napps) {
+            pd_memcpy(rc->apps[i], rc->apps[rc->napps], PD_REG_APP_MAX + 1);
+        }
+    }
+
+    if (pd_room_sync_apps(rc) != PD_OK) {
+        pd_log_error(PD_LOG_WARN, rc->connection->log, 0,
+                     "register: apps of uid \"%.*s\" not updated",
+                     (int) rc->uid_len, rc->uid);
+    }
+
+    return PD_OK;
+}
+
+/* one text message: a JSON object with an "op" */
+static pd_int_t
+pd_room_message(pd_room_conn_t *rc, u_char *p, size_t len)
+{
+    json_t        *req;
+    json_error_t   jerr;
+    const char    *op;
+    pd_int_t       rv;
+    char           err[96];
+
+    req = json_loadb((char *) p, len, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (req == NULL || !json_is_object(req)) {
+        json_decref(req);
+        return pd_room_bad_frame(rc, "a frame must hold one JSON object");
+    }
+
+    op = json_string_value(json_object_get(req, "op"));
+
+    if (op == NULL) {
+        rv = pd_room_bad_frame(rc, "\"op\" must be a string");
+
+    } else if (strcmp(op, "ping") == 0) {
+        rv = pd_room_send_text(rc, (u_char *) "{\"op\":\"pong\"}",
+                               sizeof("{\"op\":\"pong\"}") - 1)
+             == PD_ERROR ? PD_DONE : PD_OK;
+
+    } else if (strcmp(op, "bind") == 0) {
+        rv = pd_room_bind(rc, req, 1);
+
+    } else if (strcmp(op, "unbind") == 0) {
+        rv = pd_room_bind(rc, req, 0);
+
+    } else if (strcmp(op, "ack") == 0 || strcmp(op, "up") == 0) {
+        /* messages and uplink belong to the saver and the coordinator */
+        (void) snprintf(err, sizeof(err), "op \"%s\" is not enabled", op);
+        rv = pd_room_bad_frame(rc, err);
+
+    } else {
+        (void) snprintf(err, sizeof(err), "unknown op \"%.32s\"", op);
+        rv = pd_room_bad_frame(rc, err);
+    }
+
+    json_decref(req);
+    return rv;
+}
+
+/* queues our close frame; the connection goes once it is out */
+void
+pd_room_close_with(pd_room_conn_t *rc, pd_uint_t code, const char *why,
+    pd_uint_t reason)
+{
+    pd_shbuf_t  *sb;
+    u_char       payload[PD_WS_MAX_CONTROL];
+    size_t       n;
+
+    if (rc->close_sent) {
+        return;
+    }
+
+    n = pd_ws_close_payload(payload, code, why);
+
+    sb = pd_room_frame(PD_WS_CLOSE, payload, n);
+    if (sb == NULL || pd_room_send_shared(rc, sb) != PD_OK) {
+        if (sb != NULL) {
+            pd_shbuf_unref(sb);
+        }
+        pd_room_close(rc, reason);
+        return;
+    }
+
+    pd_shbuf_unref(sb);
+
+    rc->close_sent = 1;
+    rc->closing = 1;
+    rc->close_reason = reason;
+
+    /* the backstop if the peer never reads or answers */
+    pd_event_add_timer(rc->connection->write, 5000);
+}
+
+void
+pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
+{
+    pd_connection_t  *c = rc->connection;
+    pd_pool_t        *pool = c->pool;
+
+    if (rc->registered) {
+        (void) pd_register->remove(rc->uid, rc->uid_len, rc->id);
+        rc->registered = 0;
+    }
+
+    if (rc->ip_counted) {
+        pd_register->ip_release(&c->sockaddr.sockaddr);
+        rc->ip_counted = 0;
+    }
+
+    if (rc->link.next != NULL) {
+        pd_queue_remove(&rc->link);
+        if (pd_stats_self) {
+            pd_stats_self->counters[PD_ROOM_STAT_WS]--;
+        }
+    }
+
+    if (reason < PD_ROOM_CLOSE_N) {
+        pd_room_stat(PD_ROOM_STAT_CLOSES + reason);
+    }
+
+    pd_log_debug(c->log, "closed: %s", pd_room_close_names[reason]);
+
+    pd_room_out_free(rc);
+
+    if (c->ssl != NULL) {
+        pd_ssl_shutdown(c);
+    }
+
+    pd_close_connection(c);
+    pd_destroy_pool(pool);
+}
+
+void
+pd_room_kick(pd_room_conn_t *rc, const u_char *reason, size_t len)
+{
+    json_t    *obj;
+
+    obj = json_pack("{s:s,s:s%}", "op", "kick", "reason", reason ? reason
+                    : (const u_char *) "", reason ? len : 0);
+
+    if (pd_room_reply(rc, obj) == PD_OK) {
+        pd_room_close_with(rc, PD_WS_CLOSE_POLICY, "kicked",
+                           PD_ROOM_CLOSE_KICK);
+    }
+
+    json_decref(obj);
+}
+
+/* a register conn id back to the connection, if it still lives here */
+pd_room_conn_t *
+pd_room_find(uint64_t id)
+{
+    pd_cycle_t       *cycle = (pd_cycle_t *) pd_cycle;
+    pd_connection_t  *c;
+    uint64_t          index;
+
+    index = id >> 32;
+
+    if (index >= cycle->connection_n) {
+        return NULL;
+    }
+
+    c = &cycle->connections[index];
+
+    if (c->fd == -1 || (c->number & 0xffffffff) != (id & 0xffffffff)
+        || c->read->handler != pd_room_read_handler)
+    {
+        return NULL;
+    }
+
+    return c->data;
+}
+
+/* a retiring worker sends its clients away, spread over the window */
+void
+pd_room_retire(pd_cycle_t *cycle)
+{
+    pd_room_conf_t  *rcf;
+    pd_room_conn_t  *rc;
+    pd_queue_t      *q, *next;
+    u_char           json[64], *p;
+    pd_msec_t        window;
+
+    rcf = pd_get_conf(cycle, pd_room_module);
+    window = rcf->reconnect_window ? rcf->reconnect_window : 1;
+
+    for (q = pd_queue_head(&pd_room_conns);
+         q != pd_queue_sentinel(&pd_room_conns);
+         q = next)
+    {
+        next = pd_queue_next(q);
+        rc = pd_queue_data(q, pd_room_conn_t, link);
+
+        p = pd_slprintf(json, json + sizeof(json),
+                        "{\"op\":\"reconnect\",\"after_ms\":%lu}",
+                        (unsigned long) ((pd_msec_t) random() % window));
+
+        if (pd_room_send_text(rc, json, (size_t) (p - json)) == PD_OK) {
+            pd_room_close_with(rc, PD_WS_CLOSE_GOING_AWAY, "server restart",
+                               PD_ROOM_CLOSE_SHUTDOWN);
+        }
+    }
+}
+
+static void
+pd_room_channel_kick(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
+{
+    pd_room_conn_t  *rc;
+
+    (void) cycle;
+
+    rc = pd_room_find(msg->arg);
+    if (rc != NULL) {
+        pd_room_kick(rc, data, msg->len);
+    }
+}
+
+pd_int_t
+pd_room_init_channel(pd_cycle_t *cycle)
+{
+    (void) cycle;
+
+    pd_queue_init(&pd_room_conns);
+    pd_channel_set_handler(PD_CMD_ROOM_KICK, pd_room_channel_kick);
+
+    return PD_OK;
+}
