@@ -6,6 +6,7 @@
 
 #include "pd_core.h"
 #include "pd_center.h"
+#include "pd_room.h"
 
 #define PD_CENTER_JSON_MAX  (64 * 1024)
 
@@ -49,7 +50,7 @@ pd_center_stats(pd_http_conn_t *hc)
     pd_core_conf_t   *ccf;
     pd_stats_slot_t  *s;
     u_char           *buf, *p, *last;
-    pd_uint_t         i, first;
+    pd_uint_t         i, r, first;
     uint64_t          conns, gen;
 
     ccf = pd_get_conf(pd_cycle, pd_core_module);
@@ -82,15 +83,35 @@ pd_center_stats(pd_http_conn_t *hc)
 
         p = pd_slprintf(p, last, "%s{\"slot\":%ld,\"pid\":%ld,"
                         "\"started\":%lu,\"connections\":%lu,"
-                        "\"accepted\":%lu,\"requests\":%lu,"
-                        "\"bytes_in\":%lu,\"bytes_out\":%lu}",
+                        "\"websockets\":%lu,\"accepted\":%lu,"
+                        "\"requests\":%lu,\"handshakes\":%lu,"
+                        "\"auth_failures\":%lu,\"rejected\":%lu,"
+                        "\"frames_in\":%lu,\"frames_out\":%lu,"
+                        "\"bytes_in\":%lu,\"bytes_out\":%lu,"
+                        "\"closes\":{",
                         first ? "" : ",", (long) s->wslot, (long) s->pid,
                         (unsigned long) s->started,
                         (unsigned long) s->connections,
+                        (unsigned long) s->counters[PD_ROOM_STAT_WS],
                         (unsigned long) s->accepted,
                         (unsigned long) s->requests,
+                        (unsigned long) s->counters[PD_ROOM_STAT_HANDSHAKES],
+                        (unsigned long)
+                            s->counters[PD_ROOM_STAT_AUTH_FAILURES],
+                        (unsigned long) s->counters[PD_ROOM_STAT_REJECTED],
+                        (unsigned long) s->counters[PD_ROOM_STAT_FRAMES_IN],
+                        (unsigned long) s->counters[PD_ROOM_STAT_FRAMES_OUT],
                         (unsigned long) s->bytes_in,
                         (unsigned long) s->bytes_out);
+
+        for (r = 0; r < PD_ROOM_CLOSE_N; r++) {
+            p = pd_slprintf(p, last, "%s\"%s\":%lu", r ? "," : "",
+                            pd_room_close_names[r],
+                            (unsigned long)
+                                s->counters[PD_ROOM_STAT_CLOSES + r]);
+        }
+
+        p = pd_slprintf(p, last, "}}");
         first = 0;
     }
 
