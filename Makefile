@@ -22,7 +22,12 @@ install: objs/Makefile
 clean:
 	rm -rf objs objs-san
 
+# docs/directives.md from the directive tables
+docs: objs/Makefile
+	$(MAKE) -f objs/Makefile unit
+	PD_WRITE_DOCS=1 objs/t/unit/core/test_pd_directives
+
 check-style:
 	auto/check-style
 
-.PHONY: default unit test install clean check-style
+.PHONY: default unit test install clean check-style docs
