@@ -29,6 +29,20 @@ static pd_signal_t  pd_signals[] = {
     { 0, NULL }
 };
 
+/* an empty table: no pid, no channel (a zeroed one would name fd 0) */
+void
+pd_init_process_table(void)
+{
+    pd_int_t  i;
+
+    for (i = 0; i < PD_MAX_PROCESSES; i++) {
+        pd_processes[i].pid = -1;
+        pd_processes[i].channel[0] = -1;
+        pd_processes[i].channel[1] = -1;
+        pd_processes[i].wslot = -1;
+    }
+}
+
 pid_t
 pd_spawn_process(pd_cycle_t *cycle, pd_spawn_proc_pt proc, void *data,
     const char *name, pd_int_t respawn)

@@ -30,6 +30,7 @@ extern pd_int_t      pd_process_slot;   /* own slot in the table */
 extern pd_int_t      pd_last_process;
 extern pd_socket_t   pd_channel;        /* own channel, worker side */
 
+void pd_init_process_table(void);
 pid_t pd_spawn_process(pd_cycle_t *cycle, pd_spawn_proc_pt proc, void *data,
     const char *name, pd_int_t respawn);
 pd_int_t pd_init_signals(pd_log_t *log);

@@ -64,6 +64,7 @@ pd_master_process_cycle(pd_cycle_t *cycle)
 
     pd_setproctitle(pd_master_title);
 
+    pd_init_process_table();
     pd_start_worker_processes(cycle);
 
     delay = 0;

@@ -56,7 +56,7 @@ const goodText = L.toYaml({
     daemon: false,
     pid: 'logs/pushd.pid',
     error_log: 'logs/error.log info',
-    room: { listen: ['127.0.0.1:28080'] },
+    room: { listen: ['127.0.0.1:28080'], auth_secret: L.AUTH_SECRET },
     center: { listen: ['127.0.0.1:28081'], api_key: L.API_KEY },
 });
 
@@ -91,10 +91,26 @@ test('-t accepts every documented directive', () => {
             listen: ['127.0.0.1:28080', '28443 ssl'],
             ssl_certificate: c.cert,
             ssl_certificate_key: c.key,
-            auth_secret: 'secret',
+            auth_secret: L.AUTH_SECRET,
             heartbeat: '30s',
+            heartbeat_min: '10s',
+            heartbeat_max: '10m',
+            handshake_timeout: '5s',
+            header_buffer_size: '8k',
+            max_frame: '16k',
+            max_message: '32k',
+            max_apps: 4,
+            allow: ['127.0.0.0/8', '::1'],
+            deny: ['10.0.0.0/8'],
+            max_connections_per_ip: 10,
+            handshake_rate: 100,
+            output_limit: '128k',
+            reconnect_window: '5s',
+            max_bad_frames: 3,
         },
-        center: { listen: ['127.0.0.1:28081'], api_key: L.API_KEY },
+        register: { backend: 'memory', memory: '8m', max_ips: 1024 },
+        center: { listen: ['127.0.0.1:28081'], api_key: L.API_KEY,
+                  max_body: '2m', keepalive_timeout: '30s' },
     }));
     const r = check(f);
     assert.strictEqual(r.status, 0, r.stderr);

@@ -335,7 +335,7 @@ async function startPushd(opts = {}) {
         const o = Object.assign({}, opts, over);
         const w = o.workers === undefined ? 2 : o.workers;
         const listen = [`127.0.0.1:${roomPort}`];
-        const room = { listen };
+        const room = { listen, auth_secret: AUTH_SECRET };
         if (sslPort) {
             const c = certPair();
             /* the bare "port ssl" form: all addresses */
