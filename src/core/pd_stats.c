@@ -9,15 +9,24 @@ pd_stats_slot_t  *pd_stats_self;
 
 static int  pd_stats_tag;
 
+const uint64_t  pd_stats_bounds[PD_STATS_BUCKETS] = {
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000
+};
+
 static pd_int_t
 pd_stats_init_zone(pd_shm_zone_t *zone, void *data)
 {
-    if (data == NULL) {
-        pd_memzero(zone->shm.addr, zone->shm.size);
-    }
+    struct timeval  tv;
 
     zone->data = zone->shm.addr;
     pd_stats = zone->data;
+
+    if (data == NULL) {
+        pd_memzero(zone->shm.addr, zone->shm.size);
+        (void) gettimeofday(&tv, NULL);
+        pd_stats->seq = ((uint64_t) tv.tv_sec * 1000
+                         + (uint64_t) tv.tv_usec / 1000) << 12;
+    }
 
     return PD_OK;
 }
@@ -69,4 +78,27 @@ pd_stats_release(pd_int_t process_slot)
     {
         pd_stats->slots[process_slot].pid = 0;
     }
+}
+
+uint64_t
+pd_stats_next_seq(void)
+{
+    return __atomic_add_fetch(&pd_stats->seq, 1, __ATOMIC_RELAXED);
+}
+
+void
+pd_stats_latency(pd_msec_t ms)
+{
+    pd_uint_t  i;
+
+    if (pd_stats_self == NULL) {
+        return;
+    }
+
+    for (i = 0; i < PD_STATS_BUCKETS && ms > pd_stats_bounds[i]; i++) {
+        /* buckets are few: a scan beats a search */
+    }
+
+    pd_stats_self->latency[i]++;
+    pd_stats_self->latency_sum += ms;
 }
