@@ -24,6 +24,7 @@ pd_shbuf_alloc(size_t len)
 
     sb->refcount = 1;
     sb->len = len;
+    sb->stamp = 0;
 
     return sb;
 }

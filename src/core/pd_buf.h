@@ -13,6 +13,8 @@
 struct pd_shbuf_s {
     pd_uint_t    refcount;
     size_t       len;
+    pd_msec_t    stamp;       /* when the API accepted it (monotonic ms),
+                               * for the latency histogram; 0: none */
     u_char       data[];
 };
 

@@ -175,6 +175,11 @@ pd_room_flush(pd_room_conn_t *rc)
         next = rc->out->next;
         n = (size_t) (rc->out->buf->end - rc->out->buf->start);
         rc->out_bytes -= n;
+
+        if (rc->out->buf->shared->stamp) {
+            pd_stats_latency(pd_current_msec - rc->out->buf->shared->stamp);
+        }
+
         pd_room_link_put((pd_room_link_t *) rc->out);
         rc->out = next;
     }
