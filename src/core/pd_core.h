@@ -93,5 +93,7 @@ typedef void (*pd_connection_handler_pt)(pd_connection_t *c);
 #include "pd_ws.h"
 #include "pd_token.h"
 #include "pd_reg_zone.h"
+#include "pd_shlock.h"
+#include "pd_msg_store.h"
 
 #endif /* PD_CORE_H */

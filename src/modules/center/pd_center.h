@@ -11,6 +11,10 @@ typedef struct {
     pd_http_srv_t    http;
     pd_msec_t        keepalive_timeout;
     pd_msec_t        probe_timeout;
+    size_t           max_message;
+    pd_int_t         max_uids;
+    pd_int_t         rate_limit;
+    pd_int_t         broadcast_rate;
 } pd_center_conf_t;
 
 extern pd_module_t  pd_center_module;
@@ -20,5 +24,14 @@ void pd_center_stats(pd_http_conn_t *hc);
 void pd_center_workers(pd_http_conn_t *hc);
 pd_int_t pd_center_workers_init(pd_cycle_t *cycle);
 void pd_center_users(pd_http_conn_t *hc);
+void pd_center_push(pd_http_conn_t *hc);
+void pd_center_broadcast(pd_http_conn_t *hc);
+void pd_center_metrics(pd_http_conn_t *hc);
+
+#include <jansson.h>
+
+/* answers with obj (consumed) as compact JSON */
+pd_int_t pd_center_send_json(pd_http_conn_t *hc, pd_uint_t status,
+    json_t *obj);
 
 #endif /* PD_CENTER_H */

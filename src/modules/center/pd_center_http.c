@@ -16,6 +16,9 @@ typedef struct {
 static pd_center_route_t  pd_center_routes[] = {
     { PD_HTTP_GET, "/v1/stats", pd_center_stats },
     { PD_HTTP_GET, "/v1/workers", pd_center_workers },
+    { PD_HTTP_POST, "/v1/push", pd_center_push },
+    { PD_HTTP_POST, "/v1/broadcast", pd_center_broadcast },
+    { PD_HTTP_GET, "/metrics", pd_center_metrics },
     { 0, NULL, NULL }
 };
 

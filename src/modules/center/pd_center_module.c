@@ -12,6 +12,10 @@ static pd_int_t pd_center_init_process(pd_cycle_t *cycle);
 
 static pd_conf_bounds_t  pd_center_body_bounds = { 1024, 64 * 1024 * 1024 };
 static pd_conf_bounds_t  pd_center_timeout_bounds = { 100, 3600 * 1000 };
+static pd_conf_bounds_t  pd_center_message_bounds = { 16, 12 * 1024 };
+static pd_conf_bounds_t  pd_center_uids_bounds = { 1, 100000 };
+static pd_conf_bounds_t  pd_center_rate_bounds = { 0, 100000000 };
+static pd_conf_bounds_t  pd_center_brate_bounds = { 1, 100000000 };
 
 static pd_command_t  pd_center_commands[] = {
 
@@ -33,6 +37,26 @@ static pd_command_t  pd_center_commands[] = {
       offsetof(pd_center_conf_t, keepalive_timeout),
       &pd_center_timeout_bounds,
       "how long an idle API connection is kept open (default: 75s)" },
+
+    { "max_message", PD_CONF_SIZE, pd_conf_set_size_slot,
+      offsetof(pd_center_conf_t, max_message), &pd_center_message_bounds,
+      "largest \"data\" of a push or broadcast; larger gets 413 "
+      "(default: 4k, at most 12k)" },
+
+    { "max_uids", PD_CONF_NUMBER, pd_conf_set_num_slot,
+      offsetof(pd_center_conf_t, max_uids), &pd_center_uids_bounds,
+      "uids one push may name (default: 1000)" },
+
+    { "rate_limit", PD_CONF_NUMBER, pd_conf_set_num_slot,
+      offsetof(pd_center_conf_t, rate_limit), &pd_center_rate_bounds,
+      "pushes and broadcasts per second this node accepts, shared by the "
+      "workers; beyond gets 429 with Retry-After; 0 for no limit "
+      "(default: 0)" },
+
+    { "broadcast_rate", PD_CONF_NUMBER, pd_conf_set_num_slot,
+      offsetof(pd_center_conf_t, broadcast_rate), &pd_center_brate_bounds,
+      "users per second a broadcast reaches on this node when the request "
+      "names no \"rate\" (default: 20000)" },
 
     pd_null_command
 };
@@ -64,6 +88,10 @@ pd_center_create_conf(pd_cycle_t *cycle)
 
     ccf->http.max_body = PD_CONF_UNSET_SIZE;
     ccf->keepalive_timeout = PD_CONF_UNSET_MSEC;
+    ccf->max_message = PD_CONF_UNSET_SIZE;
+    ccf->max_uids = PD_CONF_UNSET;
+    ccf->rate_limit = PD_CONF_UNSET;
+    ccf->broadcast_rate = PD_CONF_UNSET;
 
     return ccf;
 }
@@ -78,6 +106,10 @@ pd_center_init_conf(pd_cycle_t *cycle, void *conf)
 
     pd_conf_init_size(ccf->http.max_body, 1024 * 1024);
     pd_conf_init_msec(ccf->keepalive_timeout, 75000);
+    pd_conf_init_size(ccf->max_message, 4096);
+    pd_conf_init_value(ccf->max_uids, 1000);
+    pd_conf_init_value(ccf->rate_limit, 0);
+    pd_conf_init_value(ccf->broadcast_rate, 20000);
 
     ccf->probe_timeout = 1000;
     ccf->http.header_buffer_size = 8192;

@@ -23,9 +23,11 @@ pd_register_zone_init(pd_shm_zone_t *zone, void *data)
                                         (uint32_t) rcf->max_ips,
                                         data == NULL);
     if (pd_register_zone == NULL) {
-        pd_log_error(PD_LOG_EMERG, zone->shm.log, 0,
-                     "register zone of %lu bytes cannot be formatted",
-                     (unsigned long) zone->shm.size);
+        pd_log_error(PD_LOG_EMERG, zone->shm.log, errno,
+                     "register zone of %lu bytes cannot be %s (a reload "
+                     "that changes max_ips must change memory too)",
+                     (unsigned long) zone->shm.size,
+                     data ? "attached" : "formatted");
         return PD_ERROR;
     }
 

@@ -67,6 +67,7 @@ typedef struct {
     uint8_t          uid_len;
     uint8_t          device_len;
     uint8_t          napps;
+    uint64_t         bcast_seq[PD_REG_APPS_MAX]; /* last broadcast per app */
     u_char           uid[PD_UID_MAX];
     u_char           device[PD_DEVICE_MAX];
     u_char           apps[PD_REG_APPS_MAX][PD_REG_APP_MAX + 1];
@@ -95,9 +96,12 @@ typedef struct {
 #define PD_ROOM_STAT_FRAMES_OUT      4
 #define PD_ROOM_STAT_WS              5   /* live WebSocket connections */
 #define PD_ROOM_STAT_CLOSES          6   /* 6 .. 6 + PD_ROOM_CLOSE_N - 1 */
+#define PD_ROOM_STAT_QUEUED         13   /* bytes queued to clients, gauge */
 
 #define pd_room_stat(i)                                                     \
     if (pd_stats_self) pd_stats_self->counters[i]++
+#define pd_room_stat_add(i, n)                                              \
+    if (pd_stats_self) pd_stats_self->counters[i] += (n)
 
 extern const char   *pd_room_close_names[PD_ROOM_CLOSE_N];
 extern pd_module_t   pd_room_module;
@@ -106,6 +110,24 @@ extern pd_queue_t    pd_room_conns;
 /* channel commands of the room */
 #define PD_CMD_ROOM_KICK   (PD_CMD_MODULE_BASE + 0)
 #define PD_CMD_ROOM_SEND   (PD_CMD_MODULE_BASE + 1)
+#define PD_CMD_ROOM_BCAST  (PD_CMD_MODULE_BASE + 2)
+
+/* a delivery batch: this, nconns uint64 connection ids, the frame */
+typedef struct {
+    pd_msec_t        stamp;
+    uint32_t         nconns;
+    uint32_t         frame_len;
+} pd_room_batch_t;
+
+/* a broadcast: this, the app name, the frame */
+typedef struct {
+    pd_msec_t        stamp;
+    uint64_t         seq;
+    uint32_t         rate;          /* this worker's share, per second */
+    uint32_t         frame_len;
+    uint16_t         app_len;
+    uint16_t         retained;
+} pd_room_bcast_hdr_t;
 
 void pd_room_http_handler(pd_http_conn_t *hc);
 void pd_room_read_handler(pd_event_t *ev);
@@ -126,6 +148,19 @@ pd_shbuf_t *pd_room_frame(pd_uint_t opcode, const u_char *payload,
 void pd_room_flush(pd_room_conn_t *rc);
 void pd_room_write_handler(pd_event_t *ev);
 void pd_room_out_free(pd_room_conn_t *rc);
+
+/* delivery */
+pd_shbuf_t *pd_room_msg_frame(uint64_t seq, pd_str_t *app, pd_uint_t qos,
+    const u_char *data, size_t len, pd_msec_t stamp);
+pd_int_t pd_room_has_app(pd_room_conn_t *rc, const u_char *app, size_t len);
+pd_int_t pd_room_deliver(pd_room_conn_t *rc, pd_shbuf_t *frame);
+pd_int_t pd_room_load(pd_room_conn_t *rc);
+pd_int_t pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i);
+void pd_room_save_cursors(pd_room_conn_t *rc);
+pd_int_t pd_room_ack(pd_room_conn_t *rc, const char **ids, pd_uint_t n);
+void pd_room_bcast_start(pd_room_bcast_hdr_t *hdr, const u_char *app,
+    const u_char *frame);
+void pd_room_deliver_init(void);
 
 /* lifecycle */
 void pd_room_close(pd_room_conn_t *rc, pd_uint_t reason);

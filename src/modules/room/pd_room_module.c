@@ -293,5 +293,6 @@ pd_room_init_module(pd_cycle_t *cycle)
 static pd_int_t
 pd_room_init_process(pd_cycle_t *cycle)
 {
+    pd_room_deliver_init();
     return pd_room_init_channel(cycle);
 }

@@ -111,6 +111,7 @@ pd_room_send_shared(pd_room_conn_t *rc, pd_shbuf_t *sb)
     *rc->out_last = &l->cl;
     rc->out_last = &l->cl.next;
     rc->out_bytes += sb->len;
+    pd_room_stat_add(PD_ROOM_STAT_QUEUED, sb->len);
 
     pd_room_stat(PD_ROOM_STAT_FRAMES_OUT);
 
@@ -175,6 +176,7 @@ pd_room_flush(pd_room_conn_t *rc)
         next = rc->out->next;
         n = (size_t) (rc->out->buf->end - rc->out->buf->start);
         rc->out_bytes -= n;
+        pd_room_stat_add(PD_ROOM_STAT_QUEUED, -n);
 
         if (rc->out->buf->shared->stamp) {
             pd_stats_latency(pd_current_msec - rc->out->buf->shared->stamp);
@@ -204,6 +206,8 @@ void
 pd_room_out_free(pd_room_conn_t *rc)
 {
     pd_chain_t  *cl, *next;
+
+    pd_room_stat_add(PD_ROOM_STAT_QUEUED, -rc->out_bytes);
 
     for (cl = rc->out; cl != NULL; cl = next) {
         next = cl->next;

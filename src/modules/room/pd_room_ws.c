@@ -7,6 +7,7 @@
 #include "pd_core.h"
 #include "pd_room.h"
 #include "pd_register.h"
+#include "pd_saver.h"
 
 #include <jansson.h>
 
@@ -53,6 +54,11 @@ pd_room_take_over(pd_room_conn_t *rc, pd_http_conn_t *hc, u_char *rest,
 
     rc->last_in = pd_current_msec;
     pd_event_add_timer(c->read, rc->idle);
+
+    /* what was kept for this uid goes first, before anything live */
+    if (pd_room_load(rc) != PD_OK) {
+        return;
+    }
 
     if (len && pd_room_frames(rc, pd_room_rbuf, len, &used) != PD_OK) {
         return;
@@ -404,6 +410,7 @@ pd_room_bind(pd_room_conn_t *rc, json_t *req, pd_uint_t bind)
         }
 
         pd_memcpy(rc->apps[rc->napps], app, name.len + 1);
+        rc->bcast_seq[rc->napps] = 0;
         rc->napps++;
 
     } else {
@@ -411,9 +418,12 @@ pd_room_bind(pd_room_conn_t *rc, json_t *req, pd_uint_t bind)
             return PD_OK;
         }
 
+        pd_room_save_cursors(rc);
+
         rc->napps--;
         if (i != rc->napps) {
             pd_memcpy(rc->apps[i], rc->apps[rc->napps], PD_REG_APP_MAX + 1);
+            rc->bcast_seq[i] = rc->bcast_seq[rc->napps];
         }
     }
 
@@ -423,7 +433,39 @@ pd_room_bind(pd_room_conn_t *rc, json_t *req, pd_uint_t bind)
                      (int) rc->uid_len, rc->uid);
     }
 
+    if (bind && pd_room_load_app(rc, rc->napps - 1) != PD_OK) {
+        return PD_DONE;
+    }
+
     return PD_OK;
+}
+
+static pd_int_t
+pd_room_ack_op(pd_room_conn_t *rc, json_t *req)
+{
+    json_t      *ids;
+    const char  *list[64];
+    pd_uint_t    i, n;
+
+    ids = json_object_get(req, "ids");
+
+    if (!json_is_array(ids) || json_array_size(ids) == 0
+        || json_array_size(ids) > pd_nelems(list))
+    {
+        return pd_room_bad_frame(rc, "\"ids\" must be an array of 1 to 64 "
+                                 "message ids");
+    }
+
+    n = json_array_size(ids);
+
+    for (i = 0; i < n; i++) {
+        list[i] = json_string_value(json_array_get(ids, i));
+        if (list[i] == NULL) {
+            return pd_room_bad_frame(rc, "\"ids\" must hold strings");
+        }
+    }
+
+    return pd_room_ack(rc, list, n);
 }
 
 /* one text message: a JSON object with an "op" */
@@ -459,8 +501,11 @@ pd_room_message(pd_room_conn_t *rc, u_char *p, size_t len)
     } else if (strcmp(op, "unbind") == 0) {
         rv = pd_room_bind(rc, req, 0);
 
-    } else if (strcmp(op, "ack") == 0 || strcmp(op, "up") == 0) {
-        /* messages and uplink belong to the saver and the coordinator */
+    } else if (strcmp(op, "ack") == 0) {
+        rv = pd_room_ack_op(rc, req);
+
+    } else if (strcmp(op, "up") == 0) {
+        /* uplink belongs to the coordinator */
         (void) snprintf(err, sizeof(err), "op \"%s\" is not enabled", op);
         rv = pd_room_bad_frame(rc, err);
 
@@ -516,6 +561,10 @@ pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
     if (rc->registered) {
         (void) pd_register->remove(rc->uid, rc->uid_len, rc->id);
         rc->registered = 0;
+    }
+
+    if (rc->link.next != NULL) {
+        pd_room_save_cursors(rc);
     }
 
     if (rc->ip_counted) {

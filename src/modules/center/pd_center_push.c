@@ -1,0 +1,571 @@
+/*
+ * pd_center_push.c: POST /v1/push and POST /v1/broadcast.
+ *
+ * A push is stored first (qos 1), then framed once and handed to the
+ * connections of its uids: directly when they are on this worker, else
+ * as one batch per worker through the channel.  A broadcast is framed
+ * once, retained when it has a ttl, and every worker walks its own
+ * connections at its share of the rate.
+ */
+
+#include "pd_core.h"
+#include "pd_center.h"
+#include "pd_register.h"
+#include "pd_room.h"
+#include "pd_saver.h"
+
+#include <jansson.h>
+
+typedef struct {
+    pd_str_t        app;
+    pd_str_t        data;           /* raw bytes of "data" in the body */
+    pd_uint_t       qos;
+    pd_msec_t       ttl;
+    pd_uint_t       rate;
+    pd_str_t       *uids;
+    pd_uint_t       nuids;
+} pd_center_msg_t;
+
+/* connections of one target worker, collected before the batch goes */
+typedef struct {
+    pid_t           pid;
+    pd_uint_t       n;
+    uint64_t       *conns;
+} pd_center_target_t;
+
+typedef struct {
+    pd_http_conn_t      *hc;
+    pd_center_msg_t     *m;
+    pd_shbuf_t          *frame;
+    uint64_t             seq;
+    pd_center_target_t   targets[PD_MAX_PROCESSES];
+    pd_uint_t            ntargets;
+    pd_uint_t            online;
+    pd_uint_t            cap;        /* conns per batch */
+    pd_str_t            *uid;        /* the uid being looked up */
+    u_char              *buf;        /* a channel message being built */
+} pd_center_route_t;
+
+static void pd_center_flush_target(pd_center_route_t *r,
+    pd_center_target_t *t);
+
+static pd_msec_t  pd_center_rate_second;
+static pd_uint_t  pd_center_rate_count;
+
+/* one bucket per worker: each takes its share of the node's rate */
+static pd_int_t
+pd_center_rate_ok(pd_center_conf_t *ccf)
+{
+    pd_msec_t  sec = pd_current_msec / 1000;
+    pd_uint_t  share;
+
+    if (ccf->rate_limit == 0) {
+        return 1;
+    }
+
+    if (sec != pd_center_rate_second) {
+        pd_center_rate_second = sec;
+        pd_center_rate_count = 0;
+    }
+
+    share = (pd_uint_t) ccf->rate_limit
+            / pd_worker_count(pd_get_conf(pd_cycle, pd_core_module));
+
+    return ++pd_center_rate_count <= pd_max(share, 1);
+}
+
+static const char *
+pd_center_name(json_t *v, pd_str_t *out, size_t max)
+{
+    const char  *s;
+
+    s = json_string_value(v);
+    if (s == NULL) {
+        return "must be a string";
+    }
+
+    out->data = (u_char *) s;
+    out->len = strlen(s);
+
+    return pd_token_valid_name(out, max) == PD_OK ? NULL
+           : "has a bad charset or length";
+}
+
+/* reads the common fields; NULL or a phrase for a 400 */
+static const char *
+pd_center_parse(pd_http_conn_t *hc, json_t *body, pd_center_msg_t *m,
+    pd_uint_t broadcast, pd_uint_t *status)
+{
+    pd_center_conf_t  *ccf = hc->srv->ctx;
+    json_t            *v, *uids;
+    json_int_t         n;
+    pd_uint_t          i;
+
+    *status = 400;
+
+    if (pd_center_name(json_object_get(body, "app"), &m->app, PD_APP_MAX)) {
+        return "\"app\" must be an app name";
+    }
+
+    if (json_object_get(body, "data") == NULL
+        || pd_json_member_span(hc->body.data, hc->body.len, "data",
+                               &m->data) != PD_OK)
+    {
+        return "\"data\" is missing";
+    }
+
+    if (m->data.len > (size_t) ccf->max_message) {
+        *status = 413;
+        return "\"data\" is larger than center.max_message";
+    }
+
+    m->qos = 1;
+    v = json_object_get(body, "qos");
+    if (v != NULL) {
+        n = json_is_integer(v) ? json_integer_value(v) : -1;
+        if (n != 0 && n != 1) {
+            return "\"qos\" must be 0 or 1";
+        }
+        m->qos = (pd_uint_t) n;
+    }
+
+    m->ttl = pd_saver ? pd_saver->ttl : 0;
+    v = json_object_get(body, "ttl");
+    if (v != NULL) {
+        n = json_is_integer(v) ? json_integer_value(v) : -1;
+        if (n < 0 || (pd_saver && (pd_msec_t) n * 1000 > pd_saver->max_ttl))
+        {
+            return "\"ttl\" must be seconds from 0 to saver.max_ttl";
+        }
+        m->ttl = (pd_msec_t) n * 1000;
+    }
+
+    if (broadcast) {
+        m->rate = (pd_uint_t) ccf->broadcast_rate;
+        v = json_object_get(body, "rate");
+        if (v != NULL) {
+            n = json_is_integer(v) ? json_integer_value(v) : -1;
+            if (n < 1 || n > 100000000) {
+                return "\"rate\" must be users per second, 1 to 100000000";
+            }
+            m->rate = (pd_uint_t) n;
+        }
+        return NULL;
+    }
+
+    uids = json_object_get(body, "uids");
+    if (!json_is_array(uids) || json_array_size(uids) == 0) {
+        return "\"uids\" must be a non-empty array";
+    }
+
+    if (json_array_size(uids) > (size_t) ccf->max_uids) {
+        return "\"uids\" holds more than center.max_uids";
+    }
+
+    m->nuids = json_array_size(uids);
+    m->uids = pd_palloc(hc->pool, m->nuids * sizeof(pd_str_t));
+    if (m->uids == NULL) {
+        *status = 500;
+        return "out of memory";
+    }
+
+    for (i = 0; i < m->nuids; i++) {
+        if (pd_center_name(json_array_get(uids, i), &m->uids[i],
+                           PD_UID_MAX))
+        {
+            return "\"uids\" must hold uids";
+        }
+    }
+
+    return NULL;
+}
+
+static json_t *
+pd_center_body(pd_http_conn_t *hc)
+{
+    json_t        *body;
+    json_error_t   jerr;
+
+    body = json_loadb((char *) hc->body.data, hc->body.len,
+                      JSON_REJECT_DUPLICATES, &jerr);
+
+    if (body != NULL && !json_is_object(body)) {
+        json_decref(body);
+        return NULL;
+    }
+
+    return body;
+}
+
+static pd_center_target_t *
+pd_center_target(pd_center_route_t *r, pid_t pid)
+{
+    pd_center_target_t  *t;
+    pd_uint_t            i;
+
+    for (i = 0; i < r->ntargets; i++) {
+        if (r->targets[i].pid == pid) {
+            return &r->targets[i];
+        }
+    }
+
+    if (r->ntargets == PD_MAX_PROCESSES) {
+        return NULL;
+    }
+
+    t = &r->targets[r->ntargets];
+    t->conns = pd_palloc(r->hc->pool, r->cap * sizeof(uint64_t));
+    if (t->conns == NULL) {
+        return NULL;
+    }
+
+    r->ntargets++;
+    t->pid = pid;
+    t->n = 0;
+
+    return t;
+}
+
+/* the register's answer for one uid: route its connections of the app */
+static void
+pd_center_route_uid(void *data, pd_int_t rc, pd_reg_info_t *info,
+    pd_uint_t n)
+{
+    pd_center_route_t   *r = data;
+    pd_center_target_t  *t;
+    pd_room_conn_t      *room;
+    pd_uint_t            i, j, found;
+
+    if (rc != PD_OK) {
+        return;
+    }
+
+    found = 0;
+
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < info[i].napps; j++) {
+            if (strlen((char *) info[i].apps[j]) == r->m->app.len
+                && memcmp(info[i].apps[j], r->m->app.data, r->m->app.len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == info[i].napps) {
+            continue;
+        }
+
+        if (!found) {
+            found = 1;
+
+            /* qos 1: the no-ack guard decides before anything is sent */
+            if (r->m->qos
+                && pd_saver_delivered(r->uid, r->seq) == PD_ABORT)
+            {
+                return;
+            }
+        }
+
+        if (info[i].pid == pd_pid) {
+            room = pd_room_find(info[i].conn);
+            if (room != NULL) {
+                (void) pd_room_deliver(room, r->frame);
+            }
+            continue;
+        }
+
+        t = pd_center_target(r, info[i].pid);
+        if (t == NULL) {
+            continue;
+        }
+
+        t->conns[t->n++] = info[i].conn;
+
+        if (t->n == r->cap) {
+            pd_center_flush_target(r, t);
+        }
+    }
+
+    r->online += found;
+}
+
+/* one channel message: a batch of connections of one worker */
+static void
+pd_center_flush_target(pd_center_route_t *r, pd_center_target_t *t)
+{
+    pd_room_batch_t   hdr;
+    u_char           *p;
+
+    if (t->n == 0) {
+        return;
+    }
+
+    hdr.stamp = r->frame->stamp;
+    hdr.nconns = (uint32_t) t->n;
+    hdr.frame_len = (uint32_t) r->frame->len;
+
+    p = pd_cpymem(r->buf, &hdr, sizeof(hdr));
+    p = pd_cpymem(p, t->conns, t->n * sizeof(uint64_t));
+    p = pd_cpymem(p, r->frame->data, r->frame->len);
+
+    if (pd_channel_send_pid(t->pid, PD_CMD_ROOM_SEND, 0, r->buf,
+                            (size_t) (p - r->buf))
+        != PD_OK)
+    {
+        /* stored messages come again on reconnect; count it */
+        pd_stats_dlv(PD_DLV_CHANNEL_FULL, 1);
+        if (r->m->qos == 0) {
+            pd_stats_dlv(PD_DLV_QOS0_DROPPED, t->n);
+        }
+    }
+
+    t->n = 0;
+}
+
+static void
+pd_center_send_batches(pd_center_route_t *r)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < r->ntargets; i++) {
+        pd_center_flush_target(r, &r->targets[i]);
+    }
+}
+
+static void
+pd_center_reply_id(pd_http_conn_t *hc, uint64_t seq, const char *k1,
+    pd_uint_t v1, const char *k2, pd_uint_t v2)
+{
+    pd_core_conf_t  *ccf;
+    char             id[80];
+
+    ccf = pd_get_conf(pd_cycle, pd_core_module);
+    (void) snprintf(id, sizeof(id), "%.*s-%lx", (int) ccf->node_id.len,
+                    ccf->node_id.data, (unsigned long) seq);
+
+    (void) pd_center_send_json(hc, 200,
+                               json_pack("{s:s,s:i,s:i}", "id", id,
+                                         k1, (int) v1, k2, (int) v2));
+}
+
+void
+pd_center_push(pd_http_conn_t *hc)
+{
+    pd_center_conf_t   *ccf = hc->srv->ctx;
+    pd_center_route_t  *r;
+    pd_center_msg_t     m;
+    json_t             *body;
+    const char         *err;
+    pd_uint_t           status, stored, full, i;
+    pd_int_t            rv;
+
+    if (!pd_center_rate_ok(ccf)) {
+        pd_stats_dlv(PD_DLV_RATE_LIMITED, 1);
+        (void) pd_http_send_response(hc, 429, "application/json",
+                                     "Retry-After: 1\r\n",
+                                     (u_char *) "{\"error\":\"rate limit\"}\n",
+                                     sizeof("{\"error\":\"rate limit\"}\n")
+                                     - 1);
+        return;
+    }
+
+    body = pd_center_body(hc);
+    if (body == NULL) {
+        (void) pd_http_send_error(hc, 400, "the body must be a JSON object");
+        return;
+    }
+
+    pd_memzero(&m, sizeof(m));
+    err = pd_center_parse(hc, body, &m, 0, &status);
+
+    if (err != NULL) {
+        json_decref(body);
+        (void) pd_http_send_error(hc, status, err);
+        return;
+    }
+
+    if (m.qos && pd_saver == NULL) {
+        json_decref(body);
+        (void) pd_http_send_error(hc, 503, "qos 1 needs the saver section");
+        return;
+    }
+
+    if (pd_register == NULL) {
+        json_decref(body);
+        (void) pd_http_send_error(hc, 503, "the register is not enabled");
+        return;
+    }
+
+    r = pd_pcalloc(hc->pool, sizeof(pd_center_route_t));
+    if (r == NULL) {
+        json_decref(body);
+        (void) pd_http_send_error(hc, 500, "out of memory");
+        return;
+    }
+
+    r->hc = hc;
+    r->m = &m;
+    r->seq = pd_stats_next_seq();
+
+    stored = 0;
+    full = 0;
+
+    /* stored before it is sent: a 200 means it is kept */
+    if (m.qos) {
+        rv = pd_saver_store(m.uids, m.nuids, &m.app, r->seq, &m.data, m.ttl,
+                            &stored, &full);
+        if (rv != PD_OK) {
+            json_decref(body);
+            pd_stats_dlv(PD_DLV_STORE_FULL, 1);
+            (void) pd_http_send_error(hc, 503, "the message store is full");
+            return;
+        }
+    }
+
+    r->frame = pd_room_msg_frame(r->seq, &m.app, m.qos, m.data.data,
+                                 m.data.len, pd_current_msec);
+    if (r->frame == NULL) {
+        json_decref(body);
+        (void) pd_http_send_error(hc, 500, "out of memory");
+        return;
+    }
+
+    pd_stats_dlv(PD_DLV_ACCEPTED, 1);
+
+    r->cap = (PD_CHANNEL_MAX_DATA - sizeof(pd_room_batch_t)
+              - r->frame->len) / sizeof(uint64_t);
+    r->buf = pd_pnalloc(hc->pool, PD_CHANNEL_MAX_DATA);
+
+    if (r->buf == NULL) {
+        pd_shbuf_unref(r->frame);
+        json_decref(body);
+        (void) pd_http_send_error(hc, 500, "out of memory");
+        return;
+    }
+
+    for (i = 0; i < m.nuids; i++) {
+        r->uid = &m.uids[i];
+        (void) pd_register->lookup(m.uids[i].data, m.uids[i].len,
+                                   pd_center_route_uid, r);
+    }
+
+    pd_center_send_batches(r);
+
+    if (m.qos == 0) {
+        pd_stats_dlv(PD_DLV_QOS0_DROPPED, m.nuids - r->online);
+    }
+
+    pd_shbuf_unref(r->frame);
+
+    /* the reply is built before the body (and the strings in it) goes */
+    pd_center_reply_id(hc, r->seq, "online", r->online, "stored", stored);
+    json_decref(body);
+}
+
+void
+pd_center_broadcast(pd_http_conn_t *hc)
+{
+    pd_center_conf_t     *ccf = hc->srv->ctx;
+    pd_room_bcast_hdr_t   hdr;
+    pd_center_msg_t       m;
+    pd_shbuf_t           *frame;
+    pd_process_t         *p;
+    json_t               *body;
+    const char           *err;
+    u_char               *buf, *b;
+    pd_uint_t             status, workers, nw;
+    pd_int_t              i;
+    uint64_t              seq;
+
+    if (!pd_center_rate_ok(ccf)) {
+        pd_stats_dlv(PD_DLV_RATE_LIMITED, 1);
+        (void) pd_http_send_response(hc, 429, "application/json",
+                                     "Retry-After: 1\r\n",
+                                     (u_char *) "{\"error\":\"rate limit\"}\n",
+                                     sizeof("{\"error\":\"rate limit\"}\n")
+                                     - 1);
+        return;
+    }
+
+    body = pd_center_body(hc);
+    if (body == NULL) {
+        (void) pd_http_send_error(hc, 400, "the body must be a JSON object");
+        return;
+    }
+
+    pd_memzero(&m, sizeof(m));
+    err = pd_center_parse(hc, body, &m, 1, &status);
+
+    if (err != NULL) {
+        json_decref(body);
+        (void) pd_http_send_error(hc, status, err);
+        return;
+    }
+
+    seq = pd_stats_next_seq();
+
+    if (m.ttl && pd_saver != NULL
+        && pd_saver_bcast_store(&m.app, seq, &m.data, m.ttl) != PD_OK)
+    {
+        json_decref(body);
+        pd_stats_dlv(PD_DLV_STORE_FULL, 1);
+        (void) pd_http_send_error(hc, 503, "the message store is full");
+        return;
+    }
+
+    frame = pd_room_msg_frame(seq, &m.app, m.qos, m.data.data, m.data.len,
+                              pd_current_msec);
+    buf = pd_pnalloc(hc->pool, PD_CHANNEL_MAX_DATA);
+
+    if (frame == NULL || buf == NULL
+        || sizeof(hdr) + m.app.len + frame->len > PD_CHANNEL_MAX_DATA)
+    {
+        pd_shbuf_unref(frame);
+        json_decref(body);
+        (void) pd_http_send_error(hc, 500, "out of memory");
+        return;
+    }
+
+    nw = pd_worker_count(pd_get_conf(pd_cycle, pd_core_module));
+
+    hdr.stamp = pd_current_msec;
+    hdr.seq = seq;
+    hdr.rate = (uint32_t) pd_max(m.rate / nw, 1);
+    hdr.frame_len = (uint32_t) frame->len;
+    hdr.app_len = (uint16_t) m.app.len;
+    hdr.retained = (m.ttl && pd_saver != NULL);
+
+    b = pd_cpymem(buf, &hdr, sizeof(hdr));
+    b = pd_cpymem(b, m.app.data, m.app.len);
+    b = pd_cpymem(b, frame->data, frame->len);
+
+    /* every live worker of every generation: retiring ones still hold
+     * connections until they have sent them away */
+    workers = 1;
+    pd_room_bcast_start(&hdr, m.app.data, frame->data);
+
+    for (i = 0; i < pd_last_process; i++) {
+        p = &pd_processes[i];
+
+        if (p->pid == -1 || i == pd_process_slot || p->channel[0] == -1) {
+            continue;
+        }
+
+        if (pd_channel_send_pid(p->pid, PD_CMD_ROOM_BCAST, seq, buf,
+                                (size_t) (b - buf))
+            == PD_OK)
+        {
+            workers++;
+        } else {
+            pd_stats_dlv(PD_DLV_CHANNEL_FULL, 1);
+        }
+    }
+
+    pd_shbuf_unref(frame);
+    pd_stats_dlv(PD_DLV_BROADCASTS, 1);
+    pd_stats_dlv(PD_DLV_ACCEPTED, 1);
+
+    pd_center_reply_id(hc, seq, "workers", workers, "rate", m.rate);
+    json_decref(body);
+}

@@ -1,0 +1,476 @@
+/*
+ * pd_room_deliver.c: messages to clients.  A message is framed once
+ * (pd_room_msg_frame) and queued by reference on every connection it goes
+ * to.  Other workers hand this one batches through the channel: one
+ * frame and the ids of the connections it is for.  Broadcasts are paced:
+ * each worker walks its connection array at its share of the rate.
+ * Stored messages (qos 1) and retained broadcasts are loaded on connect
+ * and on bind, before anything live for the same app.
+ */
+
+#include "pd_core.h"
+#include "pd_room.h"
+#include "pd_saver.h"
+
+#define PD_ROOM_BCAST_TICK   10      /* ms between pacing steps */
+#define PD_ROOM_BCAST_MAX    64      /* broadcast jobs a worker runs at once */
+
+typedef struct {
+    pd_shbuf_t      *frame;
+    uint64_t         seq;
+    pd_uint_t        rate;           /* connections per second, this worker */
+    pd_uint_t        next;           /* index into the connection array */
+    double           budget;
+    pd_msec_t        last;
+    pd_timer_t       timer;
+    uint8_t          app_len;
+    u_char           app[PD_REG_APP_MAX + 1];
+    unsigned         retained:1;     /* has a ttl: move the users' cursors */
+} pd_room_bcast_t;
+
+static pd_room_bcast_t  *pd_room_bcasts[PD_ROOM_BCAST_MAX];
+
+pd_shbuf_t *
+pd_room_msg_frame(uint64_t seq, pd_str_t *app, pd_uint_t qos,
+    const u_char *data, size_t len, pd_msec_t stamp)
+{
+    pd_core_conf_t  *ccf;
+    pd_shbuf_t      *sb;
+    u_char           head[160], *h, hdr[PD_WS_MAX_HEADER], *p;
+    size_t           hl, n, total;
+
+    ccf = pd_get_conf(pd_cycle, pd_core_module);
+
+    h = pd_slprintf(head, head + sizeof(head),
+                    "{\"op\":\"msg\",\"id\":\"%.*s-%lx\",\"app\":\"%.*s\","
+                    "\"qos\":%u,\"data\":", (int) ccf->node_id.len,
+                    ccf->node_id.data, (unsigned long) seq, (int) app->len,
+                    app->data, (unsigned) qos);
+    hl = (size_t) (h - head);
+
+    total = hl + len + 1;
+    n = pd_ws_frame_header(hdr, PD_WS_TEXT, total);
+
+    sb = pd_shbuf_alloc(n + total);
+    if (sb == NULL) {
+        return NULL;
+    }
+
+    p = pd_cpymem(sb->data, hdr, n);
+    p = pd_cpymem(p, head, hl);
+    p = pd_cpymem(p, data, len);
+    *p = '}';
+
+    sb->stamp = stamp;
+    return sb;
+}
+
+pd_int_t
+pd_room_has_app(pd_room_conn_t *rc, const u_char *app, size_t len)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < rc->napps; i++) {
+        if (strncmp((char *) rc->apps[i], (char *) app, len) == 0
+            && rc->apps[i][len] == '\0')
+        {
+            return (pd_int_t) i;
+        }
+    }
+
+    return -1;
+}
+
+/* queues a message frame; PD_ERROR when rc was closed (slow consumer) */
+pd_int_t
+pd_room_deliver(pd_room_conn_t *rc, pd_shbuf_t *frame)
+{
+    pd_int_t  rv;
+
+    rv = pd_room_send_shared(rc, frame);
+
+    if (rv == PD_OK) {
+        pd_stats_dlv(PD_DLV_DELIVERED, 1);
+    }
+
+    return rv;
+}
+
+typedef struct {
+    pd_room_conn_t  *rc;
+    pd_str_t        *app;
+    pd_uint_t        qos;
+    pd_uint_t        failed;
+    uint64_t         last;
+} pd_room_load_t;
+
+/* runs under the store's lock: frame, queue, nothing else */
+static pd_int_t
+pd_room_load_one(void *data, uint64_t seq, const u_char *payload, size_t len,
+    uint64_t expires)
+{
+    pd_room_load_t  *ld = data;
+    pd_shbuf_t      *sb;
+
+    (void) expires;
+
+    sb = pd_room_msg_frame(seq, ld->app, ld->qos, payload, len, 0);
+
+    /* a backlog above the output bound stops here, uncounted: the rest
+     * comes on the next connection (rc is not closed from in here) */
+    if (sb == NULL || ld->rc->out_bytes + sb->len
+                      > ld->rc->conf->output_limit)
+    {
+        ld->failed = 1;
+        pd_shbuf_unref(sb);
+        return PD_DONE;
+    }
+
+    (void) pd_room_send_shared(ld->rc, sb);
+    pd_shbuf_unref(sb);
+
+    ld->last = seq;
+    pd_stats_dlv(ld->qos ? PD_DLV_REDELIVERED : PD_DLV_BCAST_SENT, 1);
+
+    return PD_OK;
+}
+
+/*
+ * Stored messages, then retained broadcasts, of one app of rc.  A backlog
+ * larger than room.output_limit is sent up to the bound; the rest comes
+ * on the next connection (or bind).
+ */
+pd_int_t
+pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i)
+{
+    pd_room_load_t   ld;
+    pd_str_t         uid, app;
+
+    if (pd_saver == NULL) {
+        return PD_OK;
+    }
+
+    uid.data = rc->uid;
+    uid.len = rc->uid_len;
+    app.data = rc->apps[i];
+    app.len = strlen((char *) rc->apps[i]);
+
+    pd_memzero(&ld, sizeof(ld));
+    ld.rc = rc;
+    ld.app = &app;
+    ld.qos = 1;
+
+    (void) pd_saver_pending(&uid, &app, pd_room_load_one, &ld);
+
+    ld.qos = 0;
+    ld.last = 0;
+
+    if (!ld.failed) {
+        (void) pd_saver_bcast_pending(&app, pd_saver_cursor_get(&uid, &app),
+                                      pd_room_load_one, &ld);
+        if (ld.last > rc->bcast_seq[i]) {
+            rc->bcast_seq[i] = ld.last;
+        }
+    }
+
+    if (ld.failed) {
+        pd_log_error(PD_LOG_INFO, rc->connection->log, 0,
+                     "stored backlog of \"%.*s\" exceeds output_limit; "
+                     "the rest follows on the next connection",
+                     (int) rc->uid_len, rc->uid);
+    }
+
+    return PD_OK;
+}
+
+pd_int_t
+pd_room_load(pd_room_conn_t *rc)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < rc->napps; i++) {
+        if (pd_room_load_app(rc, i) != PD_OK) {
+            return PD_ERROR;
+        }
+    }
+
+    return PD_OK;
+}
+
+/* the connection goes: remember the last broadcast each app saw */
+void
+pd_room_save_cursors(pd_room_conn_t *rc)
+{
+    pd_str_t   uid, app;
+    pd_uint_t  i;
+
+    if (pd_saver == NULL) {
+        return;
+    }
+
+    uid.data = rc->uid;
+    uid.len = rc->uid_len;
+
+    for (i = 0; i < rc->napps; i++) {
+        if (rc->bcast_seq[i] == 0) {
+            continue;
+        }
+
+        app.data = rc->apps[i];
+        app.len = strlen((char *) rc->apps[i]);
+        pd_saver_cursor_set(&uid, &app, rc->bcast_seq[i]);
+    }
+}
+
+/* {"op":"ack","ids":["node-seq", ...]} */
+pd_int_t
+pd_room_ack(pd_room_conn_t *rc, const char **ids, pd_uint_t n)
+{
+    pd_core_conf_t  *ccf;
+    pd_str_t         uid;
+    const char      *dash;
+    uint64_t         seq;
+    pd_uint_t        i, acked;
+    char            *end;
+
+    if (pd_saver == NULL) {
+        return PD_OK;
+    }
+
+    ccf = pd_get_conf(pd_cycle, pd_core_module);
+    uid.data = rc->uid;
+    uid.len = rc->uid_len;
+    acked = 0;
+
+    for (i = 0; i < n; i++) {
+        dash = strrchr(ids[i], '-');
+
+        /* ids of other nodes are theirs to ack */
+        if (dash == NULL || (size_t) (dash - ids[i]) != ccf->node_id.len
+            || memcmp(ids[i], ccf->node_id.data, ccf->node_id.len) != 0)
+        {
+            continue;
+        }
+
+        errno = 0;
+        seq = strtoull(dash + 1, &end, 16);
+
+        if (errno || *end != '\0' || end == dash + 1) {
+            continue;
+        }
+
+        if (pd_saver_ack(&uid, seq) == PD_OK) {
+            acked++;
+        }
+    }
+
+    pd_stats_dlv(PD_DLV_ACKED, acked);
+    return PD_OK;
+}
+
+/*
+ * PD_CMD_ROOM_SEND: a batch from another worker: the header, the ids of
+ * the connections, then the frame.
+ */
+static void
+pd_room_channel_send(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
+{
+    pd_room_batch_t   hdr;
+    pd_room_conn_t   *rc;
+    pd_shbuf_t       *sb;
+    uint64_t          id;
+    pd_uint_t         i;
+    size_t            need;
+
+    (void) cycle;
+
+    if (msg->len < sizeof(hdr)) {
+        return;
+    }
+
+    pd_memcpy(&hdr, data, sizeof(hdr));
+    need = sizeof(hdr) + hdr.nconns * sizeof(uint64_t) + hdr.frame_len;
+
+    if (need != msg->len) {
+        pd_log_error(PD_LOG_ALERT, pd_log_root, 0,
+                     "malformed delivery batch of %u bytes",
+                     (unsigned) msg->len);
+        return;
+    }
+
+    sb = pd_shbuf_alloc(hdr.frame_len);
+    if (sb == NULL) {
+        return;
+    }
+
+    pd_memcpy(sb->data, data + need - hdr.frame_len, hdr.frame_len);
+    sb->stamp = hdr.stamp;
+
+    for (i = 0; i < hdr.nconns; i++) {
+        pd_memcpy(&id, data + sizeof(hdr) + i * sizeof(uint64_t),
+                  sizeof(uint64_t));
+
+        rc = pd_room_find(id);
+        if (rc != NULL) {
+            (void) pd_room_deliver(rc, sb);
+        }
+    }
+
+    pd_shbuf_unref(sb);
+}
+
+static void
+pd_room_bcast_free(pd_room_bcast_t *b)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < PD_ROOM_BCAST_MAX; i++) {
+        if (pd_room_bcasts[i] == b) {
+            pd_room_bcasts[i] = NULL;
+        }
+    }
+
+    if (pd_timer_is_set(&b->timer)) {
+        pd_timer_del(&pd_timers, &b->timer);
+    }
+
+    pd_shbuf_unref(b->frame);
+    pd_free(b);
+}
+
+static void
+pd_room_bcast_step(pd_timer_t *t)
+{
+    pd_room_bcast_t  *b = t->data;
+    pd_cycle_t       *cycle = (pd_cycle_t *) pd_cycle;
+    pd_connection_t  *c;
+    pd_room_conn_t   *rc;
+    pd_int_t          a;
+    pd_uint_t         sent;
+
+    b->budget += (double) b->rate * (double) (pd_current_msec - b->last)
+                 / 1000.0;
+    b->last = pd_current_msec;
+
+    /* a burst of at most one second's worth after a stall */
+    if (b->budget > (double) b->rate) {
+        b->budget = (double) b->rate;
+    }
+
+    sent = 0;
+
+    while (b->next < cycle->connection_n && b->budget >= 1.0) {
+        c = &cycle->connections[b->next++];
+
+        if (c->fd == -1 || c->read->handler != pd_room_read_handler) {
+            continue;
+        }
+
+        rc = c->data;
+        a = pd_room_has_app(rc, b->app, b->app_len);
+
+        if (a < 0 || rc->close_sent
+            || (b->retained && rc->bcast_seq[a] >= b->seq))
+        {
+            continue;
+        }
+
+        if (b->retained) {
+            rc->bcast_seq[a] = b->seq;
+        }
+
+        if (pd_room_send_shared(rc, b->frame) == PD_OK) {
+            sent++;
+        }
+
+        b->budget -= 1.0;
+    }
+
+    pd_stats_dlv(PD_DLV_BCAST_SENT, sent);
+
+    if (b->next >= cycle->connection_n) {
+        pd_room_bcast_free(b);
+        return;
+    }
+
+    (void) pd_timer_add(&pd_timers, &b->timer, pd_current_msec,
+                        PD_ROOM_BCAST_TICK);
+}
+
+/* PD_CMD_ROOM_BCAST: header, app, frame; also called for the own worker */
+void
+pd_room_bcast_start(pd_room_bcast_hdr_t *hdr, const u_char *app,
+    const u_char *frame)
+{
+    pd_room_bcast_t  *b;
+    pd_uint_t         i;
+
+    for (i = 0; i < PD_ROOM_BCAST_MAX; i++) {
+        if (pd_room_bcasts[i] == NULL) {
+            break;
+        }
+    }
+
+    if (i == PD_ROOM_BCAST_MAX || hdr->app_len > PD_REG_APP_MAX) {
+        pd_log_error(PD_LOG_ERR, pd_log_root, 0,
+                     "broadcast %lx dropped: %d broadcasts running",
+                     (unsigned long) hdr->seq, PD_ROOM_BCAST_MAX);
+        return;
+    }
+
+    b = pd_calloc(sizeof(pd_room_bcast_t), pd_log_root);
+    if (b == NULL) {
+        return;
+    }
+
+    b->frame = pd_shbuf_alloc(hdr->frame_len);
+    if (b->frame == NULL) {
+        pd_free(b);
+        return;
+    }
+
+    pd_memcpy(b->frame->data, frame, hdr->frame_len);
+    b->frame->stamp = hdr->stamp;
+    b->seq = hdr->seq;
+    b->rate = hdr->rate ? hdr->rate : 1;
+    b->retained = hdr->retained;
+    b->app_len = (uint8_t) hdr->app_len;
+    pd_memcpy(b->app, app, hdr->app_len);
+    b->last = pd_current_msec;
+    b->budget = 1.0;
+
+    pd_timer_init(&b->timer, pd_room_bcast_step, b);
+    pd_room_bcasts[i] = b;
+
+    pd_room_bcast_step(&b->timer);
+}
+
+static void
+pd_room_channel_bcast(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
+{
+    pd_room_bcast_hdr_t  hdr;
+
+    (void) cycle;
+
+    if (msg->len < sizeof(hdr)) {
+        return;
+    }
+
+    pd_memcpy(&hdr, data, sizeof(hdr));
+
+    if (sizeof(hdr) + hdr.app_len + hdr.frame_len != msg->len) {
+        pd_log_error(PD_LOG_ALERT, pd_log_root, 0,
+                     "malformed broadcast of %u bytes", (unsigned) msg->len);
+        return;
+    }
+
+    pd_room_bcast_start(&hdr, data + sizeof(hdr),
+                        data + sizeof(hdr) + hdr.app_len);
+}
+
+void
+pd_room_deliver_init(void)
+{
+    pd_channel_set_handler(PD_CMD_ROOM_SEND, pd_room_channel_send);
+    pd_channel_set_handler(PD_CMD_ROOM_BCAST, pd_room_channel_bcast);
+}

@@ -1,0 +1,313 @@
+/*
+ * pd_saver_module.c: the saver's directives, lifecycle and the calls the
+ * room and the center use.  The memory backend is a shared-memory store
+ * (src/core/pd_msg_store.c) created by the master before fork.
+ */
+
+#include "pd_core.h"
+#include "pd_saver.h"
+
+static void *pd_saver_create_conf(pd_cycle_t *cycle);
+static const char *pd_saver_init_conf(pd_cycle_t *cycle, void *conf);
+static pd_int_t pd_saver_init_module(pd_cycle_t *cycle);
+static pd_int_t pd_saver_init_process(pd_cycle_t *cycle);
+static void pd_saver_sweep(pd_timer_t *t);
+
+pd_saver_conf_t        *pd_saver;
+static pd_msg_zone_t   *pd_saver_zone;
+static pd_timer_t       pd_saver_sweep_timer;
+static int              pd_saver_zone_tag;
+
+/* data of a message fits a channel batch with its frame around it */
+#define PD_SAVER_MAX_PAYLOAD  (12 * 1024)
+
+static pd_conf_enum_t  pd_saver_backends[] = {
+    { pd_string("memory"), PD_SAVER_MEMORY },
+    { pd_null_string, 0 }
+};
+
+static pd_conf_bounds_t  pd_saver_memory_bounds = {
+    1024 * 1024, (int64_t) 64 * 1024 * 1024 * 1024
+};
+static pd_conf_bounds_t  pd_saver_ttl_bounds = { 1000,
+                                                 (int64_t) 365 * 86400000 };
+static pd_conf_bounds_t  pd_saver_redeliveries_bounds = { 1, 1000 };
+static pd_conf_bounds_t  pd_saver_mailbox_bounds = { 1, 1000000 };
+static pd_conf_bounds_t  pd_saver_sweep_bounds = { 10, 3600 * 1000 };
+
+static pd_command_t  pd_saver_commands[] = {
+
+    { "backend", PD_CONF_ENUM, pd_conf_set_enum_slot,
+      offsetof(pd_saver_conf_t, backend), pd_saver_backends,
+      "where messages are kept: `memory`, a shared-memory store of this "
+      "host (default: memory)" },
+
+    { "memory", PD_CONF_SIZE, pd_conf_set_size_slot,
+      offsetof(pd_saver_conf_t, memory), &pd_saver_memory_bounds,
+      "size of the store: half for payloads, half for about 180 bytes per "
+      "(uid, message); when full, qos 1 pushes get 503 (default: 256m)" },
+
+    { "ttl", PD_CONF_DURATION, pd_conf_set_msec_slot,
+      offsetof(pd_saver_conf_t, ttl), &pd_saver_ttl_bounds,
+      "how long a message is kept when the push names no ttl "
+      "(default: 1d)" },
+
+    { "max_ttl", PD_CONF_DURATION, pd_conf_set_msec_slot,
+      offsetof(pd_saver_conf_t, max_ttl), &pd_saver_ttl_bounds,
+      "the longest ttl a push may ask for; longer gets 400 (default: 7d)" },
+
+    { "max_redeliveries", PD_CONF_NUMBER, pd_conf_set_num_slot,
+      offsetof(pd_saver_conf_t, max_redeliveries),
+      &pd_saver_redeliveries_bounds,
+      "deliveries of a message without an ack before it is dropped and "
+      "counted, so a client that never acks cannot loop (default: 5)" },
+
+    { "max_per_mailbox", PD_CONF_NUMBER, pd_conf_set_num_slot,
+      offsetof(pd_saver_conf_t, max_per_mailbox), &pd_saver_mailbox_bounds,
+      "messages kept per (uid, app); a push to a full mailbox does not "
+      "store for that uid and says so in \"stored\" (default: 1000)" },
+
+    { "sweep", PD_CONF_DURATION, pd_conf_set_msec_slot,
+      offsetof(pd_saver_conf_t, sweep), &pd_saver_sweep_bounds,
+      "how often each worker reclaims a slice of expired messages "
+      "(default: 1s)" },
+
+    pd_null_command
+};
+
+pd_module_t  pd_saver_module = {
+    "saver",
+    0,
+    pd_saver_commands,
+    pd_saver_create_conf,
+    pd_saver_init_conf,
+    pd_saver_init_module,
+    pd_saver_init_process,
+    NULL,
+    NULL,
+    0,
+    NULL,
+    NULL
+};
+
+static void *
+pd_saver_create_conf(pd_cycle_t *cycle)
+{
+    pd_saver_conf_t  *scf;
+
+    scf = pd_pcalloc(cycle->pool, sizeof(pd_saver_conf_t));
+    if (scf == NULL) {
+        return NULL;
+    }
+
+    scf->backend = PD_CONF_UNSET_UINT;
+    scf->memory = PD_CONF_UNSET_SIZE;
+    scf->ttl = PD_CONF_UNSET_MSEC;
+    scf->max_ttl = PD_CONF_UNSET_MSEC;
+    scf->max_redeliveries = PD_CONF_UNSET;
+    scf->max_per_mailbox = PD_CONF_UNSET;
+    scf->sweep = PD_CONF_UNSET_MSEC;
+
+    return scf;
+}
+
+static const char *
+pd_saver_init_conf(pd_cycle_t *cycle, void *conf)
+{
+    pd_saver_conf_t  *scf = conf;
+
+    (void) cycle;
+
+    pd_conf_init_uint(scf->backend, PD_SAVER_MEMORY);
+    pd_conf_init_size(scf->memory, 256 * 1024 * 1024);
+    pd_conf_init_msec(scf->ttl, 86400000);
+    pd_conf_init_msec(scf->max_ttl, 7 * 86400000);
+    pd_conf_init_value(scf->max_redeliveries, 5);
+    pd_conf_init_value(scf->max_per_mailbox, 1000);
+    pd_conf_init_msec(scf->sweep, 1000);
+
+    if (scf->ttl > scf->max_ttl) {
+        return "\"ttl\" is above \"max_ttl\"";
+    }
+
+    if (pd_msg_store_size(16, PD_SAVER_MAX_PAYLOAD) > scf->memory) {
+        return "\"memory\" is too small";
+    }
+
+    return PD_CONF_OK;
+}
+
+static pd_int_t
+pd_saver_zone_init(pd_shm_zone_t *zone, void *data)
+{
+    pd_saver_conf_t  *scf = zone->data;
+
+    pd_saver_zone = pd_msg_store_init(zone->shm.addr, zone->shm.size,
+                                      PD_SAVER_MAX_PAYLOAD,
+                                      (uint32_t) scf->max_per_mailbox,
+                                      data == NULL);
+    if (pd_saver_zone == NULL) {
+        pd_log_error(PD_LOG_EMERG, zone->shm.log, errno,
+                     "message store of %lu bytes cannot be %s",
+                     (unsigned long) zone->shm.size,
+                     data ? "attached" : "formatted");
+        return PD_ERROR;
+    }
+
+    zone->data = pd_saver_zone;
+    return PD_OK;
+}
+
+static pd_int_t
+pd_saver_init_module(pd_cycle_t *cycle)
+{
+    pd_saver_conf_t  *scf;
+    pd_shm_zone_t    *zone;
+    pd_str_t          name = pd_string("pd_saver");
+
+    scf = pd_get_conf(cycle, pd_saver_module);
+
+    zone = pd_shared_memory_add(cycle, &name, scf->memory,
+                                &pd_saver_zone_tag);
+    if (zone == NULL) {
+        return PD_ERROR;
+    }
+
+    if (zone->data == NULL) {
+        zone->data = scf;
+    }
+
+    zone->init = pd_saver_zone_init;
+    scf->zone = zone;
+
+    return PD_OK;
+}
+
+static pd_int_t
+pd_saver_init_process(pd_cycle_t *cycle)
+{
+    pd_saver = pd_get_conf(cycle, pd_saver_module);
+
+    /* the workers sweep in turn, each a slice at a time */
+    pd_timer_init(&pd_saver_sweep_timer, pd_saver_sweep, NULL);
+    (void) pd_timer_add(&pd_timers, &pd_saver_sweep_timer, pd_current_msec,
+                        pd_saver->sweep);
+
+    return PD_OK;
+}
+
+/* wall clock ms for expiry: second precision is plenty for a ttl */
+static uint64_t
+pd_saver_now(void)
+{
+    return (uint64_t) pd_time_sec * 1000;
+}
+
+static void
+pd_saver_sweep(pd_timer_t *t)
+{
+    (void) pd_msg_expire(pd_saver_zone, pd_saver_now(), 4096);
+    (void) pd_timer_add(&pd_timers, t, pd_current_msec, pd_saver->sweep);
+}
+
+pd_int_t
+pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, uint64_t seq,
+    pd_str_t *payload, pd_msec_t ttl, pd_uint_t *stored, pd_uint_t *full)
+{
+    pd_msg_addr_t  to[64];
+    pd_uint_t      i, k, s, f;
+    pd_int_t       rv;
+
+    *stored = 0;
+    *full = 0;
+
+    /* in slices: the store holds its lock for one call */
+    for (i = 0; i < n; i += k) {
+        k = pd_min(n - i, pd_nelems(to));
+
+        for (s = 0; s < k; s++) {
+            to[s].uid = uids[i + s].data;
+            to[s].len = uids[i + s].len;
+        }
+
+        rv = pd_msg_store(pd_saver_zone, to, k, app->data, app->len, seq,
+                          payload->data, payload->len,
+                          pd_saver_now() + ttl, &s, &f);
+        if (rv != PD_OK) {
+            /* what earlier slices stored stays: those uids are kept and
+             * get it; the caller answers 503, so the business retries
+             * and a retry stores each uid once (same seq is not reused,
+             * so a retry may deliver twice: at least once) */
+            return rv;
+        }
+
+        *stored += s;
+        *full += f;
+    }
+
+    return PD_OK;
+}
+
+pd_int_t
+pd_saver_delivered(pd_str_t *uid, uint64_t seq)
+{
+    return pd_msg_delivered(pd_saver_zone, uid->data, uid->len, seq,
+                            (uint32_t) pd_saver->max_redeliveries);
+}
+
+pd_int_t
+pd_saver_pending(pd_str_t *uid, pd_str_t *app, pd_saver_msg_pt handler,
+    void *data)
+{
+    return pd_msg_pending(pd_saver_zone, uid->data, uid->len, app->data,
+                          app->len, pd_saver_now(),
+                          (uint32_t) pd_saver->max_redeliveries, handler,
+                          data);
+}
+
+pd_int_t
+pd_saver_ack(pd_str_t *uid, uint64_t seq)
+{
+    return pd_msg_ack(pd_saver_zone, uid->data, uid->len, seq);
+}
+
+pd_int_t
+pd_saver_bcast_store(pd_str_t *app, uint64_t seq, pd_str_t *payload,
+    pd_msec_t ttl)
+{
+    pd_int_t  rv;
+
+    rv = pd_msg_bcast_store(pd_saver_zone, app->data, app->len, seq,
+                            payload->data, payload->len,
+                            pd_saver_now() + ttl);
+
+    return rv == PD_DECLINED ? PD_OK : rv;
+}
+
+pd_int_t
+pd_saver_bcast_pending(pd_str_t *app, uint64_t after,
+    pd_saver_msg_pt handler, void *data)
+{
+    return pd_msg_bcast_pending(pd_saver_zone, app->data, app->len, after,
+                                pd_saver_now(), handler, data);
+}
+
+uint64_t
+pd_saver_cursor_get(pd_str_t *uid, pd_str_t *app)
+{
+    return pd_msg_cursor_get(pd_saver_zone, uid->data, uid->len, app->data,
+                             app->len);
+}
+
+void
+pd_saver_cursor_set(pd_str_t *uid, pd_str_t *app, uint64_t seq)
+{
+    (void) pd_msg_cursor_set(pd_saver_zone, uid->data, uid->len, app->data,
+                             app->len, seq);
+}
+
+pd_int_t
+pd_saver_stats(pd_msg_stats_t *st)
+{
+    return pd_msg_stats(pd_saver_zone, st);
+}
