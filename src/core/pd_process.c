@@ -50,6 +50,7 @@ pd_spawn_process(pd_cycle_t *cycle, pd_spawn_proc_pt proc, void *data,
     pd_process_t  *p;
     pid_t          pid;
     pd_int_t       s;
+    int            bufsize = 4 * 1024 * 1024;
 
     if (respawn >= 0) {
         s = respawn;
@@ -84,6 +85,15 @@ pd_spawn_process(pd_cycle_t *cycle, pd_spawn_proc_pt proc, void *data,
     {
         pd_close_channel(p->channel, cycle->log);
         return -1;
+    }
+
+    /* every sibling writes delivery batches into [0]: give it room for
+     * bursts (FORCE passes net.core.wmem_max when we are root) */
+    if (setsockopt(p->channel[0], SOL_SOCKET, SO_SNDBUFFORCE, &bufsize,
+                   sizeof(int)) == -1)
+    {
+        (void) setsockopt(p->channel[0], SOL_SOCKET, SO_SNDBUF, &bufsize,
+                          sizeof(int));
     }
 
     pd_process_slot = s;

@@ -692,6 +692,55 @@ async function centerGet(d, target, opts = {}) {
     return res;
 }
 
+/*
+ * A POST to the center with the API key (auth false: without it); body
+ * an object (sent as JSON) or a raw string.  r.json is the parsed body
+ * or null.
+ */
+async function centerPost(d, target, body, opts = {}) {
+    const h = { 'Content-Type': 'application/json' };
+    if (opts.auth !== false) {
+        h.Authorization = `Bearer ${opts.key || d.apiKey}`;
+    }
+    const text = typeof body === 'string' ? body : JSON.stringify(body);
+    const res = await request(d.centerPort, 'POST', target, h, text, opts);
+    try {
+        res.json = JSON.parse(res.body);
+    } catch (e) {
+        res.json = null;
+    }
+    return res;
+}
+
+/*
+ * GET /metrics parsed: {text, get(name)}; get sums the samples of name
+ * over all label sets (undefined when there is none).
+ */
+async function metrics(d) {
+    const r = await request(d.centerPort, 'GET', '/metrics',
+                            { Authorization: `Bearer ${d.apiKey}` });
+    if (r.status !== 200) {
+        throw new Error(`GET /metrics: ${r.status} ${r.body.slice(0, 200)}`);
+    }
+    const samples = [];
+    for (const line of r.body.split('\n')) {
+        const m = /^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+(\S+)/
+            .exec(line);
+        if (m) {
+            samples.push({ name: m[1], labels: m[2] || '',
+                           value: Number(m[3]) });
+        }
+    }
+    return {
+        text: r.body,
+        samples,
+        get(name) {
+            const s = samples.filter((x) => x.name === name);
+            return s.length ? s.reduce((n, x) => n + x.value, 0) : undefined;
+        },
+    };
+}
+
 /* the pid of the process holding the established server side of the
  * connection from clientPort to serverPort (ss), or null */
 function connOwner(serverPort, clientPort) {
@@ -718,5 +767,5 @@ module.exports = {
     delay, waitFor, freePort, procAlive, procState, procArgs, procField,
     childrenOf, kill, runPushd, toYaml, makePrefix, certPair, startPushd,
     ready, withPushd, tcpConnects, parseResponses, httpRaw, request, centerGet,
-    connOwner, curl,
+    connOwner, curl, centerPost, metrics,
 };
