@@ -129,7 +129,8 @@ pd_center_parse(pd_http_conn_t *hc, json_t *body, pd_center_msg_t *m,
         m->qos = (pd_uint_t) n;
     }
 
-    m->ttl = pd_saver ? pd_saver->ttl : 0;
+    /* a push is kept saver.ttl by default; a broadcast only when asked */
+    m->ttl = (pd_saver && !broadcast) ? pd_saver->ttl : 0;
     v = json_object_get(body, "ttl");
     if (v != NULL) {
         n = json_is_integer(v) ? json_integer_value(v) : -1;
@@ -414,7 +415,7 @@ pd_center_push(pd_http_conn_t *hc)
     /* stored before it is sent: a 200 means it is kept */
     if (m.qos) {
         rv = pd_saver_store(m.uids, m.nuids, &m.app, r->seq, &m.data, m.ttl,
-                            &stored, &full);
+                            &stored, &full, hc->pool);
         if (rv != PD_OK) {
             json_decref(body);
             pd_stats_dlv(PD_DLV_STORE_FULL, 1);

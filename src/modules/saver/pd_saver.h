@@ -31,11 +31,12 @@ extern pd_saver_conf_t  *pd_saver;      /* NULL: no saver section */
 /*
  * Stores one message for n uids of an app (the payload once, shared).
  * PD_OK with *stored uids kept and *full uids whose mailbox is full;
- * PD_BUSY when the store has no room (nothing kept).
+ * PD_BUSY when the store has no room (nothing kept).  The address list
+ * is built in pool.
  */
 pd_int_t pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
     uint64_t seq, pd_str_t *payload, pd_msec_t ttl, pd_uint_t *stored,
-    pd_uint_t *full);
+    pd_uint_t *full, pd_pool_t *pool);
 /* a live send: PD_OK, PD_DECLINED (gone), PD_ABORT (no-ack guard hit) */
 pd_int_t pd_saver_delivered(pd_str_t *uid, uint64_t seq);
 /* the uid's unacked messages of app, in order; returns how many */

@@ -212,40 +212,30 @@ pd_saver_sweep(pd_timer_t *t)
 
 pd_int_t
 pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, uint64_t seq,
-    pd_str_t *payload, pd_msec_t ttl, pd_uint_t *stored, pd_uint_t *full)
+    pd_str_t *payload, pd_msec_t ttl, pd_uint_t *stored, pd_uint_t *full,
+    pd_pool_t *pool)
 {
-    pd_msg_addr_t  to[64];
-    pd_uint_t      i, k, s, f;
-    pd_int_t       rv;
+    pd_msg_addr_t  *to;
+    pd_uint_t       i;
 
     *stored = 0;
     *full = 0;
 
-    /* in slices: the store holds its lock for one call */
-    for (i = 0; i < n; i += k) {
-        k = pd_min(n - i, pd_nelems(to));
-
-        for (s = 0; s < k; s++) {
-            to[s].uid = uids[i + s].data;
-            to[s].len = uids[i + s].len;
-        }
-
-        rv = pd_msg_store(pd_saver_zone, to, k, app->data, app->len, seq,
-                          payload->data, payload->len,
-                          pd_saver_now() + ttl, &s, &f);
-        if (rv != PD_OK) {
-            /* what earlier slices stored stays: those uids are kept and
-             * get it; the caller answers 503, so the business retries
-             * and a retry stores each uid once (same seq is not reused,
-             * so a retry may deliver twice: at least once) */
-            return rv;
-        }
-
-        *stored += s;
-        *full += f;
+    to = pd_palloc(pool, n * sizeof(pd_msg_addr_t));
+    if (to == NULL) {
+        return PD_ERROR;
     }
 
-    return PD_OK;
+    for (i = 0; i < n; i++) {
+        to[i].uid = uids[i].data;
+        to[i].len = uids[i].len;
+    }
+
+    /* one call, so a refusal stores nothing: the lock is held for the
+     * whole list, bounded by center.max_uids */
+    return pd_msg_store(pd_saver_zone, to, n, app->data, app->len, seq,
+                        payload->data, payload->len, pd_saver_now() + ttl,
+                        stored, full);
 }
 
 pd_int_t
