@@ -321,6 +321,11 @@ pd_room_register(pd_room_conn_t *rc, pd_http_conn_t *hc)
     info.since = (uint64_t) pd_time_sec * 1000;
 
     if (pd_register->add(&info) != PD_OK) {
+        if (rc->ip_counted) {
+            pd_register->ip_release(&c->sockaddr.sockaddr);
+            rc->ip_counted = 0;
+        }
+
         pd_room_refuse(hc, 503, "register is full");
         return PD_ERROR;
     }

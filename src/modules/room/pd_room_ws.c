@@ -526,6 +526,7 @@ pd_room_close_with(pd_room_conn_t *rc, pd_uint_t code, const char *why,
     pd_shbuf_t  *sb;
     u_char       payload[PD_WS_MAX_CONTROL];
     size_t       n;
+    pd_int_t     rv;
 
     if (rc->close_sent) {
         return;
@@ -534,15 +535,18 @@ pd_room_close_with(pd_room_conn_t *rc, pd_uint_t code, const char *why,
     n = pd_ws_close_payload(payload, code, why);
 
     sb = pd_room_frame(PD_WS_CLOSE, payload, n);
-    if (sb == NULL || pd_room_send_shared(rc, sb) != PD_OK) {
-        if (sb != NULL) {
-            pd_shbuf_unref(sb);
-        }
+    if (sb == NULL) {
         pd_room_close(rc, reason);
         return;
     }
 
+    rv = pd_room_send_shared(rc, sb);
     pd_shbuf_unref(sb);
+
+    if (rv == PD_ERROR) {
+        /* closed already: the queue was over its bound */
+        return;
+    }
 
     rc->close_sent = 1;
     rc->closing = 1;
