@@ -298,12 +298,13 @@ pd_room_register(pd_room_conn_t *rc, pd_http_conn_t *hc)
     if (rcf->max_connections_per_ip) {
         rv = pd_register->ip_acquire(&c->sockaddr.sockaddr,
                                      (uint32_t) rcf->max_connections_per_ip);
-        if (rv != PD_OK) {
+        if (rv == PD_BUSY || rv == PD_ERROR) {
             pd_room_refuse(hc, 429, "too many connections from this address");
             return PD_ERROR;
         }
 
-        rc->ip_counted = 1;
+        /* PD_DECLINED: not an IP client, nothing counted */
+        rc->ip_counted = (rv == PD_OK);
     }
 
     pd_memzero(&info, sizeof(pd_reg_info_t));
