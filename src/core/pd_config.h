@@ -44,6 +44,7 @@
 #include <grp.h>
 #include <sched.h>
 #include <ctype.h>
+#include <malloc.h>
 
 typedef intptr_t        pd_int_t;
 typedef uintptr_t       pd_uint_t;

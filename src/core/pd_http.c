@@ -7,6 +7,9 @@
 #include "pd_core.h"
 
 #define PD_HTTP_POOL_LIMIT     (4 * 1024 * 1024)
+/* small: most requests are a handshake or a short API call; bigger
+ * responses take large allocations, freed with the request */
+#define PD_HTTP_POOL_SIZE      1024
 #define PD_HTTP_LINGER_MSEC    2000
 
 static void pd_http_read_handler(pd_event_t *ev);
@@ -67,7 +70,7 @@ pd_http_init_connection(pd_connection_t *c)
         goto failed;
     }
 
-    hc->pool = pd_create_pool(PD_POOL_DEFAULT_SIZE, PD_HTTP_POOL_LIMIT,
+    hc->pool = pd_create_pool(PD_HTTP_POOL_SIZE, PD_HTTP_POOL_LIMIT,
                               c->log);
     if (hc->pool == NULL) {
         goto failed;

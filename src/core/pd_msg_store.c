@@ -1,6 +1,6 @@
 /*
- * pd_msg_store.c: the saver's QoS 1 mailboxes, retained broadcasts and
- * broadcast cursors in one shared-memory zone.
+ * pd_msg_store.c: the message store's zone (geometry, payload blocks,
+ * crash repair) and its QoS 1 mailboxes; pd_msg_bcast.c holds the rest.
  */
 
 #include "pd_core.h"
@@ -31,9 +31,6 @@ _Static_assert(sizeof(pd_msg_block_t) == PD_MSG_BLOCK_HDR,
                "the block header is what PD_MSG_PAYLOAD_MAX allows for");
 _Static_assert(PD_MSG_APP_MAX < 256 && PD_MSG_UID_MAX < 256,
                "lengths are kept in a byte");
-
-
-static void pd_msg_repair(void *data);
 
 
 /* the smallest power of two >= n (n at most 2^30) */
@@ -1055,12 +1052,13 @@ typedef struct {
 
 /*
  * The first pass of a store, which changes nothing: the uids whose
- * mailbox is full, and the entries and mailboxes the others may need
- * (an upper bound: a repeated uid is counted twice).
+ * mailbox is full (*full, or *held when they hold seq already), and the
+ * entries and mailboxes the others may need (an upper bound: a repeated
+ * uid is counted twice).
  */
 static void
 pd_msg_store_plan(pd_msg_zone_t *z, pd_msg_call_t *call, pd_uint_t *entries,
-    pd_uint_t *mailboxes, pd_uint_t *full)
+    pd_uint_t *mailboxes, pd_uint_t *full, pd_uint_t *held)
 {
     uint32_t      mi;
     pd_uint_t     k;
@@ -1069,6 +1067,7 @@ pd_msg_store_plan(pd_msg_zone_t *z, pd_msg_call_t *call, pd_uint_t *entries,
     *entries = 0;
     *mailboxes = 0;
     *full = 0;
+    *held = 0;
 
     for (k = 0; k < call->n; k++) {
         (void) pd_msg_key(z, &key, call->to[k].uid, call->to[k].len,
@@ -1080,7 +1079,13 @@ pd_msg_store_plan(pd_msg_zone_t *z, pd_msg_call_t *call, pd_uint_t *entries,
             (*mailboxes)++;
 
         } else if (pd_msg_mailboxes(z)[mi].count >= z->max_per_mailbox) {
-            (*full)++;
+            if (pd_msg_entry_find(z, &key, call->seq) != PD_MSG_NIL) {
+                (*held)++;
+
+            } else {
+                (*full)++;
+            }
+
             continue;
         }
 
@@ -1137,7 +1142,7 @@ pd_msg_store(pd_msg_zone_t *z, const pd_msg_addr_t *to, pd_uint_t n,
     size_t len, uint64_t expires_ms, pd_uint_t *stored, pd_uint_t *full)
 {
     uint32_t       g;
-    pd_uint_t      k, need, need_mb, nfull;
+    pd_uint_t      k, need, need_mb, nfull, nheld;
     pd_msg_call_t  call;
 
     *stored = 0;
@@ -1170,11 +1175,12 @@ pd_msg_store(pd_msg_zone_t *z, const pd_msg_addr_t *to, pd_uint_t n,
         return PD_ERROR;
     }
 
-    pd_msg_store_plan(z, &call, &need, &need_mb, &nfull);
+    pd_msg_store_plan(z, &call, &need, &need_mb, &nfull, &nheld);
 
     if (need == 0) {
         z->refused_full += nfull;
         pd_msg_unlock(z);
+        *stored = nheld;
         *full = nfull;
         return PD_OK;
     }

@@ -33,6 +33,26 @@ static void pd_worker_retire(pd_cycle_t *cycle);
 static void pd_shutdown_timer_handler(pd_timer_t *t);
 
 static pd_timer_t  pd_shutdown_timer;
+static pd_timer_t  pd_trim_timer;
+
+/*
+ * Handshakes take a few KB each for a moment (request buffer, parser
+ * state); once a burst of them is over, the heap holds those freed
+ * chunks between the small long-lived ones.  Giving free pages back now
+ * and then keeps idle connections cheap in resident memory.
+ */
+static void
+pd_trim_handler(pd_timer_t *t)
+{
+    static pd_uint_t  last;
+
+    if (pd_connection_counter != last) {
+        last = pd_connection_counter;
+        (void) malloc_trim(0);
+    }
+
+    (void) pd_timer_add(&pd_timers, t, pd_current_msec, 1000);
+}
 
 void
 pd_master_process_cycle(pd_cycle_t *cycle)
@@ -560,6 +580,9 @@ pd_worker_process_init(pd_cycle_t *cycle, pd_int_t wslot)
             exit(2);
         }
     }
+
+    pd_timer_init(&pd_trim_timer, pd_trim_handler, NULL);
+    (void) pd_timer_add(&pd_timers, &pd_trim_timer, pd_current_msec, 1000);
 }
 
 static void

@@ -48,12 +48,16 @@ struct pd_room_link_s {
     pd_buf_t         buf;
 };
 
-typedef struct {
+typedef struct pd_room_conn_s  pd_room_conn_t;
+
+struct pd_room_conn_s {
     pd_connection_t *connection;
     pd_room_conf_t  *conf;
+    pd_log_t         log;          /* the connection's, once upgraded */
     pd_ws_parser_t   parser;
     pd_utf8_state_t  utf8;
-    pd_buf_t        *in;           /* a partial frame, only while one is */
+    pd_buf_t        *in;           /* a partial frame, only while one is;
+                                    * one malloc with its bytes */
     pd_buf_t        *msg;          /* a fragmented message being joined */
     pd_chain_t      *out;          /* queued frames */
     pd_chain_t     **out_last;
@@ -76,7 +80,7 @@ typedef struct {
     unsigned         close_sent:1;  /* our close frame is queued */
     unsigned         closing:1;     /* close after the queue drains */
     unsigned         close_reason:4;
-} pd_room_conn_t;
+};
 
 /* why connections were closed: the stats' closes_by_reason */
 #define PD_ROOM_CLOSE_CLIENT     0
@@ -163,6 +167,8 @@ void pd_room_bcast_start(pd_room_bcast_hdr_t *hdr, const u_char *app,
 void pd_room_deliver_init(void);
 
 /* lifecycle */
+pd_room_conn_t *pd_room_conn_alloc(void);
+void pd_room_conn_free(pd_room_conn_t *rc);
 void pd_room_close(pd_room_conn_t *rc, pd_uint_t reason);
 void pd_room_close_with(pd_room_conn_t *rc, pd_uint_t code,
     const char *why, pd_uint_t reason);

@@ -389,7 +389,7 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
     size_t            rest;
     pd_int_t          rv;
 
-    rc = pd_pcalloc(c->pool, sizeof(pd_room_conn_t));
+    rc = pd_room_conn_alloc();
     if (rc == NULL) {
         pd_room_refuse(hc, 503, "out of memory");
         return NULL;
@@ -409,11 +409,13 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
 
     err = pd_room_parse_apps(rc, &a->apps, (pd_uint_t) rcf->max_apps);
     if (err != NULL) {
+        pd_room_conn_free(rc);
         pd_room_refuse(hc, 400, err);
         return NULL;
     }
 
     if (pd_room_register(rc, hc) != PD_OK) {
+        pd_room_conn_free(rc);
         return NULL;
     }
 

@@ -30,6 +30,51 @@ static pd_int_t pd_room_message(pd_room_conn_t *rc, u_char *p, size_t len);
 static pd_int_t pd_room_bad_frame(pd_room_conn_t *rc, const char *error);
 static pd_int_t pd_room_reply(pd_room_conn_t *rc, json_t *obj);
 
+/*
+ * Room connections live in chunks of their own, out of the heap where
+ * handshakes come and go: a burst of handshakes then leaves whole free
+ * pages behind, not holes between long-lived connections.  Chunks are
+ * kept for the worker's life, bounded by its peak of connections.
+ */
+#define PD_ROOM_CHUNK  256
+
+static pd_room_conn_t  *pd_room_free_conns;
+
+pd_room_conn_t *
+pd_room_conn_alloc(void)
+{
+    pd_room_conn_t  *rc;
+    pd_uint_t        i;
+
+    if (pd_room_free_conns == NULL) {
+        rc = mmap(NULL, sizeof(pd_room_conn_t) * PD_ROOM_CHUNK,
+                  PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (rc == MAP_FAILED) {
+            pd_log_error(PD_LOG_ALERT, pd_log_root, errno,
+                         "mmap() of room connections failed");
+            return NULL;
+        }
+
+        for (i = 0; i < PD_ROOM_CHUNK; i++) {
+            rc[i].connection = (pd_connection_t *) pd_room_free_conns;
+            pd_room_free_conns = &rc[i];
+        }
+    }
+
+    rc = pd_room_free_conns;
+    pd_room_free_conns = (pd_room_conn_t *) rc->connection;
+
+    pd_memzero(rc, sizeof(pd_room_conn_t));
+    return rc;
+}
+
+void
+pd_room_conn_free(pd_room_conn_t *rc)
+{
+    rc->connection = (pd_connection_t *) pd_room_free_conns;
+    pd_room_free_conns = rc;
+}
+
 /* the HTTP connection's memory goes; the room keeps what it needs */
 void
 pd_room_take_over(pd_room_conn_t *rc, pd_http_conn_t *hc, u_char *rest,
@@ -45,9 +90,22 @@ pd_room_take_over(pd_room_conn_t *rc, pd_http_conn_t *hc, u_char *rest,
         pd_memcpy(pd_room_rbuf, rest, len);
     }
 
+    /* the log moves into rc; a plain connection then needs no pool at
+     * all (a TLS one keeps it: its SSL state lives there) */
+    rc->log = *c->log;
+    c->log = &rc->log;
+
     pd_destroy_pool(hc->pool);
-    (void) pd_pfree(c->pool, hc->in->start);
-    (void) pd_pfree(c->pool, hc);
+
+    if (c->ssl == NULL) {
+        pd_destroy_pool(c->pool);
+        c->pool = NULL;
+
+    } else {
+        (void) pd_pfree(c->pool, hc->in->start);
+        (void) pd_pfree(c->pool, hc);
+        c->pool->log = c->log;
+    }
 
     pd_queue_insert_tail(&pd_room_conns, &rc->link);
     pd_room_stat(PD_ROOM_STAT_WS);
@@ -193,7 +251,7 @@ pd_room_frames(pd_room_conn_t *rc, u_char *p, size_t len, size_t *used)
     if (off == len) {
         if (in != NULL) {
             /* drained: an idle connection holds no buffer */
-            (void) pd_pfree(c->pool, in->start);
+            pd_free(in);
             rc->in = NULL;
         }
         return PD_OK;
@@ -203,19 +261,14 @@ pd_room_frames(pd_room_conn_t *rc, u_char *p, size_t len, size_t *used)
         /* the frame is bounded by max_frame, its header by 14 bytes */
         cap = rc->conf->max_frame + 14;
 
-        in = pd_palloc(c->pool, sizeof(pd_buf_t));
+        in = pd_alloc(sizeof(pd_buf_t) + cap, c->log);
         if (in == NULL) {
             pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
             return PD_DONE;
         }
 
         pd_memzero(in, sizeof(pd_buf_t));
-        in->start = pd_pnalloc(c->pool, cap);
-        if (in->start == NULL) {
-            pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
-            return PD_DONE;
-        }
-
+        in->start = (u_char *) (in + 1);
         in->end = in->start + cap;
         in->pos = in->start;
         in->last = pd_cpymem(in->start, p + off, len - off);
@@ -293,11 +346,17 @@ pd_room_frame_in(pd_room_conn_t *rc, pd_ws_frame_t *f)
     m = rc->msg;
 
     if (m == NULL) {
-        m = pd_create_temp_buf(c->pool, rc->conf->max_message);
+        m = pd_alloc(sizeof(pd_buf_t) + rc->conf->max_message, c->log);
         if (m == NULL) {
             pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
             return PD_DONE;
         }
+
+        pd_memzero(m, sizeof(pd_buf_t));
+        m->start = (u_char *) (m + 1);
+        m->pos = m->start;
+        m->last = m->start;
+        m->end = m->start + rc->conf->max_message;
         rc->msg = m;
     }
 
@@ -317,7 +376,7 @@ pd_room_frame_in(pd_room_conn_t *rc, pd_ws_frame_t *f)
     rv = pd_room_message(rc, m->pos, (size_t) (m->last - m->pos));
 
     if (rv == PD_OK) {
-        (void) pd_pfree(c->pool, m->start);
+        pd_free(m);
         rc->msg = NULL;
     }
 
@@ -596,7 +655,14 @@ pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
     }
 
     pd_close_connection(c);
-    pd_destroy_pool(pool);
+
+    if (pool != NULL) {
+        pd_destroy_pool(pool);
+    }
+
+    pd_free(rc->in);
+    pd_free(rc->msg);
+    pd_room_conn_free(rc);
 }
 
 void

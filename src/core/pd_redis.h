@@ -1,0 +1,88 @@
+/*
+ * pd_redis.h: hiredis' async API on the worker's own epoll loop: one
+ * long pipelined connection per pd_redis_t, per-command timeouts,
+ * reconnection with backoff, and the uid -> shard hash every node agrees
+ * on.
+ */
+
+#ifndef PD_REDIS_H
+#define PD_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#define PD_REDIS_BACKOFF_MIN   100     /* ms, first retry after a loss */
+#define PD_REDIS_BACKOFF_MAX   5000    /* ms, doubling stops here */
+
+typedef struct pd_redis_s  pd_redis_t;
+
+/*
+ * The answer to one command.  reply is owned by hiredis and valid only
+ * during the call; NULL means the command failed without an answer
+ * (timeout, lost link, pd_redis_destroy), and the server may or may not
+ * have executed it.
+ */
+typedef void (*pd_redis_reply_pt)(pd_redis_t *r, redisReply *reply,
+    void *data);
+/* the link is up (again): a place to re-send state the server lost */
+typedef void (*pd_redis_connect_pt)(pd_redis_t *r, void *data);
+
+/*
+ * A connection to host:port, not yet started.  host must be a numeric
+ * IPv4 or IPv6 address (resolve names while reading the configuration:
+ * getaddrinfo() on a name may block the loop).  timeout bounds the
+ * connect and the age of the oldest unanswered command; past it the link
+ * is considered broken.  0: no timeout.  Returns NULL (logged) on a bad
+ * address or no memory; the caller owns the result and frees it with
+ * pd_redis_destroy().  Needs the worker's connection array and timer
+ * heap only from pd_redis_connect() on.
+ */
+pd_redis_t *pd_redis_create(const char *host, int port, pd_msec_t timeout,
+    pd_log_t *log);
+
+/* called from the loop (never from inside pd_redis) after every connect */
+void pd_redis_set_connect_handler(pd_redis_t *r, pd_redis_connect_pt h,
+    void *data);
+
+/*
+ * Starts the non-blocking connect on the worker's loop.  From then on the
+ * connection keeps itself up: after a failed attempt or a lost link it
+ * tries again after PD_REDIS_BACKOFF_MIN ms, doubling up to
+ * PD_REDIS_BACKOFF_MAX, until a reply shows the server healthy again.
+ * PD_OK: started (or already running); PD_ERROR only after destroy.
+ */
+pd_int_t pd_redis_connect(pd_redis_t *r);
+
+/*
+ * Queues one command (argvlen NULL: the arguments are C strings; the
+ * arguments are copied).  Commands queued in one loop turn leave in one
+ * write; many may be in flight.  On PD_OK cb is called exactly once,
+ * later, never from inside this call.  PD_DECLINED: the link is not up
+ * (the caller answers 503 or keeps the work); PD_ERROR: not a
+ * request/reply command ((P)(UN)SUBSCRIBE, MONITOR) or no memory.  cb is
+ * not called on either.
+ */
+pd_int_t pd_redis_command(pd_redis_t *r, pd_redis_reply_pt cb, void *data,
+    int argc, const char **argv, const size_t *argvlen);
+
+/* 1 when commands are accepted, else 0 */
+pd_int_t pd_redis_connected(pd_redis_t *r);
+/* commands sent or queued and not yet answered */
+pd_uint_t pd_redis_pending(pd_redis_t *r);
+
+/*
+ * Fails every pending command (cb with NULL), closes the link and frees
+ * r.  Safe from inside a reply callback: r is then freed once control
+ * leaves hiredis.
+ */
+void pd_redis_destroy(pd_redis_t *r);
+
+/*
+ * The shard of uid among nshards: a jump consistent hash of the uid's
+ * CRC-32 (IEEE, as zlib), so every node, build and version agrees, and
+ * growing from n to n + 1 shards moves only the keys that land on the
+ * new one.  nshards 0 is taken as 1.
+ */
+uint32_t pd_redis_shard(const u_char *uid, size_t len, uint32_t nshards);
+
+#endif /* PD_REDIS_H */

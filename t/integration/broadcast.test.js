@@ -1,0 +1,298 @@
+'use strict';
+/*
+ * broadcast.test.js: POST /v1/broadcast: every connection bound to the
+ * app on every worker gets the message exactly once, paced at the
+ * requested rate; a broadcast with a ttl is retained and reaches a user
+ * who connects (or binds) later once, and not again; without a ttl, or
+ * once the ttl has passed, it is not.
+ */
+
+const test = require('node:test');
+const assert = require('node:assert');
+const L = require('./lib.js');
+const W = require('./ws_client.js');
+
+const T = { timeout: 90000 };
+const OP = W.OP;
+
+function conf(o = {}) {
+    return {
+        workers: 2,
+        top: {
+            register: { memory: '8m' },
+            saver: Object.assign({ memory: '16m' }, o.saver || {}),
+        },
+        room: Object.assign({ auth_secret: W.SECRET,
+                              max_connections_per_ip: 0 }, o.room || {}),
+        center: o.center || {},
+    };
+}
+
+/* a broadcast body with data as raw text (sent byte for byte) */
+function rawBody(o) {
+    const parts = [`"app":${JSON.stringify(o.app)}`, `"data":${o.data}`];
+    for (const k of ['qos', 'ttl', 'rate']) {
+        if (o[k] !== undefined) {
+            parts.push(`"${k}":${JSON.stringify(o[k])}`);
+        }
+    }
+    return `{${parts.join(',')}}`;
+}
+
+async function broadcast(d, o) {
+    const r = await L.centerPost(d, '/v1/broadcast', rawBody(o));
+    assert.strictEqual(r.status, 200, `broadcast: ${r.status} ${r.body}`);
+    assert.ok(r.json && typeof r.json.id === 'string'
+              && /^\S+-[0-9a-f]+$/.test(r.json.id), r.body);
+    assert.strictEqual(r.json.workers, 2, `workers in ${r.body}`);
+    assert.strictEqual(typeof r.json.rate, 'number', r.body);
+    return r.json;
+}
+
+const idSeq = (id) => BigInt(`0x${id.slice(id.lastIndexOf('-') + 1)}`);
+const isMsg = (f) => f.json && f.json.op === 'msg';
+
+function open(d, uid, device, apps = ['a']) {
+    return W.rawOpen(d.roomPort, uid, device, { apps });
+}
+
+/* opens the clients of specs [{uid, device, apps}], batch at a time */
+async function openAll(d, specs, batch = 50) {
+    const out = [];
+    for (let i = 0; i < specs.length; i += batch) {
+        out.push(...await Promise.all(specs.slice(i, i + batch)
+            .map((s) => open(d, s.uid, s.device, s.apps))));
+    }
+    return out;
+}
+
+/* the msg frames with id queued on ws (left in the queue) */
+function withId(ws, id) {
+    return ws.frames.items.filter((f) => isMsg(f) && f.json.id === id);
+}
+
+/* removes and returns the msg frames queued now */
+function takeMsgs(ws) {
+    const out = ws.frames.items.filter(isMsg);
+    ws.frames.items = ws.frames.items.filter((f) => !isMsg(f));
+    return out;
+}
+
+/* what the server had for ws: a ping answered, then a quiet while */
+async function settle(ws, quietMs = 400) {
+    ws.sendJson({ op: 'ping' });
+    await ws.op('pong');
+    await L.delay(quietMs);
+    return takeMsgs(ws);
+}
+
+async function bye(ws) {
+    ws.send({ opcode: OP.CLOSE, payload: Buffer.from([0x03, 0xe8]) });
+    await ws.waitEnd(3000);
+    ws.destroy();
+}
+
+function offline(d, uid) {
+    return L.waitFor(async () => (await L.centerGet(d, `/v1/users/${uid}`))
+                     .json.connections.length === 0, 5000,
+                     `${uid} offline in presence`);
+}
+
+function checkFrame(f, id, app, qos, raw, what) {
+    assert.strictEqual(f.json.id, id, `${what}: id`);
+    assert.strictEqual(f.json.app, app, `${what}: app`);
+    assert.strictEqual(f.json.qos, qos, `${what}: qos`);
+    assert.ok(f.text.includes(raw), `${what}: the data bytes as sent: `
+              + `${JSON.stringify(raw)} not in ${JSON.stringify(f.text)}`);
+    assert.deepStrictEqual(f.json.data, JSON.parse(raw), `${what}: data`);
+}
+
+/* ------------------------------------------------------------------ */
+
+test('broadcast to 1000 connections on both workers: each gets it '
+     + 'once, paced at rate 500 (about 2 s)', T, async (t) => {
+    await L.withPushd(conf(), async (d) => {
+        const specs = [];
+        for (let i = 0; i < 1000; i++) {
+            specs.push({ uid: `bc${i}`, device: 'd', apps: ['news'] });
+        }
+        for (let i = 0; i < 10; i++) {
+            specs.push({ uid: `bo${i}`, device: 'd', apps: ['other'] });
+        }
+        const all = await openAll(d, specs);
+        const conns = all.slice(0, 1000);
+        const others = all.slice(1000);
+
+        /* the 1010 sessions are registered on both workers */
+        await L.waitFor(async () => {
+            const st = (await L.centerGet(d, '/v1/stats')).json;
+            const n = st.workers.map((w) => w.connections);
+            return n.length === 2 && n[0] > 0 && n[1] > 0
+                && n[0] + n[1] >= 1010;
+        }, 10000, '1010 connections over both workers in /v1/stats');
+
+        const raw = '{"news" : [ 1.0, "b" ] , "n":null}';
+        const t0 = Date.now();
+        const r = await broadcast(d, { app: 'news', data: raw, qos: 0,
+                                       rate: 500 });
+        assert.strictEqual(r.rate, 500, 'the rate asked for');
+
+        /* when each connection got it, polled every 20 ms */
+        const firstAt = new Array(conns.length).fill(0);
+        await L.waitFor(() => {
+            const now = Date.now();
+            let missing = 0;
+            conns.forEach((ws, i) => {
+                if (!firstAt[i]) {
+                    if (withId(ws, r.id).length) {
+                        firstAt[i] = now;
+                    } else {
+                        missing++;
+                    }
+                }
+            });
+            return missing === 0;
+        }, 20000, 'all 1000 connections to get the broadcast', 20)
+            .catch((e) => {
+                const miss = firstAt.filter((x) => !x).length;
+                e.message += ` (${miss} of 1000 missing)`;
+                throw e;
+            });
+        const elapsed = Math.max(...firstAt) - t0;
+        const half = firstAt.filter((x) => x - t0 <= 500).length;
+        t.diagnostic(`all 1000 had it after ${elapsed} ms, ${half} within `
+                     + '500 ms');
+        assert.ok(elapsed >= 1000 && elapsed <= 10000,
+                  `1000 users at 500/s took ${elapsed} ms (1 to 10 s)`);
+        assert.ok(half < 1000, `not all within the first 0.5 s (${half})`);
+
+        /* exactly once each, as sent; the other app got nothing */
+        await L.delay(500);
+        for (const [i, ws] of conns.entries()) {
+            const got = takeMsgs(ws);
+            assert.strictEqual(got.length, 1, `bc${i} got `
+                               + JSON.stringify(got.map((f) => f.text)));
+            checkFrame(got[0], r.id, 'news', 0, raw, `bc${i}`);
+        }
+        for (const [i, ws] of others.entries()) {
+            assert.deepStrictEqual(takeMsgs(ws).map((f) => f.text), [],
+                                   `bo${i} is bound to "other" only`);
+        }
+        for (const ws of all) {
+            ws.destroy();
+        }
+    });
+});
+
+test('broadcast at the default rate: connections on both workers, qos '
+     + 'kept in the frame, ids increasing', T, async () => {
+    await L.withPushd(conf(), async (d) => {
+        const specs = [];
+        for (let i = 0; i < 40; i++) {
+            specs.push({ uid: `bd${i % 20}`, device: `d${i}`,
+                         apps: ['x', 'a'] });
+        }
+        const conns = await openAll(d, specs);
+        const ids = [];
+        for (const qos of [1, 0, 1]) {
+            const raw = `{"q" : ${qos}}`;
+            const r = await broadcast(d, { app: 'a', data: raw, qos,
+                                           ttl: 0 });
+            ids.push(r.id);
+            for (const [i, ws] of conns.entries()) {
+                const f = await ws.next((x) => isMsg(x)
+                                        && x.json.id === r.id, 5000,
+                                        `broadcast ${r.id} on d${i}`);
+                checkFrame(f, r.id, 'a', qos, raw, `d${i}`);
+            }
+        }
+        for (let i = 1; i < ids.length; i++) {
+            assert.ok(idSeq(ids[i]) > idSeq(ids[i - 1]),
+                      `ids increase: ${ids.join(' ')}`);
+        }
+        await L.delay(300);
+        for (const [i, ws] of conns.entries()) {
+            assert.deepStrictEqual(takeMsgs(ws).map((f) => f.text), [],
+                                   `d${i} got each broadcast once`);
+            ws.destroy();
+        }
+    });
+});
+
+test('broadcast with a ttl reaches a late joiner once; without a ttl '
+     + 'or after it, not', T, async () => {
+    await L.withPushd(conf(), async (d) => {
+        /*
+         * Not retained: ttl 0.  Sent while no connection is bound to
+         * the app, so each worker's walk ends at once and a later
+         * connection could only get it from the store.  (A paced walk
+         * still under way may reach a connection made meanwhile.)
+         */
+        const r0 = await broadcast(d, { app: 'a', data: '"gone"', ttl: 0 });
+
+        const early = await open(d, 'early', 'd1');
+        const raw = '{"kept" : "for 60 s" , "v": 1.10}';
+        const r = await broadcast(d, { app: 'a', data: raw, ttl: 60,
+                                       qos: 0 });
+        const f = await early.next((x) => isMsg(x) && x.json.id === r.id,
+                                   5000, 'the broadcast live');
+        checkFrame(f, r.id, 'a', 0, raw, 'early');
+        assert.deepStrictEqual((await settle(early)).map((x) => x.text), [],
+                               'early got it once');
+
+        /* a user who connects later gets the ttl one, once */
+        const late = await open(d, 'late', 'd1');
+        const got = await settle(late);
+        assert.deepStrictEqual(got.map((x) => x.json.id), [r.id],
+                               'the late joiner gets the retained broadcast '
+                               + `and not the ttl 0 one (${r0.id})`);
+        checkFrame(got[0], r.id, 'a', got[0].json.qos, raw, 'late joiner');
+        await bye(late);
+        await offline(d, 'late');
+        const late2 = await open(d, 'late', 'd2');
+        assert.deepStrictEqual((await settle(late2)).map((x) => x.text), [],
+                               'not again on a further connection');
+        late2.destroy();
+
+        /* the user who had it live does not get it again either */
+        await bye(early);
+        await offline(d, 'early');
+        const early2 = await open(d, 'early', 'd1');
+        assert.deepStrictEqual((await settle(early2)).map((x) => x.text), [],
+                               'early had it live: not again on reconnect');
+        /* a ttl 0 broadcast does reach who is online */
+        const r1 = await broadcast(d, { app: 'a', data: '"now"', ttl: 0,
+                                        qos: 1 });
+        const f1 = await early2.next((x) => isMsg(x), 5000, 'ttl 0 live');
+        checkFrame(f1, r1.id, 'a', 1, '"now"', 'ttl 0 live');
+        early2.destroy();
+
+        /* binding the app later counts as joining */
+        const binder = await open(d, 'binder', 'd1', ['other']);
+        assert.deepStrictEqual((await settle(binder)).map((x) => x.text), [],
+                               'nothing for app other');
+        binder.sendJson({ op: 'bind', app: 'a' });
+        const fb = await binder.next((x) => isMsg(x), 5000,
+                                     'the retained broadcast after bind');
+        checkFrame(fb, r.id, 'a', fb.json.qos, raw, 'binder');
+        assert.deepStrictEqual((await settle(binder)).map((x) => x.text), [],
+                               'once');
+        binder.destroy();
+    });
+});
+
+test('a retained broadcast past its ttl reaches nobody new', T,
+     async () => {
+    await L.withPushd(conf(), async (d) => {
+        const r = await broadcast(d, { app: 'a', data: '"short"', ttl: 1 });
+        const soon = await open(d, 'soon', 'd1');
+        assert.deepStrictEqual((await settle(soon, 100)).map((x) => x.json.id),
+                               [r.id], 'within the ttl it is retained');
+        soon.destroy();
+        await L.delay(2500);
+        const later = await open(d, 'later', 'd1');
+        assert.deepStrictEqual((await settle(later)).map((x) => x.text), [],
+                               'after the ttl it is not delivered');
+        later.destroy();
+    });
+});
