@@ -1234,6 +1234,17 @@ pd_msg_pending(pd_msg_zone_t *z, const u_char *uid, size_t uidlen,
     const u_char *app, size_t applen, uint64_t now_ms,
     uint32_t max_deliveries, pd_msg_handler_pt handler, void *data)
 {
+    return pd_msg_pending_from(z, uid, uidlen, app, applen, now_ms,
+                               max_deliveries, NULL, handler, data);
+}
+
+
+pd_int_t
+pd_msg_pending_from(pd_msg_zone_t *z, const u_char *uid, size_t uidlen,
+    const u_char *app, size_t applen, uint64_t now_ms,
+    uint32_t max_deliveries, uint64_t *resume, pd_msg_handler_pt handler,
+    void *data)
+{
     uint32_t         i, mi, next;
     pd_int_t         n;
     pd_msg_key_t     key;
@@ -1263,6 +1274,12 @@ pd_msg_pending(pd_msg_zone_t *z, const u_char *uid, size_t uidlen,
             continue;
         }
 
+        /* handed out by an earlier, interrupted walk: store order is
+         * stamp order, so the resume point is a stamp, not a seq */
+        if (resume != NULL && e->stamp <= *resume) {
+            continue;
+        }
+
         if (max_deliveries != 0 && e->deliveries >= max_deliveries) {
             pd_msg_entry_remove(z, i);
             z->dropped_noack++;
@@ -1277,6 +1294,10 @@ pd_msg_pending(pd_msg_zone_t *z, const u_char *uid, size_t uidlen,
         {
             e->deliveries--;
             break;
+        }
+
+        if (resume != NULL) {
+            *resume = e->stamp;
         }
 
         n++;

@@ -274,6 +274,18 @@ pd_int_t pd_msg_pending(pd_msg_zone_t *z, const u_char *uid, size_t uidlen,
     uint32_t max_deliveries, pd_msg_handler_pt handler, void *data);
 
 /*
+ * The same walk, resumable: entries up to *resume (a position in store
+ * order; 0 at the start) are passed over uncounted, and *resume is moved
+ * past each entry handed out.  A caller whose handler stopped the walk
+ * (its output queue is full) continues later from there without handing
+ * anything out twice.
+ */
+pd_int_t pd_msg_pending_from(pd_msg_zone_t *z, const u_char *uid,
+    size_t uidlen, const u_char *app, size_t applen, uint64_t now_ms,
+    uint32_t max_deliveries, uint64_t *resume, pd_msg_handler_pt handler,
+    void *data);
+
+/*
  * Counts a live delivery of seq to uid (sent to an online connection
  * right after the store).  PD_OK: send it; PD_DECLINED: the entry is
  * gone (acked, expired, dropped), do not send; PD_ABORT: it was

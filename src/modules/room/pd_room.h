@@ -72,6 +72,9 @@ struct pd_room_conn_s {
     uint8_t          device_len;
     uint8_t          napps;
     uint64_t         bcast_seq[PD_REG_APPS_MAX]; /* last broadcast per app */
+    uint64_t        *resume;       /* per app, while a stored backlog is
+                                    * larger than the output bound */
+    uint8_t          backlog;      /* bit i: app i has more stored */
     u_char           uid[PD_UID_MAX];
     u_char           device[PD_DEVICE_MAX];
     u_char           apps[PD_REG_APPS_MAX][PD_REG_APP_MAX + 1];
@@ -160,6 +163,7 @@ pd_int_t pd_room_has_app(pd_room_conn_t *rc, const u_char *app, size_t len);
 pd_int_t pd_room_deliver(pd_room_conn_t *rc, pd_shbuf_t *frame);
 pd_int_t pd_room_load(pd_room_conn_t *rc);
 pd_int_t pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i);
+void pd_room_load_more(pd_room_conn_t *rc);
 void pd_room_save_cursors(pd_room_conn_t *rc);
 pd_int_t pd_room_ack(pd_room_conn_t *rc, const char **ids, pd_uint_t n);
 void pd_room_bcast_start(pd_room_bcast_hdr_t *hdr, const u_char *app,

@@ -117,7 +117,7 @@ pd_room_load_one(void *data, uint64_t seq, const u_char *payload, size_t len,
     sb = pd_room_msg_frame(seq, ld->app, ld->qos, payload, len, 0);
 
     /* a backlog above the output bound stops here, uncounted: the rest
-     * comes on the next connection (rc is not closed from in here) */
+     * follows as the queue drains (rc is not closed from in here) */
     if (sb == NULL || ld->rc->out_bytes + sb->len
                       > ld->rc->conf->output_limit)
     {
@@ -137,14 +137,15 @@ pd_room_load_one(void *data, uint64_t seq, const u_char *payload, size_t len,
 
 /*
  * Stored messages, then retained broadcasts, of one app of rc.  A backlog
- * larger than room.output_limit is sent up to the bound; the rest comes
- * on the next connection (or bind).
+ * larger than room.output_limit is sent up to the bound, and the rest in
+ * slices each time the queue drains.
  */
 pd_int_t
 pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i)
 {
     pd_room_load_t   ld;
     pd_str_t         uid, app;
+    uint64_t         resume, after;
 
     if (pd_saver == NULL) {
         return PD_OK;
@@ -160,27 +161,56 @@ pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i)
     ld.app = &app;
     ld.qos = 1;
 
-    (void) pd_saver_pending(&uid, &app, pd_room_load_one, &ld);
+    resume = (rc->backlog & (1 << i)) ? rc->resume[i] : 0;
+
+    (void) pd_saver_pending(&uid, &app, &resume, pd_room_load_one, &ld);
+
+    if (ld.failed) {
+        /* the rest follows as the queue drains (pd_room_flush) */
+        if (rc->resume == NULL) {
+            rc->resume = pd_calloc(sizeof(uint64_t) * PD_REG_APPS_MAX,
+                                   rc->connection->log);
+            if (rc->resume == NULL) {
+                return PD_OK;
+            }
+        }
+
+        rc->resume[i] = resume;
+        rc->backlog |= (uint8_t) (1 << i);
+        return PD_OK;
+    }
+
+    rc->backlog &= (uint8_t) ~(1 << i);
 
     ld.qos = 0;
     ld.last = 0;
+    after = pd_max(pd_saver_cursor_get(&uid, &app), rc->bcast_seq[i]);
 
-    if (!ld.failed) {
-        (void) pd_saver_bcast_pending(&app, pd_saver_cursor_get(&uid, &app),
-                                      pd_room_load_one, &ld);
-        if (ld.last > rc->bcast_seq[i]) {
-            rc->bcast_seq[i] = ld.last;
-        }
-    }
+    (void) pd_saver_bcast_pending(&app, after, pd_room_load_one, &ld);
 
-    if (ld.failed) {
-        pd_log_error(PD_LOG_INFO, rc->connection->log, 0,
-                     "stored backlog of \"%.*s\" exceeds output_limit; "
-                     "the rest follows on the next connection",
-                     (int) rc->uid_len, rc->uid);
+    if (ld.last > rc->bcast_seq[i]) {
+        rc->bcast_seq[i] = ld.last;
     }
 
     return PD_OK;
+}
+
+/* the output queue drained: the next slice of a stored backlog */
+void
+pd_room_load_more(pd_room_conn_t *rc)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < rc->napps && rc->out == NULL; i++) {
+        if (rc->backlog & (1 << i)) {
+            (void) pd_room_load_app(rc, i);
+        }
+    }
+
+    if (rc->backlog == 0 && rc->resume != NULL) {
+        pd_free(rc->resume);
+        rc->resume = NULL;
+    }
 }
 
 pd_int_t

@@ -193,6 +193,11 @@ pd_room_flush(pd_room_conn_t *rc)
 
     rc->out_last = &rc->out;
 
+    if (rc->backlog && !rc->closing) {
+        pd_room_load_more(rc);
+        return;
+    }
+
     if (rc->closing) {
         /* our close frame is out: let the peer answer, briefly */
         if (c->ssl == NULL) {

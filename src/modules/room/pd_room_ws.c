@@ -479,10 +479,19 @@ pd_room_bind(pd_room_conn_t *rc, json_t *req, pd_uint_t bind)
 
         pd_room_save_cursors(rc);
 
+        /* the last app takes the freed place, its backlog state too */
         rc->napps--;
+        rc->backlog &= (uint8_t) ~(1 << i);
+
         if (i != rc->napps) {
             pd_memcpy(rc->apps[i], rc->apps[rc->napps], PD_REG_APP_MAX + 1);
             rc->bcast_seq[i] = rc->bcast_seq[rc->napps];
+
+            if (rc->backlog & (1 << rc->napps)) {
+                rc->backlog &= (uint8_t) ~(1 << rc->napps);
+                rc->backlog |= (uint8_t) (1 << i);
+                rc->resume[i] = rc->resume[rc->napps];
+            }
         }
     }
 
@@ -662,6 +671,7 @@ pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
 
     pd_free(rc->in);
     pd_free(rc->msg);
+    pd_free(rc->resume);
     pd_room_conn_free(rc);
 }
 

@@ -39,8 +39,9 @@ pd_int_t pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
     pd_uint_t *full, pd_pool_t *pool);
 /* a live send: PD_OK, PD_DECLINED (gone), PD_ABORT (no-ack guard hit) */
 pd_int_t pd_saver_delivered(pd_str_t *uid, uint64_t seq);
-/* the uid's unacked messages of app, in order; returns how many */
-pd_int_t pd_saver_pending(pd_str_t *uid, pd_str_t *app,
+/* the uid's unacked messages of app, in order, after *resume (0: from
+ * the start), which moves past what is handed out; returns how many */
+pd_int_t pd_saver_pending(pd_str_t *uid, pd_str_t *app, uint64_t *resume,
     pd_saver_msg_pt handler, void *data);
 pd_int_t pd_saver_ack(pd_str_t *uid, uint64_t seq);
 

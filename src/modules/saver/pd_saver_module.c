@@ -246,13 +246,13 @@ pd_saver_delivered(pd_str_t *uid, uint64_t seq)
 }
 
 pd_int_t
-pd_saver_pending(pd_str_t *uid, pd_str_t *app, pd_saver_msg_pt handler,
-    void *data)
+pd_saver_pending(pd_str_t *uid, pd_str_t *app, uint64_t *resume,
+    pd_saver_msg_pt handler, void *data)
 {
-    return pd_msg_pending(pd_saver_zone, uid->data, uid->len, app->data,
-                          app->len, pd_saver_now(),
-                          (uint32_t) pd_saver->max_redeliveries, handler,
-                          data);
+    return pd_msg_pending_from(pd_saver_zone, uid->data, uid->len, app->data,
+                               app->len, pd_saver_now(),
+                               (uint32_t) pd_saver->max_redeliveries, resume,
+                               handler, data);
 }
 
 pd_int_t

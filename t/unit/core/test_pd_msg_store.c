@@ -529,6 +529,60 @@ pd_test_geometry(void **state)
 /* --- messages ---------------------------------------------------------- */
 
 
+/* a walk stopped by a full output queue resumes where it stopped: in
+ * store order (not seq order), nothing handed out twice or skipped */
+static void
+pd_test_pending_resume(void **state)
+{
+    pd_test_seen_t   seen;
+    pd_msg_zone_t   *z;
+    uint64_t         resume, order[] = { 20, 5, 30, 7, 40 };
+    pd_uint_t        i;
+
+    (void) state;
+
+    z = pd_test_zone(256, 4096, 1000);
+
+    for (i = 0; i < pd_nelems(order); i++) {
+        assert_int_equal(pd_test_store1(z, "rita", "chat", order[i], 16,
+                                        PD_TEST_LATER), PD_OK);
+    }
+
+    resume = 0;
+    pd_memzero(&seen, sizeof(seen));
+    seen.stop_after = 2;
+
+    assert_int_equal(pd_msg_pending_from(z, pd_test_u("rita"),
+                                         pd_test_u("chat"), PD_TEST_NOW, 0,
+                                         &resume, pd_test_handler, &seen),
+                     2);
+    assert_true(seen.seq[0] == 20 && seen.seq[1] == 5);
+    assert_true(resume != 0);
+
+    pd_memzero(&seen, sizeof(seen));
+    assert_int_equal(pd_msg_pending_from(z, pd_test_u("rita"),
+                                         pd_test_u("chat"), PD_TEST_NOW, 0,
+                                         &resume, pd_test_handler, &seen),
+                     3);
+    assert_true(seen.seq[0] == 30 && seen.seq[1] == 7 && seen.seq[2] == 40);
+
+    /* nothing further, and a fresh walk (a new connection) sees all five,
+     * each now delivered twice */
+    pd_memzero(&seen, sizeof(seen));
+    assert_int_equal(pd_msg_pending_from(z, pd_test_u("rita"),
+                                         pd_test_u("chat"), PD_TEST_NOW, 0,
+                                         &resume, pd_test_handler, &seen),
+                     0);
+    assert_int_equal(pd_test_pending(z, "rita", "chat", PD_TEST_NOW, 0,
+                                     &seen), 5);
+    assert_int_equal(pd_test_pending(z, "rita", "chat", PD_TEST_NOW, 2,
+                                     &seen), 0);
+    assert_int_equal(pd_test_stats(z).dropped_noack, 5);
+
+    pd_test_zone_free(z);
+}
+
+
 static void
 pd_test_store_order(void **state)
 {
@@ -2589,6 +2643,7 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(pd_test_geometry),
         cmocka_unit_test(pd_test_store_order),
+        cmocka_unit_test(pd_test_pending_resume),
         cmocka_unit_test(pd_test_bad_arguments),
         cmocka_unit_test(pd_test_multicast_shared),
         cmocka_unit_test(pd_test_ack_own),

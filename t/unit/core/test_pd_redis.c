@@ -1,0 +1,1120 @@
+/*
+ * test_pd_redis.c: the hiredis adapter of pd_redis.c against a real
+ * redis-server (a child of this test, on a free port), driven by the
+ * worker's own event loop; and the uid -> shard hash.
+ */
+
+#include "pd_core.h"
+
+#include <sys/prctl.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+
+#define PD_TEST_NINCR      10000
+#define PD_TEST_BIG        (1024 * 1024)
+#define PD_TEST_NBIG       20
+#define PD_TEST_NINFLIGHT  100
+
+
+typedef int (*pd_test_cond_pt)(void *data);
+
+/* what the callbacks of one command saw */
+typedef struct {
+    pd_uint_t    calls;
+    pd_uint_t    nulls;
+    int          type;
+    long long    integer;
+    size_t       len;
+    u_char      *str;        /* a copy, freed by the test */
+    pd_msec_t    at;
+} pd_test_reply_t;
+
+/* ordered replies of a pipeline */
+typedef struct {
+    pd_uint_t    next;       /* index the next reply must carry */
+    pd_uint_t    in_order;
+    pd_uint_t    right;      /* integer replies equal to index + 1 */
+    pd_uint_t    calls[PD_TEST_NINCR];
+} pd_test_pipe_t;
+
+typedef struct {
+    pd_redis_t  *r;
+    pd_uint_t    index;
+    void        *ctx;
+} pd_test_tag_t;
+
+
+static pd_log_t     pd_test_log = { PD_LOG_CRIT, 2, pd_null_string, 0,
+                                    NULL, NULL, NULL };
+static pd_cycle_t   pd_test_cycle;
+static pd_timer_t   pd_test_tick;
+
+static char         pd_test_redis_bin[PATH_MAX];
+static int          pd_test_debug_command;   /* redis >= 7 needs a flag */
+static pid_t        pd_test_redis_pid = -1;
+static int          pd_test_port;
+
+static pd_uint_t    pd_test_connects;
+
+
+/* the event loop, bounded */
+
+static void
+pd_test_tick_handler(pd_timer_t *t)
+{
+    /* only wakes epoll_wait() so that the condition is polled */
+    (void) t;
+}
+
+
+/* runs loop turns until cond(data) holds (1) or ms pass (0) */
+static int
+pd_test_run(pd_test_cond_pt cond, void *data, pd_msec_t ms)
+{
+    pd_msec_t  deadline;
+    int        ok;
+
+    pd_time_update();
+    deadline = pd_current_msec + ms;
+
+    for ( ;; ) {
+        ok = cond(data);
+
+        if (ok || pd_current_msec >= deadline) {
+            break;
+        }
+
+        if (!pd_timer_is_set(&pd_test_tick)) {
+            (void) pd_timer_add(&pd_timers, &pd_test_tick, pd_current_msec,
+                                10);
+        }
+
+        pd_process_events_and_timers(&pd_test_cycle);
+    }
+
+    if (pd_timer_is_set(&pd_test_tick)) {
+        pd_timer_del(&pd_timers, &pd_test_tick);
+    }
+
+    return ok;
+}
+
+
+static int
+pd_test_never(void *data)
+{
+    (void) data;
+    return 0;
+}
+
+
+static int
+pd_test_is_connected(void *data)
+{
+    return pd_redis_connected(data) == 1;
+}
+
+
+static int
+pd_test_is_disconnected(void *data)
+{
+    return pd_redis_connected(data) == 0;
+}
+
+
+static int
+pd_test_no_pending(void *data)
+{
+    return pd_redis_pending(data) == 0;
+}
+
+
+static int
+pd_test_called(void *data)
+{
+    pd_test_reply_t  *rep = data;
+
+    return rep->calls > 0;
+}
+
+
+/* the redis-server child */
+
+static int
+pd_test_find_redis(void)
+{
+    char  *path, *dir, *save;
+    char   buf[PATH_MAX * 4];
+
+    path = getenv("PATH");
+    (void) snprintf(buf, sizeof(buf), "%s:/usr/sbin:/usr/bin",
+                    path ? path : "");
+
+    for (dir = strtok_r(buf, ":", &save); dir;
+         dir = strtok_r(NULL, ":", &save))
+    {
+        (void) snprintf(pd_test_redis_bin, sizeof(pd_test_redis_bin),
+                        "%s/redis-server", dir);
+
+        if (access(pd_test_redis_bin, X_OK) == 0) {
+            return 1;
+        }
+    }
+
+    pd_test_redis_bin[0] = '\0';
+    return 0;
+}
+
+
+static void
+pd_test_redis_version(void)
+{
+    char   cmd[PATH_MAX + 32], line[256], *v;
+    FILE  *p;
+
+    (void) snprintf(cmd, sizeof(cmd), "%s --version", pd_test_redis_bin);
+
+    p = popen(cmd, "r");
+    if (p == NULL) {
+        return;
+    }
+
+    if (fgets(line, sizeof(line), p) != NULL) {
+        v = strstr(line, "v=");
+        /* DEBUG is off by default since 7.0 */
+        pd_test_debug_command = (v != NULL && atoi(v + 2) >= 7);
+    }
+
+    (void) pclose(p);
+}
+
+
+static int
+pd_test_free_port(void)
+{
+    struct sockaddr_in  sin;
+    socklen_t           len;
+    int                 s, port;
+
+    s = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(s != -1);
+
+    pd_memzero(&sin, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+    assert_int_equal(bind(s, (struct sockaddr *) &sin, sizeof(sin)), 0);
+
+    len = sizeof(sin);
+    assert_int_equal(getsockname(s, (struct sockaddr *) &sin, &len), 0);
+    port = ntohs(sin.sin_port);
+
+    close(s);
+    return port;
+}
+
+
+/* a blocking client of the test itself: 1 when the server answers */
+static int
+pd_test_sync(const char *cmd, long long *integer, char *info, size_t len)
+{
+    redisContext    *c;
+    redisReply      *reply;
+    struct timeval   tv = { 1, 0 };
+    int              ok;
+
+    c = redisConnectWithTimeout("127.0.0.1", pd_test_port, tv);
+
+    if (c == NULL || c->err) {
+        if (c) {
+            redisFree(c);
+        }
+        return 0;
+    }
+
+    reply = redisCommand(c, cmd);
+    ok = (reply != NULL && reply->type != REDIS_REPLY_ERROR);
+
+    if (ok && integer && reply->type == REDIS_REPLY_INTEGER) {
+        *integer = reply->integer;
+    }
+
+    if (ok && info && reply->type == REDIS_REPLY_STRING) {
+        (void) snprintf(info, len, "%s", reply->str);
+    }
+
+    if (reply) {
+        freeReplyObject(reply);
+    }
+
+    redisFree(c);
+    return ok;
+}
+
+
+static void
+pd_test_redis_stop(void)
+{
+    int  status;
+
+    if (pd_test_redis_pid == -1) {
+        return;
+    }
+
+    (void) kill(pd_test_redis_pid, SIGKILL);
+    (void) waitpid(pd_test_redis_pid, &status, 0);
+    pd_test_redis_pid = -1;
+}
+
+
+static void
+pd_test_redis_start(void)
+{
+    char             port[16];
+    const char      *argv[20];
+    int              n, fd, status, i;
+    pid_t            pid;
+    struct timespec  ts = { 0, 10 * 1000 * 1000 };
+
+    (void) snprintf(port, sizeof(port), "%d", pd_test_port);
+
+    n = 0;
+    argv[n++] = pd_test_redis_bin;
+    argv[n++] = "--port";
+    argv[n++] = port;
+    argv[n++] = "--bind";
+    argv[n++] = "127.0.0.1";
+    argv[n++] = "--save";
+    argv[n++] = "";
+    argv[n++] = "--appendonly";
+    argv[n++] = "no";
+    argv[n++] = "--daemonize";
+    argv[n++] = "no";
+    argv[n++] = "--dir";
+    argv[n++] = "/tmp";
+    if (pd_test_debug_command) {
+        argv[n++] = "--enable-debug-command";
+        argv[n++] = "local";
+    }
+    argv[n] = NULL;
+
+    pid = fork();
+    assert_true(pid != -1);
+
+    if (pid == 0) {
+        /* dies with the test, however the test ends */
+        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+
+        if (getenv("PD_TEST_VERBOSE") == NULL) {
+            fd = open("/dev/null", O_WRONLY);
+            if (fd != -1) {
+                (void) dup2(fd, 1);
+                (void) dup2(fd, 2);
+            }
+        }
+
+        execv(pd_test_redis_bin, (char **) argv);
+        _exit(127);
+    }
+
+    pd_test_redis_pid = pid;
+
+    /* ready when it answers; give up after 10 s or when it exits */
+    for (i = 0; i < 1000; i++) {
+        if (pd_test_sync("PING", NULL, NULL, 0)) {
+            return;
+        }
+
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            pd_test_redis_pid = -1;
+            fail_msg("redis-server exited before answering (status %d)",
+                     status);
+        }
+
+        (void) nanosleep(&ts, NULL);
+    }
+
+    fail_msg("redis-server did not answer on port %d", pd_test_port);
+}
+
+
+static void
+pd_test_need_redis(void)
+{
+    if (pd_test_redis_bin[0] == '\0') {
+        print_message("redis-server not found in PATH: skipped "
+                      "(auto/deps installs it)\n");
+        skip();
+    }
+
+    if (pd_test_redis_pid == -1) {
+        pd_test_redis_start();
+    }
+}
+
+
+/* callbacks */
+
+static void
+pd_test_on_connect(pd_redis_t *r, void *data)
+{
+    (void) r;
+    (void) data;
+
+    pd_test_connects++;
+}
+
+
+static void
+pd_test_record(pd_redis_t *r, redisReply *reply, void *data)
+{
+    pd_test_reply_t  *rep = data;
+
+    (void) r;
+
+    rep->calls++;
+    rep->at = pd_current_msec;
+
+    if (reply == NULL) {
+        rep->nulls++;
+        return;
+    }
+
+    rep->type = reply->type;
+    rep->integer = reply->integer;
+
+    if (reply->type == REDIS_REPLY_STRING
+        || reply->type == REDIS_REPLY_STATUS
+        || reply->type == REDIS_REPLY_ERROR)
+    {
+        free(rep->str);
+        rep->str = malloc(reply->len + 1);
+        assert_non_null(rep->str);
+        memcpy(rep->str, reply->str, reply->len);
+        rep->str[reply->len] = '\0';
+        rep->len = reply->len;
+    }
+}
+
+
+static void
+pd_test_pipe_reply(pd_redis_t *r, redisReply *reply, void *data)
+{
+    pd_test_tag_t   *tag = data;
+    pd_test_pipe_t  *p = tag->ctx;
+
+    (void) r;
+
+    p->calls[tag->index]++;
+
+    if (tag->index == p->next) {
+        p->in_order++;
+    }
+
+    p->next = tag->index + 1;
+
+    if (reply && reply->type == REDIS_REPLY_INTEGER
+        && reply->integer == (long long) tag->index + 1)
+    {
+        p->right++;
+    }
+}
+
+
+/* a reply that destroys its connection */
+static void
+pd_test_destroy_reply(pd_redis_t *r, redisReply *reply, void *data)
+{
+    pd_test_record(r, reply, data);
+    pd_redis_destroy(r);
+}
+
+
+static pd_redis_t *
+pd_test_connect(pd_msec_t timeout)
+{
+    pd_redis_t  *r;
+
+    r = pd_redis_create("127.0.0.1", pd_test_port, timeout, &pd_test_log);
+    assert_non_null(r);
+
+    pd_redis_set_connect_handler(r, pd_test_on_connect, NULL);
+    pd_test_connects = 0;
+
+    assert_int_equal(pd_redis_connect(r), PD_OK);
+    assert_true(pd_test_run(pd_test_is_connected, r, 5000));
+
+    return r;
+}
+
+
+static pd_int_t
+pd_test_cmd(pd_redis_t *r, pd_test_reply_t *rep, const char *a0,
+    const char *a1, const char *a2)
+{
+    const char  *argv[3];
+    int          argc;
+
+    argv[0] = a0;
+    argv[1] = a1;
+    argv[2] = a2;
+    argc = a2 ? 3 : (a1 ? 2 : 1);
+
+    return pd_redis_command(r, pd_test_record, rep, argc, argv, NULL);
+}
+
+
+/* setup */
+
+static int
+pd_test_setup(void **state)
+{
+    const char  *v;
+
+    (void) state;
+
+    v = getenv("PD_TEST_VERBOSE");
+    if (v != NULL) {
+        pd_test_log.log_level = PD_LOG_DEBUG;
+    }
+
+    pd_log_root = &pd_test_log;
+    pd_test_cycle.log = &pd_test_log;
+
+    if (pd_connection_init_array(&pd_test_cycle, 64) != PD_OK
+        || pd_event_init(&pd_test_cycle) != PD_OK)
+    {
+        return -1;
+    }
+
+    pd_timer_init(&pd_test_tick, pd_test_tick_handler, NULL);
+    pd_time_update();
+
+    if (pd_test_find_redis()) {
+        pd_test_redis_version();
+        pd_test_port = pd_test_free_port();
+        (void) atexit(pd_test_redis_stop);
+    }
+
+    return 0;
+}
+
+
+static int
+pd_test_teardown(void **state)
+{
+    (void) state;
+
+    pd_test_redis_stop();
+    pd_event_done(&pd_test_cycle);
+
+    pd_free(pd_test_cycle.connections);
+    pd_free(pd_test_cycle.read_events);
+    pd_free(pd_test_cycle.write_events);
+
+    return 0;
+}
+
+
+/* the shard hash */
+
+static void
+test_shard_vectors(void **state)
+{
+    (void) state;
+
+    /* CRC-32 (zlib's) and Lamping-Veach jump hash, computed apart */
+    assert_int_equal(pd_redis_shard((u_char *) "alice", 5, 4), 1);
+    assert_int_equal(pd_redis_shard((u_char *) "bob", 3, 4), 0);
+    assert_int_equal(pd_redis_shard((u_char *) "user:12345", 10, 3), 1);
+    assert_int_equal(pd_redis_shard((u_char *) "alice", 5, 65536), 32028);
+    assert_int_equal(pd_redis_shard((u_char *) "bob", 3, 1000), 20);
+    assert_int_equal(pd_redis_shard((u_char *) "user:12345", 10, 1024),
+                     642);
+    assert_int_equal(pd_redis_shard((u_char *) "\0\377\r\n", 4, 65536),
+                     45067);
+    assert_int_equal(pd_redis_shard((u_char *) "42", 2, 1000), 755);
+    assert_int_equal(pd_redis_shard((u_char *) "carol", 5, 100000),
+                     64068);
+    assert_int_equal(pd_redis_shard((u_char *) "", 0, 1000), 0);
+
+    assert_int_equal(pd_redis_shard((u_char *) "alice", 5, 1), 0);
+    assert_int_equal(pd_redis_shard((u_char *) "alice", 5, 0), 0);
+}
+
+
+static void
+test_shard_spread(void **state)
+{
+    pd_uint_t  count[4], i, moved;
+    uint32_t   s4, s5;
+    u_char     uid[32];
+    size_t     len;
+
+    (void) state;
+
+    pd_memzero(count, sizeof(count));
+    moved = 0;
+
+    for (i = 0; i < 10000; i++) {
+        len = (size_t) snprintf((char *) uid, sizeof(uid), "u%lu",
+                                (unsigned long) i);
+
+        s4 = pd_redis_shard(uid, len, 4);
+        assert_true(s4 < 4);
+        count[s4]++;
+
+        /* growing to 5 shards moves keys only onto the new one */
+        s5 = pd_redis_shard(uid, len, 5);
+        if (s5 != s4) {
+            assert_int_equal(s5, 4);
+            moved++;
+        }
+    }
+
+    for (i = 0; i < 4; i++) {
+        assert_in_range(count[i], 2000, 3000);
+    }
+
+    /* about a fifth of the keys, not most of them as with a modulo */
+    assert_in_range(moved, 1500, 2500);
+}
+
+
+/* the adapter */
+
+static void
+test_create_checks_address(void **state)
+{
+    pd_redis_t  *r;
+
+    (void) state;
+
+    /* a name would need getaddrinfo() on the loop */
+    assert_null(pd_redis_create("localhost", 6379, 1000, &pd_test_log));
+    assert_null(pd_redis_create("127.0.0.1", 0, 1000, &pd_test_log));
+    assert_null(pd_redis_create("127.0.0.1", 65536, 1000, &pd_test_log));
+
+    r = pd_redis_create("::1", 6379, 1000, &pd_test_log);
+    assert_non_null(r);
+    assert_int_equal(pd_redis_connected(r), 0);
+    pd_redis_destroy(r);
+}
+
+
+/*
+ * Nothing listens: commands are declined and attempts go on; once a
+ * listener appears on the port the adapter connects by itself.
+ */
+static void
+test_declined_and_retry(void **state)
+{
+    pd_test_reply_t      rep;
+    pd_redis_t          *r;
+    struct sockaddr_in   sin;
+    int                  port, s, one;
+
+    (void) state;
+
+    pd_memzero(&rep, sizeof(rep));
+    port = pd_test_free_port();
+
+    r = pd_redis_create("127.0.0.1", port, 1000, &pd_test_log);
+    assert_non_null(r);
+
+    /* not started */
+    assert_int_equal(pd_test_cmd(r, &rep, "PING", NULL, NULL), PD_DECLINED);
+
+    assert_int_equal(pd_redis_connect(r), PD_OK);
+    assert_int_equal(pd_redis_connect(r), PD_OK);
+
+    /* refused for a while: 100 + 200 ms of backoff go by */
+    assert_false(pd_test_run(pd_test_is_connected, r, 350));
+    assert_int_equal(pd_test_cmd(r, &rep, "PING", NULL, NULL), PD_DECLINED);
+    assert_int_equal(pd_redis_pending(r), 0);
+
+    s = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(s != -1);
+    one = 1;
+    (void) setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+
+    pd_memzero(&sin, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin.sin_port = htons(port);
+    assert_int_equal(bind(s, (struct sockaddr *) &sin, sizeof(sin)), 0);
+    assert_int_equal(listen(s, 8), 0);
+
+    /* the next attempt is at most 400 ms away */
+    assert_true(pd_test_run(pd_test_is_connected, r, 2000));
+
+    pd_redis_destroy(r);
+    close(s);
+
+    assert_int_equal(rep.calls, 0);
+}
+
+
+static void
+test_ping(void **state)
+{
+    pd_test_reply_t   rep;
+    pd_redis_t       *r;
+    const char       *argv[1];
+
+    (void) state;
+
+    pd_test_need_redis();
+    pd_memzero(&rep, sizeof(rep));
+
+    r = pd_test_connect(1000);
+    assert_int_equal(pd_test_connects, 1);
+
+    assert_int_equal(pd_test_cmd(r, &rep, "PING", NULL, NULL), PD_OK);
+    assert_int_equal(pd_redis_pending(r), 1);
+    /* never answered from inside the call */
+    assert_int_equal(rep.calls, 0);
+
+    assert_true(pd_test_run(pd_test_called, &rep, 2000));
+    assert_int_equal(rep.calls, 1);
+    assert_int_equal(rep.nulls, 0);
+    assert_int_equal(rep.type, REDIS_REPLY_STATUS);
+    assert_string_equal(rep.str, "PONG");
+    assert_int_equal(pd_redis_pending(r), 0);
+
+    /* replies that are not one per command are refused */
+    argv[0] = "subscribe";
+    assert_int_equal(pd_redis_command(r, pd_test_record, &rep, 1, argv,
+                                      NULL), PD_ERROR);
+    argv[0] = "PSUBSCRIBE";
+    assert_int_equal(pd_redis_command(r, pd_test_record, &rep, 1, argv,
+                                      NULL), PD_ERROR);
+    argv[0] = "monitor";
+    assert_int_equal(pd_redis_command(r, pd_test_record, &rep, 1, argv,
+                                      NULL), PD_ERROR);
+    assert_int_equal(pd_redis_command(r, pd_test_record, &rep, 0, argv,
+                                      NULL), PD_ERROR);
+    assert_int_equal(pd_redis_pending(r), 0);
+
+    pd_redis_destroy(r);
+
+    free(rep.str);
+    assert_int_equal(rep.calls, 1);
+    assert_int_equal(pd_test_connects, 1);
+}
+
+
+static void
+test_pipeline_incr(void **state)
+{
+    pd_test_pipe_t   *p;
+    pd_test_tag_t    *tags;
+    pd_test_reply_t   del;
+    pd_redis_t       *r;
+    const char       *argv[2];
+    pd_uint_t         i;
+
+    (void) state;
+
+    pd_test_need_redis();
+
+    p = calloc(1, sizeof(pd_test_pipe_t));
+    tags = calloc(PD_TEST_NINCR, sizeof(pd_test_tag_t));
+    assert_non_null(p);
+    assert_non_null(tags);
+    pd_memzero(&del, sizeof(del));
+
+    r = pd_test_connect(5000);
+
+    assert_int_equal(pd_test_cmd(r, &del, "DEL", "pd:test:counter", NULL),
+                     PD_OK);
+
+    argv[0] = "INCR";
+    argv[1] = "pd:test:counter";
+
+    /* all in one turn: in flight together, written together */
+    for (i = 0; i < PD_TEST_NINCR; i++) {
+        tags[i].index = i;
+        tags[i].ctx = p;
+        assert_int_equal(pd_redis_command(r, pd_test_pipe_reply, &tags[i],
+                                          2, argv, NULL), PD_OK);
+    }
+
+    assert_int_equal(pd_redis_pending(r), PD_TEST_NINCR + 1);
+
+    assert_true(pd_test_run(pd_test_no_pending, r, 10000));
+
+    assert_int_equal(del.calls, 1);
+    assert_int_equal(del.type, REDIS_REPLY_INTEGER);
+    assert_int_equal(p->in_order, PD_TEST_NINCR);
+    assert_int_equal(p->right, PD_TEST_NINCR);
+
+    for (i = 0; i < PD_TEST_NINCR; i++) {
+        assert_int_equal(p->calls[i], 1);
+    }
+
+    pd_redis_destroy(r);
+
+    /* destroy had nothing left to fail */
+    for (i = 0; i < PD_TEST_NINCR; i++) {
+        assert_int_equal(p->calls[i], 1);
+    }
+
+    free(del.str);
+    free(tags);
+    free(p);
+}
+
+
+/*
+ * Binary values survive both ways; 20 replies of 1 MB each arrive far
+ * faster than hiredis reads (16 KB a call), so the edge-triggered read
+ * handler must drain the socket itself or the test stalls.
+ */
+static void
+test_binary_values(void **state)
+{
+    static const char   small[] = "a\0b\r\nc\377\n$-1\r\n";
+    pd_test_reply_t     set[2], get[PD_TEST_NBIG + 1];
+    pd_redis_t         *r;
+    u_char             *big;
+    const char         *argv[3];
+    size_t              argvlen[3];
+    pd_uint_t           i;
+
+    (void) state;
+
+    pd_test_need_redis();
+
+    big = malloc(PD_TEST_BIG);
+    assert_non_null(big);
+
+    for (i = 0; i < PD_TEST_BIG; i++) {
+        big[i] = (u_char) (i * 31 + (i >> 8));
+    }
+
+    pd_memzero(set, sizeof(set));
+    pd_memzero(get, sizeof(get));
+
+    r = pd_test_connect(5000);
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = "pd:test:small";
+    argvlen[1] = strlen(argv[1]);
+    argv[2] = small;
+    argvlen[2] = sizeof(small) - 1;
+    assert_int_equal(pd_redis_command(r, pd_test_record, &set[0], 3, argv,
+                                      argvlen), PD_OK);
+
+    argv[1] = "pd:test:big";
+    argvlen[1] = strlen(argv[1]);
+    argv[2] = (const char *) big;
+    argvlen[2] = PD_TEST_BIG;
+    assert_int_equal(pd_redis_command(r, pd_test_record, &set[1], 3, argv,
+                                      argvlen), PD_OK);
+
+    argv[0] = "GET";
+    argvlen[0] = 3;
+    argv[1] = "pd:test:small";
+    argvlen[1] = strlen(argv[1]);
+    assert_int_equal(pd_redis_command(r, pd_test_record, &get[0], 2, argv,
+                                      argvlen), PD_OK);
+
+    argv[1] = "pd:test:big";
+    argvlen[1] = strlen(argv[1]);
+
+    for (i = 1; i <= PD_TEST_NBIG; i++) {
+        assert_int_equal(pd_redis_command(r, pd_test_record, &get[i], 2,
+                                          argv, argvlen), PD_OK);
+    }
+
+    assert_true(pd_test_run(pd_test_no_pending, r, 10000));
+
+    for (i = 0; i < 2; i++) {
+        assert_int_equal(set[i].calls, 1);
+        assert_int_equal(set[i].type, REDIS_REPLY_STATUS);
+        assert_string_equal(set[i].str, "OK");
+        free(set[i].str);
+    }
+
+    assert_int_equal(get[0].calls, 1);
+    assert_int_equal(get[0].type, REDIS_REPLY_STRING);
+    assert_int_equal(get[0].len, sizeof(small) - 1);
+    assert_memory_equal(get[0].str, small, sizeof(small) - 1);
+    free(get[0].str);
+
+    for (i = 1; i <= PD_TEST_NBIG; i++) {
+        assert_int_equal(get[i].calls, 1);
+        assert_int_equal(get[i].type, REDIS_REPLY_STRING);
+        assert_int_equal(get[i].len, PD_TEST_BIG);
+        assert_memory_equal(get[i].str, big, PD_TEST_BIG);
+        free(get[i].str);
+    }
+
+    pd_redis_destroy(r);
+    free(big);
+}
+
+
+/*
+ * A reply callback destroys its connection: the commands behind it are
+ * failed once each, and nothing is touched after the free (ASan).
+ */
+static void
+test_destroy_in_callback(void **state)
+{
+    pd_test_reply_t   rep[PD_TEST_NINFLIGHT];
+    pd_redis_t       *r;
+    const char       *argv[1];
+    pd_uint_t         i, nulls;
+
+    (void) state;
+
+    pd_test_need_redis();
+    pd_memzero(rep, sizeof(rep));
+
+    r = pd_test_connect(5000);
+
+    argv[0] = "PING";
+    assert_int_equal(pd_redis_command(r, pd_test_destroy_reply, &rep[0], 1,
+                                      argv, NULL), PD_OK);
+
+    for (i = 1; i < PD_TEST_NINFLIGHT; i++) {
+        assert_int_equal(pd_redis_command(r, pd_test_record, &rep[i], 1,
+                                          argv, NULL), PD_OK);
+    }
+
+    /* r is gone after the first reply: watch the records instead */
+    assert_true(pd_test_run(pd_test_called, &rep[PD_TEST_NINFLIGHT - 1],
+                            5000));
+
+    assert_int_equal(rep[0].calls, 1);
+    assert_int_equal(rep[0].nulls, 0);
+    assert_string_equal(rep[0].str, "PONG");
+
+    nulls = 0;
+
+    for (i = 0; i < PD_TEST_NINFLIGHT; i++) {
+        assert_int_equal(rep[i].calls, 1);
+        nulls += rep[i].nulls;
+        free(rep[i].str);
+    }
+
+    /* hiredis frees right after the callback that asked for it */
+    assert_int_equal(nulls, PD_TEST_NINFLIGHT - 1);
+
+    /* the slot went back: the loop goes on without it */
+    assert_false(pd_test_run(pd_test_never, NULL, 20));
+}
+
+
+static int
+pd_test_server_blocked(void *data)
+{
+    char  info[4096], *p;
+
+    (void) data;
+
+    if (!pd_test_sync("INFO clients", NULL, info, sizeof(info))) {
+        return 0;
+    }
+
+    p = strstr(info, "blocked_clients:");
+    return p != NULL && atoi(p + sizeof("blocked_clients:") - 1) >= 1;
+}
+
+
+/*
+ * The server dies (SIGKILL) under a BLPOP and commands queued behind it:
+ * every callback runs once, with NULL; new commands are declined.
+ */
+static void
+test_kill_in_flight(void **state)
+{
+    pd_test_reply_t   rep[PD_TEST_NINFLIGHT], after;
+    pd_redis_t       *r;
+    pd_uint_t         i;
+
+    (void) state;
+
+    pd_test_need_redis();
+    pd_memzero(rep, sizeof(rep));
+    pd_memzero(&after, sizeof(after));
+
+    r = pd_test_connect(30000);
+
+    assert_int_equal(pd_test_cmd(r, &rep[0], "BLPOP", "pd:test:nothing",
+                                 "0"), PD_OK);
+
+    for (i = 1; i < PD_TEST_NINFLIGHT; i++) {
+        assert_int_equal(pd_test_cmd(r, &rep[i], "INCR", "pd:test:k", NULL),
+                         PD_OK);
+    }
+
+    /* all of it is on the server's side of the socket */
+    assert_true(pd_test_run(pd_test_server_blocked, NULL, 5000));
+    assert_int_equal(pd_redis_pending(r), PD_TEST_NINFLIGHT);
+
+    pd_test_redis_stop();
+
+    assert_true(pd_test_run(pd_test_no_pending, r, 5000));
+
+    for (i = 0; i < PD_TEST_NINFLIGHT; i++) {
+        assert_int_equal(rep[i].calls, 1);
+        assert_int_equal(rep[i].nulls, 1);
+    }
+
+    assert_int_equal(pd_redis_connected(r), 0);
+    assert_int_equal(pd_test_cmd(r, &after, "PING", NULL, NULL),
+                     PD_DECLINED);
+
+    /* a few failed attempts later */
+    assert_false(pd_test_run(pd_test_never, NULL, 200));
+
+    pd_redis_destroy(r);
+
+    for (i = 0; i < PD_TEST_NINFLIGHT; i++) {
+        assert_int_equal(rep[i].calls, 1);
+    }
+
+    assert_int_equal(after.calls, 0);
+}
+
+
+/* the server comes back on the same port: the adapter follows by itself */
+static void
+test_restart_reconnects(void **state)
+{
+    pd_test_reply_t   rep;
+    pd_redis_t       *r;
+    pd_msec_t         start;
+
+    (void) state;
+
+    pd_test_need_redis();
+    pd_memzero(&rep, sizeof(rep));
+
+    r = pd_test_connect(1000);
+    assert_int_equal(pd_test_connects, 1);
+
+    pd_test_redis_stop();
+    assert_true(pd_test_run(pd_test_is_disconnected, r, 5000));
+
+    /* let it fail a couple of attempts */
+    assert_false(pd_test_run(pd_test_never, NULL, 300));
+    assert_int_equal(pd_redis_connected(r), 0);
+
+    pd_test_redis_start();
+    start = pd_monotonic_msec();
+
+    assert_true(pd_test_run(pd_test_is_connected, r, 10000));
+    assert_int_equal(pd_test_connects, 2);
+    /* the backoff had not grown past a few hundred ms */
+    assert_true(pd_monotonic_msec() - start < 2000);
+
+    assert_int_equal(pd_test_cmd(r, &rep, "PING", NULL, NULL), PD_OK);
+    assert_true(pd_test_run(pd_test_called, &rep, 2000));
+    assert_int_equal(rep.nulls, 0);
+    assert_string_equal(rep.str, "PONG");
+
+    pd_redis_destroy(r);
+    free(rep.str);
+}
+
+
+typedef struct {
+    pd_redis_t       *r;
+    pd_test_reply_t   ping;
+    pd_uint_t         tries;
+} pd_test_retry_t;
+
+
+/* sends a PING whenever the link is up and none is out; done at a PONG */
+static int
+pd_test_ping_answered(void *data)
+{
+    pd_test_retry_t  *t = data;
+
+    if (t->ping.calls > t->ping.nulls) {
+        return 1;
+    }
+
+    if (pd_redis_connected(t->r) && pd_redis_pending(t->r) == 0) {
+        t->tries++;
+        assert_int_equal(pd_test_cmd(t->r, &t->ping, "PING", NULL, NULL),
+                         PD_OK);
+    }
+
+    return 0;
+}
+
+
+/*
+ * DEBUG SLEEP 2 with a 300 ms timeout: the command and the one behind it
+ * fail within about the timeout, the link is dropped and made anew, and
+ * commands work again once the server wakes.
+ */
+static void
+test_timeout(void **state)
+{
+    pd_test_reply_t   sleep, ping;
+    pd_test_retry_t   t;
+    pd_redis_t       *r;
+    pd_msec_t         sent;
+
+    (void) state;
+
+    pd_test_need_redis();
+
+    pd_memzero(&sleep, sizeof(sleep));
+    pd_memzero(&ping, sizeof(ping));
+    pd_memzero(&t, sizeof(t));
+
+    r = pd_test_connect(300);
+
+    pd_time_update();
+    sent = pd_current_msec;
+
+    assert_int_equal(pd_test_cmd(r, &sleep, "DEBUG", "SLEEP", "2"), PD_OK);
+    assert_int_equal(pd_test_cmd(r, &ping, "PING", NULL, NULL), PD_OK);
+
+    assert_true(pd_test_run(pd_test_no_pending, r, 5000));
+
+    assert_int_equal(sleep.calls, 1);
+    assert_int_equal(sleep.nulls, 1);
+    assert_int_equal(ping.calls, 1);
+    assert_int_equal(ping.nulls, 1);
+    assert_in_range(sleep.at - sent, 290, 1000);
+
+    /* the link is made anew while the server still sleeps */
+    t.r = r;
+    assert_true(pd_test_run(pd_test_ping_answered, &t, 10000));
+    assert_string_equal(t.ping.str, "PONG");
+    assert_true(pd_test_connects >= 2);
+
+    pd_redis_destroy(r);
+    free(t.ping.str);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_shard_vectors),
+        cmocka_unit_test(test_shard_spread),
+        cmocka_unit_test(test_create_checks_address),
+        cmocka_unit_test(test_declined_and_retry),
+        cmocka_unit_test(test_ping),
+        cmocka_unit_test(test_pipeline_incr),
+        cmocka_unit_test(test_binary_values),
+        cmocka_unit_test(test_destroy_in_callback),
+        cmocka_unit_test(test_kill_in_flight),
+        cmocka_unit_test(test_restart_reconnects),
+        cmocka_unit_test(test_timeout),
+    };
+
+    return cmocka_run_group_tests(tests, pd_test_setup, pd_test_teardown);
+}
