@@ -539,7 +539,7 @@ pd_redis_read_handler(pd_event_t *rev)
         }
 
         if (n > 0) {
-            break;
+            continue;
         }
 
         if (!rev->pending_eof) {

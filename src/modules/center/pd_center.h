@@ -15,6 +15,8 @@ typedef struct {
     pd_int_t         max_uids;
     pd_int_t         rate_limit;
     pd_int_t         broadcast_rate;
+    pd_array_t      *allow;          /* of pd_str_t, then parsed */
+    pd_array_t      *allow_cidr;     /* of pd_cidr_t */
 } pd_center_conf_t;
 
 extern pd_module_t  pd_center_module;

@@ -69,6 +69,14 @@ pd_center_http_handler(pd_http_conn_t *hc)
     pd_uint_t           path_found;
     size_t              len;
 
+    if (ccf->allow_cidr != NULL
+        && !pd_cidr_match(ccf->allow_cidr,
+                          &hc->connection->sockaddr.sockaddr))
+    {
+        (void) pd_http_send_error(hc, 403, "address not allowed");
+        return;
+    }
+
     if (!pd_center_authorized(hc, ccf)) {
         (void) pd_http_send_response(hc, 401, "application/json",
                                      "WWW-Authenticate: Bearer\r\n",

@@ -38,6 +38,11 @@ static pd_command_t  pd_center_commands[] = {
       &pd_center_timeout_bounds,
       "how long an idle API connection is kept open (default: 75s)" },
 
+    { "allow", PD_CONF_LIST, pd_conf_set_list_slot,
+      offsetof(pd_center_conf_t, allow), NULL,
+      "addresses (CIDR: \"10.0.0.0/8\", \"::1\", \"all\") that may call the "
+      "API; others get 403 before the key is looked at (default: all)" },
+
     { "max_message", PD_CONF_SIZE, pd_conf_set_size_slot,
       offsetof(pd_center_conf_t, max_message), &pd_center_message_bounds,
       "largest \"data\" of a push or broadcast; larger gets 413 "
@@ -102,6 +107,7 @@ pd_center_init_conf(pd_cycle_t *cycle, void *conf)
     pd_center_conf_t  *ccf = conf;
     pd_listen_conf_t  *lc;
     pd_str_t           def = pd_string("127.0.0.1:8090");
+    const char        *rv;
     pd_uint_t          i;
 
     pd_conf_init_size(ccf->http.max_body, 1024 * 1024);
@@ -131,6 +137,11 @@ pd_center_init_conf(pd_cycle_t *cycle, void *conf)
         if (pd_parse_listen(&def, lc, cycle->pool) != NULL) {
             return "bad default listen";
         }
+    }
+
+    rv = pd_cidr_parse(cycle, ccf->allow, &ccf->allow_cidr);
+    if (rv != NULL) {
+        return rv;
     }
 
     lc = ccf->listen->elts;

@@ -7,11 +7,6 @@
 #define PD_ROOM_H
 
 typedef struct {
-    uint32_t         addr[4];      /* IPv4 mapped into IPv6 */
-    uint32_t         bits;         /* prefix length, over 128 */
-} pd_room_cidr_t;
-
-typedef struct {
     pd_array_t      *listen;
     pd_str_t         ssl_certificate;
     pd_str_t         ssl_certificate_key;
@@ -26,7 +21,7 @@ typedef struct {
     pd_int_t         max_apps;
     pd_array_t      *allow;          /* of pd_str_t, then parsed */
     pd_array_t      *deny;
-    pd_array_t      *allow_cidr;     /* of pd_room_cidr_t */
+    pd_array_t      *allow_cidr;     /* of pd_cidr_t */
     pd_array_t      *deny_cidr;
     pd_int_t         max_connections_per_ip;
     pd_int_t         handshake_rate;
@@ -142,9 +137,6 @@ void pd_room_take_over(pd_room_conn_t *rc, pd_http_conn_t *hc, u_char *rest,
     size_t len);
 void pd_room_drop_http(pd_http_conn_t *hc, pd_room_conn_t *rc);
 void pd_room_upgrade(pd_http_conn_t *hc);
-const char *pd_room_parse_cidrs(pd_cycle_t *cycle, pd_array_t *in,
-    pd_array_t **out);
-pd_int_t pd_room_cidr_match(pd_array_t *cidrs, struct sockaddr *sa);
 
 /* output */
 pd_int_t pd_room_send_shared(pd_room_conn_t *rc, pd_shbuf_t *sb);

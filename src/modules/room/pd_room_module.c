@@ -197,9 +197,9 @@ pd_room_init_conf(pd_cycle_t *cycle, void *conf)
         rcf->max_message = rcf->max_frame;
     }
 
-    rv = pd_room_parse_cidrs(cycle, rcf->allow, &rcf->allow_cidr);
+    rv = pd_cidr_parse(cycle, rcf->allow, &rcf->allow_cidr);
     if (rv == NULL) {
-        rv = pd_room_parse_cidrs(cycle, rcf->deny, &rcf->deny_cidr);
+        rv = pd_cidr_parse(cycle, rcf->deny, &rcf->deny_cidr);
     }
 
     if (rv != NULL) {

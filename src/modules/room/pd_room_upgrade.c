@@ -226,9 +226,9 @@ pd_room_upgrade(pd_http_conn_t *hc)
     }
 
     if ((rcf->deny_cidr
-         && pd_room_cidr_match(rcf->deny_cidr, &c->sockaddr.sockaddr))
+         && pd_cidr_match(rcf->deny_cidr, &c->sockaddr.sockaddr))
         || (rcf->allow_cidr
-            && !pd_room_cidr_match(rcf->allow_cidr, &c->sockaddr.sockaddr)))
+            && !pd_cidr_match(rcf->allow_cidr, &c->sockaddr.sockaddr)))
     {
         pd_room_refuse(hc, 403, "address denied");
         return;

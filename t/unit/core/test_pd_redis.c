@@ -45,7 +45,7 @@ typedef struct {
 } pd_test_tag_t;
 
 
-static pd_log_t     pd_test_log = { PD_LOG_CRIT, 2, pd_null_string, 0,
+static pd_log_t     pd_test_log = { PD_LOG_STDERR, 2, pd_null_string, 0,
                                     NULL, NULL, NULL };
 static pd_cycle_t   pd_test_cycle;
 static pd_timer_t   pd_test_tick;

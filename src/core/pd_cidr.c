@@ -1,13 +1,12 @@
 /*
- * pd_room_access.c: room.allow / room.deny, lists of CIDR blocks.
- * IPv4 is kept mapped into IPv6 so one comparison serves both.
+ * pd_cidr.c: address lists (room.allow, room.deny, center.allow) as CIDR
+ * blocks.  IPv4 is kept mapped into IPv6 so one comparison serves both.
  */
 
 #include "pd_core.h"
-#include "pd_room.h"
 
 static void
-pd_room_addr128(struct sockaddr *sa, uint32_t out[4])
+pd_cidr_addr128(struct sockaddr *sa, uint32_t out[4])
 {
     if (sa->sa_family == AF_INET6) {
         pd_memcpy(out, &((struct sockaddr_in6 *) sa)->sin6_addr, 16);
@@ -20,12 +19,12 @@ pd_room_addr128(struct sockaddr *sa, uint32_t out[4])
     pd_memcpy(&out[3], &((struct sockaddr_in *) sa)->sin_addr, 4);
 }
 
-/* parses "10.0.0.0/8", "::1", "2001:db8::/32", "all" into pd_room_cidr_t */
+/* parses "10.0.0.0/8", "::1", "2001:db8::/32", "all" into pd_cidr_t */
 const char *
-pd_room_parse_cidrs(pd_cycle_t *cycle, pd_array_t *in, pd_array_t **out)
+pd_cidr_parse(pd_cycle_t *cycle, pd_array_t *in, pd_array_t **out)
 {
     static char      err[160];
-    pd_room_cidr_t  *cidr;
+    pd_cidr_t  *cidr;
     pd_str_t        *s;
     char             text[64], *slash;
     struct in_addr   a4;
@@ -39,7 +38,7 @@ pd_room_parse_cidrs(pd_cycle_t *cycle, pd_array_t *in, pd_array_t **out)
         return NULL;
     }
 
-    *out = pd_array_create(cycle->pool, in->nelts, sizeof(pd_room_cidr_t));
+    *out = pd_array_create(cycle->pool, in->nelts, sizeof(pd_cidr_t));
     if (*out == NULL) {
         return "out of memory";
     }
@@ -52,7 +51,7 @@ pd_room_parse_cidrs(pd_cycle_t *cycle, pd_array_t *in, pd_array_t **out)
             return "out of memory";
         }
 
-        pd_memzero(cidr, sizeof(pd_room_cidr_t));
+        pd_memzero(cidr, sizeof(pd_cidr_t));
 
         if (s[i].len == 3 && memcmp(s[i].data, "all", 3) == 0) {
             cidr->bits = 0;
@@ -118,9 +117,9 @@ invalid:
 }
 
 pd_int_t
-pd_room_cidr_match(pd_array_t *cidrs, struct sockaddr *sa)
+pd_cidr_match(pd_array_t *cidrs, struct sockaddr *sa)
 {
-    pd_room_cidr_t  *cidr;
+    pd_cidr_t  *cidr;
     uint32_t         addr[4], mask;
     pd_uint_t        i, b;
 
@@ -128,7 +127,7 @@ pd_room_cidr_match(pd_array_t *cidrs, struct sockaddr *sa)
         return 0;
     }
 
-    pd_room_addr128(sa, addr);
+    pd_cidr_addr128(sa, addr);
     cidr = cidrs->elts;
 
     for (i = 0; i < cidrs->nelts; i++) {
