@@ -6,7 +6,7 @@
 
 #include "pd_core.h"
 
-#define PD_HTTP_POOL_LIMIT     (4 * 1024 * 1024)
+#define PD_HTTP_POOL_LIMIT     (4 * 1024 * 1024)   /* besides the body */
 /* small: most requests are a handshake or a short API call; bigger
  * responses take large allocations, freed with the request */
 #define PD_HTTP_POOL_SIZE      1024
@@ -70,8 +70,9 @@ pd_http_init_connection(pd_connection_t *c)
         goto failed;
     }
 
-    hc->pool = pd_create_pool(PD_HTTP_POOL_SIZE, PD_HTTP_POOL_LIMIT,
-                              c->log);
+    /* a request may hold its body (max_body) plus what answering takes */
+    hc->pool = pd_create_pool(PD_HTTP_POOL_SIZE,
+                              srv->max_body + PD_HTTP_POOL_LIMIT, c->log);
     if (hc->pool == NULL) {
         goto failed;
     }

@@ -596,10 +596,7 @@ pd_redis_on_connect(const redisAsyncContext *ac, int status)
     pd_redis_t  *r = ac->data;
 
     if (status != REDIS_OK) {
-        /* hiredis frees the context next; the cleanup hook retries */
-        pd_log_error(PD_LOG_ERR, r->log, 0,
-                     "connect() to redis %s failed: %s", r->addr,
-                     ac->c.errstr);
+        /* hiredis frees the context next: the cleanup hook logs, retries */
         return;
     }
 
@@ -681,8 +678,11 @@ pd_redis_ev_cleanup(void *privdata)
     pd_redis_t  *r = privdata;
 
     if (r->ac->err && !r->destroy) {
-        pd_log_error(PD_LOG_ERR, r->log, 0, "redis %s: %s", r->addr,
-                     r->ac->errstr);
+        pd_log_error(PD_LOG_ERR, r->log, 0,
+                     r->state == PD_REDIS_CONNECTING
+                     ? "connect() to redis %s failed: %s"
+                     : "redis %s: connection lost: %s",
+                     r->addr, r->ac->errstr);
     }
 
     pd_redis_release(r->connection);
