@@ -22,6 +22,8 @@ static pd_center_route_t  pd_center_routes[] = {
     { 0, NULL, NULL }
 };
 
+static const char  pd_center_unauthorized[] = "{\"error\":\"unauthorized\"}\n";
+
 /* compares without leaking how many leading bytes matched */
 static pd_int_t
 pd_center_key_eq(pd_str_t *a, pd_str_t *b)
@@ -80,9 +82,8 @@ pd_center_http_handler(pd_http_conn_t *hc)
     if (!pd_center_authorized(hc, ccf)) {
         (void) pd_http_send_response(hc, 401, "application/json",
                                      "WWW-Authenticate: Bearer\r\n",
-                                     (u_char *) "{\"error\":\"unauthorized\"}\n",
-                                     sizeof("{\"error\":\"unauthorized\"}\n")
-                                     - 1);
+                                     (u_char *) pd_center_unauthorized,
+                                     sizeof(pd_center_unauthorized) - 1);
         return;
     }
 
