@@ -20,7 +20,7 @@ typedef struct pd_redis_s  pd_redis_t;
  * The answer to one command.  reply is owned by hiredis and valid only
  * during the call; NULL means the command failed without an answer
  * (timeout, lost link, pd_redis_destroy), and the server may or may not
- * have executed it.
+ * have executed it.  A callback may queue commands and may destroy r.
  */
 typedef void (*pd_redis_reply_pt)(pd_redis_t *r, redisReply *reply,
     void *data);
@@ -49,7 +49,8 @@ void pd_redis_set_connect_handler(pd_redis_t *r, pd_redis_connect_pt h,
  * connection keeps itself up: after a failed attempt or a lost link it
  * tries again after PD_REDIS_BACKOFF_MIN ms, doubling up to
  * PD_REDIS_BACKOFF_MAX, until a reply shows the server healthy again.
- * PD_OK: started (or already running); PD_ERROR only after destroy.
+ * PD_OK: started (or already running); PD_ERROR when called from a
+ * callback on a connection that is being destroyed.
  */
 pd_int_t pd_redis_connect(pd_redis_t *r);
 
