@@ -381,9 +381,7 @@ static pd_int_t
 pd_reg_zone_format(pd_reg_zone_t *z, size_t size, uint32_t max_conns,
     uint32_t max_ips)
 {
-    int                   err;
     ssize_t               n;
-    pthread_mutexattr_t   attr;
 
     pd_memzero(z, sizeof(pd_reg_zone_t));
 
@@ -400,26 +398,7 @@ pd_reg_zone_format(pd_reg_zone_t *z, size_t size, uint32_t max_conns,
         return PD_ERROR;
     }
 
-    err = pthread_mutexattr_init(&attr);
-    if (err != 0) {
-        errno = err;
-        return PD_ERROR;
-    }
-
-    err = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-
-    if (err == 0) {
-        err = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    }
-
-    if (err == 0) {
-        err = pthread_mutex_init(&z->mutex, &attr);
-    }
-
-    (void) pthread_mutexattr_destroy(&attr);
-
-    if (err != 0) {
-        errno = err;
+    if (pd_shlock_init(&z->mutex) != PD_OK) {
         return PD_ERROR;
     }
 
@@ -501,6 +480,17 @@ pd_reg_zone_init(void *addr, size_t size, uint32_t max_conns,
 }
 
 
+/* the repair after a holder died holding the lock (see pd_shlock.h) */
+static void
+pd_reg_repair(void *data)
+{
+    pd_reg_zone_t  *z = data;
+
+    pd_reg_rebuild(z);
+    z->repairs++;
+}
+
+
 /*
  * PD_OK with the mutex held, repairing the zone first when its last
  * holder died holding it; PD_ERROR when the mutex is unusable, which
@@ -509,34 +499,14 @@ pd_reg_zone_init(void *addr, size_t size, uint32_t max_conns,
 static pd_int_t
 pd_reg_lock(pd_reg_zone_t *z)
 {
-    int  err;
-
-    err = pthread_mutex_lock(&z->mutex);
-
-    if (err == 0) {
-        return PD_OK;
-    }
-
-    if (err != EOWNERDEAD) {
-        return PD_ERROR;
-    }
-
-    pd_reg_rebuild(z);
-    z->repairs++;
-
-    if (pthread_mutex_consistent(&z->mutex) != 0) {
-        (void) pthread_mutex_unlock(&z->mutex);
-        return PD_ERROR;
-    }
-
-    return PD_OK;
+    return pd_shlock_lock(&z->mutex, pd_reg_repair, z);
 }
 
 
 static void
 pd_reg_unlock(pd_reg_zone_t *z)
 {
-    (void) pthread_mutex_unlock(&z->mutex);
+    pd_shlock_unlock(&z->mutex);
 }
 
 
