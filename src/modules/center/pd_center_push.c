@@ -33,18 +33,34 @@ typedef struct {
     uint64_t       *conns;
 } pd_center_target_t;
 
+/*
+ * One push in flight.  The lookups may answer later (a networked
+ * register), so it lives on the heap, not in the request pool: a client
+ * that goes away meanwhile only cancels the answer, and the push is
+ * freed by whichever of the two ends last.
+ */
 typedef struct {
-    pd_http_conn_t      *hc;
-    pd_center_msg_t     *m;
+    pd_http_conn_t      *hc;         /* NULL once the client is gone */
+    pd_center_msg_t      m;
+    json_t              *body;       /* m's strings point into it */
     pd_shbuf_t          *frame;
     uint64_t             seq;
     pd_center_target_t   targets[PD_MAX_PROCESSES];
     pd_uint_t            ntargets;
     pd_uint_t            online;
+    pd_uint_t            stored;
+    pd_uint_t            pending;    /* lookups not answered yet */
     pd_uint_t            cap;        /* conns per batch */
-    pd_str_t            *uid;        /* the uid being looked up */
-    u_char              *buf;        /* a channel message being built */
 } pd_center_route_t;
+
+/* what one lookup answers for; an array of them follows the route */
+typedef struct {
+    pd_center_route_t   *r;
+    pd_str_t             uid;
+} pd_center_lookup_t;
+
+/* a channel message is built here and sent at once */
+static u_char  pd_center_batch_buf[PD_CHANNEL_MAX_DATA];
 
 static void pd_center_flush_target(pd_center_route_t *r,
     pd_center_target_t *t);
@@ -215,7 +231,7 @@ pd_center_target(pd_center_route_t *r, pid_t pid)
     }
 
     t = &r->targets[r->ntargets];
-    t->conns = pd_palloc(r->hc->pool, r->cap * sizeof(uint64_t));
+    t->conns = pd_alloc(r->cap * sizeof(uint64_t), pd_log_root);
     if (t->conns == NULL) {
         return NULL;
     }
@@ -227,26 +243,25 @@ pd_center_target(pd_center_route_t *r, pid_t pid)
     return t;
 }
 
+static void pd_center_push_done(pd_center_route_t *r);
+
 /* the register's answer for one uid: route its connections of the app */
 static void
 pd_center_route_uid(void *data, pd_int_t rc, pd_reg_info_t *info,
     pd_uint_t n)
 {
-    pd_center_route_t   *r = data;
+    pd_center_lookup_t  *lk = data;
+    pd_center_route_t   *r = lk->r;
     pd_center_target_t  *t;
     pd_room_conn_t      *room;
     pd_uint_t            i, j, found;
 
-    if (rc != PD_OK) {
-        return;
-    }
-
     found = 0;
 
-    for (i = 0; i < n; i++) {
+    for (i = 0; rc == PD_OK && i < n; i++) {
         for (j = 0; j < info[i].napps; j++) {
-            if (strlen((char *) info[i].apps[j]) == r->m->app.len
-                && memcmp(info[i].apps[j], r->m->app.data, r->m->app.len)
+            if (strlen((char *) info[i].apps[j]) == r->m.app.len
+                && memcmp(info[i].apps[j], r->m.app.data, r->m.app.len)
                    == 0)
             {
                 break;
@@ -261,10 +276,10 @@ pd_center_route_uid(void *data, pd_int_t rc, pd_reg_info_t *info,
             found = 1;
 
             /* qos 1: the no-ack guard decides before anything is sent */
-            if (r->m->qos
-                && pd_saver_delivered(r->uid, r->seq) == PD_ABORT)
+            if (r->m.qos
+                && pd_saver_delivered(&lk->uid, r->seq) == PD_ABORT)
             {
-                return;
+                break;
             }
         }
 
@@ -289,6 +304,10 @@ pd_center_route_uid(void *data, pd_int_t rc, pd_reg_info_t *info,
     }
 
     r->online += found;
+
+    if (--r->pending == 0) {
+        pd_center_push_done(r);
+    }
 }
 
 /* one channel message: a batch of connections of one worker */
@@ -306,17 +325,17 @@ pd_center_flush_target(pd_center_route_t *r, pd_center_target_t *t)
     hdr.nconns = (uint32_t) t->n;
     hdr.frame_len = (uint32_t) r->frame->len;
 
-    p = pd_cpymem(r->buf, &hdr, sizeof(hdr));
+    p = pd_cpymem(pd_center_batch_buf, &hdr, sizeof(hdr));
     p = pd_cpymem(p, t->conns, t->n * sizeof(uint64_t));
     p = pd_cpymem(p, r->frame->data, r->frame->len);
 
-    if (pd_channel_send_pid(t->pid, PD_CMD_ROOM_SEND, 0, r->buf,
-                            (size_t) (p - r->buf))
+    if (pd_channel_send_pid(t->pid, PD_CMD_ROOM_SEND, 0, pd_center_batch_buf,
+                            (size_t) (p - pd_center_batch_buf))
         != PD_OK)
     {
         /* stored messages come again on reconnect; count it */
         pd_stats_dlv(PD_DLV_CHANNEL_FULL, 1);
-        if (r->m->qos == 0) {
+        if (r->m.qos == 0) {
             pd_stats_dlv(PD_DLV_QOS0_DROPPED, t->n);
         }
     }
@@ -350,16 +369,68 @@ pd_center_reply_id(pd_http_conn_t *hc, uint64_t seq, const char *k1,
                                          k1, (int) v1, k2, (int) v2));
 }
 
+static void
+pd_center_push_free(pd_center_route_t *r)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < r->ntargets; i++) {
+        pd_free(r->targets[i].conns);
+    }
+
+    pd_shbuf_unref(r->frame);
+    json_decref(r->body);
+    pd_free(r);
+}
+
+/* every lookup answered: the batches go, then the answer */
+static void
+pd_center_push_done(pd_center_route_t *r)
+{
+    pd_http_conn_t  *hc = r->hc;
+
+    pd_center_send_batches(r);
+
+    if (r->m.qos == 0) {
+        pd_stats_dlv(PD_DLV_QOS0_DROPPED, r->m.nuids - r->online);
+    }
+
+    if (hc == NULL) {
+        pd_center_push_free(r);
+        return;
+    }
+
+    /* the answer may end the request at once: its cleanup frees r */
+    pd_center_reply_id(hc, r->seq, "online", r->online, "stored",
+                       r->stored);
+}
+
+/* the request pool goes: answered, or the client left mid-way */
+static void
+pd_center_push_cleanup(void *data)
+{
+    pd_center_route_t  *r = data;
+
+    if (r->pending == 0) {
+        pd_center_push_free(r);
+        return;
+    }
+
+    r->hc = NULL;
+}
+
 void
 pd_center_push(pd_http_conn_t *hc)
 {
-    pd_center_conf_t   *ccf = hc->srv->ctx;
-    pd_center_route_t  *r;
-    pd_center_msg_t     m;
-    json_t             *body;
-    const char         *err;
-    pd_uint_t           status, stored, full, i;
-    pd_int_t            rv;
+    pd_center_conf_t    *ccf = hc->srv->ctx;
+    pd_center_route_t   *r;
+    pd_center_lookup_t  *lk;
+    pd_center_msg_t      m;
+    pd_pool_cleanup_t   *cln;
+    json_t              *body;
+    const char          *err;
+    pd_uint_t            status, full, i;
+    pd_int_t             rv;
 
     if (!pd_center_rate_ok(ccf)) {
         pd_stats_dlv(PD_DLV_RATE_LIMITED, 1);
@@ -380,44 +451,55 @@ pd_center_push(pd_http_conn_t *hc)
     pd_memzero(&m, sizeof(m));
     err = pd_center_parse(hc, body, &m, 0, &status);
 
+    if (err == NULL && m.qos && pd_saver == NULL) {
+        status = 503;
+        err = "qos 1 needs the saver section";
+    }
+
+    if (err == NULL && pd_register == NULL) {
+        status = 503;
+        err = "the register is not enabled";
+    }
+
     if (err != NULL) {
         json_decref(body);
         (void) pd_http_send_error(hc, status, err);
         return;
     }
 
-    if (m.qos && pd_saver == NULL) {
-        json_decref(body);
-        (void) pd_http_send_error(hc, 503, "qos 1 needs the saver section");
-        return;
-    }
+    r = pd_calloc(sizeof(pd_center_route_t)
+                  + m.nuids * sizeof(pd_center_lookup_t), hc->connection->log);
+    cln = (r != NULL) ? pd_pool_cleanup_add(hc->pool, 0) : NULL;
 
-    if (pd_register == NULL) {
-        json_decref(body);
-        (void) pd_http_send_error(hc, 503, "the register is not enabled");
-        return;
-    }
-
-    r = pd_pcalloc(hc->pool, sizeof(pd_center_route_t));
-    if (r == NULL) {
+    if (cln == NULL) {
+        pd_free(r);
         json_decref(body);
         (void) pd_http_send_error(hc, 500, "out of memory");
         return;
     }
 
+    /* from here r owns the body (m's strings point into it) and the
+     * frame; the uids are copied next to it, out of the request pool */
     r->hc = hc;
-    r->m = &m;
-    r->seq = pd_stats_next_seq();
+    r->m = m;
+    r->body = body;
+    cln->handler = pd_center_push_cleanup;
+    cln->data = r;
 
-    stored = 0;
-    full = 0;
+    lk = (pd_center_lookup_t *) (r + 1);
+
+    for (i = 0; i < m.nuids; i++) {
+        lk[i].r = r;
+        lk[i].uid = m.uids[i];
+    }
+
+    r->seq = pd_stats_next_seq();
 
     /* stored before it is sent: a 200 means it is kept */
     if (m.qos) {
         rv = pd_saver_store(m.uids, m.nuids, &m.app, r->seq, &m.data, m.ttl,
-                            &stored, &full, hc->pool);
+                            &r->stored, &full, hc->pool);
         if (rv != PD_OK) {
-            json_decref(body);
             pd_stats_dlv(PD_DLV_STORE_FULL, 1);
             (void) pd_http_send_error(hc, 503, "the message store is full");
             return;
@@ -427,7 +509,6 @@ pd_center_push(pd_http_conn_t *hc)
     r->frame = pd_room_msg_frame(r->seq, &m.app, m.qos, m.data.data,
                                  m.data.len, pd_current_msec);
     if (r->frame == NULL) {
-        json_decref(body);
         (void) pd_http_send_error(hc, 500, "out of memory");
         return;
     }
@@ -436,32 +517,23 @@ pd_center_push(pd_http_conn_t *hc)
 
     r->cap = (PD_CHANNEL_MAX_DATA - sizeof(pd_room_batch_t)
               - r->frame->len) / sizeof(uint64_t);
-    r->buf = pd_pnalloc(hc->pool, PD_CHANNEL_MAX_DATA);
 
-    if (r->buf == NULL) {
-        pd_shbuf_unref(r->frame);
-        json_decref(body);
-        (void) pd_http_send_error(hc, 500, "out of memory");
-        return;
-    }
+    /* one more than the lookups: answers that come at once do not
+     * finish the push before every lookup has been asked */
+    r->pending = m.nuids + 1;
 
     for (i = 0; i < m.nuids; i++) {
-        r->uid = &m.uids[i];
-        (void) pd_register->lookup(m.uids[i].data, m.uids[i].len,
-                                   pd_center_route_uid, r);
+        if (pd_register->lookup(lk[i].uid.data, lk[i].uid.len,
+                                pd_center_route_uid, &lk[i])
+            != PD_OK)
+        {
+            pd_center_route_uid(&lk[i], PD_ERROR, NULL, 0);
+        }
     }
 
-    pd_center_send_batches(r);
-
-    if (m.qos == 0) {
-        pd_stats_dlv(PD_DLV_QOS0_DROPPED, m.nuids - r->online);
+    if (--r->pending == 0) {
+        pd_center_push_done(r);
     }
-
-    pd_shbuf_unref(r->frame);
-
-    /* the reply is built before the body (and the strings in it) goes */
-    pd_center_reply_id(hc, r->seq, "online", r->online, "stored", stored);
-    json_decref(body);
 }
 
 void
