@@ -97,5 +97,6 @@ typedef void (*pd_connection_handler_pt)(pd_connection_t *c);
 #include "pd_shlock.h"
 #include "pd_msg_store.h"
 #include "pd_redis.h"
+#include "pd_pg.h"
 
 #endif /* PD_CORE_H */

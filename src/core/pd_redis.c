@@ -16,6 +16,14 @@
  * r->busy, user work that could free (the connect handler) waits until
  * hiredis has returned, and a destroy requested meanwhile completes when
  * the outermost bracket closes.
+ *
+ * A subscriber bypasses hiredis' reply matching: 0.14 hands the next
+ * reply, whatever it is, to the oldest regular callback even while
+ * subscribed, so a PING would swallow a message, and a PONG arriving
+ * after the last UNSUBSCRIBE trips an assert.  Its commands are appended
+ * to the output buffer with no callback and its replies are taken from
+ * the reader and dispatched here: messages by channel, subscription
+ * confirmations counted, anything at all taken as a sign of life.
  */
 
 #include "pd_core.h"
@@ -34,13 +42,23 @@
 /* "[" addr "]:" port */
 #define PD_REDIS_ADDR_LEN    (INET6_ADDRSTRLEN + sizeof("[]:65535"))
 
-typedef struct pd_redis_cmd_s  pd_redis_cmd_t;
+typedef struct pd_redis_cmd_s      pd_redis_cmd_t;
+typedef struct pd_redis_channel_s  pd_redis_channel_t;
 
 struct pd_redis_cmd_s {
     pd_queue_t            queue;      /* r->pending, oldest first */
     pd_redis_reply_pt     handler;
     void                 *data;
     pd_msec_t             start;
+};
+
+struct pd_redis_channel_s {
+    pd_queue_t            queue;      /* r->channels */
+    pd_redis_message_pt   handler;
+    void                 *data;
+    size_t                len;
+    unsigned              confirmed:1;  /* the server said "subscribe" */
+    char                  name[];       /* len bytes and a NUL */
 };
 
 struct pd_redis_s {
@@ -56,6 +74,10 @@ struct pd_redis_s {
     pd_queue_t            free;       /* spare pd_redis_cmd_t */
     pd_uint_t             nfree;
 
+    pd_queue_t            channels;   /* pd_redis_channel_t, subscriber */
+    pd_uint_t             nconfirmed;
+    pd_msec_t             heard;      /* the server's last reply */
+
     pd_redis_connect_pt   connect_handler;
     void                 *connect_data;
 
@@ -67,6 +89,8 @@ struct pd_redis_s {
     unsigned              writing:1;     /* inside redisAsyncHandleWrite */
     unsigned              notify:1;      /* connect handler is due */
     unsigned              destroy:1;     /* free once hiredis returns */
+    unsigned              subscriber:1;  /* replies dispatched here */
+    unsigned              probing:1;     /* a PING is out, unanswered */
 
     char                  host[INET6_ADDRSTRLEN];
     char                  addr[PD_REDIS_ADDR_LEN];  /* for the log */
@@ -91,6 +115,14 @@ static void pd_redis_ev_cleanup(void *privdata);
 static pd_redis_cmd_t *pd_redis_cmd_alloc(pd_redis_t *r);
 static void pd_redis_cmd_free(pd_redis_t *r, pd_redis_cmd_t *cmd);
 static pd_int_t pd_redis_pubsub(const char *name, size_t len);
+static pd_int_t pd_redis_sub_read(pd_redis_t *r);
+static void pd_redis_sub_reply(pd_redis_t *r, redisReply *reply);
+static void pd_redis_sub_send(pd_redis_t *r, const char *verb,
+    const char *arg, size_t len);
+static void pd_redis_sub_resend(pd_redis_t *r);
+static pd_int_t pd_redis_sub_probe(pd_redis_t *r);
+static pd_redis_channel_t *pd_redis_channel_find(pd_redis_t *r,
+    const char *name, size_t len);
 
 
 pd_redis_t *
@@ -137,7 +169,24 @@ pd_redis_create(const char *host, int port, pd_msec_t timeout,
 
     pd_queue_init(&r->pending);
     pd_queue_init(&r->free);
+    pd_queue_init(&r->channels);
     pd_timer_init(&r->timer, pd_redis_timer_handler, r);
+
+    return r;
+}
+
+
+pd_redis_t *
+pd_redis_create_subscriber(const char *host, int port, pd_msec_t timeout,
+    pd_log_t *log)
+{
+    pd_redis_t  *r;
+
+    r = pd_redis_create(host, port, timeout, log);
+
+    if (r != NULL) {
+        r->subscriber = 1;
+    }
 
     return r;
 }
@@ -192,6 +241,12 @@ pd_redis_command(pd_redis_t *r, pd_redis_reply_pt cb, void *data, int argc,
     pd_redis_cmd_t    *cmd;
     redisAsyncContext *ac;
     size_t             len;
+
+    if (r->subscriber) {
+        pd_log_error(PD_LOG_ALERT, r->log, 0,
+                     "redis %s: a subscriber takes no commands", r->addr);
+        return PD_ERROR;
+    }
 
     if (r->state != PD_REDIS_CONNECTED) {
         return PD_DECLINED;
@@ -253,6 +308,102 @@ pd_redis_command(pd_redis_t *r, pd_redis_reply_pt cb, void *data, int argc,
     }
 
     return PD_OK;
+}
+
+
+pd_int_t
+pd_redis_publish(pd_redis_t *r, const char *channel, const u_char *payload,
+    size_t len, pd_redis_reply_pt cb, void *data)
+{
+    const char  *argv[3];
+    size_t       argvlen[3];
+
+    argv[0] = "PUBLISH";
+    argvlen[0] = sizeof("PUBLISH") - 1;
+    argv[1] = channel;
+    argvlen[1] = strlen(channel);
+    argv[2] = (const char *) payload;
+    argvlen[2] = len;
+
+    return pd_redis_command(r, cb, data, 3, argv, argvlen);
+}
+
+
+pd_int_t
+pd_redis_subscribe(pd_redis_t *r, const char *channel,
+    pd_redis_message_pt handler, void *data)
+{
+    pd_redis_channel_t  *ch;
+    size_t               len;
+
+    if (!r->subscriber || r->destroy) {
+        pd_log_error(PD_LOG_ALERT, r->log, 0,
+                     "redis %s: subscribe on a connection that is not a "
+                     "subscriber", r->addr);
+        return PD_ERROR;
+    }
+
+    len = strlen(channel);
+
+    ch = pd_redis_channel_find(r, channel, len);
+
+    if (ch != NULL) {
+        ch->handler = handler;
+        ch->data = data;
+        return PD_OK;
+    }
+
+    ch = pd_alloc(sizeof(pd_redis_channel_t) + len + 1, r->log);
+    if (ch == NULL) {
+        return PD_ERROR;
+    }
+
+    ch->handler = handler;
+    ch->data = data;
+    ch->len = len;
+    ch->confirmed = 0;
+    memcpy(ch->name, channel, len + 1);
+
+    pd_queue_insert_tail(&r->channels, &ch->queue);
+
+    if (r->state == PD_REDIS_CONNECTED) {
+        pd_redis_sub_send(r, "SUBSCRIBE", ch->name, ch->len);
+    }
+
+    return PD_OK;
+}
+
+
+pd_int_t
+pd_redis_unsubscribe(pd_redis_t *r, const char *channel)
+{
+    pd_redis_channel_t  *ch;
+
+    ch = pd_redis_channel_find(r, channel, strlen(channel));
+    if (ch == NULL) {
+        return PD_DECLINED;
+    }
+
+    pd_queue_remove(&ch->queue);
+
+    if (ch->confirmed) {
+        r->nconfirmed--;
+    }
+
+    if (r->state == PD_REDIS_CONNECTED) {
+        pd_redis_sub_send(r, "UNSUBSCRIBE", ch->name, ch->len);
+    }
+
+    pd_free(ch);
+
+    return PD_OK;
+}
+
+
+pd_uint_t
+pd_redis_subscribed(pd_redis_t *r)
+{
+    return r->nconfirmed;
 }
 
 
@@ -446,6 +597,12 @@ pd_redis_free(pd_redis_t *r)
         pd_free(pd_queue_data(q, pd_redis_cmd_t, queue));
     }
 
+    while (!pd_queue_empty(&r->channels)) {
+        q = pd_queue_head(&r->channels);
+        pd_queue_remove(q);
+        pd_free(pd_queue_data(q, pd_redis_channel_t, queue));
+    }
+
     pd_free(r);
 }
 
@@ -483,6 +640,13 @@ pd_redis_timer_handler(pd_timer_t *t)
         break;
 
     case PD_REDIS_CONNECTED:
+        if (r->subscriber) {
+            if (pd_redis_sub_probe(r) == PD_OK) {
+                return;
+            }
+            break;
+        }
+
         if (pd_queue_empty(&r->pending)) {
             return;
         }
@@ -526,7 +690,14 @@ pd_redis_read_handler(pd_event_t *rev)
     r->busy++;
 
     for ( ;; ) {
-        redisAsyncHandleRead(r->ac);
+        if (r->subscriber && r->state == PD_REDIS_CONNECTED) {
+            if (pd_redis_sub_read(r) != PD_OK) {
+                break;
+            }
+
+        } else {
+            redisAsyncHandleRead(r->ac);
+        }
 
         if (r->ac == NULL || r->state != PD_REDIS_CONNECTED) {
             /* link gone (c is back in the free list), or connect pending */
@@ -608,6 +779,11 @@ pd_redis_on_connect(const redisAsyncContext *ac, int status)
     r->notify = 1;
 
     pd_log_error(PD_LOG_NOTICE, r->log, 0, "redis %s: connected", r->addr);
+
+    if (r->subscriber) {
+        /* only appends to hiredis' output buffer: safe in its frame */
+        pd_redis_sub_resend(r);
+    }
 }
 
 
@@ -637,7 +813,9 @@ pd_redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         r->backoff = PD_REDIS_BACKOFF_MIN;
     }
 
-    handler(r, reply, data);
+    if (handler) {
+        handler(r, reply, data);
+    }
 }
 
 
@@ -675,15 +853,30 @@ pd_redis_ev_del_write(void *privdata)
 static void
 pd_redis_ev_cleanup(void *privdata)
 {
-    pd_redis_t  *r = privdata;
+    pd_redis_t          *r = privdata;
+    pd_queue_t          *q;
+    pd_redis_channel_t  *ch;
 
-    if (r->ac->err && !r->destroy) {
+    /* the context's own error: a subscriber's reads bypass the copy */
+    if (r->ac->c.err && !r->destroy) {
         pd_log_error(PD_LOG_ERR, r->log, 0,
                      r->state == PD_REDIS_CONNECTING
                      ? "connect() to redis %s failed: %s"
                      : "redis %s: connection lost: %s",
-                     r->addr, r->ac->errstr);
+                     r->addr, r->ac->c.errstr);
     }
+
+    /* the next link starts with no subscriptions */
+    for (q = pd_queue_head(&r->channels);
+         q != pd_queue_sentinel(&r->channels);
+         q = pd_queue_next(q))
+    {
+        ch = pd_queue_data(q, pd_redis_channel_t, queue);
+        ch->confirmed = 0;
+    }
+
+    r->nconfirmed = 0;
+    r->probing = 0;
 
     pd_redis_release(r->connection);
 
@@ -751,6 +944,220 @@ pd_redis_pubsub(const char *name, size_t len)
             && strncasecmp(name, "subscribe", len) == 0)
            || (len == sizeof("unsubscribe") - 1
                && strncasecmp(name, "unsubscribe", len) == 0);
+}
+
+
+/*
+ * One read of a subscriber's socket and every reply it completes.
+ * PD_OK: read on while the kernel holds more; else the link was failed
+ * or a handler changed r (closed, destroyed, link dropped).
+ */
+static pd_int_t
+pd_redis_sub_read(pd_redis_t *r)
+{
+    redisContext  *c;
+    void          *reply;
+
+    c = &r->ac->c;
+
+    if (redisBufferRead(c) != REDIS_OK) {
+        pd_redis_fail(r);
+        return PD_ERROR;
+    }
+
+    for ( ;; ) {
+        if (redisGetReplyFromReader(c, &reply) != REDIS_OK) {
+            /* a protocol error: c->errstr says which, the cleanup logs */
+            pd_redis_fail(r);
+            return PD_ERROR;
+        }
+
+        if (reply == NULL) {
+            return PD_OK;
+        }
+
+        /* whatever it is, the server is alive and talks to us */
+        r->heard = pd_current_msec;
+        r->probing = 0;
+        r->backoff = PD_REDIS_BACKOFF_MIN;
+
+        pd_redis_sub_reply(r, reply);
+        freeReplyObject(reply);
+
+        if (r->ac == NULL || r->destroy || r->state != PD_REDIS_CONNECTED) {
+            return PD_ERROR;
+        }
+    }
+}
+
+
+static void
+pd_redis_sub_reply(pd_redis_t *r, redisReply *reply)
+{
+    pd_redis_channel_t  *ch;
+    redisReply         **e;
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        pd_log_error(PD_LOG_ERR, r->log, 0, "redis %s: subscriber got "
+                     "\"%.*s\"", r->addr, (int) reply->len, reply->str);
+        return;
+    }
+
+    /* ["message", channel, payload], ["subscribe", channel, count]... */
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
+        /* +PONG while no channel is held, ["pong", ""] otherwise */
+        return;
+    }
+
+    e = reply->element;
+
+    if (e[0]->type != REDIS_REPLY_STRING || e[1]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    ch = pd_redis_channel_find(r, e[1]->str, e[1]->len);
+
+    if (ch == NULL) {
+        /* unsubscribed while this was on its way */
+        return;
+    }
+
+    if (e[0]->len == sizeof("message") - 1
+        && memcmp(e[0]->str, "message", e[0]->len) == 0
+        && e[2]->type == REDIS_REPLY_STRING)
+    {
+        /* hiredis' strings end in a NUL; the reply outlives the call */
+        ch->handler(r, e[1]->str, (u_char *) e[2]->str, e[2]->len,
+                    ch->data);
+        return;
+    }
+
+    if (e[0]->len == sizeof("subscribe") - 1
+        && memcmp(e[0]->str, "subscribe", e[0]->len) == 0
+        && !ch->confirmed)
+    {
+        ch->confirmed = 1;
+        r->nconfirmed++;
+    }
+
+    /*
+     * "unsubscribe" for a channel held: it was dropped and added again,
+     * and the "subscribe" that follows is the one that counts
+     */
+}
+
+
+/*
+ * Appends one command with no callback: hiredis matches no reply to it,
+ * pd_redis_sub_reply() reads the answer for what it is.
+ */
+static void
+pd_redis_sub_send(pd_redis_t *r, const char *verb, const char *arg,
+    size_t len)
+{
+    const char  *argv[2];
+    size_t       argvlen[2];
+
+    argv[0] = verb;
+    argvlen[0] = strlen(verb);
+    argv[1] = arg;
+    argvlen[1] = len;
+
+    if (redisAppendCommandArgv(&r->ac->c, arg ? 2 : 1, argv, argvlen)
+        != REDIS_OK)
+    {
+        /* the server and we would disagree on what is subscribed */
+        pd_log_error(PD_LOG_ALERT, r->log, 0,
+                     "redis %s: %s not queued: %s; dropping the link",
+                     r->addr, verb, r->ac->c.errstr);
+        r->state = PD_REDIS_CLOSING;
+        pd_redis_arm(r, 0);
+        return;
+    }
+
+    pd_redis_ev_add_write(r);
+}
+
+
+/* a new link: the probe starts, every channel held is asked for again */
+static void
+pd_redis_sub_resend(pd_redis_t *r)
+{
+    pd_queue_t          *q;
+    pd_redis_channel_t  *ch;
+
+    r->heard = pd_current_msec;
+    r->probing = 0;
+
+    if (r->timeout) {
+        pd_redis_arm(r, r->timeout);
+    }
+
+    for (q = pd_queue_head(&r->channels);
+         q != pd_queue_sentinel(&r->channels)
+         && r->state == PD_REDIS_CONNECTED;
+         q = pd_queue_next(q))
+    {
+        ch = pd_queue_data(q, pd_redis_channel_t, queue);
+        (void) ch;
+    }
+}
+
+
+/*
+ * The subscriber's timer on a live link: PD_OK while the link is
+ * believed alive (probe sent or not yet due), PD_ERROR when a PING got
+ * no reply in r->timeout.  Replies only stamp r->heard; this checks it
+ * at most twice per timeout, however many messages flow.
+ */
+static pd_int_t
+pd_redis_sub_probe(pd_redis_t *r)
+{
+    pd_msec_t  quiet;
+
+    if (r->probing) {
+        pd_log_error(PD_LOG_ERR, r->log, 0,
+                     "redis %s: no reply to PING in %lums; reconnecting",
+                     r->addr, (unsigned long) r->timeout);
+        return PD_ERROR;
+    }
+
+    quiet = pd_current_msec - r->heard;
+
+    if (quiet < r->timeout) {
+        pd_redis_arm(r, r->timeout - quiet);
+        return PD_OK;
+    }
+
+    /* RESP2 allows PING while subscribed; the answer is ["pong", ""] */
+    r->probing = 1;
+    pd_redis_arm(r, r->timeout);
+    pd_redis_sub_send(r, "PING", NULL, 0);
+
+    return PD_OK;
+}
+
+
+/* a subscriber holds a handful of channels (its node's, a broadcast) */
+static pd_redis_channel_t *
+pd_redis_channel_find(pd_redis_t *r, const char *name, size_t len)
+{
+    pd_queue_t          *q;
+    pd_redis_channel_t  *ch;
+
+    for (q = pd_queue_head(&r->channels);
+         q != pd_queue_sentinel(&r->channels);
+         q = pd_queue_next(q))
+    {
+        ch = pd_queue_data(q, pd_redis_channel_t, queue);
+
+        if (ch->len == len && memcmp(ch->name, name, len) == 0) {
+            return ch;
+        }
+    }
+
+    return NULL;
 }
 
 

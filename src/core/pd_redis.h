@@ -1,8 +1,8 @@
 /*
  * pd_redis.h: hiredis' async API on the worker's own epoll loop: one
  * long pipelined connection per pd_redis_t, per-command timeouts,
- * reconnection with backoff, and the uid -> shard hash every node agrees
- * on.
+ * reconnection with backoff, subscribers that resubscribe by themselves,
+ * and the uid -> shard hash every node agrees on.
  */
 
 #ifndef PD_REDIS_H
@@ -26,6 +26,14 @@ typedef void (*pd_redis_reply_pt)(pd_redis_t *r, redisReply *reply,
     void *data);
 /* the link is up (again): a place to re-send state the server lost */
 typedef void (*pd_redis_connect_pt)(pd_redis_t *r, void *data);
+/*
+ * One message published on a subscribed channel.  channel is
+ * NUL-terminated; payload is len bytes of anything, NULs included; both
+ * are valid only during the call.  The handler may subscribe, unsubscribe
+ * (its own channel too), publish elsewhere and destroy r.
+ */
+typedef void (*pd_redis_message_pt)(pd_redis_t *r, const char *channel,
+    const u_char *payload, size_t len, void *data);
 
 /*
  * A connection to host:port, not yet started.  host must be a numeric
@@ -39,6 +47,19 @@ typedef void (*pd_redis_connect_pt)(pd_redis_t *r, void *data);
  */
 pd_redis_t *pd_redis_create(const char *host, int port, pd_msec_t timeout,
     pd_log_t *log);
+
+/*
+ * As pd_redis_create(), for a connection that only listens to channels
+ * (pd_redis_subscribe()); pd_redis_command() refuses it.  Its link may be
+ * silent for hours, so timeout bounds the connect and the silence
+ * instead: after timeout ms without a byte from the server it sends a
+ * PING, and a link that stays silent timeout ms more is broken and made
+ * anew (a dead server is found within 2 x timeout).  0: no PING, the
+ * kernel's keepalive only.  After every connect it subscribes again to
+ * every channel it holds, before the connect handler runs.
+ */
+pd_redis_t *pd_redis_create_subscriber(const char *host, int port,
+    pd_msec_t timeout, pd_log_t *log);
 
 /* called from the loop (never from inside pd_redis) after every connect */
 void pd_redis_set_connect_handler(pd_redis_t *r, pd_redis_connect_pt h,
@@ -58,15 +79,49 @@ pd_int_t pd_redis_connect(pd_redis_t *r);
  * Queues one command (argvlen NULL: the arguments are C strings; the
  * arguments are copied).  Commands queued in one loop turn leave in one
  * write; many may be in flight.  On PD_OK cb is called exactly once,
- * later, never from inside this call.  PD_DECLINED: the link is not up
- * (the caller answers 503 or keeps the work); PD_ERROR: not a
- * request/reply command ((P)(UN)SUBSCRIBE, MONITOR) or no memory.  cb is
+ * later, never from inside this call (cb NULL: the answer is not
+ * wanted).  PD_DECLINED: the link is not up (the caller answers 503 or
+ * keeps the work); PD_ERROR: not a request/reply command
+ * ((P)(UN)SUBSCRIBE, MONITOR), r is a subscriber, or no memory.  cb is
  * not called on either.
  */
 pd_int_t pd_redis_command(pd_redis_t *r, pd_redis_reply_pt cb, void *data,
     int argc, const char **argv, const size_t *argvlen);
 
-/* 1 when commands are accepted, else 0 */
+/*
+ * PUBLISH channel payload as a command of r (not a subscriber): payload
+ * is len bytes of anything.  The reply is the number of subscribers that
+ * got it, on this server; a message finds only those connected at that
+ * moment.  Returns as pd_redis_command().
+ */
+pd_int_t pd_redis_publish(pd_redis_t *r, const char *channel,
+    const u_char *payload, size_t len, pd_redis_reply_pt cb, void *data);
+
+/*
+ * Adds channel (a C string, copied) to subscriber r, or gives a channel
+ * it holds a new handler and data.  The SUBSCRIBE leaves now if the link
+ * is up, and again after every reconnect; handler(data) then gets every
+ * message until pd_redis_unsubscribe() or pd_redis_destroy().  Messages
+ * published while the link is down are lost.  PD_OK; PD_ERROR: r is not
+ * a subscriber or no memory.
+ */
+pd_int_t pd_redis_subscribe(pd_redis_t *r, const char *channel,
+    pd_redis_message_pt handler, void *data);
+
+/*
+ * Drops channel from subscriber r: its handler is not called again, even
+ * for messages already on their way.  PD_OK; PD_DECLINED: not held.
+ */
+pd_int_t pd_redis_unsubscribe(pd_redis_t *r, const char *channel);
+
+/*
+ * The channels of subscriber r that the server confirmed on the current
+ * link: equal to the number held once subscriptions are in force, 0
+ * while the link is down.
+ */
+pd_uint_t pd_redis_subscribed(pd_redis_t *r);
+
+/* 1 when commands are accepted (subscriber: when subscribing), else 0 */
 pd_int_t pd_redis_connected(pd_redis_t *r);
 /* commands sent or queued and not yet answered */
 pd_uint_t pd_redis_pending(pd_redis_t *r);

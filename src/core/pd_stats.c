@@ -4,6 +4,8 @@
 
 #include "pd_core.h"
 
+#include <sys/random.h>
+
 pd_stats_t       *pd_stats;
 pd_stats_slot_t  *pd_stats_self;
 
@@ -26,6 +28,12 @@ pd_stats_init_zone(pd_shm_zone_t *zone, void *data)
         (void) gettimeofday(&tv, NULL);
         pd_stats->seq = ((uint64_t) tv.tv_sec * 1000
                          + (uint64_t) tv.tv_usec / 1000) << 12;
+
+        if (getrandom(&pd_stats->boot, sizeof(uint64_t), 0)
+            != (ssize_t) sizeof(uint64_t))
+        {
+            pd_stats->boot = pd_stats->seq ^ (uint64_t) getpid();
+        }
     }
 
     return PD_OK;

@@ -31,6 +31,9 @@ typedef struct {
 
 typedef struct {
     uint64_t         seq;        /* message ids of this node, see below */
+    uint64_t         boot;       /* this node's run, random, kept across
+                                  * reloads: a cluster tells a restarted
+                                  * node's stale entries by it */
     pd_stats_slot_t  slots[PD_MAX_PROCESSES];
 } pd_stats_t;
 

@@ -29,6 +29,7 @@ typedef struct {
 /* connections of one target worker, collected before the batch goes */
 typedef struct {
     pid_t           pid;
+    u_char          node[33];       /* empty: this node */
     pd_uint_t       n;
     uint64_t       *conns;
 } pd_center_target_t;
@@ -215,13 +216,18 @@ pd_center_body(pd_http_conn_t *hc)
 }
 
 static pd_center_target_t *
-pd_center_target(pd_center_route_t *r, pid_t pid)
+pd_center_target(pd_center_route_t *r, pd_reg_info_t *info)
 {
     pd_center_target_t  *t;
     pd_uint_t            i;
+    const u_char        *node;
+
+    node = pd_register_is_local(info) ? (u_char *) "" : info->node;
 
     for (i = 0; i < r->ntargets; i++) {
-        if (r->targets[i].pid == pid) {
+        if (r->targets[i].pid == (pid_t) info->pid
+            && strcmp((char *) r->targets[i].node, (char *) node) == 0)
+        {
             return &r->targets[i];
         }
     }
@@ -237,7 +243,8 @@ pd_center_target(pd_center_route_t *r, pid_t pid)
     }
 
     r->ntargets++;
-    t->pid = pid;
+    t->pid = (pid_t) info->pid;
+    (void) snprintf((char *) t->node, sizeof(t->node), "%s", node);
     t->n = 0;
 
     return t;
@@ -283,7 +290,7 @@ pd_center_route_uid(void *data, pd_int_t rc, pd_reg_info_t *info,
             }
         }
 
-        if (info[i].pid == pd_pid) {
+        if (info[i].pid == pd_pid && pd_register_is_local(&info[i])) {
             room = pd_room_find(info[i].conn);
             if (room != NULL) {
                 (void) pd_room_deliver(room, r->frame);
@@ -291,7 +298,7 @@ pd_center_route_uid(void *data, pd_int_t rc, pd_reg_info_t *info,
             continue;
         }
 
-        t = pd_center_target(r, info[i].pid);
+        t = pd_center_target(r, &info[i]);
         if (t == NULL) {
             continue;
         }
@@ -315,6 +322,7 @@ static void
 pd_center_flush_target(pd_center_route_t *r, pd_center_target_t *t)
 {
     pd_room_batch_t   hdr;
+    pd_reg_info_t     to;
     u_char           *p;
 
     if (t->n == 0) {
@@ -329,8 +337,13 @@ pd_center_flush_target(pd_center_route_t *r, pd_center_target_t *t)
     p = pd_cpymem(p, t->conns, t->n * sizeof(uint64_t));
     p = pd_cpymem(p, r->frame->data, r->frame->len);
 
-    if (pd_channel_send_pid(t->pid, PD_CMD_ROOM_SEND, 0, pd_center_batch_buf,
-                            (size_t) (p - pd_center_batch_buf))
+    pd_memzero(&to, sizeof(to));
+    to.pid = (int32_t) t->pid;
+    pd_memcpy(to.node, t->node, sizeof(to.node));
+
+    /* this node: the channel; another node: its worker's Redis channel */
+    if (pd_register_route(&to, PD_CMD_ROOM_SEND, 0, pd_center_batch_buf,
+                          (size_t) (p - pd_center_batch_buf))
         != PD_OK)
     {
         /* stored messages come again on reconnect; count it */
@@ -634,6 +647,9 @@ pd_center_broadcast(pd_http_conn_t *hc)
             pd_stats_dlv(PD_DLV_CHANNEL_FULL, 1);
         }
     }
+
+    /* other nodes, when the register is a cluster one */
+    (void) pd_register_broadcast(PD_CMD_ROOM_BCAST, buf, (size_t) (b - buf));
 
     pd_shbuf_unref(frame);
     pd_stats_dlv(PD_DLV_BROADCASTS, 1);

@@ -71,7 +71,10 @@ pd_center_presence(void *data, pd_int_t rc, pd_reg_info_t *info,
         conn = json_pack("{s:s,s:o,s:s%,s:I,s:i}",
                          "device", (char *) info[i].device,
                          "apps", apps,
-                         "node", ccf->node_id.data, ccf->node_id.len,
+                         "node", info[i].node[0] ? (char *) info[i].node
+                                                 : (char *) ccf->node_id.data,
+                         info[i].node[0] ? strlen((char *) info[i].node)
+                                         : ccf->node_id.len,
                          "since", (json_int_t) info[i].since,
                          "worker", (int) info[i].wslot);
         json_array_append_new(conns, conn);
@@ -105,7 +108,7 @@ pd_center_kick_found(void *data, pd_int_t rc, pd_reg_info_t *info,
             continue;
         }
 
-        if (info[i].pid == pd_pid) {
+        if (info[i].pid == pd_pid && pd_register_is_local(&info[i])) {
             room = pd_room_find(info[i].conn);
             if (room != NULL) {
                 pd_room_kick(room, (u_char *) ctx->reason, rlen);
@@ -114,8 +117,8 @@ pd_center_kick_found(void *data, pd_int_t rc, pd_reg_info_t *info,
             continue;
         }
 
-        if (pd_channel_send_pid(info[i].pid, PD_CMD_ROOM_KICK, info[i].conn,
-                                (u_char *) ctx->reason, rlen)
+        if (pd_register_route(&info[i], PD_CMD_ROOM_KICK, info[i].conn,
+                              (u_char *) ctx->reason, rlen)
             == PD_OK)
         {
             kicked++;

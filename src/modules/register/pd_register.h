@@ -10,6 +10,12 @@
 #define PD_REGISTER_H
 
 #define PD_REGISTER_MEMORY  0
+#define PD_REGISTER_REDIS   1
+
+typedef struct {
+    char         host[64];      /* numeric: a name lookup would block */
+    int          port;
+} pd_register_addr_t;
 
 typedef void (*pd_register_lookup_pt)(void *data, pd_int_t rc,
     pd_reg_info_t *info, pd_uint_t n);
@@ -33,11 +39,16 @@ typedef struct {
     pd_uint_t              backend;
     size_t                 memory;
     pd_int_t               max_ips;
+    pd_array_t            *redis;      /* of pd_str_t, as written */
+    pd_array_t            *shards;     /* of pd_register_addr_t */
+    pd_msec_t              node_ttl;
+    pd_msec_t              timeout;
     pd_shm_zone_t         *zone;
 } pd_register_conf_t;
 
 extern pd_module_t               pd_register_module;
 extern pd_register_backend_t     pd_register_memory_backend;
+extern pd_register_backend_t     pd_register_redis_backend;
 /* NULL when the register section is absent: no presence, no kick */
 extern pd_register_backend_t    *pd_register;
 extern pd_reg_zone_t            *pd_register_zone;
@@ -46,5 +57,33 @@ extern pd_reg_zone_t            *pd_register_zone;
 #define PD_REGISTER_LOOKUP_MAX  64
 
 pd_int_t pd_register_memory_init(pd_cycle_t *cycle, pd_register_conf_t *rcf);
+pd_int_t pd_register_redis_init_process(pd_cycle_t *cycle,
+    pd_register_conf_t *rcf);
+void pd_register_redis_exit_process(pd_cycle_t *cycle);
+
+/*
+ * Set by the room: writes every live connection of this worker to the
+ * register again (after the cluster register lost its data).
+ */
+extern void (*pd_register_resync)(void);
+/* writes one entry to the cluster register only (the resync's step) */
+void pd_register_redis_announce(const pd_reg_info_t *info);
+
+/* routing (pd_register_route.c) */
+/* 1 when the entry's connection is on this node */
+pd_int_t pd_register_is_local(const pd_reg_info_t *info);
+/*
+ * Runs a channel command for the worker holding info's connection: the
+ * inter-worker channel on this node, a Redis channel on another.  Returns
+ * as pd_channel_send_pid(); PD_DECLINED when there is no way there.
+ */
+pd_int_t pd_register_route(const pd_reg_info_t *info, pd_uint_t command,
+    uint64_t arg, const u_char *data, size_t len);
+/* publishes a command to every worker of every other node */
+pd_int_t pd_register_broadcast(pd_uint_t command, const u_char *data,
+    size_t len);
+pd_int_t pd_register_route_init(pd_cycle_t *cycle, pd_register_conf_t *rcf,
+    pd_redis_t *pub);
+void pd_register_route_exit(void);
 
 #endif /* PD_REGISTER_H */

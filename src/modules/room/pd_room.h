@@ -62,6 +62,7 @@ struct pd_room_conn_s {
     pd_msec_t        idle;         /* 2 x hb + grace */
     uint64_t         id;           /* conn id in the register */
     uint32_t         hb;           /* seconds told to the client */
+    uint32_t         since;        /* unix time it connected */
     uint16_t         bad_frames;
     uint8_t          uid_len;
     uint8_t          device_len;
@@ -171,6 +172,8 @@ void pd_room_close_with(pd_room_conn_t *rc, pd_uint_t code,
 void pd_room_kick(pd_room_conn_t *rc, const u_char *reason, size_t len);
 pd_room_conn_t *pd_room_find(uint64_t id);
 void pd_room_retire(pd_cycle_t *cycle);
+void pd_room_reg_info(pd_room_conn_t *rc, pd_reg_info_t *info);
+void pd_room_resync(void);
 pd_int_t pd_room_init_channel(pd_cycle_t *cycle);
 
 #endif /* PD_ROOM_H */

@@ -282,6 +282,27 @@ pd_room_upgrade(pd_http_conn_t *hc)
     (void) pd_room_accept(hc, a, hb);
 }
 
+/* the register's view of a connection */
+void
+pd_room_reg_info(pd_room_conn_t *rc, pd_reg_info_t *info)
+{
+    uint32_t  i;
+
+    pd_memzero(info, sizeof(pd_reg_info_t));
+    pd_memcpy(info->uid, rc->uid, rc->uid_len);
+    pd_memcpy(info->device, rc->device, rc->device_len);
+
+    for (i = 0; i < rc->napps; i++) {
+        pd_memcpy(info->apps[i], rc->apps[i], PD_REG_APP_MAX + 1);
+    }
+
+    info->napps = rc->napps;
+    info->pid = (int32_t) pd_pid;
+    info->wslot = (int32_t) pd_worker;
+    info->conn = rc->id;
+    info->since = (uint64_t) rc->since * 1000;
+}
+
 static pd_int_t
 pd_room_register(pd_room_conn_t *rc, pd_http_conn_t *hc)
 {
@@ -289,7 +310,6 @@ pd_room_register(pd_room_conn_t *rc, pd_http_conn_t *hc)
     pd_connection_t  *c = rc->connection;
     pd_reg_info_t     info;
     pd_int_t          rv;
-    uint32_t          i;
 
     if (pd_register == NULL) {
         return PD_OK;
@@ -307,19 +327,8 @@ pd_room_register(pd_room_conn_t *rc, pd_http_conn_t *hc)
         rc->ip_counted = (rv == PD_OK);
     }
 
-    pd_memzero(&info, sizeof(pd_reg_info_t));
-    pd_memcpy(info.uid, rc->uid, rc->uid_len);
-    pd_memcpy(info.device, rc->device, rc->device_len);
-
-    for (i = 0; i < rc->napps; i++) {
-        pd_memcpy(info.apps[i], rc->apps[i], PD_REG_APP_MAX + 1);
-    }
-
-    info.napps = rc->napps;
-    info.pid = (int32_t) pd_pid;
-    info.wslot = (int32_t) pd_worker;
-    info.conn = rc->id;
-    info.since = (uint64_t) pd_time_sec * 1000;
+    rc->since = (uint32_t) pd_time_sec;
+    pd_room_reg_info(rc, &info);
 
     if (pd_register->add(&info) != PD_OK) {
         if (rc->ip_counted) {

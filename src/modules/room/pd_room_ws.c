@@ -747,6 +747,27 @@ pd_room_retire(pd_cycle_t *cycle)
     }
 }
 
+/* the cluster register lost its data: tell it this worker's sessions */
+void
+pd_room_resync(void)
+{
+    pd_room_conn_t  *rc;
+    pd_reg_info_t    info;
+    pd_queue_t      *q;
+
+    for (q = pd_queue_head(&pd_room_conns);
+         q != pd_queue_sentinel(&pd_room_conns);
+         q = pd_queue_next(q))
+    {
+        rc = pd_queue_data(q, pd_room_conn_t, link);
+
+        if (rc->registered) {
+            pd_room_reg_info(rc, &info);
+            pd_register_redis_announce(&info);
+        }
+    }
+}
+
 static void
 pd_room_channel_kick(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
 {
@@ -767,6 +788,7 @@ pd_room_init_channel(pd_cycle_t *cycle)
 
     pd_queue_init(&pd_room_conns);
     pd_channel_set_handler(PD_CMD_ROOM_KICK, pd_room_channel_kick);
+    pd_register_resync = pd_room_resync;
 
     return PD_OK;
 }
