@@ -336,10 +336,10 @@ pd_redis_subscribe(pd_redis_t *r, const char *channel,
     pd_redis_channel_t  *ch;
     size_t               len;
 
-    if (!r->subscriber || r->destroy) {
+    if (!r->subscriber || r->destroy || handler == NULL) {
         pd_log_error(PD_LOG_ALERT, r->log, 0,
                      "redis %s: subscribe on a connection that is not a "
-                     "subscriber", r->addr);
+                     "subscriber, or with no handler", r->addr);
         return PD_ERROR;
     }
 
@@ -690,8 +690,14 @@ pd_redis_read_handler(pd_event_t *rev)
     r->busy++;
 
     for ( ;; ) {
-        if (r->subscriber && r->state == PD_REDIS_CONNECTED) {
-            if (pd_redis_sub_read(r) != PD_OK) {
+        if (r->subscriber && r->state != PD_REDIS_CONNECTING) {
+            /*
+             * hiredis' own matching would assert on a reply it has no
+             * callback for; it only sees the socket until the connect
+             */
+            if (r->state != PD_REDIS_CONNECTED
+                || pd_redis_sub_read(r) != PD_OK)
+            {
                 break;
             }
 
@@ -1100,7 +1106,7 @@ pd_redis_sub_resend(pd_redis_t *r)
          q = pd_queue_next(q))
     {
         ch = pd_queue_data(q, pd_redis_channel_t, queue);
-        (void) ch;
+        pd_redis_sub_send(r, "SUBSCRIBE", ch->name, ch->len);
     }
 }
 

@@ -99,11 +99,12 @@ pd_int_t pd_redis_publish(pd_redis_t *r, const char *channel,
 
 /*
  * Adds channel (a C string, copied) to subscriber r, or gives a channel
- * it holds a new handler and data.  The SUBSCRIBE leaves now if the link
- * is up, and again after every reconnect; handler(data) then gets every
- * message until pd_redis_unsubscribe() or pd_redis_destroy().  Messages
- * published while the link is down are lost.  PD_OK; PD_ERROR: r is not
- * a subscriber or no memory.
+ * it holds a new handler and data.  The SUBSCRIBE leaves in this loop
+ * turn if the link is up, and again after every reconnect; handler(data)
+ * then gets every message until pd_redis_unsubscribe() or
+ * pd_redis_destroy(), never from inside this call.  Messages published
+ * while the link is down are lost.  PD_OK; PD_ERROR: r is not a
+ * subscriber, handler is NULL, or no memory.
  */
 pd_int_t pd_redis_subscribe(pd_redis_t *r, const char *channel,
     pd_redis_message_pt handler, void *data);
@@ -121,7 +122,7 @@ pd_int_t pd_redis_unsubscribe(pd_redis_t *r, const char *channel);
  */
 pd_uint_t pd_redis_subscribed(pd_redis_t *r);
 
-/* 1 when commands are accepted (subscriber: when subscribing), else 0 */
+/* 1 when the link is up (commands accepted, subscriptions sent), else 0 */
 pd_int_t pd_redis_connected(pd_redis_t *r);
 /* commands sent or queued and not yet answered */
 pd_uint_t pd_redis_pending(pd_redis_t *r);

@@ -1,7 +1,8 @@
 /*
  * test_pd_redis.c: the hiredis adapter of pd_redis.c against a real
  * redis-server (a child of this test, on a free port), driven by the
- * worker's own event loop; and the uid -> shard hash.
+ * worker's own event loop: commands, and subscribers; and the uid ->
+ * shard hash.
  */
 
 #include "pd_core.h"
@@ -15,6 +16,7 @@
 #define PD_TEST_BIG        (1024 * 1024)
 #define PD_TEST_NBIG       20
 #define PD_TEST_NINFLIGHT  100
+#define PD_TEST_NMSG       1000
 
 
 typedef int (*pd_test_cond_pt)(void *data);
@@ -42,6 +44,24 @@ typedef struct {
     pd_uint_t    index;
     void        *ctx;
 } pd_test_tag_t;
+
+/* what the message handler of one channel saw */
+typedef struct {
+    pd_uint_t    calls;
+    pd_uint_t    want;       /* pd_test_got() holds at this many calls */
+    pd_uint_t    in_order;   /* sequence payloads carrying calls - 1 */
+    char         channel[64];
+    size_t       len;
+    u_char      *payload;    /* a copy of the last, freed by the test */
+    unsigned     unsubscribe:1;  /* drops its channel at the first call */
+    unsigned     destroy:1;      /* destroys r at the first call */
+} pd_test_msg_t;
+
+/* a subscriber and the number of channels it should have in force */
+typedef struct {
+    pd_redis_t  *r;
+    pd_uint_t    n;
+} pd_test_sub_t;
 
 
 static pd_log_t     pd_test_log = { PD_LOG_STDERR, 2, pd_null_string, 0,
@@ -135,6 +155,24 @@ pd_test_called(void *data)
     pd_test_reply_t  *rep = data;
 
     return rep->calls > 0;
+}
+
+
+static int
+pd_test_got(void *data)
+{
+    pd_test_msg_t  *m = data;
+
+    return m->calls >= m->want;
+}
+
+
+static int
+pd_test_is_subscribed(void *data)
+{
+    pd_test_sub_t  *s = data;
+
+    return pd_redis_connected(s->r) && pd_redis_subscribed(s->r) == s->n;
 }
 
 
@@ -244,6 +282,46 @@ pd_test_sync(const char *cmd, char *info, size_t len)
 
     redisFree(c);
     return ok;
+}
+
+
+/* the integer answer (or [name, integer]) of a blocking client; -1 */
+static long long
+pd_test_sync_int(int argc, const char **argv)
+{
+    redisContext    *c;
+    redisReply      *reply;
+    struct timeval   tv = { 1, 0 };
+    long long        n;
+
+    c = redisConnectWithTimeout("127.0.0.1", pd_test_port, tv);
+
+    if (c == NULL || c->err) {
+        if (c) {
+            redisFree(c);
+        }
+        return -1;
+    }
+
+    reply = redisCommandArgv(c, argc, argv, NULL);
+    n = -1;
+
+    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        n = reply->integer;
+
+    } else if (reply && reply->type == REDIS_REPLY_ARRAY
+               && reply->elements == 2
+               && reply->element[1]->type == REDIS_REPLY_INTEGER)
+    {
+        n = reply->element[1]->integer;
+    }
+
+    if (reply) {
+        freeReplyObject(reply);
+    }
+
+    redisFree(c);
+    return n;
 }
 
 
@@ -422,6 +500,99 @@ pd_test_destroy_reply(pd_redis_t *r, redisReply *reply, void *data)
 {
     pd_test_record(r, reply, data);
     pd_redis_destroy(r);
+}
+
+
+static void
+pd_test_count_connect(pd_redis_t *r, void *data)
+{
+    pd_uint_t  *n = data;
+
+    (void) r;
+
+    (*n)++;
+}
+
+
+/* a sequence payload: the index, then bytes a C string would stop at */
+static void
+pd_test_seq(u_char *p, uint32_t i)
+{
+    memcpy(p, &i, 4);
+    memcpy(p + 4, "\0\0\r\n", 4);
+}
+
+
+static void
+pd_test_on_message(pd_redis_t *r, const char *channel,
+    const u_char *payload, size_t len, void *data)
+{
+    pd_test_msg_t  *m = data;
+    u_char          seq[8];
+
+    pd_test_seq(seq, (uint32_t) m->calls);
+
+    if (len == sizeof(seq) && memcmp(payload, seq, sizeof(seq)) == 0) {
+        m->in_order++;
+    }
+
+    m->calls++;
+    (void) snprintf(m->channel, sizeof(m->channel), "%s", channel);
+
+    free(m->payload);
+    m->payload = malloc(len + 1);
+    assert_non_null(m->payload);
+    memcpy(m->payload, payload, len);
+    m->len = len;
+
+    if (m->unsubscribe) {
+        m->unsubscribe = 0;
+        assert_int_equal(pd_redis_unsubscribe(r, channel), PD_OK);
+    }
+
+    if (m->destroy) {
+        m->destroy = 0;
+        pd_redis_destroy(r);
+    }
+}
+
+
+static void
+pd_test_count_one(pd_redis_t *r, redisReply *reply, void *data)
+{
+    pd_uint_t  *n = data;
+
+    (void) r;
+
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+        (*n)++;
+    }
+}
+
+
+/* a subscriber of the test's server, not started */
+static pd_redis_t *
+pd_test_subscriber(pd_msec_t timeout, pd_uint_t *connects)
+{
+    pd_redis_t  *r;
+
+    r = pd_redis_create_subscriber("127.0.0.1", pd_test_port, timeout,
+                                   &pd_test_log);
+    assert_non_null(r);
+
+    *connects = 0;
+    pd_redis_set_connect_handler(r, pd_test_count_connect, connects);
+
+    return r;
+}
+
+
+static pd_int_t
+pd_test_publish(pd_redis_t *r, pd_test_reply_t *rep, const char *channel,
+    const char *payload, size_t len)
+{
+    return pd_redis_publish(r, channel, (const u_char *) payload, len,
+                            rep ? pd_test_record : NULL, rep);
 }
 
 
@@ -1093,6 +1264,529 @@ test_timeout(void **state)
 }
 
 
+/* the subscriber */
+
+/*
+ * A binary payload with NULs arrives whole, once; a subscriber takes no
+ * commands and a plain connection no subscriptions.
+ */
+static void
+test_subscribe_binary(void **state)
+{
+    static const char   bin[] = "\0bin\0ary\r\n*3\r\n\377\0";
+    pd_test_reply_t     rep;
+    pd_test_msg_t       m;
+    pd_test_sub_t       s;
+    pd_redis_t         *sub, *pub;
+    pd_uint_t           connects;
+    const char         *argv[1];
+
+    (void) state;
+
+    pd_test_need_redis();
+    pd_memzero(&rep, sizeof(rep));
+    pd_memzero(&m, sizeof(m));
+
+    sub = pd_test_subscriber(1000, &connects);
+
+    /* held before the link exists, sent once it does */
+    assert_int_equal(pd_redis_subscribe(sub, "pd:test:bin",
+                                        pd_test_on_message, &m), PD_OK);
+    assert_int_equal(pd_redis_subscribed(sub), 0);
+    assert_int_equal(pd_redis_connect(sub), PD_OK);
+
+    s.r = sub;
+    s.n = 1;
+    assert_true(pd_test_run(pd_test_is_subscribed, &s, 5000));
+    assert_int_equal(connects, 1);
+
+    argv[0] = "PING";
+    assert_int_equal(pd_redis_command(sub, pd_test_record, &rep, 1, argv,
+                                      NULL), PD_ERROR);
+    assert_int_equal(pd_test_publish(sub, &rep, "pd:test:bin", "x", 1),
+                     PD_ERROR);
+    assert_int_equal(pd_redis_subscribe(sub, "pd:test:bin", NULL, NULL),
+                     PD_ERROR);
+
+    pub = pd_test_connect(1000);
+
+    assert_int_equal(pd_redis_subscribe(pub, "pd:test:bin",
+                                        pd_test_on_message, &m), PD_ERROR);
+    assert_int_equal(pd_redis_unsubscribe(pub, "pd:test:bin"), PD_DECLINED);
+
+    assert_int_equal(pd_test_publish(pub, &rep, "pd:test:bin", bin,
+                                     sizeof(bin) - 1), PD_OK);
+
+    m.want = 1;
+    assert_true(pd_test_run(pd_test_got, &m, 5000));
+    assert_int_equal(m.calls, 1);
+    assert_string_equal(m.channel, "pd:test:bin");
+    assert_int_equal(m.len, sizeof(bin) - 1);
+    assert_memory_equal(m.payload, bin, sizeof(bin) - 1);
+
+    /* a second message behind it: the first was not delivered twice */
+    assert_int_equal(pd_test_publish(pub, NULL, "pd:test:bin", "end", 3),
+                     PD_OK);
+
+    m.want = 2;
+    assert_true(pd_test_run(pd_test_got, &m, 5000));
+    assert_int_equal(m.calls, 2);
+    assert_int_equal(m.len, 3);
+    assert_memory_equal(m.payload, "end", 3);
+
+    assert_true(pd_test_run(pd_test_no_pending, pub, 5000));
+    assert_int_equal(rep.calls, 1);
+    assert_int_equal(rep.type, REDIS_REPLY_INTEGER);
+    assert_int_equal(rep.integer, 1);
+
+    pd_redis_destroy(pub);
+    pd_redis_destroy(sub);
+
+    assert_int_equal(m.calls, 2);
+    free(m.payload);
+}
+
+
+/* 1000 messages published in one turn arrive all, once each, in order */
+static void
+test_subscribe_pipeline(void **state)
+{
+    pd_test_msg_t   m;
+    pd_test_sub_t   s;
+    pd_redis_t     *sub, *pub;
+    pd_uint_t       connects, ones, i;
+    u_char          seq[8];
+
+    (void) state;
+
+    pd_test_need_redis();
+    pd_memzero(&m, sizeof(m));
+    ones = 0;
+
+    sub = pd_test_subscriber(5000, &connects);
+    assert_int_equal(pd_redis_connect(sub), PD_OK);
+    assert_true(pd_test_run(pd_test_is_connected, sub, 5000));
+
+    /* added on a live link: sent at once */
+    assert_int_equal(pd_redis_subscribe(sub, "pd:test:seq",
+                                        pd_test_on_message, &m), PD_OK);
+
+    s.r = sub;
+    s.n = 1;
+    assert_true(pd_test_run(pd_test_is_subscribed, &s, 5000));
+
+    pub = pd_test_connect(5000);
+
+    for (i = 0; i < PD_TEST_NMSG; i++) {
+        pd_test_seq(seq, (uint32_t) i);
+        assert_int_equal(pd_redis_publish(pub, "pd:test:seq", seq,
+                                          sizeof(seq), pd_test_count_one,
+                                          &ones), PD_OK);
+    }
+
+    m.want = PD_TEST_NMSG;
+    assert_true(pd_test_run(pd_test_got, &m, 10000));
+    assert_true(pd_test_run(pd_test_no_pending, pub, 5000));
+
+    assert_int_equal(m.calls, PD_TEST_NMSG);
+    assert_int_equal(m.in_order, PD_TEST_NMSG);
+    assert_int_equal(ones, PD_TEST_NMSG);
+    assert_int_equal(connects, 1);
+
+    pd_redis_destroy(pub);
+    pd_redis_destroy(sub);
+    free(m.payload);
+}
+
+
+/* PUBSUB NUMSUB channel reaches n */
+static int
+pd_test_numsub_is(const char *channel, long long n)
+{
+    const char  *argv[3];
+
+    argv[0] = "PUBSUB";
+    argv[1] = "NUMSUB";
+    argv[2] = channel;
+
+    return pd_test_sync_int(3, argv) == n;
+}
+
+
+static int
+pd_test_a_unsubscribed(void *data)
+{
+    (void) data;
+
+    return pd_test_numsub_is("pd:test:a", 0);
+}
+
+
+/*
+ * Two channels, one dropped: only the other delivers, and the server
+ * forgot the dropped one; added again, it delivers again.
+ */
+static void
+test_unsubscribe(void **state)
+{
+    pd_test_reply_t   pa, pb;
+    pd_test_msg_t     ma, mb;
+    pd_test_sub_t     s;
+    pd_redis_t       *sub, *pub;
+    pd_uint_t         connects;
+
+    (void) state;
+
+    pd_test_need_redis();
+    pd_memzero(&pa, sizeof(pa));
+    pd_memzero(&pb, sizeof(pb));
+    pd_memzero(&ma, sizeof(ma));
+    pd_memzero(&mb, sizeof(mb));
+
+    sub = pd_test_subscriber(1000, &connects);
+    assert_int_equal(pd_redis_subscribe(sub, "pd:test:a",
+                                        pd_test_on_message, &ma), PD_OK);
+    assert_int_equal(pd_redis_subscribe(sub, "pd:test:b",
+                                        pd_test_on_message, &mb), PD_OK);
+    /* the same channel again: a new handler, not a second record */
+    assert_int_equal(pd_redis_subscribe(sub, "pd:test:b",
+                                        pd_test_on_message, &mb), PD_OK);
+    assert_int_equal(pd_redis_connect(sub), PD_OK);
+
+    s.r = sub;
+    s.n = 2;
+    assert_true(pd_test_run(pd_test_is_subscribed, &s, 5000));
+
+    pub = pd_test_connect(1000);
+
+    assert_int_equal(pd_redis_unsubscribe(sub, "pd:test:a"), PD_OK);
+    assert_int_equal(pd_redis_subscribed(sub), 1);
+    assert_int_equal(pd_redis_unsubscribe(sub, "pd:test:a"), PD_DECLINED);
+    assert_int_equal(pd_redis_unsubscribe(sub, "pd:test:none"),
+                     PD_DECLINED);
+
+    assert_true(pd_test_run(pd_test_a_unsubscribed, NULL, 5000));
+
+    assert_int_equal(pd_test_publish(pub, &pa, "pd:test:a", "A", 1), PD_OK);
+    assert_int_equal(pd_test_publish(pub, &pb, "pd:test:b", "B", 1), PD_OK);
+
+    mb.want = 1;
+    assert_true(pd_test_run(pd_test_got, &mb, 5000));
+    assert_true(pd_test_run(pd_test_no_pending, pub, 5000));
+
+    assert_int_equal(ma.calls, 0);
+    assert_int_equal(mb.calls, 1);
+    assert_memory_equal(mb.payload, "B", 1);
+    assert_int_equal(pa.integer, 0);
+    assert_int_equal(pb.integer, 1);
+
+    /* and back */
+    assert_int_equal(pd_redis_subscribe(sub, "pd:test:a",
+                                        pd_test_on_message, &ma), PD_OK);
+    assert_true(pd_test_run(pd_test_is_subscribed, &s, 5000));
+
+    assert_int_equal(pd_test_publish(pub, NULL, "pd:test:a", "A2", 2),
+                     PD_OK);
+
+    ma.want = 1;
+    assert_true(pd_test_run(pd_test_got, &ma, 5000));
+    assert_memory_equal(ma.payload, "A2", 2);
+    assert_string_equal(ma.channel, "pd:test:a");
+    assert_int_equal(mb.calls, 1);
+
+    pd_redis_destroy(pub);
+    pd_redis_destroy(sub);
+
+    free(ma.payload);
+    free(mb.payload);
+    free(pa.str);
+    free(pb.str);
+}
+
+
+/*
+ * A handler drops its own channel with more messages behind it in the
+ * same read: none of them reaches it.  Another destroys the subscriber
+ * under a burst: nothing is touched after the free (ASan).
+ */
+static void
+test_handler_unsubscribes_and_destroys(void **state)
+{
+    pd_test_msg_t   mc, md;
+    pd_test_sub_t   s;
+    pd_redis_t     *sub, *pub;
+    pd_uint_t       connects, ones, i;
+
+    (void) state;
+
+    pd_test_need_redis();
+    pd_memzero(&mc, sizeof(mc));
+    pd_memzero(&md, sizeof(md));
+    ones = 0;
+
+    sub = pd_test_subscriber(1000, &connects);
+    mc.unsubscribe = 1;
+    assert_int_equal(pd_redis_subscribe(sub, "pd:test:c",
+                                        pd_test_on_message, &mc), PD_OK);
+    assert_int_equal(pd_redis_subscribe(sub, "pd:test:d",
+                                        pd_test_on_message, &md), PD_OK);
+    assert_int_equal(pd_redis_connect(sub), PD_OK);
+
+    s.r = sub;
+    s.n = 2;
+    assert_true(pd_test_run(pd_test_is_subscribed, &s, 5000));
+
+    pub = pd_test_connect(1000);
+
+    for (i = 0; i < 10; i++) {
+        assert_int_equal(pd_redis_publish(pub, "pd:test:c",
+                                          (u_char *) "c", 1,
+                                          pd_test_count_one, &ones), PD_OK);
+    }
+
+    assert_int_equal(pd_test_publish(pub, NULL, "pd:test:d", "d", 1),
+                     PD_OK);
+
+    /* d was published last: whatever c got came before it */
+    md.want = 1;
+    assert_true(pd_test_run(pd_test_got, &md, 5000));
+    assert_true(pd_test_run(pd_test_no_pending, pub, 5000));
+
+    assert_int_equal(mc.calls, 1);
+    assert_int_equal(pd_redis_subscribed(sub), 1);
+    /* the server still sent some of them: the adapter held them back */
+    assert_true(ones > 1);
+
+    md.destroy = 1;
+
+    for (i = 0; i < 10; i++) {
+        assert_int_equal(pd_test_publish(pub, NULL, "pd:test:d", "d", 1),
+                         PD_OK);
+    }
+
+    md.want = 2;
+    assert_true(pd_test_run(pd_test_got, &md, 5000));
+    assert_true(pd_test_run(pd_test_no_pending, pub, 5000));
+    /* sub is gone: the loop goes on without it */
+    assert_false(pd_test_run(pd_test_never, NULL, 50));
+
+    assert_int_equal(md.calls, 2);
+    assert_int_equal(mc.calls, 1);
+
+    pd_redis_destroy(pub);
+    free(mc.payload);
+    free(md.payload);
+}
+
+
+/*
+ * redis-server is killed and started again on the same port: what was
+ * published meanwhile is lost, the subscriber comes back and subscribes
+ * again by itself, and what is published then arrives.
+ */
+static void
+test_subscriber_restart(void **state)
+{
+    pd_test_msg_t   m;
+    pd_test_sub_t   s;
+    pd_redis_t     *sub, *pub;
+    pd_uint_t       connects;
+    const char     *argv[3];
+
+    (void) state;
+
+    pd_test_need_redis();
+    pd_memzero(&m, sizeof(m));
+
+    sub = pd_test_subscriber(1000, &connects);
+    assert_int_equal(pd_redis_subscribe(sub, "pd:test:r",
+                                        pd_test_on_message, &m), PD_OK);
+    assert_int_equal(pd_redis_connect(sub), PD_OK);
+
+    s.r = sub;
+    s.n = 1;
+    assert_true(pd_test_run(pd_test_is_subscribed, &s, 5000));
+    assert_int_equal(connects, 1);
+
+    pd_test_redis_stop();
+
+    assert_true(pd_test_run(pd_test_is_disconnected, sub, 5000));
+    assert_int_equal(pd_redis_subscribed(sub), 0);
+
+    pd_test_redis_start();
+
+    /* the loop has not run since: the subscriber is still away */
+    argv[0] = "PUBLISH";
+    argv[1] = "pd:test:r";
+    argv[2] = "lost";
+    assert_int_equal(pd_test_sync_int(3, argv), 0);
+
+    assert_true(pd_test_run(pd_test_is_subscribed, &s, 10000));
+    assert_int_equal(connects, 2);
+    assert_true(pd_test_numsub_is("pd:test:r", 1));
+
+    pub = pd_test_connect(1000);
+    assert_int_equal(pd_test_publish(pub, NULL, "pd:test:r", "after", 5),
+                     PD_OK);
+
+    m.want = 1;
+    assert_true(pd_test_run(pd_test_got, &m, 5000));
+    assert_int_equal(m.calls, 1);
+    assert_int_equal(m.len, 5);
+    assert_memory_equal(m.payload, "after", 5);
+
+    pd_redis_destroy(pub);
+    pd_redis_destroy(sub);
+    free(m.payload);
+}
+
+
+/* PINGs the server counted so far, from INFO commandstats */
+static long
+pd_test_pings(void)
+{
+    char  info[8192], *p;
+
+    if (!pd_test_sync("INFO commandstats", info, sizeof(info))) {
+        return -1;
+    }
+
+    p = strstr(info, "cmdstat_ping:calls=");
+    return p ? atol(p + sizeof("cmdstat_ping:calls=") - 1) : 0;
+}
+
+
+/*
+ * A subscriber idle for 2.5 x its timeout keeps its link (the command
+ * timeout does not apply; its PINGs are answered), and a message
+ * published then still arrives.
+ */
+static void
+test_subscriber_idle(void **state)
+{
+    pd_test_msg_t   m;
+    pd_test_sub_t   s;
+    pd_redis_t     *sub, *pub;
+    pd_uint_t       connects;
+    long            pings;
+
+    (void) state;
+
+    pd_test_need_redis();
+    pd_memzero(&m, sizeof(m));
+
+    sub = pd_test_subscriber(300, &connects);
+    assert_int_equal(pd_redis_subscribe(sub, "pd:test:idle",
+                                        pd_test_on_message, &m), PD_OK);
+    assert_int_equal(pd_redis_connect(sub), PD_OK);
+
+    s.r = sub;
+    s.n = 1;
+    assert_true(pd_test_run(pd_test_is_subscribed, &s, 5000));
+
+    pings = pd_test_pings();
+    assert_true(pings >= 0);
+
+    assert_false(pd_test_run(pd_test_never, NULL, 750));
+
+    assert_int_equal(pd_redis_connected(sub), 1);
+    assert_int_equal(pd_redis_subscribed(sub), 1);
+    assert_int_equal(connects, 1);
+    /* kept by answered probes: one per 300 ms of silence */
+    assert_true(pd_test_pings() - pings >= 2);
+
+    pub = pd_test_connect(1000);
+    assert_int_equal(pd_test_publish(pub, NULL, "pd:test:idle", "late", 4),
+                     PD_OK);
+
+    m.want = 1;
+    assert_true(pd_test_run(pd_test_got, &m, 5000));
+    assert_memory_equal(m.payload, "late", 4);
+    assert_int_equal(connects, 1);
+
+    pd_redis_destroy(pub);
+    pd_redis_destroy(sub);
+    free(m.payload);
+}
+
+
+typedef struct {
+    pd_test_sub_t     sub;
+    pd_test_reply_t  *nap;
+} pd_test_wake_t;
+
+
+static int
+pd_test_awake_and_subscribed(void *data)
+{
+    pd_test_wake_t  *w = data;
+
+    return w->nap->calls > 0 && pd_test_is_subscribed(&w->sub);
+}
+
+
+/*
+ * The server stops answering (DEBUG SLEEP) without closing anything: the
+ * unanswered PING drops the link within 2 x timeout while the server
+ * still sleeps; once it wakes, the subscriber is back by itself.
+ */
+static void
+test_subscriber_mute_server(void **state)
+{
+    pd_test_reply_t   nap;
+    pd_test_msg_t     m;
+    pd_test_wake_t    w;
+    pd_redis_t       *sub, *pub;
+    pd_uint_t         connects;
+    pd_msec_t         start;
+
+    (void) state;
+
+    pd_test_need_redis();
+    pd_memzero(&nap, sizeof(nap));
+    pd_memzero(&m, sizeof(m));
+
+    sub = pd_test_subscriber(200, &connects);
+    assert_int_equal(pd_redis_subscribe(sub, "pd:test:mute",
+                                        pd_test_on_message, &m), PD_OK);
+    assert_int_equal(pd_redis_connect(sub), PD_OK);
+
+    w.sub.r = sub;
+    w.sub.n = 1;
+    w.nap = &nap;
+    assert_true(pd_test_run(pd_test_is_subscribed, &w.sub, 5000));
+
+    pub = pd_test_connect(5000);
+
+    pd_time_update();
+    start = pd_current_msec;
+
+    assert_int_equal(pd_test_cmd(pub, &nap, "DEBUG", "SLEEP", "1.5"),
+                     PD_OK);
+
+    assert_true(pd_test_run(pd_test_is_disconnected, sub, 1200));
+    /* found by the probe, not told by the server: it still sleeps */
+    assert_int_equal(nap.calls, 0);
+    assert_true(pd_current_msec - start < 1000);
+
+    assert_true(pd_test_run(pd_test_awake_and_subscribed, &w, 10000));
+    assert_int_equal(nap.nulls, 0);
+    assert_true(connects >= 2);
+
+    assert_int_equal(pd_test_publish(pub, NULL, "pd:test:mute", "up", 2),
+                     PD_OK);
+
+    m.want = 1;
+    assert_true(pd_test_run(pd_test_got, &m, 5000));
+    assert_memory_equal(m.payload, "up", 2);
+
+    pd_redis_destroy(pub);
+    pd_redis_destroy(sub);
+    free(m.payload);
+    free(nap.str);
+}
+
+
 int
 main(void)
 {
@@ -1108,6 +1802,13 @@ main(void)
         cmocka_unit_test(test_kill_in_flight),
         cmocka_unit_test(test_restart_reconnects),
         cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_subscribe_binary),
+        cmocka_unit_test(test_subscribe_pipeline),
+        cmocka_unit_test(test_unsubscribe),
+        cmocka_unit_test(test_handler_unsubscribes_and_destroys),
+        cmocka_unit_test(test_subscriber_restart),
+        cmocka_unit_test(test_subscriber_idle),
+        cmocka_unit_test(test_subscriber_mute_server),
     };
 
     return cmocka_run_group_tests(tests, pd_test_setup, pd_test_teardown);
