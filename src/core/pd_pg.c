@@ -10,7 +10,8 @@
  * only when new bytes arrive, every read is followed by a look at what is
  * left (FIONREAD, and openssl's buffer under TLS), and every flush by a
  * look at what libpq read meanwhile: pqSendSome() reads when the socket
- * is full, behind our back.
+ * is full, behind our back.  While connecting, libpq's wishes do not
+ * follow edges at all, and a zero-timeout poll() asks the socket.
  *
  * Results are matched to commands by order: each command yields its
  * result(s) then a NULL, each Sync a PGRES_PIPELINE_SYNC.  A result is
@@ -21,6 +22,7 @@
 #include "pd_core.h"
 
 #include <sys/ioctl.h>
+#include <poll.h>
 
 #define PD_PG_IDLE        0   /* created, not started */
 #define PD_PG_CONNECTING  1   /* PQconnectPoll() in progress */
@@ -33,6 +35,9 @@
 
 /* host ":" port "/" dbname, for the log */
 #define PD_PG_ADDR_LEN    256
+
+/* a server message as one log line */
+#define PD_PG_MSG_LEN     1024
 
 typedef struct pd_pg_cmd_s   pd_pg_cmd_t;
 typedef struct pd_pg_stmt_s  pd_pg_stmt_t;
@@ -101,6 +106,7 @@ static pd_int_t pd_pg_same_socket(pd_pg_t *pg);
 static pd_int_t pd_pg_register(pd_pg_t *pg);
 static void pd_pg_release(pd_connection_t *c, pd_uint_t registered);
 static void pd_pg_connect_poll(pd_pg_t *pg);
+static pd_int_t pd_pg_ready_now(pd_pg_t *pg);
 static void pd_pg_established(pd_pg_t *pg);
 static pd_int_t pd_pg_send_prepare(pd_pg_t *pg, pd_pg_stmt_t *stmt);
 static pd_int_t pd_pg_sync(pd_pg_t *pg);
@@ -124,6 +130,7 @@ static pd_int_t pd_pg_more_input(pd_pg_t *pg);
 static void pd_pg_prepared(pd_pg_t *pg, PGresult *res, void *data);
 static void pd_pg_notice(void *arg, const char *message);
 static void pd_pg_log_conn(pd_pg_t *pg, pd_uint_t level, const char *what);
+static char *pd_pg_one_line(char *line, const char *msg);
 static pd_pg_stmt_t *pd_pg_stmt_find(pd_pg_t *pg, const char *name);
 static pd_pg_cmd_t *pd_pg_cmd_alloc(pd_pg_t *pg);
 static void pd_pg_cmd_free(pd_pg_t *pg, pd_pg_cmd_t *cmd);
@@ -266,7 +273,8 @@ pd_pg_exec(pd_pg_t *pg, const char *name, int nparams,
         return PD_ERROR;
     }
 
-    /* a refusal may leave half a message in libpq's buffer: drop it all */
+    /* a refusal may leave half a message in libpq's buffer: the link
+     * cannot be trusted any more */
     if (!PQsendQueryPrepared(pg->conn, name, nparams, values, lengths,
                              formats, 0))
     {
@@ -625,50 +633,41 @@ pd_pg_same_socket(pd_pg_t *pg)
 }
 
 
-/* drives PQconnectPoll() as far as the socket lets it go now */
+/*
+ * Drives PQconnectPoll() as far as the socket lets it go now.  libpq
+ * asks for WRITING also when it has not filled the socket (a state
+ * change), so no edge would come: a zero-timeout poll() tells, a few
+ * times per connect.
+ */
 static void
 pd_pg_connect_poll(pd_pg_t *pg)
 {
-    PostgresPollingStatusType   st;
-    pd_connection_t            *c;
+    PostgresPollingStatusType  st;
 
-    for ( ;; ) {
-        c = pg->connection;
-
-        if (pg->poll_write ? !c->write->ready : !c->read->ready) {
-            return;
-        }
+    while (pd_pg_ready_now(pg)) {
 
         st = PQconnectPoll(pg->conn);
 
         if (st == PGRES_POLLING_FAILED) {
             pd_pg_log_conn(pg, PD_LOG_ERR, "connect() to");
-            break;
+            goto failed;
         }
 
         if (pd_pg_track_socket(pg) != PD_OK) {
-            break;
+            goto failed;
         }
-
-        c = pg->connection;
 
         if (st == PGRES_POLLING_OK) {
             pd_pg_established(pg);
             return;
         }
 
-        if (st == PGRES_POLLING_WRITING) {
-            /* libpq wrote what it could: the next edge says when more */
-            pg->poll_write = 1;
-            c->write->ready = 0;
-            continue;
-        }
-
-        pg->poll_write = 0;
-
-        /* libpq reads a buffer at a time: poll again while more is there */
-        c->read->ready = pd_pg_more_input(pg) ? 1 : 0;
+        pg->poll_write = (st == PGRES_POLLING_WRITING);
     }
+
+    return;
+
+failed:
 
     if (pd_timer_is_set(&pg->timer)) {
         pd_timer_del(&pd_timers, &pg->timer);
@@ -676,6 +675,29 @@ pd_pg_connect_poll(pd_pg_t *pg)
 
     pd_pg_close(pg);
     pd_pg_retry(pg);
+}
+
+
+/* 1 when the socket is ready the way libpq waits for (or failed) */
+static pd_int_t
+pd_pg_ready_now(pd_pg_t *pg)
+{
+    struct pollfd  pfd;
+
+    pfd.fd = pg->connection->fd;
+    pfd.events = pg->poll_write ? POLLOUT : POLLIN;
+    pfd.revents = 0;
+
+    if (poll(&pfd, 1, 0) == -1) {
+        return errno == EINTR;
+    }
+
+    if (pfd.revents) {
+        return 1;
+    }
+
+    /* TLS: a record openssl has read may already hold the answer */
+    return !pg->poll_write && pd_pg_more_input(pg);
 }
 
 
@@ -755,6 +777,7 @@ static void
 pd_pg_prepared(pd_pg_t *pg, PGresult *res, void *data)
 {
     pd_pg_stmt_t  *stmt = data;
+    char           line[PD_PG_MSG_LEN];
 
     if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
         return;
@@ -766,7 +789,8 @@ pd_pg_prepared(pd_pg_t *pg, PGresult *res, void *data)
     if (res != NULL) {
         pd_log_error(PD_LOG_ERR, pg->log, 0,
                      "postgres %s: preparing \"%s\" failed: %s", pg->addr,
-                     stmt->name, PQresultErrorMessage(res));
+                     stmt->name,
+                     pd_pg_one_line(line, PQresultErrorMessage(res)));
     }
 }
 
@@ -889,20 +913,17 @@ pd_pg_close(pd_pg_t *pg)
 }
 
 
-/* the link is broken: close, fail what is pending, retry later */
+/*
+ * The link is broken: close, fail what is pending, retry later.  The
+ * retry is set first, so that a callback's pd_pg_connect() finds the
+ * connection already on its way back.
+ */
 static void
 pd_pg_fail(pd_pg_t *pg)
 {
-    if (pd_timer_is_set(&pg->timer)) {
-        pd_timer_del(&pd_timers, &pg->timer);
-    }
-
     pd_pg_close(pg);
+    pd_pg_retry(pg);
     pd_pg_fail_pending(pg);
-
-    if (!pg->destroy) {
-        pd_pg_retry(pg);
-    }
 }
 
 
@@ -1080,7 +1101,6 @@ pd_pg_write_handler(pd_event_t *wev)
 {
     pd_connection_t  *c = wev->data;
     pd_pg_t          *pg = c->data;
-    int               rc;
 
     /* an EPOLLOUT edge may arrive while the write is posted */
     pd_delete_posted_event(wev);
@@ -1099,16 +1119,11 @@ pd_pg_write_handler(pd_event_t *wev)
         goto failed;
     }
 
-    rc = PQflush(pg->conn);
-
-    if (rc == -1) {
+    /* 1, not all sent: the socket is full, the next EPOLLOUT edge
+     * brings us back */
+    if (PQflush(pg->conn) == -1) {
         pd_pg_log_conn(pg, PD_LOG_ERR, "sending to");
         goto failed;
-    }
-
-    if (rc == 1) {
-        /* short write: the socket is full, the next edge says when not */
-        wev->ready = 0;
     }
 
     /* a short write makes libpq read: results may wait in its buffer */
@@ -1241,6 +1256,7 @@ pd_pg_result(pd_pg_t *pg, PGresult *res)
     ExecStatusType   status;
     pd_pg_cmd_t     *cmd;
     pd_int_t         error;
+    char             line[PD_PG_MSG_LEN];
 
     status = PQresultStatus(res);
 
@@ -1272,7 +1288,7 @@ pd_pg_result(pd_pg_t *pg, PGresult *res)
         if (error) {
             pd_log_error(PD_LOG_ERR, pg->log, 0,
                          "postgres %s: commit failed: %s", pg->addr,
-                         PQresultErrorMessage(res));
+                         pd_pg_one_line(line, PQresultErrorMessage(res)));
         }
 
         PQclear(res);
@@ -1375,7 +1391,11 @@ pd_pg_deliver(pd_pg_t *pg)
 }
 
 
-/* 1 when the socket, or openssl's buffer, still holds input */
+/*
+ * 1 when the socket, or openssl's buffer, still holds input.  libpq keeps
+ * 8 KB free, a PostgreSQL record's size; a pooler's 16 KB record would
+ * leave the rest in openssl, out of FIONREAD's sight.
+ */
 static pd_int_t
 pd_pg_more_input(pd_pg_t *pg)
 {
@@ -1401,16 +1421,10 @@ static void
 pd_pg_notice(void *arg, const char *message)
 {
     pd_pg_t  *pg = arg;
-    size_t    len;
+    char      line[PD_PG_MSG_LEN];
 
-    len = strlen(message);
-
-    while (len && (message[len - 1] == '\n' || message[len - 1] == ' ')) {
-        len--;
-    }
-
-    pd_log_error(PD_LOG_INFO, pg->log, 0, "postgres %s: %.*s", pg->addr,
-                 (int) len, message);
+    pd_log_error(PD_LOG_INFO, pg->log, 0, "postgres %s: %s", pg->addr,
+                 pd_pg_one_line(line, message));
 }
 
 
@@ -1418,18 +1432,43 @@ pd_pg_notice(void *arg, const char *message)
 static void
 pd_pg_log_conn(pd_pg_t *pg, pd_uint_t level, const char *what)
 {
-    const char  *msg;
-    size_t       len;
+    char  line[PD_PG_MSG_LEN];
 
-    msg = pg->conn ? PQerrorMessage(pg->conn) : "";
-    len = strlen(msg);
+    pd_log_error(level, pg->log, 0, "%s postgres %s failed: %s", what,
+                 pg->addr,
+                 pd_pg_one_line(line, pg->conn ? PQerrorMessage(pg->conn)
+                                               : ""));
+}
 
-    while (len && (msg[len - 1] == '\n' || msg[len - 1] == ' ')) {
-        len--;
+
+/* libpq's messages span lines ("DETAIL:", "\tThis probably means"):
+ * one log line each, blanks squeezed */
+static char *
+pd_pg_one_line(char *line, const char *msg)
+{
+    char  *p, *end;
+
+    p = line;
+    end = line + PD_PG_MSG_LEN - 1;
+
+    for ( ; *msg && p < end; msg++) {
+        if (isspace((u_char) *msg)) {
+            if (p > line && p[-1] != ' ') {
+                *p++ = ' ';
+            }
+            continue;
+        }
+
+        *p++ = *msg;
     }
 
-    pd_log_error(level, pg->log, 0, "%s postgres %s failed: %.*s", what,
-                 pg->addr, (int) len, msg);
+    if (p > line && p[-1] == ' ') {
+        p--;
+    }
+
+    *p = '\0';
+
+    return line;
 }
 
 

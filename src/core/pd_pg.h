@@ -67,7 +67,8 @@ pd_int_t pd_pg_connect(pd_pg_t *pg);
  * A statement that fails to prepare (logged) is tried again by the next
  * pd_pg_prepare() of the same name, so a connect handler may create a
  * table and then prepare statements on it.  PD_OK; PD_ERROR when the
- * name is known with another text or count, or on no memory.
+ * name is known with another text or count, nparams is out of 0..65535,
+ * or on no memory.
  */
 pd_int_t pd_pg_prepare(pd_pg_t *pg, const char *name, const char *sql,
     int nparams);

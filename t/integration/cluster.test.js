@@ -20,6 +20,69 @@ function haveRedis() {
     return cp.spawnSync('redis-server', ['--version']).status === 0;
 }
 
+/* PostgreSQL's binaries: Debian keeps them out of PATH */
+function pgBin() {
+    const fs = require('node:fs');
+    const root = '/usr/lib/postgresql';
+    if (!fs.existsSync(root)) {
+        return null;
+    }
+    const v = fs.readdirSync(root).sort().pop();
+    return v ? `${root}/${v}/bin` : null;
+}
+
+/*
+ * A throw-away PostgreSQL on a free port (as the postgres user when we
+ * are root: it refuses to run as root); {port, stop(), start()}.
+ */
+async function startPostgres() {
+    const fs = require('node:fs');
+    const os = require('node:os');
+    const path = require('node:path');
+    const bin = pgBin();
+    const port = await L.freePort();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pushd-pg-'));
+    const asPg = process.getuid() === 0;
+    const run = (cmd, args) => {
+        const full = asPg ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]]
+                          : [cmd, args];
+        const r = cp.spawnSync(full[0], full[1], { encoding: 'utf8' });
+        if (r.status !== 0) {
+            throw new Error(`${cmd} failed: ${r.stderr}`);
+        }
+    };
+    if (asPg) {
+        cp.spawnSync('chown', ['postgres', dir]);
+    }
+    run(`${bin}/initdb`, ['-D', `${dir}/data`, '-A', 'trust', '-U',
+                          'postgres']);
+    const pg = {
+        port,
+        start: async () => {
+            run(`${bin}/pg_ctl`, ['-D', `${dir}/data`, '-w', '-l',
+                                  `${dir}/log`, '-o',
+                                  `-p ${port} -k ${dir} `
+                                  + '-c listen_addresses=127.0.0.1',
+                                  'start']);
+            await L.waitFor(() => L.tcpConnects(port), 10000, 'postgres');
+        },
+        stop: () => {
+            try {
+                run(`${bin}/pg_ctl`, ['-D', `${dir}/data`, '-m', 'fast',
+                                      '-w', 'stop']);
+            } catch (e) {
+                /* not running */
+            }
+        },
+        remove: () => {
+            pg.stop();
+            fs.rmSync(dir, { recursive: true, force: true });
+        },
+    };
+    await pg.start();
+    return pg;
+}
+
 async function startRedis(port) {
     const child = cp.spawn('redis-server',
                            ['--port', String(port), '--save', '',
@@ -36,14 +99,22 @@ async function stopRedis(child) {
     }
 }
 
-function node(name, redisPort) {
+function node(name, redisPort, pgPort) {
+    const saver = { memory: '8m' };
+    if (pgPort) {
+        Object.assign(saver, {
+            backend: 'redis', timeout: '1s',
+            postgres: `host=127.0.0.1 port=${pgPort} dbname=postgres `
+                      + 'user=postgres',
+        });
+    }
     return {
         workers: 2,
         top: {
             node_id: name,
             register: { backend: 'redis', redis: [`127.0.0.1:${redisPort}`],
                         memory: '8m', node_ttl: '3s', timeout: '500ms' },
-            saver: { memory: '8m' },
+            saver,
         },
         room: { auth_secret: W.SECRET },
     };
@@ -55,14 +126,16 @@ async function presence(d, uid) {
     return JSON.parse(r.body);
 }
 
-/* three nodes and their own redis; fn(nodes, redis) */
-async function withCluster(fn) {
+/* three nodes and their own redis (and postgres); fn(nodes, redis, pg) */
+async function withCluster(fn, withPg = false) {
     const redisPort = await L.freePort();
     let redis = await startRedis(redisPort);
+    const pg = withPg ? await startPostgres() : null;
     const nodes = [];
     try {
         for (const name of ['node-a', 'node-b', 'node-c']) {
-            nodes.push(await L.startPushd(node(name, redisPort)));
+            nodes.push(await L.startPushd(node(name, redisPort,
+                                               pg && pg.port)));
         }
         await fn(nodes, {
             port: redisPort,
@@ -70,12 +143,19 @@ async function withCluster(fn) {
                 await stopRedis(redis);
                 redis = await startRedis(redisPort);
             },
-        });
+            stop: () => stopRedis(redis),
+            start: async () => {
+                redis = await startRedis(redisPort);
+            },
+        }, pg);
     } finally {
         for (const d of nodes) {
             await d.stop();
         }
         await stopRedis(redis);
+        if (pg) {
+            pg.remove();
+        }
     }
 }
 
@@ -184,4 +264,123 @@ test('cluster: a killed node\'s users vanish within node_ttl; a Redis '
         cc.close();
         cb.close();
     });
+});
+
+const PG = { ...T, skip: (!haveRedis() || !pgBin())
+                         && 'redis-server or postgresql is not installed' };
+
+/* collects msg frames, acking each; resolves when n distinct ids came */
+async function collect(cl, n, ms) {
+    const ids = new Set();
+    while (ids.size < n) {
+        const m = await cl.op('msg', ms);
+        cl.send({ op: 'ack', ids: [m.id] });
+        ids.add(m.id);
+    }
+    return ids;
+}
+
+test('cluster qos 1: stored through one node, delivered on another, '
+     + 'acked once; Redis loses its data and PostgreSQL brings it back',
+     PG, async () => {
+    await withCluster(async ([a, b, c], redis) => {
+        /* node-a stores for an offline uid: Redis and PostgreSQL */
+        const ids = [];
+        for (let i = 0; i < 5; i++) {
+            const r = await L.centerPost(a, '/v1/push', {
+                app: 'chat', uids: ['lea'], data: { i },
+            });
+            assert.strictEqual(r.status, 200, r.body);
+            assert.strictEqual(r.json.stored, 1, r.body);
+            ids.push(r.json.id);
+        }
+
+        /* the uid connects to node-b: all five, in order, unacked */
+        let cl = await W.connect(b.roomPort, 'lea', 'phone',
+                                 { apps: ['chat'] });
+        const got = [];
+        for (let i = 0; i < 5; i++) {
+            got.push((await cl.op('msg', 5000)).id);
+        }
+        assert.deepStrictEqual(got, ids, 'in order');
+        cl.close();
+        await cl.waitClose();
+
+        /* Redis restarts empty: the unacked ones come back from
+         * PostgreSQL, and a client on node-c gets them and acks */
+        await redis.restart();
+        cl = await L.waitFor(async () => {
+            const x = await W.connect(c.roomPort, 'lea', 'tablet',
+                                      { apps: ['chat'] });
+            const m = await x.op('msg', 1500).catch(() => null);
+            if (!m) {
+                x.close();
+                return null;
+            }
+            x.first = m;
+            return x;
+        }, 20000, 'the stored messages after the Redis restart');
+        const seen = new Set([cl.first.id]);
+        cl.send({ op: 'ack', ids: [cl.first.id] });
+        for (const id of await collect(cl, 4, 5000)) {
+            seen.add(id);
+        }
+        assert.deepStrictEqual([...seen].sort(), [...ids].sort());
+        cl.close();
+        await cl.waitClose();
+
+        /* acked: never again */
+        cl = await W.connect(a.roomPort, 'lea', 'phone', { apps: ['chat'] });
+        await assert.rejects(cl.op('msg', 1000), 'nothing after the acks');
+        cl.close();
+    }, true);
+});
+
+test('cluster qos 1: Redis or PostgreSQL down -> 503 and recovery; qos 0 '
+     + 'still reaches the node\'s own users', PG, async () => {
+    await withCluster(async ([a], redis, pg) => {
+        const cl = await W.connect(a.roomPort, 'max', 'phone',
+                                   { apps: ['chat'] });
+
+        pg.stop();
+        await L.waitFor(async () => (await L.centerPost(a, '/v1/push', {
+            app: 'chat', uids: ['max'], data: 1,
+        })).status === 503, 10000, '503 with postgres down');
+
+        await pg.start();
+        const ok = await L.waitFor(async () => {
+            const r = await L.centerPost(a, '/v1/push', {
+                app: 'chat', uids: ['max'], data: 2,
+            });
+            return r.status === 200 && r;
+        }, 20000, '200 again once postgres is back');
+        assert.strictEqual((await cl.next((m) => m.op === 'msg'
+                                          && m.id === ok.json.id, 5000)).data,
+                           2);
+
+        await redis.stop();
+        const r = await L.waitFor(async () => {
+            const x = await L.centerPost(a, '/v1/push', {
+                app: 'chat', uids: ['max'], data: 3,
+            });
+            return x.status === 503 && x;
+        }, 10000, '503 with redis down');
+        assert.strictEqual(typeof r.json.error, 'string');
+
+        /* qos 0 needs no store: the node's own view knows the user */
+        const q0 = await L.centerPost(a, '/v1/push', {
+            app: 'chat', uids: ['max'], data: 4, qos: 0,
+        });
+        assert.strictEqual(q0.status, 200, q0.body);
+        assert.strictEqual((await cl.next((m) => m.op === 'msg'
+                                          && m.id === q0.json.id, 5000)).data,
+                           4);
+        assert.ok(cl.open, 'the client stayed connected');
+
+        await redis.start();
+        await L.waitFor(async () => (await L.centerPost(a, '/v1/push', {
+            app: 'chat', uids: ['max'], data: 5,
+        })).status === 200, 20000, '200 again once redis is back');
+        cl.close();
+    }, true);
 });

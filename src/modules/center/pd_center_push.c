@@ -251,6 +251,10 @@ pd_center_target(pd_center_route_t *r, pd_reg_info_t *info)
 }
 
 static void pd_center_push_done(pd_center_route_t *r);
+static void pd_center_push_route(pd_center_route_t *r);
+static void pd_center_stored(void *data, pd_int_t rc, pd_uint_t stored,
+    pd_uint_t full);
+static void pd_center_push_free(pd_center_route_t *r);
 
 /* the register's answer for one uid: route its connections of the app */
 static void
@@ -442,7 +446,7 @@ pd_center_push(pd_http_conn_t *hc)
     pd_pool_cleanup_t   *cln;
     json_t              *body;
     const char          *err;
-    pd_uint_t            status, full, i;
+    pd_uint_t            status, i;
     pd_int_t             rv;
 
     if (!pd_center_rate_ok(ccf)) {
@@ -508,21 +512,73 @@ pd_center_push(pd_http_conn_t *hc)
 
     r->seq = pd_stats_next_seq();
 
-    /* stored before it is sent: a 200 means it is kept */
-    if (m.qos) {
-        rv = pd_saver_store(m.uids, m.nuids, &m.app, r->seq, &m.data, m.ttl,
-                            &r->stored, &full, hc->pool);
-        if (rv != PD_OK) {
-            pd_stats_dlv(PD_DLV_STORE_FULL, 1);
-            (void) pd_http_send_error(hc, 503, "the message store is full");
-            return;
-        }
+    if (!m.qos) {
+        pd_center_push_route(r);
+        return;
     }
 
-    r->frame = pd_room_msg_frame(r->seq, &m.app, m.qos, m.data.data,
-                                 m.data.len, pd_current_msec);
+    /* stored before it is sent: a 200 means it is kept; the answer may
+     * come later (a networked store), r waits for it as for a lookup */
+    r->pending = 1;
+
+    rv = pd_saver_store(m.uids, m.nuids, &m.app, r->seq, &m.data, m.ttl,
+                        hc->pool, pd_center_stored, r);
+    if (rv != PD_OK) {
+        r->pending = 0;
+        pd_stats_dlv(PD_DLV_STORE_FULL, 1);
+        (void) pd_http_send_error(hc, 503, rv == PD_BUSY
+                                  ? "the message store is full"
+                                  : "the message store is unavailable");
+    }
+}
+
+static void
+pd_center_stored(void *data, pd_int_t rc, pd_uint_t stored, pd_uint_t full)
+{
+    pd_center_route_t  *r = data;
+
+    (void) full;
+
+    r->pending = 0;
+
+    if (rc != PD_OK) {
+        pd_stats_dlv(PD_DLV_STORE_FULL, 1);
+
+        if (r->hc == NULL) {
+            pd_center_push_free(r);
+            return;
+        }
+
+        (void) pd_http_send_error(r->hc, 503, "the message store is "
+                                  "unavailable");
+        return;
+    }
+
+    r->stored = stored;
+
+    if (r->hc == NULL) {
+        /* the client left: it is kept, and comes on the next connect */
+        pd_center_push_free(r);
+        return;
+    }
+
+    pd_center_push_route(r);
+}
+
+/* frames once, then asks the register where each uid is */
+static void
+pd_center_push_route(pd_center_route_t *r)
+{
+    pd_center_lookup_t  *lk;
+    pd_uint_t            i;
+
+    lk = (pd_center_lookup_t *) (r + 1);
+
+    r->frame = pd_room_msg_frame(r->seq, &r->m.app, r->m.qos,
+                                 r->m.data.data, r->m.data.len,
+                                 pd_current_msec);
     if (r->frame == NULL) {
-        (void) pd_http_send_error(hc, 500, "out of memory");
+        (void) pd_http_send_error(r->hc, 500, "out of memory");
         return;
     }
 
@@ -533,9 +589,9 @@ pd_center_push(pd_http_conn_t *hc)
 
     /* one more than the lookups: answers that come at once do not
      * finish the push before every lookup has been asked */
-    r->pending = m.nuids + 1;
+    r->pending = r->m.nuids + 1;
 
-    for (i = 0; i < m.nuids; i++) {
+    for (i = 0; i < r->m.nuids; i++) {
         if (pd_register->lookup(lk[i].uid.data, lk[i].uid.len,
                                 pd_center_route_uid, &lk[i])
             != PD_OK)

@@ -66,6 +66,12 @@ void pd_register_redis_exit_process(pd_cycle_t *cycle);
  * register again (after the cluster register lost its data).
  */
 extern void (*pd_register_resync)(void);
+/* the cluster register's servers, for the saver's keys on the same hash */
+extern pd_redis_t               **pd_register_shards;
+extern pd_uint_t                  pd_register_nshards;
+/* set by the saver: a server (re)connected (may have lost its data) */
+extern void                     (*pd_register_on_connect)(pd_redis_t *r);
+
 /* writes one entry to the cluster register only (the resync's step) */
 void pd_register_redis_announce(const pd_reg_info_t *info);
 

@@ -46,8 +46,9 @@ typedef struct {
 } pd_rr_lookup_t;
 
 static pd_register_conf_t  *pd_rr_conf;
-static pd_redis_t         **pd_rr_shards;
-static pd_uint_t            pd_rr_nshards;
+pd_redis_t                **pd_register_shards;
+pd_uint_t                   pd_register_nshards;
+void                      (*pd_register_on_connect)(pd_redis_t *r);
 static pd_timer_t           pd_rr_refresh_timer;
 static pd_rr_node_t         pd_rr_nodes[PD_RR_NODES];
 static char                 pd_rr_node[33];
@@ -59,7 +60,7 @@ static void pd_rr_lookup_finish(pd_rr_lookup_t *lk);
 static pd_redis_t *
 pd_rr_shard(const u_char *uid, size_t len)
 {
-    return pd_rr_shards[pd_redis_shard(uid, len, (uint32_t) pd_rr_nshards)];
+    return pd_register_shards[pd_redis_shard(uid, len, (uint32_t) pd_register_nshards)];
 }
 
 /* fire and forget: a failed write is mended by the next resync */
@@ -562,7 +563,7 @@ pd_rr_entries_reply(pd_redis_t *r, redisReply *reply, void *data)
         alen[1 + i] = strlen(keys[i]);
     }
 
-    if (pd_redis_command(pd_rr_shards[0], pd_rr_nodes_reply, lk,
+    if (pd_redis_command(pd_register_shards[0], pd_rr_nodes_reply, lk,
                          (int) (1 + lk->nasked), argv, alen) != PD_OK)
     {
         pd_rr_lookup_finish(lk);
@@ -657,7 +658,7 @@ pd_rr_refresh(pd_timer_t *t)
     len[4] = (size_t) snprintf(ttl, sizeof(ttl), "%lu",
                                (unsigned long) pd_rr_conf->node_ttl);
 
-    (void) pd_rr_send(pd_rr_shards[0], 5, argv, len);
+    (void) pd_rr_send(pd_register_shards[0], 5, argv, len);
 
     (void) pd_timer_add(&pd_timers, t, pd_current_msec,
                         pd_rr_conf->node_ttl / 3);
@@ -669,12 +670,16 @@ pd_rr_connected(pd_redis_t *r, void *data)
 {
     (void) data;
 
-    if (r == pd_rr_shards[0]) {
+    if (r == pd_register_shards[0]) {
         pd_rr_refresh(&pd_rr_refresh_timer);
     }
 
     if (pd_register_resync != NULL) {
         pd_register_resync();
+    }
+
+    if (pd_register_on_connect != NULL) {
+        pd_register_on_connect(r);
     }
 }
 
@@ -694,32 +699,32 @@ pd_register_redis_init_process(pd_cycle_t *cycle, pd_register_conf_t *rcf)
                     (unsigned long) pd_stats->boot);
 
     a = rcf->shards->elts;
-    pd_rr_nshards = rcf->shards->nelts;
-    pd_rr_shards = pd_calloc(sizeof(pd_redis_t *) * pd_rr_nshards,
+    pd_register_nshards = rcf->shards->nelts;
+    pd_register_shards = pd_calloc(sizeof(pd_redis_t *) * pd_register_nshards,
                              cycle->log);
-    if (pd_rr_shards == NULL) {
+    if (pd_register_shards == NULL) {
         return PD_ERROR;
     }
 
-    for (i = 0; i < pd_rr_nshards; i++) {
-        pd_rr_shards[i] = pd_redis_create(a[i].host, a[i].port, rcf->timeout,
+    for (i = 0; i < pd_register_nshards; i++) {
+        pd_register_shards[i] = pd_redis_create(a[i].host, a[i].port, rcf->timeout,
                                           cycle->log);
-        if (pd_rr_shards[i] == NULL) {
+        if (pd_register_shards[i] == NULL) {
             return PD_ERROR;
         }
 
-        pd_redis_set_connect_handler(pd_rr_shards[i], pd_rr_connected, NULL);
+        pd_redis_set_connect_handler(pd_register_shards[i], pd_rr_connected, NULL);
 
         /* not connected yet is fine: it keeps trying, and the node runs
          * on its own view meanwhile */
-        (void) pd_redis_connect(pd_rr_shards[i]);
+        (void) pd_redis_connect(pd_register_shards[i]);
     }
 
     pd_timer_init(&pd_rr_refresh_timer, pd_rr_refresh, NULL);
     (void) pd_timer_add(&pd_timers, &pd_rr_refresh_timer, pd_current_msec,
                         rcf->node_ttl / 3);
 
-    return pd_register_route_init(cycle, rcf, pd_rr_shards[0]);
+    return pd_register_route_init(cycle, rcf, pd_register_shards[0]);
 }
 
 void
@@ -731,13 +736,13 @@ pd_register_redis_exit_process(pd_cycle_t *cycle)
 
     pd_register_route_exit();
 
-    for (i = 0; i < pd_rr_nshards; i++) {
-        pd_redis_destroy(pd_rr_shards[i]);
+    for (i = 0; i < pd_register_nshards; i++) {
+        pd_redis_destroy(pd_register_shards[i]);
     }
 
-    pd_free(pd_rr_shards);
-    pd_rr_shards = NULL;
-    pd_rr_nshards = 0;
+    pd_free(pd_register_shards);
+    pd_register_shards = NULL;
+    pd_register_nshards = 0;
 }
 
 pd_register_backend_t  pd_register_redis_backend = {

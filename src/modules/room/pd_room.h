@@ -45,6 +45,13 @@ struct pd_room_link_s {
 
 typedef struct pd_room_conn_s  pd_room_conn_t;
 
+/* where a stored backlog larger than the output bound goes on, per app:
+ * a position in the memory store, or the last id a cluster store gave */
+typedef struct {
+    uint64_t         seq[PD_REG_APPS_MAX];
+    u_char           id[PD_REG_APPS_MAX][80];
+} pd_room_resume_t;
+
 struct pd_room_conn_s {
     pd_connection_t *connection;
     pd_room_conf_t  *conf;
@@ -68,7 +75,7 @@ struct pd_room_conn_s {
     uint8_t          device_len;
     uint8_t          napps;
     uint64_t         bcast_seq[PD_REG_APPS_MAX]; /* last broadcast per app */
-    uint64_t        *resume;       /* per app, while a stored backlog is
+    pd_room_resume_t *resume;      /* per app, while a stored backlog is
                                     * larger than the output bound */
     uint8_t          backlog;      /* bit i: app i has more stored */
     u_char           uid[PD_UID_MAX];
@@ -152,11 +159,14 @@ void pd_room_out_free(pd_room_conn_t *rc);
 /* delivery */
 pd_shbuf_t *pd_room_msg_frame(uint64_t seq, pd_str_t *app, pd_uint_t qos,
     const u_char *data, size_t len, pd_msec_t stamp);
+pd_shbuf_t *pd_room_msg_frame_id(pd_str_t *id, pd_str_t *app, pd_uint_t qos,
+    const u_char *data, size_t len, pd_msec_t stamp);
 pd_int_t pd_room_has_app(pd_room_conn_t *rc, const u_char *app, size_t len);
 pd_int_t pd_room_deliver(pd_room_conn_t *rc, pd_shbuf_t *frame);
 pd_int_t pd_room_load(pd_room_conn_t *rc);
 pd_int_t pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i);
 void pd_room_load_more(pd_room_conn_t *rc);
+void pd_room_fetch(pd_room_conn_t *rc, pd_uint_t i, const u_char *after);
 void pd_room_save_cursors(pd_room_conn_t *rc);
 pd_int_t pd_room_ack(pd_room_conn_t *rc, const char **ids, pd_uint_t n);
 void pd_room_bcast_start(pd_room_bcast_hdr_t *hdr, const u_char *app,

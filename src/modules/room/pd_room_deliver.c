@@ -30,22 +30,40 @@ typedef struct {
 
 static pd_room_bcast_t  *pd_room_bcasts[PD_ROOM_BCAST_MAX];
 
+static pd_int_t pd_room_resume_set(pd_room_conn_t *rc, pd_uint_t i,
+    uint64_t resume, pd_str_t *id);
+
 pd_shbuf_t *
 pd_room_msg_frame(uint64_t seq, pd_str_t *app, pd_uint_t qos,
     const u_char *data, size_t len, pd_msec_t stamp)
 {
     pd_core_conf_t  *ccf;
-    pd_shbuf_t      *sb;
-    u_char           head[160], *h, hdr[PD_WS_MAX_HEADER], *p;
-    size_t           hl, n, total;
+    pd_str_t         id;
+    u_char           buf[80];
 
     ccf = pd_get_conf(pd_cycle, pd_core_module);
 
+    id.data = buf;
+    id.len = (size_t) (pd_slprintf(buf, buf + sizeof(buf), "%.*s-%lx",
+                                   (int) ccf->node_id.len, ccf->node_id.data,
+                                   (unsigned long) seq) - buf);
+
+    return pd_room_msg_frame_id(&id, app, qos, data, len, stamp);
+}
+
+/* the same, for an id made elsewhere (another node's message) */
+pd_shbuf_t *
+pd_room_msg_frame_id(pd_str_t *id, pd_str_t *app, pd_uint_t qos,
+    const u_char *data, size_t len, pd_msec_t stamp)
+{
+    pd_shbuf_t      *sb;
+    u_char           head[200], *h, hdr[PD_WS_MAX_HEADER], *p;
+    size_t           hl, n, total;
+
     h = pd_slprintf(head, head + sizeof(head),
-                    "{\"op\":\"msg\",\"id\":\"%.*s-%lx\",\"app\":\"%.*s\","
-                    "\"qos\":%u,\"data\":", (int) ccf->node_id.len,
-                    ccf->node_id.data, (unsigned long) seq, (int) app->len,
-                    app->data, (unsigned) qos);
+                    "{\"op\":\"msg\",\"id\":\"%.*s\",\"app\":\"%.*s\","
+                    "\"qos\":%u,\"data\":", (int) pd_min(id->len, 80),
+                    id->data, (int) app->len, app->data, (unsigned) qos);
     hl = (size_t) (h - head);
 
     total = hl + len + 1;
@@ -161,26 +179,24 @@ pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i)
     ld.app = &app;
     ld.qos = 1;
 
-    resume = (rc->backlog & (1 << i)) ? rc->resume[i] : 0;
+    resume = (rc->backlog & (1 << i)) ? rc->resume->seq[i] : 0;
 
-    (void) pd_saver_pending(&uid, &app, &resume, pd_room_load_one, &ld);
+    if (pd_saver_async()) {
+        /* a networked store answers later (pd_room_fetched) */
+        pd_room_fetch(rc, i, (rc->backlog & (1 << i)) ? rc->resume->id[i]
+                                                      : (u_char *) "");
 
-    if (ld.failed) {
-        /* the rest follows as the queue drains (pd_room_flush) */
-        if (rc->resume == NULL) {
-            rc->resume = pd_calloc(sizeof(uint64_t) * PD_REG_APPS_MAX,
-                                   rc->connection->log);
-            if (rc->resume == NULL) {
-                return PD_OK;
-            }
+    } else {
+        (void) pd_saver_pending(&uid, &app, &resume, pd_room_load_one, &ld);
+
+        if (ld.failed) {
+            /* the rest follows as the queue drains (pd_room_flush) */
+            (void) pd_room_resume_set(rc, i, resume, NULL);
+            return PD_OK;
         }
 
-        rc->resume[i] = resume;
-        rc->backlog |= (uint8_t) (1 << i);
-        return PD_OK;
+        rc->backlog &= (uint8_t) ~(1 << i);
     }
-
-    rc->backlog &= (uint8_t) ~(1 << i);
 
     ld.qos = 0;
     ld.last = 0;
@@ -193,6 +209,135 @@ pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i)
     }
 
     return PD_OK;
+}
+
+/* a fetch from a networked store: the connection may be gone when the
+ * answer comes, so it is found again by its id */
+typedef struct {
+    uint64_t         id;
+    pd_uint_t        app_index;
+    u_char           app[PD_REG_APP_MAX + 1];
+} pd_room_fetch_t;
+
+static pd_int_t
+pd_room_resume_set(pd_room_conn_t *rc, pd_uint_t i, uint64_t resume,
+    pd_str_t *id)
+{
+    if (rc->resume == NULL) {
+        rc->resume = pd_calloc(sizeof(pd_room_resume_t), rc->connection->log);
+        if (rc->resume == NULL) {
+            return PD_ERROR;
+        }
+    }
+
+    rc->resume->seq[i] = resume;
+
+    if (id != NULL) {
+        (void) pd_slprintf(rc->resume->id[i], rc->resume->id[i] + 79, "%.*s",
+                           (int) pd_min(id->len, 79), id->data);
+        rc->resume->id[i][pd_min(id->len, 79)] = '\0';
+    }
+
+    rc->backlog |= (uint8_t) (1 << i);
+    return PD_OK;
+}
+
+static void
+pd_room_fetched(void *data, pd_int_t rc_, pd_saver_msg_t *msgs, pd_uint_t n)
+{
+    pd_room_fetch_t  *f = data;
+    pd_room_conn_t   *rc;
+    pd_str_t          app;
+    pd_shbuf_t       *sb;
+    pd_uint_t         k;
+    pd_str_t         *last;
+
+    rc = pd_room_find(f->id);
+
+    if (rc == NULL || f->app_index >= rc->napps
+        || strcmp((char *) rc->apps[f->app_index], (char *) f->app) != 0)
+    {
+        /* gone or unbound: the messages stay stored for the next time */
+        pd_free(f);
+        return;
+    }
+
+    if (rc_ != PD_OK) {
+        pd_log_error(PD_LOG_WARN, rc->connection->log, 0,
+                     "stored messages of \"%.*s\" not fetched; they come "
+                     "on the next connection", (int) rc->uid_len, rc->uid);
+        rc->backlog &= (uint8_t) ~(1 << f->app_index);
+        pd_free(f);
+        return;
+    }
+
+    app.data = f->app;
+    app.len = strlen((char *) f->app);
+    last = NULL;
+
+    for (k = 0; k < n; k++) {
+        sb = pd_room_msg_frame_id(&msgs[k].id, &app, 1, msgs[k].payload,
+                                  msgs[k].len, 0);
+        if (sb == NULL) {
+            break;
+        }
+
+        (void) pd_room_send_shared(rc, sb);
+        pd_shbuf_unref(sb);
+
+        if (pd_room_find(f->id) == NULL) {
+            /* closed as a slow consumer: the rest stays stored */
+            pd_free(f);
+            return;
+        }
+
+        last = &msgs[k].id;
+        pd_stats_dlv(PD_DLV_REDELIVERED, 1);
+    }
+
+    if (n == PD_SAVER_FETCH_MAX && last != NULL
+        && pd_room_resume_set(rc, f->app_index, 0, last) == PD_OK)
+    {
+        /* more: now if the queue has room, else when it drains */
+        if (rc->out_bytes < rc->conf->output_limit / 2) {
+            pd_room_fetch(rc, f->app_index, rc->resume->id[f->app_index]);
+        }
+
+    } else {
+        rc->backlog &= (uint8_t) ~(1 << f->app_index);
+    }
+
+    pd_free(f);
+}
+
+void
+pd_room_fetch(pd_room_conn_t *rc, pd_uint_t i, const u_char *after)
+{
+    pd_room_fetch_t  *f;
+    pd_str_t          uid, app;
+
+    f = pd_calloc(sizeof(pd_room_fetch_t), rc->connection->log);
+    if (f == NULL) {
+        return;
+    }
+
+    f->id = rc->id;
+    f->app_index = i;
+    pd_memcpy(f->app, rc->apps[i], PD_REG_APP_MAX + 1);
+
+    uid.data = rc->uid;
+    uid.len = rc->uid_len;
+    app.data = rc->apps[i];
+    app.len = strlen((char *) rc->apps[i]);
+
+    /* in flight: a drained queue must not ask again meanwhile */
+    rc->backlog &= (uint8_t) ~(1 << i);
+
+    if (pd_saver_fetch(&uid, &app, (const char *) after, pd_room_fetched, f)
+        != PD_OK)
+    {
+        pd_free(f);
+    }
 }
 
 /* the output queue drained: the next slice of a stored backlog */
@@ -271,6 +416,18 @@ pd_room_ack(pd_room_conn_t *rc, const char **ids, pd_uint_t n)
     uid.data = rc->uid;
     uid.len = rc->uid_len;
     acked = 0;
+
+    if (pd_saver_async()) {
+        /* a cluster store knows every node's ids */
+        for (i = 0; i < n; i++) {
+            if (pd_saver_ack_id(&uid, ids[i]) == PD_OK) {
+                acked++;
+            }
+        }
+
+        pd_stats_dlv(PD_DLV_ACKED, acked);
+        return PD_OK;
+    }
 
     for (i = 0; i < n; i++) {
         dash = strrchr(ids[i], '-');

@@ -490,7 +490,9 @@ pd_room_bind(pd_room_conn_t *rc, json_t *req, pd_uint_t bind)
             if (rc->backlog & (1 << rc->napps)) {
                 rc->backlog &= (uint8_t) ~(1 << rc->napps);
                 rc->backlog |= (uint8_t) (1 << i);
-                rc->resume[i] = rc->resume[rc->napps];
+                rc->resume->seq[i] = rc->resume->seq[rc->napps];
+                pd_memcpy(rc->resume->id[i], rc->resume->id[rc->napps],
+                          sizeof(rc->resume->id[i]));
             }
         }
     }

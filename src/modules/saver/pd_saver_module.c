@@ -6,12 +6,14 @@
 
 #include "pd_core.h"
 #include "pd_saver.h"
+#include "pd_register.h"
 
 static void *pd_saver_create_conf(pd_cycle_t *cycle);
 static const char *pd_saver_init_conf(pd_cycle_t *cycle, void *conf);
 static pd_int_t pd_saver_init_module(pd_cycle_t *cycle);
 static pd_int_t pd_saver_init_process(pd_cycle_t *cycle);
 static void pd_saver_sweep(pd_timer_t *t);
+static void pd_saver_exit_process(pd_cycle_t *cycle);
 
 pd_saver_conf_t        *pd_saver;
 static pd_msg_zone_t   *pd_saver_zone;
@@ -23,8 +25,11 @@ static int              pd_saver_zone_tag;
 
 static pd_conf_enum_t  pd_saver_backends[] = {
     { pd_string("memory"), PD_SAVER_MEMORY },
+    { pd_string("redis"), PD_SAVER_REDIS },
     { pd_null_string, 0 }
 };
+
+static pd_conf_bounds_t  pd_saver_timeout_bounds = { 10, 60 * 1000 };
 
 static pd_conf_bounds_t  pd_saver_memory_bounds = {
     1024 * 1024, (int64_t) 64 * 1024 * 1024 * 1024
@@ -40,7 +45,21 @@ static pd_command_t  pd_saver_commands[] = {
     { "backend", PD_CONF_ENUM, pd_conf_set_enum_slot,
       offsetof(pd_saver_conf_t, backend), pd_saver_backends,
       "where messages are kept: `memory`, a shared-memory store of this "
-      "host (default: memory)" },
+      "host; `redis`, hot in the register's Redis servers and durable in "
+      "PostgreSQL (needs register.backend redis and postgres); the memory "
+      "store then keeps only retained broadcasts (default: memory)" },
+
+    { "postgres", PD_CONF_STRING, pd_conf_set_str_slot,
+      offsetof(pd_saver_conf_t, postgres), NULL,
+      "libpq conninfo of the durable log, numeric host or a socket "
+      "directory, e.g. \"host=127.0.0.1 port=5432 dbname=pushd "
+      "user=pushd\" (the redis backend; the table is created on first "
+      "start)" },
+
+    { "timeout", PD_CONF_DURATION, pd_conf_set_msec_slot,
+      offsetof(pd_saver_conf_t, timeout), &pd_saver_timeout_bounds,
+      "a PostgreSQL command unanswered this long breaks the link; qos 1 "
+      "pushes get 503 until it is back (default: 2s)" },
 
     { "memory", PD_CONF_SIZE, pd_conf_set_size_slot,
       offsetof(pd_saver_conf_t, memory), &pd_saver_memory_bounds,
@@ -83,7 +102,7 @@ pd_module_t  pd_saver_module = {
     pd_saver_init_conf,
     pd_saver_init_module,
     pd_saver_init_process,
-    NULL,
+    pd_saver_exit_process,
     NULL,
     0,
     NULL,
@@ -107,6 +126,7 @@ pd_saver_create_conf(pd_cycle_t *cycle)
     scf->max_redeliveries = PD_CONF_UNSET;
     scf->max_per_mailbox = PD_CONF_UNSET;
     scf->sweep = PD_CONF_UNSET_MSEC;
+    scf->timeout = PD_CONF_UNSET_MSEC;
 
     return scf;
 }
@@ -125,6 +145,11 @@ pd_saver_init_conf(pd_cycle_t *cycle, void *conf)
     pd_conf_init_value(scf->max_redeliveries, 5);
     pd_conf_init_value(scf->max_per_mailbox, 1000);
     pd_conf_init_msec(scf->sweep, 1000);
+    pd_conf_init_msec(scf->timeout, 2000);
+
+    if (scf->backend == PD_SAVER_REDIS && scf->postgres.data == NULL) {
+        return "backend redis needs \"postgres\"";
+    }
 
     if (scf->ttl > scf->max_ttl) {
         return "\"ttl\" is above \"max_ttl\"";
@@ -188,6 +213,14 @@ pd_saver_init_process(pd_cycle_t *cycle)
 {
     pd_saver = pd_get_conf(cycle, pd_saver_module);
 
+    if (pd_saver->backend == PD_SAVER_REDIS) {
+        pd_register_on_connect = pd_saver_redis_connected;
+
+        if (pd_saver_redis_init_process(cycle, pd_saver) != PD_OK) {
+            return PD_ERROR;
+        }
+    }
+
     /* the workers sweep in turn, each a slice at a time */
     pd_timer_init(&pd_saver_sweep_timer, pd_saver_sweep, NULL);
     (void) pd_timer_add(&pd_timers, &pd_saver_sweep_timer, pd_current_msec,
@@ -212,14 +245,17 @@ pd_saver_sweep(pd_timer_t *t)
 
 pd_int_t
 pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, uint64_t seq,
-    pd_str_t *payload, pd_msec_t ttl, pd_uint_t *stored, pd_uint_t *full,
-    pd_pool_t *pool)
+    pd_str_t *payload, pd_msec_t ttl, pd_pool_t *pool, pd_saver_done_pt done,
+    void *data)
 {
     pd_msg_addr_t  *to;
-    pd_uint_t       i;
+    pd_uint_t       i, stored, full;
+    pd_int_t        rv;
 
-    *stored = 0;
-    *full = 0;
+    if (pd_saver->backend == PD_SAVER_REDIS) {
+        return pd_saver_redis_store(uids, n, app, seq, payload,
+                                    pd_saver_now() + ttl, pool, done, data);
+    }
 
     to = pd_palloc(pool, n * sizeof(pd_msg_addr_t));
     if (to == NULL) {
@@ -233,14 +269,54 @@ pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, uint64_t seq,
 
     /* one call, so a refusal stores nothing: the lock is held for the
      * whole list, bounded by center.max_uids */
-    return pd_msg_store(pd_saver_zone, to, n, app->data, app->len, seq,
-                        payload->data, payload->len, pd_saver_now() + ttl,
-                        stored, full);
+    rv = pd_msg_store(pd_saver_zone, to, n, app->data, app->len, seq,
+                      payload->data, payload->len, pd_saver_now() + ttl,
+                      &stored, &full);
+    if (rv != PD_OK) {
+        return rv;
+    }
+
+    done(data, PD_OK, stored, full);
+    return PD_OK;
+}
+
+pd_int_t
+pd_saver_async(void)
+{
+    return pd_saver->backend == PD_SAVER_REDIS;
+}
+
+pd_int_t
+pd_saver_fetch(pd_str_t *uid, pd_str_t *app, const char *after,
+    pd_saver_fetch_pt handler, void *data)
+{
+    return pd_saver_redis_fetch(uid, app, after, handler, data);
+}
+
+pd_int_t
+pd_saver_ack_id(pd_str_t *uid, const char *id)
+{
+    return pd_saver_redis_ack(uid, id);
+}
+
+static void
+pd_saver_exit_process(pd_cycle_t *cycle)
+{
+    (void) cycle;
+
+    if (pd_saver != NULL && pd_saver->backend == PD_SAVER_REDIS) {
+        pd_saver_redis_exit_process();
+    }
 }
 
 pd_int_t
 pd_saver_delivered(pd_str_t *uid, uint64_t seq)
 {
+    if (pd_saver->backend == PD_SAVER_REDIS) {
+        pd_saver_redis_delivered(uid, seq);
+        return PD_OK;
+    }
+
     return pd_msg_delivered(pd_saver_zone, uid->data, uid->len, seq,
                             (uint32_t) pd_saver->max_redeliveries);
 }

@@ -1,0 +1,813 @@
+/*
+ * pd_saver_redis.c: qos 1 messages for a cluster: hot in Redis, durable
+ * in PostgreSQL.  A push is answered 200 only once both have it.
+ *
+ * Redis, on the uid's server (the register's hash):
+ *   pd:q:{uid}     list of message ids ("node-seq": unique in the
+ *                  cluster), in store order (the mailboxes of all the
+ *                  uid's apps: one list, filtered by app)
+ *   pd:m:{id}      hash {a: app, d: data}, expiring with the message
+ *                  (written to every server a multicast touches)
+ *   pd:dl:{uid}    hash id -> deliveries, for the no-ack guard
+ *   pd:saver:ok    set once the server holds what PostgreSQL holds; a
+ *                  server that lost its data lacks it, and the first
+ *                  worker to see that reloads the unacked messages
+ * Each operation is one Lua script, so it is atomic on its server.
+ *
+ * PostgreSQL: pd_messages(uid, id, app, data, expires, acked), the
+ * durable log; acks mark rows, a sweep deletes acked and expired ones.
+ */
+
+#include "pd_core.h"
+#include "pd_saver.h"
+#include "pd_register.h"
+
+#define PD_SR_SWEEP      60000   /* ms between deletes of old rows */
+#define PD_SR_CHECK      2000    /* ms between looks for pd:saver:ok */
+
+/* KEYS: m, q...; ARGV: app, data, expires, max per mailbox, id; a retry
+ * (or a reload racing a store) finds the id there and adds nothing */
+static const char  pd_sr_store_lua[] =
+    "local max = tonumber(ARGV[4]) local s, f = 0, 0 "
+    "for i = 2, #KEYS do "
+    "  if redis.call('LPOS', KEYS[i], ARGV[5]) then s = s + 1 "
+    "  elseif redis.call('LLEN', KEYS[i]) < max then "
+    "    redis.call('RPUSH', KEYS[i], ARGV[5]) s = s + 1 "
+    "  else f = f + 1 end "
+    "end "
+    "redis.call('HSET', KEYS[1], 'a', ARGV[1], 'd', ARGV[2]) "
+    "redis.call('PEXPIREAT', KEYS[1], ARGV[3]) "
+    "return {s, f}";
+
+/* KEYS: q, dl; ARGV: app, after (an id or ""), max deliveries, limit */
+static const char  pd_sr_pending_lua[] =
+    "local out = {} local list = redis.call('LRANGE', KEYS[1], 0, -1) "
+    "local max = tonumber(ARGV[3]) local lim = tonumber(ARGV[4]) "
+    "local exp, drop, from = 0, 0, 1 "
+    "if ARGV[2] ~= '' then "
+    "  for i, id in ipairs(list) do "
+    "    if id == ARGV[2] then from = i + 1 break end "
+    "  end "
+    "end "
+    "for i = from, #list do "
+    "  local id = list[i] "
+    "  local m = redis.call('HMGET', 'pd:m:' .. id, 'a', 'd') "
+    "  if not m[1] then "
+    "    redis.call('LREM', KEYS[1], 0, id) "
+    "    redis.call('HDEL', KEYS[2], id) exp = exp + 1 "
+    "  elseif m[1] == ARGV[1] then "
+    "    local n = redis.call('HINCRBY', KEYS[2], id, 1) "
+    "    if max > 0 and n > max then "
+    "      redis.call('LREM', KEYS[1], 0, id) "
+    "      redis.call('HDEL', KEYS[2], id) drop = drop + 1 "
+    "    else "
+    "      out[#out + 1] = id out[#out + 1] = m[2] "
+    "      if #out >= 2 * lim then break end "
+    "    end "
+    "  end "
+    "end "
+    "table.insert(out, 1, drop) table.insert(out, 1, exp) "
+    "return out";
+
+/* KEYS: q, dl; ARGV: id */
+static const char  pd_sr_ack_lua[] =
+    "redis.call('HDEL', KEYS[2], ARGV[1]) "
+    "return redis.call('LREM', KEYS[1], 0, ARGV[1])";
+
+static pd_pg_t      *pd_sr_pg;
+static pd_timer_t    pd_sr_sweep_timer;
+static pd_timer_t    pd_sr_check_timer;
+static pd_uint_t     pd_sr_reloading;
+
+static void pd_saver_reload_done(void *data, pd_int_t rc, pd_uint_t stored,
+    pd_uint_t full);
+
+typedef struct {
+    pd_saver_done_pt     done;
+    void                *data;
+    pd_uint_t            waiting;    /* the answers still due */
+    pd_uint_t            failed;
+    pd_uint_t            stored;
+    pd_uint_t            full;
+} pd_sr_store_t;
+
+static char  pd_sr_node[33];
+
+/* "node-seq", as the center made it: unique in the cluster */
+static size_t
+pd_sr_id(u_char *buf, size_t size, uint64_t seq)
+{
+    return (size_t) (pd_slprintf(buf, buf + size, "%s-%lx", pd_sr_node,
+                                 (unsigned long) seq) - buf);
+}
+
+static pd_redis_t *
+pd_sr_shard(const u_char *uid, size_t len)
+{
+    return pd_register_shards[pd_redis_shard(uid, len,
+                                             (uint32_t) pd_register_nshards)];
+}
+
+static void
+pd_sr_store_answer(pd_sr_store_t *st)
+{
+    if (--st->waiting > 0) {
+        return;
+    }
+
+    st->done(st->data, st->failed ? PD_ERROR : PD_OK, st->stored, st->full);
+    pd_free(st);
+}
+
+static void
+pd_sr_stored_redis(pd_redis_t *r, redisReply *reply, void *data)
+{
+    pd_sr_store_t  *st = data;
+
+    (void) r;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 2)
+    {
+        if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+            pd_log_error(PD_LOG_ERR, pd_log_root, 0, "saver: redis: %.*s",
+                         (int) reply->len, reply->str);
+        }
+        st->failed = 1;
+
+    } else {
+        st->stored += (pd_uint_t) reply->element[0]->integer;
+        st->full += (pd_uint_t) reply->element[1]->integer;
+    }
+
+    pd_sr_store_answer(st);
+}
+
+static void
+pd_sr_stored_pg(pd_pg_t *pg, PGresult *res, void *data)
+{
+    pd_sr_store_t  *st = data;
+
+    (void) pg;
+
+    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        if (res != NULL) {
+            pd_log_error(PD_LOG_ERR, pd_log_root, 0, "saver: postgres: %s",
+                         PQresultErrorMessage(res));
+        }
+        st->failed = 1;
+    }
+
+    pd_sr_store_answer(st);
+}
+
+/* the uids of one server into one script call */
+static pd_int_t
+pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t n,
+    pd_uint_t *pick, pd_uint_t npick, pd_str_t *app, pd_str_t *id,
+    pd_str_t *payload, uint64_t expires, pd_sr_store_t *st, pd_pool_t *pool)
+{
+    const char  **argv;
+    size_t       *len;
+    char         *keys, nkeys[24], sexp[24], smax[24];
+    pd_uint_t     i, argc;
+
+    (void) n;
+
+    argc = 3 + 1 + npick + 5;
+    argv = pd_palloc(pool, argc * sizeof(char *));
+    len = pd_palloc(pool, argc * sizeof(size_t));
+    keys = pd_pnalloc(pool, (npick + 1) * (8 + PD_REG_UID_MAX));
+
+    if (argv == NULL || len == NULL || keys == NULL) {
+        return PD_ERROR;
+    }
+
+    argv[0] = "EVAL";
+    len[0] = 4;
+    argv[1] = pd_sr_store_lua;
+    len[1] = sizeof(pd_sr_store_lua) - 1;
+    argv[2] = nkeys;
+    len[2] = (size_t) snprintf(nkeys, sizeof(nkeys), "%lu",
+                               (unsigned long) (npick + 1));
+
+    argv[3] = keys;
+    len[3] = (size_t) snprintf(keys, 8 + PD_REG_UID_MAX, "pd:m:%.*s",
+                               (int) id->len, id->data);
+
+    for (i = 0; i < npick; i++) {
+        char  *k = keys + (i + 1) * (8 + PD_REG_UID_MAX);
+
+        argv[4 + i] = k;
+        len[4 + i] = (size_t) snprintf(k, 8 + PD_REG_UID_MAX, "pd:q:%.*s",
+                                       (int) uids[pick[i]].len,
+                                       uids[pick[i]].data);
+    }
+
+    i = 4 + npick;
+    argv[i] = (const char *) app->data;
+    len[i++] = app->len;
+    argv[i] = (const char *) payload->data;
+    len[i++] = payload->len;
+    argv[i] = sexp;
+    len[i++] = (size_t) snprintf(sexp, sizeof(sexp), "%lu",
+                                 (unsigned long) expires);
+    argv[i] = smax;
+    len[i++] = (size_t) snprintf(smax, sizeof(smax), "%ld",
+                                 (long) pd_saver->max_per_mailbox);
+    argv[i] = (const char *) id->data;
+    len[i++] = id->len;
+
+    return pd_redis_command(shard, pd_sr_stored_redis, st, (int) i, argv,
+                            len);
+}
+
+pd_int_t
+pd_saver_redis_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
+    uint64_t seq, pd_str_t *payload, uint64_t expires, pd_pool_t *pool,
+    pd_saver_done_pt done, void *data)
+{
+    pd_sr_store_t  *st;
+    pd_uint_t      *pick, npick, s, i;
+    const char     *values[5];
+    int             lens[5], formats[5];
+    char            sexp[24];
+    u_char         *arr, *p, idbuf[80];
+    size_t          size;
+    pd_str_t        id;
+
+    if (!pd_pg_connected(pd_sr_pg) || pd_sr_reloading) {
+        return PD_DECLINED;
+    }
+
+    for (s = 0; s < pd_register_nshards; s++) {
+        if (!pd_redis_connected(pd_register_shards[s])) {
+            return PD_DECLINED;
+        }
+    }
+
+    st = pd_calloc(sizeof(pd_sr_store_t), pd_log_root);
+    pick = pd_palloc(pool, n * sizeof(pd_uint_t));
+
+    /* the uids as a PostgreSQL text array literal: {"u1","u2"} */
+    size = 3;
+    for (i = 0; i < n; i++) {
+        size += uids[i].len + 3;
+    }
+
+    arr = pd_pnalloc(pool, size);
+
+    if (st == NULL || pick == NULL || arr == NULL) {
+        pd_free(st);
+        return PD_ERROR;
+    }
+
+    p = arr;
+    *p++ = '{';
+    for (i = 0; i < n; i++) {
+        /* uids are [A-Za-z0-9._:@-]: nothing to escape */
+        p = pd_slprintf(p, arr + size, "%s\"%.*s\"", i ? "," : "",
+                        (int) uids[i].len, uids[i].data);
+    }
+    *p++ = '}';
+    *p = '\0';
+
+    st->done = done;
+    st->data = data;
+    st->waiting = 1;    /* released at the end of this call */
+
+    id.data = idbuf;
+    id.len = pd_sr_id(idbuf, sizeof(idbuf), seq);
+
+    /* one script per server holding some of the uids */
+    for (s = 0; s < pd_register_nshards; s++) {
+        npick = 0;
+        for (i = 0; i < n; i++) {
+            if (pd_sr_shard(uids[i].data, uids[i].len)
+                == pd_register_shards[s])
+            {
+                pick[npick++] = i;
+            }
+        }
+
+        if (npick == 0) {
+            continue;
+        }
+
+        st->waiting++;
+
+        if (pd_sr_store_shard(pd_register_shards[s], uids, n, pick, npick,
+                              app, &id, payload, expires, st, pool)
+            != PD_OK)
+        {
+            st->waiting--;
+            st->failed = 1;
+        }
+    }
+
+    (void) snprintf(sexp, sizeof(sexp), "%lu", (unsigned long) expires);
+
+    values[0] = (char *) arr;
+    values[1] = (char *) id.data;
+    values[2] = (char *) app->data;
+    values[3] = (char *) payload->data;
+    values[4] = sexp;
+    lens[0] = 0;
+    lens[1] = (int) id.len;
+    lens[2] = (int) app->len;
+    lens[3] = (int) payload->len;
+    lens[4] = 0;
+    formats[0] = 0;
+    formats[1] = 1;     /* binary: id, app and data need no terminator */
+    formats[2] = 1;
+    formats[3] = 1;
+    formats[4] = 0;
+
+    st->waiting++;
+
+    if (pd_pg_exec(pd_sr_pg, "pd_store", 5, values, lens, formats,
+                   pd_sr_stored_pg, st) != PD_OK)
+    {
+        st->waiting--;
+        st->failed = 1;
+    }
+
+    pd_sr_store_answer(st);
+    return PD_OK;
+}
+
+typedef struct {
+    pd_saver_fetch_pt    handler;
+    void                *data;
+} pd_sr_fetch_t;
+
+static void
+pd_sr_fetched(pd_redis_t *r, redisReply *reply, void *data)
+{
+    pd_sr_fetch_t  *f = data;
+    pd_saver_msg_t  msgs[PD_SAVER_FETCH_MAX];
+    pd_uint_t       i, n;
+
+    (void) r;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements < 2)
+    {
+        f->handler(f->data, PD_ERROR, NULL, 0);
+        pd_free(f);
+        return;
+    }
+
+    n = 0;
+
+    for (i = 2; i + 1 < reply->elements && n < PD_SAVER_FETCH_MAX; i += 2) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING
+            || reply->element[i + 1]->type != REDIS_REPLY_STRING)
+        {
+            continue;
+        }
+
+        msgs[n].id.data = (u_char *) reply->element[i]->str;
+        msgs[n].id.len = reply->element[i]->len;
+        msgs[n].payload = (u_char *) reply->element[i + 1]->str;
+        msgs[n].len = reply->element[i + 1]->len;
+        n++;
+    }
+
+    f->handler(f->data, PD_OK, msgs, n);
+    pd_free(f);
+}
+
+pd_int_t
+pd_saver_redis_fetch(pd_str_t *uid, pd_str_t *app, const char *after,
+    pd_saver_fetch_pt handler, void *data)
+{
+    pd_sr_fetch_t  *f;
+    const char     *argv[9];
+    size_t          len[9];
+    char            q[8 + PD_REG_UID_MAX], dl[8 + PD_REG_UID_MAX];
+    char            smax[24], slim[24];
+
+    f = pd_calloc(sizeof(pd_sr_fetch_t), pd_log_root);
+    if (f == NULL) {
+        return PD_ERROR;
+    }
+
+    f->handler = handler;
+    f->data = data;
+
+    argv[0] = "EVAL";
+    len[0] = 4;
+    argv[1] = pd_sr_pending_lua;
+    len[1] = sizeof(pd_sr_pending_lua) - 1;
+    argv[2] = "2";
+    len[2] = 1;
+    argv[3] = q;
+    len[3] = (size_t) snprintf(q, sizeof(q), "pd:q:%.*s", (int) uid->len,
+                               uid->data);
+    argv[4] = dl;
+    len[4] = (size_t) snprintf(dl, sizeof(dl), "pd:dl:%.*s", (int) uid->len,
+                               uid->data);
+    argv[5] = (const char *) app->data;
+    len[5] = app->len;
+    argv[6] = after;
+    len[6] = strlen(after);
+    argv[7] = smax;
+    len[7] = (size_t) snprintf(smax, sizeof(smax), "%ld",
+                               (long) pd_saver->max_redeliveries);
+    argv[8] = slim;
+    len[8] = (size_t) snprintf(slim, sizeof(slim), "%d", PD_SAVER_FETCH_MAX);
+
+    if (pd_redis_command(pd_sr_shard(uid->data, uid->len), pd_sr_fetched, f,
+                         9, argv, len) != PD_OK)
+    {
+        pd_free(f);
+        return PD_DECLINED;
+    }
+
+    return PD_OK;
+}
+
+static void
+pd_sr_ignore_pg(pd_pg_t *pg, PGresult *res, void *data)
+{
+    (void) pg;
+    (void) data;
+
+    const char  *state;
+
+    if (res != NULL && PQresultStatus(res) != PGRES_COMMAND_OK
+        && PQresultStatus(res) != PGRES_TUPLES_OK)
+    {
+        /* 23505: workers creating the schema at once; it is there */
+        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+        pd_log_error(state && strcmp(state, "23505") == 0 ? PD_LOG_INFO
+                     : PD_LOG_WARN, pd_log_root, 0, "saver: postgres: %s",
+                     PQresultErrorMessage(res));
+    }
+}
+
+pd_int_t
+pd_saver_redis_ack(pd_str_t *uid, const char *id)
+{
+    const char  *argv[6], *values[2];
+    size_t       len[6];
+    int          lens[2], formats[2];
+    char         q[8 + PD_REG_UID_MAX], dl[8 + PD_REG_UID_MAX];
+
+    if (strlen(id) == 0 || strlen(id) > 80) {
+        return PD_DECLINED;
+    }
+
+    argv[0] = "EVAL";
+    len[0] = 4;
+    argv[1] = pd_sr_ack_lua;
+    len[1] = sizeof(pd_sr_ack_lua) - 1;
+    argv[2] = "2";
+    len[2] = 1;
+    argv[3] = q;
+    len[3] = (size_t) snprintf(q, sizeof(q), "pd:q:%.*s", (int) uid->len,
+                               uid->data);
+    argv[4] = dl;
+    len[4] = (size_t) snprintf(dl, sizeof(dl), "pd:dl:%.*s", (int) uid->len,
+                               uid->data);
+    argv[5] = id;
+    len[5] = strlen(id);
+
+    (void) pd_redis_command(pd_sr_shard(uid->data, uid->len), NULL, NULL, 6,
+                            argv, len);
+
+    values[0] = (char *) uid->data;
+    values[1] = id;
+    lens[0] = (int) uid->len;
+    lens[1] = (int) strlen(id);
+    formats[0] = 1;
+    formats[1] = 1;
+
+    (void) pd_pg_exec(pd_sr_pg, "pd_ack", 2, values, lens, formats,
+                      pd_sr_ignore_pg, NULL);
+
+    return PD_OK;
+}
+
+/* a live send counts as a delivery; the guard acts on the next fetch */
+void
+pd_saver_redis_delivered(pd_str_t *uid, uint64_t seq)
+{
+    const char  *argv[4];
+    size_t       len[4];
+    char         dl[8 + PD_REG_UID_MAX];
+    u_char       id[80];
+
+    argv[0] = "HINCRBY";
+    len[0] = 7;
+    argv[1] = dl;
+    len[1] = (size_t) snprintf(dl, sizeof(dl), "pd:dl:%.*s", (int) uid->len,
+                               uid->data);
+    argv[2] = (const char *) id;
+    len[2] = pd_sr_id(id, sizeof(id), seq);
+    argv[3] = "1";
+    len[3] = 1;
+
+    (void) pd_redis_command(pd_sr_shard(uid->data, uid->len), NULL, NULL, 4,
+                            argv, len);
+}
+
+/* ---- reload: a server without pd:saver:ok gets the unacked rows ---- */
+
+static void
+pd_saver_reload_done(void *data, pd_int_t rc, pd_uint_t stored,
+    pd_uint_t full)
+{
+    (void) data;
+    (void) stored;
+    (void) full;
+
+    if (rc != PD_OK) {
+        pd_log_error(PD_LOG_ERR, pd_log_root, 0,
+                     "saver: a reloaded message was not stored");
+    }
+}
+
+static void
+pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
+{
+    pd_redis_t  *shard = data;
+    pd_str_t     uid, app, payload, id;
+    pd_uint_t    pick, i, n;
+    uint64_t     expires;
+    pd_pool_t   *pool;
+    const char  *argv[3];
+    size_t       len[3];
+    pd_sr_store_t  *st;
+
+    (void) pg;
+
+    pd_sr_reloading = 0;
+
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pd_log_error(PD_LOG_ERR, pd_log_root, 0,
+                     "saver: reload from postgres failed: %s",
+                     res ? PQresultErrorMessage(res) : "no answer");
+        return;
+    }
+
+    pool = pd_create_pool(PD_POOL_DEFAULT_SIZE, 0, pd_log_root);
+    if (pool == NULL) {
+        return;
+    }
+
+    n = (pd_uint_t) PQntuples(res);
+
+    for (i = 0; i < n; i++) {
+        uid.data = (u_char *) PQgetvalue(res, (int) i, 0);
+        uid.len = (size_t) PQgetlength(res, (int) i, 0);
+
+        if (pd_sr_shard(uid.data, uid.len) != shard) {
+            continue;
+        }
+
+        id.data = (u_char *) PQgetvalue(res, (int) i, 1);
+        id.len = (size_t) PQgetlength(res, (int) i, 1);
+        app.data = (u_char *) PQgetvalue(res, (int) i, 2);
+        app.len = (size_t) PQgetlength(res, (int) i, 2);
+        payload.data = (u_char *) PQgetvalue(res, (int) i, 3);
+        payload.len = (size_t) PQgetlength(res, (int) i, 3);
+        expires = strtoull(PQgetvalue(res, (int) i, 4), NULL, 10);
+
+        st = pd_calloc(sizeof(pd_sr_store_t), pd_log_root);
+        if (st == NULL) {
+            break;
+        }
+
+        st->done = pd_saver_reload_done;
+        st->waiting = 1;
+        pick = 0;
+
+        if (pd_sr_store_shard(shard, &uid, 1, &pick, 1, &app, &id, &payload,
+                              expires, st, pool) != PD_OK)
+        {
+            pd_free(st);
+        }
+
+        pd_reset_pool(pool);
+    }
+
+    pd_destroy_pool(pool);
+
+    argv[0] = "SET";
+    len[0] = 3;
+    argv[1] = "pd:saver:ok";
+    len[1] = sizeof("pd:saver:ok") - 1;
+    argv[2] = "1";
+    len[2] = 1;
+
+    (void) pd_redis_command(shard, NULL, NULL, 3, argv, len);
+
+    argv[0] = "DEL";
+    len[0] = 3;
+    argv[1] = "pd:saver:reloading";
+    len[1] = sizeof("pd:saver:reloading") - 1;
+
+    (void) pd_redis_command(shard, NULL, NULL, 2, argv, len);
+
+    pd_log_error(PD_LOG_NOTICE, pd_log_root, 0,
+                 "saver: reloaded unacked messages from postgres (%lu rows)",
+                 (unsigned long) n);
+}
+
+static void
+pd_sr_locked(pd_redis_t *r, redisReply *reply, void *data)
+{
+    (void) data;
+
+    /* another node reloads this server already */
+    if (reply == NULL || reply->type != REDIS_REPLY_STATUS) {
+        return;
+    }
+
+    pd_sr_reloading = 1;
+
+    if (pd_pg_exec(pd_sr_pg, "pd_reload", 0, NULL, NULL, NULL,
+                   pd_sr_reload_rows, r) != PD_OK)
+    {
+        pd_sr_reloading = 0;
+    }
+}
+
+static void
+pd_sr_marker(pd_redis_t *r, redisReply *reply, void *data)
+{
+    const char  *argv[6];
+    size_t       len[6];
+
+    (void) data;
+
+    /* present, or no answer (the next check asks again) */
+    if (reply == NULL || reply->type != REDIS_REPLY_NIL
+        || !pd_pg_connected(pd_sr_pg) || pd_sr_reloading)
+    {
+        return;
+    }
+
+    /* one reloader per server, whichever node asks first */
+    argv[0] = "SET";
+    len[0] = 3;
+    argv[1] = "pd:saver:reloading";
+    len[1] = sizeof("pd:saver:reloading") - 1;
+    argv[2] = "1";
+    len[2] = 1;
+    argv[3] = "NX";
+    len[3] = 2;
+    argv[4] = "PX";
+    len[4] = 2;
+    argv[5] = "60000";
+    len[5] = 5;
+
+    (void) pd_redis_command(r, pd_sr_locked, NULL, 6, argv, len);
+}
+
+/* a Redis server (re)connected: did it keep its data? */
+void
+pd_saver_redis_connected(pd_redis_t *r)
+{
+    const char  *argv[2];
+    size_t       len[2];
+
+    if (pd_sr_pg == NULL || pd_worker != 0) {
+        return;
+    }
+
+    argv[0] = "GET";
+    len[0] = 3;
+    argv[1] = "pd:saver:ok";
+    len[1] = sizeof("pd:saver:ok") - 1;
+
+    (void) pd_redis_command(r, pd_sr_marker, NULL, 2, argv, len);
+}
+
+/* ---- PostgreSQL: schema and statements ---- */
+
+static pd_int_t
+pd_sr_prepare(pd_pg_t *pg)
+{
+    if (pd_pg_prepare(pg, "pd_store",
+                      "INSERT INTO pd_messages (uid, id, app, data, expires)"
+                      " SELECT u, convert_from($2, 'UTF8'),"
+                      " convert_from($3, 'UTF8'),"
+                      " convert_from($4, 'UTF8'), $5::bigint"
+                      " FROM unnest($1::text[]) AS u"
+                      " ON CONFLICT DO NOTHING", 5) != PD_OK
+        || pd_pg_prepare(pg, "pd_ack",
+                         "UPDATE pd_messages SET acked = true"
+                         " WHERE uid = convert_from($1, 'UTF8')"
+                         " AND id = convert_from($2, 'UTF8')", 2) != PD_OK
+        || pd_pg_prepare(pg, "pd_reload",
+                         "SELECT uid, id, app, data, expires FROM pd_messages"
+                         " WHERE NOT acked AND expires >"
+                         " (extract(epoch from now()) * 1000)::bigint"
+                         " ORDER BY stored, id", 0) != PD_OK
+        || pd_pg_prepare(pg, "pd_sweep",
+                         "DELETE FROM pd_messages WHERE acked OR expires <"
+                         " (extract(epoch from now()) * 1000)::bigint",
+                         0) != PD_OK)
+    {
+        return PD_ERROR;
+    }
+
+    return PD_OK;
+}
+
+/*
+ * After every connect: the schema (idempotent; workers racing on a fresh
+ * database may see one CREATE fail, the table is there all the same),
+ * then the statements on it, queued behind.
+ */
+static void
+pd_sr_pg_connected(pd_pg_t *pg, void *data)
+{
+    (void) data;
+
+    (void) pd_pg_query(pg,
+        "CREATE TABLE IF NOT EXISTS pd_messages ("
+        " uid text NOT NULL, id text NOT NULL, app text NOT NULL,"
+        " data text NOT NULL, expires bigint NOT NULL,"
+        " acked boolean NOT NULL DEFAULT false,"
+        " stored timestamptz NOT NULL DEFAULT now(),"
+        " PRIMARY KEY (uid, id))", pd_sr_ignore_pg, NULL);
+    (void) pd_pg_query(pg,
+        "CREATE INDEX IF NOT EXISTS pd_messages_pending"
+        " ON pd_messages (stored) WHERE NOT acked", pd_sr_ignore_pg, NULL);
+
+    (void) pd_sr_prepare(pg);
+}
+
+static void
+pd_sr_sweep(pd_timer_t *t)
+{
+    (void) pd_pg_exec(pd_sr_pg, "pd_sweep", 0, NULL, NULL, NULL,
+                      pd_sr_ignore_pg, NULL);
+    (void) pd_timer_add(&pd_timers, t, pd_current_msec, PD_SR_SWEEP);
+}
+
+/* a server may lose its data without the link dropping (FLUSHALL, a
+ * failover): look for the marker now and then too */
+static void
+pd_sr_check(pd_timer_t *t)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < pd_register_nshards; i++) {
+        if (pd_redis_connected(pd_register_shards[i])) {
+            pd_saver_redis_connected(pd_register_shards[i]);
+        }
+    }
+
+    (void) pd_timer_add(&pd_timers, t, pd_current_msec, PD_SR_CHECK);
+}
+
+pd_int_t
+pd_saver_redis_init_process(pd_cycle_t *cycle, pd_saver_conf_t *scf)
+{
+    pd_core_conf_t  *ccf;
+
+    if (pd_register_nshards == 0) {
+        pd_log_error(PD_LOG_EMERG, cycle->log, 0,
+                     "saver.backend redis needs register.backend redis");
+        return PD_ERROR;
+    }
+
+    ccf = pd_get_conf(cycle, pd_core_module);
+    (void) snprintf(pd_sr_node, sizeof(pd_sr_node), "%.*s",
+                    (int) ccf->node_id.len, ccf->node_id.data);
+
+    pd_sr_pg = pd_pg_create((char *) scf->postgres.data, scf->timeout,
+                            cycle->log);
+    if (pd_sr_pg == NULL) {
+        return PD_ERROR;
+    }
+
+    pd_pg_set_connect_handler(pd_sr_pg, pd_sr_pg_connected, NULL);
+
+    if (pd_worker == 0) {
+        pd_timer_init(&pd_sr_sweep_timer, pd_sr_sweep, NULL);
+        (void) pd_timer_add(&pd_timers, &pd_sr_sweep_timer, pd_current_msec,
+                            PD_SR_SWEEP);
+
+        pd_timer_init(&pd_sr_check_timer, pd_sr_check, NULL);
+        (void) pd_timer_add(&pd_timers, &pd_sr_check_timer, pd_current_msec,
+                            PD_SR_CHECK);
+    }
+
+    return pd_pg_connect(pd_sr_pg);
+}
+
+void
+pd_saver_redis_exit_process(void)
+{
+    if (pd_sr_pg != NULL) {
+        pd_pg_destroy(pd_sr_pg);
+        pd_sr_pg = NULL;
+    }
+}
