@@ -75,6 +75,18 @@ extern void                     (*pd_register_on_connect)(pd_redis_t *r);
 /* writes one entry to the cluster register only (the resync's step) */
 void pd_register_redis_announce(const pd_reg_info_t *info);
 
+/*
+ * The cluster register's entries (pd_register_redis.c): a field
+ * "node/boot/pid/conn" and a value "wslot\tsince\tdevice\tapp,app".
+ * The parsers take what Redis returns, untrusted: PD_ERROR on anything
+ * malformed or too long.  pd_rr_field() names this node and boot.
+ */
+size_t pd_rr_field(char *buf, size_t size, pid_t pid, uint64_t conn);
+size_t pd_rr_value(char *buf, size_t size, const pd_reg_info_t *info);
+pd_int_t pd_rr_parse_field(const char *f, size_t len, pd_reg_info_t *info,
+    const char **boot, size_t *boot_len, pid_t *pid);
+pd_int_t pd_rr_parse_value(const char *v, size_t len, pd_reg_info_t *info);
+
 /* routing (pd_register_route.c) */
 /* 1 when the entry's connection is on this node */
 pd_int_t pd_register_is_local(const pd_reg_info_t *info);

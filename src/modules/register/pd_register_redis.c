@@ -88,7 +88,7 @@ pd_rr_key(char *buf, size_t size, const u_char *uid, size_t len)
     return (size_t) snprintf(buf, size, "pd:u:%.*s", (int) len, uid);
 }
 
-static size_t
+size_t
 pd_rr_field(char *buf, size_t size, pid_t pid, uint64_t conn)
 {
     return (size_t) snprintf(buf, size, "%s/%s/%x/%lx", pd_rr_node,
@@ -96,7 +96,7 @@ pd_rr_field(char *buf, size_t size, pid_t pid, uint64_t conn)
                              (unsigned long) conn);
 }
 
-static size_t
+size_t
 pd_rr_value(char *buf, size_t size, const pd_reg_info_t *info)
 {
     size_t     n;
@@ -252,13 +252,14 @@ pd_rr_self_alive(pid_t pid)
 }
 
 /* splits "node/boot/pid/conn" */
-static pd_int_t
+pd_int_t
 pd_rr_parse_field(const char *f, size_t len, pd_reg_info_t *info,
     const char **boot, size_t *boot_len, pid_t *pid)
 {
     const char  *s1, *s2, *s3, *last = f + len;
-    char         tmp[24];
+    char         tmp[24], *end;
     size_t       n;
+    long         v;
 
     s1 = memchr(f, '/', len);
     s2 = s1 ? memchr(s1 + 1, '/', (size_t) (last - s1 - 1)) : NULL;
@@ -280,8 +281,12 @@ pd_rr_parse_field(const char *f, size_t len, pd_reg_info_t *info,
     }
     pd_memcpy(tmp, s2 + 1, n);
     tmp[n] = '\0';
-    *pid = (pid_t) strtol(tmp, NULL, 16);
-    info->pid = (int32_t) *pid;
+    v = strtol(tmp, &end, 16);
+    if (*end != '\0' || v <= 0 || v > INT32_MAX) {
+        return PD_ERROR;
+    }
+    *pid = (pid_t) v;
+    info->pid = (int32_t) v;
 
     n = (size_t) (last - s3 - 1);
     if (n == 0 || n >= sizeof(tmp)) {
@@ -289,13 +294,16 @@ pd_rr_parse_field(const char *f, size_t len, pd_reg_info_t *info,
     }
     pd_memcpy(tmp, s3 + 1, n);
     tmp[n] = '\0';
-    info->conn = strtoull(tmp, NULL, 16);
+    info->conn = strtoull(tmp, &end, 16);
+    if (*end != '\0') {
+        return PD_ERROR;
+    }
 
     return PD_OK;
 }
 
 /* splits "wslot\tsince\tdevice\tapp,app" */
-static pd_int_t
+pd_int_t
 pd_rr_parse_value(const char *v, size_t len, pd_reg_info_t *info)
 {
     char         buf[PD_RR_VALUE_MAX], *p, *t, *app;
