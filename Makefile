@@ -30,4 +30,10 @@ docs: objs/Makefile
 check-style:
 	auto/check-style
 
-.PHONY: default unit test install clean check-style docs
+# benchmarks against nginx + nchan and a bare epoll server (bench/README.md);
+# BENCH_FLAGS passes options to bench/run, e.g. BENCH_FLAGS=--quick
+bench: default
+	$(MAKE) -f bench/Makefile
+	bench/run $(BENCH_FLAGS)
+
+.PHONY: default unit test install clean check-style docs bench

@@ -12,9 +12,10 @@
  * An entry counts only while its worker's key holds its boot: a dead
  * worker's or node's users vanish within node_ttl, a restarted node's
  * old ones at once (another boot).  Fields whose worker is surely gone
- * (no key, or another boot) are deleted by the lookups that meet them.  The node's own memory zone
- * stays authoritative for its connections and per-IP counts, and answers
- * lookups (this node's users only) while Redis is unreachable.
+ * (no key, or another boot) are deleted by the lookups that meet them.
+ * The node's own memory zone stays authoritative for its connections and
+ * per-IP counts, and answers lookups (this node's users only) while
+ * Redis is unreachable.
  */
 
 #include "pd_core.h"
@@ -60,7 +61,9 @@ static void pd_rr_lookup_finish(pd_rr_lookup_t *lk);
 static pd_redis_t *
 pd_rr_shard(const u_char *uid, size_t len)
 {
-    return pd_register_shards[pd_redis_shard(uid, len, (uint32_t) pd_register_nshards)];
+    uint32_t  n = (uint32_t) pd_register_nshards;
+
+    return pd_register_shards[pd_redis_shard(uid, len, n)];
 }
 
 /* fire and forget: a failed write is mended by the next resync */
@@ -715,13 +718,14 @@ pd_register_redis_init_process(pd_cycle_t *cycle, pd_register_conf_t *rcf)
     }
 
     for (i = 0; i < pd_register_nshards; i++) {
-        pd_register_shards[i] = pd_redis_create(a[i].host, a[i].port, rcf->timeout,
-                                          cycle->log);
+        pd_register_shards[i] = pd_redis_create(a[i].host, a[i].port,
+                                                rcf->timeout, cycle->log);
         if (pd_register_shards[i] == NULL) {
             return PD_ERROR;
         }
 
-        pd_redis_set_connect_handler(pd_register_shards[i], pd_rr_connected, NULL);
+        pd_redis_set_connect_handler(pd_register_shards[i], pd_rr_connected,
+                                     NULL);
 
         /* not connected yet is fine: it keeps trying, and the node runs
          * on its own view meanwhile */
