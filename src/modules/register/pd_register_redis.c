@@ -460,9 +460,14 @@ pd_rr_nodes_reply(pd_redis_t *r, redisReply *reply, void *data)
         e = reply->element[i];
         nd = pd_rr_node_get(lk->asked[i], strlen(lk->asked[i]));
 
+        /* a nil (no key: the worker is gone) has no string at all */
         len = (e->type == REDIS_REPLY_STRING) ? e->len : 0;
         len = pd_min(len, sizeof(nd->boot) - 1);
-        pd_memcpy(nd->boot, e->str, len);
+
+        if (len) {
+            pd_memcpy(nd->boot, e->str, len);
+        }
+
         nd->boot[len] = '\0';
         nd->fetched = pd_current_msec;
     }
