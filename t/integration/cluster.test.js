@@ -384,3 +384,67 @@ test('cluster qos 1: Redis or PostgreSQL down -> 503 and recovery; qos 0 '
         cl.close();
     }, true);
 });
+
+test('cluster qos 1: Redis restarted during a stream of pushes: every 200 '
+     + 'is delivered after recovery, every other push got an error', PG,
+     async (t) => {
+    await withCluster(async ([a, b, c], redis) => {
+        const uids = ['s0', 's1', 's2', 's3', 's4'];
+        const ok = new Map();           /* id -> uid */
+        let errors = 0, other = 0, restarted = false;
+        const nodes = [a, b, c];
+
+        /* pushes through all three nodes, Redis restarted mid-way */
+        for (let i = 0; i < 240; i++) {
+            if (i === 80) {
+                redis.restart().then(() => { restarted = true; });
+            }
+            const uid = uids[i % uids.length];
+            const d = nodes[i % nodes.length];
+            let r;
+            try {
+                r = await L.centerPost(d, '/v1/push', {
+                    app: 'chat', uids: [uid], data: { i },
+                }, { timeout: 5000 });
+            } catch (e) {
+                errors++;
+                continue;
+            }
+            if (r.status === 200) {
+                ok.set(r.json.id, uid);
+            } else if (r.status === 503) {
+                errors++;
+            } else {
+                other++;
+            }
+            await L.delay(10);
+        }
+        await L.waitFor(() => restarted, 20000, 'redis to be back');
+        t.diagnostic(`${ok.size} accepted, ${errors} refused (503) while `
+                     + 'Redis restarted');
+        assert.strictEqual(other, 0, 'only 200 or 503');
+        assert.ok(ok.size > 0, 'some were accepted');
+
+        /* after recovery, each uid gets every id it was answered 200 for */
+        for (const uid of uids) {
+            const want = new Set([...ok].filter(([, u]) => u === uid)
+                                        .map(([id]) => id));
+            const got = await L.waitFor(async () => {
+                const cl = await W.connect(b.roomPort, uid, 'phone',
+                                           { apps: ['chat'] });
+                const seen = new Set();
+                for (;;) {
+                    const m = await cl.op('msg', 1500).catch(() => null);
+                    if (!m) {
+                        break;
+                    }
+                    seen.add(m.id);
+                }
+                cl.close();
+                await cl.waitClose();
+                return [...want].every((id) => seen.has(id)) && seen;
+            }, 20000, `every accepted message of ${uid}`);
+            assert.ok(got.size >= want.size);
+        }
+    }, true);
+});
