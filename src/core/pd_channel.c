@@ -193,11 +193,149 @@ pd_channel_dispatch(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
     return PD_DECLINED;
 }
 
+/*
+ * A sibling's channel may be full for a moment (a burst of deliveries):
+ * messages then wait here, in order, and leave when its socket takes
+ * them again, instead of being dropped.  Bounded per sibling.
+ */
+#define PD_CHANNEL_QUEUE_MAX  (64 * 1024 * 1024)
+
+typedef struct pd_channel_out_s  pd_channel_out_t;
+
+struct pd_channel_out_s {
+    pd_channel_out_t   *next;
+    pd_channel_msg_t    msg;
+    u_char              data[];
+};
+
+typedef struct {
+    pd_channel_out_t   *head;
+    pd_channel_out_t  **tail;
+    size_t              bytes;
+    pd_connection_t    *c;          /* the socket, watched for room */
+} pd_channel_queue_t;
+
+static pd_channel_queue_t  pd_channel_queues[PD_MAX_PROCESSES];
+
+static void
+pd_channel_flush(pd_channel_queue_t *q, pd_socket_t fd)
+{
+    pd_channel_out_t  *o;
+    pd_int_t           rc;
+
+    while ((o = q->head) != NULL) {
+        rc = pd_write_channel(fd, &o->msg, o->data, pd_log_root);
+
+        if (rc == PD_AGAIN) {
+            return;
+        }
+
+        /* sent, or the sibling is gone (CLOSE_CHANNEL follows) */
+        q->head = o->next;
+        q->bytes -= sizeof(pd_channel_out_t) + o->msg.len;
+        pd_free(o);
+    }
+
+    q->tail = &q->head;
+}
+
+static void
+pd_channel_writable(pd_event_t *ev)
+{
+    pd_connection_t  *c = ev->data;
+
+    if (!ev->write) {
+        return;
+    }
+
+    pd_channel_flush(c->data, c->fd);
+}
+
+/* the sibling in slot is gone: its queue and its socket go */
+void
+pd_channel_forget(pd_int_t slot)
+{
+    pd_channel_queue_t  *q = &pd_channel_queues[slot];
+    pd_channel_out_t    *o;
+
+    while ((o = q->head) != NULL) {
+        q->head = o->next;
+        pd_free(o);
+    }
+
+    q->tail = &q->head;
+    q->bytes = 0;
+
+    if (q->c != NULL) {
+        /* closes the fd too: the caller must not close it again */
+        pd_close_connection(q->c);
+        q->c = NULL;
+        pd_processes[slot].channel[0] = -1;
+    }
+}
+
 static pd_int_t
-pd_channel_send(pd_process_t *p, pd_uint_t command, uint64_t arg,
+pd_channel_enqueue(pd_int_t slot, pd_channel_msg_t *msg, const u_char *data)
+{
+    pd_channel_queue_t  *q = &pd_channel_queues[slot];
+    pd_channel_out_t    *o;
+    pd_connection_t     *c;
+
+    if (q->bytes + sizeof(pd_channel_out_t) + msg->len
+        > PD_CHANNEL_QUEUE_MAX)
+    {
+        return PD_AGAIN;
+    }
+
+    if (q->c == NULL) {
+        /* first overflow: watch the socket for room, edge-triggered */
+        c = pd_get_connection(pd_processes[slot].channel[0], pd_log_root);
+        if (c == NULL) {
+            return PD_AGAIN;
+        }
+
+        c->shared = 1;
+        c->data = q;
+        c->read->handler = pd_channel_writable;
+        c->write->handler = pd_channel_writable;
+
+        if (pd_add_conn(c) != PD_OK) {
+            pd_free_connection(c);
+            return PD_AGAIN;
+        }
+
+        q->c = c;
+    }
+
+    o = pd_alloc(sizeof(pd_channel_out_t) + msg->len, pd_log_root);
+    if (o == NULL) {
+        return PD_AGAIN;
+    }
+
+    o->next = NULL;
+    o->msg = *msg;
+    if (msg->len) {
+        pd_memcpy(o->data, data, msg->len);
+    }
+
+    if (q->head == NULL) {
+        q->tail = &q->head;
+    }
+
+    *q->tail = o;
+    q->tail = &o->next;
+    q->bytes += sizeof(pd_channel_out_t) + msg->len;
+
+    return PD_OK;
+}
+
+static pd_int_t
+pd_channel_send(pd_int_t slot, pd_uint_t command, uint64_t arg,
     const u_char *data, size_t len)
 {
-    pd_channel_msg_t  msg;
+    pd_channel_msg_t   msg;
+    pd_process_t      *p = &pd_processes[slot];
+    pd_int_t           rc;
 
     msg.command = (uint32_t) command;
     msg.pid = pd_pid;
@@ -206,7 +344,18 @@ pd_channel_send(pd_process_t *p, pd_uint_t command, uint64_t arg,
     msg.arg = arg;
     msg.len = (uint32_t) len;
 
-    return pd_write_channel(p->channel[0], &msg, data, pd_log_root);
+    /* behind what waits already, so the order holds */
+    if (pd_channel_queues[slot].head != NULL) {
+        return pd_channel_enqueue(slot, &msg, data);
+    }
+
+    rc = pd_write_channel(p->channel[0], &msg, data, pd_log_root);
+
+    if (rc == PD_AGAIN) {
+        return pd_channel_enqueue(slot, &msg, data);
+    }
+
+    return rc;
 }
 
 pd_int_t
@@ -226,7 +375,7 @@ pd_channel_send_worker(pd_int_t wslot, pd_uint_t command, uint64_t arg,
             continue;
         }
 
-        return pd_channel_send(p, command, arg, data, len);
+        return pd_channel_send(i, command, arg, data, len);
     }
 
     return PD_DECLINED;
@@ -243,7 +392,7 @@ pd_channel_send_pid(pid_t pid, pd_uint_t command, uint64_t arg,
         p = &pd_processes[i];
 
         if (p->pid == pid && i != pd_process_slot && p->channel[0] != -1) {
-            return pd_channel_send(p, command, arg, data, len);
+            return pd_channel_send(i, command, arg, data, len);
         }
     }
 

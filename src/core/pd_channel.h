@@ -59,6 +59,9 @@ pd_int_t pd_channel_dispatch(pd_cycle_t *cycle, pd_channel_msg_t *msg,
 pd_int_t pd_channel_send_worker(pd_int_t slot, pd_uint_t command,
     uint64_t arg, const u_char *data, size_t len);
 
+/* a sibling's channel closed: drops what waited for it, closes its fd */
+void pd_channel_forget(pd_int_t slot);
+
 /* sends to the worker with this pid, whatever its generation (a reload
  * leaves connections on retiring workers); PD_DECLINED if unknown */
 pd_int_t pd_channel_send_pid(pid_t pid, pd_uint_t command, uint64_t arg,

@@ -13,6 +13,7 @@
 #define PD_HTTP_LINGER_MSEC    2000
 
 static void pd_http_read_handler(pd_event_t *ev);
+static pd_int_t pd_http_parse_head(pd_http_conn_t *hc);
 static void pd_http_write_handler(pd_event_t *ev);
 static void pd_http_process(pd_http_conn_t *hc);
 static pd_int_t pd_http_read_body(pd_http_conn_t *hc);
@@ -135,6 +136,15 @@ pd_http_read_handler(pd_event_t *ev)
         return;
     }
 
+    if (hc->pipelined) {
+        /* a request is already in the buffer: parse before reading */
+        hc->pipelined = 0;
+
+        if (pd_http_parse_head(hc) != PD_AGAIN) {
+            return;
+        }
+    }
+
     for ( ;; ) {
         if (b->last == b->end) {
             /* the head does not fit in the buffer: the parser's limit */
@@ -167,31 +177,45 @@ pd_http_read_handler(pd_event_t *ev)
 
         b->last += n;
 
-        rc = pd_http_parse_request(&hc->req, b->pos,
-                                   (size_t) (b->last - b->pos));
-
-        if (rc == PD_AGAIN) {
-            continue;
-        }
-
-        if (rc == PD_ERROR) {
-            pd_log_error(PD_LOG_INFO, c->log, 0,
-                         "client sent invalid request: %s (%lu)",
-                         hc->req.error, (unsigned long) hc->req.status);
-            pd_http_send_simple(hc, hc->req.status);
+        if (pd_http_parse_head(hc) != PD_AGAIN) {
             return;
         }
-
-        pd_stats_inc(requests);
-
-        rc = pd_http_read_body(hc);
-
-        if (rc == PD_OK) {
-            pd_http_process(hc);
-        }
-
-        return;
     }
+}
+
+/*
+ * Parses what the buffer holds; on a whole head goes on with the body and
+ * the handler.  PD_AGAIN when more bytes are needed, else PD_DONE (the
+ * request went on, or got its error answer).
+ */
+static pd_int_t
+pd_http_parse_head(pd_http_conn_t *hc)
+{
+    pd_connection_t  *c = hc->connection;
+    pd_buf_t         *b = hc->in;
+    pd_int_t          rc;
+
+    rc = pd_http_parse_request(&hc->req, b->pos, (size_t) (b->last - b->pos));
+
+    if (rc == PD_AGAIN) {
+        return PD_AGAIN;
+    }
+
+    if (rc == PD_ERROR) {
+        pd_log_error(PD_LOG_INFO, c->log, 0,
+                     "client sent invalid request: %s (%lu)",
+                     hc->req.error, (unsigned long) hc->req.status);
+        pd_http_send_simple(hc, hc->req.status);
+        return PD_DONE;
+    }
+
+    pd_stats_inc(requests);
+
+    if (pd_http_read_body(hc) == PD_OK) {
+        pd_http_process(hc);
+    }
+
+    return PD_DONE;
 }
 
 /*
@@ -423,7 +447,6 @@ pd_http_finalize(pd_http_conn_t *hc)
     pd_connection_t  *c = hc->connection;
     pd_buf_t         *b = hc->in;
     size_t            used, rest;
-    pd_int_t          rc;
 
     hc->processing = 0;
 
@@ -456,29 +479,18 @@ pd_http_finalize(pd_http_conn_t *hc)
 
     c->log->action = "reading HTTP request";
 
-    if (rest) {
-        /* a pipelined request is already here */
-        rc = pd_http_parse_request(&hc->req, b->pos, rest);
-
-        if (rc == PD_OK) {
-            pd_stats_inc(requests);
-            if (pd_http_read_body(hc) == PD_OK) {
-                pd_http_process(hc);
-            }
-            return;
-        }
-
-        if (rc == PD_ERROR) {
-            pd_http_send_simple(hc, hc->req.status);
-            return;
-        }
-    }
-
     pd_event_add_timer(c->read, rest ? hc->srv->read_timeout
                                      : hc->srv->keepalive_timeout);
 
     if (c->read->ready || rest) {
-        pd_http_read_handler(c->read);
+        /*
+         * The next request (pipelined, or unread bytes) is served from
+         * the posted events, not from here: answering 32 pipelined
+         * requests must not nest 32 handlers deep in the stack.
+         */
+        hc->pipelined = (rest != 0);
+        pd_post_event(c->read, &pd_posted_events);
+
     } else {
         pd_http_set_keepalive(hc);
     }

@@ -41,6 +41,7 @@ struct pd_http_conn_s {
     unsigned             keepalive:1;
     unsigned             body_in_head:1;  /* body.data points into in */
     unsigned             processing:1;    /* handler owns the request */
+    unsigned             pipelined:1;     /* the next head is in `in` */
 };
 
 /*

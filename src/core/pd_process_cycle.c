@@ -721,6 +721,8 @@ pd_channel_handler(pd_event_t *ev)
             }
 
             p = &pd_processes[msg.slot];
+            pd_channel_forget(msg.slot);
+
             if (p->channel[0] != -1 && p->channel[0] != msg.fd) {
                 close(p->channel[0]);
             }
@@ -760,8 +762,13 @@ pd_channel_handler(pd_event_t *ev)
 
             p = &pd_processes[msg.slot];
             if (p->pid == msg.pid && p->channel[0] != -1) {
-                close(p->channel[0]);
-                p->channel[0] = -1;
+                pd_channel_forget(msg.slot);
+
+                if (p->channel[0] != -1) {
+                    close(p->channel[0]);
+                    p->channel[0] = -1;
+                }
+
                 p->pid = -1;
             }
             break;
