@@ -1,0 +1,156 @@
+# bench/table.jq: bench/results/latest.json as the text table bench/run
+# prints (and keeps as latest.txt).
+
+def spaces($n): if $n <= 0 then "" else " " * $n end;
+def rpad($n): tostring | . + spaces($n - length);
+def lpad($n): tostring | spaces($n - length) + .;
+
+def num:
+  if . == null then "-"
+  elif type != "number" then tostring
+  elif . < 0 then "-"
+  elif . >= 1000 then (round | tostring)
+  elif . >= 100 then (round | tostring)
+  elif . >= 10 then ((. * 10 | round) / 10 | tostring)
+  else ((. * 1000 | round) / 1000 | tostring) end;
+
+def lat: "\(.p50_ms | num) / \(.p99_ms | num) / \(.p999_ms | num)";
+
+def row($name; $cells):
+  "   " + ($name | rpad(40)) + ($cells | map(lpad(22)) | join(""))
+  | sub(" +$"; "");
+
+.results as $r
+| .sizes as $s
+| ($s.idle // []) as $idle
+| def get($l; f): ($r[$l] // null) | if . == null then "-"
+                                              else f end;
+  def ratio($a; $b):
+    ($r[$a].deliveries_per_s // null) as $x
+    | ($r[$b].deliveries_per_s // null) as $y
+    | if $x == null or $y == null or $y == 0 then "-"
+      else "\((($x / $y) * 100 | round) / 100)x" end;
+  def cells3($prefix; f):
+    [get("\($prefix)-pushd"; f), get("\($prefix)-nchan"; f),
+     get("\($prefix)-bare"; f)];
+
+  "pushd benchmarks, \(.date): \(.host.cores) cores, \(.host.mem_gb) GB, Linux \(.host.kernel)",
+  "\(.versions.pushd) (\(.versions.pushd_commit)); nginx \(.versions.nginx) + nchan \(.versions.nchan)",
+  "loopback, client on the same host, a fresh server per run, \($s.workers) workers each; each figure is the median of \($s.runs) run(s) (idle: 1)",
+  def has($p): [$r | keys[] | select(startswith($p))] | length > 0;
+  "",
+  (if has("idle-") then
+  row("1. idle connections"; ["pushd", "nginx+nchan", "bare epoll"]),
+  ($idle[] as $n
+   | row("\($n) held: user PSS per conn (B)";
+         [get("idle-pushd-\($n)"; .pss_per_conn_b | num),
+          get("idle-nchan-\($n)"; .pss_per_conn_b | num),
+          get("idle-bare-\($n)"; .pss_per_conn_b | num)]),
+     row("  marginal: 2nd half of conns (B/conn)";
+         [get("idle-pushd-\($n)"; .marginal_per_conn_b | num),
+          get("idle-nchan-\($n)"; .marginal_per_conn_b | num),
+          get("idle-bare-\($n)"; .marginal_per_conn_b | num)]),
+     row("  of the mean, in shared zones (B)";
+         [get("idle-pushd-\($n)"; .shmem_per_conn_b | num),
+          get("idle-nchan-\($n)"; .shmem_per_conn_b | num),
+          get("idle-bare-\($n)"; .shmem_per_conn_b | num)]),
+     row("  kernel slab per conn, both ends (B)";
+         [get("idle-pushd-\($n)"; .slab_per_conn_b | num),
+          get("idle-nchan-\($n)"; .slab_per_conn_b | num),
+          get("idle-bare-\($n)"; .slab_per_conn_b | num)]),
+     row("  connect rate (sessions/s)";
+         [get("idle-pushd-\($n)"; "\(.connect_rate | num) (\(.connected)/\(.conns))"),
+          get("idle-nchan-\($n)"; "\(.connect_rate | num) (\(.connected)/\(.conns))"),
+          get("idle-bare-\($n)"; "\(.connect_rate | num) (\(.connected)/\(.conns))")]),
+     (if has("idle-tls-pushd-\($n)") or has("idle-tls-nchan-\($n)") then
+      row("\($n) over TLS: user PSS per conn (B)";
+          [get("idle-tls-pushd-\($n)"; .pss_per_conn_b | num),
+           get("idle-tls-nchan-\($n)"; .pss_per_conn_b | num), ""]),
+      row("  marginal: 2nd half of conns (B/conn)";
+          [get("idle-tls-pushd-\($n)"; .marginal_per_conn_b | num),
+           get("idle-tls-nchan-\($n)"; .marginal_per_conn_b | num), ""]),
+      row("  TLS connect rate (sessions/s)";
+          [get("idle-tls-pushd-\($n)"; "\(.connect_rate | num) (\(.connected)/\(.conns))"),
+           get("idle-tls-nchan-\($n)"; "\(.connect_rate | num) (\(.connected)/\(.conns))"), ""])
+      else empty end)),
+  "" else empty end),
+  (if has("fanout-") then
+  row("2. fan-out: \($s.conns) subscribers, 256 B";
+      ["pushd broadcast", "nchan 1 channel", "bare epoll"]),
+  row("deliveries/s"; cells3("fanout"; .deliveries_per_s | num)),
+  row("ratio to bare"; [ratio("fanout-pushd"; "fanout-bare"),
+                        ratio("fanout-nchan"; "fanout-bare"), "1x"]),
+  row("latency p50 / p99 / p999 (ms)"; cells3("fanout"; lat)),
+  row("server user CPU per delivery (us)";
+      cells3("fanout"; .user_us_per_delivery | num)),
+  row("server sys CPU per delivery (us)";
+      cells3("fanout"; .sys_us_per_delivery | num)),
+  row("messages / lost deliveries";
+      cells3("fanout"; "\(.accepted) / \(.lost)")),
+  "" else empty end),
+  (if has("unicast") then
+  row("3. unicast: \($s.conns) uids, \($s.pubconns) x \($s.pipeline) pipelined";
+      ["pushd qos 1 + ack", "nchan chan/uid", ""]),
+  row("messages/s end to end";
+      [get("unicast-pushd"; .deliveries_per_s | num),
+       get("unicast-nchan"; .deliveries_per_s | num), ""]),
+  row("ratio pushd / nchan"; [ratio("unicast-pushd"; "unicast-nchan"), "", ""]),
+  row("latency p50 / p99 / p999 (ms)";
+      [get("unicast-pushd"; lat), get("unicast-nchan"; lat), ""]),
+  row("accepted / lost / duplicates";
+      [get("unicast-pushd"; "\(.accepted) / \(.lost) / \(.dups)"),
+       get("unicast-nchan"; "\(.accepted) / \(.lost) / \(.dups)"), ""]),
+  row("server user CPU per message (us)";
+      [get("unicast-pushd"; .user_us_per_delivery | num),
+       get("unicast-nchan"; .user_us_per_delivery | num), ""]),
+  row("paced at \($s.paced_rate)/s: achieved/s";
+      [get("unicast-paced-pushd"; .deliveries_per_s | num),
+       get("unicast-paced-nchan"; .deliveries_per_s | num), ""]),
+  row("  latency p50 / p99 / p999 (ms)";
+      [get("unicast-paced-pushd"; lat), get("unicast-paced-nchan"; lat), ""]),
+  row("  max latency (ms) / lost";
+      [get("unicast-paced-pushd"; "\(.max_ms | num) / \(.lost)"),
+       get("unicast-paced-nchan"; "\(.max_ms | num) / \(.lost)"), ""]),
+  row("100 uids per request: deliveries/s";
+      [get("unicast100-pushd"; .deliveries_per_s | num), "", ""]),
+  row("  latency p50 / p99 / p999 (ms)"; [get("unicast100-pushd"; lat), "", ""]),
+  row("  expected / lost / duplicates";
+      [get("unicast100-pushd"; "\(.expected) / \(.lost) / \(.dups)"), "", ""]),
+  "" else empty end),
+  (if has("storm-") then
+  row("4. reconnect storm: \($s.conns) clients"; ["pushd", "", ""]),
+  row("stored 1 qos 1 message each (s)";
+      [get("storm-pushd"; .offline_push_s | num), "", ""]),
+  row("sessions/s on reconnect"; [get("storm-pushd"; .sessions_per_s | num), "", ""]),
+  row("all pending delivered after (s)";
+      [get("storm-pushd"; .all_delivered_s | num), "", ""]),
+  row("sessions / lost / duplicates";
+      [get("storm-pushd"; "\(.connected) / \(.lost) / \(.dups)"), "", ""]),
+  "" else empty end),
+  (if has("scale-") or has("fanout-pushd") or has("unicast-pushd") then
+  ([$r | keys[] | select(test("^scale-fanout-pushd-w"))
+    | ltrimstr("scale-fanout-pushd-w") | tonumber] + [$s.workers]
+   | unique) as $ws
+  | (row("5. pushd workers"; $ws | map("\(.) workers")),
+     row("fan-out deliveries/s";
+         $ws | map(if . == $s.workers then get("fanout-pushd"; .deliveries_per_s | num)
+                   else get("scale-fanout-pushd-w\(.)"; .deliveries_per_s | num) end)),
+     row("fan-out ratio to bare (\($s.workers) workers)";
+         $ws | map(. as $w
+                   | (if $w == $s.workers then "fanout-pushd"
+                      else "scale-fanout-pushd-w\($w)" end) as $l
+                   | ratio($l; "fanout-bare"))),
+     row("unicast messages/s";
+         $ws | map(if . == $s.workers then get("unicast-pushd"; .deliveries_per_s | num)
+                   else get("scale-unicast-pushd-w\(.)"; .deliveries_per_s | num) end)),
+     row("unicast p99 (ms)";
+         $ws | map(if . == $s.workers then get("unicast-pushd"; .p99_ms | num)
+                   else get("scale-unicast-pushd-w\(.)"; .p99_ms | num) end))),
+  "" else empty end),
+  (if (.crashes.crashed_runs // 0) > 0 then
+     "note: a pushd worker died during \(.crashes.crashed_runs) of \(.crashes.pushd_runs) pushd runs (\(.crashes.labels | join(", "))); their figures include the crash",
+     "" else empty end),
+  "targets (issue 5), figures of this run:",
+  (.targets[] | "   [\(if .met == true then "met" elif .met == false then "NOT MET" else "n/a" end)] \(.target): \(.goal); measured \(.measured)"),
+  (if (.problems | length) > 0 then "", "problems seen:",
+      (.problems[] | "   " + .) else empty end)
