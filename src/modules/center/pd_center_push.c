@@ -65,6 +65,7 @@ static u_char  pd_center_batch_buf[PD_CHANNEL_MAX_DATA];
 
 static void pd_center_flush_target(pd_center_route_t *r,
     pd_center_target_t *t);
+static json_t *pd_center_body(pd_http_conn_t *hc);
 
 static pd_msec_t  pd_center_rate_second;
 static pd_uint_t  pd_center_rate_count;
@@ -196,6 +197,34 @@ pd_center_parse(pd_http_conn_t *hc, json_t *body, pd_center_msg_t *m,
     }
 
     return NULL;
+}
+
+/*
+ * What a push and a broadcast check first: the rate limit (429) and a
+ * JSON object body (400).  The body (to json_decref()), or NULL when the
+ * request was answered.
+ */
+static json_t *
+pd_center_accept(pd_http_conn_t *hc, pd_center_conf_t *ccf)
+{
+    json_t  *body;
+
+    if (!pd_center_rate_ok(ccf)) {
+        pd_stats_dlv(PD_DLV_RATE_LIMITED, 1);
+        (void) pd_http_send_response(hc, 429, "application/json",
+                                     "Retry-After: 1\r\n",
+                                     (u_char *) "{\"error\":\"rate limit\"}\n",
+                                     sizeof("{\"error\":\"rate limit\"}\n")
+                                     - 1);
+        return NULL;
+    }
+
+    body = pd_center_body(hc);
+    if (body == NULL) {
+        (void) pd_http_send_error(hc, 400, "the body must be a JSON object");
+    }
+
+    return body;
 }
 
 static json_t *
@@ -449,19 +478,8 @@ pd_center_push(pd_http_conn_t *hc)
     pd_uint_t            status, i;
     pd_int_t             rv;
 
-    if (!pd_center_rate_ok(ccf)) {
-        pd_stats_dlv(PD_DLV_RATE_LIMITED, 1);
-        (void) pd_http_send_response(hc, 429, "application/json",
-                                     "Retry-After: 1\r\n",
-                                     (u_char *) "{\"error\":\"rate limit\"}\n",
-                                     sizeof("{\"error\":\"rate limit\"}\n")
-                                     - 1);
-        return;
-    }
-
-    body = pd_center_body(hc);
+    body = pd_center_accept(hc, ccf);
     if (body == NULL) {
-        (void) pd_http_send_error(hc, 400, "the body must be a JSON object");
         return;
     }
 
@@ -620,19 +638,8 @@ pd_center_broadcast(pd_http_conn_t *hc)
     pd_int_t              i;
     uint64_t              seq;
 
-    if (!pd_center_rate_ok(ccf)) {
-        pd_stats_dlv(PD_DLV_RATE_LIMITED, 1);
-        (void) pd_http_send_response(hc, 429, "application/json",
-                                     "Retry-After: 1\r\n",
-                                     (u_char *) "{\"error\":\"rate limit\"}\n",
-                                     sizeof("{\"error\":\"rate limit\"}\n")
-                                     - 1);
-        return;
-    }
-
-    body = pd_center_body(hc);
+    body = pd_center_accept(hc, ccf);
     if (body == NULL) {
-        (void) pd_http_send_error(hc, 400, "the body must be a JSON object");
         return;
     }
 
