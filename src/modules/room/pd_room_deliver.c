@@ -13,7 +13,9 @@
 #include "pd_saver.h"
 
 #define PD_ROOM_BCAST_TICK   10      /* ms between pacing steps */
-#define PD_ROOM_BCAST_MAX    64      /* broadcast jobs a worker runs at once */
+/* broadcasts a worker walks at once: each holds only its frame (at most
+ * center.max_message and a header), so the bound is memory, ~50 MB */
+#define PD_ROOM_BCAST_MAX    4096
 
 typedef struct {
     pd_shbuf_t      *frame;
@@ -28,7 +30,7 @@ typedef struct {
     unsigned         retained:1;     /* has a ttl: move the users' cursors */
 } pd_room_bcast_t;
 
-static pd_room_bcast_t  *pd_room_bcasts[PD_ROOM_BCAST_MAX];
+static pd_uint_t  pd_room_nbcasts;
 
 static pd_int_t pd_room_resume_set(pd_room_conn_t *rc, pd_uint_t i,
     uint64_t resume, pd_str_t *id);
@@ -509,13 +511,7 @@ pd_room_channel_send(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
 static void
 pd_room_bcast_free(pd_room_bcast_t *b)
 {
-    pd_uint_t  i;
-
-    for (i = 0; i < PD_ROOM_BCAST_MAX; i++) {
-        if (pd_room_bcasts[i] == b) {
-            pd_room_bcasts[i] = NULL;
-        }
-    }
+    pd_room_nbcasts--;
 
     if (pd_timer_is_set(&b->timer)) {
         pd_timer_del(&pd_timers, &b->timer);
@@ -590,15 +586,10 @@ pd_room_bcast_start(pd_room_bcast_hdr_t *hdr, const u_char *app,
     const u_char *frame)
 {
     pd_room_bcast_t  *b;
-    pd_uint_t         i;
 
-    for (i = 0; i < PD_ROOM_BCAST_MAX; i++) {
-        if (pd_room_bcasts[i] == NULL) {
-            break;
-        }
-    }
-
-    if (i == PD_ROOM_BCAST_MAX || hdr->app_len > PD_REG_APP_MAX) {
+    if (pd_room_nbcasts == PD_ROOM_BCAST_MAX
+        || hdr->app_len > PD_REG_APP_MAX)
+    {
         pd_log_error(PD_LOG_ERR, pd_log_root, 0,
                      "broadcast %lx dropped: %d broadcasts running",
                      (unsigned long) hdr->seq, PD_ROOM_BCAST_MAX);
@@ -624,10 +615,12 @@ pd_room_bcast_start(pd_room_bcast_hdr_t *hdr, const u_char *app,
     b->app_len = (uint8_t) hdr->app_len;
     pd_memcpy(b->app, app, hdr->app_len);
     b->last = pd_current_msec;
-    b->budget = 1.0;
+
+    /* the first step sends a tick's worth at once, not one receiver */
+    b->budget = pd_max((double) b->rate * PD_ROOM_BCAST_TICK / 1000.0, 1.0);
 
     pd_timer_init(&b->timer, pd_room_bcast_step, b);
-    pd_room_bcasts[i] = b;
+    pd_room_nbcasts++;
 
     pd_room_bcast_step(&b->timer);
 }
