@@ -159,6 +159,29 @@ pd_close_connection(pd_connection_t *c)
     }
 }
 
+void
+pd_release_connection(pd_connection_t *c, pd_uint_t fd_open)
+{
+    pd_event_del_timer(c->read);
+    pd_event_del_timer(c->write);
+    pd_delete_posted_event(c->read);
+    pd_delete_posted_event(c->write);
+
+    /* a closed fd left epoll by itself; an open one must be taken out */
+    if (fd_open && (c->read->active || c->write->active)) {
+        (void) pd_del_conn(c);
+    }
+
+    c->read->active = 0;
+    c->write->active = 0;
+    c->read->closed = 1;
+    c->write->closed = 1;
+    c->fd = -1;
+    c->destroyed = 1;
+
+    pd_free_connection(c);
+}
+
 u_char *
 pd_connection_addr_text(pd_connection_t *c, u_char *buf, size_t len)
 {

@@ -80,6 +80,12 @@ pd_connection_t *pd_get_connection(pd_socket_t fd, pd_log_t *log);
 void pd_free_connection(pd_connection_t *c);
 /* deletes events and timers, closes the fd, frees the slot; not the pool */
 void pd_close_connection(pd_connection_t *c);
+/*
+ * Frees the slot of a connection whose fd a library owns (hiredis,
+ * libpq): out of epoll (unless fd_open is 0: the library closed it
+ * already), timers and posted events gone, the fd left as it is.
+ */
+void pd_release_connection(pd_connection_t *c, pd_uint_t fd_open);
 pd_int_t pd_connection_init_array(pd_cycle_t *cycle, pd_uint_t n);
 
 /* plain socket I/O, the default vtable */

@@ -104,7 +104,6 @@ static pd_int_t pd_pg_open(pd_pg_t *pg);
 static pd_int_t pd_pg_track_socket(pd_pg_t *pg);
 static pd_int_t pd_pg_same_socket(pd_pg_t *pg);
 static pd_int_t pd_pg_register(pd_pg_t *pg);
-static void pd_pg_release(pd_connection_t *c, pd_uint_t registered);
 static void pd_pg_connect_poll(pd_pg_t *pg);
 static pd_int_t pd_pg_ready_now(pd_pg_t *pg);
 static void pd_pg_established(pd_pg_t *pg);
@@ -552,7 +551,7 @@ pd_pg_register(pd_pg_t *pg)
     c->write->handler = pd_pg_write_handler;
 
     if (pd_add_conn(c) != PD_OK) {
-        pd_pg_release(c, 0);
+        pd_release_connection(c, 0);
         return PD_ERROR;
     }
 
@@ -561,32 +560,6 @@ pd_pg_register(pd_pg_t *pg)
     pg->sock_ino = st.st_ino;
 
     return PD_OK;
-}
-
-
-/*
- * Gives the slot back without pd_close_connection(), which would close
- * the fd: libpq owns it.  registered 0: libpq has closed it already, and
- * epoll forgot it then (a number reused since would be another socket).
- */
-static void
-pd_pg_release(pd_connection_t *c, pd_uint_t registered)
-{
-    pd_delete_posted_event(c->read);
-    pd_delete_posted_event(c->write);
-
-    if (registered && c->read->active) {
-        (void) pd_del_conn(c);
-    }
-
-    c->read->active = 0;
-    c->write->active = 0;
-    c->read->closed = 1;
-    c->write->closed = 1;
-    c->fd = -1;
-    c->destroyed = 1;
-
-    pd_free_connection(c);
 }
 
 
@@ -605,7 +578,7 @@ pd_pg_track_socket(pd_pg_t *pg)
 
     fd = PQsocket(pg->conn);
 
-    pd_pg_release(pg->connection, 0);
+    pd_release_connection(pg->connection, 0);
     pg->connection = NULL;
 
     if (fd == -1) {
@@ -891,7 +864,7 @@ pd_pg_close(pd_pg_t *pg)
     if (pg->connection) {
         /* deregister while the fd is still open: PQfinish() closes it;
          * after a hard error libpq has closed it already */
-        pd_pg_release(pg->connection, pd_pg_same_socket(pg));
+        pd_release_connection(pg->connection, pd_pg_same_socket(pg));
         pg->connection = NULL;
     }
 

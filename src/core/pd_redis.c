@@ -101,7 +101,6 @@ static void pd_redis_retry(pd_redis_t *r);
 static void pd_redis_fail(pd_redis_t *r);
 static void pd_redis_leave(pd_redis_t *r);
 static void pd_redis_free(pd_redis_t *r);
-static void pd_redis_release(pd_connection_t *c);
 static void pd_redis_arm(pd_redis_t *r, pd_msec_t msec);
 static void pd_redis_timer_handler(pd_timer_t *t);
 static void pd_redis_read_handler(pd_event_t *rev);
@@ -470,7 +469,7 @@ pd_redis_open(pd_redis_t *r)
     c->write->handler = pd_redis_write_handler;
 
     if (pd_add_conn(c) != PD_OK) {
-        pd_redis_release(c);
+        pd_release_connection(c, 1);
         redisAsyncFree(ac);
         return PD_ERROR;
     }
@@ -499,29 +498,6 @@ pd_redis_open(pd_redis_t *r)
     }
 
     return PD_OK;
-}
-
-
-/*
- * Gives the slot back without pd_close_connection(), which would close
- * the fd: hiredis owns it and closes it itself.
- */
-static void
-pd_redis_release(pd_connection_t *c)
-{
-    pd_delete_posted_event(c->read);
-    pd_delete_posted_event(c->write);
-
-    if (c->read->active) {
-        (void) pd_del_conn(c);
-    }
-
-    c->read->closed = 1;
-    c->write->closed = 1;
-    c->fd = -1;
-    c->destroyed = 1;
-
-    pd_free_connection(c);
 }
 
 
@@ -884,7 +860,7 @@ pd_redis_ev_cleanup(void *privdata)
     r->nconfirmed = 0;
     r->probing = 0;
 
-    pd_redis_release(r->connection);
+    pd_release_connection(r->connection, 1);
 
     r->connection = NULL;
     r->ac = NULL;
