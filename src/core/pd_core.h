@@ -89,7 +89,7 @@ typedef void (*pd_connection_handler_pt)(pd_connection_t *c);
 #include "pd_process_cycle.h"
 #include "pd_http_parse.h"
 #include "pd_http.h"
-#include "pd_json_span.h"
+#include "pd_json.h"
 #include "pd_cidr.h"
 #include "pd_ws.h"
 #include "pd_token.h"

@@ -98,6 +98,33 @@ pd_atoi(const u_char *data, size_t len)
 }
 
 
+u_char *
+pd_hex64(u_char *p, uint64_t n)
+{
+    static const u_char  hex[] = "0123456789abcdef";
+    u_char               tmp[16], *t = tmp + sizeof(tmp);
+
+    do {
+        *--t = hex[n & 0xf];
+        n >>= 4;
+    } while (n);
+
+    return pd_cpymem(p, t, (size_t) (tmp + sizeof(tmp) - t));
+}
+
+u_char *
+pd_dec64(u_char *p, uint64_t n)
+{
+    u_char  tmp[20], *t = tmp + sizeof(tmp);
+
+    do {
+        *--t = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    return pd_cpymem(p, t, (size_t) (tmp + sizeof(tmp) - t));
+}
+
 /* see pd_vslprintf() */
 u_char *
 pd_slprintf(u_char *buf, u_char *last, const char *fmt, ...)

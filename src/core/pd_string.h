@@ -42,5 +42,9 @@ u_char *pd_slprintf(u_char *buf, u_char *last, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 u_char *pd_vslprintf(u_char *buf, u_char *last, const char *fmt, va_list args);
 u_char *pd_hex_dump(u_char *dst, const u_char *src, size_t len);
+/* n in lowercase hex / in decimal, no leading zeros; at most 16 / 20
+ * bytes are written, no NUL (the hot paths' answer to printf) */
+u_char *pd_hex64(u_char *p, uint64_t n);
+u_char *pd_dec64(u_char *p, uint64_t n);
 
 #endif /* PD_STRING_H */

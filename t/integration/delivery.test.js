@@ -639,6 +639,20 @@ test('API errors: bad JSON and fields get 400, oversized 413, no key '
             /* 11 uids, max_uids: 10 */
             JSON.stringify({ app: 'a', data: 1, uids: Array.from(
                 { length: 11 }, (x, i) => `u${i}`) }),
+            /* what the reader refuses that a lax one would pass on */
+            '{"app":"a","uids":["ae"],"data":1} x',
+            '{"app":"a","app":"b","uids":["ae"],"data":1}',
+            '{"app":"a","uids":["ae"],"data":"\\ud800"}',
+            '{"app":"a","uids":["ae"],"data":"tab\there"}',
+            '{"app":"a","uids":["ae"],"data":[1,]}',
+            '{"app":"a","uids":["ae"],"data":01}',
+            `{"app":"a","uids":["ae"],"data":${'['.repeat(70)}`
+                + `${']'.repeat(70)}}`,
+            Buffer.concat([Buffer.from('{"app":"a","uids":["ae"],"data":"'),
+                           Buffer.from([0xc3, 0x28]), Buffer.from('"}')]),
+            Buffer.concat([Buffer.from('{"app":"a","uids":["ae"],"data":"'),
+                           Buffer.from([0xed, 0xa0, 0x80]),
+                           Buffer.from('"}')]),
         ];
         for (const body of bad) {
             const r = await push(d, body);
@@ -647,6 +661,15 @@ test('API errors: bad JSON and fields get 400, oversized 413, no key '
             assert.strictEqual(typeof (r.json && r.json.error), 'string',
                                `a JSON error for ${body}: ${r.body}`);
         }
+
+        /* a syntax error says what and where */
+        const se = await push(d, '{"app":"a","uids":["ae"] "data":1}');
+        assert.strictEqual(se.status, 400, se.body);
+        assert.match(se.json.error, /missing ',' .* at byte 25$/, se.body);
+        const ue = await push(d, Buffer.concat([
+            Buffer.from('{"app":"a","uids":["ae"],"data":"ab'),
+            Buffer.from([0xff]), Buffer.from('"}')]));
+        assert.match(ue.json.error, /invalid UTF-8 .* at byte 35$/, ue.body);
 
         /* broadcast fields */
         for (const body of [

@@ -702,7 +702,9 @@ async function centerPost(d, target, body, opts = {}) {
     if (opts.auth !== false) {
         h.Authorization = `Bearer ${opts.key || d.apiKey}`;
     }
-    const text = typeof body === 'string' ? body : JSON.stringify(body);
+    /* a string or a Buffer goes as is (bytes that are not UTF-8 too) */
+    const text = typeof body === 'string' || Buffer.isBuffer(body) ? body
+        : JSON.stringify(body);
     const res = await request(d.centerPort, 'POST', target, h, text, opts);
     try {
         res.json = JSON.parse(res.body);

@@ -14,16 +14,18 @@
 #include "pd_room.h"
 #include "pd_saver.h"
 
-#include <jansson.h>
 
 typedef struct {
-    pd_str_t        app;
+    pd_str_t        app;            /* in app_buf */
     pd_str_t        data;           /* raw bytes of "data" in the body */
     pd_uint_t       qos;
     pd_msec_t       ttl;
     pd_uint_t       rate;
-    pd_str_t       *uids;
+    pd_json_val_t   uids;           /* the array, in the body */
     pd_uint_t       nuids;
+    size_t          uid_bytes;      /* decoded, without NULs */
+    u_char          app_buf[PD_APP_MAX + 1];
+    char            error[128];
 } pd_center_msg_t;
 
 /* connections of one target worker, collected before the batch goes */
@@ -43,7 +45,7 @@ typedef struct {
 typedef struct {
     pd_http_conn_t      *hc;         /* NULL once the client is gone */
     pd_center_msg_t      m;
-    json_t              *body;       /* m's strings point into it */
+    pd_str_t            *uids;       /* for the store, in the request pool */
     pd_shbuf_t          *frame;
     uint64_t             seq;
     pd_center_target_t   targets[PD_MAX_PROCESSES];
@@ -65,7 +67,6 @@ static u_char  pd_center_batch_buf[PD_CHANNEL_MAX_DATA];
 
 static void pd_center_flush_target(pd_center_route_t *r,
     pd_center_target_t *t);
-static json_t *pd_center_body(pd_http_conn_t *hc);
 
 static pd_msec_t  pd_center_rate_second;
 static pd_uint_t  pd_center_rate_count;
@@ -92,45 +93,95 @@ pd_center_rate_ok(pd_center_conf_t *ccf)
     return ++pd_center_rate_count <= pd_max(share, 1);
 }
 
-static const char *
-pd_center_name(json_t *v, pd_str_t *out, size_t max)
+/* a name field (app, uid) decoded into buf of max + 1 bytes */
+static pd_int_t
+pd_center_name(pd_json_val_t *v, u_char *buf, size_t max, pd_str_t *out)
 {
-    const char  *s;
-
-    s = json_string_value(v);
-    if (s == NULL) {
-        return "must be a string";
+    if (pd_json_string(v, buf, max + 1, &out->len) != PD_OK) {
+        return PD_ERROR;
     }
 
-    out->data = (u_char *) s;
-    out->len = strlen(s);
-
-    return pd_token_valid_name(out, max) == PD_OK ? NULL
-           : "has a bad charset or length";
+    out->data = buf;
+    return pd_token_valid_name(out, max);
 }
 
-/* reads the common fields; NULL or a phrase for a 400 */
+/* an optional integer field in [min, max]; PD_DECLINED when absent */
+static pd_int_t
+pd_center_int(pd_json_val_t *v, int64_t min, int64_t max, int64_t *n)
+{
+    if (v->type == PD_JSON_ABSENT) {
+        return PD_DECLINED;
+    }
+
+    if (pd_json_integer(v, n) != PD_OK || *n < min || *n > max) {
+        return PD_ERROR;
+    }
+
+    return PD_OK;
+}
+
+enum {
+    PD_CENTER_F_APP = 0,
+    PD_CENTER_F_DATA,
+    PD_CENTER_F_QOS,
+    PD_CENTER_F_TTL,
+    PD_CENTER_F_RATE,
+    PD_CENTER_F_UIDS,
+    PD_CENTER_F_N
+};
+
+/*
+ * Reads the body's fields into m; NULL, or a phrase for an error of
+ * *status.  The uids are checked here and decoded later, by
+ * pd_center_uids(), into memory of the push's own.
+ */
 static const char *
-pd_center_parse(pd_http_conn_t *hc, json_t *body, pd_center_msg_t *m,
-    pd_uint_t broadcast, pd_uint_t *status)
+pd_center_parse(pd_http_conn_t *hc, pd_center_msg_t *m, pd_uint_t broadcast,
+    pd_uint_t *status)
 {
     pd_center_conf_t  *ccf = hc->srv->ctx;
-    json_t            *v, *uids;
-    json_int_t         n;
-    pd_uint_t          i;
+    pd_json_field_t    f[PD_CENTER_F_N];
+    pd_json_val_t      e;
+    pd_json_err_t      jerr;
+    const u_char      *pos;
+    u_char             uid[PD_UID_MAX + 1];
+    pd_str_t           name;
+    int64_t            n, max_ttl;
+    pd_int_t           rc;
+    static const char *keys[PD_CENTER_F_N] = {
+        "app", "data", "qos", "ttl", "rate", "uids"
+    };
 
     *status = 400;
 
-    if (pd_center_name(json_object_get(body, "app"), &m->app, PD_APP_MAX)) {
+    for (n = 0; n < PD_CENTER_F_N; n++) {
+        f[n].key = keys[n];
+    }
+
+    if (pd_json_object(hc->body.data, hc->body.len, f, PD_CENTER_F_N, &jerr)
+        != PD_OK)
+    {
+        (void) snprintf(m->error, sizeof(m->error),
+                        "the body must be a JSON object: %s at byte %zu",
+                        jerr.what, jerr.offset);
+        return m->error;
+    }
+
+    if (pd_center_name(&f[PD_CENTER_F_APP].val, m->app_buf, PD_APP_MAX,
+                       &m->app)
+        != PD_OK)
+    {
         return "\"app\" must be an app name";
     }
 
-    if (json_object_get(body, "data") == NULL
-        || pd_json_member_span(hc->body.data, hc->body.len, "data",
-                               &m->data) != PD_OK)
-    {
+    if (f[PD_CENTER_F_DATA].val.type == PD_JSON_ABSENT) {
         return "\"data\" is missing";
     }
+
+    /* the payload goes on as it came, byte for byte */
+    m->data.data = (u_char *) f[PD_CENTER_F_DATA].val.start;
+    m->data.len = (size_t) (f[PD_CENTER_F_DATA].val.end
+                            - f[PD_CENTER_F_DATA].val.start);
 
     if (m->data.len > (size_t) ccf->max_message) {
         *status = 413;
@@ -138,76 +189,88 @@ pd_center_parse(pd_http_conn_t *hc, json_t *body, pd_center_msg_t *m,
     }
 
     m->qos = 1;
-    v = json_object_get(body, "qos");
-    if (v != NULL) {
-        n = json_is_integer(v) ? json_integer_value(v) : -1;
-        if (n != 0 && n != 1) {
-            return "\"qos\" must be 0 or 1";
-        }
+    rc = pd_center_int(&f[PD_CENTER_F_QOS].val, 0, 1, &n);
+    if (rc == PD_ERROR) {
+        return "\"qos\" must be 0 or 1";
+    }
+    if (rc == PD_OK) {
         m->qos = (pd_uint_t) n;
     }
 
     /* a push is kept saver.ttl by default; a broadcast only when asked */
     m->ttl = (pd_saver && !broadcast) ? pd_saver->ttl : 0;
-    v = json_object_get(body, "ttl");
-    if (v != NULL) {
-        n = json_is_integer(v) ? json_integer_value(v) : -1;
-        if (n < 0 || (pd_saver && (pd_msec_t) n * 1000 > pd_saver->max_ttl))
-        {
-            return "\"ttl\" must be seconds from 0 to saver.max_ttl";
-        }
+    max_ttl = pd_saver ? (int64_t) (pd_saver->max_ttl / 1000) : INT32_MAX;
+    rc = pd_center_int(&f[PD_CENTER_F_TTL].val, 0, max_ttl, &n);
+    if (rc == PD_ERROR) {
+        return "\"ttl\" must be seconds from 0 to saver.max_ttl";
+    }
+    if (rc == PD_OK) {
         m->ttl = (pd_msec_t) n * 1000;
     }
 
     if (broadcast) {
         m->rate = (pd_uint_t) ccf->broadcast_rate;
-        v = json_object_get(body, "rate");
-        if (v != NULL) {
-            n = json_is_integer(v) ? json_integer_value(v) : -1;
-            if (n < 1 || n > 100000000) {
-                return "\"rate\" must be users per second, 1 to 100000000";
-            }
+        rc = pd_center_int(&f[PD_CENTER_F_RATE].val, 1, 100000000, &n);
+        if (rc == PD_ERROR) {
+            return "\"rate\" must be users per second, 1 to 100000000";
+        }
+        if (rc == PD_OK) {
             m->rate = (pd_uint_t) n;
         }
         return NULL;
     }
 
-    uids = json_object_get(body, "uids");
-    if (!json_is_array(uids) || json_array_size(uids) == 0) {
-        return "\"uids\" must be a non-empty array";
-    }
+    m->uids = f[PD_CENTER_F_UIDS].val;
+    m->nuids = 0;
+    m->uid_bytes = 0;
 
-    if (json_array_size(uids) > (size_t) ccf->max_uids) {
-        return "\"uids\" holds more than center.max_uids";
-    }
+    pos = NULL;
+    while (pd_json_array_next(&m->uids, &pos, &e) == PD_OK) {
+        if (++m->nuids > (pd_uint_t) ccf->max_uids) {
+            return "\"uids\" holds more than center.max_uids";
+        }
 
-    m->nuids = json_array_size(uids);
-    m->uids = pd_palloc(hc->pool, m->nuids * sizeof(pd_str_t));
-    if (m->uids == NULL) {
-        *status = 500;
-        return "out of memory";
-    }
-
-    for (i = 0; i < m->nuids; i++) {
-        if (pd_center_name(json_array_get(uids, i), &m->uids[i],
-                           PD_UID_MAX))
-        {
+        if (pd_center_name(&e, uid, PD_UID_MAX, &name) != PD_OK) {
             return "\"uids\" must hold uids";
         }
+
+        m->uid_bytes += name.len;
+    }
+
+    if (m->nuids == 0) {
+        return "\"uids\" must be a non-empty array";
     }
 
     return NULL;
 }
 
-/*
- * What a push and a broadcast check first: the rate limit (429) and a
- * JSON object body (400).  The body (to json_decref()), or NULL when the
- * request was answered.
- */
-static json_t *
-pd_center_accept(pd_http_conn_t *hc, pd_center_conf_t *ccf)
+/* the uids, checked by pd_center_parse(), decoded into r's own memory */
+static void
+pd_center_uids(pd_center_route_t *r, pd_center_lookup_t *lk, u_char *p)
 {
-    json_t  *body;
+    pd_json_val_t   e;
+    const u_char   *pos = NULL;
+    pd_uint_t       i;
+
+    for (i = 0; i < r->m.nuids; i++) {
+        (void) pd_json_array_next(&r->m.uids, &pos, &e);
+        (void) pd_center_name(&e, p, PD_UID_MAX, &lk[i].uid);
+        lk[i].r = r;
+        r->uids[i] = lk[i].uid;
+        p += lk[i].uid.len + 1;
+    }
+}
+
+/*
+ * What a push and a broadcast check first: the rate limit (429), then the
+ * body's fields (400).  PD_OK, or PD_DONE when the request was answered.
+ */
+static pd_int_t
+pd_center_accept(pd_http_conn_t *hc, pd_center_conf_t *ccf,
+    pd_center_msg_t *m, pd_uint_t broadcast)
+{
+    const char  *err;
+    pd_uint_t    status;
 
     if (!pd_center_rate_ok(ccf)) {
         pd_stats_dlv(PD_DLV_RATE_LIMITED, 1);
@@ -216,32 +279,18 @@ pd_center_accept(pd_http_conn_t *hc, pd_center_conf_t *ccf)
                                      (u_char *) "{\"error\":\"rate limit\"}\n",
                                      sizeof("{\"error\":\"rate limit\"}\n")
                                      - 1);
-        return NULL;
+        return PD_DONE;
     }
 
-    body = pd_center_body(hc);
-    if (body == NULL) {
-        (void) pd_http_send_error(hc, 400, "the body must be a JSON object");
+    pd_memzero(m, sizeof(pd_center_msg_t));
+    err = pd_center_parse(hc, m, broadcast, &status);
+
+    if (err != NULL) {
+        (void) pd_http_send_error(hc, status, err);
+        return PD_DONE;
     }
 
-    return body;
-}
-
-static json_t *
-pd_center_body(pd_http_conn_t *hc)
-{
-    json_t        *body;
-    json_error_t   jerr;
-
-    body = json_loadb((char *) hc->body.data, hc->body.len,
-                      JSON_REJECT_DUPLICATES, &jerr);
-
-    if (body != NULL && !json_is_object(body)) {
-        json_decref(body);
-        return NULL;
-    }
-
-    return body;
+    return PD_OK;
 }
 
 static pd_center_target_t *
@@ -404,15 +453,33 @@ pd_center_reply_id(pd_http_conn_t *hc, uint64_t seq, const char *k1,
     pd_uint_t v1, const char *k2, pd_uint_t v2)
 {
     pd_core_conf_t  *ccf;
-    char             id[80];
+    u_char           buf[256], *p;
 
     ccf = pd_get_conf(pd_cycle, pd_core_module);
-    (void) snprintf(id, sizeof(id), "%.*s-%lx", (int) ccf->node_id.len,
-                    ccf->node_id.data, (unsigned long) seq);
 
-    (void) pd_center_send_json(hc, 200,
-                               json_pack("{s:s,s:i,s:i}", "id", id,
-                                         k1, (int) v1, k2, (int) v2));
+    /* no printf: this is once per push */
+    p = pd_cpymem(buf, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
+    p = pd_cpymem(p, ccf->node_id.data, pd_min(ccf->node_id.len, 64));
+    *p++ = '-';
+    p = pd_hex64(p, seq);
+    *p++ = '"';
+    *p++ = ',';
+    *p++ = '"';
+    p = pd_cpymem(p, k1, strlen(k1));
+    *p++ = '"';
+    *p++ = ':';
+    p = pd_dec64(p, v1);
+    *p++ = ',';
+    *p++ = '"';
+    p = pd_cpymem(p, k2, strlen(k2));
+    *p++ = '"';
+    *p++ = ':';
+    p = pd_dec64(p, v2);
+    *p++ = '}';
+    *p++ = '\n';
+
+    (void) pd_http_send_response(hc, 200, "application/json", NULL, buf,
+                                 (size_t) (p - buf));
 }
 
 static void
@@ -425,7 +492,6 @@ pd_center_push_free(pd_center_route_t *r)
     }
 
     pd_shbuf_unref(r->frame);
-    json_decref(r->body);
     pd_free(r);
 }
 
@@ -473,60 +539,53 @@ pd_center_push(pd_http_conn_t *hc)
     pd_center_lookup_t  *lk;
     pd_center_msg_t      m;
     pd_pool_cleanup_t   *cln;
-    json_t              *body;
     const char          *err;
-    pd_uint_t            status, i;
     pd_int_t             rv;
 
-    body = pd_center_accept(hc, ccf);
-    if (body == NULL) {
+    if (pd_center_accept(hc, ccf, &m, 0) != PD_OK) {
         return;
     }
 
-    pd_memzero(&m, sizeof(m));
-    err = pd_center_parse(hc, body, &m, 0, &status);
+    err = NULL;
 
-    if (err == NULL && m.qos && pd_saver == NULL) {
-        status = 503;
+    if (m.qos && pd_saver == NULL) {
         err = "qos 1 needs the saver section";
-    }
 
-    if (err == NULL && pd_register == NULL) {
-        status = 503;
+    } else if (pd_register == NULL) {
         err = "the register is not enabled";
     }
 
     if (err != NULL) {
-        json_decref(body);
-        (void) pd_http_send_error(hc, status, err);
+        (void) pd_http_send_error(hc, 503, err);
         return;
     }
 
-    r = pd_calloc(sizeof(pd_center_route_t)
-                  + m.nuids * sizeof(pd_center_lookup_t), hc->connection->log);
+    /* the route, a lookup per uid, the uids for the store, their bytes */
+    r = pd_alloc(sizeof(pd_center_route_t)
+                 + m.nuids * (sizeof(pd_center_lookup_t) + sizeof(pd_str_t)
+                              + 1)
+                 + m.uid_bytes, hc->connection->log);
     cln = (r != NULL) ? pd_pool_cleanup_add(hc->pool, 0) : NULL;
 
     if (cln == NULL) {
         pd_free(r);
-        json_decref(body);
         (void) pd_http_send_error(hc, 500, "out of memory");
         return;
     }
 
-    /* from here r owns the body (m's strings point into it) and the
-     * frame; the uids are copied next to it, out of the request pool */
+    /* from here r owns the frame and the uids (out of the request pool:
+     * lookups may answer after the client left); "data" stays in the
+     * body, read only while the request lives */
+    pd_memzero(r, sizeof(pd_center_route_t));
     r->hc = hc;
     r->m = m;
-    r->body = body;
+    r->m.app.data = r->m.app_buf;
     cln->handler = pd_center_push_cleanup;
     cln->data = r;
 
     lk = (pd_center_lookup_t *) (r + 1);
-
-    for (i = 0; i < m.nuids; i++) {
-        lk[i].r = r;
-        lk[i].uid = m.uids[i];
-    }
+    r->uids = (pd_str_t *) (lk + m.nuids);
+    pd_center_uids(r, lk, (u_char *) (r->uids + m.nuids));
 
     r->seq = pd_stats_next_seq();
 
@@ -539,8 +598,8 @@ pd_center_push(pd_http_conn_t *hc)
      * come later (a networked store), r waits for it as for a lookup */
     r->pending = 1;
 
-    rv = pd_saver_store(m.uids, m.nuids, &m.app, r->seq, &m.data, m.ttl,
-                        hc->pool, pd_center_stored, r);
+    rv = pd_saver_store(r->uids, m.nuids, &r->m.app, r->seq, &r->m.data,
+                        m.ttl, hc->pool, pd_center_stored, r);
     if (rv != PD_OK) {
         r->pending = 0;
         pd_stats_dlv(PD_DLV_STORE_FULL, 1);
@@ -631,24 +690,12 @@ pd_center_broadcast(pd_http_conn_t *hc)
     pd_center_msg_t       m;
     pd_shbuf_t           *frame;
     pd_process_t         *p;
-    json_t               *body;
-    const char           *err;
     u_char               *buf, *b;
-    pd_uint_t             status, workers, nw;
+    pd_uint_t             workers, nw;
     pd_int_t              i;
     uint64_t              seq;
 
-    body = pd_center_accept(hc, ccf);
-    if (body == NULL) {
-        return;
-    }
-
-    pd_memzero(&m, sizeof(m));
-    err = pd_center_parse(hc, body, &m, 1, &status);
-
-    if (err != NULL) {
-        json_decref(body);
-        (void) pd_http_send_error(hc, status, err);
+    if (pd_center_accept(hc, ccf, &m, 1) != PD_OK) {
         return;
     }
 
@@ -657,7 +704,6 @@ pd_center_broadcast(pd_http_conn_t *hc)
     if (m.ttl && pd_saver != NULL
         && pd_saver_bcast_store(&m.app, seq, &m.data, m.ttl) != PD_OK)
     {
-        json_decref(body);
         pd_stats_dlv(PD_DLV_STORE_FULL, 1);
         (void) pd_http_send_error(hc, 503, "the message store is full");
         return;
@@ -671,7 +717,6 @@ pd_center_broadcast(pd_http_conn_t *hc)
         || sizeof(hdr) + m.app.len + frame->len > PD_CHANNEL_MAX_DATA)
     {
         pd_shbuf_unref(frame);
-        json_decref(body);
         (void) pd_http_send_error(hc, 500, "out of memory");
         return;
     }
@@ -719,5 +764,4 @@ pd_center_broadcast(pd_http_conn_t *hc)
     pd_stats_dlv(PD_DLV_ACCEPTED, 1);
 
     pd_center_reply_id(hc, seq, "workers", workers, "rate", m.rate);
-    json_decref(body);
 }

@@ -41,19 +41,23 @@ pd_room_msg_frame(uint64_t seq, pd_str_t *app, pd_uint_t qos,
 {
     pd_core_conf_t  *ccf;
     pd_str_t         id;
-    u_char           buf[80];
+    u_char           buf[80], *p;
 
     ccf = pd_get_conf(pd_cycle, pd_core_module);
 
+    /* node_id is at most 32 bytes (checked at configuration) */
+    p = pd_cpymem(buf, ccf->node_id.data, ccf->node_id.len);
+    *p++ = '-';
+    p = pd_hex64(p, seq);
+
     id.data = buf;
-    id.len = (size_t) (pd_slprintf(buf, buf + sizeof(buf), "%.*s-%lx",
-                                   (int) ccf->node_id.len, ccf->node_id.data,
-                                   (unsigned long) seq) - buf);
+    id.len = (size_t) (p - buf);
 
     return pd_room_msg_frame_id(&id, app, qos, data, len, stamp);
 }
 
-/* the same, for an id made elsewhere (another node's message) */
+/* the same, for an id made elsewhere (another node's message); the id
+ * and the app are names (no JSON escapes), data is JSON already */
 pd_shbuf_t *
 pd_room_msg_frame_id(pd_str_t *id, pd_str_t *app, pd_uint_t qos,
     const u_char *data, size_t len, pd_msec_t stamp)
@@ -62,10 +66,15 @@ pd_room_msg_frame_id(pd_str_t *id, pd_str_t *app, pd_uint_t qos,
     u_char           head[200], *h, hdr[PD_WS_MAX_HEADER], *p;
     size_t           hl, n, total;
 
-    h = pd_slprintf(head, head + sizeof(head),
-                    "{\"op\":\"msg\",\"id\":\"%.*s\",\"app\":\"%.*s\","
-                    "\"qos\":%u,\"data\":", (int) pd_min(id->len, 80),
-                    id->data, (int) app->len, app->data, (unsigned) qos);
+    /* no printf: this runs once per message */
+    h = pd_cpymem(head, "{\"op\":\"msg\",\"id\":\"",
+                  sizeof("{\"op\":\"msg\",\"id\":\"") - 1);
+    h = pd_cpymem(h, id->data, pd_min(id->len, 80));
+    h = pd_cpymem(h, "\",\"app\":\"", sizeof("\",\"app\":\"") - 1);
+    h = pd_cpymem(h, app->data, pd_min(app->len, PD_REG_APP_MAX));
+    h = pd_cpymem(h, "\",\"qos\":", sizeof("\",\"qos\":") - 1);
+    *h++ = qos ? '1' : '0';
+    h = pd_cpymem(h, ",\"data\":", sizeof(",\"data\":") - 1);
     hl = (size_t) (h - head);
 
     total = hl + len + 1;

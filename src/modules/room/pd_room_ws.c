@@ -9,7 +9,6 @@
 #include "pd_register.h"
 #include "pd_saver.h"
 
-#include <jansson.h>
 
 /* frames are read here first; a connection keeps bytes of its own only
  * while a frame is incomplete, so an idle connection holds no buffer */
@@ -28,7 +27,8 @@ static pd_int_t pd_room_frames(pd_room_conn_t *rc, u_char *p, size_t len,
 static pd_int_t pd_room_frame_in(pd_room_conn_t *rc, pd_ws_frame_t *f);
 static pd_int_t pd_room_message(pd_room_conn_t *rc, u_char *p, size_t len);
 static pd_int_t pd_room_bad_frame(pd_room_conn_t *rc, const char *error);
-static pd_int_t pd_room_reply(pd_room_conn_t *rc, json_t *obj);
+static pd_int_t pd_room_reply(pd_room_conn_t *rc, const char *op,
+    const char *key, const u_char *value, size_t len);
 
 /*
  * Room connections live in chunks of their own, out of the heap where
@@ -386,41 +386,35 @@ pd_room_frame_in(pd_room_conn_t *rc, pd_ws_frame_t *f)
 static pd_int_t
 pd_room_bad_frame(pd_room_conn_t *rc, const char *error)
 {
-    json_t    *obj;
-    pd_int_t   rv;
-
     if (++rc->bad_frames > rc->conf->max_bad_frames) {
         pd_room_close_with(rc, PD_WS_CLOSE_POLICY, "too many bad frames",
                            PD_ROOM_CLOSE_PROTOCOL);
         return PD_DONE;
     }
 
-    obj = json_pack("{s:s,s:s}", "op", "error", "error", error);
-    rv = pd_room_reply(rc, obj);
-    json_decref(obj);
-
-    return rv;
+    return pd_room_reply(rc, "error", "error", (u_char *) error,
+                         strlen(error));
 }
 
+/* {"op":op,key:value} with value escaped as a JSON string */
 static pd_int_t
-pd_room_reply(pd_room_conn_t *rc, json_t *obj)
+pd_room_reply(pd_room_conn_t *rc, const char *op, const char *key,
+    const u_char *value, size_t len)
 {
-    char      buf[512];
-    size_t    n;
+    u_char   buf[512], *p, *last = buf + sizeof(buf);
 
-    if (obj == NULL) {
+    p = pd_slprintf(buf, last, "{\"op\":\"%s\",\"%s\":", op, key);
+    p = pd_json_escape(p, last - 1, value, len);
+
+    if (p == NULL) {
         pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
         return PD_DONE;
     }
 
-    n = json_dumpb(obj, buf, sizeof(buf), JSON_COMPACT);
-    if (n == 0 || n > sizeof(buf)) {
-        pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
-        return PD_DONE;
-    }
+    *p++ = '}';
 
-    return pd_room_send_text(rc, (u_char *) buf, n) == PD_ERROR ? PD_DONE
-                                                                 : PD_OK;
+    return pd_room_send_text(rc, buf, (size_t) (p - buf)) == PD_ERROR
+           ? PD_DONE : PD_OK;
 }
 
 static pd_int_t
@@ -435,21 +429,22 @@ pd_room_sync_apps(pd_room_conn_t *rc)
 }
 
 static pd_int_t
-pd_room_bind(pd_room_conn_t *rc, json_t *req, pd_uint_t bind)
+pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
 {
-    const char  *app;
-    pd_str_t     name;
-    pd_uint_t    i;
+    u_char     buf[PD_APP_MAX + 1];
+    char      *app = (char *) buf;
+    pd_str_t   name;
+    pd_uint_t  i;
 
-    app = json_string_value(json_object_get(req, "app"));
-    if (app == NULL) {
+    if (v->type != PD_JSON_STRING) {
         return pd_room_bad_frame(rc, "\"app\" must be a string");
     }
 
-    name.data = (u_char *) app;
-    name.len = strlen(app);
+    name.data = buf;
 
-    if (pd_token_valid_name(&name, PD_APP_MAX) != PD_OK) {
+    if (pd_json_string(v, buf, sizeof(buf), &name.len) != PD_OK
+        || pd_token_valid_name(&name, PD_APP_MAX) != PD_OK)
+    {
         return pd_room_bad_frame(rc, "invalid app name");
     }
 
@@ -510,29 +505,40 @@ pd_room_bind(pd_room_conn_t *rc, json_t *req, pd_uint_t bind)
     return PD_OK;
 }
 
+/* message ids are "node-hex": longer ones cannot be ours */
+#define PD_ROOM_ID_MAX  96
+
 static pd_int_t
-pd_room_ack_op(pd_room_conn_t *rc, json_t *req)
+pd_room_ack_op(pd_room_conn_t *rc, pd_json_val_t *ids)
 {
-    json_t      *ids;
-    const char  *list[64];
-    pd_uint_t    i, n;
+    u_char          buf[64][PD_ROOM_ID_MAX];
+    const char     *list[64];
+    pd_json_val_t   e;
+    const u_char   *pos = NULL;
+    pd_uint_t       n, total;
+    size_t          len;
 
-    ids = json_object_get(req, "ids");
+    n = 0;
+    total = 0;
 
-    if (!json_is_array(ids) || json_array_size(ids) == 0
-        || json_array_size(ids) > pd_nelems(list))
-    {
-        return pd_room_bad_frame(rc, "\"ids\" must be an array of 1 to 64 "
-                                 "message ids");
-    }
+    while (pd_json_array_next(ids, &pos, &e) == PD_OK) {
+        if (++total > pd_nelems(list)) {
+            break;
+        }
 
-    n = json_array_size(ids);
-
-    for (i = 0; i < n; i++) {
-        list[i] = json_string_value(json_array_get(ids, i));
-        if (list[i] == NULL) {
+        if (e.type != PD_JSON_STRING) {
             return pd_room_bad_frame(rc, "\"ids\" must hold strings");
         }
+
+        if (pd_json_string(&e, buf[n], PD_ROOM_ID_MAX, &len) == PD_OK) {
+            list[n] = (char *) buf[n];
+            n++;
+        }
+    }
+
+    if (total == 0 || total > pd_nelems(list)) {
+        return pd_room_bad_frame(rc, "\"ids\" must be an array of 1 to 64 "
+                                 "message ids");
     }
 
     return pd_room_ack(rc, list, n);
@@ -542,50 +548,55 @@ pd_room_ack_op(pd_room_conn_t *rc, json_t *req)
 static pd_int_t
 pd_room_message(pd_room_conn_t *rc, u_char *p, size_t len)
 {
-    json_t        *req;
-    json_error_t   jerr;
-    const char    *op;
-    pd_int_t       rv;
-    char           err[96];
+    pd_json_field_t   f[3] = { { "op", { 0 } }, { "ids", { 0 } },
+                               { "app", { 0 } } };
+    pd_json_err_t     jerr;
+    const u_char     *op;
+    size_t            n;
+    char              err[96];
 
-    req = json_loadb((char *) p, len, JSON_REJECT_DUPLICATES, &jerr);
-
-    if (req == NULL || !json_is_object(req)) {
-        json_decref(req);
+    if (pd_json_object(p, len, f, 3, &jerr) != PD_OK) {
         return pd_room_bad_frame(rc, "a frame must hold one JSON object");
     }
 
-    op = json_string_value(json_object_get(req, "op"));
-
-    if (op == NULL) {
-        rv = pd_room_bad_frame(rc, "\"op\" must be a string");
-
-    } else if (strcmp(op, "ping") == 0) {
-        rv = pd_room_send_text(rc, (u_char *) "{\"op\":\"pong\"}",
-                               sizeof("{\"op\":\"pong\"}") - 1)
-             == PD_ERROR ? PD_DONE : PD_OK;
-
-    } else if (strcmp(op, "bind") == 0) {
-        rv = pd_room_bind(rc, req, 1);
-
-    } else if (strcmp(op, "unbind") == 0) {
-        rv = pd_room_bind(rc, req, 0);
-
-    } else if (strcmp(op, "ack") == 0) {
-        rv = pd_room_ack_op(rc, req);
-
-    } else if (strcmp(op, "up") == 0) {
-        /* uplink belongs to the coordinator */
-        (void) snprintf(err, sizeof(err), "op \"%s\" is not enabled", op);
-        rv = pd_room_bad_frame(rc, err);
-
-    } else {
-        (void) snprintf(err, sizeof(err), "unknown op \"%.32s\"", op);
-        rv = pd_room_bad_frame(rc, err);
+    if (f[0].val.type != PD_JSON_STRING) {
+        return pd_room_bad_frame(rc, "\"op\" must be a string");
     }
 
-    json_decref(req);
-    return rv;
+    /* ops are plain words: compared as written, escapes never match */
+    op = f[0].val.start + 1;
+    n = (size_t) (f[0].val.end - f[0].val.start) - 2;
+
+#define pd_room_op_is(w)  (n == sizeof(w) - 1 && memcmp(op, w, n) == 0)
+
+    if (pd_room_op_is("ack")) {
+        return pd_room_ack_op(rc, &f[1].val);
+    }
+
+    if (pd_room_op_is("ping")) {
+        return pd_room_send_text(rc, (u_char *) "{\"op\":\"pong\"}",
+                                 sizeof("{\"op\":\"pong\"}") - 1)
+               == PD_ERROR ? PD_DONE : PD_OK;
+    }
+
+    if (pd_room_op_is("bind")) {
+        return pd_room_bind(rc, &f[2].val, 1);
+    }
+
+    if (pd_room_op_is("unbind")) {
+        return pd_room_bind(rc, &f[2].val, 0);
+    }
+
+    if (pd_room_op_is("up")) {
+        /* uplink belongs to the coordinator */
+        return pd_room_bad_frame(rc, "op \"up\" is not enabled");
+    }
+
+#undef pd_room_op_is
+
+    (void) snprintf(err, sizeof(err), "unknown op \"%.*s\"",
+                    (int) pd_min(n, 32), op);
+    return pd_room_bad_frame(rc, err);
 }
 
 /* queues our close frame; the connection goes once it is out */
@@ -680,17 +691,13 @@ pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
 void
 pd_room_kick(pd_room_conn_t *rc, const u_char *reason, size_t len)
 {
-    json_t    *obj;
-
-    obj = json_pack("{s:s,s:s%}", "op", "kick", "reason", reason ? reason
-                    : (const u_char *) "", reason ? len : 0);
-
-    if (pd_room_reply(rc, obj) == PD_OK) {
+    if (pd_room_reply(rc, "kick", "reason", reason ? reason
+                      : (const u_char *) "", reason ? len : 0)
+        == PD_OK)
+    {
         pd_room_close_with(rc, PD_WS_CLOSE_POLICY, "kicked",
                            PD_ROOM_CLOSE_KICK);
     }
-
-    json_decref(obj);
 }
 
 /* a register conn id back to the connection, if it still lives here */
