@@ -29,7 +29,9 @@ pd_write_channel(pd_socket_t s, pd_channel_msg_t *msg, const u_char *data,
         char            space[CMSG_SPACE(sizeof(int))];
     } cmsgbuf;
 
-    if (msg->len > PD_CHANNEL_MAX_DATA) {
+    if (msg->len > (msg->command == PD_CMD_BATCH ? PD_CHANNEL_BATCH_MAX
+                                                 : PD_CHANNEL_MAX_DATA))
+    {
         pd_log_error(PD_LOG_ALERT, log, 0, "channel message too large: %u",
                      (unsigned) msg->len);
         return PD_ERROR;
@@ -93,7 +95,7 @@ pd_read_channel(pd_socket_t s, pd_channel_msg_t *msg, u_char *data,
     iov[0].iov_base = msg;
     iov[0].iov_len = sizeof(pd_channel_msg_t);
     iov[1].iov_base = data;
-    iov[1].iov_len = PD_CHANNEL_MAX_DATA;
+    iov[1].iov_len = PD_CHANNEL_BATCH_MAX;
 
     mh.msg_iov = iov;
     mh.msg_iovlen = 2;
@@ -213,15 +215,54 @@ typedef struct {
     pd_channel_out_t  **tail;
     size_t              bytes;
     pd_connection_t    *c;          /* the socket, watched for room */
+    u_char             *cork;       /* PD_CHANNEL_BATCH_MAX, kept */
+    size_t              cork_len;
+    pd_uint_t           cork_n;     /* records in it */
 } pd_channel_queue_t;
 
 static pd_channel_queue_t  pd_channel_queues[PD_MAX_PROCESSES];
+
+/* slots with corked records, in the order they were first written */
+static pd_int_t            pd_channel_corked[PD_MAX_PROCESSES];
+static pd_uint_t           pd_channel_ncorked;
+static pd_uint_t           pd_channel_corking;
+
+/* siblings whose out-queue is not empty, and who to tell when none is */
+static pd_uint_t           pd_channel_backed_up;
+static pd_event_t         *pd_channel_drain_ev;
+
+static pd_int_t pd_channel_write_or_queue(pd_int_t slot,
+    pd_channel_msg_t *msg, const u_char *data);
+
+pd_uint_t
+pd_channel_congested(void)
+{
+    return pd_channel_backed_up != 0;
+}
+
+void
+pd_channel_on_drain(pd_event_t *ev)
+{
+    pd_channel_drain_ev = ev;
+}
+
+static void
+pd_channel_queue_emptied(void)
+{
+    if (--pd_channel_backed_up == 0 && pd_channel_drain_ev != NULL) {
+        pd_post_event(pd_channel_drain_ev, &pd_posted_events);
+    }
+}
 
 static void
 pd_channel_flush(pd_channel_queue_t *q, pd_socket_t fd)
 {
     pd_channel_out_t  *o;
     pd_int_t           rc;
+
+    if (q->head == NULL) {
+        return;
+    }
 
     while ((o = q->head) != NULL) {
         rc = pd_write_channel(fd, &o->msg, o->data, pd_log_root);
@@ -237,6 +278,7 @@ pd_channel_flush(pd_channel_queue_t *q, pd_socket_t fd)
     }
 
     q->tail = &q->head;
+    pd_channel_queue_emptied();
 }
 
 static void
@@ -258,6 +300,10 @@ pd_channel_forget(pd_int_t slot)
     pd_channel_queue_t  *q = &pd_channel_queues[slot];
     pd_channel_out_t    *o;
 
+    if (q->head != NULL) {
+        pd_channel_queue_emptied();
+    }
+
     while ((o = q->head) != NULL) {
         q->head = o->next;
         pd_free(o);
@@ -265,6 +311,8 @@ pd_channel_forget(pd_int_t slot)
 
     q->tail = &q->head;
     q->bytes = 0;
+    q->cork_len = 0;
+    q->cork_n = 0;
 
     if (q->c != NULL) {
         /* closes the fd too: the caller must not close it again */
@@ -320,6 +368,7 @@ pd_channel_enqueue(pd_int_t slot, pd_channel_msg_t *msg, const u_char *data)
 
     if (q->head == NULL) {
         q->tail = &q->head;
+        pd_channel_backed_up++;
     }
 
     *q->tail = o;
@@ -329,13 +378,94 @@ pd_channel_enqueue(pd_int_t slot, pd_channel_msg_t *msg, const u_char *data)
     return PD_OK;
 }
 
+/* what is corked for slot leaves: one message as it is, more as a batch */
+static void
+pd_channel_flush_cork(pd_int_t slot)
+{
+    pd_channel_queue_t  *q = &pd_channel_queues[slot];
+    pd_channel_msg_t     msg;
+    pd_int_t             rc;
+
+    if (q->cork_len == 0) {
+        return;
+    }
+
+    if (q->cork_n == 1) {
+        pd_memcpy(&msg, q->cork, sizeof(msg));
+        rc = pd_channel_write_or_queue(slot, &msg,
+                                       q->cork + sizeof(msg));
+    } else {
+        msg.command = PD_CMD_BATCH;
+        msg.pid = pd_pid;
+        msg.slot = (int32_t) pd_process_slot;
+        msg.fd = -1;
+        msg.arg = q->cork_n;
+        msg.len = (uint32_t) q->cork_len;
+        rc = pd_channel_write_or_queue(slot, &msg, q->cork);
+    }
+
+    if (rc != PD_OK && pd_processes[slot].channel[0] != -1) {
+        /* a sibling 64 MB behind: stored messages come on reconnect */
+        pd_log_error(PD_LOG_ERR, pd_log_root, 0,
+                     "channel to worker %d full: %u messages dropped",
+                     (int) pd_processes[slot].pid, (unsigned) q->cork_n);
+        pd_stats_dlv(PD_DLV_CHANNEL_FULL, q->cork_n);
+    }
+
+    q->cork_len = 0;
+    q->cork_n = 0;
+}
+
+void
+pd_channel_cork(void)
+{
+    pd_channel_corking = 1;
+}
+
+void
+pd_channel_uncork(void)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < pd_channel_ncorked; i++) {
+        pd_channel_flush_cork(pd_channel_corked[i]);
+    }
+
+    pd_channel_ncorked = 0;
+}
+
+static pd_int_t
+pd_channel_write_or_queue(pd_int_t slot, pd_channel_msg_t *msg,
+    const u_char *data)
+{
+    pd_int_t  rc;
+
+    if (pd_processes[slot].channel[0] == -1) {
+        return PD_ERROR;
+    }
+
+    /* behind what waits already, so the order holds */
+    if (pd_channel_queues[slot].head != NULL) {
+        return pd_channel_enqueue(slot, msg, data);
+    }
+
+    rc = pd_write_channel(pd_processes[slot].channel[0], msg, data,
+                          pd_log_root);
+
+    if (rc == PD_AGAIN) {
+        return pd_channel_enqueue(slot, msg, data);
+    }
+
+    return rc;
+}
+
 static pd_int_t
 pd_channel_send(pd_int_t slot, pd_uint_t command, uint64_t arg,
     const u_char *data, size_t len)
 {
-    pd_channel_msg_t   msg;
-    pd_process_t      *p = &pd_processes[slot];
-    pd_int_t           rc;
+    pd_channel_queue_t  *q = &pd_channel_queues[slot];
+    pd_channel_msg_t     msg;
+    size_t               rec;
 
     msg.command = (uint32_t) command;
     msg.pid = pd_pid;
@@ -344,18 +474,71 @@ pd_channel_send(pd_int_t slot, pd_uint_t command, uint64_t arg,
     msg.arg = arg;
     msg.len = (uint32_t) len;
 
-    /* behind what waits already, so the order holds */
-    if (pd_channel_queues[slot].head != NULL) {
-        return pd_channel_enqueue(slot, &msg, data);
+    if (len > PD_CHANNEL_MAX_DATA) {
+        return PD_ERROR;
     }
 
-    rc = pd_write_channel(p->channel[0], &msg, data, pd_log_root);
+    rec = sizeof(msg) + len;
 
-    if (rc == PD_AGAIN) {
-        return pd_channel_enqueue(slot, &msg, data);
+    if (!pd_channel_corking) {
+        return pd_channel_write_or_queue(slot, &msg, data);
     }
 
-    return rc;
+    if (q->cork == NULL) {
+        q->cork = pd_alloc(PD_CHANNEL_BATCH_MAX, pd_log_root);
+        if (q->cork == NULL) {
+            return pd_channel_write_or_queue(slot, &msg, data);
+        }
+    }
+
+    if (q->cork_len + rec > PD_CHANNEL_BATCH_MAX) {
+        pd_channel_flush_cork(slot);
+    }
+
+    if (q->cork_n == 0) {
+        if (pd_channel_ncorked == PD_MAX_PROCESSES) {
+            /* a slot forgotten and corked again in one turn, many times */
+            pd_channel_uncork();
+        }
+        pd_channel_corked[pd_channel_ncorked++] = slot;
+    }
+
+    pd_memcpy(q->cork + q->cork_len, &msg, sizeof(msg));
+    if (len) {
+        pd_memcpy(q->cork + q->cork_len + sizeof(msg), data, len);
+    }
+
+    q->cork_len += rec;
+    q->cork_n++;
+
+    return PD_OK;
+}
+
+pd_int_t
+pd_channel_batch_next(const u_char *data, size_t len, size_t *pos,
+    pd_channel_msg_t *msg, u_char **rdata)
+{
+    if (*pos == len) {
+        return PD_DONE;
+    }
+
+    if (len - *pos < sizeof(pd_channel_msg_t)) {
+        return PD_ERROR;
+    }
+
+    pd_memcpy(msg, data + *pos, sizeof(pd_channel_msg_t));
+
+    if (msg->len > PD_CHANNEL_MAX_DATA || msg->fd != -1
+        || msg->command == PD_CMD_BATCH
+        || len - *pos - sizeof(pd_channel_msg_t) < msg->len)
+    {
+        return PD_ERROR;
+    }
+
+    *rdata = (u_char *) data + *pos + sizeof(pd_channel_msg_t);
+    *pos += sizeof(pd_channel_msg_t) + msg->len;
+
+    return PD_OK;
 }
 
 pd_int_t

@@ -5,6 +5,12 @@
  * copy of each other's [0] (passed with SCM_RIGHTS) so any worker can
  * write to any other.  One message is one packet: a fixed header and up
  * to PD_CHANNEL_MAX_DATA bytes of payload, so records never split.
+ *
+ * Between workers, the messages of one event loop turn to one sibling
+ * are corked into a PD_CMD_BATCH packet of up to PD_CHANNEL_BATCH_MAX
+ * bytes (records: header, payload, header, payload...): one sendmsg()
+ * and one recvmsg() for a turn's deliveries instead of one per push, and
+ * a kernel queue of 10 packets (net.unix.max_dgram_qlen) holds far more.
  */
 
 #ifndef PD_CHANNEL_H
@@ -17,10 +23,12 @@
 #define PD_CMD_REOPEN         5
 #define PD_CMD_PING           6   /* worker -> worker, answered by PONG */
 #define PD_CMD_PONG           7
+#define PD_CMD_BATCH          8   /* corked records of one loop turn */
 #define PD_CMD_MODULE_BASE   16   /* modules register commands from here */
 #define PD_CMD_MAX           64
 
-#define PD_CHANNEL_MAX_DATA  (16 * 1024)
+#define PD_CHANNEL_MAX_DATA   (16 * 1024)
+#define PD_CHANNEL_BATCH_MAX  (32 * 1024)
 
 typedef struct {
     uint32_t     command;
@@ -43,7 +51,7 @@ void pd_channel_set_handler(pd_uint_t command, pd_channel_handler_pt h);
  */
 pd_int_t pd_write_channel(pd_socket_t s, pd_channel_msg_t *msg,
     const u_char *data, pd_log_t *log);
-/* reads one message into msg and data (PD_CHANNEL_MAX_DATA bytes);
+/* reads one message into msg and data (PD_CHANNEL_BATCH_MAX bytes);
  * PD_AGAIN when none is pending, PD_ERROR when the peer is gone */
 pd_int_t pd_read_channel(pd_socket_t s, pd_channel_msg_t *msg, u_char *data,
     pd_log_t *log);
@@ -58,6 +66,28 @@ pd_int_t pd_channel_dispatch(pd_cycle_t *cycle, pd_channel_msg_t *msg,
 /* sends to another worker slot; PD_DECLINED when it has no live worker */
 pd_int_t pd_channel_send_worker(pd_int_t slot, pd_uint_t command,
     uint64_t arg, const u_char *data, size_t len);
+
+/*
+ * A batch's records, one at a time: *pos starts at 0.  PD_OK with msg
+ * and *rdata set, PD_DONE at the end, PD_ERROR when the batch is
+ * malformed (the rest of it is dropped).
+ */
+pd_int_t pd_channel_batch_next(const u_char *data, size_t len, size_t *pos,
+    pd_channel_msg_t *msg, u_char **rdata);
+
+/* workers cork what they send to siblings (pd_channel_send_*) until
+ * pd_channel_uncork(), which the worker loop runs after each turn */
+void pd_channel_cork(void);
+void pd_channel_uncork(void);
+
+/*
+ * Whether a sibling's channel is backed up (messages wait in its
+ * out-queue, the kernel's buffer being full).  Producers that can wait,
+ * the center's pushes, wait then, instead of piling up deliveries that
+ * would reach clients seconds late: ev is posted once none is backed up.
+ */
+pd_uint_t pd_channel_congested(void);
+void pd_channel_on_drain(pd_event_t *ev);
 
 /* a sibling's channel closed: drops what waited for it, closes its fd */
 void pd_channel_forget(pd_int_t slot);

@@ -12,6 +12,8 @@
 
 pd_queue_t        pd_posted_accept_events;
 pd_queue_t        pd_posted_events;
+pd_queue_t        pd_posted_next_events;
+pd_uint_t         pd_event_turn;
 pd_timer_heap_t   pd_timers;
 pd_uint_t         pd_accept_per_turn = 64;
 
@@ -26,6 +28,7 @@ pd_event_init(pd_cycle_t *cycle)
 {
     pd_queue_init(&pd_posted_accept_events);
     pd_queue_init(&pd_posted_events);
+    pd_queue_init(&pd_posted_next_events);
 
     /* every connection holds at most two timers (read and write) */
     if (pd_timer_heap_init(&pd_timers, 64, 2 * cycle->connection_n + 64)
@@ -272,11 +275,13 @@ pd_event_dispatch(struct epoll_event *ee)
 void
 pd_process_events_and_timers(pd_cycle_t *cycle)
 {
+    pd_queue_t  now;
     pd_msec_t   timer;
     int         n, i, timeout;
     pd_err_t    err;
 
     if (!pd_queue_empty(&pd_posted_events)
+        || !pd_queue_empty(&pd_posted_next_events)
         || !pd_queue_empty(&pd_posted_accept_events))
     {
         timeout = 0;
@@ -286,6 +291,8 @@ pd_process_events_and_timers(pd_cycle_t *cycle)
         timeout = (timer == PD_TIMER_INFINITE) ? -1
                   : (int) pd_min(timer, (pd_msec_t) INT_MAX);
     }
+
+    pd_event_turn++;
 
     n = epoll_wait(pd_ep, pd_event_list, (int) pd_nevents, timeout);
     err = (n == -1) ? errno : 0;
@@ -305,6 +312,18 @@ pd_process_events_and_timers(pd_cycle_t *cycle)
     }
 
     pd_event_process_posted(cycle, &pd_posted_accept_events);
+
+    /* what waited for this turn, after the sockets had their say; what
+     * it posts again waits for the next one */
+    if (!pd_queue_empty(&pd_posted_next_events)) {
+        now.next = pd_posted_next_events.next;
+        now.prev = pd_posted_next_events.prev;
+        now.next->prev = &now;
+        now.prev->next = &now;
+        pd_queue_init(&pd_posted_next_events);
+
+        pd_event_process_posted(cycle, &now);
+    }
 
     pd_timer_expire(&pd_timers, pd_current_msec);
 

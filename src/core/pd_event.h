@@ -28,6 +28,14 @@ struct pd_event_s {
 
 extern pd_queue_t       pd_posted_accept_events;
 extern pd_queue_t       pd_posted_events;
+/*
+ * Work that must not run in the turn that posted it: the next request of
+ * a pipelined connection.  Run from this queue, a busy API client would
+ * keep one turn going without end, and no other socket (a sibling's
+ * channel, clients' acks) would be read meanwhile.
+ */
+extern pd_queue_t       pd_posted_next_events;
+extern pd_uint_t        pd_event_turn;     /* counts loop turns */
 extern pd_timer_heap_t  pd_timers;
 extern pd_uint_t        pd_accept_per_turn;
 

@@ -489,7 +489,15 @@ pd_http_finalize(pd_http_conn_t *hc)
          * requests must not nest 32 handlers deep in the stack.
          */
         hc->pipelined = (rest != 0);
-        pd_post_event(c->read, &pd_posted_events);
+
+        if (hc->turn != pd_event_turn) {
+            hc->turn = pd_event_turn;
+            hc->turn_requests = 0;
+        }
+
+        /* a few in this turn, then the other sockets get theirs */
+        pd_post_event(c->read, ++hc->turn_requests < PD_HTTP_TURN_REQUESTS
+                               ? &pd_posted_events : &pd_posted_next_events);
 
     } else {
         pd_http_set_keepalive(hc);

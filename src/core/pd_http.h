@@ -28,6 +28,9 @@ struct pd_http_srv_s {
     const char          *server_name;         /* "Server:" header */
 };
 
+/* requests one connection gets answered in one loop turn, at most */
+#define PD_HTTP_TURN_REQUESTS  8
+
 struct pd_http_conn_s {
     pd_connection_t     *connection;
     pd_http_srv_t       *srv;
@@ -37,6 +40,8 @@ struct pd_http_conn_s {
     pd_chain_t          *out;
     pd_pool_t           *pool;        /* per request, reset between */
     pd_uint_t            requests;
+    pd_uint_t            turn;        /* the loop turn of turn_requests */
+    pd_uint_t            turn_requests;
     pd_uint_t            status;      /* of the response being sent */
     unsigned             keepalive:1;
     unsigned             body_in_head:1;  /* body.data points into in */

@@ -29,6 +29,8 @@ static void pd_worker_process_cycle(pd_cycle_t *cycle, void *data);
 static void pd_worker_process_init(pd_cycle_t *cycle, pd_int_t wslot);
 static void pd_worker_process_exit(pd_cycle_t *cycle);
 static void pd_channel_handler(pd_event_t *ev);
+static void pd_channel_command(pd_cycle_t *cycle, pd_channel_msg_t *msg,
+    u_char *data);
 static void pd_worker_retire(pd_cycle_t *cycle);
 static void pd_shutdown_timer_handler(pd_timer_t *t);
 
@@ -449,6 +451,9 @@ pd_worker_process_cycle(pd_cycle_t *cycle, void *data)
 
         pd_process_events_and_timers(cycle);
 
+        /* what this turn handed to siblings leaves in one packet each */
+        pd_channel_uncork();
+
         if (pd_terminate) {
             pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "exiting");
             pd_worker_process_exit(cycle);
@@ -573,6 +578,8 @@ pd_worker_process_init(pd_cycle_t *cycle, pd_int_t wslot)
         exit(2);
     }
 
+    pd_channel_cork();
+
     for (i = 0; pd_modules[i] != NULL; i++) {
         if (pd_modules[i]->init_process && cycle->enabled[i]
             && pd_modules[i]->init_process(cycle) != PD_OK)
@@ -675,15 +682,107 @@ pd_shutdown_timer_handler(pd_timer_t *t)
     }
 }
 
+/* one command from the master or a sibling */
+static void
+pd_channel_command(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
+{
+    pd_process_t  *p;
+
+    switch (msg->command) {
+
+    case PD_CMD_QUIT:
+        pd_quit = 1;
+        break;
+
+    case PD_CMD_TERMINATE:
+        pd_terminate = 1;
+        break;
+
+    case PD_CMD_REOPEN:
+        pd_reopen = 1;
+        break;
+
+    case PD_CMD_OPEN_CHANNEL:
+        if (msg->slot < 0 || msg->slot >= PD_MAX_PROCESSES) {
+            break;
+        }
+
+        p = &pd_processes[msg->slot];
+        pd_channel_forget(msg->slot);
+
+        if (p->channel[0] != -1 && p->channel[0] != msg->fd) {
+            close(p->channel[0]);
+        }
+
+        p->pid = msg->pid;
+        p->channel[0] = msg->fd;
+        p->channel[1] = -1;
+        p->wslot = (pd_int_t) (msg->arg & 0xffff);
+        p->generation = (pd_uint_t) (msg->arg >> 16);
+        p->exited = 0;
+
+        if (msg->slot >= pd_last_process) {
+            pd_last_process = msg->slot + 1;
+        }
+        break;
+
+    case PD_CMD_PING:
+        /* answered by the core so any module can probe a sibling */
+        if (msg->slot >= 0 && msg->slot < PD_MAX_PROCESSES
+            && pd_processes[msg->slot].channel[0] != -1)
+        {
+            p = &pd_processes[msg->slot];
+            msg->command = PD_CMD_PONG;
+            msg->pid = pd_pid;
+            msg->slot = (int32_t) pd_process_slot;
+            msg->fd = -1;
+            msg->len = 0;
+            (void) pd_write_channel(p->channel[0], msg, NULL,
+                                    cycle->log);
+        }
+        break;
+
+    case PD_CMD_CLOSE_CHANNEL:
+        if (msg->slot < 0 || msg->slot >= PD_MAX_PROCESSES) {
+            break;
+        }
+
+        p = &pd_processes[msg->slot];
+        if (p->pid == msg->pid && p->channel[0] != -1) {
+            pd_channel_forget(msg->slot);
+
+            if (p->channel[0] != -1) {
+                close(p->channel[0]);
+                p->channel[0] = -1;
+            }
+
+            p->pid = -1;
+        }
+        break;
+
+    default:
+        if (msg->fd != -1) {
+            close(msg->fd);
+        }
+
+        if (pd_channel_dispatch(cycle, msg, data) != PD_OK) {
+            pd_log_error(PD_LOG_ALERT, cycle->log, 0,
+                         "unknown channel command %u",
+                         (unsigned) msg->command);
+        }
+    }
+}
+
 static void
 pd_channel_handler(pd_event_t *ev)
 {
-    static u_char      data[PD_CHANNEL_MAX_DATA];
+    static u_char      data[PD_CHANNEL_BATCH_MAX];
     pd_connection_t   *c = ev->data;
-    pd_channel_msg_t   msg;
+    pd_channel_msg_t   msg, rec;
     pd_cycle_t        *cycle = (pd_cycle_t *) pd_cycle;
-    pd_process_t      *p;
     pd_int_t           rc;
+    size_t             pos;
+    u_char            *rdata;
 
     for ( ;; ) {
         rc = pd_read_channel(c->fd, &msg, data, cycle->log);
@@ -701,89 +800,24 @@ pd_channel_handler(pd_event_t *ev)
             return;
         }
 
-        switch (msg.command) {
-
-        case PD_CMD_QUIT:
-            pd_quit = 1;
-            break;
-
-        case PD_CMD_TERMINATE:
-            pd_terminate = 1;
-            break;
-
-        case PD_CMD_REOPEN:
-            pd_reopen = 1;
-            break;
-
-        case PD_CMD_OPEN_CHANNEL:
-            if (msg.slot < 0 || msg.slot >= PD_MAX_PROCESSES) {
-                break;
-            }
-
-            p = &pd_processes[msg.slot];
-            pd_channel_forget(msg.slot);
-
-            if (p->channel[0] != -1 && p->channel[0] != msg.fd) {
-                close(p->channel[0]);
-            }
-
-            p->pid = msg.pid;
-            p->channel[0] = msg.fd;
-            p->channel[1] = -1;
-            p->wslot = (pd_int_t) (msg.arg & 0xffff);
-            p->generation = (pd_uint_t) (msg.arg >> 16);
-            p->exited = 0;
-
-            if (msg.slot >= pd_last_process) {
-                pd_last_process = msg.slot + 1;
-            }
-            break;
-
-        case PD_CMD_PING:
-            /* answered by the core so any module can probe a sibling */
-            if (msg.slot >= 0 && msg.slot < PD_MAX_PROCESSES
-                && pd_processes[msg.slot].channel[0] != -1)
-            {
-                p = &pd_processes[msg.slot];
-                msg.command = PD_CMD_PONG;
-                msg.pid = pd_pid;
-                msg.slot = (int32_t) pd_process_slot;
-                msg.fd = -1;
-                msg.len = 0;
-                (void) pd_write_channel(p->channel[0], &msg, NULL,
-                                        cycle->log);
-            }
-            break;
-
-        case PD_CMD_CLOSE_CHANNEL:
-            if (msg.slot < 0 || msg.slot >= PD_MAX_PROCESSES) {
-                break;
-            }
-
-            p = &pd_processes[msg.slot];
-            if (p->pid == msg.pid && p->channel[0] != -1) {
-                pd_channel_forget(msg.slot);
-
-                if (p->channel[0] != -1) {
-                    close(p->channel[0]);
-                    p->channel[0] = -1;
-                }
-
-                p->pid = -1;
-            }
-            break;
-
-        default:
-            if (msg.fd != -1) {
-                close(msg.fd);
-            }
-
-            if (pd_channel_dispatch(cycle, &msg, data) != PD_OK) {
-                pd_log_error(PD_LOG_ALERT, cycle->log, 0,
-                             "unknown channel command %u",
-                             (unsigned) msg.command);
-            }
+        if (msg.command != PD_CMD_BATCH) {
+            pd_channel_command(cycle, &msg, data);
+            continue;
         }
 
+        pos = 0;
+
+        while ((rc = pd_channel_batch_next(data, msg.len, &pos, &rec, &rdata))
+               == PD_OK)
+        {
+            pd_channel_command(cycle, &rec, rdata);
+        }
+
+        if (rc == PD_ERROR) {
+            pd_log_error(PD_LOG_ALERT, cycle->log, 0,
+                         "malformed channel batch of %u bytes from %d",
+                         (unsigned) msg.len, (int) msg.pid);
+        }
     }
 }
+

@@ -51,7 +51,8 @@ extern pd_stats_slot_t  *pd_stats_self;  /* this process's slot */
 #define PD_DLV_STORE_FULL      7   /* pushes refused with 503 */
 #define PD_DLV_RATE_LIMITED    8   /* API requests refused with 429 */
 #define PD_DLV_BCAST_SENT      9   /* broadcast frames queued */
-#define PD_DLV_N              10
+#define PD_DLV_API_WAITED     10   /* API requests held for a channel */
+#define PD_DLV_N              11
 
 #define pd_stats_dlv(i, n)                                                  \
     if (pd_stats_self) pd_stats_self->delivery[i] += (n)

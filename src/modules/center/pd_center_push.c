@@ -68,6 +68,23 @@ static u_char  pd_center_batch_buf[PD_CHANNEL_MAX_DATA];
 static void pd_center_flush_target(pd_center_route_t *r,
     pd_center_target_t *t);
 
+/*
+ * Requests waiting for a backed-up sibling channel, in arrival order.
+ * While one waits, the connection reads nothing more, so TCP holds the
+ * business back: deliveries do not pile up behind the channel.
+ */
+typedef struct {
+    pd_queue_t           queue;
+    pd_http_conn_t      *hc;
+    pd_http_handler_pt   handler;
+    pd_uint_t            parked;
+} pd_center_parked_t;
+
+static pd_queue_t  pd_center_parked = { &pd_center_parked,
+                                        &pd_center_parked };
+static pd_event_t  pd_center_drained;
+static pd_uint_t   pd_center_resuming;
+
 static pd_msec_t  pd_center_rate_second;
 static pd_uint_t  pd_center_rate_count;
 
@@ -91,6 +108,85 @@ pd_center_rate_ok(pd_center_conf_t *ccf)
             / pd_worker_count(pd_get_conf(pd_cycle, pd_core_module));
 
     return ++pd_center_rate_count <= pd_max(share, 1);
+}
+
+static void
+pd_center_unpark(pd_event_t *ev)
+{
+    pd_center_parked_t  *pk;
+    pd_queue_t          *q;
+
+    (void) ev;
+
+    while (!pd_queue_empty(&pd_center_parked) && !pd_channel_congested()) {
+        q = pd_queue_head(&pd_center_parked);
+        pk = pd_queue_data(q, pd_center_parked_t, queue);
+
+        pd_queue_remove(q);
+        pk->parked = 0;
+
+        pd_center_resuming = 1;
+        pk->handler(pk->hc);
+        pd_center_resuming = 0;
+    }
+}
+
+/* the request goes away (answered, or its client left) while it waits */
+static void
+pd_center_park_cleanup(void *data)
+{
+    pd_center_parked_t  *pk = data;
+
+    if (pk->parked) {
+        pd_queue_remove(&pk->queue);
+        pk->parked = 0;
+    }
+}
+
+/*
+ * PD_OK when the request was parked until the channels drain; it is
+ * handed to handler again then.  Later requests queue behind it.
+ */
+static pd_int_t
+pd_center_park(pd_http_conn_t *hc, pd_http_handler_pt handler)
+{
+    pd_center_parked_t  *pk;
+    pd_pool_cleanup_t   *cln;
+
+    if (!pd_channel_congested()
+        && (pd_center_resuming || pd_queue_empty(&pd_center_parked)))
+    {
+        return PD_DECLINED;
+    }
+
+    pk = pd_palloc(hc->pool, sizeof(pd_center_parked_t));
+    cln = (pk != NULL) ? pd_pool_cleanup_add(hc->pool, 0) : NULL;
+
+    if (cln == NULL) {
+        /* no memory to wait: go on, the channel's queue takes it */
+        return PD_DECLINED;
+    }
+
+    if (pd_center_drained.handler == NULL) {
+        pd_center_drained.handler = pd_center_unpark;
+        pd_channel_on_drain(&pd_center_drained);
+    }
+
+    pk->hc = hc;
+    pk->handler = handler;
+    pk->parked = 1;
+    cln->handler = pd_center_park_cleanup;
+    cln->data = pk;
+
+    pd_queue_insert_tail(&pd_center_parked, &pk->queue);
+    pd_stats_dlv(PD_DLV_API_WAITED, 1);
+
+    if (!pd_channel_congested()) {
+        /* only behind others: they go first, at the end of this turn */
+        pd_post_event(&pd_center_drained, &pd_posted_events);
+    }
+
+    return PD_OK;
 }
 
 /* a name field (app, uid) decoded into buf of max + 1 bytes */
@@ -542,6 +638,10 @@ pd_center_push(pd_http_conn_t *hc)
     const char          *err;
     pd_int_t             rv;
 
+    if (pd_center_park(hc, pd_center_push) == PD_OK) {
+        return;
+    }
+
     if (pd_center_accept(hc, ccf, &m, 0) != PD_OK) {
         return;
     }
@@ -694,6 +794,10 @@ pd_center_broadcast(pd_http_conn_t *hc)
     pd_uint_t             workers, nw;
     pd_int_t              i;
     uint64_t              seq;
+
+    if (pd_center_park(hc, pd_center_broadcast) == PD_OK) {
+        return;
+    }
 
     if (pd_center_accept(hc, ccf, &m, 1) != PD_OK) {
         return;

@@ -399,6 +399,9 @@ pd_center_metrics(pd_http_conn_t *hc)
           pd_center_slot_off(delivery[PD_DLV_STORE_FULL]) },
         { "pushd_rate_limited_total", "counter", "API requests refused "
           "with 429", pd_center_slot_off(delivery[PD_DLV_RATE_LIMITED]) },
+        { "pushd_api_waited_total", "counter", "API requests held while "
+          "a worker's channel was backed up",
+          pd_center_slot_off(delivery[PD_DLV_API_WAITED]) },
     };
 
     buf = pd_pnalloc(hc->pool, size);
