@@ -831,3 +831,77 @@ test('store full: 503 with a JSON error; the messages accepted before '
         }
     });
 });
+
+test('a backed-up worker channel holds the API back: with a worker '
+     + 'stopped, pushes for its clients wait unanswered instead of piling '
+     + 'up; once it runs again every push is answered and delivered', T,
+     async () => {
+    /* the client takes 120 x 3 KB at once: a queue bound above that */
+    await L.withPushd(conf({ room: { output_limit: '1m' } }), async (d) => {
+        /* clients until one is on each worker */
+        const ws = [];
+        const slotOf = {};
+        for (let i = 0; i < 40 && new Set(Object.values(slotOf)).size < 2;
+             i++) {
+            const uid = `bp${i}`;
+            ws.push(await open(d, uid, 'd1'));
+            slotOf[uid] = (await presence(d, uid)).connections[0].worker;
+        }
+        const st = (await L.centerGet(d, '/v1/stats')).json;
+        assert.strictEqual(st.workers.length, 2, JSON.stringify(st));
+        const uid = Object.keys(slotOf)[0];
+        const stopped = st.workers.find((w) => w.slot === slotOf[uid]);
+        const client = ws[0];
+
+        /* 120 pushes of 3000 bytes for a client of the stopped worker:
+         * those the other worker takes fill the channel, then wait */
+        const data = JSON.stringify('s'.repeat(3000));
+        process.kill(stopped.pid, 'SIGSTOP');
+        let pending;
+        let waited = 0;
+        try {
+            pending = Array.from({ length: 120 }, (x, i) => push(d, rawBody({
+                app: 'a', uids: [uid], qos: 1, data,
+            }), { timeout: 30000 }).then((r) => accepted(r, `push ${i}`)));
+
+            /* the other worker counts what it holds back (a request
+             * that lands on the stopped one gets no answer: retried) */
+            await L.waitFor(async () => {
+                try {
+                    const m = await L.metrics(d, { timeout: 300 });
+                    waited = m.get('pushd_api_waited_total') || 0;
+                } catch (e) {
+                    return false;
+                }
+                return waited > 0;
+            }, 15000, 'pushd_api_waited_total above 0');
+        } finally {
+            process.kill(stopped.pid, 'SIGCONT');
+        }
+
+        const ids = (await Promise.all(pending)).map((r) => r.id);
+        assert.strictEqual(new Set(ids).size, 120, 'ids are unique');
+
+        /* every one arrives, once; then the acks empty the store */
+        const seen = new Set();
+        while (seen.size < 120) {
+            const f = await nextMsg(client, () => true, 10000,
+                                    `msg ${seen.size + 1} of 120`);
+            assert.ok(!seen.has(f.json.id), `${f.json.id} came twice`);
+            assert.ok(ids.includes(f.json.id), `${f.json.id} was pushed`);
+            assert.ok(f.text.includes(data), 'the data as sent');
+            seen.add(f.json.id);
+        }
+        for (let i = 0; i < ids.length; i += 60) {
+            await ack(client, ids.slice(i, i + 60));
+        }
+        const q = await L.metrics(d);
+        assert.strictEqual(q.get('pushd_channel_full_total'), 0,
+                           'no batch was dropped');
+        assert.ok(q.get('pushd_api_waited_total') >= waited, q.text);
+        for (const w of ws) {
+            w.destroy();
+        }
+    });
+});
+

@@ -718,9 +718,10 @@ async function centerPost(d, target, body, opts = {}) {
  * GET /metrics parsed: {text, get(name)}; get sums the samples of name
  * over all label sets (undefined when there is none).
  */
-async function metrics(d) {
+async function metrics(d, opts = {}) {
     const r = await request(d.centerPort, 'GET', '/metrics',
-                            { Authorization: `Bearer ${d.apiKey}` });
+                            { Authorization: `Bearer ${d.apiKey}` },
+                            undefined, opts);
     if (r.status !== 200) {
         throw new Error(`GET /metrics: ${r.status} ${r.body.slice(0, 200)}`);
     }

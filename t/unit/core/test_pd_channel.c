@@ -17,7 +17,7 @@ test_roundtrip_with_payload(void **state)
 {
     pd_socket_t       ch[2];
     pd_channel_msg_t  msg, in;
-    u_char            data[PD_CHANNEL_MAX_DATA];
+    u_char            data[PD_CHANNEL_BATCH_MAX];
     u_char            payload[1000];
     size_t            i;
 
@@ -114,7 +114,7 @@ test_worker_to_worker(void **state)
 
     if (b == 0) {
         pd_channel_msg_t  in;
-        u_char            data[PD_CHANNEL_MAX_DATA];
+        u_char            data[PD_CHANNEL_BATCH_MAX];
         int               tries;
         pd_int_t          rc;
 
@@ -174,10 +174,157 @@ test_worker_to_worker(void **state)
     close(pipefd[0]);
 }
 
+/*
+ * A worker corks what it sends a sibling in one loop turn: nothing leaves
+ * before pd_channel_uncork(), then batches of at most
+ * PD_CHANNEL_BATCH_MAX bytes carry every message, in order; a lone
+ * message goes as it is.
+ */
+static void
+test_cork_batches(void **state)
+{
+    static u_char     data[PD_CHANNEL_BATCH_MAX];
+    pd_socket_t       ch[2];
+    pd_channel_msg_t  in, rec;
+    u_char            payload[300], *rdata;
+    pd_uint_t         i, next, packets;
+    size_t            pos;
+    pd_int_t          rc;
+
+    (void) state;
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, ch), 0);
+    assert_int_equal(pd_nonblocking(ch[0]), PD_OK);
+    assert_int_equal(pd_nonblocking(ch[1]), PD_OK);
+
+    /* this process is slot 0, the sibling slot 1 */
+    pd_process_slot = 0;
+    pd_last_process = 2;
+    pd_processes[0].pid = getpid();
+    pd_processes[1].pid = 4242;
+    pd_processes[1].channel[0] = ch[0];
+
+    pd_channel_cork();
+
+    for (i = 0; i < 200; i++) {
+        memset(payload, (int) i, sizeof(payload));
+        assert_int_equal(pd_channel_send_pid(4242, PD_CMD_MODULE_BASE + 2,
+                                             i, payload,
+                                             sizeof(payload) - (i % 7)),
+                         PD_OK);
+    }
+
+    /* corked: nothing left yet, apart from the batches that filled up
+     * (200 records of about 330 bytes: 2 of 32 KB) */
+    packets = 0;
+    next = 0;
+    while (pd_read_channel(ch[1], &in, data, &pd_test_log) == PD_OK) {
+        packets++;
+        assert_int_equal(in.command, PD_CMD_BATCH);
+        assert_true(in.len > PD_CHANNEL_BATCH_MAX - sizeof(in)
+                             - sizeof(payload));
+        pos = 0;
+        while (pd_channel_batch_next(data, in.len, &pos, &rec, &rdata)
+               == PD_OK)
+        {
+            assert_true(rec.arg == next);
+            next++;
+        }
+    }
+    assert_int_equal(packets, 2);
+
+    pd_channel_uncork();
+
+    /* the rest: all 200 came, each once, in order */
+    while (pd_read_channel(ch[1], &in, data, &pd_test_log) == PD_OK) {
+        assert_int_equal(in.command, PD_CMD_BATCH);
+        assert_true(in.len <= PD_CHANNEL_BATCH_MAX);
+        pos = 0;
+        while ((rc = pd_channel_batch_next(data, in.len, &pos, &rec, &rdata))
+               == PD_OK)
+        {
+            assert_true(rec.arg == next);
+            next++;
+            assert_int_equal(rec.command, PD_CMD_MODULE_BASE + 2);
+            assert_int_equal(rec.len, sizeof(payload) - (rec.arg % 7));
+            assert_int_equal(rdata[0], (u_char) rec.arg);
+            assert_int_equal(rdata[rec.len - 1], (u_char) rec.arg);
+        }
+        assert_int_equal(rc, PD_DONE);
+    }
+    assert_int_equal(next, 200);
+
+    /* one message in a turn goes unwrapped */
+    assert_int_equal(pd_channel_send_pid(4242, PD_CMD_MODULE_BASE + 3, 9,
+                                         (u_char *) "one", 3), PD_OK);
+    assert_int_equal(pd_read_channel(ch[1], &in, data, &pd_test_log),
+                     PD_AGAIN);
+    pd_channel_uncork();
+    assert_int_equal(pd_read_channel(ch[1], &in, data, &pd_test_log), PD_OK);
+    assert_int_equal(in.command, PD_CMD_MODULE_BASE + 3);
+    assert_int_equal(in.len, 3);
+    assert_memory_equal(data, "one", 3);
+
+    pd_processes[1].channel[0] = -1;
+    pd_processes[1].pid = -1;
+    pd_last_process = 0;
+    close(ch[0]);
+    close(ch[1]);
+}
+
+/* a batch from a confused sender is refused where it goes wrong */
+static void
+test_batch_malformed(void **state)
+{
+    u_char            buf[256], *rdata;
+    pd_channel_msg_t  m, rec;
+    size_t            pos;
+
+    (void) state;
+
+    pd_memzero(&m, sizeof(m));
+    m.command = PD_CMD_MODULE_BASE;
+    m.fd = -1;
+    m.len = 8;
+    memcpy(buf, &m, sizeof(m));
+    memcpy(buf + sizeof(m), "12345678", 8);
+
+    /* whole: one record, then the end */
+    pos = 0;
+    assert_int_equal(pd_channel_batch_next(buf, sizeof(m) + 8, &pos, &rec,
+                                           &rdata), PD_OK);
+    assert_memory_equal(rdata, "12345678", 8);
+    assert_int_equal(pd_channel_batch_next(buf, sizeof(m) + 8, &pos, &rec,
+                                           &rdata), PD_DONE);
+
+    /* cut in the payload, cut in the header */
+    pos = 0;
+    assert_int_equal(pd_channel_batch_next(buf, sizeof(m) + 7, &pos, &rec,
+                                           &rdata), PD_ERROR);
+    pos = 0;
+    assert_int_equal(pd_channel_batch_next(buf, sizeof(m) - 1, &pos, &rec,
+                                           &rdata), PD_ERROR);
+
+    /* a descriptor cannot ride in a batch, nor a batch in a batch */
+    m.fd = 3;
+    memcpy(buf, &m, sizeof(m));
+    pos = 0;
+    assert_int_equal(pd_channel_batch_next(buf, sizeof(m) + 8, &pos, &rec,
+                                           &rdata), PD_ERROR);
+    m.fd = -1;
+    m.command = PD_CMD_BATCH;
+    memcpy(buf, &m, sizeof(m));
+    pos = 0;
+    assert_int_equal(pd_channel_batch_next(buf, sizeof(m) + 8, &pos, &rec,
+                                           &rdata), PD_ERROR);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cork_batches),
+        cmocka_unit_test(test_batch_malformed),
         cmocka_unit_test(test_roundtrip_with_payload),
         cmocka_unit_test(test_too_large_refused),
         cmocka_unit_test(test_worker_to_worker),
