@@ -478,6 +478,7 @@ pd_worker_process_cycle(pd_cycle_t *cycle, void *data)
 static void
 pd_worker_process_init(pd_cycle_t *cycle, pd_int_t wslot)
 {
+    pd_shm_zone_t   *zone;
     pd_core_conf_t  *ccf;
     sigset_t         set;
     struct rlimit    rlmt;
@@ -488,6 +489,11 @@ pd_worker_process_init(pd_cycle_t *cycle, pd_int_t wslot)
     ccf = pd_get_conf(cycle, pd_core_module);
 
     pd_stats_claim(pd_process_slot, wslot, cycle->generation);
+
+    zone = cycle->shared_memory.elts;
+    for (i = 0; i < cycle->shared_memory.nelts; i++) {
+        pd_shm_map_resident(&zone[i].shm);
+    }
 
     if (ccf->worker_rlimit_nofile != PD_CONF_UNSET) {
         rlmt.rlim_cur = (rlim_t) ccf->worker_rlimit_nofile;

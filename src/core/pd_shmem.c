@@ -34,6 +34,64 @@ pd_shm_alloc(pd_shm_t *shm)
 }
 
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ  22      /* Linux 5.14 */
+#endif
+
+/*
+ * Maps into this process the pages of the zone that exist already (the
+ * tables the master formatted), and only those: a fresh worker inherits
+ * the mapping, not its page table.  Without this, the first lookups fault
+ * those pages in one by one (a page fault each in the middle of a burst
+ * of connections), and per-process memory accounting (PSS) shows memory
+ * that existed from the start as if each new connection had allocated
+ * it.  Pages never written stay unallocated: mincore() tells them apart.
+ */
+void
+pd_shm_map_resident(pd_shm_t *shm)
+{
+    u_char   *vec;
+    size_t    page, n, i, run;
+    long      ps;
+
+    ps = sysconf(_SC_PAGESIZE);
+    page = (ps > 0) ? (size_t) ps : 4096;
+    n = (shm->size + page - 1) / page;
+
+    vec = malloc(n);
+    if (vec == NULL) {
+        return;
+    }
+
+    if (mincore(shm->addr, shm->size, vec) == -1) {
+        free(vec);
+        return;
+    }
+
+    for (i = 0; i < n; i += run) {
+        for (run = 0; i + run < n && (vec[i + run] & 1); run++) {
+            /* void */
+        }
+
+        if (run == 0) {
+            run = 1;
+            continue;
+        }
+
+        if (madvise(shm->addr + i * page, run * page, MADV_POPULATE_READ)
+            == -1)
+        {
+            /* an older kernel: a read per page does the same */
+            for (size_t j = 0; j < run; j++) {
+                (void) *(volatile u_char *) (shm->addr + (i + j) * page);
+            }
+        }
+    }
+
+    free(vec);
+}
+
+
 /* unmaps the zone; a NULL address is a no-op */
 void
 pd_shm_free(pd_shm_t *shm)

@@ -34,6 +34,8 @@ struct pd_shm_zone_s {
 
 pd_int_t pd_shm_alloc(pd_shm_t *shm);
 void pd_shm_free(pd_shm_t *shm);
+/* a worker maps the zone's pages that exist already (see the .c) */
+void pd_shm_map_resident(pd_shm_t *shm);
 /* declares a zone in the cycle being built; NULL on a name clash */
 pd_shm_zone_t *pd_shared_memory_add(pd_cycle_t *cycle, pd_str_t *name,
     size_t size, void *tag);

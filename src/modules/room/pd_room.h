@@ -80,13 +80,21 @@ struct pd_room_conn_s {
     uint8_t          backlog;      /* bit i: app i has more stored */
     u_char           uid[PD_UID_MAX];
     u_char           device[PD_DEVICE_MAX];
-    u_char           apps[PD_REG_APPS_MAX][PD_REG_APP_MAX + 1];
+    uint16_t         apps[PD_REG_APPS_MAX];    /* pd_room_app_get() ids */
     unsigned         registered:1;
     unsigned         ip_counted:1;
     unsigned         close_sent:1;  /* our close frame is queued */
     unsigned         closing:1;     /* close after the queue drains */
     unsigned         close_reason:4;
 };
+
+/* the app names of a worker, each kept once (pd_room_apps.c) */
+#define PD_ROOM_APPS_MAX  4096
+
+uint16_t pd_room_app_get(const u_char *name, size_t len);
+void pd_room_app_put(pd_uint_t id);
+const u_char *pd_room_app_name(pd_uint_t id, size_t *len);
+#define pd_room_app(rc, i)  pd_room_app_name((rc)->apps[i], NULL)
 
 /* why connections were closed: the stats' closes_by_reason */
 #define PD_ROOM_CLOSE_CLIENT     0

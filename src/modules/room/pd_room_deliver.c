@@ -99,10 +99,13 @@ pd_room_has_app(pd_room_conn_t *rc, const u_char *app, size_t len)
 {
     pd_uint_t  i;
 
+    const u_char  *name;
+    size_t         n;
+
     for (i = 0; i < rc->napps; i++) {
-        if (strncmp((char *) rc->apps[i], (char *) app, len) == 0
-            && rc->apps[i][len] == '\0')
-        {
+        name = pd_room_app_name(rc->apps[i], &n);
+
+        if (n == len && memcmp(name, app, len) == 0) {
             return (pd_int_t) i;
         }
     }
@@ -182,8 +185,7 @@ pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i)
 
     uid.data = rc->uid;
     uid.len = rc->uid_len;
-    app.data = rc->apps[i];
-    app.len = strlen((char *) rc->apps[i]);
+    app.data = (u_char *) pd_room_app_name(rc->apps[i], &app.len);
 
     pd_memzero(&ld, sizeof(ld));
     ld.rc = rc;
@@ -266,7 +268,8 @@ pd_room_fetched(void *data, pd_int_t rc_, pd_saver_msg_t *msgs, pd_uint_t n)
     rc = pd_room_find(f->id);
 
     if (rc == NULL || f->app_index >= rc->napps
-        || strcmp((char *) rc->apps[f->app_index], (char *) f->app) != 0)
+        || strcmp((char *) pd_room_app(rc, f->app_index), (char *) f->app)
+           != 0)
     {
         /* gone or unbound: the messages stay stored for the next time */
         pd_free(f);
@@ -334,12 +337,11 @@ pd_room_fetch(pd_room_conn_t *rc, pd_uint_t i, const u_char *after)
 
     f->id = rc->id;
     f->app_index = i;
-    pd_memcpy(f->app, rc->apps[i], PD_REG_APP_MAX + 1);
+    pd_memcpy(f->app, pd_room_app(rc, i), PD_REG_APP_MAX + 1);
 
     uid.data = rc->uid;
     uid.len = rc->uid_len;
-    app.data = rc->apps[i];
-    app.len = strlen((char *) rc->apps[i]);
+    app.data = (u_char *) pd_room_app_name(rc->apps[i], &app.len);
 
     /* in flight: a drained queue must not ask again meanwhile */
     rc->backlog &= (uint8_t) ~(1 << i);
@@ -402,8 +404,7 @@ pd_room_save_cursors(pd_room_conn_t *rc)
             continue;
         }
 
-        app.data = rc->apps[i];
-        app.len = strlen((char *) rc->apps[i]);
+        app.data = (u_char *) pd_room_app_name(rc->apps[i], &app.len);
         pd_saver_cursor_set(&uid, &app, rc->bcast_seq[i]);
     }
 }

@@ -125,8 +125,10 @@ pd_room_parse_apps(pd_room_conn_t *rc, pd_str_t *apps, pd_uint_t max)
             return "too many apps";
         }
 
-        pd_memcpy(rc->apps[rc->napps], name.data, name.len);
-        rc->apps[rc->napps][name.len] = '\0';
+        rc->apps[rc->napps] = pd_room_app_get(name.data, name.len);
+        if (rc->apps[rc->napps] == 0) {
+            return "too many distinct apps on this worker";
+        }
         rc->napps++;
 
         p = comma + 1;
@@ -293,7 +295,7 @@ pd_room_reg_info(pd_room_conn_t *rc, pd_reg_info_t *info)
     pd_memcpy(info->device, rc->device, rc->device_len);
 
     for (i = 0; i < rc->napps; i++) {
-        pd_memcpy(info->apps[i], rc->apps[i], PD_REG_APP_MAX + 1);
+        pd_memcpy(info->apps[i], pd_room_app(rc, i), PD_REG_APP_MAX + 1);
     }
 
     info->napps = rc->napps;

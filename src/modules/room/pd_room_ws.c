@@ -71,6 +71,12 @@ pd_room_conn_alloc(void)
 void
 pd_room_conn_free(pd_room_conn_t *rc)
 {
+    pd_uint_t  i;
+
+    for (i = 0; i < rc->napps; i++) {
+        pd_room_app_put(rc->apps[i]);
+    }
+
     rc->connection = (pd_connection_t *) pd_room_free_conns;
     pd_room_free_conns = rc;
 }
@@ -424,7 +430,14 @@ pd_room_sync_apps(pd_room_conn_t *rc)
         return PD_OK;
     }
 
-    return pd_register->set_apps(rc->uid, rc->uid_len, rc->id, rc->apps,
+    u_char     apps[PD_REG_APPS_MAX][PD_REG_APP_MAX + 1];
+    pd_uint_t  i;
+
+    for (i = 0; i < rc->napps; i++) {
+        pd_memcpy(apps[i], pd_room_app(rc, i), PD_REG_APP_MAX + 1);
+    }
+
+    return pd_register->set_apps(rc->uid, rc->uid_len, rc->id, apps,
                                  rc->napps);
 }
 
@@ -449,7 +462,7 @@ pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
     }
 
     for (i = 0; i < rc->napps; i++) {
-        if (strcmp((char *) rc->apps[i], app) == 0) {
+        if (strcmp((char *) pd_room_app(rc, i), app) == 0) {
             break;
         }
     }
@@ -463,7 +476,11 @@ pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
             return pd_room_bad_frame(rc, "too many apps");
         }
 
-        pd_memcpy(rc->apps[rc->napps], app, name.len + 1);
+        rc->apps[rc->napps] = pd_room_app_get(name.data, name.len);
+        if (rc->apps[rc->napps] == 0) {
+            return pd_room_bad_frame(rc, "too many distinct apps on this "
+                                     "worker");
+        }
         rc->bcast_seq[rc->napps] = 0;
         rc->napps++;
 
@@ -475,11 +492,12 @@ pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
         pd_room_save_cursors(rc);
 
         /* the last app takes the freed place, its backlog state too */
+        pd_room_app_put(rc->apps[i]);
         rc->napps--;
         rc->backlog &= (uint8_t) ~(1 << i);
 
         if (i != rc->napps) {
-            pd_memcpy(rc->apps[i], rc->apps[rc->napps], PD_REG_APP_MAX + 1);
+            rc->apps[i] = rc->apps[rc->napps];
             rc->bcast_seq[i] = rc->bcast_seq[rc->napps];
 
             if (rc->backlog & (1 << rc->napps)) {
