@@ -72,14 +72,14 @@ struct pd_room_conn_s {
     uint32_t         since;        /* unix time it connected */
     uint16_t         bad_frames;
     uint8_t          uid_len;
-    uint8_t          device_len;
     uint8_t          napps;
-    uint64_t         bcast_seq[PD_REG_APPS_MAX]; /* last broadcast per app */
+    uint64_t        *bcast_seq;    /* last retained broadcast per app,
+                                    * PD_REG_APPS_MAX of them; NULL
+                                    * until one is seen (all 0) */
     pd_room_resume_t *resume;      /* per app, while a stored backlog is
                                     * larger than the output bound */
     uint8_t          backlog;      /* bit i: app i has more stored */
     u_char           uid[PD_UID_MAX];
-    u_char           device[PD_DEVICE_MAX];
     uint16_t         apps[PD_REG_APPS_MAX];    /* pd_room_app_get() ids */
     unsigned         registered:1;
     unsigned         ip_counted:1;
@@ -95,6 +95,9 @@ uint16_t pd_room_app_get(const u_char *name, size_t len);
 void pd_room_app_put(pd_uint_t id);
 const u_char *pd_room_app_name(pd_uint_t id, size_t *len);
 #define pd_room_app(rc, i)  pd_room_app_name((rc)->apps[i], NULL)
+
+#define pd_room_bseq(rc, i)  ((rc)->bcast_seq ? (rc)->bcast_seq[i] : 0)
+pd_int_t pd_room_bseq_set(pd_room_conn_t *rc, pd_uint_t i, uint64_t seq);
 
 /* why connections were closed: the stats' closes_by_reason */
 #define PD_ROOM_CLOSE_CLIENT     0
@@ -190,7 +193,6 @@ void pd_room_close_with(pd_room_conn_t *rc, pd_uint_t code,
 void pd_room_kick(pd_room_conn_t *rc, const u_char *reason, size_t len);
 pd_room_conn_t *pd_room_find(uint64_t id);
 void pd_room_retire(pd_cycle_t *cycle);
-void pd_room_reg_info(pd_room_conn_t *rc, pd_reg_info_t *info);
 void pd_room_resync(void);
 pd_int_t pd_room_init_channel(pd_cycle_t *cycle);
 

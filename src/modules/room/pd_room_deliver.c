@@ -94,6 +94,27 @@ pd_room_msg_frame_id(pd_str_t *id, pd_str_t *app, pd_uint_t qos,
     return sb;
 }
 
+/* a connection's cursor of retained broadcasts: memory only once it
+ * has seen one (most connections never do) */
+pd_int_t
+pd_room_bseq_set(pd_room_conn_t *rc, pd_uint_t i, uint64_t seq)
+{
+    if (rc->bcast_seq == NULL) {
+        if (seq == 0) {
+            return PD_OK;
+        }
+
+        rc->bcast_seq = pd_calloc(PD_REG_APPS_MAX * sizeof(uint64_t),
+                                  rc->connection->log);
+        if (rc->bcast_seq == NULL) {
+            return PD_ERROR;
+        }
+    }
+
+    rc->bcast_seq[i] = seq;
+    return PD_OK;
+}
+
 pd_int_t
 pd_room_has_app(pd_room_conn_t *rc, const u_char *app, size_t len)
 {
@@ -213,12 +234,12 @@ pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i)
 
     ld.qos = 0;
     ld.last = 0;
-    after = pd_max(pd_saver_cursor_get(&uid, &app), rc->bcast_seq[i]);
+    after = pd_max(pd_saver_cursor_get(&uid, &app), pd_room_bseq(rc, i));
 
     (void) pd_saver_bcast_pending(&app, after, pd_room_load_one, &ld);
 
-    if (ld.last > rc->bcast_seq[i]) {
-        rc->bcast_seq[i] = ld.last;
+    if (ld.last > pd_room_bseq(rc, i)) {
+        (void) pd_room_bseq_set(rc, i, ld.last);
     }
 
     return PD_OK;
@@ -400,7 +421,7 @@ pd_room_save_cursors(pd_room_conn_t *rc)
     uid.len = rc->uid_len;
 
     for (i = 0; i < rc->napps; i++) {
-        if (rc->bcast_seq[i] == 0) {
+        if (pd_room_bseq(rc, i) == 0) {
             continue;
         }
 
@@ -563,13 +584,14 @@ pd_room_bcast_step(pd_timer_t *t)
         a = pd_room_has_app(rc, b->app, b->app_len);
 
         if (a < 0 || rc->close_sent
-            || (b->retained && rc->bcast_seq[a] >= b->seq))
+            || (b->retained && pd_room_bseq(rc, a) >= b->seq))
         {
             continue;
         }
 
         if (b->retained) {
-            rc->bcast_seq[a] = b->seq;
+            /* without memory for its cursor it may get this one again */
+            (void) pd_room_bseq_set(rc, a, b->seq);
         }
 
         if (pd_room_send_shared(rc, b->frame) == PD_OK) {

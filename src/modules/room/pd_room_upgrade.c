@@ -284,15 +284,17 @@ pd_room_upgrade(pd_http_conn_t *hc)
     (void) pd_room_accept(hc, a, hb);
 }
 
-/* the register's view of a connection */
-void
-pd_room_reg_info(pd_room_conn_t *rc, pd_reg_info_t *info)
+/* the register's view of a connection; the device is only the
+ * register's (a connection does not keep it) */
+static void
+pd_room_reg_info(pd_room_conn_t *rc, pd_str_t *device, pd_reg_info_t *info)
 {
     uint32_t  i;
 
     pd_memzero(info, sizeof(pd_reg_info_t));
     pd_memcpy(info->uid, rc->uid, rc->uid_len);
-    pd_memcpy(info->device, rc->device, rc->device_len);
+    pd_memcpy(info->device, device->data,
+              pd_min(device->len, PD_REG_DEVICE_MAX));
 
     for (i = 0; i < rc->napps; i++) {
         pd_memcpy(info->apps[i], pd_room_app(rc, i), PD_REG_APP_MAX + 1);
@@ -306,7 +308,7 @@ pd_room_reg_info(pd_room_conn_t *rc, pd_reg_info_t *info)
 }
 
 static pd_int_t
-pd_room_register(pd_room_conn_t *rc, pd_http_conn_t *hc)
+pd_room_register(pd_room_conn_t *rc, pd_str_t *device, pd_http_conn_t *hc)
 {
     pd_room_conf_t   *rcf = rc->conf;
     pd_connection_t  *c = rc->connection;
@@ -330,7 +332,7 @@ pd_room_register(pd_room_conn_t *rc, pd_http_conn_t *hc)
     }
 
     rc->since = (uint32_t) pd_time_sec;
-    pd_room_reg_info(rc, &info);
+    pd_room_reg_info(rc, device, &info);
 
     if (pd_register->add(&info) != PD_OK) {
         if (rc->ip_counted) {
@@ -414,9 +416,7 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
     rc->id = ((uint64_t) (c - ((pd_cycle_t *) pd_cycle)->connections) << 32)
              | (uint64_t) (c->number & 0xffffffff);
     rc->uid_len = (uint8_t) a->uid.len;
-    rc->device_len = (uint8_t) a->device.len;
     pd_memcpy(rc->uid, a->uid.data, a->uid.len);
-    pd_memcpy(rc->device, a->device.data, a->device.len);
 
     err = pd_room_parse_apps(rc, &a->apps, (pd_uint_t) rcf->max_apps);
     if (err != NULL) {
@@ -425,7 +425,7 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
         return NULL;
     }
 
-    if (pd_room_register(rc, hc) != PD_OK) {
+    if (pd_room_register(rc, &a->device, hc) != PD_OK) {
         pd_room_conn_free(rc);
         return NULL;
     }
@@ -465,8 +465,8 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
 
     pd_room_stat(PD_ROOM_STAT_HANDSHAKES);
     pd_log_debug(c->log, "uid \"%.*s\" device \"%.*s\" connected, hb %u",
-                 (int) rc->uid_len, rc->uid, (int) rc->device_len,
-                 rc->device, (unsigned) hb);
+                 (int) rc->uid_len, rc->uid, (int) a->device.len,
+                 a->device.data, (unsigned) hb);
 
     return rc;
 }

@@ -77,6 +77,8 @@ pd_room_conn_free(pd_room_conn_t *rc)
         pd_room_app_put(rc->apps[i]);
     }
 
+    pd_free(rc->bcast_seq);
+
     rc->connection = (pd_connection_t *) pd_room_free_conns;
     pd_room_free_conns = rc;
 }
@@ -481,7 +483,7 @@ pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
             return pd_room_bad_frame(rc, "too many distinct apps on this "
                                      "worker");
         }
-        rc->bcast_seq[rc->napps] = 0;
+        (void) pd_room_bseq_set(rc, rc->napps, 0);
         rc->napps++;
 
     } else {
@@ -498,7 +500,7 @@ pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
 
         if (i != rc->napps) {
             rc->apps[i] = rc->apps[rc->napps];
-            rc->bcast_seq[i] = rc->bcast_seq[rc->napps];
+            (void) pd_room_bseq_set(rc, i, pd_room_bseq(rc, rc->napps));
 
             if (rc->backlog & (1 << rc->napps)) {
                 rc->backlog &= (uint8_t) ~(1 << rc->napps);
@@ -775,11 +777,30 @@ pd_room_retire(pd_cycle_t *cycle)
 }
 
 /* the cluster register lost its data: tell it this worker's sessions */
+/* Redis lost its data: this node's connections are announced again, as
+ * the node's own memory zone (which decides) has them */
+static void
+pd_room_resync_found(void *data, pd_int_t rc, pd_reg_info_t *info,
+    pd_uint_t n)
+{
+    uint64_t   id = *(uint64_t *) data;
+    pd_uint_t  i;
+
+    if (rc != PD_OK) {
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (info[i].conn == id && info[i].pid == (int32_t) pd_pid) {
+            pd_register_redis_announce(&info[i]);
+        }
+    }
+}
+
 void
 pd_room_resync(void)
 {
     pd_room_conn_t  *rc;
-    pd_reg_info_t    info;
     pd_queue_t      *q;
 
     for (q = pd_queue_head(&pd_room_conns);
@@ -789,8 +810,9 @@ pd_room_resync(void)
         rc = pd_queue_data(q, pd_room_conn_t, link);
 
         if (rc->registered) {
-            pd_room_reg_info(rc, &info);
-            pd_register_redis_announce(&info);
+            (void) pd_register_memory_backend.lookup(rc->uid, rc->uid_len,
+                                                     pd_room_resync_found,
+                                                     &rc->id);
         }
     }
 }
