@@ -81,6 +81,7 @@ struct pd_room_conn_s {
     uint8_t          backlog;      /* bit i: app i has more stored */
     u_char           uid[PD_UID_MAX];
     uint16_t         apps[PD_REG_APPS_MAX];    /* pd_room_app_get() ids */
+    unsigned         ws:1;          /* a live WebSocket of this worker */
     unsigned         registered:1;
     unsigned         ip_counted:1;
     unsigned         close_sent:1;  /* our close frame is queued */
@@ -92,9 +93,14 @@ struct pd_room_conn_s {
 #define PD_ROOM_APPS_MAX  4096
 
 uint16_t pd_room_app_get(const u_char *name, size_t len);
+uint16_t pd_room_app_find(const u_char *name, size_t len);
 void pd_room_app_put(pd_uint_t id);
 const u_char *pd_room_app_name(pd_uint_t id, size_t *len);
 #define pd_room_app(rc, i)  pd_room_app_name((rc)->apps[i], NULL)
+
+/* the slots of the room's connection chunks, free ones too (!rc->ws) */
+pd_uint_t pd_room_slots(void);
+pd_room_conn_t *pd_room_slot(pd_uint_t i);
 
 #define pd_room_bseq(rc, i)  ((rc)->bcast_seq ? (rc)->bcast_seq[i] : 0)
 pd_int_t pd_room_bseq_set(pd_room_conn_t *rc, pd_uint_t i, uint64_t seq);

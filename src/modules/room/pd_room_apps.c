@@ -46,6 +46,31 @@ pd_room_app_name(pd_uint_t id, size_t *len)
     return pd_room_app_tab[id].name;
 }
 
+/* the id of name if a connection of this worker is bound to it, else 0 */
+uint16_t
+pd_room_app_find(const u_char *name, size_t len)
+{
+    pd_room_app_t  *a;
+    uint16_t        id;
+
+    if (pd_room_app_tab == NULL) {
+        return 0;
+    }
+
+    for (id = pd_room_app_buckets[pd_room_app_hash(name, len)];
+         id != 0;
+         id = a->next)
+    {
+        a = &pd_room_app_tab[id];
+
+        if (a->len == len && memcmp(a->name, name, len) == 0) {
+            return id;
+        }
+    }
+
+    return 0;
+}
+
 /* the id of name, counted once more; 0 when the table is full */
 uint16_t
 pd_room_app_get(const u_char *name, size_t len)

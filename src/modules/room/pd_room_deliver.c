@@ -556,11 +556,10 @@ static void
 pd_room_bcast_step(pd_timer_t *t)
 {
     pd_room_bcast_t  *b = t->data;
-    pd_cycle_t       *cycle = (pd_cycle_t *) pd_cycle;
-    pd_connection_t  *c;
     pd_room_conn_t   *rc;
     pd_int_t          a;
-    pd_uint_t         sent;
+    pd_uint_t         sent, slots;
+    uint16_t          id;
 
     b->budget += (double) b->rate * (double) (pd_current_msec - b->last)
                  / 1000.0;
@@ -573,17 +572,27 @@ pd_room_bcast_step(pd_timer_t *t)
 
     sent = 0;
 
-    while (b->next < cycle->connection_n && b->budget >= 1.0) {
-        c = &cycle->connections[b->next++];
+    slots = pd_room_slots();
 
-        if (c->fd == -1 || c->read->handler != pd_room_read_handler) {
+    /* compared by id: no connection here has the app, none will get it
+     * on this walk (a later bind loads a retained one itself) */
+    id = pd_room_app_find(b->app, b->app_len);
+    if (id == 0) {
+        b->next = slots;
+    }
+
+    while (b->next < slots && b->budget >= 1.0) {
+        rc = pd_room_slot(b->next++);
+
+        if (!rc->ws || rc->close_sent) {
             continue;
         }
 
-        rc = c->data;
-        a = pd_room_has_app(rc, b->app, b->app_len);
+        for (a = 0; a < (pd_int_t) rc->napps && rc->apps[a] != id; a++) {
+            /* void */
+        }
 
-        if (a < 0 || rc->close_sent
+        if (a == (pd_int_t) rc->napps
             || (b->retained && pd_room_bseq(rc, a) >= b->seq))
         {
             continue;
@@ -603,7 +612,7 @@ pd_room_bcast_step(pd_timer_t *t)
 
     pd_stats_dlv(PD_DLV_BCAST_SENT, sent);
 
-    if (b->next >= cycle->connection_n) {
+    if (b->next >= slots) {
         pd_room_bcast_free(b);
         return;
     }

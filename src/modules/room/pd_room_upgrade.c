@@ -444,6 +444,7 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
     /* from here on the connection is the room's, no longer HTTP's */
     c->data = rc;
     c->read->handler = pd_room_read_handler;
+    rc->ws = 1;
     c->write->handler = pd_room_write_handler;
     c->log->action = NULL;
     pd_event_del_timer(c->read);

@@ -40,13 +40,44 @@ static pd_int_t pd_room_reply(pd_room_conn_t *rc, const char *op,
 
 static pd_room_conn_t  *pd_room_free_conns;
 
+/* every chunk, in the order they were made: a broadcast walks them, so
+ * it reads room connections side by side, not the worker's whole
+ * connection table */
+static pd_room_conn_t **pd_room_chunks;
+static pd_uint_t        pd_room_nchunks;
+static pd_uint_t        pd_room_chunks_cap;
+
+pd_uint_t
+pd_room_slots(void)
+{
+    return pd_room_nchunks * PD_ROOM_CHUNK;
+}
+
+pd_room_conn_t *
+pd_room_slot(pd_uint_t i)
+{
+    return &pd_room_chunks[i / PD_ROOM_CHUNK][i % PD_ROOM_CHUNK];
+}
+
 pd_room_conn_t *
 pd_room_conn_alloc(void)
 {
-    pd_room_conn_t  *rc;
+    pd_room_conn_t  *rc, **chunks;
     pd_uint_t        i;
 
     if (pd_room_free_conns == NULL) {
+        if (pd_room_nchunks == pd_room_chunks_cap) {
+            i = pd_max(pd_room_chunks_cap * 2, 16);
+            chunks = realloc(pd_room_chunks, i * sizeof(pd_room_conn_t *));
+            if (chunks == NULL) {
+                pd_log_error(PD_LOG_ALERT, pd_log_root, errno,
+                             "realloc() of room chunks failed");
+                return NULL;
+            }
+            pd_room_chunks = chunks;
+            pd_room_chunks_cap = i;
+        }
+
         rc = mmap(NULL, sizeof(pd_room_conn_t) * PD_ROOM_CHUNK,
                   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (rc == MAP_FAILED) {
@@ -54,6 +85,8 @@ pd_room_conn_alloc(void)
                          "mmap() of room connections failed");
             return NULL;
         }
+
+        pd_room_chunks[pd_room_nchunks++] = rc;
 
         for (i = 0; i < PD_ROOM_CHUNK; i++) {
             rc[i].connection = (pd_connection_t *) pd_room_free_conns;
@@ -79,6 +112,7 @@ pd_room_conn_free(pd_room_conn_t *rc)
 
     pd_free(rc->bcast_seq);
 
+    rc->ws = 0;
     rc->connection = (pd_connection_t *) pd_room_free_conns;
     pd_room_free_conns = rc;
 }
