@@ -200,6 +200,18 @@ pd_unix_recv(pd_connection_t *c, u_char *buf, size_t size)
 
         if (n > 0) {
             pd_stats_add(bytes_in, n);
+
+            /*
+             * Less than asked for: the socket is drained.  Edge-triggered
+             * epoll reports the next bytes that arrive, so a caller may
+             * stop here instead of paying a recv() for its EAGAIN (one
+             * per client ack).  Not after EPOLLRDHUP: the end of the
+             * stream is still to be read.
+             */
+            if ((size_t) n < size && !c->read->pending_eof) {
+                c->read->ready = 0;
+            }
+
             return n;
         }
 

@@ -246,6 +246,11 @@ pd_room_read_handler(pd_event_t *ev)
         if (pd_room_frames(rc, p, size, &used) != PD_OK) {
             return;
         }
+
+        if (!c->read->ready) {
+            /* a short read drained the socket (pd_unix_recv) */
+            return;
+        }
     }
 }
 
