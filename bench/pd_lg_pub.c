@@ -379,6 +379,7 @@ static void
 pd_lg_pub_read(pd_lg_pub_t *p)
 {
     ssize_t   n;
+    size_t    avail;
     u_char   *nb;
 
     for ( ;; ) {
@@ -392,7 +393,8 @@ pd_lg_pub_read(pd_lg_pub_t *p)
             p->incap += 65536;
         }
 
-        n = read(p->fd, p->in + p->inlen, p->incap - p->inlen);
+        avail = p->incap - p->inlen;
+        n = read(p->fd, p->in + p->inlen, avail);
 
         if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
             return;
@@ -411,6 +413,12 @@ pd_lg_pub_read(pd_lg_pub_t *p)
 
         if (pd_lg_pub_parse(p) != 0) {
             pd_lg_pub_reset(p);
+            return;
+        }
+
+        /* a short read drained the socket; epoll is level-triggered
+         * here and reports what comes next: no read() for an EAGAIN */
+        if ((size_t) n < avail) {
             return;
         }
     }
