@@ -87,6 +87,7 @@ struct pd_room_conn_s {
     unsigned         close_sent:1;  /* our close frame is queued */
     unsigned         closing:1;     /* close after the queue drains */
     unsigned         close_reason:4;
+    unsigned         dirty:1;       /* in the list flushed this turn */
 };
 
 /* the app names of a worker, each kept once (pd_room_apps.c) */

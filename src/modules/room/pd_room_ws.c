@@ -113,6 +113,7 @@ pd_room_conn_free(pd_room_conn_t *rc)
     pd_free(rc->bcast_seq);
 
     rc->ws = 0;
+    rc->dirty = 0;
     rc->connection = (pd_connection_t *) pd_room_free_conns;
     pd_room_free_conns = rc;
 }
