@@ -412,7 +412,7 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
     rc->conf = rcf;
     rc->out_last = &rc->out;
     rc->hb = hb;
-    rc->idle = (pd_msec_t) hb * 2000 + 10000;
+    rc->idle = (uint32_t) (hb * 2000 + 10000);
     rc->id = ((uint64_t) (c - ((pd_cycle_t *) pd_cycle)->connections) << 32)
              | (uint64_t) (c->number & 0xffffffff);
     rc->uid_len = (uint8_t) a->uid.len;

@@ -16,8 +16,6 @@
 
 static u_char  pd_room_rbuf[PD_ROOM_RBUF];
 
-pd_queue_t  pd_room_conns;
-
 const char  *pd_room_close_names[PD_ROOM_CLOSE_N] = {
     "client", "idle", "kick", "protocol", "slow", "shutdown", "error"
 };
@@ -113,6 +111,7 @@ pd_room_conn_free(pd_room_conn_t *rc)
     pd_free(rc->bcast_seq);
 
     rc->ws = 0;
+    rc->taken = 0;
     rc->dirty = 0;
     rc->connection = (pd_connection_t *) pd_room_free_conns;
     pd_room_free_conns = rc;
@@ -150,7 +149,7 @@ pd_room_take_over(pd_room_conn_t *rc, pd_http_conn_t *hc, u_char *rest,
         c->pool->log = c->log;
     }
 
-    pd_queue_insert_tail(&pd_room_conns, &rc->link);
+    rc->taken = 1;
     pd_room_stat(PD_ROOM_STAT_WS);
 
     rc->last_in = pd_current_msec;
@@ -175,7 +174,6 @@ pd_room_drop_http(pd_http_conn_t *hc, pd_room_conn_t *rc)
     pd_destroy_pool(hc->pool);
     hc->pool = NULL;
 
-    rc->link.next = NULL;
     pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
 }
 
@@ -708,7 +706,7 @@ pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
         rc->registered = 0;
     }
 
-    if (rc->link.next != NULL) {
+    if (rc->taken) {
         pd_room_save_cursors(rc);
     }
 
@@ -717,8 +715,8 @@ pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
         rc->ip_counted = 0;
     }
 
-    if (rc->link.next != NULL) {
-        pd_queue_remove(&rc->link);
+    if (rc->taken) {
+        rc->taken = 0;
         if (pd_stats_self) {
             pd_stats_self->counters[PD_ROOM_STAT_WS]--;
         }
@@ -791,19 +789,19 @@ pd_room_retire(pd_cycle_t *cycle)
 {
     pd_room_conf_t  *rcf;
     pd_room_conn_t  *rc;
-    pd_queue_t      *q, *next;
+    pd_uint_t        i;
     u_char           json[64], *p;
     pd_msec_t        window;
 
     rcf = pd_get_conf(cycle, pd_room_module);
     window = rcf->reconnect_window ? rcf->reconnect_window : 1;
 
-    for (q = pd_queue_head(&pd_room_conns);
-         q != pd_queue_sentinel(&pd_room_conns);
-         q = next)
-    {
-        next = pd_queue_next(q);
-        rc = pd_queue_data(q, pd_room_conn_t, link);
+    for (i = 0; i < pd_room_slots(); i++) {
+        rc = pd_room_slot(i);
+
+        if (!rc->taken) {
+            continue;
+        }
 
         p = pd_slprintf(json, json + sizeof(json),
                         "{\"op\":\"reconnect\",\"after_ms\":%lu}",
@@ -816,7 +814,6 @@ pd_room_retire(pd_cycle_t *cycle)
     }
 }
 
-/* the cluster register lost its data: tell it this worker's sessions */
 /* Redis lost its data: this node's connections are announced again, as
  * the node's own memory zone (which decides) has them */
 static void
@@ -841,15 +838,12 @@ void
 pd_room_resync(void)
 {
     pd_room_conn_t  *rc;
-    pd_queue_t      *q;
+    pd_uint_t        i;
 
-    for (q = pd_queue_head(&pd_room_conns);
-         q != pd_queue_sentinel(&pd_room_conns);
-         q = pd_queue_next(q))
-    {
-        rc = pd_queue_data(q, pd_room_conn_t, link);
+    for (i = 0; i < pd_room_slots(); i++) {
+        rc = pd_room_slot(i);
 
-        if (rc->registered) {
+        if (rc->taken && rc->registered) {
             (void) pd_register_memory_backend.lookup(rc->uid, rc->uid_len,
                                                      pd_room_resync_found,
                                                      &rc->id);
@@ -875,7 +869,6 @@ pd_room_init_channel(pd_cycle_t *cycle)
 {
     (void) cycle;
 
-    pd_queue_init(&pd_room_conns);
     pd_channel_set_handler(PD_CMD_ROOM_KICK, pd_room_channel_kick);
     pd_register_resync = pd_room_resync;
 
