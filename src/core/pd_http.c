@@ -319,27 +319,19 @@ pd_http_send_simple(pd_http_conn_t *hc, pd_uint_t status)
 pd_int_t
 pd_http_send_error(pd_http_conn_t *hc, pd_uint_t status, const char *message)
 {
-    u_char       buf[512], *p, *last;
-    const char  *m;
+    u_char   buf[512], *p, *q;
 
     /* the message is JSON-escaped: phrases quote names ("device") */
-    last = buf + sizeof(buf) - 4;
-    p = pd_cpymem(buf, "{\"error\":\"", sizeof("{\"error\":\"") - 1);
+    p = pd_cpymem(buf, "{\"error\":", sizeof("{\"error\":") - 1);
+    q = pd_json_escape(p, buf + sizeof(buf) - 2, (u_char *) message,
+                       strlen(message));
 
-    for (m = message; *m && p < last - 6; m++) {
-        if (*m == '"' || *m == '\\') {
-            *p++ = '\\';
-            *p++ = (u_char) *m;
-
-        } else if ((u_char) *m < 0x20) {
-            p = pd_slprintf(p, last, "\\u%04x", (unsigned) (u_char) *m);
-
-        } else {
-            *p++ = (u_char) *m;
-        }
+    if (q == NULL) {
+        /* our phrases are short; this is a bug's safety net */
+        q = pd_cpymem(p, "\"error\"", sizeof("\"error\"") - 1);
     }
 
-    p = pd_cpymem(p, "\"}\n", 3);
+    p = pd_cpymem(q, "}\n", 2);
 
     return pd_http_send_response(hc, status, "application/json", NULL, buf,
                                  (size_t) (p - buf));
