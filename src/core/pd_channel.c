@@ -5,6 +5,9 @@
 
 #include "pd_core.h"
 
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
+
 static pd_channel_handler_pt  pd_channel_handlers[PD_CMD_MAX];
 
 void
@@ -202,6 +205,16 @@ pd_channel_dispatch(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
  */
 #define PD_CHANNEL_QUEUE_MAX  (64 * 1024 * 1024)
 
+/*
+ * What a worker lets wait in a sibling's socket before it counts the
+ * channel as backed up (SIOCOUTQ: bytes sent, not yet read).  The socket
+ * itself has far more room (pd_process.c), so that the master's few
+ * control messages (a new sibling's descriptor, a quit) always fit, and
+ * a backed-up channel is drained by a short timer instead of EPOLLOUT.
+ */
+#define PD_CHANNEL_INFLIGHT   (4 * PD_CHANNEL_BATCH_MAX)
+#define PD_CHANNEL_RETRY      1        /* ms */
+
 typedef struct pd_channel_out_s  pd_channel_out_t;
 
 struct pd_channel_out_s {
@@ -230,6 +243,7 @@ static pd_uint_t           pd_channel_corking;
 /* siblings whose out-queue is not empty, and who to tell when none is */
 static pd_uint_t           pd_channel_backed_up;
 static pd_event_t         *pd_channel_drain_ev;
+static pd_timer_t          pd_channel_retry;
 
 static pd_int_t pd_channel_write_or_queue(pd_int_t slot,
     pd_channel_msg_t *msg, const u_char *data);
@@ -254,6 +268,14 @@ pd_channel_queue_emptied(void)
     }
 }
 
+static size_t
+pd_channel_outq(pd_socket_t fd)
+{
+    int  n;
+
+    return (ioctl(fd, SIOCOUTQ, &n) == -1 || n < 0) ? 0 : (size_t) n;
+}
+
 static void
 pd_channel_flush(pd_channel_queue_t *q, pd_socket_t fd)
 {
@@ -265,6 +287,10 @@ pd_channel_flush(pd_channel_queue_t *q, pd_socket_t fd)
     }
 
     while ((o = q->head) != NULL) {
+        if (pd_channel_outq(fd) > PD_CHANNEL_INFLIGHT) {
+            return;
+        }
+
         rc = pd_write_channel(fd, &o->msg, o->data, pd_log_root);
 
         if (rc == PD_AGAIN) {
@@ -279,6 +305,27 @@ pd_channel_flush(pd_channel_queue_t *q, pd_socket_t fd)
 
     q->tail = &q->head;
     pd_channel_queue_emptied();
+}
+
+/* while a sibling is backed up: its queue goes on as it reads */
+static void
+pd_channel_retry_handler(pd_timer_t *t)
+{
+    pd_int_t  i;
+
+    for (i = 0; i < pd_last_process; i++) {
+        if (pd_channel_queues[i].head != NULL
+            && pd_processes[i].channel[0] != -1)
+        {
+            pd_channel_flush(&pd_channel_queues[i],
+                             pd_processes[i].channel[0]);
+        }
+    }
+
+    if (pd_channel_backed_up) {
+        (void) pd_timer_add(&pd_timers, t, pd_current_msec,
+                            PD_CHANNEL_RETRY);
+    }
 }
 
 static void
@@ -369,6 +416,15 @@ pd_channel_enqueue(pd_int_t slot, pd_channel_msg_t *msg, const u_char *data)
     if (q->head == NULL) {
         q->tail = &q->head;
         pd_channel_backed_up++;
+
+        if (pd_channel_retry.handler == NULL) {
+            pd_timer_init(&pd_channel_retry, pd_channel_retry_handler, NULL);
+        }
+
+        if (!pd_timer_is_set(&pd_channel_retry)) {
+            (void) pd_timer_add(&pd_timers, &pd_channel_retry,
+                                pd_current_msec, PD_CHANNEL_RETRY);
+        }
     }
 
     *q->tail = o;
@@ -444,8 +500,12 @@ pd_channel_write_or_queue(pd_int_t slot, pd_channel_msg_t *msg,
         return PD_ERROR;
     }
 
-    /* behind what waits already, so the order holds */
-    if (pd_channel_queues[slot].head != NULL) {
+    /* behind what waits already, so the order holds; or the sibling is
+     * behind already */
+    if (pd_channel_queues[slot].head != NULL
+        || pd_channel_outq(pd_processes[slot].channel[0])
+           > PD_CHANNEL_INFLIGHT)
+    {
         return pd_channel_enqueue(slot, msg, data);
     }
 

@@ -50,7 +50,7 @@ pd_spawn_process(pd_cycle_t *cycle, pd_spawn_proc_pt proc, void *data,
     pd_process_t  *p;
     pid_t          pid;
     pd_int_t       s;
-    int            bufsize = 2 * PD_CHANNEL_BATCH_MAX;
+    int            bufsize = 1024 * 1024;
 
     if (respawn >= 0) {
         s = respawn;
@@ -87,11 +87,12 @@ pd_spawn_process(pd_cycle_t *cycle, pd_spawn_proc_pt proc, void *data,
         return -1;
     }
 
-    /* every sibling writes delivery batches into [0]: room for a few
-     * batches, no more (FORCE passes net.core.wmem_max when we are
-     * root).  A larger buffer only hides a backlog: deliveries waited
-     * seconds in a 4 MB one while the center kept accepting pushes; now
-     * a full channel holds the center back (pd_channel_congested) */
+    /* every sibling writes delivery batches into [0], and the master its
+     * control messages (FORCE passes net.core.wmem_max when we are root).
+     * The room is for those: a worker counts a sibling as backed up at
+     * PD_CHANNEL_INFLIGHT unread bytes, not when this is full, because a
+     * deep queue only hides a backlog (deliveries once waited seconds in
+     * 4 MB while the center kept accepting pushes) */
     if (setsockopt(p->channel[0], SOL_SOCKET, SO_SNDBUFFORCE, &bufsize,
                    sizeof(int)) == -1)
     {
