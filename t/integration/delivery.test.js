@@ -905,3 +905,73 @@ test('a backed-up worker channel holds the API back: with a worker '
     });
 });
 
+test('a worker stopped for longer than 5 s: the pushes waiting for its '
+     + 'channel are answered 503 and never delivered; the others arrive '
+     + 'once it runs again', T, async () => {
+    await L.withPushd(conf({ room: { output_limit: '1m' } }), async (d) => {
+        const ws = [];
+        const slotOf = {};
+        for (let i = 0; i < 40 && new Set(Object.values(slotOf)).size < 2;
+             i++) {
+            const uid = `bq${i}`;
+            ws.push(await open(d, uid, 'd1'));
+            slotOf[uid] = (await presence(d, uid)).connections[0].worker;
+        }
+        const st = (await L.centerGet(d, '/v1/stats')).json;
+        const uid = Object.keys(slotOf)[0];
+        const stopped = st.workers.find((w) => w.slot === slotOf[uid]);
+        const client = ws[0];
+        const data = JSON.stringify('q'.repeat(3000));
+
+        process.kill(stopped.pid, 'SIGSTOP');
+        let pending;
+        const answers = [];
+        try {
+            pending = Array.from({ length: 120 }, () => push(d, rawBody({
+                app: 'a', uids: [uid], qos: 1, data,
+            }), { timeout: 30000 }).then((r) => {
+                answers.push(r.status);
+                return r;
+            }));
+
+            /* parked ones are let go with a 503 after 5 s */
+            await L.waitFor(async () => answers.includes(503), 15000,
+                            'a 503 for a push that waited too long');
+        } finally {
+            process.kill(stopped.pid, 'SIGCONT');
+        }
+
+        const rs = await Promise.all(pending);
+        for (const r of rs) {
+            assert.ok(r.status === 200 || r.status === 503,
+                      `${r.status} ${r.body}`);
+            if (r.status === 503) {
+                assert.match(r.json.error, /backed up/, r.body);
+            }
+        }
+        const ids = rs.filter((r) => r.status === 200)
+            .map((r) => accepted(r, 'a push that was taken').id);
+        assert.ok(ids.length > 0, 'those on the stopped worker were taken');
+
+        /* every taken one arrives once; a refused one never does */
+        const seen = new Set();
+        while (seen.size < ids.length) {
+            const f = await nextMsg(client, () => true, 10000,
+                                    `msg ${seen.size + 1} of ${ids.length}`);
+            assert.ok(ids.includes(f.json.id), `${f.json.id} was taken`);
+            assert.ok(!seen.has(f.json.id), `${f.json.id} came twice`);
+            seen.add(f.json.id);
+        }
+        for (let i = 0; i < ids.length; i += 60) {
+            await ack(client, ids.slice(i, i + 60));
+        }
+        client.sendJson({ op: 'ping' });
+        const extra = await client.next((f) => isMsg(f) || (f.json
+            && f.json.op === 'pong'), 5000, 'a pong after the last msg');
+        assert.ok(!isMsg(extra), `no more messages: ${extra.text}`);
+        for (const w of ws) {
+            w.destroy();
+        }
+    });
+});
+

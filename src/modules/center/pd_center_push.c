@@ -77,12 +77,18 @@ typedef struct {
     pd_queue_t           queue;
     pd_http_conn_t      *hc;
     pd_http_handler_pt   handler;
+    pd_msec_t            since;
     pd_uint_t            parked;
 } pd_center_parked_t;
+
+/* a worker that does not read its channel for this long (stopped, or
+ * stuck) gets the requests waiting for it answered 503, not kept */
+#define PD_CENTER_PARK_MAX  5000
 
 static pd_queue_t  pd_center_parked = { &pd_center_parked,
                                         &pd_center_parked };
 static pd_event_t  pd_center_drained;
+static pd_timer_t  pd_center_park_timer;
 static pd_uint_t   pd_center_resuming;
 
 static pd_msec_t  pd_center_rate_second;
@@ -131,6 +137,33 @@ pd_center_unpark(pd_event_t *ev)
     }
 }
 
+/* those that waited too long, oldest first: 503, nothing was taken */
+static void
+pd_center_park_expire(pd_timer_t *t)
+{
+    pd_center_parked_t  *pk;
+    pd_queue_t          *q;
+
+    while (!pd_queue_empty(&pd_center_parked)) {
+        q = pd_queue_head(&pd_center_parked);
+        pk = pd_queue_data(q, pd_center_parked_t, queue);
+
+        if (pd_current_msec - pk->since < PD_CENTER_PARK_MAX) {
+            (void) pd_timer_add(&pd_timers, t, pd_current_msec,
+                                PD_CENTER_PARK_MAX
+                                - (pd_current_msec - pk->since));
+            return;
+        }
+
+        pd_queue_remove(q);
+        pk->parked = 0;
+
+        pd_stats_dlv(PD_DLV_STORE_FULL, 1);
+        (void) pd_http_send_error(pk->hc, 503, "a worker's channel is backed "
+                                  "up: nothing was taken, try again");
+    }
+}
+
 /* the request goes away (answered, or its client left) while it waits */
 static void
 pd_center_park_cleanup(void *data)
@@ -174,7 +207,17 @@ pd_center_park(pd_http_conn_t *hc, pd_http_handler_pt handler)
 
     pk->hc = hc;
     pk->handler = handler;
+    pk->since = pd_current_msec;
     pk->parked = 1;
+
+    if (pd_center_park_timer.handler == NULL) {
+        pd_timer_init(&pd_center_park_timer, pd_center_park_expire, NULL);
+    }
+
+    if (!pd_timer_is_set(&pd_center_park_timer)) {
+        (void) pd_timer_add(&pd_timers, &pd_center_park_timer,
+                            pd_current_msec, PD_CENTER_PARK_MAX);
+    }
     cln->handler = pd_center_park_cleanup;
     cln->data = pk;
 

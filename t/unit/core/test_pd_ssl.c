@@ -472,12 +472,20 @@ pd_test_create_errors(void **state)
     assert_null(ssl.ctx);
     assert_int_equal(ERR_peek_error(), 0);
 
-    /* an encrypted key fails at once instead of prompting */
+    /*
+     * An encrypted key fails at once instead of prompting.  Decrypted
+     * with the empty password, its padding is usually wrong ("bad
+     * decrypt"), but by chance (about one run in twenty here) it looks
+     * right and the garbage then fails to decode ("unsupported"): both
+     * are the refusal this checks.
+     */
     phrase = pd_test_create(&ssl, pool, pd_test_cert, pd_test_enc_key);
     (void) snprintf(expect, sizeof(expect),
-                    "cannot load certificate key \"%s\": bad decrypt",
+                    "cannot load certificate key \"%s\": ",
                     pd_test_enc_key);
-    assert_string_equal(phrase, expect);
+    assert_memory_equal(phrase, expect, strlen(expect));
+    assert_true(strcmp(phrase + strlen(expect), "bad decrypt") == 0
+                || strcmp(phrase + strlen(expect), "unsupported") == 0);
     assert_null(ssl.ctx);
     assert_int_equal(ERR_peek_error(), 0);
 
