@@ -508,20 +508,6 @@ pd_json_array_next(const pd_json_val_t *arr, const u_char **pos,
     return PD_OK;
 }
 
-pd_uint_t
-pd_json_array_size(const pd_json_val_t *arr)
-{
-    pd_json_val_t   elem;
-    const u_char   *pos = NULL;
-    pd_uint_t       n = 0;
-
-    while (pd_json_array_next(arr, &pos, &elem) == PD_OK) {
-        n++;
-    }
-
-    return n;
-}
-
 pd_int_t
 pd_json_string(const pd_json_val_t *v, u_char *buf, size_t size, size_t *len)
 {

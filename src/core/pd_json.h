@@ -57,8 +57,6 @@ pd_int_t pd_json_object(const u_char *p, size_t len, pd_json_field_t *fields,
 pd_int_t pd_json_array_next(const pd_json_val_t *arr, const u_char **pos,
     pd_json_val_t *elem);
 
-pd_uint_t pd_json_array_size(const pd_json_val_t *arr);
-
 /* a string's decoded UTF-8 into buf (NUL-terminated); PD_ERROR when it
  * is not a string, holds \u0000 or needs more than size - 1 bytes */
 pd_int_t pd_json_string(const pd_json_val_t *v, u_char *buf, size_t size,

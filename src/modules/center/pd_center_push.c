@@ -14,7 +14,6 @@
 #include "pd_room.h"
 #include "pd_saver.h"
 
-
 typedef struct {
     pd_str_t        app;            /* in app_buf */
     pd_str_t        data;           /* raw bytes of "data" in the body */
@@ -45,7 +44,8 @@ typedef struct {
 typedef struct {
     pd_http_conn_t      *hc;         /* NULL once the client is gone */
     pd_center_msg_t      m;
-    pd_str_t            *uids;       /* for the store, in the request pool */
+    pd_str_t            *uids;       /* for the store: after the lookups,
+                                      * in this allocation */
     pd_shbuf_t          *frame;
     uint64_t             seq;
     pd_center_target_t   targets[PD_MAX_PROCESSES];
@@ -218,6 +218,7 @@ pd_center_park(pd_http_conn_t *hc, pd_http_handler_pt handler)
         (void) pd_timer_add(&pd_timers, &pd_center_park_timer,
                             pd_current_msec, PD_CENTER_PARK_MAX);
     }
+
     cln->handler = pd_center_park_cleanup;
     cln->data = pk;
 
@@ -591,16 +592,11 @@ static void
 pd_center_reply_id(pd_http_conn_t *hc, uint64_t seq, const char *k1,
     pd_uint_t v1, const char *k2, pd_uint_t v2)
 {
-    pd_core_conf_t  *ccf;
-    u_char           buf[256], *p;
-
-    ccf = pd_get_conf(pd_cycle, pd_core_module);
+    u_char  buf[256], *p;
 
     /* no printf: this is once per push */
     p = pd_cpymem(buf, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
-    p = pd_cpymem(p, ccf->node_id.data, pd_min(ccf->node_id.len, 64));
-    *p++ = '-';
-    p = pd_hex64(p, seq);
+    p = pd_room_msg_id(p, seq);
     *p++ = '"';
     *p++ = ',';
     *p++ = '"';

@@ -187,11 +187,13 @@ void pd_room_write_handler(pd_event_t *ev);
 void pd_room_out_free(pd_room_conn_t *rc);
 
 /* delivery */
+/* a message id, "<node_id>-<hex seq>": the frame's and the API's */
+#define PD_ROOM_MSG_ID_LEN  (32 + 1 + 16)
+u_char *pd_room_msg_id(u_char *p, uint64_t seq);
 pd_shbuf_t *pd_room_msg_frame(uint64_t seq, pd_str_t *app, pd_uint_t qos,
     const u_char *data, size_t len, pd_msec_t stamp);
 pd_shbuf_t *pd_room_msg_frame_id(pd_str_t *id, pd_str_t *app, pd_uint_t qos,
     const u_char *data, size_t len, pd_msec_t stamp);
-pd_int_t pd_room_has_app(pd_room_conn_t *rc, const u_char *app, size_t len);
 pd_int_t pd_room_deliver(pd_room_conn_t *rc, pd_shbuf_t *frame);
 pd_int_t pd_room_load(pd_room_conn_t *rc);
 pd_int_t pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i);

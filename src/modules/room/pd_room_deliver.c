@@ -35,23 +35,30 @@ static pd_uint_t  pd_room_nbcasts;
 static pd_int_t pd_room_resume_set(pd_room_conn_t *rc, pd_uint_t i,
     uint64_t resume, pd_str_t *id);
 
-pd_shbuf_t *
-pd_room_msg_frame(uint64_t seq, pd_str_t *app, pd_uint_t qos,
-    const u_char *data, size_t len, pd_msec_t stamp)
+/* "<node_id>-<hex seq>", at most PD_ROOM_MSG_ID_LEN bytes, no NUL */
+u_char *
+pd_room_msg_id(u_char *p, uint64_t seq)
 {
     pd_core_conf_t  *ccf;
-    pd_str_t         id;
-    u_char           buf[80], *p;
 
     ccf = pd_get_conf(pd_cycle, pd_core_module);
 
     /* node_id is at most 32 bytes (checked at configuration) */
-    p = pd_cpymem(buf, ccf->node_id.data, ccf->node_id.len);
+    p = pd_cpymem(p, ccf->node_id.data, ccf->node_id.len);
     *p++ = '-';
-    p = pd_hex64(p, seq);
+
+    return pd_hex64(p, seq);
+}
+
+pd_shbuf_t *
+pd_room_msg_frame(uint64_t seq, pd_str_t *app, pd_uint_t qos,
+    const u_char *data, size_t len, pd_msec_t stamp)
+{
+    pd_str_t  id;
+    u_char    buf[PD_ROOM_MSG_ID_LEN];
 
     id.data = buf;
-    id.len = (size_t) (p - buf);
+    id.len = (size_t) (pd_room_msg_id(buf, seq) - buf);
 
     return pd_room_msg_frame_id(&id, app, qos, data, len, stamp);
 }
@@ -113,25 +120,6 @@ pd_room_bseq_set(pd_room_conn_t *rc, pd_uint_t i, uint64_t seq)
 
     rc->bcast_seq[i] = seq;
     return PD_OK;
-}
-
-pd_int_t
-pd_room_has_app(pd_room_conn_t *rc, const u_char *app, size_t len)
-{
-    pd_uint_t  i;
-
-    const u_char  *name;
-    size_t         n;
-
-    for (i = 0; i < rc->napps; i++) {
-        name = pd_room_app_name(rc->apps[i], &n);
-
-        if (n == len && memcmp(name, app, len) == 0) {
-            return (pd_int_t) i;
-        }
-    }
-
-    return -1;
 }
 
 /* queues a message frame; PD_ERROR when rc was closed (slow consumer) */

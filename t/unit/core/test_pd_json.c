@@ -22,6 +22,21 @@ pd_test_parse(const char *doc, pd_json_field_t *f, pd_uint_t n,
     return pd_json_object(*copy, len, f, n, err);
 }
 
+/* the elements of an array value, counted with pd_json_array_next() */
+static pd_uint_t
+pd_json_array_size(const pd_json_val_t *arr)
+{
+    pd_json_val_t   elem;
+    const u_char   *pos = NULL;
+    pd_uint_t       n = 0;
+
+    while (pd_json_array_next(arr, &pos, &elem) == PD_OK) {
+        n++;
+    }
+
+    return n;
+}
+
 static pd_int_t
 pd_test_valid(const char *doc)
 {
