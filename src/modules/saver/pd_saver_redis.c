@@ -14,15 +14,15 @@
  *                  worker to see that reloads the unacked messages
  * Each operation is one Lua script, so it is atomic on its server.
  *
- * PostgreSQL: pd_messages(uid, id, app, data, expires, acked), the
- * durable log; acks mark rows, a sweep deletes acked and expired ones.
+ * PostgreSQL (pd_saver_pg.c): pd_messages, the durable log: a row per
+ * (uid, message), deleted by the ack or, once expired, by a sweep.
  */
 
 #include "pd_core.h"
 #include "pd_saver.h"
 #include "pd_register.h"
+#include "pd_saver_pg.h"
 
-#define PD_SR_SWEEP      60000   /* ms between deletes of old rows */
 #define PD_SR_CHECK      2000    /* ms between looks for pd:saver:ok */
 
 /* KEYS: m, q...; ARGV: app, data, expires, max per mailbox, id; a retry
@@ -74,9 +74,8 @@ static const char  pd_sr_ack_lua[] =
     "redis.call('HDEL', KEYS[2], ARGV[1]) "
     "return redis.call('LREM', KEYS[1], 0, ARGV[1])";
 
-static pd_pg_t      *pd_sr_pg;
-static pd_timer_t    pd_sr_sweep_timer;
-static pd_timer_t    pd_sr_check_timer;
+static pd_saver_pg_t  *pd_sr_log;
+static pd_timer_t       pd_sr_check_timer;
 static pd_uint_t     pd_sr_reloading;
 
 static void pd_saver_reload_done(void *data, pd_int_t rc, pd_uint_t stored,
@@ -144,17 +143,11 @@ pd_sr_stored_redis(pd_redis_t *r, redisReply *reply, void *data)
 }
 
 static void
-pd_sr_stored_pg(pd_pg_t *pg, PGresult *res, void *data)
+pd_sr_stored_pg(void *data, pd_int_t rc)
 {
     pd_sr_store_t  *st = data;
 
-    (void) pg;
-
-    if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
-        if (res != NULL) {
-            pd_log_error(PD_LOG_ERR, pd_log_root, 0, "saver: postgres: %s",
-                         PQresultErrorMessage(res));
-        }
+    if (rc != PD_OK) {
         st->failed = 1;
     }
 
@@ -229,14 +222,10 @@ pd_saver_redis_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
 {
     pd_sr_store_t  *st;
     pd_uint_t      *pick, npick, s, i;
-    const char     *values[5];
-    int             lens[5], formats[5];
-    char            sexp[24];
-    u_char         *arr, *p, idbuf[80];
-    size_t          size;
+    u_char          idbuf[80];
     pd_str_t        id;
 
-    if (!pd_pg_connected(pd_sr_pg) || pd_sr_reloading) {
+    if (!pd_saver_pg_connected(pd_sr_log) || pd_sr_reloading) {
         return PD_DECLINED;
     }
 
@@ -249,28 +238,10 @@ pd_saver_redis_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
     st = pd_calloc(sizeof(pd_sr_store_t), pd_log_root);
     pick = pd_palloc(pool, n * sizeof(pd_uint_t));
 
-    /* the uids as a PostgreSQL text array literal: {"u1","u2"} */
-    size = 3;
-    for (i = 0; i < n; i++) {
-        size += uids[i].len + 3;
-    }
-
-    arr = pd_pnalloc(pool, size);
-
-    if (st == NULL || pick == NULL || arr == NULL) {
+    if (st == NULL || pick == NULL) {
         pd_free(st);
         return PD_ERROR;
     }
-
-    p = arr;
-    *p++ = '{';
-    for (i = 0; i < n; i++) {
-        /* uids are [A-Za-z0-9._:@-]: nothing to escape */
-        p = pd_slprintf(p, arr + size, "%s\"%.*s\"", i ? "," : "",
-                        (int) uids[i].len, uids[i].data);
-    }
-    *p++ = '}';
-    *p = '\0';
 
     st->done = done;
     st->data = data;
@@ -305,28 +276,11 @@ pd_saver_redis_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
         }
     }
 
-    (void) snprintf(sexp, sizeof(sexp), "%lu", (unsigned long) expires);
-
-    values[0] = (char *) arr;
-    values[1] = (char *) id.data;
-    values[2] = (char *) app->data;
-    values[3] = (char *) payload->data;
-    values[4] = sexp;
-    lens[0] = 0;
-    lens[1] = (int) id.len;
-    lens[2] = (int) app->len;
-    lens[3] = (int) payload->len;
-    lens[4] = 0;
-    formats[0] = 0;
-    formats[1] = 1;     /* binary: id, app and data need no terminator */
-    formats[2] = 1;
-    formats[3] = 1;
-    formats[4] = 0;
-
+    /* the rows join this loop turn's INSERT; the answer waits for it */
     st->waiting++;
 
-    if (pd_pg_exec(pd_sr_pg, "pd_store", 5, values, lens, formats,
-                   pd_sr_stored_pg, st) != PD_OK)
+    if (pd_saver_pg_store(pd_sr_log, uids, n, &id, app, payload, expires,
+                          pd_sr_stored_pg, st) != PD_OK)
     {
         st->waiting--;
         st->failed = 1;
@@ -428,35 +382,19 @@ pd_saver_redis_fetch(pd_str_t *uid, pd_str_t *app, const char *after,
     return PD_OK;
 }
 
-static void
-pd_sr_ignore_pg(pd_pg_t *pg, PGresult *res, void *data)
-{
-    (void) pg;
-    (void) data;
-
-    const char  *state;
-
-    if (res != NULL && PQresultStatus(res) != PGRES_COMMAND_OK
-        && PQresultStatus(res) != PGRES_TUPLES_OK)
-    {
-        /* 23505: workers creating the schema at once; it is there */
-        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-        pd_log_error(state && strcmp(state, "23505") == 0 ? PD_LOG_INFO
-                     : PD_LOG_WARN, pd_log_root, 0, "saver: postgres: %s",
-                     PQresultErrorMessage(res));
-    }
-}
-
 pd_int_t
 pd_saver_redis_ack(pd_str_t *uid, const char *id)
 {
-    const char  *argv[6], *values[2];
+    const char  *argv[6];
     size_t       len[6];
-    int          lens[2], formats[2];
     char         q[8 + PD_REG_UID_MAX], dl[8 + PD_REG_UID_MAX];
+    pd_str_t     sid;
 
-    if (strlen(id) == 0 || strlen(id) > 80) {
+    /* the client's word: it goes into statements other acks share */
+    sid.data = (u_char *) id;
+    sid.len = strlen(id);
+
+    if (pd_token_valid_name(&sid, 80) != PD_OK) {
         return PD_DECLINED;
     }
 
@@ -473,20 +411,13 @@ pd_saver_redis_ack(pd_str_t *uid, const char *id)
     len[4] = (size_t) snprintf(dl, sizeof(dl), "pd:dl:%.*s", (int) uid->len,
                                uid->data);
     argv[5] = id;
-    len[5] = strlen(id);
+    len[5] = sid.len;
 
     (void) pd_redis_command(pd_sr_shard(uid->data, uid->len), NULL, NULL, 6,
                             argv, len);
 
-    values[0] = (char *) uid->data;
-    values[1] = id;
-    lens[0] = (int) uid->len;
-    lens[1] = (int) strlen(id);
-    formats[0] = 1;
-    formats[1] = 1;
-
-    (void) pd_pg_exec(pd_sr_pg, "pd_ack", 2, values, lens, formats,
-                      pd_sr_ignore_pg, NULL);
+    /* the row goes with this loop turn's DELETE */
+    (void) pd_saver_pg_ack(pd_sr_log, uid, &sid);
 
     return PD_OK;
 }
@@ -629,8 +560,8 @@ pd_sr_locked(pd_redis_t *r, redisReply *reply, void *data)
 
     pd_sr_reloading = 1;
 
-    if (pd_pg_exec(pd_sr_pg, "pd_reload", 0, NULL, NULL, NULL,
-                   pd_sr_reload_rows, r) != PD_OK)
+    if (pd_saver_pg_reload(pd_sr_log, (uint64_t) pd_time_sec * 1000,
+                           pd_sr_reload_rows, r) != PD_OK)
     {
         pd_sr_reloading = 0;
     }
@@ -646,7 +577,7 @@ pd_sr_marker(pd_redis_t *r, redisReply *reply, void *data)
 
     /* present, or no answer (the next check asks again) */
     if (reply == NULL || reply->type != REDIS_REPLY_NIL
-        || !pd_pg_connected(pd_sr_pg) || pd_sr_reloading)
+        || !pd_saver_pg_connected(pd_sr_log) || pd_sr_reloading)
     {
         return;
     }
@@ -675,7 +606,7 @@ pd_saver_redis_connected(pd_redis_t *r)
     const char  *argv[2];
     size_t       len[2];
 
-    if (pd_sr_pg == NULL || pd_worker != 0) {
+    if (pd_sr_log == NULL || pd_worker != 0) {
         return;
     }
 
@@ -685,70 +616,6 @@ pd_saver_redis_connected(pd_redis_t *r)
     len[1] = sizeof("pd:saver:ok") - 1;
 
     (void) pd_redis_command(r, pd_sr_marker, NULL, 2, argv, len);
-}
-
-/* ---- PostgreSQL: schema and statements ---- */
-
-static pd_int_t
-pd_sr_prepare(pd_pg_t *pg)
-{
-    if (pd_pg_prepare(pg, "pd_store",
-                      "INSERT INTO pd_messages (uid, id, app, data, expires)"
-                      " SELECT u, convert_from($2, 'UTF8'),"
-                      " convert_from($3, 'UTF8'),"
-                      " convert_from($4, 'UTF8'), $5::bigint"
-                      " FROM unnest($1::text[]) AS u"
-                      " ON CONFLICT DO NOTHING", 5) != PD_OK
-        || pd_pg_prepare(pg, "pd_ack",
-                         "UPDATE pd_messages SET acked = true"
-                         " WHERE uid = convert_from($1, 'UTF8')"
-                         " AND id = convert_from($2, 'UTF8')", 2) != PD_OK
-        || pd_pg_prepare(pg, "pd_reload",
-                         "SELECT uid, id, app, data, expires FROM pd_messages"
-                         " WHERE NOT acked AND expires >"
-                         " (extract(epoch from now()) * 1000)::bigint"
-                         " ORDER BY stored, id", 0) != PD_OK
-        || pd_pg_prepare(pg, "pd_sweep",
-                         "DELETE FROM pd_messages WHERE acked OR expires <"
-                         " (extract(epoch from now()) * 1000)::bigint",
-                         0) != PD_OK)
-    {
-        return PD_ERROR;
-    }
-
-    return PD_OK;
-}
-
-/*
- * After every connect: the schema (idempotent; workers racing on a fresh
- * database may see one CREATE fail, the table is there all the same),
- * then the statements on it, queued behind.
- */
-static void
-pd_sr_pg_connected(pd_pg_t *pg, void *data)
-{
-    (void) data;
-
-    (void) pd_pg_query(pg,
-        "CREATE TABLE IF NOT EXISTS pd_messages ("
-        " uid text NOT NULL, id text NOT NULL, app text NOT NULL,"
-        " data text NOT NULL, expires bigint NOT NULL,"
-        " acked boolean NOT NULL DEFAULT false,"
-        " stored timestamptz NOT NULL DEFAULT now(),"
-        " PRIMARY KEY (uid, id))", pd_sr_ignore_pg, NULL);
-    (void) pd_pg_query(pg,
-        "CREATE INDEX IF NOT EXISTS pd_messages_pending"
-        " ON pd_messages (stored) WHERE NOT acked", pd_sr_ignore_pg, NULL);
-
-    (void) pd_sr_prepare(pg);
-}
-
-static void
-pd_sr_sweep(pd_timer_t *t)
-{
-    (void) pd_pg_exec(pd_sr_pg, "pd_sweep", 0, NULL, NULL, NULL,
-                      pd_sr_ignore_pg, NULL);
-    (void) pd_timer_add(&pd_timers, t, pd_current_msec, PD_SR_SWEEP);
 }
 
 /* a server may lose its data without the link dropping (FLUSHALL, a
@@ -782,32 +649,28 @@ pd_saver_redis_init_process(pd_cycle_t *cycle, pd_saver_conf_t *scf)
     (void) snprintf(pd_sr_node, sizeof(pd_sr_node), "%.*s",
                     (int) ccf->node_id.len, ccf->node_id.data);
 
-    pd_sr_pg = pd_pg_create((char *) scf->postgres.data, scf->timeout,
-                            cycle->log);
-    if (pd_sr_pg == NULL) {
+    /* one worker per node sweeps expired rows (nodes share the work:
+     * each slice skips the rows another holds) */
+    pd_sr_log = pd_saver_pg_create((char *) scf->postgres.data,
+                                   scf->timeout, pd_worker == 0, cycle->log);
+    if (pd_sr_log == NULL) {
         return PD_ERROR;
     }
 
-    pd_pg_set_connect_handler(pd_sr_pg, pd_sr_pg_connected, NULL);
-
     if (pd_worker == 0) {
-        pd_timer_init(&pd_sr_sweep_timer, pd_sr_sweep, NULL);
-        (void) pd_timer_add(&pd_timers, &pd_sr_sweep_timer, pd_current_msec,
-                            PD_SR_SWEEP);
-
         pd_timer_init(&pd_sr_check_timer, pd_sr_check, NULL);
         (void) pd_timer_add(&pd_timers, &pd_sr_check_timer, pd_current_msec,
                             PD_SR_CHECK);
     }
 
-    return pd_pg_connect(pd_sr_pg);
+    return pd_saver_pg_connect(pd_sr_log);
 }
 
 void
 pd_saver_redis_exit_process(void)
 {
-    if (pd_sr_pg != NULL) {
-        pd_pg_destroy(pd_sr_pg);
-        pd_sr_pg = NULL;
+    if (pd_sr_log != NULL) {
+        pd_saver_pg_destroy(pd_sr_log);
+        pd_sr_log = NULL;
     }
 }

@@ -1,0 +1,782 @@
+/*
+ * pd_saver_pg.c: the cluster saver's durable log in PostgreSQL.
+ *
+ * Statements run once per loop turn, not once per message: the stores
+ * of a turn are rows of one INSERT, its acks rows of one DELETE (an ack
+ * deletes the row: nothing reads acked rows), both carried as arrays in
+ * PostgreSQL's binary format, so no value is ever escaped or quoted.
+ * Every statement reaches its rows through an index, whatever the
+ * table's size (the test of this file EXPLAINs each under a generic
+ * plan); expired rows leave in slices of a bounded DELETE.
+ */
+
+#include "pd_core.h"
+#include "pd_saver_pg.h"
+
+/* element types of the arrays (pg_type.oid) */
+#define PD_SP_TEXTOID     25
+#define PD_SP_INT8OID     20
+
+/* a one-dimensional array in binary: ndim, has-nulls, element type,
+ * length, lower bound; then each element's length and bytes */
+#define PD_SP_ARR_HEAD    20
+
+#define PD_SP_ID_MAX      80
+
+
+const char  *pd_saver_pg_setup[] = {
+
+    /*
+     * Each statement below is written for an index.  A prepared
+     * statement keeps its generic plan until the table's statistics
+     * change, and a plan made while the table was small, or before
+     * autovacuum caught up with a burst, would read the whole table on
+     * every ack; with seqscan off the planner takes the index whatever
+     * the statistics say (a statement with no usable index would still
+     * run, read whole: the plan test catches that).
+     */
+    "SET enable_seqscan = off",
+
+    /* short statements: compiling them would cost more than it saves */
+    "SET jit = off",
+
+    /* acked: set by versions before acks deleted rows; such rows are
+     * never reloaded, and leave when they expire */
+    "CREATE TABLE IF NOT EXISTS pd_messages ("
+    " uid text NOT NULL, id text NOT NULL, app text NOT NULL,"
+    " data text NOT NULL, expires bigint NOT NULL,"
+    " acked boolean NOT NULL DEFAULT false,"
+    " stored timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (uid, id))",
+
+    "CREATE INDEX IF NOT EXISTS pd_messages_expires"
+    " ON pd_messages (expires)",
+
+    NULL
+};
+
+
+const pd_saver_pg_stmt_t  pd_saver_pg_stmts[] = {
+
+    /* $1 the uids, $2 the message (1-based) of each; $3-$6 the id, app,
+     * data and expiry of each message: a multicast's data goes once */
+    { "pd_store",
+      "INSERT INTO pd_messages (uid, id, app, data, expires)"
+      " SELECT u.uid, m.id, m.app, m.data, m.expires"
+      " FROM unnest($1::text[], $2::int8[]) AS u (uid, n)"
+      " JOIN unnest($3::text[], $4::text[], $5::text[], $6::int8[])"
+      " WITH ORDINALITY AS m (id, app, data, expires, n) USING (n)"
+      " ON CONFLICT DO NOTHING", 6 },
+
+    /* $1 uids, $2 ids: the pairs acked */
+    { "pd_ack",
+      "DELETE FROM pd_messages WHERE (uid, id) IN"
+      " (SELECT * FROM unnest($1::text[], $2::text[]))", 2 },
+
+    /* $1 now, unix ms */
+    { "pd_reload",
+      "SELECT uid, id, app, data, expires FROM pd_messages"
+      " WHERE NOT acked AND expires > $1::int8 ORDER BY stored, id", 1 },
+
+    /* $1 now, unix ms; $2 the most rows; rows another node's sweep
+     * holds are left to it */
+    { "pd_sweep",
+      "DELETE FROM pd_messages WHERE ctid = ANY (ARRAY("
+      "SELECT ctid FROM pd_messages WHERE expires <= $1::int8"
+      " ORDER BY expires LIMIT $2::int8 FOR UPDATE SKIP LOCKED))", 2 },
+
+    { NULL, NULL, 0 }
+};
+
+
+/* a growing array parameter, reused from batch to batch */
+typedef struct {
+    u_char              *buf;
+    size_t               len;        /* the header's room included */
+    size_t               size;
+    uint32_t             n;
+    uint32_t             oid;
+} pd_sp_arr_t;
+
+typedef struct {
+    pd_saver_pg_done_pt  done;
+    void                *data;
+} pd_sp_waiter_t;
+
+/* the stores of one INSERT: whoever waits for it */
+typedef struct {
+    pd_saver_pg_t       *sp;
+    pd_uint_t            n;
+    pd_uint_t            size;
+    pd_sp_waiter_t       w[];
+} pd_sp_flight_t;
+
+struct pd_saver_pg_s {
+    pd_pg_t             *pg;
+    pd_pg_t             *sweep_pg;   /* NULL: another process sweeps */
+    pd_log_t            *log;
+
+    /* posted while a batch is open: runs at the end of the loop turn */
+    pd_event_t           flush;
+
+    /* the INSERT being filled */
+    pd_sp_flight_t      *stores;
+    pd_sp_arr_t          uids;
+    pd_sp_arr_t          msgno;
+    pd_sp_arr_t          ids;
+    pd_sp_arr_t          apps;
+    pd_sp_arr_t          data;
+    pd_sp_arr_t          expires;
+    size_t               bytes;
+
+    /* the DELETE being filled */
+    pd_sp_arr_t          ack_uids;
+    pd_sp_arr_t          ack_ids;
+
+    pd_timer_t           sweep_timer;
+    unsigned             sweeping:1;  /* a sweep statement in flight */
+};
+
+
+static void pd_sp_connected(pd_pg_t *pg, void *data);
+static void pd_sp_setup_done(pd_pg_t *pg, PGresult *res, void *data);
+static void pd_sp_flush_handler(pd_event_t *ev);
+static void pd_sp_flush_stores(pd_saver_pg_t *sp);
+static void pd_sp_flush_acks(pd_saver_pg_t *sp);
+static void pd_sp_stored(pd_pg_t *pg, PGresult *res, void *data);
+static void pd_sp_acked(pd_pg_t *pg, PGresult *res, void *data);
+static void pd_sp_answer(pd_sp_flight_t *fl, pd_int_t rc);
+static pd_int_t pd_sp_flight_add(pd_saver_pg_t *sp,
+    pd_saver_pg_done_pt done, void *ctx);
+static void pd_sp_sweep(pd_timer_t *t);
+static void pd_sp_swept(pd_pg_t *pg, PGresult *res, void *data);
+static void pd_sp_log_result(pd_saver_pg_t *sp, PGresult *res,
+    const char *what);
+static void pd_sp_arr_init(pd_sp_arr_t *a, uint32_t oid);
+static pd_int_t pd_sp_arr_reserve(pd_sp_arr_t *a, size_t more,
+    pd_log_t *log);
+static void pd_sp_arr_text(pd_sp_arr_t *a, const u_char *p, size_t len);
+static void pd_sp_arr_int8(pd_sp_arr_t *a, uint64_t v);
+static const char *pd_sp_arr_finish(pd_sp_arr_t *a, int *len);
+static void pd_sp_arr_reset(pd_sp_arr_t *a);
+static void pd_sp_arr_free(pd_sp_arr_t *a);
+static uint64_t pd_sp_now(void);
+
+
+pd_saver_pg_t *
+pd_saver_pg_create(const char *conninfo, pd_msec_t timeout, pd_uint_t sweep,
+    pd_log_t *log)
+{
+    pd_saver_pg_t  *sp;
+
+    sp = pd_calloc(sizeof(pd_saver_pg_t), log);
+    if (sp == NULL) {
+        return NULL;
+    }
+
+    sp->log = log;
+
+    sp->pg = pd_pg_create(conninfo, timeout, log);
+    if (sp->pg == NULL) {
+        goto failed;
+    }
+
+    pd_pg_set_connect_handler(sp->pg, pd_sp_connected, sp);
+
+    if (sweep) {
+        sp->sweep_pg = pd_pg_create(conninfo, timeout, log);
+        if (sp->sweep_pg == NULL) {
+            goto failed;
+        }
+
+        pd_pg_set_connect_handler(sp->sweep_pg, pd_sp_connected, sp);
+        pd_timer_init(&sp->sweep_timer, pd_sp_sweep, sp);
+    }
+
+    sp->flush.data = sp;
+    sp->flush.handler = pd_sp_flush_handler;
+
+    pd_sp_arr_init(&sp->uids, PD_SP_TEXTOID);
+    pd_sp_arr_init(&sp->msgno, PD_SP_INT8OID);
+    pd_sp_arr_init(&sp->ids, PD_SP_TEXTOID);
+    pd_sp_arr_init(&sp->apps, PD_SP_TEXTOID);
+    pd_sp_arr_init(&sp->data, PD_SP_TEXTOID);
+    pd_sp_arr_init(&sp->expires, PD_SP_INT8OID);
+    pd_sp_arr_init(&sp->ack_uids, PD_SP_TEXTOID);
+    pd_sp_arr_init(&sp->ack_ids, PD_SP_TEXTOID);
+
+    return sp;
+
+failed:
+
+    if (sp->pg) {
+        pd_pg_destroy(sp->pg);
+    }
+
+    pd_free(sp);
+    return NULL;
+}
+
+
+pd_int_t
+pd_saver_pg_connect(pd_saver_pg_t *sp)
+{
+    if (pd_pg_connect(sp->pg) != PD_OK) {
+        return PD_ERROR;
+    }
+
+    return sp->sweep_pg ? pd_pg_connect(sp->sweep_pg) : PD_OK;
+}
+
+
+pd_int_t
+pd_saver_pg_connected(pd_saver_pg_t *sp)
+{
+    return pd_pg_connected(sp->pg);
+}
+
+
+pd_int_t
+pd_saver_pg_store(pd_saver_pg_t *sp, pd_str_t *uids, pd_uint_t n,
+    pd_str_t *id, pd_str_t *app, pd_str_t *data, uint64_t expires,
+    pd_saver_pg_done_pt done, void *ctx)
+{
+    pd_uint_t  i, no;
+    size_t     ubytes;
+
+    if (!pd_pg_connected(sp->pg)) {
+        return PD_DECLINED;
+    }
+
+    if (n == 0) {
+        return PD_ERROR;
+    }
+
+    /* the bound: this message goes in the next statement */
+    if (sp->stores
+        && (sp->uids.n + n > PD_SAVER_PG_BATCH_ROWS
+            || sp->bytes + data->len > PD_SAVER_PG_BATCH_BYTES))
+    {
+        pd_sp_flush_stores(sp);
+    }
+
+    ubytes = 0;
+    for (i = 0; i < n; i++) {
+        ubytes += 4 + uids[i].len;
+    }
+
+    /* room for everything first: a failure leaves the batch as it was */
+    if (pd_sp_arr_reserve(&sp->uids, ubytes, sp->log) != PD_OK
+        || pd_sp_arr_reserve(&sp->msgno, n * 12, sp->log) != PD_OK
+        || pd_sp_arr_reserve(&sp->ids, 4 + id->len, sp->log) != PD_OK
+        || pd_sp_arr_reserve(&sp->apps, 4 + app->len, sp->log) != PD_OK
+        || pd_sp_arr_reserve(&sp->data, 4 + data->len, sp->log) != PD_OK
+        || pd_sp_arr_reserve(&sp->expires, 12, sp->log) != PD_OK
+        || pd_sp_flight_add(sp, done, ctx) != PD_OK)
+    {
+        return PD_ERROR;
+    }
+
+    no = sp->stores->n;
+
+    for (i = 0; i < n; i++) {
+        pd_sp_arr_text(&sp->uids, uids[i].data, uids[i].len);
+        pd_sp_arr_int8(&sp->msgno, no);
+    }
+
+    pd_sp_arr_text(&sp->ids, id->data, id->len);
+    pd_sp_arr_text(&sp->apps, app->data, app->len);
+    pd_sp_arr_text(&sp->data, data->data, data->len);
+    pd_sp_arr_int8(&sp->expires, expires);
+    sp->bytes += data->len;
+
+    pd_post_event(&sp->flush, &pd_posted_events);
+
+    return PD_OK;
+}
+
+
+pd_int_t
+pd_saver_pg_ack(pd_saver_pg_t *sp, pd_str_t *uid, pd_str_t *id)
+{
+    if (pd_token_valid_name(uid, PD_UID_MAX) != PD_OK
+        || pd_token_valid_name(id, PD_SP_ID_MAX) != PD_OK
+        || !pd_pg_connected(sp->pg))
+    {
+        return PD_DECLINED;
+    }
+
+    if (sp->ack_uids.n >= PD_SAVER_PG_BATCH_ROWS) {
+        pd_sp_flush_acks(sp);
+    }
+
+    if (pd_sp_arr_reserve(&sp->ack_uids, 4 + uid->len, sp->log) != PD_OK
+        || pd_sp_arr_reserve(&sp->ack_ids, 4 + id->len, sp->log) != PD_OK)
+    {
+        return PD_ERROR;
+    }
+
+    pd_sp_arr_text(&sp->ack_uids, uid->data, uid->len);
+    pd_sp_arr_text(&sp->ack_ids, id->data, id->len);
+
+    pd_post_event(&sp->flush, &pd_posted_events);
+
+    return PD_OK;
+}
+
+
+pd_int_t
+pd_saver_pg_reload(pd_saver_pg_t *sp, uint64_t now, pd_pg_result_pt cb,
+    void *data)
+{
+    const char  *values[1];
+    char         snow[24];
+
+    (void) snprintf(snow, sizeof(snow), "%lu", (unsigned long) now);
+    values[0] = snow;
+
+    return pd_pg_exec(sp->pg, "pd_reload", 1, values, NULL, NULL, cb, data);
+}
+
+
+void
+pd_saver_pg_destroy(pd_saver_pg_t *sp)
+{
+    pd_delete_posted_event(&sp->flush);
+
+    if (sp->stores) {
+        pd_sp_answer(sp->stores, PD_ERROR);
+        sp->stores = NULL;
+    }
+
+    if (sp->sweep_pg) {
+        if (pd_timer_is_set(&sp->sweep_timer)) {
+            pd_timer_del(&pd_timers, &sp->sweep_timer);
+        }
+
+        pd_pg_destroy(sp->sweep_pg);
+    }
+
+    /* fails what is in flight: the flights answer their waiters */
+    pd_pg_destroy(sp->pg);
+
+    pd_sp_arr_free(&sp->uids);
+    pd_sp_arr_free(&sp->msgno);
+    pd_sp_arr_free(&sp->ids);
+    pd_sp_arr_free(&sp->apps);
+    pd_sp_arr_free(&sp->data);
+    pd_sp_arr_free(&sp->expires);
+    pd_sp_arr_free(&sp->ack_uids);
+    pd_sp_arr_free(&sp->ack_ids);
+
+    pd_free(sp);
+}
+
+
+/*
+ * After every connect of either link: the settings and the schema, each
+ * a segment of its own, then the statements (prepared again by pd_pg on
+ * later reconnects, before this runs).
+ */
+static void
+pd_sp_connected(pd_pg_t *pg, void *data)
+{
+    pd_saver_pg_t             *sp = data;
+    const char               **sql;
+    const pd_saver_pg_stmt_t  *st;
+
+    for (sql = pd_saver_pg_setup; *sql; sql++) {
+        (void) pd_pg_query(pg, *sql, pd_sp_setup_done, sp);
+    }
+
+    for (st = pd_saver_pg_stmts; st->name; st++) {
+        (void) pd_pg_prepare(pg, st->name, st->sql, st->nparams);
+    }
+
+    if (pg == sp->sweep_pg && !sp->sweeping
+        && !pd_timer_is_set(&sp->sweep_timer))
+    {
+        (void) pd_timer_add(&pd_timers, &sp->sweep_timer, pd_current_msec,
+                            PD_SAVER_PG_SWEEP_PERIOD);
+    }
+}
+
+
+static void
+pd_sp_setup_done(pd_pg_t *pg, PGresult *res, void *data)
+{
+    pd_saver_pg_t  *sp = data;
+    const char     *state;
+
+    (void) pg;
+
+    if (res == NULL || PQresultStatus(res) == PGRES_COMMAND_OK) {
+        return;
+    }
+
+    /* 23505: workers creating the schema at once; it is there */
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    if (state && strcmp(state, "23505") == 0) {
+        pd_log_error(PD_LOG_INFO, sp->log, 0, "saver: postgres: %s",
+                     PQresultErrorMessage(res));
+        return;
+    }
+
+    pd_sp_log_result(sp, res, "setting up");
+}
+
+
+static void
+pd_sp_flush_handler(pd_event_t *ev)
+{
+    pd_saver_pg_t  *sp = ev->data;
+
+    pd_sp_flush_stores(sp);
+    pd_sp_flush_acks(sp);
+}
+
+
+/* the open INSERT goes into this turn's segment */
+static void
+pd_sp_flush_stores(pd_saver_pg_t *sp)
+{
+    pd_sp_flight_t  *fl;
+    const char      *values[6];
+    int              lens[6], formats[6], i;
+    pd_int_t         rc;
+
+    fl = sp->stores;
+
+    if (fl == NULL) {
+        return;
+    }
+
+    sp->stores = NULL;
+
+    values[0] = pd_sp_arr_finish(&sp->uids, &lens[0]);
+    values[1] = pd_sp_arr_finish(&sp->msgno, &lens[1]);
+    values[2] = pd_sp_arr_finish(&sp->ids, &lens[2]);
+    values[3] = pd_sp_arr_finish(&sp->apps, &lens[3]);
+    values[4] = pd_sp_arr_finish(&sp->data, &lens[4]);
+    values[5] = pd_sp_arr_finish(&sp->expires, &lens[5]);
+
+    for (i = 0; i < 6; i++) {
+        formats[i] = 1;
+    }
+
+    /* libpq copies the values: the arrays are free again at once */
+    rc = pd_pg_exec(sp->pg, "pd_store", 6, values, lens, formats,
+                    pd_sp_stored, fl);
+
+    pd_sp_arr_reset(&sp->uids);
+    pd_sp_arr_reset(&sp->msgno);
+    pd_sp_arr_reset(&sp->ids);
+    pd_sp_arr_reset(&sp->apps);
+    pd_sp_arr_reset(&sp->data);
+    pd_sp_arr_reset(&sp->expires);
+    sp->bytes = 0;
+
+    if (rc != PD_OK) {
+        pd_sp_answer(fl, PD_ERROR);
+    }
+}
+
+
+static void
+pd_sp_flush_acks(pd_saver_pg_t *sp)
+{
+    const char  *values[2];
+    int          lens[2], formats[2];
+
+    if (sp->ack_uids.n == 0) {
+        return;
+    }
+
+    values[0] = pd_sp_arr_finish(&sp->ack_uids, &lens[0]);
+    values[1] = pd_sp_arr_finish(&sp->ack_ids, &lens[1]);
+    formats[0] = 1;
+    formats[1] = 1;
+
+    /* a lost ack leaves the row until it expires, which costs nothing
+     * unless Redis loses its data: then it is delivered once more */
+    (void) pd_pg_exec(sp->pg, "pd_ack", 2, values, lens, formats,
+                      pd_sp_acked, sp);
+
+    pd_sp_arr_reset(&sp->ack_uids);
+    pd_sp_arr_reset(&sp->ack_ids);
+}
+
+
+static void
+pd_sp_stored(pd_pg_t *pg, PGresult *res, void *data)
+{
+    pd_sp_flight_t  *fl = data;
+
+    (void) pg;
+
+    if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
+        pd_sp_answer(fl, PD_OK);
+        return;
+    }
+
+    pd_sp_log_result(fl->sp, res, "storing");
+    pd_sp_answer(fl, PD_ERROR);
+}
+
+
+static void
+pd_sp_acked(pd_pg_t *pg, PGresult *res, void *data)
+{
+    (void) pg;
+
+    if (res != NULL && PQresultStatus(res) != PGRES_COMMAND_OK) {
+        pd_sp_log_result(data, res, "deleting acked messages");
+    }
+}
+
+
+/* every waiter once; then the flight is gone */
+static void
+pd_sp_answer(pd_sp_flight_t *fl, pd_int_t rc)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < fl->n; i++) {
+        fl->w[i].done(fl->w[i].data, rc);
+    }
+
+    pd_free(fl);
+}
+
+
+static pd_int_t
+pd_sp_flight_add(pd_saver_pg_t *sp, pd_saver_pg_done_pt done, void *ctx)
+{
+    pd_sp_flight_t  *fl;
+    pd_uint_t        size;
+
+    fl = sp->stores;
+
+    if (fl == NULL || fl->n == fl->size) {
+        size = fl ? fl->size * 2 : 16;
+
+        fl = realloc(fl, sizeof(pd_sp_flight_t)
+                         + size * sizeof(pd_sp_waiter_t));
+        if (fl == NULL) {
+            pd_log_error(PD_LOG_ALERT, sp->log, errno,
+                         "realloc() of a store batch failed");
+            return PD_ERROR;
+        }
+
+        if (sp->stores == NULL) {
+            fl->sp = sp;
+            fl->n = 0;
+        }
+
+        fl->size = size;
+        sp->stores = fl;
+    }
+
+    fl->w[fl->n].done = done;
+    fl->w[fl->n].data = ctx;
+    fl->n++;
+
+    return PD_OK;
+}
+
+
+/* ---- the sweep: expired rows, a bounded slice at a time ---- */
+
+static void
+pd_sp_sweep(pd_timer_t *t)
+{
+    pd_saver_pg_t  *sp = t->data;
+    const char     *values[2];
+    char            snow[24], slimit[24];
+
+    if (!pd_pg_connected(sp->sweep_pg)) {
+        /* the next connect arms the timer again */
+        return;
+    }
+
+    (void) snprintf(snow, sizeof(snow), "%lu", (unsigned long) pd_sp_now());
+    (void) snprintf(slimit, sizeof(slimit), "%d", PD_SAVER_PG_SWEEP_ROWS);
+    values[0] = snow;
+    values[1] = slimit;
+
+    if (pd_pg_exec(sp->sweep_pg, "pd_sweep", 2, values, NULL, NULL,
+                   pd_sp_swept, sp) == PD_OK)
+    {
+        sp->sweeping = 1;
+        return;
+    }
+
+    (void) pd_timer_add(&pd_timers, t, pd_current_msec,
+                        PD_SAVER_PG_SWEEP_PERIOD);
+}
+
+
+static void
+pd_sp_swept(pd_pg_t *pg, PGresult *res, void *data)
+{
+    pd_saver_pg_t  *sp = data;
+    pd_msec_t       next;
+
+    (void) pg;
+
+    sp->sweeping = 0;
+    next = PD_SAVER_PG_SWEEP_PERIOD;
+
+    if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
+        /* a full slice: more are likely waiting */
+        if (atoi(PQcmdTuples(res)) >= PD_SAVER_PG_SWEEP_ROWS) {
+            next = 0;
+        }
+
+    } else if (res != NULL) {
+        pd_sp_log_result(sp, res, "deleting expired messages");
+    }
+
+    /* res NULL: the link is lost, and its next connect arms the timer */
+    if (res != NULL && !pd_timer_is_set(&sp->sweep_timer)) {
+        (void) pd_timer_add(&pd_timers, &sp->sweep_timer, pd_current_msec,
+                            next);
+    }
+}
+
+
+static void
+pd_sp_log_result(pd_saver_pg_t *sp, PGresult *res, const char *what)
+{
+    if (res == NULL) {
+        pd_log_error(PD_LOG_ERR, sp->log, 0,
+                     "saver: postgres: no answer while %s", what);
+        return;
+    }
+
+    /* another command of its segment failed, and said why */
+    if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+        pd_log_error(PD_LOG_WARN, sp->log, 0,
+                     "saver: postgres: rolled back while %s", what);
+        return;
+    }
+
+    pd_log_error(PD_LOG_ERR, sp->log, 0, "saver: postgres: %s while %s",
+                 PQresultErrorMessage(res), what);
+}
+
+
+/* ---- array parameters in binary ---- */
+
+static void
+pd_sp_arr_init(pd_sp_arr_t *a, uint32_t oid)
+{
+    a->buf = NULL;
+    a->len = PD_SP_ARR_HEAD;
+    a->size = 0;
+    a->n = 0;
+    a->oid = oid;
+}
+
+
+static pd_int_t
+pd_sp_arr_reserve(pd_sp_arr_t *a, size_t more, pd_log_t *log)
+{
+    u_char  *p;
+    size_t   size;
+
+    if (a->len + more <= a->size) {
+        return PD_OK;
+    }
+
+    size = a->size ? a->size : 4096;
+
+    while (size < a->len + more) {
+        size *= 2;
+    }
+
+    p = realloc(a->buf, size);
+    if (p == NULL) {
+        pd_log_error(PD_LOG_ALERT, log, errno,
+                     "realloc(%zu) of a batch failed", size);
+        return PD_ERROR;
+    }
+
+    a->buf = p;
+    a->size = size;
+
+    return PD_OK;
+}
+
+
+static void
+pd_sp_put32(u_char *p, uint32_t v)
+{
+    p[0] = (u_char) (v >> 24);
+    p[1] = (u_char) (v >> 16);
+    p[2] = (u_char) (v >> 8);
+    p[3] = (u_char) v;
+}
+
+
+/* reserved before */
+static void
+pd_sp_arr_text(pd_sp_arr_t *a, const u_char *p, size_t len)
+{
+    pd_sp_put32(a->buf + a->len, (uint32_t) len);
+    pd_memcpy(a->buf + a->len + 4, p, len);
+    a->len += 4 + len;
+    a->n++;
+}
+
+
+static void
+pd_sp_arr_int8(pd_sp_arr_t *a, uint64_t v)
+{
+    pd_sp_put32(a->buf + a->len, 8);
+    pd_sp_put32(a->buf + a->len + 4, (uint32_t) (v >> 32));
+    pd_sp_put32(a->buf + a->len + 8, (uint32_t) v);
+    a->len += 12;
+    a->n++;
+}
+
+
+/* the header in front of the elements; the array holds at least one */
+static const char *
+pd_sp_arr_finish(pd_sp_arr_t *a, int *len)
+{
+    pd_sp_put32(a->buf, 1);
+    pd_sp_put32(a->buf + 4, 0);
+    pd_sp_put32(a->buf + 8, a->oid);
+    pd_sp_put32(a->buf + 12, a->n);
+    pd_sp_put32(a->buf + 16, 1);
+
+    *len = (int) a->len;
+
+    return (const char *) a->buf;
+}
+
+
+static void
+pd_sp_arr_reset(pd_sp_arr_t *a)
+{
+    a->len = PD_SP_ARR_HEAD;
+    a->n = 0;
+}
+
+
+static void
+pd_sp_arr_free(pd_sp_arr_t *a)
+{
+    pd_free(a->buf);
+    a->buf = NULL;
+}
+
+
+/* wall clock ms, as the saver computes expiry */
+static uint64_t
+pd_sp_now(void)
+{
+    return (uint64_t) pd_time_sec * 1000;
+}
