@@ -58,6 +58,17 @@ async function startPostgres() {
                           'postgres']);
     const pg = {
         port,
+        /* one statement through psql; its output, trimmed */
+        sql: (q) => {
+            const r = cp.spawnSync(`${bin}/psql`,
+                                   ['-h', '127.0.0.1', '-p', String(port),
+                                    '-U', 'postgres', '-d', 'postgres',
+                                    '-Atc', q], { encoding: 'utf8' });
+            if (r.status !== 0) {
+                throw new Error(`psql failed: ${r.stderr}`);
+            }
+            return r.stdout.trim();
+        },
         start: async () => {
             run(`${bin}/pg_ctl`, ['-D', `${dir}/data`, '-w', '-l',
                                   `${dir}/log`, '-o',
@@ -283,9 +294,12 @@ async function collect(cl, n, ms) {
 test('cluster qos 1: stored through one node, delivered on another, '
      + 'acked once; Redis loses its data and PostgreSQL brings it back',
      PG, async () => {
-    await withCluster(async ([a, b, c], redis) => {
-        /* node-a stores for an offline uid: Redis and PostgreSQL */
+    await withCluster(async ([a, b, c], redis, pg) => {
+        /* node-a stores for an offline uid: Redis and PostgreSQL, the
+         * row committed before the 200 */
         const ids = [];
+        const rows = (uid) => Number(pg.sql(
+            `SELECT count(*) FROM pd_messages WHERE uid = '${uid}'`));
         for (let i = 0; i < 5; i++) {
             const r = await L.centerPost(a, '/v1/push', {
                 app: 'chat', uids: ['lea'], data: { i },
@@ -293,7 +307,10 @@ test('cluster qos 1: stored through one node, delivered on another, '
             assert.strictEqual(r.status, 200, r.body);
             assert.strictEqual(r.json.stored, 1, r.body);
             ids.push(r.json.id);
+            assert.strictEqual(rows('lea'), i + 1, 'in PostgreSQL at the 200');
         }
+        assert.strictEqual(pg.sql('SELECT data FROM pd_messages WHERE '
+                                  + `id = '${ids[2]}'`), '{"i":2}');
 
         /* the uid connects to node-b: all five, in order, unacked */
         let cl = await W.connect(b.roomPort, 'lea', 'phone',
@@ -328,6 +345,10 @@ test('cluster qos 1: stored through one node, delivered on another, '
         assert.deepStrictEqual([...seen].sort(), [...ids].sort());
         cl.close();
         await cl.waitClose();
+
+        /* an ack deletes the row */
+        await L.waitFor(() => rows('lea') === 0, 10000,
+                        'the acked rows deleted from PostgreSQL');
 
         /* acked: never again */
         cl = await W.connect(a.roomPort, 'lea', 'phone', { apps: ['chat'] });
