@@ -19,6 +19,7 @@ typedef unsigned char  u_char;
 #define PD_LG_MAX_UIDS       1000
 #define PD_LG_PER_PROC       18000   /* sockets a process holds, at most */
 #define PD_LG_SEQ_MAX        (1 << 22)
+#define PD_LG_MAX_SECS       600     /* seconds of receipts counted */
 
 /* log-linear: 64 exact microseconds, then 32 steps per power of two */
 #define PD_LG_HIST_LINEAR    64
@@ -105,6 +106,8 @@ typedef struct {
     uint64_t       first_conn_ns;
     uint64_t       last_conn_ns;
     uint64_t       last_rx_ns;
+    uint64_t       run_start_ns;     /* 0 until publishing starts */
+    uint64_t       rx_sec[PD_LG_MAX_SECS];  /* receipts per second of it */
     pd_lg_hist_t   lat[PD_LG_MAX_PROCS];   /* delivery latency, per child */
     pd_lg_hist_t   conn_lat[PD_LG_MAX_PROCS];  /* connect to session */
     uint16_t       counts[PD_LG_SEQ_MAX];  /* receipts per message */

@@ -609,6 +609,8 @@ pd_lg_run_unicast(void)
     pd_lg_res.received0 = pd_lg_received();
     pd_lg_cpu_begin();
     pd_lg_res.run_start = pd_lg_now();
+    __atomic_store_n(&pd_lg_board->run_start_ns, pd_lg_res.run_start,
+                     __ATOMIC_RELAXED);
     end = pd_lg_res.run_start + (uint64_t) (pd_lg_opts.duration * 1e9);
 
     while ((now = pd_lg_now()) < end) {
@@ -803,6 +805,16 @@ pd_lg_report(void)
                cpu_ok ? pd_lg_res.cpu_sys / tick : -1,
                cpu_ok ? pd_lg_res.cpu_user / tick * 1e6 / rx : -1,
                cpu_ok ? pd_lg_res.cpu_sys / tick * 1e6 / rx : -1);
+    }
+
+    /* receipts in each second of publishing (the last may be partial) */
+    if (o->scenario == PD_LG_UNICAST) {
+        printf(",\"rx_per_s\":[");
+        for (i = 0; i < (int) o->duration && i < PD_LG_MAX_SECS; i++) {
+            printf("%s%lu", i ? "," : "",
+                   (unsigned long) pd_lg_board->rx_sec[i]);
+        }
+        printf("]");
     }
 
     if (o->scenario == PD_LG_STORM) {

@@ -248,7 +248,7 @@ pd_lg_connected(pd_lg_conn_t *c)
 static void
 pd_lg_message(pd_lg_conn_t *c, const u_char *p, size_t len)
 {
-    uint64_t       seq, stamp, now, old;
+    uint64_t       seq, stamp, now, old, start;
     const u_char  *id, *q;
     u_char         ack[160];
     size_t         n;
@@ -274,6 +274,15 @@ pd_lg_message(pd_lg_conn_t *c, const u_char *p, size_t len)
     pd_lg_hist_add(&pd_lg_board->lat[pd_lg_slot],
                    now > stamp ? (now - stamp) / 1000 : 0);
     __atomic_fetch_add(&pd_lg_board->received, 1, __ATOMIC_RELAXED);
+
+    /* the rate second by second: does it hold up over the run? */
+    start = __atomic_load_n(&pd_lg_board->run_start_ns, __ATOMIC_RELAXED);
+    if (start && now >= start
+        && (now - start) / 1000000000 < PD_LG_MAX_SECS)
+    {
+        __atomic_fetch_add(&pd_lg_board->rx_sec[(now - start) / 1000000000],
+                           1, __ATOMIC_RELAXED);
+    }
 
     old = __atomic_load_n(&pd_lg_board->last_rx_ns, __ATOMIC_RELAXED);
     while (old < now

@@ -3,7 +3,8 @@
  * against a real PostgreSQL server (t/unit/pd_test_pg.h starts one, with
  * pg_stat_statements to count what ran): every statement's generic plan
  * reaches pd_messages through an index; the stores of a loop turn are
- * one INSERT, bounded, answered once committed; acks are one DELETE;
+ * one INSERT, bounded, answered once committed, and while one is being
+ * committed the next turns' stores wait and join; acks are one DELETE;
  * expired rows go in bounded slices; a lost link fails what it held.
  */
 
@@ -532,6 +533,68 @@ test_store_batch_bound(void **state)
 }
 
 
+/* the first INSERT waits for a lock the test holds */
+static int
+pd_test_insert_waits(void *data)
+{
+    (void) data;
+
+    return pd_test_long("SELECT count(*) FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE 'INSERT INTO pd_messages%'") == 1;
+}
+
+
+static void
+test_stores_wait_for_the_commit_in_flight(void **state)
+{
+    pd_saver_pg_t   *sp;
+    pd_test_done_t   done[6];
+    PGconn          *c;
+    char             id[32];
+    pd_uint_t        i;
+
+    (void) state;
+
+    pd_test_fresh();
+    sp = pd_test_log_create(0);
+    pd_memzero(done, sizeof(done));
+
+    /* a commit that takes as long as the test wants */
+    c = pd_test_conn();
+    pd_test_exec(c, "BEGIN");
+    pd_test_exec(c, "LOCK TABLE pd_messages IN SHARE ROW EXCLUSIVE MODE");
+
+    assert_int_equal(pd_test_store(sp, "w", 1, "n-0", "1", 4000000000000ULL,
+                                   &done[0]), PD_OK);
+    assert_true(pd_test_run(pd_test_insert_waits, NULL, 10000));
+
+    /* five more, each in loop turns of its own, while it waits */
+    for (i = 1; i < 6; i++) {
+        (void) snprintf(id, sizeof(id), "n-%lu", (unsigned long) i);
+        assert_int_equal(pd_test_store(sp, "w", 1, id, "1",
+                                       4000000000000ULL, &done[i]), PD_OK);
+        (void) pd_test_run(pd_test_never, NULL, 20);
+        assert_int_equal(done[i].calls, 0);
+    }
+
+    pd_test_exec(c, "COMMIT");
+    PQfinish(c);
+
+    pd_test_wait_done(done, 6);
+
+    for (i = 0; i < 6; i++) {
+        assert_int_equal(done[i].rc, PD_OK);
+    }
+
+    /* the first, then one for the five that waited */
+    assert_int_equal(pd_test_stat("pd_store", "calls"), 2);
+    assert_int_equal(pd_test_long("SELECT count(*) FROM pd_messages"), 6);
+
+    pd_saver_pg_destroy(sp);
+}
+
+
 static void
 test_store_failure_fails_the_batch(void **state)
 {
@@ -838,6 +901,7 @@ main(void)
         cmocka_unit_test(test_plans_use_indexes),
         cmocka_unit_test(test_store_one_insert_per_turn),
         cmocka_unit_test(test_store_batch_bound),
+        cmocka_unit_test(test_stores_wait_for_the_commit_in_flight),
         cmocka_unit_test(test_store_failure_fails_the_batch),
         cmocka_unit_test(test_acks_one_delete_per_turn),
         cmocka_unit_test(test_sweep_in_bounded_slices),
