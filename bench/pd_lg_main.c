@@ -627,7 +627,10 @@ pd_lg_run_unicast(void)
             }
         }
 
-        (void) pd_lg_pub_poll(pd_lg_opts.rate > 0 ? 1 : 0);
+        /* every request in flight: wait for an answer (on one core of
+         * two, a spinning publisher takes what the servers need) */
+        (void) pd_lg_pub_poll(pd_lg_opts.rate > 0 || !pd_lg_pub_can_send()
+                              ? 1 : 0);
     }
 
     pd_lg_drain(0);

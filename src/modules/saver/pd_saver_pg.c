@@ -9,7 +9,10 @@
  * committed: then it grows until that answer comes (or to its bound).
  * Under load a commit thus carries what arrived while the last one ran,
  * instead of each loop turn paying a commit of its own (a commit costs
- * the server as much CPU as some twenty rows).
+ * the server as much CPU as some twenty rows).  Nobody waits for an ack's
+ * DELETE: acks ride with the next INSERT, or leave after
+ * PD_SAVER_PG_ACK_WAIT when no store comes (a node that only delivers
+ * what other nodes store), or when their batch is full.
  * Every statement reaches its rows through an index, whatever the
  * table's size (the test of this file EXPLAINs each under a generic
  * plan); expired rows leave in slices of a bounded DELETE.
@@ -139,6 +142,8 @@ struct pd_saver_pg_s {
     pd_sp_arr_t          ack_ids;
 
     pd_uint_t            inflight;   /* batch statements not answered */
+    pd_timer_t           ack_timer;  /* the acks' wait, while they wait */
+    unsigned             acks_due:1; /* they waited long enough */
 
     pd_timer_t           sweep_timer;
     unsigned             sweeping:1;  /* a sweep statement in flight */
@@ -149,6 +154,7 @@ static void pd_sp_connected(pd_pg_t *pg, void *data);
 static void pd_sp_setup_done(pd_pg_t *pg, PGresult *res, void *data);
 static void pd_sp_flush_handler(pd_event_t *ev);
 static void pd_sp_answered(pd_saver_pg_t *sp);
+static void pd_sp_ack_wait(pd_timer_t *t);
 static void pd_sp_flush_stores(pd_saver_pg_t *sp);
 static void pd_sp_flush_acks(pd_saver_pg_t *sp);
 static void pd_sp_stored(pd_pg_t *pg, PGresult *res, void *data);
@@ -203,6 +209,7 @@ pd_saver_pg_create(const char *conninfo, pd_msec_t timeout, pd_uint_t sweep,
 
     sp->flush.data = sp;
     sp->flush.handler = pd_sp_flush_handler;
+    pd_timer_init(&sp->ack_timer, pd_sp_ack_wait, sp);
 
     pd_sp_arr_init(&sp->uids, PD_SP_TEXTOID);
     pd_sp_arr_init(&sp->msgno, PD_SP_INT8OID);
@@ -314,6 +321,7 @@ pd_saver_pg_ack(pd_saver_pg_t *sp, pd_str_t *uid, pd_str_t *id)
         return PD_DECLINED;
     }
 
+    /* full: these wait for the next batch */
     if (sp->ack_uids.n >= PD_SAVER_PG_BATCH_ROWS) {
         pd_sp_flush_acks(sp);
     }
@@ -327,7 +335,10 @@ pd_saver_pg_ack(pd_saver_pg_t *sp, pd_str_t *uid, pd_str_t *id)
     pd_sp_arr_text(&sp->ack_uids, uid->data, uid->len);
     pd_sp_arr_text(&sp->ack_ids, id->data, id->len);
 
-    pd_post_event(&sp->flush, &pd_posted_events);
+    if (!pd_timer_is_set(&sp->ack_timer) && !sp->acks_due) {
+        (void) pd_timer_add(&pd_timers, &sp->ack_timer, pd_current_msec,
+                            PD_SAVER_PG_ACK_WAIT);
+    }
 
     return PD_OK;
 }
@@ -358,6 +369,11 @@ pd_saver_pg_destroy(pd_saver_pg_t *sp)
     /* nothing left to flush when the failed statements answer below */
     pd_sp_arr_reset(&sp->ack_uids);
     pd_sp_arr_reset(&sp->ack_ids);
+    sp->acks_due = 0;
+
+    if (pd_timer_is_set(&sp->ack_timer)) {
+        pd_timer_del(&pd_timers, &sp->ack_timer);
+    }
 
     if (sp->sweep_pg) {
         if (pd_timer_is_set(&sp->sweep_timer)) {
@@ -425,10 +441,14 @@ pd_sp_setup_done(pd_pg_t *pg, PGresult *res, void *data)
         return;
     }
 
-    /* 23505: workers creating the schema at once; it is there */
+    /* workers and nodes creating the schema at once: one of them wins
+     * and the others see it there (23505 unique_violation in the
+     * catalog, 42P07 duplicate_table, 42710 duplicate_object) */
     state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
-    if (state && strcmp(state, "23505") == 0) {
+    if (state && (strcmp(state, "23505") == 0 || strcmp(state, "42P07") == 0
+                  || strcmp(state, "42710") == 0))
+    {
         pd_log_error(PD_LOG_INFO, sp->log, 0, "saver: postgres: %s",
                      PQresultErrorMessage(res));
         return;
@@ -448,8 +468,11 @@ pd_sp_flush_handler(pd_event_t *ev)
         return;
     }
 
-    pd_sp_flush_stores(sp);
-    pd_sp_flush_acks(sp);
+    /* the acks go with stores: the commit is paid anyway */
+    if (sp->stores || sp->acks_due) {
+        pd_sp_flush_stores(sp);
+        pd_sp_flush_acks(sp);
+    }
 }
 
 
@@ -457,9 +480,19 @@ pd_sp_flush_handler(pd_event_t *ev)
 static void
 pd_sp_answered(pd_saver_pg_t *sp)
 {
-    if (--sp->inflight == 0 && (sp->stores || sp->ack_uids.n)) {
+    if (--sp->inflight == 0 && (sp->stores || sp->acks_due)) {
         pd_post_event(&sp->flush, &pd_posted_events);
     }
+}
+
+
+static void
+pd_sp_ack_wait(pd_timer_t *t)
+{
+    pd_saver_pg_t  *sp = t->data;
+
+    sp->acks_due = 1;
+    pd_post_event(&sp->flush, &pd_posted_events);
 }
 
 
@@ -518,6 +551,12 @@ pd_sp_flush_acks(pd_saver_pg_t *sp)
 {
     const char  *values[2];
     int          lens[2], formats[2];
+
+    sp->acks_due = 0;
+
+    if (pd_timer_is_set(&sp->ack_timer)) {
+        pd_timer_del(&pd_timers, &sp->ack_timer);
+    }
 
     if (sp->ack_uids.n == 0) {
         return;

@@ -1,9 +1,10 @@
 /*
  * pd_saver_pg.h: the durable log of the cluster saver in PostgreSQL: the
  * schema, the statements (one place, which the code and the plan test
- * share), and the batches that carry them: the stores of one loop turn
- * go in one INSERT, its acks in one DELETE, and expired rows leave in
- * bounded slices.
+ * share), and the batches that carry them: the stores of a loop turn
+ * (or of the turns while the last batch was being committed) go in one
+ * INSERT, the acks in one DELETE, and expired rows leave in bounded
+ * slices.
  */
 
 #ifndef PD_SAVER_PG_H
@@ -13,6 +14,9 @@
  * message larger than the bound (a multicast) goes whole, alone */
 #define PD_SAVER_PG_BATCH_ROWS    1024
 #define PD_SAVER_PG_BATCH_BYTES   (1024 * 1024)
+
+/* the longest acks wait for an INSERT to go with */
+#define PD_SAVER_PG_ACK_WAIT      50          /* ms */
 
 /* the sweep: at most this many expired rows per statement, again at
  * once while a statement finds that many, else after the period */
@@ -52,7 +56,7 @@ pd_int_t pd_saver_pg_connected(pd_saver_pg_t *sp);
 
 /*
  * Adds the rows of one message (n uids, the id, app and data once) to
- * this loop turn's INSERT; done is called exactly once, never from
+ * the next INSERT; done is called exactly once, never from
  * inside this call: PD_OK when the statement holding the rows has
  * committed, PD_ERROR when it failed or never ran.  A row already there
  * (a retry) counts as stored.  Everything is copied.  PD_OK;
@@ -64,7 +68,8 @@ pd_int_t pd_saver_pg_store(pd_saver_pg_t *sp, pd_str_t *uids, pd_uint_t n,
     pd_saver_pg_done_pt done, void *ctx);
 
 /*
- * Adds (uid, id) to this loop turn's DELETE.  Both must be names of
+ * Adds (uid, id) to the next DELETE (with the next INSERT, or within
+ * PD_SAVER_PG_ACK_WAIT).  Both must be names of
  * [A-Za-z0-9._:@-] (an id up to 80 bytes): a client's ack is checked
  * before it can fail a statement that other acks share.  PD_OK;
  * PD_DECLINED: not a valid name, or the link is down.
