@@ -384,21 +384,53 @@ pd_center_parse(pd_http_conn_t *hc, pd_center_msg_t *m, pd_uint_t broadcast,
     return NULL;
 }
 
-/* the uids, checked by pd_center_parse(), decoded into r's own memory */
-static void
-pd_center_uids(pd_center_route_t *r, pd_center_lookup_t *lk, u_char *p)
+/*
+ * The uids, checked by pd_center_parse(), decoded into r's own memory,
+ * each once: a uid named twice would be stored and sent twice.  set is
+ * an open-addressing table of at least twice nuids slots (a power of
+ * two) holding index + 1, zeroed.  Returns how many distinct uids.
+ */
+static pd_uint_t
+pd_center_uids(pd_center_route_t *r, pd_center_lookup_t *lk, u_char *p,
+    uint32_t *set, pd_uint_t mask)
 {
     pd_json_val_t   e;
     const u_char   *pos = NULL;
-    pd_uint_t       i;
+    pd_str_t       *u, *o;
+    pd_uint_t       i, n, h, k;
+
+    n = 0;
 
     for (i = 0; i < r->m.nuids; i++) {
         (void) pd_json_array_next(&r->m.uids, &pos, &e);
-        (void) pd_center_name(&e, p, PD_UID_MAX, &lk[i].uid);
-        lk[i].r = r;
-        r->uids[i] = lk[i].uid;
-        p += lk[i].uid.len + 1;
+        u = &lk[n].uid;
+        (void) pd_center_name(&e, p, PD_UID_MAX, u);
+
+        /* FNV-1a over the uid */
+        h = 2166136261U;
+        for (k = 0; k < u->len; k++) {
+            h = ((h ^ u->data[k]) * 16777619U) & 0xffffffffU;
+        }
+
+        for (h &= mask; set[h] != 0; h = (h + 1) & mask) {
+            o = &lk[set[h] - 1].uid;
+            if (o->len == u->len && memcmp(o->data, u->data, u->len) == 0) {
+                break;
+            }
+        }
+
+        if (set[h] != 0) {
+            continue;
+        }
+
+        set[h] = (uint32_t) n + 1;
+        lk[n].r = r;
+        r->uids[n] = *u;
+        p += u->len + 1;
+        n++;
     }
+
+    return n;
 }
 
 /*
@@ -676,6 +708,8 @@ pd_center_push(pd_http_conn_t *hc)
     pd_pool_cleanup_t   *cln;
     const char          *err;
     pd_int_t             rv;
+    pd_uint_t            mask;
+    uint32_t            *set;
 
     if (pd_center_park(hc, pd_center_push) == PD_OK) {
         return;
@@ -722,9 +756,18 @@ pd_center_push(pd_http_conn_t *hc)
     cln->handler = pd_center_push_cleanup;
     cln->data = r;
 
+    for (mask = 1; mask < 2 * m.nuids; mask <<= 1) { /* void */ }
+
+    set = pd_pcalloc(hc->pool, mask * sizeof(uint32_t));
+    if (set == NULL) {
+        (void) pd_http_send_error(hc, 500, "out of memory");
+        return;
+    }
+
     lk = (pd_center_lookup_t *) (r + 1);
     r->uids = (pd_str_t *) (lk + m.nuids);
-    pd_center_uids(r, lk, (u_char *) (r->uids + m.nuids));
+    r->m.nuids = pd_center_uids(r, lk, (u_char *) (r->uids + m.nuids),
+                                set, mask - 1);
 
     r->seq = pd_stats_next_seq();
 
@@ -737,7 +780,7 @@ pd_center_push(pd_http_conn_t *hc)
      * come later (a networked store), r waits for it as for a lookup */
     r->pending = 1;
 
-    rv = pd_saver_store(r->uids, m.nuids, &r->m.app, r->seq, &r->m.data,
+    rv = pd_saver_store(r->uids, r->m.nuids, &r->m.app, r->seq, &r->m.data,
                         m.ttl, hc->pool, pd_center_stored, r);
     if (rv != PD_OK) {
         r->pending = 0;

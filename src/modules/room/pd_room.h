@@ -28,6 +28,8 @@ typedef struct {
     size_t           output_limit;
     pd_msec_t        reconnect_window;
     pd_int_t         max_bad_frames;
+    pd_int_t         max_auth_failures; /* per address per window */
+    pd_array_t      *apps;           /* of pd_str_t, sorted; NULL: any */
 
     pd_http_srv_t    http;
     pd_ssl_t         tls;
@@ -107,6 +109,11 @@ _Static_assert(sizeof(pd_room_conn_t) == 320,
 #define PD_ROOM_APPS_MAX  4096
 
 uint16_t pd_room_app_get(const u_char *name, size_t len);
+/* whether room.apps lets a client bind name (any name without it) */
+pd_int_t pd_room_app_allowed(pd_room_conf_t *rcf, const u_char *name,
+    size_t len);
+/* sorts room.apps and checks its names; a phrase on error */
+const char *pd_room_apps_conf(pd_room_conf_t *rcf);
 uint16_t pd_room_app_find(const u_char *name, size_t len);
 void pd_room_app_put(pd_uint_t id);
 const u_char *pd_room_app_name(pd_uint_t id, size_t *len);

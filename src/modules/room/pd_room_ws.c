@@ -447,7 +447,8 @@ static pd_int_t
 pd_room_reply(pd_room_conn_t *rc, const char *op, const char *key,
     const u_char *value, size_t len)
 {
-    u_char   buf[512], *p, *last = buf + sizeof(buf);
+    /* room for a 256-byte kick reason with every byte escaped \u00XX */
+    u_char   buf[64 + 6 * 256 + 2], *p, *last = buf + sizeof(buf);
 
     p = pd_slprintf(buf, last, "{\"op\":\"%s\",\"%s\":", op, key);
     p = pd_json_escape(p, last - 1, value, len);
@@ -512,6 +513,10 @@ pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
             return PD_OK;
         }
 
+        if (!pd_room_app_allowed(rc->conf, name.data, name.len)) {
+            return pd_room_bad_frame(rc, "unknown app");
+        }
+
         if (rc->napps >= (pd_uint_t) rc->conf->max_apps) {
             return pd_room_bad_frame(rc, "too many apps");
         }
@@ -554,6 +559,18 @@ pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
         pd_log_error(PD_LOG_WARN, rc->connection->log, 0,
                      "register: apps of uid \"%.*s\" not updated",
                      (int) rc->uid_len, rc->uid);
+
+        if (bind) {
+            /* not bound where pushes look: undone, and the client told */
+            rc->napps--;
+            pd_room_app_put(rc->apps[rc->napps]);
+
+            return pd_room_reply(rc, "error", "error",
+                                 (u_char *) "app not bound: the register's "
+                                 "app table is full",
+                                 sizeof("app not bound: the register's "
+                                        "app table is full") - 1);
+        }
     }
 
     if (bind && pd_room_load_app(rc, rc->napps - 1) != PD_OK) {
@@ -652,8 +669,15 @@ pd_room_message(pd_room_conn_t *rc, u_char *p, size_t len)
 
 #undef pd_room_op_is
 
-    (void) snprintf(err, sizeof(err), "unknown op \"%.*s\"",
-                    (int) pd_min(n, 32), op);
+    /* at most 32 bytes of it, cut before a character, not inside one */
+    if (n > 32) {
+        n = 32;
+        while (n > 0 && (op[n] & 0xc0) == 0x80) {
+            n--;
+        }
+    }
+
+    (void) snprintf(err, sizeof(err), "unknown op \"%.*s\"", (int) n, op);
     return pd_room_bad_frame(rc, err);
 }
 
