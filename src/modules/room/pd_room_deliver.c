@@ -10,6 +10,7 @@
 
 #include "pd_core.h"
 #include "pd_room.h"
+#include "pd_room_wire.h"
 #include "pd_saver.h"
 
 #define PD_ROOM_BCAST_TICK   10      /* ms between pacing steps */

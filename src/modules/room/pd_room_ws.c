@@ -6,6 +6,7 @@
 
 #include "pd_core.h"
 #include "pd_room.h"
+#include "pd_room_wire.h"
 #include "pd_register.h"
 #include "pd_saver.h"
 
