@@ -170,6 +170,13 @@ pd_shbuf_t *pd_room_frame(pd_uint_t opcode, const u_char *payload,
 void pd_room_flush(pd_room_conn_t *rc);
 void pd_room_write_handler(pd_event_t *ev);
 void pd_room_out_free(pd_room_conn_t *rc);
+/*
+ * What the output queue calls when it drains while the connection has a
+ * stored backlog held back (rc->backlog): delivery sets it, so the queue
+ * does not call up into delivery.
+ */
+typedef void (*pd_room_drain_pt)(pd_room_conn_t *rc);
+void pd_room_out_on_drain(pd_room_drain_pt handler);
 
 /* delivery */
 /* a message id, "<node_id>-<hex seq>": the frame's and the API's */
@@ -270,7 +277,7 @@ void pd_room_close_with(pd_room_conn_t *rc, pd_uint_t code,
 void pd_room_kick(pd_room_conn_t *rc, const u_char *reason, size_t len);
 pd_room_conn_t *pd_room_find(uint64_t id);
 void pd_room_retire(pd_cycle_t *cycle);
-void pd_room_resync(void);
+void pd_room_resync(pd_redis_t *r);
 pd_int_t pd_room_init_channel(pd_cycle_t *cycle);
 
 #endif /* PD_ROOM_H */
