@@ -56,12 +56,51 @@ pd_connection_init_array(pd_cycle_t *cycle, pd_uint_t n)
     return PD_OK;
 }
 
+/*
+ * Slots are running short: idle keep-alive connections (a client that
+ * made a request and has not upgraded or asked again) give theirs up,
+ * the longest idle first, so they cannot hold slots that WebSocket
+ * clients need.  Their handlers see c->close and close them.
+ */
+static void
+pd_drain_connections(void)
+{
+    pd_connection_t  *c;
+    pd_queue_t       *q;
+    pd_uint_t         n;
+
+    for (n = 0; n < 32; n++) {
+        if (pd_queue_empty(&pd_conn_cycle->reusable_connections)) {
+            break;
+        }
+
+        q = pd_queue_head(&pd_conn_cycle->reusable_connections);
+        c = pd_queue_data(q, pd_connection_t, queue);
+
+        if (n == 0) {
+            pd_log_error(PD_LOG_WARN, c->log, 0, "%lu worker_connections "
+                         "are not enough, closing idle keep-alive "
+                         "connections",
+                         (unsigned long) pd_conn_cycle->connection_n);
+        }
+
+        pd_queue_remove(q);
+        c->reusable = 0;
+        c->close = 1;
+        c->read->handler(c->read);
+    }
+}
+
 pd_connection_t *
 pd_get_connection(pd_socket_t fd, pd_log_t *log)
 {
     pd_connection_t  *c;
     pd_event_t       *rev, *wev;
     pd_uint_t         instance;
+
+    if (pd_conn_cycle->free_connection_n < pd_conn_cycle->connection_n / 16) {
+        pd_drain_connections();
+    }
 
     c = pd_conn_cycle->free_connections;
 

@@ -16,6 +16,7 @@ static void pd_http_read_handler(pd_event_t *ev);
 static pd_int_t pd_http_parse_head(pd_http_conn_t *hc);
 static void pd_http_write_handler(pd_event_t *ev);
 static void pd_http_process(pd_http_conn_t *hc);
+static pd_int_t pd_http_early(pd_http_conn_t *hc, pd_http_check_pt check);
 static pd_int_t pd_http_read_body(pd_http_conn_t *hc);
 static void pd_http_finalize(pd_http_conn_t *hc);
 static void pd_http_set_keepalive(pd_http_conn_t *hc);
@@ -91,6 +92,10 @@ pd_http_init_connection(pd_connection_t *c)
     c->write->handler = pd_http_write_handler;
 
     pd_event_add_timer(c->read, srv->read_timeout);
+
+    if (srv->access != NULL && pd_http_early(hc, srv->access) != PD_OK) {
+        return;
+    }
 
     /* the first bytes usually arrived with the handshake */
     pd_http_read_handler(c->read);
@@ -211,8 +216,32 @@ pd_http_parse_head(pd_http_conn_t *hc)
 
     pd_stats_inc(requests);
 
+    if (hc->srv->head_handler != NULL
+        && pd_http_early(hc, hc->srv->head_handler) != PD_OK)
+    {
+        return PD_DONE;
+    }
+
     if (pd_http_read_body(hc) == PD_OK) {
         pd_http_process(hc);
+    }
+
+    return PD_DONE;
+}
+
+/*
+ * Runs a check that may answer before the request is whole: its answer
+ * says "Connection: close" and the connection closes after it.
+ */
+static pd_int_t
+pd_http_early(pd_http_conn_t *hc, pd_http_check_pt check)
+{
+    hc->keepalive = 0;
+    hc->processing = 1;
+
+    if (check(hc) == PD_OK) {
+        hc->processing = 0;
+        return PD_OK;
     }
 
     return PD_DONE;
@@ -252,11 +281,19 @@ pd_http_read_body(pd_http_conn_t *hc)
                 return PD_ERROR;
             }
 
+            /*
+             * The body is longer than the buffer's room after the head,
+             * so the buffer holds nothing past the body's first part:
+             * those bytes are the body's now.  The buffer keeps only
+             * the head, so that finalizing does not parse them again
+             * as the next request (request smuggling); the rest of the
+             * body is read straight into its own buffer, and nothing
+             * past it is read before the answer is out.
+             */
             hc->body.len = pd_min(have, need);
             pd_memcpy(hc->body.data, b->pos + hc->req.header_len,
                       hc->body.len);
-            /* what followed the body belongs to the next request */
-            b->last = b->pos + hc->req.header_len + hc->body.len;
+            b->last = b->pos + hc->req.header_len;
         }
 
         if (hc->req.expect_continue && hc->body.len < need) {
@@ -441,6 +478,14 @@ pd_http_finalize(pd_http_conn_t *hc)
     size_t            used, rest;
 
     hc->processing = 0;
+
+    if (hc->req.content_length > 0
+        && hc->body.len < (size_t) hc->req.content_length)
+    {
+        /* answered before its body was read: the rest of the body
+         * would read as a request */
+        hc->keepalive = 0;
+    }
 
     if (!hc->keepalive) {
         pd_http_lingering_close(hc);

@@ -16,6 +16,14 @@ typedef struct pd_http_srv_s   pd_http_srv_t;
  * take the connection over (a WebSocket upgrade) */
 typedef void (*pd_http_handler_pt)(pd_http_conn_t *hc);
 
+/*
+ * A check that may answer early: PD_OK goes on, PD_DONE means it sent
+ * the answer itself.  An early answer leaves the body unread, so the
+ * connection is closed after it (its bytes cannot be told from the
+ * next request's).
+ */
+typedef pd_int_t (*pd_http_check_pt)(pd_http_conn_t *hc);
+
 struct pd_http_srv_s {
     size_t               header_buffer_size;  /* whole head */
     size_t               max_body;
@@ -24,6 +32,8 @@ struct pd_http_srv_s {
     pd_msec_t            keepalive_timeout;
     pd_uint_t            keepalive_requests;
     pd_http_handler_pt   handler;
+    pd_http_check_pt     access;       /* at accept, before any byte */
+    pd_http_check_pt     head_handler; /* after the head, before the body */
     void                *ctx;                 /* the module's conf */
     const char          *server_name;         /* "Server:" header */
 };

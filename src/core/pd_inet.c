@@ -214,3 +214,36 @@ pd_nonblocking(pd_socket_t s)
 
     return PD_OK;
 }
+
+
+pd_int_t
+pd_inet_client_key(const struct sockaddr *sa, u_char key[16])
+{
+    const struct sockaddr_in   *sin;
+    const struct sockaddr_in6  *sin6;
+
+    switch (sa->sa_family) {
+
+    case AF_INET:
+        sin = (const struct sockaddr_in *) sa;
+        pd_memzero(key, 10);
+        key[10] = 0xff;
+        key[11] = 0xff;
+        pd_memcpy(&key[12], &sin->sin_addr, 4);
+        return PD_OK;
+
+    case AF_INET6:
+        sin6 = (const struct sockaddr_in6 *) sa;
+        pd_memcpy(key, &sin6->sin6_addr, 16);
+
+        if (!IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+            /* the interface identifier is the host's to choose */
+            pd_memzero(&key[8], 8);
+        }
+
+        return PD_OK;
+
+    default:
+        return PD_DECLINED;
+    }
+}

@@ -26,6 +26,10 @@ static pd_signal_t  pd_signals[] = {
     { SIGCHLD, "SIGCHLD" },
     { SIGALRM, "SIGALRM" },
     { SIGIO,   "SIGIO" },
+    /* nginx's binary upgrade and "stop the workers": not here yet, but
+     * an operator's habit must not kill the master (the default action) */
+    { SIGUSR2, "SIGUSR2" },
+    { SIGWINCH, "SIGWINCH" },
     { 0, NULL }
 };
 
@@ -212,6 +216,11 @@ pd_signal_handler(int signo)
 
     case SIGIO:
         pd_sigio = 1;
+        break;
+
+    case SIGUSR2:
+    case SIGWINCH:
+        pd_unsupported = signo;
         break;
     }
 

@@ -13,11 +13,15 @@ sig_atomic_t  pd_terminate;
 sig_atomic_t  pd_reconfigure;
 sig_atomic_t  pd_reopen;
 sig_atomic_t  pd_noaccept;
+sig_atomic_t  pd_unsupported;       /* a signal we take but do not act on */
 
 pd_uint_t     pd_process;
 pd_uint_t     pd_exiting;
 
 char          pd_master_title[512];
+
+/* the master's pid, as its workers inherit it */
+static pid_t  pd_master_pid;
 
 static void pd_start_worker_processes(pd_cycle_t *cycle);
 static void pd_pass_open_channel(pd_cycle_t *cycle, pd_int_t slot);
@@ -75,6 +79,8 @@ pd_master_process_cycle(pd_cycle_t *cycle)
     sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGUSR2);
+    sigaddset(&set, SIGWINCH);
 
     /* signals are taken only inside sigsuspend(): no flag is missed */
     if (sigprocmask(SIG_BLOCK, &set, NULL) == -1) {
@@ -86,6 +92,7 @@ pd_master_process_cycle(pd_cycle_t *cycle)
 
     pd_setproctitle(pd_master_title);
 
+    pd_master_pid = getpid();
     pd_init_process_table();
     pd_start_worker_processes(cycle);
 
@@ -170,6 +177,13 @@ pd_master_process_cycle(pd_cycle_t *cycle)
             pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "reopening logs");
             pd_reopen_files(cycle);
             pd_signal_worker_processes(cycle, SIGUSR1, -1);
+        }
+
+        if (pd_unsupported) {
+            pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "%s ignored: binary "
+                         "upgrade is not supported yet",
+                         pd_unsupported == SIGUSR2 ? "SIGUSR2" : "SIGWINCH");
+            pd_unsupported = 0;
         }
     }
 }
@@ -525,6 +539,24 @@ pd_worker_process_init(pd_cycle_t *cycle, pd_int_t wslot)
                          "setuid(%d) failed", (int) ccf->uid);
             exit(2);
         }
+    }
+
+    /*
+     * A worker must not outlive its master: nobody would supervise or
+     * stop it, and it would keep the ports.  The channel gives no EOF
+     * (the siblings hold its other end too), so the kernel tells us with
+     * SIGQUIT, a graceful stop.  Set after setuid(), which clears it; a
+     * master that died before is seen here.
+     */
+    if (prctl(PR_SET_PDEATHSIG, SIGQUIT) == -1) {
+        pd_log_error(PD_LOG_ALERT, cycle->log, errno,
+                     "prctl(PR_SET_PDEATHSIG) failed");
+    }
+
+    if (getppid() != pd_master_pid) {
+        pd_log_error(PD_LOG_ALERT, cycle->log, 0,
+                     "the master is gone, exiting");
+        exit(2);
     }
 
     if (ccf->worker_cpu_affinity == 1 && pd_ncpu > 1) {

@@ -1104,38 +1104,6 @@ pd_reg_purge_pid(pd_reg_zone_t *z, int32_t pid)
 
 
 /*
- * The 16-byte key of a client address: IPv4 as IPv4-mapped IPv6, so one
- * client counts once through an IPv4 and a dual-stack listener.
- * PD_DECLINED for another family.
- */
-static pd_int_t
-pd_reg_ip_key(const struct sockaddr *sa, u_char key[16])
-{
-    const struct sockaddr_in   *sin;
-    const struct sockaddr_in6  *sin6;
-
-    switch (sa->sa_family) {
-
-    case AF_INET:
-        sin = (const struct sockaddr_in *) sa;
-        pd_memzero(key, 10);
-        key[10] = 0xff;
-        key[11] = 0xff;
-        pd_memcpy(&key[12], &sin->sin_addr, 4);
-        return PD_OK;
-
-    case AF_INET6:
-        sin6 = (const struct sockaddr_in6 *) sa;
-        pd_memcpy(key, &sin6->sin6_addr, 16);
-        return PD_OK;
-
-    default:
-        return PD_DECLINED;
-    }
-}
-
-
-/*
  * Walks the chain of key: returns the connections counted for it by all
  * workers, and in *mine the node of pid (PD_REG_NIL if none) and in
  * *prev the node before that one.
@@ -1183,7 +1151,7 @@ pd_reg_ip_acquire(pd_reg_zone_t *z, const struct sockaddr *sa, int32_t pid,
     uint32_t      i, b, hash, total, prev;
     pd_reg_ip_t  *node;
 
-    if (pd_reg_ip_key(sa, key) != PD_OK) {
+    if (pd_inet_client_key(sa, key) != PD_OK) {
         return PD_DECLINED;
     }
 
@@ -1243,7 +1211,7 @@ pd_reg_ip_release(pd_reg_zone_t *z, const struct sockaddr *sa, int32_t pid)
     uint32_t      i, hash, prev;
     pd_reg_ip_t  *node;
 
-    if (pd_reg_ip_key(sa, key) != PD_OK) {
+    if (pd_inet_client_key(sa, key) != PD_OK) {
         return;
     }
 
@@ -1274,7 +1242,7 @@ pd_reg_ip_count(pd_reg_zone_t *z, const struct sockaddr *sa)
     u_char    key[16];
     uint32_t  i, hash, total, prev;
 
-    if (pd_reg_ip_key(sa, key) != PD_OK) {
+    if (pd_inet_client_key(sa, key) != PD_OK) {
         return 0;
     }
 

@@ -21,7 +21,6 @@
 
 #define PD_UTF8_FAILED  0xff
 
-static pd_int_t pd_ws_key_valid(const u_char *key, size_t len);
 static pd_int_t pd_ws_check_first(pd_ws_parser_t *p, u_char b0);
 static pd_int_t pd_ws_check_size(pd_ws_parser_t *p, pd_uint_t opcode,
     uint64_t size);
@@ -62,7 +61,7 @@ pd_ws_accept_key(const u_char *key, size_t len, u_char out[29])
  * last 2 in its high bits; its 4 low bits must be zero, or the text is
  * not the encoding of any 16 bytes.
  */
-static pd_int_t
+pd_int_t
 pd_ws_key_valid(const u_char *key, size_t len)
 {
     size_t     i;

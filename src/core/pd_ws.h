@@ -86,6 +86,8 @@ typedef struct {
  * failure of libcrypto); out is then untouched.
  */
 pd_int_t pd_ws_accept_key(const u_char *key, size_t len, u_char out[29]);
+/* PD_OK when key is the base64 of 16 bytes, as above */
+pd_int_t pd_ws_key_valid(const u_char *key, size_t len);
 
 /* zeroes the parser and sets its limits (0: no limit) */
 void pd_ws_parser_init(pd_ws_parser_t *p, size_t max_frame,

@@ -168,3 +168,38 @@ for (const [name, send] of reopens) {
         });
     });
 }
+
+test('workers leave when their master is SIGKILLed', T, async () => {
+    await L.withPushd({ workers: 2 }, async (d) => {
+        const w = d.workerPids();
+        assert.strictEqual(w.length, 2);
+        L.kill(d.masterPid, 'SIGKILL');
+        await L.waitFor(() => w.every((p) => !L.procAlive(p)), 10000,
+                        'the workers to exit after their master died');
+        /* nobody holds the ports any more */
+        assert.ok(await L.waitFor(() => L.tcpConnects(d.roomPort)
+                                        .then((ok) => !ok), 5000,
+                                  'the room port to be closed'));
+    });
+});
+
+test('USR2 and WINCH are taken and logged, not fatal', T, async () => {
+    await L.withPushd({ workers: 2 }, async (d) => {
+        const w = d.workerPids();
+        for (const sig of ['SIGUSR2', 'SIGWINCH']) {
+            L.kill(d.masterPid, sig);
+            await L.waitFor(() => d.logText().includes(
+                `${sig} ignored: binary upgrade is not supported yet`),
+                5000, `the ${sig} notice`);
+        }
+        for (const p of w) {
+            L.kill(p, 'SIGUSR2');
+            L.kill(p, 'SIGWINCH');
+        }
+        /* a request through every worker's port still works */
+        const r = await L.request(d.roomPort, 'GET', '/');
+        assert.strictEqual(r.status, 200);
+        assert.ok(L.procAlive(d.masterPid), 'the master lives');
+        assert.deepStrictEqual(d.workerPids(), w, 'the same workers');
+    });
+});

@@ -21,6 +21,8 @@ typedef struct {
 
 extern pd_module_t  pd_center_module;
 
+pd_int_t pd_center_access(pd_http_conn_t *hc);
+pd_int_t pd_center_head(pd_http_conn_t *hc);
 void pd_center_http_handler(pd_http_conn_t *hc);
 void pd_center_stats(pd_http_conn_t *hc);
 void pd_center_workers(pd_http_conn_t *hc);

@@ -63,29 +63,50 @@ pd_center_authorized(pd_http_conn_t *hc, pd_center_conf_t *ccf)
     return pd_center_key_eq(&key, &ccf->api_key);
 }
 
-void
-pd_center_http_handler(pd_http_conn_t *hc)
+/*
+ * At accept: an address outside center.allow is answered 403 before it
+ * sends a byte, so it cannot make the worker hold a body for it.
+ */
+pd_int_t
+pd_center_access(pd_http_conn_t *hc)
 {
-    pd_center_conf_t   *ccf = hc->srv->ctx;
-    pd_center_route_t  *r;
-    pd_uint_t           path_found;
-    size_t              len;
+    pd_center_conf_t  *ccf = hc->srv->ctx;
 
     if (ccf->allow_cidr != NULL
         && !pd_cidr_match(ccf->allow_cidr,
                           &hc->connection->sockaddr.sockaddr))
     {
         (void) pd_http_send_error(hc, 403, "address not allowed");
-        return;
+        return PD_DONE;
     }
+
+    return PD_OK;
+}
+
+/* after the head: the key, before any byte of the body is read */
+pd_int_t
+pd_center_head(pd_http_conn_t *hc)
+{
+    pd_center_conf_t  *ccf = hc->srv->ctx;
 
     if (!pd_center_authorized(hc, ccf)) {
         (void) pd_http_send_response(hc, 401, "application/json",
                                      "WWW-Authenticate: Bearer\r\n",
                                      (u_char *) pd_center_unauthorized,
                                      sizeof(pd_center_unauthorized) - 1);
-        return;
+        return PD_DONE;
     }
+
+    return PD_OK;
+}
+
+/* a whole request from an allowed address with the key */
+void
+pd_center_http_handler(pd_http_conn_t *hc)
+{
+    pd_center_route_t  *r;
+    pd_uint_t           path_found;
+    size_t              len;
 
     if (hc->req.path.len > sizeof("/v1/users/") - 1
         && memcmp(hc->req.path.data, "/v1/users/", sizeof("/v1/users/") - 1)

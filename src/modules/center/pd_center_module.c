@@ -124,6 +124,8 @@ pd_center_init_conf(pd_cycle_t *cycle, void *conf)
     ccf->http.keepalive_timeout = ccf->keepalive_timeout;
     ccf->http.keepalive_requests = 1000000;
     ccf->http.handler = pd_center_http_handler;
+    ccf->http.access = pd_center_access;
+    ccf->http.head_handler = pd_center_head;
     ccf->http.ctx = ccf;
 
     if (ccf->listen == NULL) {

@@ -1,16 +1,13 @@
 /*
- * pd_center_push.c: POST /v1/push and POST /v1/broadcast.
- *
- * A push is stored first (qos 1), then framed once and handed to the
- * connections of its uids: directly when they are on this worker, else
- * as one batch per worker through the channel.  A broadcast is framed
- * once, retained when it has a ttl, and every worker walks its own
- * connections at its share of the rate.
+ * pd_center_push.c: POST /v1/push and POST /v1/broadcast: the body is
+ * read and checked here, the rate limit and the back-pressure of the
+ * channels applied, and the message handed to the room's routing
+ * interface (pd_room_push_*, pd_room_broadcast), whose answer is
+ * answered.
  */
 
 #include "pd_core.h"
 #include "pd_center.h"
-#include "pd_register.h"
 #include "pd_room.h"
 #include "pd_saver.h"
 
@@ -26,47 +23,6 @@ typedef struct {
     u_char          app_buf[PD_APP_MAX + 1];
     char            error[128];
 } pd_center_msg_t;
-
-/* connections of one target worker, collected before the batch goes */
-typedef struct {
-    pid_t           pid;
-    u_char          node[33];       /* empty: this node */
-    pd_uint_t       n;
-    uint64_t       *conns;
-} pd_center_target_t;
-
-/*
- * One push in flight.  The lookups may answer later (a networked
- * register), so it lives on the heap, not in the request pool: a client
- * that goes away meanwhile only cancels the answer, and the push is
- * freed by whichever of the two ends last.
- */
-typedef struct {
-    pd_http_conn_t      *hc;         /* NULL once the client is gone */
-    pd_center_msg_t      m;
-    pd_str_t            *uids;       /* for the store: after the lookups,
-                                      * in this allocation */
-    pd_shbuf_t          *frame;
-    uint64_t             seq;
-    pd_center_target_t   targets[PD_MAX_PROCESSES];
-    pd_uint_t            ntargets;
-    pd_uint_t            online;
-    pd_uint_t            stored;
-    pd_uint_t            pending;    /* lookups not answered yet */
-    pd_uint_t            cap;        /* conns per batch */
-} pd_center_route_t;
-
-/* what one lookup answers for; an array of them follows the route */
-typedef struct {
-    pd_center_route_t   *r;
-    pd_str_t             uid;
-} pd_center_lookup_t;
-
-/* a channel message is built here and sent at once */
-static u_char  pd_center_batch_buf[PD_CHANNEL_MAX_DATA];
-
-static void pd_center_flush_target(pd_center_route_t *r,
-    pd_center_target_t *t);
 
 /*
  * Requests waiting for a backed-up sibling channel, in arrival order.
@@ -384,21 +340,64 @@ pd_center_parse(pd_http_conn_t *hc, pd_center_msg_t *m, pd_uint_t broadcast,
     return NULL;
 }
 
-/* the uids, checked by pd_center_parse(), decoded into r's own memory */
-static void
-pd_center_uids(pd_center_route_t *r, pd_center_lookup_t *lk, u_char *p)
+/*
+ * The uids, checked by pd_center_parse(), decoded into the request's
+ * pool, each once: a uid named twice would be stored and sent twice.
+ * Returns how many distinct uids are in *out, or 0 for no memory.
+ */
+static pd_uint_t
+pd_center_uids(pd_http_conn_t *hc, pd_center_msg_t *m, pd_str_t **out)
 {
     pd_json_val_t   e;
     const u_char   *pos = NULL;
-    pd_uint_t       i;
+    pd_str_t       *uids, *u, *o;
+    uint32_t       *set;
+    u_char         *p;
+    pd_uint_t       i, n, h, k, mask;
 
-    for (i = 0; i < r->m.nuids; i++) {
-        (void) pd_json_array_next(&r->m.uids, &pos, &e);
-        (void) pd_center_name(&e, p, PD_UID_MAX, &lk[i].uid);
-        lk[i].r = r;
-        r->uids[i] = lk[i].uid;
-        p += lk[i].uid.len + 1;
+    /* an open-addressing set of index + 1, at least twice as large */
+    for (mask = 1; mask < 2 * m->nuids; mask <<= 1) { /* void */ }
+
+    set = pd_pcalloc(hc->pool, mask * sizeof(uint32_t));
+    uids = pd_palloc(hc->pool, m->nuids * sizeof(pd_str_t));
+    p = pd_pnalloc(hc->pool, m->uid_bytes + m->nuids);
+
+    if (set == NULL || uids == NULL || p == NULL) {
+        return 0;
     }
+
+    mask--;
+    n = 0;
+
+    for (i = 0; i < m->nuids; i++) {
+        (void) pd_json_array_next(&m->uids, &pos, &e);
+        u = &uids[n];
+        (void) pd_center_name(&e, p, PD_UID_MAX, u);
+
+        /* FNV-1a over the uid */
+        h = 2166136261U;
+        for (k = 0; k < u->len; k++) {
+            h = ((h ^ u->data[k]) * 16777619U) & 0xffffffffU;
+        }
+
+        for (h &= mask; set[h] != 0; h = (h + 1) & mask) {
+            o = &uids[set[h] - 1];
+            if (o->len == u->len && memcmp(o->data, u->data, u->len) == 0) {
+                break;
+            }
+        }
+
+        if (set[h] != 0) {
+            continue;
+        }
+
+        set[h] = (uint32_t) n + 1;
+        p += u->len + 1;
+        n++;
+    }
+
+    *out = uids;
+    return n;
 }
 
 /*
@@ -433,161 +432,6 @@ pd_center_accept(pd_http_conn_t *hc, pd_center_conf_t *ccf,
     return PD_OK;
 }
 
-static pd_center_target_t *
-pd_center_target(pd_center_route_t *r, pd_reg_info_t *info)
-{
-    pd_center_target_t  *t;
-    pd_uint_t            i;
-    const u_char        *node;
-
-    node = pd_register_is_local(info) ? (u_char *) "" : info->node;
-
-    for (i = 0; i < r->ntargets; i++) {
-        if (r->targets[i].pid == (pid_t) info->pid
-            && strcmp((char *) r->targets[i].node, (char *) node) == 0)
-        {
-            return &r->targets[i];
-        }
-    }
-
-    if (r->ntargets == PD_MAX_PROCESSES) {
-        return NULL;
-    }
-
-    t = &r->targets[r->ntargets];
-    t->conns = pd_alloc(r->cap * sizeof(uint64_t), pd_log_root);
-    if (t->conns == NULL) {
-        return NULL;
-    }
-
-    r->ntargets++;
-    t->pid = (pid_t) info->pid;
-    (void) snprintf((char *) t->node, sizeof(t->node), "%s", node);
-    t->n = 0;
-
-    return t;
-}
-
-static void pd_center_push_done(pd_center_route_t *r);
-static void pd_center_push_route(pd_center_route_t *r);
-static void pd_center_stored(void *data, pd_int_t rc, pd_uint_t stored,
-    pd_uint_t full);
-static void pd_center_push_free(pd_center_route_t *r);
-
-/* the register's answer for one uid: route its connections of the app */
-static void
-pd_center_route_uid(void *data, pd_int_t rc, pd_reg_info_t *info,
-    pd_uint_t n)
-{
-    pd_center_lookup_t  *lk = data;
-    pd_center_route_t   *r = lk->r;
-    pd_center_target_t  *t;
-    pd_room_conn_t      *room;
-    pd_uint_t            i, j, found;
-
-    found = 0;
-
-    for (i = 0; rc == PD_OK && i < n; i++) {
-        for (j = 0; j < info[i].napps; j++) {
-            if (strlen((char *) info[i].apps[j]) == r->m.app.len
-                && memcmp(info[i].apps[j], r->m.app.data, r->m.app.len)
-                   == 0)
-            {
-                break;
-            }
-        }
-
-        if (j == info[i].napps) {
-            continue;
-        }
-
-        if (!found) {
-            found = 1;
-
-            /* qos 1: the no-ack guard decides before anything is sent */
-            if (r->m.qos
-                && pd_saver_delivered(&lk->uid, r->seq) == PD_ABORT)
-            {
-                break;
-            }
-        }
-
-        if (info[i].pid == pd_pid && pd_register_is_local(&info[i])) {
-            room = pd_room_find(info[i].conn);
-            if (room != NULL) {
-                (void) pd_room_deliver(room, r->frame);
-            }
-            continue;
-        }
-
-        t = pd_center_target(r, &info[i]);
-        if (t == NULL) {
-            continue;
-        }
-
-        t->conns[t->n++] = info[i].conn;
-
-        if (t->n == r->cap) {
-            pd_center_flush_target(r, t);
-        }
-    }
-
-    r->online += found;
-
-    if (--r->pending == 0) {
-        pd_center_push_done(r);
-    }
-}
-
-/* one channel message: a batch of connections of one worker */
-static void
-pd_center_flush_target(pd_center_route_t *r, pd_center_target_t *t)
-{
-    pd_room_batch_t   hdr;
-    pd_reg_info_t     to;
-    u_char           *p;
-
-    if (t->n == 0) {
-        return;
-    }
-
-    hdr.stamp = r->frame->stamp;
-    hdr.nconns = (uint32_t) t->n;
-    hdr.frame_len = (uint32_t) r->frame->len;
-
-    p = pd_cpymem(pd_center_batch_buf, &hdr, sizeof(hdr));
-    p = pd_cpymem(p, t->conns, t->n * sizeof(uint64_t));
-    p = pd_cpymem(p, r->frame->data, r->frame->len);
-
-    pd_memzero(&to, sizeof(to));
-    to.pid = (int32_t) t->pid;
-    pd_memcpy(to.node, t->node, sizeof(to.node));
-
-    /* this node: the channel; another node: its worker's Redis channel */
-    if (pd_register_route(&to, PD_CMD_ROOM_SEND, 0, pd_center_batch_buf,
-                          (size_t) (p - pd_center_batch_buf))
-        != PD_OK)
-    {
-        /* stored messages come again on reconnect; count it */
-        pd_stats_dlv(PD_DLV_CHANNEL_FULL, 1);
-        if (r->m.qos == 0) {
-            pd_stats_dlv(PD_DLV_QOS0_DROPPED, t->n);
-        }
-    }
-
-    t->n = 0;
-}
-
-static void
-pd_center_send_batches(pd_center_route_t *r)
-{
-    pd_uint_t  i;
-
-    for (i = 0; i < r->ntargets; i++) {
-        pd_center_flush_target(r, &r->targets[i]);
-    }
-}
-
 static void
 pd_center_reply_id(pd_http_conn_t *hc, uint64_t seq, const char *k1,
     pd_uint_t v1, const char *k2, pd_uint_t v2)
@@ -617,65 +461,40 @@ pd_center_reply_id(pd_http_conn_t *hc, uint64_t seq, const char *k1,
                                  (size_t) (p - buf));
 }
 
+/* the room's answer; the request's cleanup releases the push */
 static void
-pd_center_push_free(pd_center_route_t *r)
+pd_center_pushed(void *data, pd_int_t rc, uint64_t seq, pd_uint_t online,
+    pd_uint_t stored)
 {
-    pd_uint_t  i;
+    pd_http_conn_t  *hc = data;
 
-    for (i = 0; i < r->ntargets; i++) {
-        pd_free(r->targets[i].conns);
-    }
-
-    pd_shbuf_unref(r->frame);
-    pd_free(r);
-}
-
-/* every lookup answered: the batches go, then the answer */
-static void
-pd_center_push_done(pd_center_route_t *r)
-{
-    pd_http_conn_t  *hc = r->hc;
-
-    pd_center_send_batches(r);
-
-    if (r->m.qos == 0) {
-        pd_stats_dlv(PD_DLV_QOS0_DROPPED, r->m.nuids - r->online);
-    }
-
-    if (hc == NULL) {
-        pd_center_push_free(r);
+    if (rc != PD_OK) {
+        (void) pd_http_send_error(hc, 503, rc == PD_BUSY
+                                  ? "the message store is full"
+                                  : "the message store is unavailable");
         return;
     }
 
-    /* the answer may end the request at once: its cleanup frees r */
-    pd_center_reply_id(hc, r->seq, "online", r->online, "stored",
-                       r->stored);
+    pd_center_reply_id(hc, seq, "online", online, "stored", stored);
 }
 
-/* the request pool goes: answered, or the client left mid-way */
 static void
 pd_center_push_cleanup(void *data)
 {
-    pd_center_route_t  *r = data;
-
-    if (r->pending == 0) {
-        pd_center_push_free(r);
-        return;
-    }
-
-    r->hc = NULL;
+    pd_room_push_release(data);
 }
 
 void
 pd_center_push(pd_http_conn_t *hc)
 {
-    pd_center_conf_t    *ccf = hc->srv->ctx;
-    pd_center_route_t   *r;
-    pd_center_lookup_t  *lk;
-    pd_center_msg_t      m;
-    pd_pool_cleanup_t   *cln;
-    const char          *err;
-    pd_int_t             rv;
+    pd_center_conf_t   *ccf = hc->srv->ctx;
+    pd_center_msg_t     m;
+    pd_room_msg_t       msg;
+    pd_room_push_t     *p;
+    pd_pool_cleanup_t  *cln;
+    pd_str_t           *uids;
+    pd_uint_t           n;
+    const char         *err;
 
     if (pd_center_park(hc, pd_center_push) == PD_OK) {
         return;
@@ -685,154 +504,41 @@ pd_center_push(pd_http_conn_t *hc)
         return;
     }
 
-    err = NULL;
+    n = pd_center_uids(hc, &m, &uids);
 
-    if (m.qos && pd_saver == NULL) {
-        err = "qos 1 needs the saver section";
+    msg.app = m.app;
+    msg.data = m.data;
+    msg.qos = m.qos;
+    msg.ttl = m.ttl;
 
-    } else if (pd_register == NULL) {
-        err = "the register is not enabled";
-    }
+    cln = (n != 0) ? pd_pool_cleanup_add(hc->pool, 0) : NULL;
+    p = (cln != NULL) ? pd_room_push_create(&msg, uids, n, hc->pool,
+                                            pd_center_pushed, hc)
+                      : NULL;
 
-    if (err != NULL) {
-        (void) pd_http_send_error(hc, 503, err);
-        return;
-    }
-
-    /* the route, a lookup per uid, the uids for the store, their bytes */
-    r = pd_alloc(sizeof(pd_center_route_t)
-                 + m.nuids * (sizeof(pd_center_lookup_t) + sizeof(pd_str_t)
-                              + 1)
-                 + m.uid_bytes, hc->connection->log);
-    cln = (r != NULL) ? pd_pool_cleanup_add(hc->pool, 0) : NULL;
-
-    if (cln == NULL) {
-        pd_free(r);
+    if (p == NULL) {
         (void) pd_http_send_error(hc, 500, "out of memory");
         return;
     }
 
-    /* from here r owns the frame and the uids (out of the request pool:
-     * lookups may answer after the client left); "data" stays in the
-     * body, read only while the request lives */
-    pd_memzero(r, sizeof(pd_center_route_t));
-    r->hc = hc;
-    r->m = m;
-    r->m.app.data = r->m.app_buf;
+    /* held before any answer: the answer may end the request at once */
     cln->handler = pd_center_push_cleanup;
-    cln->data = r;
+    cln->data = p;
 
-    lk = (pd_center_lookup_t *) (r + 1);
-    r->uids = (pd_str_t *) (lk + m.nuids);
-    pd_center_uids(r, lk, (u_char *) (r->uids + m.nuids));
-
-    r->seq = pd_stats_next_seq();
-
-    if (!m.qos) {
-        pd_center_push_route(r);
-        return;
-    }
-
-    /* stored before it is sent: a 200 means it is kept; the answer may
-     * come later (a networked store), r waits for it as for a lookup */
-    r->pending = 1;
-
-    rv = pd_saver_store(r->uids, m.nuids, &r->m.app, r->seq, &r->m.data,
-                        m.ttl, hc->pool, pd_center_stored, r);
-    if (rv != PD_OK) {
-        r->pending = 0;
-        pd_stats_dlv(PD_DLV_STORE_FULL, 1);
-        (void) pd_http_send_error(hc, 503, rv == PD_BUSY
-                                  ? "the message store is full"
-                                  : "the message store is unavailable");
-    }
-}
-
-static void
-pd_center_stored(void *data, pd_int_t rc, pd_uint_t stored, pd_uint_t full)
-{
-    pd_center_route_t  *r = data;
-
-    (void) full;
-
-    r->pending = 0;
-
-    if (rc != PD_OK) {
-        pd_stats_dlv(PD_DLV_STORE_FULL, 1);
-
-        if (r->hc == NULL) {
-            pd_center_push_free(r);
-            return;
-        }
-
-        (void) pd_http_send_error(r->hc, 503, "the message store is "
-                                  "unavailable");
-        return;
-    }
-
-    r->stored = stored;
-
-    if (r->hc == NULL) {
-        /* the client left: it is kept, and comes on the next connect */
-        pd_center_push_free(r);
-        return;
-    }
-
-    pd_center_push_route(r);
-}
-
-/* frames once, then asks the register where each uid is */
-static void
-pd_center_push_route(pd_center_route_t *r)
-{
-    pd_center_lookup_t  *lk;
-    pd_uint_t            i;
-
-    lk = (pd_center_lookup_t *) (r + 1);
-
-    r->frame = pd_room_msg_frame(r->seq, &r->m.app, r->m.qos,
-                                 r->m.data.data, r->m.data.len,
-                                 pd_current_msec);
-    if (r->frame == NULL) {
-        (void) pd_http_send_error(r->hc, 500, "out of memory");
-        return;
-    }
-
-    pd_stats_dlv(PD_DLV_ACCEPTED, 1);
-
-    r->cap = (PD_CHANNEL_MAX_DATA - sizeof(pd_room_batch_t)
-              - r->frame->len) / sizeof(uint64_t);
-
-    /* one more than the lookups: answers that come at once do not
-     * finish the push before every lookup has been asked */
-    r->pending = r->m.nuids + 1;
-
-    for (i = 0; i < r->m.nuids; i++) {
-        if (pd_register->lookup(lk[i].uid.data, lk[i].uid.len,
-                                pd_center_route_uid, &lk[i])
-            != PD_OK)
-        {
-            pd_center_route_uid(&lk[i], PD_ERROR, NULL, 0);
-        }
-    }
-
-    if (--r->pending == 0) {
-        pd_center_push_done(r);
+    err = pd_room_push_start(p);
+    if (err != NULL) {
+        (void) pd_http_send_error(hc, 503, err);
     }
 }
 
 void
 pd_center_broadcast(pd_http_conn_t *hc)
 {
-    pd_center_conf_t     *ccf = hc->srv->ctx;
-    pd_room_bcast_hdr_t   hdr;
-    pd_center_msg_t       m;
-    pd_shbuf_t           *frame;
-    pd_process_t         *p;
-    u_char               *buf, *b;
-    pd_uint_t             workers, nw;
-    pd_int_t              i;
-    uint64_t              seq;
+    pd_center_conf_t  *ccf = hc->srv->ctx;
+    pd_center_msg_t    m;
+    pd_room_msg_t      msg;
+    pd_room_bcast_answer_t    out;
+    pd_int_t           rc;
 
     if (pd_center_park(hc, pd_center_broadcast) == PD_OK) {
         return;
@@ -842,69 +548,19 @@ pd_center_broadcast(pd_http_conn_t *hc)
         return;
     }
 
-    seq = pd_stats_next_seq();
+    msg.app = m.app;
+    msg.data = m.data;
+    msg.qos = m.qos;
+    msg.ttl = m.ttl;
 
-    if (m.ttl && pd_saver != NULL
-        && pd_saver_bcast_store(&m.app, seq, &m.data, m.ttl) != PD_OK)
-    {
-        pd_stats_dlv(PD_DLV_STORE_FULL, 1);
-        (void) pd_http_send_error(hc, 503, "the message store is full");
+    rc = pd_room_broadcast(&msg, m.rate, &out);
+
+    if (rc != PD_OK) {
+        (void) pd_http_send_error(hc, rc == PD_BUSY ? 503 : 500,
+                                  rc == PD_BUSY ? "the message store is full"
+                                                : "out of memory");
         return;
     }
 
-    frame = pd_room_msg_frame(seq, &m.app, m.qos, m.data.data, m.data.len,
-                              pd_current_msec);
-    buf = pd_pnalloc(hc->pool, PD_CHANNEL_MAX_DATA);
-
-    if (frame == NULL || buf == NULL
-        || sizeof(hdr) + m.app.len + frame->len > PD_CHANNEL_MAX_DATA)
-    {
-        pd_shbuf_unref(frame);
-        (void) pd_http_send_error(hc, 500, "out of memory");
-        return;
-    }
-
-    nw = pd_worker_count(pd_get_conf(pd_cycle, pd_core_module));
-
-    hdr.stamp = pd_current_msec;
-    hdr.seq = seq;
-    hdr.rate = (uint32_t) pd_max(m.rate / nw, 1);
-    hdr.frame_len = (uint32_t) frame->len;
-    hdr.app_len = (uint16_t) m.app.len;
-    hdr.retained = (m.ttl && pd_saver != NULL);
-
-    b = pd_cpymem(buf, &hdr, sizeof(hdr));
-    b = pd_cpymem(b, m.app.data, m.app.len);
-    b = pd_cpymem(b, frame->data, frame->len);
-
-    /* every live worker of every generation: retiring ones still hold
-     * connections until they have sent them away */
-    workers = 1;
-    pd_room_bcast_start(&hdr, m.app.data, frame->data);
-
-    for (i = 0; i < pd_last_process; i++) {
-        p = &pd_processes[i];
-
-        if (p->pid == -1 || i == pd_process_slot || p->channel[0] == -1) {
-            continue;
-        }
-
-        if (pd_channel_send_pid(p->pid, PD_CMD_ROOM_BCAST, seq, buf,
-                                (size_t) (b - buf))
-            == PD_OK)
-        {
-            workers++;
-        } else {
-            pd_stats_dlv(PD_DLV_CHANNEL_FULL, 1);
-        }
-    }
-
-    /* other nodes, when the register is a cluster one */
-    (void) pd_register_broadcast(PD_CMD_ROOM_BCAST, buf, (size_t) (b - buf));
-
-    pd_shbuf_unref(frame);
-    pd_stats_dlv(PD_DLV_BROADCASTS, 1);
-    pd_stats_dlv(PD_DLV_ACCEPTED, 1);
-
-    pd_center_reply_id(hc, seq, "workers", workers, "rate", m.rate);
+    pd_center_reply_id(hc, out.seq, "workers", out.workers, "rate", m.rate);
 }

@@ -86,49 +86,58 @@ pd_center_presence(void *data, pd_int_t rc, pd_reg_info_t *info,
     (void) pd_center_send_json(ctx->hc, 200, obj);
 }
 
+/* the room's answer; the request's cleanup releases the kick */
 static void
-pd_center_kick_found(void *data, pd_int_t rc, pd_reg_info_t *info,
-    pd_uint_t n)
+pd_center_kicked(void *data, pd_int_t rc, pd_uint_t kicked)
 {
     pd_center_users_ctx_t  *ctx = data;
-    pd_room_conn_t         *room;
-    pd_uint_t               i, kicked;
-    size_t                  rlen;
 
     if (rc != PD_OK) {
         (void) pd_http_send_error(ctx->hc, 503, "register unavailable");
         return;
     }
 
-    rlen = strlen(ctx->reason);
-    kicked = 0;
-
-    for (i = 0; i < n; i++) {
-        if (ctx->device && strcmp(ctx->device, (char *) info[i].device)) {
-            continue;
-        }
-
-        if (info[i].pid == pd_pid && pd_register_is_local(&info[i])) {
-            room = pd_room_find(info[i].conn);
-            if (room != NULL) {
-                pd_room_kick(room, (u_char *) ctx->reason, rlen);
-                kicked++;
-            }
-            continue;
-        }
-
-        if (pd_register_route(&info[i], PD_CMD_ROOM_KICK, info[i].conn,
-                              (u_char *) ctx->reason, rlen)
-            == PD_OK)
-        {
-            kicked++;
-        }
-    }
-
     (void) pd_center_send_json(ctx->hc, 200,
                                json_pack("{s:s%,s:i}", "uid", ctx->uid.data,
                                          ctx->uid.len, "kicked",
                                          (int) kicked));
+}
+
+static void
+pd_center_kick_cleanup(void *data)
+{
+    pd_room_kick_release(data);
+}
+
+static void
+pd_center_kick(pd_http_conn_t *hc, pd_center_users_ctx_t *ctx)
+{
+    pd_room_kick_t     *k;
+    pd_pool_cleanup_t  *cln;
+    pd_str_t            device, reason;
+
+    device.data = (u_char *) (ctx->device ? ctx->device : "");
+    device.len = strlen((char *) device.data);
+    reason.data = (u_char *) ctx->reason;
+    reason.len = strlen(ctx->reason);
+
+    cln = pd_pool_cleanup_add(hc->pool, 0);
+    k = (cln != NULL) ? pd_room_kick_uid(&ctx->uid, &device, &reason,
+                                         pd_center_kicked, ctx)
+                      : NULL;
+
+    if (k == NULL) {
+        (void) pd_http_send_error(hc, 500, "out of memory");
+        return;
+    }
+
+    /* held before any answer: the answer may end the request at once */
+    cln->handler = pd_center_kick_cleanup;
+    cln->data = k;
+
+    if (pd_room_kick_start(k) != PD_OK) {
+        (void) pd_http_send_error(hc, 503, "the register is not enabled");
+    }
 }
 
 /* "/v1/users/{uid}[/kick]": the decoded uid and whether it is a kick */
@@ -214,7 +223,7 @@ pd_center_kick_body(pd_http_conn_t *hc, pd_center_users_ctx_t *ctx)
     v = json_object_get(body, "reason");
     if (v != NULL && !json_is_null(v)) {
         s = json_string_value(v);
-        if (s == NULL || strlen(s) > 256) {
+        if (s == NULL || strlen(s) > PD_ROOM_KICK_MAX) {
             json_decref(body);
             return "\"reason\" must be a string of at most 256 bytes";
         }
@@ -279,6 +288,5 @@ pd_center_users(pd_http_conn_t *hc)
         return;
     }
 
-    (void) pd_register->lookup(ctx->uid.data, ctx->uid.len,
-                               pd_center_kick_found, ctx);
+    pd_center_kick(hc, ctx);
 }

@@ -61,16 +61,18 @@ pd_int_t pd_register_redis_init_process(pd_cycle_t *cycle,
     pd_register_conf_t *rcf);
 void pd_register_redis_exit_process(pd_cycle_t *cycle);
 
-/*
- * Set by the room: writes every live connection of this worker to the
- * register again (after the cluster register lost its data).
- */
-extern void (*pd_register_resync)(void);
 /* the cluster register's servers, for the saver's keys on the same hash */
 extern pd_redis_t               **pd_register_shards;
 extern pd_uint_t                  pd_register_nshards;
-/* set by the saver: a server (re)connected (may have lost its data) */
-extern void                     (*pd_register_on_connect)(pd_redis_t *r);
+/*
+ * Subscribes handler to "a cluster register server (re)connected and may
+ * have lost its data": the room writes its live connections again, the
+ * saver its keys.  Every subscriber is called, in the order they came;
+ * PD_ERROR past PD_REGISTER_SUBSCRIBERS.
+ */
+#define PD_REGISTER_SUBSCRIBERS  8
+typedef void (*pd_register_connected_pt)(pd_redis_t *r);
+pd_int_t pd_register_on_connect(pd_register_connected_pt handler);
 
 /* writes one entry to the cluster register only (the resync's step) */
 void pd_register_redis_announce(const pd_reg_info_t *info);

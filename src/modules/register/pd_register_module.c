@@ -23,8 +23,6 @@ static pd_conf_enum_t  pd_register_backends[] = {
 static pd_conf_bounds_t  pd_register_ttl_bounds = { 1000, 3600 * 1000 };
 static pd_conf_bounds_t  pd_register_timeout_bounds = { 10, 60 * 1000 };
 
-void  (*pd_register_resync)(void);
-
 static pd_conf_bounds_t  pd_register_memory_bounds = {
     64 * 1024, (int64_t) 64 * 1024 * 1024 * 1024
 };

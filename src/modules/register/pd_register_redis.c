@@ -49,7 +49,8 @@ typedef struct {
 static pd_register_conf_t  *pd_rr_conf;
 pd_redis_t                **pd_register_shards;
 pd_uint_t                   pd_register_nshards;
-void                      (*pd_register_on_connect)(pd_redis_t *r);
+static pd_register_connected_pt  pd_rr_subscribers[PD_REGISTER_SUBSCRIBERS];
+static pd_uint_t                 pd_rr_nsubscribers;
 static pd_timer_t           pd_rr_refresh_timer;
 static pd_rr_node_t         pd_rr_nodes[PD_RR_NODES];
 static char                 pd_rr_node[33];
@@ -684,19 +685,36 @@ pd_rr_refresh(pd_timer_t *t)
 static void
 pd_rr_connected(pd_redis_t *r, void *data)
 {
+    pd_uint_t  i;
+
     (void) data;
 
     if (r == pd_register_shards[0]) {
         pd_rr_refresh(&pd_rr_refresh_timer);
     }
 
-    if (pd_register_resync != NULL) {
-        pd_register_resync();
+    for (i = 0; i < pd_rr_nsubscribers; i++) {
+        pd_rr_subscribers[i](r);
+    }
+}
+
+pd_int_t
+pd_register_on_connect(pd_register_connected_pt handler)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < pd_rr_nsubscribers; i++) {
+        if (pd_rr_subscribers[i] == handler) {
+            return PD_OK;
+        }
     }
 
-    if (pd_register_on_connect != NULL) {
-        pd_register_on_connect(r);
+    if (pd_rr_nsubscribers == PD_REGISTER_SUBSCRIBERS) {
+        return PD_ERROR;
     }
+
+    pd_rr_subscribers[pd_rr_nsubscribers++] = handler;
+    return PD_OK;
 }
 
 pd_int_t

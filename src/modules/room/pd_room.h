@@ -28,6 +28,8 @@ typedef struct {
     size_t           output_limit;
     pd_msec_t        reconnect_window;
     pd_int_t         max_bad_frames;
+    pd_int_t         max_auth_failures; /* per address per window */
+    pd_array_t      *apps;           /* of pd_str_t, sorted; NULL: any */
 
     pd_http_srv_t    http;
     pd_ssl_t         tls;
@@ -107,6 +109,11 @@ _Static_assert(sizeof(pd_room_conn_t) == 320,
 #define PD_ROOM_APPS_MAX  4096
 
 uint16_t pd_room_app_get(const u_char *name, size_t len);
+/* whether room.apps lets a client bind name (any name without it) */
+pd_int_t pd_room_app_allowed(pd_room_conf_t *rcf, const u_char *name,
+    size_t len);
+/* sorts room.apps and checks its names; a phrase on error */
+const char *pd_room_apps_conf(pd_room_conf_t *rcf);
 uint16_t pd_room_app_find(const u_char *name, size_t len);
 void pd_room_app_put(pd_uint_t id);
 const u_char *pd_room_app_name(pd_uint_t id, size_t *len);
@@ -147,28 +154,6 @@ pd_int_t pd_room_bseq_set(pd_room_conn_t *rc, pd_uint_t i, uint64_t seq);
 extern const char   *pd_room_close_names[PD_ROOM_CLOSE_N];
 extern pd_module_t   pd_room_module;
 
-/* channel commands of the room */
-#define PD_CMD_ROOM_KICK   (PD_CMD_MODULE_BASE + 0)
-#define PD_CMD_ROOM_SEND   (PD_CMD_MODULE_BASE + 1)
-#define PD_CMD_ROOM_BCAST  (PD_CMD_MODULE_BASE + 2)
-
-/* a delivery batch: this, nconns uint64 connection ids, the frame */
-typedef struct {
-    pd_msec_t        stamp;
-    uint32_t         nconns;
-    uint32_t         frame_len;
-} pd_room_batch_t;
-
-/* a broadcast: this, the app name, the frame */
-typedef struct {
-    pd_msec_t        stamp;
-    uint64_t         seq;
-    uint32_t         rate;          /* this worker's share, per second */
-    uint32_t         frame_len;
-    uint16_t         app_len;
-    uint16_t         retained;
-} pd_room_bcast_hdr_t;
-
 void pd_room_http_handler(pd_http_conn_t *hc);
 void pd_room_read_handler(pd_event_t *ev);
 void pd_room_take_over(pd_room_conn_t *rc, pd_http_conn_t *hc, u_char *rest,
@@ -185,6 +170,13 @@ pd_shbuf_t *pd_room_frame(pd_uint_t opcode, const u_char *payload,
 void pd_room_flush(pd_room_conn_t *rc);
 void pd_room_write_handler(pd_event_t *ev);
 void pd_room_out_free(pd_room_conn_t *rc);
+/*
+ * What the output queue calls when it drains while the connection has a
+ * stored backlog held back (rc->backlog): delivery sets it, so the queue
+ * does not call up into delivery.
+ */
+typedef void (*pd_room_drain_pt)(pd_room_conn_t *rc);
+void pd_room_out_on_drain(pd_room_drain_pt handler);
 
 /* delivery */
 /* a message id, "<node_id>-<hex seq>": the frame's and the API's */
@@ -201,9 +193,80 @@ void pd_room_load_more(pd_room_conn_t *rc);
 void pd_room_fetch(pd_room_conn_t *rc, pd_uint_t i, const u_char *after);
 void pd_room_save_cursors(pd_room_conn_t *rc);
 pd_int_t pd_room_ack(pd_room_conn_t *rc, const char **ids, pd_uint_t n);
-void pd_room_bcast_start(pd_room_bcast_hdr_t *hdr, const u_char *app,
-    const u_char *frame);
 void pd_room_deliver_init(void);
+
+/*
+ * The routing interface (pd_room_route.c): what callers outside the room
+ * ask of delivery.  They hand over a message and get an answer; the
+ * store, the register lookups, the batch format and the channel commands
+ * are the room's.
+ */
+typedef struct {
+    pd_str_t         app;
+    pd_str_t         data;          /* raw JSON, sent byte for byte */
+    pd_uint_t        qos;
+    pd_msec_t        ttl;
+} pd_room_msg_t;
+
+typedef struct pd_room_push_s  pd_room_push_t;
+
+/*
+ * A push's answer: rc PD_OK (seq is its id, online the uids that had a
+ * connection bound to the app, stored those that keep it), PD_BUSY (the
+ * store is full, nothing kept) or PD_ERROR (the store is unreachable, or
+ * no memory).  The callee may release the push from here.
+ */
+typedef void (*pd_room_push_pt)(void *data, pd_int_t rc, uint64_t seq,
+    pd_uint_t online, pd_uint_t stored);
+
+/*
+ * A push of msg to n distinct uids, in two steps so that the caller can
+ * hold the handle before any answer: create copies the uids and the app
+ * (NULL: no memory); start stores (qos 1) and routes it, and calls done
+ * exactly once, maybe before it returns, unless the push is released
+ * first; it returns NULL, or a phrase when the push cannot be made here
+ * (no register, qos 1 without a saver: done is not called).  msg->data
+ * is read until done or the release.  pool lends memory to the store's
+ * arguments for the call only.  Every push is released once, after
+ * done or instead of it.
+ */
+pd_room_push_t *pd_room_push_create(pd_room_msg_t *msg, pd_str_t *uids,
+    pd_uint_t n, pd_pool_t *pool, pd_room_push_pt done, void *data);
+const char *pd_room_push_start(pd_room_push_t *p);
+void pd_room_push_release(pd_room_push_t *p);
+
+/* a broadcast's answer: its id and the workers it was handed to */
+typedef struct {
+    uint64_t         seq;
+    pd_uint_t        workers;
+} pd_room_bcast_answer_t;
+
+/*
+ * Frames msg once, retains it when it has a ttl, and starts every worker
+ * (and every node) walking its connections bound to the app at its share
+ * of rate per second.  PD_OK, PD_BUSY (the store is full), PD_ERROR.
+ */
+pd_int_t pd_room_broadcast(pd_room_msg_t *msg, pd_uint_t rate,
+    pd_room_bcast_answer_t *out);
+
+/* a kick reason is at most this many bytes */
+#define PD_ROOM_KICK_MAX  256
+
+typedef struct pd_room_kick_s  pd_room_kick_t;
+
+/* rc PD_OK with the connections told, or PD_ERROR (register down) */
+typedef void (*pd_room_kick_pt)(void *data, pd_int_t rc, pd_uint_t kicked);
+
+/*
+ * Kicks the uid's connections, of one device (device->len 0: all), with
+ * a reason, on whatever worker or node holds them; the same two steps
+ * and release as a push.  create: NULL on no memory or over-long
+ * arguments; start: PD_DECLINED without a register (done not called).
+ */
+pd_room_kick_t *pd_room_kick_uid(pd_str_t *uid, pd_str_t *device,
+    pd_str_t *reason, pd_room_kick_pt done, void *data);
+pd_int_t pd_room_kick_start(pd_room_kick_t *k);
+void pd_room_kick_release(pd_room_kick_t *k);
 
 /* lifecycle */
 pd_room_conn_t *pd_room_conn_alloc(void);
@@ -214,7 +277,7 @@ void pd_room_close_with(pd_room_conn_t *rc, pd_uint_t code,
 void pd_room_kick(pd_room_conn_t *rc, const u_char *reason, size_t len);
 pd_room_conn_t *pd_room_find(uint64_t id);
 void pd_room_retire(pd_cycle_t *cycle);
-void pd_room_resync(void);
+void pd_room_resync(pd_redis_t *r);
 pd_int_t pd_room_init_channel(pd_cycle_t *cycle);
 
 #endif /* PD_ROOM_H */

@@ -144,3 +144,60 @@ pd_room_app_put(pd_uint_t id)
     a->next = pd_room_app_free;
     pd_room_app_free = (uint16_t) id;
 }
+
+
+static int
+pd_room_app_cmp(const void *a, const void *b)
+{
+    const pd_str_t  *x = a, *y = b;
+    int              rc;
+
+    rc = memcmp(x->data, y->data, pd_min(x->len, y->len));
+
+    return rc ? rc : (x->len > y->len) - (x->len < y->len);
+}
+
+const char *
+pd_room_apps_conf(pd_room_conf_t *rcf)
+{
+    pd_str_t   *name;
+    pd_uint_t   i;
+
+    if (rcf->apps == NULL) {
+        return NULL;
+    }
+
+    name = rcf->apps->elts;
+
+    for (i = 0; i < rcf->apps->nelts; i++) {
+        if (pd_token_valid_name(&name[i], PD_APP_MAX) != PD_OK) {
+            return "\"apps\" holds an invalid app name (1 to 32 of "
+                   "A-Z a-z 0-9 . _ -)";
+        }
+    }
+
+    /* below the register's table, so listed apps always find room */
+    if (rcf->apps->nelts == 0 || rcf->apps->nelts > PD_REG_APP_TABLE / 2) {
+        return "\"apps\" must list 1 to 512 names";
+    }
+
+    qsort(name, rcf->apps->nelts, sizeof(pd_str_t), pd_room_app_cmp);
+
+    return NULL;
+}
+
+pd_int_t
+pd_room_app_allowed(pd_room_conf_t *rcf, const u_char *name, size_t len)
+{
+    pd_str_t  key;
+
+    if (rcf->apps == NULL) {
+        return 1;
+    }
+
+    key.data = (u_char *) name;
+    key.len = len;
+
+    return bsearch(&key, rcf->apps->elts, rcf->apps->nelts,
+                   sizeof(pd_str_t), pd_room_app_cmp) != NULL;
+}

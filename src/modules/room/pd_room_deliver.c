@@ -10,6 +10,7 @@
 
 #include "pd_core.h"
 #include "pd_room.h"
+#include "pd_room_wire.h"
 #include "pd_saver.h"
 
 #define PD_ROOM_BCAST_TICK   10      /* ms between pacing steps */
@@ -682,4 +683,5 @@ pd_room_deliver_init(void)
 {
     pd_channel_set_handler(PD_CMD_ROOM_SEND, pd_room_channel_send);
     pd_channel_set_handler(PD_CMD_ROOM_BCAST, pd_room_channel_bcast);
+    pd_room_out_on_drain(pd_room_load_more);
 }

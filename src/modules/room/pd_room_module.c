@@ -18,6 +18,8 @@ static pd_conf_bounds_t  pd_room_frame_bounds = { 256, 16 * 1024 * 1024 };
 static pd_conf_bounds_t  pd_room_apps_bounds = { 1, PD_REG_APPS_MAX };
 static pd_conf_bounds_t  pd_room_count_bounds = { 0, 1000000000 };
 static pd_conf_bounds_t  pd_room_rate_bounds = { 1, 1000000000 };
+/* the connection counts them in 16 bits */
+static pd_conf_bounds_t  pd_room_bad_frames_bounds = { 0, 65535 };
 static pd_conf_bounds_t  pd_room_output_bounds = { 4096,
                                                    1024 * 1024 * 1024 };
 static pd_conf_bounds_t  pd_room_window_bounds = { 0, 3600 * 1000 };
@@ -111,9 +113,22 @@ static pd_command_t  pd_room_commands[] = {
       "random delay up to this (default: 30s)" },
 
     { "max_bad_frames", PD_CONF_NUMBER, pd_conf_set_num_slot,
-      offsetof(pd_room_conf_t, max_bad_frames), &pd_room_count_bounds,
+      offsetof(pd_room_conf_t, max_bad_frames), &pd_room_bad_frames_bounds,
       "bad frames (bad JSON, unknown ops) a connection may send before it "
-      "is closed with 1008 (default: 10)" },
+      "is closed with 1008 (default: 10, at most 65535)" },
+
+    { "max_auth_failures", PD_CONF_NUMBER, pd_conf_set_num_slot,
+      offsetof(pd_room_conf_t, max_auth_failures), &pd_room_count_bounds,
+      "failed handshakes (bad token, bad request) one client address (an "
+      "IPv6 client by its /64) may make in 10 seconds on a worker before "
+      "it gets 429 without a token check; 0 for no limit (default: 20)" },
+
+    { "apps", PD_CONF_LIST, pd_conf_set_list_slot,
+      offsetof(pd_room_conf_t, apps), NULL,
+      "the app names clients may bind; an unknown one is refused (400 on "
+      "connect, an error frame on bind).  Without it any client may bind "
+      "any name, and made-up names can fill the register's app table "
+      "(default: none, any name)" },
 
     pd_null_command
 };
@@ -156,6 +171,7 @@ pd_room_create_conf(pd_cycle_t *cycle)
     rcf->output_limit = PD_CONF_UNSET_SIZE;
     rcf->reconnect_window = PD_CONF_UNSET_MSEC;
     rcf->max_bad_frames = PD_CONF_UNSET;
+    rcf->max_auth_failures = PD_CONF_UNSET;
 
     return rcf;
 }
@@ -182,6 +198,12 @@ pd_room_init_conf(pd_cycle_t *cycle, void *conf)
     pd_conf_init_size(rcf->output_limit, 256 * 1024);
     pd_conf_init_msec(rcf->reconnect_window, 30000);
     pd_conf_init_value(rcf->max_bad_frames, 10);
+    pd_conf_init_value(rcf->max_auth_failures, 20);
+
+    rv = pd_room_apps_conf(rcf);
+    if (rv != NULL) {
+        return rv;
+    }
 
     if (rcf->heartbeat_min > rcf->heartbeat_max) {
         return "\"heartbeat_min\" is above \"heartbeat_max\"";

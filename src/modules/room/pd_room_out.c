@@ -29,6 +29,15 @@ static pd_uint_t        pd_room_ndirty;
 static pd_uint_t        pd_room_dirty_cap;
 static pd_event_t       pd_room_flush_ev;
 
+/* called when a connection's queue drains while it has a backlog */
+static pd_room_drain_pt  pd_room_drained;
+
+void
+pd_room_out_on_drain(pd_room_drain_pt handler)
+{
+    pd_room_drained = handler;
+}
+
 static void
 pd_room_flush_dirty(pd_event_t *ev)
 {
@@ -266,8 +275,8 @@ pd_room_flush(pd_room_conn_t *rc)
 
     rc->out_last = &rc->out;
 
-    if (rc->backlog && !rc->closing) {
-        pd_room_load_more(rc);
+    if (rc->backlog && !rc->closing && pd_room_drained != NULL) {
+        pd_room_drained(rc);
         return;
     }
 

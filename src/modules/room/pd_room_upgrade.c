@@ -8,6 +8,8 @@
 #include "pd_room.h"
 #include "pd_register.h"
 
+#include <openssl/rand.h>
+
 #define PD_ROOM_ARG_MAX  512
 
 typedef struct {
@@ -22,6 +24,24 @@ typedef struct {
 
 static pd_msec_t  pd_room_rate_second;
 static pd_uint_t  pd_room_rate_count;
+
+/*
+ * Failed handshakes per client address, in a small table per worker: a
+ * slot per hash of the address (an IPv6 client's /64), the count of the
+ * current window.  A colliding address takes the slot over, so a
+ * collision can only forget failures, never refuse a client that did
+ * not fail.
+ */
+#define PD_ROOM_FAIL_SLOTS   4096
+#define PD_ROOM_FAIL_WINDOW  10         /* seconds */
+
+typedef struct {
+    uint64_t     key;
+    uint32_t     window;
+    uint32_t     count;
+} pd_room_fail_t;
+
+static pd_room_fail_t  pd_room_fails[PD_ROOM_FAIL_SLOTS];
 
 static pd_room_conn_t *pd_room_accept(pd_http_conn_t *hc,
     pd_room_args_t *a, uint32_t hb);
@@ -121,6 +141,10 @@ pd_room_parse_apps(pd_room_conn_t *rc, pd_str_t *apps, pd_uint_t max)
             return "invalid app name";
         }
 
+        if (!pd_room_app_allowed(rc->conf, name.data, name.len)) {
+            return "unknown app";
+        }
+
         if (rc->napps >= max) {
             return "too many apps";
         }
@@ -171,6 +195,64 @@ pd_room_check_upgrade(pd_http_conn_t *hc)
     return PD_OK;
 }
 
+/* the slot of the client's address; NULL for a non-IP client */
+static pd_room_fail_t *
+pd_room_fail_slot(pd_connection_t *c)
+{
+    pd_room_fail_t  *f;
+    u_char           key[16];
+    uint64_t         h;
+    uint32_t         window;
+    pd_uint_t        i;
+
+    if (pd_inet_client_key(&c->sockaddr.sockaddr, key) != PD_OK) {
+        return NULL;
+    }
+
+    /* FNV-1a; the slot index and the kept key both come from it */
+    h = 0xcbf29ce484222325ULL;
+    for (i = 0; i < 16; i++) {
+        h = (h ^ key[i]) * 0x100000001b3ULL;
+    }
+
+    f = &pd_room_fails[h % PD_ROOM_FAIL_SLOTS];
+    window = (uint32_t) (pd_time_sec / PD_ROOM_FAIL_WINDOW);
+
+    if (f->key != h || f->window != window) {
+        f->key = h;
+        f->window = window;
+        f->count = 0;
+    }
+
+    return f;
+}
+
+static pd_int_t
+pd_room_check_failures(pd_room_conf_t *rcf, pd_connection_t *c)
+{
+    pd_room_fail_t  *f;
+
+    if (rcf->max_auth_failures == 0) {
+        return PD_OK;
+    }
+
+    f = pd_room_fail_slot(c);
+
+    return (f == NULL || f->count < (uint32_t) rcf->max_auth_failures)
+           ? PD_OK : PD_BUSY;
+}
+
+static void
+pd_room_count_failure(pd_connection_t *c)
+{
+    pd_room_fail_t  *f;
+
+    f = pd_room_fail_slot(c);
+    if (f != NULL && f->count < UINT32_MAX) {
+        f->count++;
+    }
+}
+
 static pd_int_t
 pd_room_check_rate(pd_room_conf_t *rcf)
 {
@@ -212,6 +294,12 @@ pd_room_upgrade(pd_http_conn_t *hc)
     pd_int_t          n;
     uint32_t          hb;
 
+    /*
+     * A refused upgrade closes the connection: a client that pipelines
+     * handshakes after a refusal gets no second try on it.
+     */
+    hc->keepalive = 0;
+
     if (hc->req.method != PD_HTTP_GET) {
         (void) pd_http_send_error(hc, 405, "method not allowed");
         return;
@@ -227,6 +315,11 @@ pd_room_upgrade(pd_http_conn_t *hc)
         return;
     }
 
+    if (pd_ws_key_valid(key->data, key->len) != PD_OK) {
+        pd_room_refuse(hc, 400, "invalid Sec-WebSocket-Key");
+        return;
+    }
+
     if ((rcf->deny_cidr
          && pd_cidr_match(rcf->deny_cidr, &c->sockaddr.sockaddr))
         || (rcf->allow_cidr
@@ -236,8 +329,11 @@ pd_room_upgrade(pd_http_conn_t *hc)
         return;
     }
 
-    if (!pd_room_check_rate(rcf)) {
-        pd_room_refuse(hc, 503, "handshake rate exceeded");
+    pd_time_update();
+
+    if (pd_room_check_failures(rcf, c) != PD_OK) {
+        pd_room_refuse(hc, 429, "too many failed handshakes from this "
+                       "address");
         return;
     }
 
@@ -249,21 +345,27 @@ pd_room_upgrade(pd_http_conn_t *hc)
 
     err = pd_room_parse_args(hc, a);
     if (err != NULL) {
+        pd_room_count_failure(c);
         pd_room_refuse(hc, 400, err);
         return;
     }
-
-    pd_time_update();
 
     if (pd_token_check(&rcf->auth_secret, &a->uid, &a->device, &a->expires,
                        &a->token, pd_time_sec, &err)
         != PD_OK)
     {
+        pd_room_count_failure(c);
         pd_room_stat(PD_ROOM_STAT_AUTH_FAILURES);
         pd_log_error(PD_LOG_INFO, c->log, 0, "auth failed for uid \"%.*s\": "
                      "%s", (int) a->uid.len, a->uid.data, err);
         (void) pd_http_send_error(hc, err && strcmp(err, "bad expires") == 0
                                       ? 400 : 401, err);
+        return;
+    }
+
+    /* only handshakes that hold a valid token use up the rate */
+    if (!pd_room_check_rate(rcf)) {
+        pd_room_refuse(hc, 503, "handshake rate exceeded");
         return;
     }
 
@@ -389,6 +491,34 @@ pd_room_send_welcome(pd_room_conn_t *rc, pd_str_t *key, pd_str_t *sid)
     return PD_OK;
 }
 
+/*
+ * The session id's opaque part: a keyed hash of this worker's pid and
+ * the connection's slot and number, unique on the node, which tells a
+ * client nothing about the worker or the slot (the key is random per
+ * worker).
+ */
+static uint64_t
+pd_room_sid(pd_room_conn_t *rc)
+{
+    static uint64_t  key[2];
+    static pd_uint_t keyed;
+    u_char           in[12];
+    uint32_t         pid = (uint32_t) pd_pid;
+
+    if (!keyed) {
+        if (RAND_bytes((u_char *) key, sizeof(key)) != 1) {
+            key[0] = (uint64_t) pd_current_msec ^ ((uint64_t) pid << 32);
+            key[1] = (uint64_t) (uintptr_t) &keyed;
+        }
+        keyed = 1;
+    }
+
+    pd_memcpy(in, &pid, 4);
+    pd_memcpy(in + 4, &rc->id, 8);
+
+    return pd_reg_siphash(key, in, sizeof(in));
+}
+
 static pd_room_conn_t *
 pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
 {
@@ -433,9 +563,10 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
     ccf = pd_get_conf(pd_cycle, pd_core_module);
     sid.data = sidbuf;
     sid.len = (size_t) (pd_slprintf(sidbuf, sidbuf + sizeof(sidbuf),
-                                    "%.*s-%x-%lx", (int) ccf->node_id.len,
-                                    ccf->node_id.data, (unsigned) pd_pid,
-                                    (unsigned long) rc->id) - sidbuf);
+                                    "%.*s-%016lx", (int) ccf->node_id.len,
+                                    ccf->node_id.data,
+                                    (unsigned long) pd_room_sid(rc))
+                        - sidbuf);
 
     key = pd_http_header_find(&hc->req, "Sec-WebSocket-Key");
 
@@ -454,7 +585,7 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
 
     if (rv != PD_OK) {
         /* undo as a plain close: nothing was sent yet */
-        pd_log_error(PD_LOG_INFO, c->log, 0, "bad Sec-WebSocket-Key");
+        pd_log_error(PD_LOG_ERR, c->log, 0, "no memory for the welcome");
         pd_room_drop_http(hc, rc);
         return NULL;
     }

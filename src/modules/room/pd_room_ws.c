@@ -6,6 +6,20 @@
 
 #include "pd_core.h"
 #include "pd_room.h"
+#include "pd_room_wire.h"
+
+/* the fields a client frame may carry, read in one pass */
+enum {
+    PD_ROOM_F_OP = 0,
+    PD_ROOM_F_IDS,
+    PD_ROOM_F_APP,
+    PD_ROOM_F_N
+};
+
+typedef struct {
+    pd_str_t     name;
+    pd_int_t   (*handler)(pd_room_conn_t *rc, pd_json_field_t *f);
+} pd_room_op_t;
 #include "pd_register.h"
 #include "pd_saver.h"
 
@@ -447,7 +461,8 @@ static pd_int_t
 pd_room_reply(pd_room_conn_t *rc, const char *op, const char *key,
     const u_char *value, size_t len)
 {
-    u_char   buf[512], *p, *last = buf + sizeof(buf);
+    /* room for a 256-byte kick reason with every byte escaped \u00XX */
+    u_char   buf[64 + 6 * 256 + 2], *p, *last = buf + sizeof(buf);
 
     p = pd_slprintf(buf, last, "{\"op\":\"%s\",\"%s\":", op, key);
     p = pd_json_escape(p, last - 1, value, len);
@@ -512,6 +527,10 @@ pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
             return PD_OK;
         }
 
+        if (!pd_room_app_allowed(rc->conf, name.data, name.len)) {
+            return pd_room_bad_frame(rc, "unknown app");
+        }
+
         if (rc->napps >= (pd_uint_t) rc->conf->max_apps) {
             return pd_room_bad_frame(rc, "too many apps");
         }
@@ -554,6 +573,18 @@ pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
         pd_log_error(PD_LOG_WARN, rc->connection->log, 0,
                      "register: apps of uid \"%.*s\" not updated",
                      (int) rc->uid_len, rc->uid);
+
+        if (bind) {
+            /* not bound where pushes look: undone, and the client told */
+            rc->napps--;
+            pd_room_app_put(rc->apps[rc->napps]);
+
+            return pd_room_reply(rc, "error", "error",
+                                 (u_char *) "app not bound: the register's "
+                                 "app table is full",
+                                 sizeof("app not bound: the register's "
+                                        "app table is full") - 1);
+        }
     }
 
     if (bind && pd_room_load_app(rc, rc->napps - 1) != PD_OK) {
@@ -602,58 +633,92 @@ pd_room_ack_op(pd_room_conn_t *rc, pd_json_val_t *ids)
     return pd_room_ack(rc, list, n);
 }
 
+static pd_int_t
+pd_room_op_ack(pd_room_conn_t *rc, pd_json_field_t *f)
+{
+    return pd_room_ack_op(rc, &f[PD_ROOM_F_IDS].val);
+}
+
+static pd_int_t
+pd_room_op_ping(pd_room_conn_t *rc, pd_json_field_t *f)
+{
+    (void) f;
+
+    return pd_room_send_text(rc, (u_char *) "{\"op\":\"pong\"}",
+                             sizeof("{\"op\":\"pong\"}") - 1)
+           == PD_ERROR ? PD_DONE : PD_OK;
+}
+
+static pd_int_t
+pd_room_op_bind(pd_room_conn_t *rc, pd_json_field_t *f)
+{
+    return pd_room_bind(rc, &f[PD_ROOM_F_APP].val, 1);
+}
+
+static pd_int_t
+pd_room_op_unbind(pd_room_conn_t *rc, pd_json_field_t *f)
+{
+    return pd_room_bind(rc, &f[PD_ROOM_F_APP].val, 0);
+}
+
+static pd_int_t
+pd_room_op_up(pd_room_conn_t *rc, pd_json_field_t *f)
+{
+    (void) f;
+
+    /* uplink belongs to the coordinator */
+    return pd_room_bad_frame(rc, "op \"up\" is not enabled");
+}
+
+/* the client's ops: a new op is one row and its handler */
+static pd_room_op_t  pd_room_ops[] = {
+    { pd_string("ack"), pd_room_op_ack },
+    { pd_string("ping"), pd_room_op_ping },
+    { pd_string("bind"), pd_room_op_bind },
+    { pd_string("unbind"), pd_room_op_unbind },
+    { pd_string("up"), pd_room_op_up },
+    { pd_null_string, NULL }
+};
+
 /* one text message: a JSON object with an "op" */
 static pd_int_t
 pd_room_message(pd_room_conn_t *rc, u_char *p, size_t len)
 {
-    pd_json_field_t   f[3] = { { "op", { 0 } }, { "ids", { 0 } },
-                               { "app", { 0 } } };
+    pd_json_field_t   f[PD_ROOM_F_N] = { { "op", { 0 } }, { "ids", { 0 } },
+                                         { "app", { 0 } } };
     pd_json_err_t     jerr;
+    pd_room_op_t     *o;
     const u_char     *op;
     size_t            n;
     char              err[96];
 
-    if (pd_json_object(p, len, f, 3, &jerr) != PD_OK) {
+    if (pd_json_object(p, len, f, PD_ROOM_F_N, &jerr) != PD_OK) {
         return pd_room_bad_frame(rc, "a frame must hold one JSON object");
     }
 
-    if (f[0].val.type != PD_JSON_STRING) {
+    if (f[PD_ROOM_F_OP].val.type != PD_JSON_STRING) {
         return pd_room_bad_frame(rc, "\"op\" must be a string");
     }
 
     /* ops are plain words: compared as written, escapes never match */
-    op = f[0].val.start + 1;
-    n = (size_t) (f[0].val.end - f[0].val.start) - 2;
+    op = f[PD_ROOM_F_OP].val.start + 1;
+    n = (size_t) (f[PD_ROOM_F_OP].val.end - f[PD_ROOM_F_OP].val.start) - 2;
 
-#define pd_room_op_is(w)  (n == sizeof(w) - 1 && memcmp(op, w, n) == 0)
-
-    if (pd_room_op_is("ack")) {
-        return pd_room_ack_op(rc, &f[1].val);
+    for (o = pd_room_ops; o->handler != NULL; o++) {
+        if (o->name.len == n && memcmp(o->name.data, op, n) == 0) {
+            return o->handler(rc, f);
+        }
     }
 
-    if (pd_room_op_is("ping")) {
-        return pd_room_send_text(rc, (u_char *) "{\"op\":\"pong\"}",
-                                 sizeof("{\"op\":\"pong\"}") - 1)
-               == PD_ERROR ? PD_DONE : PD_OK;
+    /* at most 32 bytes of it, cut before a character, not inside one */
+    if (n > 32) {
+        n = 32;
+        while (n > 0 && (op[n] & 0xc0) == 0x80) {
+            n--;
+        }
     }
 
-    if (pd_room_op_is("bind")) {
-        return pd_room_bind(rc, &f[2].val, 1);
-    }
-
-    if (pd_room_op_is("unbind")) {
-        return pd_room_bind(rc, &f[2].val, 0);
-    }
-
-    if (pd_room_op_is("up")) {
-        /* uplink belongs to the coordinator */
-        return pd_room_bad_frame(rc, "op \"up\" is not enabled");
-    }
-
-#undef pd_room_op_is
-
-    (void) snprintf(err, sizeof(err), "unknown op \"%.*s\"",
-                    (int) pd_min(n, 32), op);
+    (void) snprintf(err, sizeof(err), "unknown op \"%.*s\"", (int) n, op);
     return pd_room_bad_frame(rc, err);
 }
 
@@ -834,11 +899,14 @@ pd_room_resync_found(void *data, pd_int_t rc, pd_reg_info_t *info,
     }
 }
 
+/* a cluster register server (re)connected: our entries again */
 void
-pd_room_resync(void)
+pd_room_resync(pd_redis_t *r)
 {
     pd_room_conn_t  *rc;
     pd_uint_t        i;
+
+    (void) r;
 
     for (i = 0; i < pd_room_slots(); i++) {
         rc = pd_room_slot(i);
@@ -870,7 +938,6 @@ pd_room_init_channel(pd_cycle_t *cycle)
     (void) cycle;
 
     pd_channel_set_handler(PD_CMD_ROOM_KICK, pd_room_channel_kick);
-    pd_register_resync = pd_room_resync;
 
-    return PD_OK;
+    return pd_register_on_connect(pd_room_resync);
 }

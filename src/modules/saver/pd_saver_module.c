@@ -214,9 +214,8 @@ pd_saver_init_process(pd_cycle_t *cycle)
     pd_saver = pd_get_conf(cycle, pd_saver_module);
 
     if (pd_saver->backend == PD_SAVER_REDIS) {
-        pd_register_on_connect = pd_saver_redis_connected;
-
-        if (pd_saver_redis_init_process(cycle, pd_saver) != PD_OK) {
+        if (pd_register_on_connect(pd_saver_redis_connected) != PD_OK
+            || pd_saver_redis_init_process(cycle, pd_saver) != PD_OK) {
             return PD_ERROR;
         }
     }

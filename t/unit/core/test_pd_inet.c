@@ -299,6 +299,53 @@ pd_test_nonblocking(void **state)
 }
 
 
+static void
+pd_test_client_key(void **state)
+{
+    struct sockaddr_in   sin;
+    struct sockaddr_in6  a, b;
+    struct sockaddr      un;
+    u_char               ka[16], kb[16], k4[16];
+
+    (void) state;
+
+    pd_memzero(&a, sizeof(a));
+    pd_memzero(&b, sizeof(b));
+    a.sin6_family = AF_INET6;
+    b.sin6_family = AF_INET6;
+
+    /* two hosts of one /64: one client */
+    assert_int_equal(inet_pton(AF_INET6, "2001:db8:1:2::1", &a.sin6_addr), 1);
+    assert_int_equal(inet_pton(AF_INET6, "2001:db8:1:2:dead:beef:0:7",
+                               &b.sin6_addr), 1);
+    assert_int_equal(pd_inet_client_key((struct sockaddr *) &a, ka), PD_OK);
+    assert_int_equal(pd_inet_client_key((struct sockaddr *) &b, kb), PD_OK);
+    assert_memory_equal(ka, kb, 16);
+
+    /* the next /64 is another */
+    assert_int_equal(inet_pton(AF_INET6, "2001:db8:1:3::1", &b.sin6_addr), 1);
+    assert_int_equal(pd_inet_client_key((struct sockaddr *) &b, kb), PD_OK);
+    assert_memory_not_equal(ka, kb, 16);
+
+    /* IPv4 and IPv4-mapped IPv6 agree, and keep all 32 bits */
+    pd_memzero(&sin, sizeof(sin));
+    sin.sin_family = AF_INET;
+    assert_int_equal(inet_pton(AF_INET, "192.0.2.7", &sin.sin_addr), 1);
+    assert_int_equal(pd_inet_client_key((struct sockaddr *) &sin, k4), PD_OK);
+    assert_int_equal(inet_pton(AF_INET6, "::ffff:192.0.2.7", &b.sin6_addr),
+                     1);
+    assert_int_equal(pd_inet_client_key((struct sockaddr *) &b, kb), PD_OK);
+    assert_memory_equal(k4, kb, 16);
+
+    assert_int_equal(inet_pton(AF_INET, "192.0.2.8", &sin.sin_addr), 1);
+    assert_int_equal(pd_inet_client_key((struct sockaddr *) &sin, k4), PD_OK);
+    assert_memory_not_equal(k4, kb, 16);
+
+    un.sa_family = AF_UNIX;
+    assert_int_equal(pd_inet_client_key(&un, ka), PD_DECLINED);
+}
+
+
 int
 main(void)
 {
@@ -310,6 +357,7 @@ main(void)
         cmocka_unit_test(pd_test_cmp_inet),
         cmocka_unit_test(pd_test_cmp_unix),
         cmocka_unit_test(pd_test_nonblocking),
+        cmocka_unit_test(pd_test_client_key),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -743,7 +743,7 @@ pd_test_ip_table_full(void **state)
     z = pd_test_zone(16, 4, NULL);
 
     for (i = 0; i < 5; i++) {
-        (void) snprintf(text, sizeof(text), "2001:db8::%u", i + 1);
+        (void) snprintf(text, sizeof(text), "2001:db8:%u::1", i + 1);
         pd_test_sin(&sa[i], text);
     }
 
@@ -1126,7 +1126,7 @@ pd_test_churn_ip(pd_reg_zone_t *z, pd_test_model_t *m)
     if (ip % 2) {
         (void) snprintf(text, sizeof(text), "203.0.113.%u", ip);
     } else {
-        (void) snprintf(text, sizeof(text), "2001:db8:1::%x", ip);
+        (void) snprintf(text, sizeof(text), "2001:db8:%x::1", ip);
     }
 
     pd_test_sin(&sa, text);
