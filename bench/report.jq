@@ -10,13 +10,26 @@ def primary:
   elif (.label | test("paced")) then .p99_ms
   else .deliveries_per_s end;
 
+def round2: if . == null then null else (. * 100 | round) / 100 end;
+
+# receipts per second over the second half of a run against the first
+# (the last second may be partial: left out): 1.0 is flat
+def halves:
+  (.rx_per_s // []) as $x
+  | ($x | length) as $n
+  | if $n < 3 then null
+    else ($x[0:(($n - 1) / 2 | floor)]) as $a
+      | ($x[(($n - 1) / 2 | floor):($n - 1)]) as $b
+      | if ($a | add) == 0 then null
+        else (($b | add) / ($b | length)) / (($a | add) / ($a | length))
+             | round2 end
+    end;
+
 def median_run:
   (sort_by(primary)) as $s
   | $s[(($s | length) / 2 | floor)]
     + {runs: ($s | length), all_runs: map(primary),
-       p99_runs: map(.p99_ms // null)};
-
-def round2: if . == null then null else (. * 100 | round) / 100 end;
+       p99_runs: map(.p99_ms // null), halves_runs: map(halves)};
 
 def ratio(a; b):
   if a == null or b == null or b == 0 then null else (a / b | round2) end;
@@ -100,6 +113,21 @@ def met(cond): if cond == null then null else cond end;
           met: met(if ([$r | keys[] | select(test("^idle-pushd-"))] | length) == 0
                    then null elif $big == null then false
                    else $big >= 1000000 end)},
+      (fig("cluster-single-pushd"; .deliveries_per_s) as $one
+       | ratio(fig("cluster-via-b-pushd"; .deliveries_per_s); $one) as $b
+       | ratio(fig("cluster-via-a-pushd"; .deliveries_per_s); $one) as $a
+       | ((fig("cluster-via-b-pushd"; .lost) // 0)
+          + (fig("cluster-via-a-pushd"; .lost) // 0)) as $l
+       | ([fig("cluster-via-b-pushd"; .halves_runs[]),
+           fig("cluster-via-a-pushd"; .halves_runs[])]
+          | map(select(. != null)) | min) as $flat
+       | {target: "cluster (2 nodes x 1 worker, Redis + PostgreSQL with \($sizes.cluster_rows) old rows), qos 1 + ack, through either node, against one node on the memory backend",
+          goal: "at least 0.5x each way, 0 lost, flat (2nd half of each run at least 0.8x the 1st)",
+          measured: (if $one == null then "not measured (no cluster run)"
+                     else "via node-b \(fig("cluster-via-b-pushd"; .deliveries_per_s))/s = \($b)x, via node-a \(fig("cluster-via-a-pushd"; .deliveries_per_s))/s = \($a)x, one node \($one)/s; lost \($l); 2nd half / 1st half at worst \($flat); PostgreSQL \(fig("cluster-via-b-pushd"; .pg_cpu_us_per_msg)) / \(fig("cluster-via-a-pushd"; .pg_cpu_us_per_msg)) us CPU per message" end),
+          met: met(if $one == null or $a == null or $b == null then null
+                   else $a >= 0.5 and $b >= 0.5 and $l == 0
+                        and ($flat == null or $flat >= 0.8) end)}),
       (fig("unicast-paced-pushd"; .max_ms) as $m
        | {target: "no latency spike over 50 ms outside a broadcast walk",
           goal: "at most 50 ms",

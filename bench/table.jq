@@ -147,6 +147,54 @@ def row($name; $cells):
          $ws | map(if . == $s.workers then get("unicast-pushd"; .p99_ms | num)
                    else get("scale-unicast-pushd-w\(.)"; .p99_ms | num) end))),
   "" else empty end),
+  (if has("cluster-") then
+  row("6. cluster: \($s.conns) uids on node-b, \($s.cluster_pubconns // "-") x \($s.cluster_pipeline // "-")";
+      ["via node-b", "via node-a", "one node, memory"]),
+  row("  (\($s.cluster_rows) old rows in pd_messages)"; ["", "", ""]),
+  row("messages/s end to end";
+      [get("cluster-via-b-pushd"; .deliveries_per_s | num),
+       get("cluster-via-a-pushd"; .deliveries_per_s | num),
+       get("cluster-single-pushd"; .deliveries_per_s | num)]),
+  row("ratio to one node";
+      [ratio("cluster-via-b-pushd"; "cluster-single-pushd"),
+       ratio("cluster-via-a-pushd"; "cluster-single-pushd"), "1x"]),
+  row("each run (messages/s)";
+      [get("cluster-via-b-pushd"; .all_runs | map(num) | join(" ")),
+       get("cluster-via-a-pushd"; .all_runs | map(num) | join(" ")),
+       get("cluster-single-pushd"; .all_runs | map(num) | join(" "))]),
+  row("2nd half / 1st half of each run";
+      [get("cluster-via-b-pushd"; .halves_runs | map(num) | join(" ")),
+       get("cluster-via-a-pushd"; .halves_runs | map(num) | join(" ")),
+       get("cluster-single-pushd"; .halves_runs | map(num) | join(" "))]),
+  row("latency p50 / p99 / p999 (ms)";
+      [get("cluster-via-b-pushd"; lat), get("cluster-via-a-pushd"; lat),
+       get("cluster-single-pushd"; lat)]),
+  row("accepted / lost / duplicates";
+      [get("cluster-via-b-pushd"; "\(.accepted) / \(.lost) / \(.dups)"),
+       get("cluster-via-a-pushd"; "\(.accepted) / \(.lost) / \(.dups)"),
+       get("cluster-single-pushd"; "\(.accepted) / \(.lost) / \(.dups)")]),
+  row("pushd user+sys CPU per message (us)";
+      [get("cluster-via-b-pushd"; "\(.user_us_per_delivery | num)+\(.sys_us_per_delivery | num)"),
+       get("cluster-via-a-pushd"; "\(.user_us_per_delivery | num)+\(.sys_us_per_delivery | num)"),
+       get("cluster-single-pushd"; "\(.user_us_per_delivery | num)+\(.sys_us_per_delivery | num)")]),
+  row("PostgreSQL CPU per message (us)";
+      [get("cluster-via-b-pushd"; .pg_cpu_us_per_msg | num),
+       get("cluster-via-a-pushd"; .pg_cpu_us_per_msg | num), ""]),
+  row("  statements' execution per message (us)";
+      [get("cluster-via-b-pushd"; .pg_exec_us_per_msg | num),
+       get("cluster-via-a-pushd"; .pg_exec_us_per_msg | num), ""]),
+  row("  statements per message";
+      [get("cluster-via-b-pushd"; .pg_statements_per_msg | num),
+       get("cluster-via-a-pushd"; .pg_statements_per_msg | num), ""]),
+  row("  rows per INSERT / acks per DELETE";
+      [get("cluster-via-b-pushd"; "\(.msgs_per_insert | num) / \(.acks_per_delete | num)"),
+       get("cluster-via-a-pushd"; "\(.msgs_per_insert | num) / \(.acks_per_delete | num)"), ""]),
+  row("  rows in pd_messages after the run";
+      [get("cluster-via-b-pushd"; .table_rows_after), get("cluster-via-a-pushd"; .table_rows_after), ""]),
+  row("Redis CPU per message (us)";
+      [get("cluster-via-b-pushd"; .redis_cpu_us_per_msg | num),
+       get("cluster-via-a-pushd"; .redis_cpu_us_per_msg | num), ""]),
+  "" else empty end),
   (if (.crashes.crashed_runs // 0) > 0 then
      "note: a pushd worker died during \(.crashes.crashed_runs) of \(.crashes.pushd_runs) pushd runs (\(.crashes.labels | join(", "))); their figures include the crash",
      "" else empty end),
