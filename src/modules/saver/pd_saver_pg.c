@@ -5,11 +5,11 @@
  * rows of one INSERT, its acks rows of one DELETE (an ack deletes the
  * row: nothing reads acked rows), both carried as arrays in PostgreSQL's
  * binary format, so no value is ever escaped or quoted.  A batch leaves
- * at the end of the loop turn, unless the previous one is still being
- * committed: then it grows until that answer comes (or to its bound).
- * Under load a commit thus carries what arrived while the last one ran,
- * instead of each loop turn paying a commit of its own (a commit costs
- * the server as much CPU as some twenty rows).  Nobody waits for an ack's
+ * at the end of the loop turn, unless PD_SAVER_PG_INFLIGHT are still
+ * being committed: then it grows until one of them is answered (or to
+ * its bound).  Under load a commit thus carries what arrived while the
+ * last ones ran, instead of each loop turn paying a commit of its own (a
+ * commit costs the server as much CPU as some twenty rows).  Nobody waits for an ack's
  * DELETE: acks ride with the next INSERT, or leave after
  * PD_SAVER_PG_ACK_WAIT when no store comes (a node that only delivers
  * what other nodes store), or when their batch is full.
@@ -49,9 +49,11 @@ const char  *pd_saver_pg_setup[] = {
     "SET jit = off",
 
     /* acked: set by versions before acks deleted rows; such rows are
-     * never reloaded, and leave when they expire */
+     * never reloaded, and leave when they expire.  The names are ASCII:
+     * "C" compares them byte by byte, whatever the database's locale */
     "CREATE TABLE IF NOT EXISTS pd_messages ("
-    " uid text NOT NULL, id text NOT NULL, app text NOT NULL,"
+    " uid text COLLATE \"C\" NOT NULL, id text COLLATE \"C\" NOT NULL,"
+    " app text COLLATE \"C\" NOT NULL,"
     " data text NOT NULL, expires bigint NOT NULL,"
     " acked boolean NOT NULL DEFAULT false,"
     " stored timestamptz NOT NULL DEFAULT now(),"
@@ -463,8 +465,8 @@ pd_sp_flush_handler(pd_event_t *ev)
 {
     pd_saver_pg_t  *sp = ev->data;
 
-    /* the answer of the batch in flight posts this again */
-    if (sp->inflight) {
+    /* the answer of a batch in flight posts this again */
+    if (sp->inflight >= PD_SAVER_PG_INFLIGHT) {
         return;
     }
 
@@ -480,7 +482,9 @@ pd_sp_flush_handler(pd_event_t *ev)
 static void
 pd_sp_answered(pd_saver_pg_t *sp)
 {
-    if (--sp->inflight == 0 && (sp->stores || sp->acks_due)) {
+    if (--sp->inflight < PD_SAVER_PG_INFLIGHT
+        && (sp->stores || sp->acks_due))
+    {
         pd_post_event(&sp->flush, &pd_posted_events);
     }
 }

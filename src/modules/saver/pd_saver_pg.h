@@ -15,6 +15,14 @@
 #define PD_SAVER_PG_BATCH_ROWS    1024
 #define PD_SAVER_PG_BATCH_BYTES   (1024 * 1024)
 
+/*
+ * Batches being committed at once on a link; more wait and grow.  Two:
+ * the server finds the next batch at hand when it finishes one, instead
+ * of idling for a round trip, and batches still gather what arrives
+ * while it works.
+ */
+#define PD_SAVER_PG_INFLIGHT      2
+
 /* the longest acks wait for an INSERT to go with */
 #define PD_SAVER_PG_ACK_WAIT      50          /* ms */
 
