@@ -9,10 +9,11 @@
  * being committed: then it grows until one of them is answered (or to
  * its bound).  Under load a commit thus carries what arrived while the
  * last ones ran, instead of each loop turn paying a commit of its own (a
- * commit costs the server as much CPU as some twenty rows).  Nobody waits for an ack's
- * DELETE: acks ride with the next INSERT, or leave after
- * PD_SAVER_PG_ACK_WAIT when no store comes (a node that only delivers
- * what other nodes store), or when their batch is full.
+ * commit costs the server as much CPU as some twenty rows).  Nobody
+ * waits for an ack's DELETE: acks ride with the next INSERT, or leave
+ * after PD_SAVER_PG_ACK_WAIT when no store comes (a node that only
+ * delivers what other nodes store), or when their batch is full.
+ *
  * Every statement reaches its rows through an index, whatever the
  * table's size (the test of this file EXPLAINs each under a generic
  * plan); expired rows leave in slices of a bounded DELETE.
