@@ -4,11 +4,10 @@
  * pg_stat_statements to count what ran): every statement's generic plan
  * reaches pd_messages through an index (on a new table, and on one an
  * earlier version made, where the old ack is caught reading it whole);
- * the stores of a loop turn are
- * one INSERT, bounded, answered once committed, and while batches are
- * being committed the next turns' stores wait and join; acks are one
- * DELETE;
- * expired rows go in bounded slices; a lost link fails what it held.
+ * the stores of a loop turn are one INSERT, bounded, answered once
+ * committed, and while batches are being committed the next turns'
+ * stores wait and join; acks are one DELETE; expired rows go in bounded
+ * slices; a lost link fails what it held.
  */
 
 #include "pd_core.h"
