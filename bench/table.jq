@@ -198,7 +198,12 @@ def row($name; $cells):
   (if (.crashes.crashed_runs // 0) > 0 then
      "note: a pushd worker died during \(.crashes.crashed_runs) of \(.crashes.pushd_runs) pushd runs (\(.crashes.labels | join(", "))); their figures include the crash",
      "" else empty end),
-  "targets (issue 5), figures of this run:",
-  (.targets[] | "   [\(if .met == true then "met" elif .met == false then "NOT MET" else "n/a" end)] \(.target): \(.goal); measured \(.measured)"),
+  "targets, figures of this run:",
+  (.targets[] | select(.met != null)
+   | "   [\(if .met then "met" else "NOT MET" end)] \(.target): \(.goal); measured \(.measured)"),
+  ([.targets[] | select(.met == null) | .target] as $na
+   | if ($na | length) > 0 then
+       "   not measured in this run: \($na | join("; "))"
+     else empty end),
   (if (.problems | length) > 0 then "", "problems seen:",
       (.problems[] | "   " + .) else empty end)
