@@ -21,6 +21,7 @@ typedef struct {
 
 
 static char        pd_test_dir[] = "/tmp/pd_test_ssl.XXXXXX";
+static char        pd_test_err[256];
 static char        pd_test_cert[256];
 static char        pd_test_key[256];
 static char        pd_test_other_key[256];
@@ -103,7 +104,9 @@ pd_test_setup(void **state)
     pd_test_log.path.data = (u_char *) pd_test_log_path;
     pd_test_log.path.len = strlen(pd_test_log_path);
 
-    if (pd_log_open(&pd_test_log) != PD_OK) {
+    if (pd_log_open(&pd_test_log, NULL, pd_test_err, sizeof(pd_test_err))
+        != PD_OK)
+    {
         return -1;
     }
 
