@@ -48,10 +48,11 @@ static pd_command_t  pd_room_commands[] = {
       "time a new connection has to finish its TLS handshake and send its "
       "request (default: 10s)" },
 
-    { "auth_secret", PD_CONF_STRING, pd_conf_set_str_slot,
+    { "auth_secret", PD_CONF_STRING, pd_conf_set_secret_slot,
       offsetof(pd_room_conf_t, auth_secret), NULL,
       "the HMAC-SHA256 key of client tokens, shared with the business "
-      "back-end (required, at least 16 characters)" },
+      "back-end (required, at least 16 characters; the sample's "
+      "\"change-me...\" is refused)" },
 
     { "heartbeat", PD_CONF_DURATION, pd_conf_set_msec_slot,
       offsetof(pd_room_conf_t, heartbeat), &pd_room_hb_bounds,
