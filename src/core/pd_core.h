@@ -73,6 +73,7 @@ typedef void (*pd_connection_handler_pt)(pd_connection_t *c);
 #include "pd_queue.h"
 #include "pd_palloc.h"
 #include "pd_buf.h"
+#include "pd_file.h"
 #include "pd_log.h"
 #include "pd_times.h"
 #include "pd_timer.h"

@@ -147,7 +147,9 @@ pd_register_route_init(pd_cycle_t *cycle, pd_register_conf_t *rcf,
     pd_route_pub = pub;
     pd_route_sub = pd_redis_create_subscriber(a[0].host, a[0].port,
                                               rcf->node_ttl / 3, cycle->log);
-    if (pd_route_sub == NULL) {
+    if (pd_route_sub == NULL
+        || pd_register_redis_auth(pd_route_sub, rcf) != PD_OK)
+    {
         return PD_ERROR;
     }
 

@@ -10,6 +10,7 @@ typedef struct {
     pd_array_t      *listen;
     pd_str_t         ssl_certificate;
     pd_str_t         ssl_certificate_key;
+    pd_msec_t        ssl_ticket_key_rotation;
     pd_msec_t        handshake_timeout;
 
     pd_str_t         auth_secret;
