@@ -53,7 +53,7 @@ static pd_register_connected_pt  pd_rr_subscribers[PD_REGISTER_SUBSCRIBERS];
 static pd_uint_t                 pd_rr_nsubscribers;
 static pd_timer_t           pd_rr_refresh_timer;
 static pd_rr_node_t         pd_rr_nodes[PD_RR_NODES];
-static char                 pd_rr_node[33];
+static char                 pd_rr_node[PD_NODE_ID_SIZE];
 static char                 pd_rr_boot[17];
 
 static void pd_rr_refresh(pd_timer_t *t);
