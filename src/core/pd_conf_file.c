@@ -1130,6 +1130,27 @@ pd_conf_set_str_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf)
 
 
 /*
+ * As pd_conf_set_str_slot(), for a secret (a token key, an API key, a
+ * password): the placeholders shipped in conf/pushd.yaml start with
+ * "change-me", and a daemon running with one is open to anyone who read
+ * the file, so any value that starts so is refused.
+ */
+const char *
+pd_conf_set_secret_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf)
+{
+    if (cf->value.data != NULL
+        && cf->value.len >= sizeof(PD_CONF_PLACEHOLDER) - 1
+        && strncasecmp((char *) cf->value.data, PD_CONF_PLACEHOLDER,
+                       sizeof(PD_CONF_PLACEHOLDER) - 1) == 0)
+    {
+        return "is the placeholder shipped in the sample configuration: "
+               "set your own long random value (openssl rand -hex 32)";
+    }
+
+    return pd_conf_set_str_slot(cf, cmd, conf);
+}
+
+/*
  * A sequence of scalars (or one scalar) into a pd_array_t * of pd_str_t,
  * each NUL-terminated; unset while the pointer is NULL.
  */

@@ -107,12 +107,18 @@ pd_int_t pd_conf_parse(pd_cycle_t *cycle, pd_str_t *file, u_char *err,
  */
 pd_int_t pd_conf_full_name(pd_cycle_t *cycle, pd_str_t *name);
 
+/* how the secrets in the sample configuration start */
+#define PD_CONF_PLACEHOLDER  "change-me"
+
 /* generic setters, by offset */
 const char *pd_conf_set_flag_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf);
 const char *pd_conf_set_num_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf);
 const char *pd_conf_set_size_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf);
 const char *pd_conf_set_msec_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf);
 const char *pd_conf_set_str_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf);
+/* a string that must not be a shipped placeholder ("change-me...") */
+const char *pd_conf_set_secret_slot(pd_conf_t *cf, pd_command_t *cmd,
+    void *conf);
 const char *pd_conf_set_list_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf);
 const char *pd_conf_set_enum_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf);
 const char *pd_conf_set_listen_slot(pd_conf_t *cf, pd_command_t *cmd,

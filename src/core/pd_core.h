@@ -69,10 +69,12 @@ typedef void (*pd_connection_handler_pt)(pd_connection_t *c);
 #define PD_MAX_PROCESSES  (2 * PD_MAX_WORKERS + 8)
 
 #include "pd_string.h"
+#include "pd_msg.h"
 #include "pd_array.h"
 #include "pd_queue.h"
 #include "pd_palloc.h"
 #include "pd_buf.h"
+#include "pd_file.h"
 #include "pd_log.h"
 #include "pd_times.h"
 #include "pd_timer.h"

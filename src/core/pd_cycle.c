@@ -9,7 +9,8 @@ volatile pd_cycle_t  *pd_cycle;
 pd_uint_t             pd_test_config;
 pd_uint_t             pd_ncpu = 1;
 
-static pd_int_t pd_cycle_open_log(pd_cycle_t *cycle, pd_cycle_t *old);
+static pd_int_t pd_cycle_open_log(pd_cycle_t *cycle, pd_cycle_t *old,
+    char *err, size_t len);
 static pd_int_t pd_cycle_init_modules(pd_cycle_t *cycle);
 static pd_int_t pd_cycle_init_shm(pd_cycle_t *cycle, pd_cycle_t *old);
 static void pd_cycle_free_shm(pd_cycle_t *cycle);
@@ -58,6 +59,7 @@ pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
     pd_cycle_t  *cycle;
     pd_pool_t   *pool;
     pd_uint_t    n;
+    char         reason[PD_CONF_ERRSTR_SIZE];
 
     errbuf[0] = '\0';
 
@@ -106,11 +108,14 @@ pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
     }
 
     /* phase 2: the log, so later phases report where the operator looks */
-    if (!pd_test_config && pd_cycle_open_log(cycle, old_cycle) != PD_OK) {
+    if (!pd_test_config
+        && pd_cycle_open_log(cycle, old_cycle, reason, sizeof(reason))
+           != PD_OK)
+    {
         pd_cycle_error(errbuf, errlen,
                     "cannot open the error log \"%s\": %s",
                     ((pd_core_conf_t *) pd_get_conf(cycle, pd_core_module))
-                        ->error_log_path.data, strerror(errno));
+                        ->error_log_path.data, reason);
         goto failed_quiet;
     }
 
@@ -177,9 +182,11 @@ failed_quiet:
 }
 
 static pd_int_t
-pd_cycle_open_log(pd_cycle_t *cycle, pd_cycle_t *old)
+pd_cycle_open_log(pd_cycle_t *cycle, pd_cycle_t *old, char *err,
+    size_t len)
 {
-    pd_core_conf_t  *ccf;
+    pd_core_conf_t   *ccf;
+    pd_file_guard_t   guard;
 
     (void) old;
 
@@ -195,7 +202,10 @@ pd_cycle_open_log(pd_cycle_t *cycle, pd_cycle_t *old)
     if (cycle->new_log.path.len == 0) {
         cycle->new_log.fd = STDERR_FILENO;
 
-    } else if (pd_log_open(&cycle->new_log) != PD_OK) {
+    } else if (pd_log_open(&cycle->new_log, pd_cycle_guard(cycle, &guard),
+                           err, len)
+               != PD_OK)
+    {
         return PD_ERROR;
     }
 
@@ -203,6 +213,31 @@ pd_cycle_open_log(pd_cycle_t *cycle, pd_cycle_t *old)
     cycle->pool->log = cycle->log;
 
     return PD_OK;
+}
+
+/*
+ * The user the daemon's own files must be safe from: the workers' user
+ * when a root master hands the workers to another user; NULL when there
+ * is no such boundary (not root, or the workers stay root).
+ */
+const pd_file_guard_t *
+pd_cycle_guard(pd_cycle_t *cycle, pd_file_guard_t *guard)
+{
+    pd_core_conf_t  *ccf;
+
+    ccf = pd_get_conf(cycle, pd_core_module);
+
+    if (geteuid() != 0 || ccf->uid == (uid_t) -1 || ccf->uid == 0
+        || ccf->user_name == NULL)
+    {
+        return NULL;
+    }
+
+    guard->uid = ccf->uid;
+    guard->gid = ccf->gid;
+    guard->name = ccf->user_name;
+
+    return guard;
 }
 
 static pd_int_t
@@ -308,18 +343,61 @@ pd_destroy_cycle(pd_cycle_t *cycle)
     pd_destroy_pool(cycle->pool);
 }
 
+/*
+ * Opens the pid file before the master detaches, so a refusal reaches
+ * the terminal and the exit status: one of the daemon's own files, and
+ * moreover ours (a pid file another user owns could be made to name any
+ * process for "pushd -s stop" to signal as root).  Returns the
+ * descriptor for pd_write_pidfile(), or -1 after printing why.
+ */
+pd_fd_t
+pd_open_pidfile(pd_cycle_t *cycle)
+{
+    pd_core_conf_t   *ccf;
+    pd_file_guard_t   guard;
+    struct stat       st;
+    pd_fd_t           fd;
+    char              err[PD_MAX_ERROR_STR / 2];
+
+    ccf = pd_get_conf(cycle, pd_core_module);
+
+    /* no O_TRUNC: a file that fails the checks keeps its content */
+    fd = pd_file_open_own((char *) ccf->pid.data, O_WRONLY | O_CREAT, 0,
+                          pd_cycle_guard(cycle, &guard), &st, err,
+                          sizeof(err));
+
+    if (fd != PD_INVALID_FILE && st.st_uid != geteuid()) {
+        (void) snprintf(err, sizeof(err), "it belongs to uid %d, not to "
+                        "us", (int) st.st_uid);
+        (void) close(fd);
+        fd = PD_INVALID_FILE;
+    }
+
+    if (fd == PD_INVALID_FILE) {
+        pd_log_stderr(0, "cannot open the pid file \"%s\": %s",
+                      ccf->pid.data, err);
+
+        if (cycle->log->fd != STDERR_FILENO) {
+            pd_log_error(PD_LOG_EMERG, cycle->log, 0,
+                         "cannot open the pid file \"%s\": %s",
+                         ccf->pid.data, err);
+        }
+    }
+
+    return fd;
+}
+
+/* writes this process's pid into fd (from pd_open_pidfile()), closes it */
 pd_int_t
-pd_create_pidfile(pd_str_t *name, pd_log_t *log)
+pd_write_pidfile(pd_fd_t fd, pd_str_t *name, pd_log_t *log)
 {
     u_char   pid[PD_INT_T_LEN + 2], *p;
-    int      fd;
     ssize_t  n;
 
-    fd = open((char *) name->data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-              0644);
-    if (fd == -1) {
-        pd_log_error(PD_LOG_EMERG, log, errno, "open() \"%s\" failed",
+    if (ftruncate(fd, 0) == -1) {
+        pd_log_error(PD_LOG_EMERG, log, errno, "ftruncate() \"%s\" failed",
                      name->data);
+        close(fd);
         return PD_ERROR;
     }
 
@@ -358,6 +436,8 @@ pd_signal_process(pd_cycle_t *cycle, const char *sig)
     ssize_t          n;
     pd_int_t         pid;
     int              fd, signo;
+    struct stat      st;
+    char             err[PD_MAX_ERROR_STR / 2];
 
     ccf = pd_get_conf(cycle, pd_core_module);
 
@@ -374,9 +454,20 @@ pd_signal_process(pd_cycle_t *cycle, const char *sig)
         return PD_ERROR;
     }
 
-    fd = open((char *) ccf->pid.data, O_RDONLY);
-    if (fd == -1) {
-        pd_log_stderr(errno, "open() \"%s\" failed", ccf->pid.data);
+    /* as root, a pid planted there would be signalled as root */
+    fd = pd_file_open_own((char *) ccf->pid.data, O_RDONLY, 0, NULL, &st,
+                          err, sizeof(err));
+
+    if (fd != PD_INVALID_FILE && st.st_uid != geteuid()) {
+        (void) snprintf(err, sizeof(err), "it belongs to uid %d, not to "
+                        "us", (int) st.st_uid);
+        (void) close(fd);
+        fd = PD_INVALID_FILE;
+    }
+
+    if (fd == PD_INVALID_FILE) {
+        pd_log_stderr(0, "cannot read the pid file \"%s\": %s",
+                      ccf->pid.data, err);
         return PD_ERROR;
     }
 
@@ -405,26 +496,59 @@ pd_signal_process(pd_cycle_t *cycle, const char *sig)
 void
 pd_reopen_files(pd_cycle_t *cycle)
 {
-    pd_core_conf_t  *ccf;
+    pd_core_conf_t         *ccf;
+    const pd_file_guard_t  *guard;
+    pd_file_guard_t         g;
+    struct stat             st;
+    char                    err[PD_MAX_ERROR_STR / 2];
 
     if (cycle->log->path.len == 0) {
         return;
     }
 
-    if (pd_log_reopen(cycle->log) != PD_OK) {
-        pd_log_error(PD_LOG_ALERT, cycle->log, errno,
-                     "reopening \"%s\" failed", cycle->log->path.data);
+    ccf = pd_get_conf(cycle, pd_core_module);
+
+    /* a worker runs as the guarded user: nothing to guard against */
+    guard = pd_process == PD_PROCESS_MASTER ? pd_cycle_guard(cycle, &g)
+                                            : NULL;
+
+    if (pd_log_reopen(cycle->log, guard, err, sizeof(err)) != PD_OK) {
+        pd_log_error(PD_LOG_ALERT, cycle->log, 0,
+                     "reopening \"%s\" refused: %s; the old file stays in "
+                     "use", cycle->log->path.data, err);
         return;
     }
 
-    ccf = pd_get_conf(cycle, pd_core_module);
+    if (guard == NULL) {
+        return;
+    }
 
-    /* the master reopens first: the workers, running as `user`, must be
-     * able to open the file it just created */
-    if (pd_process == PD_PROCESS_MASTER && geteuid() == 0
-        && ccf->uid != (uid_t) -1
-        && fchown(cycle->log->fd, ccf->uid, (gid_t) -1) == -1)
-    {
+    /*
+     * The master reopens first: the workers, running as `user`, must be
+     * able to open the file it just created.  Only a file of root's
+     * (created just now, or rotated in by root) is handed over; the
+     * reopen checked it is a regular file of one link, and fstat() on
+     * the descriptor names exactly what will be chowned.
+     */
+    if (fstat(cycle->log->fd, &st) == -1) {
+        pd_log_error(PD_LOG_ALERT, cycle->log, errno,
+                     "fstat(\"%s\") failed", cycle->log->path.data);
+        return;
+    }
+
+    if (!S_ISREG(st.st_mode) || st.st_uid == ccf->uid) {
+        return;
+    }
+
+    if (st.st_uid != 0 || st.st_nlink != 1) {
+        pd_log_error(PD_LOG_WARN, cycle->log, 0,
+                     "\"%s\" belongs to uid %d: not handed to the workers' "
+                     "user \"%s\", which may not be able to reopen it",
+                     cycle->log->path.data, (int) st.st_uid, guard->name);
+        return;
+    }
+
+    if (fchown(cycle->log->fd, ccf->uid, (gid_t) -1) == -1) {
         pd_log_error(PD_LOG_ALERT, cycle->log, errno,
                      "fchown(\"%s\", %d) failed", cycle->log->path.data,
                      (int) ccf->uid);

@@ -91,7 +91,16 @@ pd_cycle_t *pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf,
 /* the first, bare cycle used before any config is read */
 pd_cycle_t *pd_cycle_bare(pd_str_t *prefix, pd_str_t *conf_file);
 void pd_destroy_cycle(pd_cycle_t *cycle);
-pd_int_t pd_create_pidfile(pd_str_t *name, pd_log_t *log);
+/*
+ * The workers' user the daemon's files must be safe from, filled into
+ * guard; NULL when the master is not root or the workers stay root.
+ */
+const pd_file_guard_t *pd_cycle_guard(pd_cycle_t *cycle,
+    pd_file_guard_t *guard);
+/* opens and checks the pid file before daemonizing; -1 after saying why */
+pd_fd_t pd_open_pidfile(pd_cycle_t *cycle);
+/* writes pd_pid into it and closes it */
+pd_int_t pd_write_pidfile(pd_fd_t fd, pd_str_t *name, pd_log_t *log);
 void pd_delete_pidfile(pd_cycle_t *cycle);
 pd_int_t pd_signal_process(pd_cycle_t *cycle, const char *sig);
 void pd_reopen_files(pd_cycle_t *cycle);

@@ -116,10 +116,14 @@ pd_log_parse(pd_str_t *value, pd_str_t *path, pd_uint_t *level)
 /*
  * Opens log->path (absolute and NUL-terminated: the cycle resolves it
  * against the prefix) for appending, or takes stderr when the path is
- * empty.  PD_ERROR with errno set on failure.
+ * empty.  The file is one of the daemon's own (pd_file_open_own(): no
+ * symbolic link followed, a regular file of one link or a character
+ * device, its directories checked against guard when not NULL).
+ * PD_ERROR with errno set and the reason in err on failure.
  */
 pd_int_t
-pd_log_open(pd_log_t *log)
+pd_log_open(pd_log_t *log, const pd_file_guard_t *guard, char *err,
+    size_t len)
 {
     pd_fd_t  fd;
 
@@ -128,9 +132,10 @@ pd_log_open(pd_log_t *log)
         return PD_OK;
     }
 
-    fd = open((const char *) log->path.data,
-              O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd == -1) {
+    fd = pd_file_open_own((const char *) log->path.data,
+                          O_WRONLY | O_APPEND | O_CREAT, PD_FILE_DEVICE_OK,
+                          guard, NULL, err, len);
+    if (fd == PD_INVALID_FILE) {
         return PD_ERROR;
     }
 
@@ -141,25 +146,28 @@ pd_log_open(pd_log_t *log)
 
 
 /*
- * Reopens the file after rotation (USR1).  The new file is opened first
- * and moved onto the old descriptor number with dup3(), so every
- * pd_log_t that shares the number (connection logs copy it) writes to the
- * new file without being told.  On failure the old file stays in use and
- * PD_ERROR is returned with errno set.  A stderr log is left alone.
+ * Reopens the file after rotation (USR1), with the checks of
+ * pd_log_open().  The new file is opened first and moved onto the old
+ * descriptor number with dup3(), so every pd_log_t that shares the number
+ * (connection logs copy it) writes to the new file without being told.
+ * On failure the old file stays in use and PD_ERROR is returned with
+ * errno set and the reason in err.  A stderr log is left alone.
  */
 pd_int_t
-pd_log_reopen(pd_log_t *log)
+pd_log_reopen(pd_log_t *log, const pd_file_guard_t *guard, char *err,
+    size_t len)
 {
     pd_fd_t   fd;
-    pd_err_t  err;
+    pd_err_t  e;
 
     if (log->path.len == 0) {
         return PD_OK;
     }
 
-    fd = open((const char *) log->path.data,
-              O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd == -1) {
+    fd = pd_file_open_own((const char *) log->path.data,
+                          O_WRONLY | O_APPEND | O_CREAT, PD_FILE_DEVICE_OK,
+                          guard, NULL, err, len);
+    if (fd == PD_INVALID_FILE) {
         return PD_ERROR;
     }
 
@@ -170,9 +178,10 @@ pd_log_reopen(pd_log_t *log)
 
     /* dup2() would drop close-on-exec; dup3() keeps it */
     if (dup3(fd, log->fd, O_CLOEXEC) == -1) {
-        err = errno;
+        e = errno;
+        (void) snprintf(err, len, "dup3() failed: %s", strerror(e));
         (void) close(fd);
-        errno = err;
+        errno = e;
         return PD_ERROR;
     }
 

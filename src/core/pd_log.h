@@ -45,10 +45,16 @@ pd_log_t *pd_log_init(void);
  * means stderr).  Returns NULL on success or a static error phrase.
  */
 const char *pd_log_parse(pd_str_t *value, pd_str_t *path, pd_uint_t *level);
-/* opens path (append, 0644); PD_ERROR with errno set on failure */
-pd_int_t pd_log_open(pd_log_t *log);
-/* reopens the log file (USR1); keeps the old fd if the open fails */
-pd_int_t pd_log_reopen(pd_log_t *log);
+/*
+ * Opens path (append, 0644) as pd_file_open_own() does, its directories
+ * checked against guard (NULL: not checked); PD_ERROR with errno set and
+ * the reason in err on failure.
+ */
+pd_int_t pd_log_open(pd_log_t *log, const pd_file_guard_t *guard,
+    char *err, size_t len);
+/* reopens the log file (USR1) likewise; keeps the old fd on failure */
+pd_int_t pd_log_reopen(pd_log_t *log, const pd_file_guard_t *guard,
+    char *err, size_t len);
 const char *pd_log_level_name(pd_uint_t level);
 
 void pd_log_error_core(pd_uint_t level, pd_log_t *log, pd_err_t err,

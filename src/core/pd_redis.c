@@ -35,6 +35,7 @@
 #define PD_REDIS_CONNECTED   2
 #define PD_REDIS_CLOSING     3   /* failed: pending commands being failed */
 #define PD_REDIS_WAITING     4   /* backoff before the next attempt */
+#define PD_REDIS_AUTH        5   /* connected, AUTH sent, not answered */
 
 /* spare command records kept for reuse; more are given back to malloc */
 #define PD_REDIS_FREE_CMDS   1024
@@ -92,6 +93,9 @@ struct pd_redis_s {
     unsigned              subscriber:1;  /* replies dispatched here */
     unsigned              probing:1;     /* a PING is out, unanswered */
 
+    char                 *user;       /* AUTH user, NULL: "default" */
+    char                 *password;   /* NULL: no AUTH */
+
     char                  host[INET6_ADDRSTRLEN];
     char                  addr[PD_REDIS_ADDR_LEN];  /* for the log */
 };
@@ -106,6 +110,11 @@ static void pd_redis_timer_handler(pd_timer_t *t);
 static void pd_redis_read_handler(pd_event_t *rev);
 static void pd_redis_write_handler(pd_event_t *wev);
 static void pd_redis_on_connect(const redisAsyncContext *ac, int status);
+static void pd_redis_on_auth(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static pd_int_t pd_redis_auth_send(pd_redis_t *r);
+static void pd_redis_ready(pd_redis_t *r);
+static char *pd_redis_strdup(const char *s, pd_log_t *log);
 static void pd_redis_on_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void pd_redis_ev_add_write(void *privdata);
@@ -197,6 +206,40 @@ pd_redis_set_connect_handler(pd_redis_t *r, pd_redis_connect_pt h,
 {
     r->connect_handler = h;
     r->connect_data = data;
+}
+
+
+pd_int_t
+pd_redis_set_auth(pd_redis_t *r, const char *user, const char *password)
+{
+    char  *u, *p;
+
+    u = NULL;
+
+    if (user != NULL) {
+        u = pd_redis_strdup(user, r->log);
+        if (u == NULL) {
+            return PD_ERROR;
+        }
+    }
+
+    p = pd_redis_strdup(password, r->log);
+    if (p == NULL) {
+        pd_free(u);
+        return PD_ERROR;
+    }
+
+    pd_free(r->user);
+
+    if (r->password != NULL) {
+        explicit_bzero(r->password, strlen(r->password));
+        pd_free(r->password);
+    }
+
+    r->user = u;
+    r->password = p;
+
+    return PD_OK;
 }
 
 
@@ -579,6 +622,12 @@ pd_redis_free(pd_redis_t *r)
         pd_free(pd_queue_data(q, pd_redis_channel_t, queue));
     }
 
+    if (r->password != NULL) {
+        explicit_bzero(r->password, strlen(r->password));
+        pd_free(r->password);
+    }
+
+    pd_free(r->user);
     pd_free(r);
 }
 
@@ -613,6 +662,12 @@ pd_redis_timer_handler(pd_timer_t *t)
     case PD_REDIS_CONNECTING:
         pd_log_error(PD_LOG_ERR, r->log, 0,
                      "connect() to redis %s timed out", r->addr);
+        break;
+
+    case PD_REDIS_AUTH:
+        pd_log_error(PD_LOG_ERR, r->log, 0,
+                     "redis %s: no answer to AUTH in %lums", r->addr,
+                     (unsigned long) r->timeout);
         break;
 
     case PD_REDIS_CONNECTED:
@@ -666,10 +721,13 @@ pd_redis_read_handler(pd_event_t *rev)
     r->busy++;
 
     for ( ;; ) {
-        if (r->subscriber && r->state != PD_REDIS_CONNECTING) {
+        if (r->subscriber && r->state != PD_REDIS_CONNECTING
+            && r->state != PD_REDIS_AUTH)
+        {
             /*
              * hiredis' own matching would assert on a reply it has no
              * callback for; it only sees the socket until the connect
+             * and the answer to AUTH, which has its callback
              */
             if (r->state != PD_REDIS_CONNECTED
                 || pd_redis_sub_read(r) != PD_OK)
@@ -720,7 +778,8 @@ pd_redis_write_handler(pd_event_t *wev)
 
     /* while connecting, the first edge is the answer to connect(2) */
     if (!(r->state == PD_REDIS_CONNECTING
-          || (r->state == PD_REDIS_CONNECTED && r->want_write)))
+          || ((r->state == PD_REDIS_CONNECTED || r->state == PD_REDIS_AUTH)
+              && r->want_write)))
     {
         return;
     }
@@ -757,10 +816,108 @@ pd_redis_on_connect(const redisAsyncContext *ac, int status)
         pd_timer_del(&pd_timers, &r->timer);
     }
 
+    if (r->password == NULL) {
+        pd_redis_ready(r);
+        return;
+    }
+
+    /*
+     * AUTH goes first and alone: nothing else is accepted (commands are
+     * declined, subscriptions wait) until the server said yes, so no
+     * command ever meets a NOAUTH on this link
+     */
+    r->state = PD_REDIS_AUTH;
+
+    if (pd_redis_auth_send(r) != PD_OK) {
+        r->state = PD_REDIS_CLOSING;
+        pd_redis_arm(r, 0);
+        return;
+    }
+
+    if (r->timeout) {
+        pd_redis_arm(r, r->timeout);
+    }
+}
+
+
+/* queues "AUTH [user] password" with its own callback */
+static pd_int_t
+pd_redis_auth_send(pd_redis_t *r)
+{
+    const char  *argv[3];
+    int          argc;
+
+    argc = 0;
+    argv[argc++] = "AUTH";
+
+    if (r->user != NULL) {
+        argv[argc++] = r->user;
+    }
+
+    argv[argc++] = r->password;
+
+    if (redisAsyncCommandArgv(r->ac, pd_redis_on_auth, r, argc, argv, NULL)
+        != REDIS_OK
+        || r->ac->replies.tail == NULL
+        || r->ac->replies.tail->privdata != r)
+    {
+        /* as in pd_redis_command(): a lost callback would mismatch */
+        pd_log_error(PD_LOG_ALERT, r->log, 0,
+                     "redis %s: AUTH not queued, dropping the link",
+                     r->addr);
+        return PD_ERROR;
+    }
+
+    /* an EPOLLOUT edge may have been used up by the connect already */
+    pd_redis_ev_add_write(r);
+
+    return PD_OK;
+}
+
+
+static void
+pd_redis_on_auth(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    pd_redis_t  *r = privdata;
+    redisReply  *rep = reply;
+
+    (void) ac;
+
+    if (rep == NULL) {
+        /* the link is failing; the cleanup hook retries */
+        return;
+    }
+
+    if (rep->type == REDIS_REPLY_ERROR) {
+        /* WRONGPASS, or AUTH without a password set: retried with the
+         * backoff, which a refused AUTH does not reset */
+        pd_log_error(PD_LOG_ERR, r->log, 0,
+                     "redis %s: AUTH%s%s refused: %.*s", r->addr,
+                     r->user ? " as " : "", r->user ? r->user : "",
+                     (int) pd_min(rep->len, 200), rep->str);
+        r->state = PD_REDIS_CLOSING;
+        pd_redis_arm(r, 0);
+        return;
+    }
+
+    if (pd_timer_is_set(&r->timer)) {
+        pd_timer_del(&pd_timers, &r->timer);
+    }
+
+    pd_redis_ready(r);
+}
+
+
+/* the link is usable: commands are taken, subscriptions asked again */
+static void
+pd_redis_ready(pd_redis_t *r)
+{
     r->state = PD_REDIS_CONNECTED;
     r->notify = 1;
 
-    pd_log_error(PD_LOG_NOTICE, r->log, 0, "redis %s: connected", r->addr);
+    pd_log_error(PD_LOG_NOTICE, r->log, 0, "redis %s: connected%s%s%s",
+                 r->addr, r->password ? ", authenticated" : "",
+                 r->user ? " as " : "", r->user ? r->user : "");
 
     if (r->subscriber) {
         /* only appends to hiredis' output buffer: safe in its frame */
@@ -809,7 +966,9 @@ pd_redis_ev_add_write(void *privdata)
 
     r->want_write = 1;
 
-    if (r->writing || r->state != PD_REDIS_CONNECTED) {
+    if (r->writing
+        || (r->state != PD_REDIS_CONNECTED && r->state != PD_REDIS_AUTH))
+    {
         return;
     }
 
@@ -1140,6 +1299,23 @@ pd_redis_channel_find(pd_redis_t *r, const char *name, size_t len)
     }
 
     return NULL;
+}
+
+
+static char *
+pd_redis_strdup(const char *s, pd_log_t *log)
+{
+    char    *p;
+    size_t   len;
+
+    len = strlen(s) + 1;
+
+    p = pd_alloc(len, log);
+    if (p != NULL) {
+        pd_memcpy(p, s, len);
+    }
+
+    return p;
 }
 
 

@@ -66,6 +66,17 @@ void pd_redis_set_connect_handler(pd_redis_t *r, pd_redis_connect_pt h,
     void *data);
 
 /*
+ * Credentials sent as "AUTH [user] password" first on every link (the
+ * strings are copied; user NULL: the default user, requirepass style).
+ * Until the server accepts them the link counts as down: commands are
+ * declined and subscriptions wait; a refusal is logged and the link
+ * made again with the backoff.  Call before pd_redis_connect().
+ * PD_ERROR: no memory.
+ */
+pd_int_t pd_redis_set_auth(pd_redis_t *r, const char *user,
+    const char *password);
+
+/*
  * Starts the non-blocking connect on the worker's loop.  From then on the
  * connection keeps itself up: after a failed attempt or a lost link it
  * tries again after PD_REDIS_BACKOFF_MIN ms, doubling up to

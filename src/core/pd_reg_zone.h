@@ -31,8 +31,9 @@ typedef struct {
     int32_t      wslot;     /* its worker slot */
     uint64_t     conn;      /* connection id, unique within the pid */
     uint64_t     since;     /* unix ms */
-    u_char       node[33];  /* its node, for a cluster register; empty:
-                             * this node (the zone leaves it so) */
+    /* its node, for a cluster register; empty: this node (the zone
+     * leaves it so) */
+    u_char       node[PD_NODE_ID_SIZE];
 } pd_reg_info_t;            /* what add takes and lookups hand out */
 
 

@@ -48,7 +48,8 @@ pd_ssl_init(pd_log_t *log)
  * next failing call overwrites) after which ssl->ctx is NULL.
  */
 const char *
-pd_ssl_create(pd_ssl_t *ssl, pd_str_t *cert, pd_str_t *key, pd_pool_t *pool)
+pd_ssl_create(pd_ssl_t *ssl, pd_str_t *cert, pd_str_t *key,
+    time_t ticket_rotation, pd_pool_t *pool)
 {
     char               *cert_path, *key_path;
     const char         *phrase;
@@ -56,6 +57,8 @@ pd_ssl_create(pd_ssl_t *ssl, pd_str_t *cert, pd_str_t *key, pd_pool_t *pool)
     pd_pool_cleanup_t  *cln;
 
     ssl->ctx = NULL;
+    ssl->tickets = NULL;
+    ssl->tickets_shm.addr = NULL;
 
     cert_path = (char *) pd_pstrdup(pool, cert);
     key_path = (char *) pd_pstrdup(pool, key);
@@ -113,13 +116,18 @@ pd_ssl_create(pd_ssl_t *ssl, pd_str_t *cert, pd_str_t *key, pd_pool_t *pool)
                           | SSL_MODE_ENABLE_PARTIAL_WRITE);
 
     /*
-     * Session tickets stay on (openssl's default): their keys are in this
-     * context, created before fork, so all workers accept each other's
-     * tickets.  One TLS 1.3 ticket per handshake is enough for a client
-     * that holds one connection.
+     * Session tickets stay on: their keys are in memory this context
+     * shares from before fork, so all workers accept each other's
+     * tickets, and they rotate (pd_ssl_tickets.c).  One TLS 1.3 ticket
+     * per handshake is enough for a client that holds one connection.
      */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     (void) SSL_CTX_set_num_tickets(ctx, 1);
+
+    phrase = pd_ssl_tickets_init(ssl, ticket_rotation);
+    if (phrase != NULL) {
+        goto failed;
+    }
 
     if (SSL_CTX_set_session_id_context(ctx, (const u_char *) "pushd",
                                        sizeof("pushd") - 1)
@@ -153,8 +161,7 @@ pd_ssl_create(pd_ssl_t *ssl, pd_str_t *cert, pd_str_t *key, pd_pool_t *pool)
 
 failed:
 
-    SSL_CTX_free(ctx);
-    ssl->ctx = NULL;
+    pd_ssl_cleanup_ctx(ssl);
 
     return phrase;
 }
@@ -170,6 +177,8 @@ pd_ssl_cleanup_ctx(void *data)
         SSL_CTX_free(ssl->ctx);
         ssl->ctx = NULL;
     }
+
+    pd_ssl_tickets_free(ssl);
 }
 
 

@@ -10,8 +10,12 @@
 #include <openssl/ssl.h>
 #include <openssl/err.h>
 
+typedef struct pd_ssl_tickets_s  pd_ssl_tickets_t;
+
 typedef struct {
-    SSL_CTX     *ctx;
+    SSL_CTX            *ctx;
+    pd_ssl_tickets_t   *tickets;       /* the ticket key ring, shared */
+    pd_shm_t            tickets_shm;
 } pd_ssl_t;
 
 struct pd_ssl_connection_s {
@@ -24,9 +28,15 @@ struct pd_ssl_connection_s {
 };
 
 pd_int_t pd_ssl_init(pd_log_t *log);
-/* loads cert and key; NULL or a phrase (with the openssl reason) */
+/*
+ * Loads cert and key; session-ticket keys rotate every ticket_rotation
+ * seconds (pd_ssl_tickets.c).  NULL or a phrase (with openssl's reason).
+ */
 const char *pd_ssl_create(pd_ssl_t *ssl, pd_str_t *cert, pd_str_t *key,
-    pd_pool_t *pool);
+    time_t ticket_rotation, pd_pool_t *pool);
+/* the rotating ticket keys of pd_ssl_tickets.c */
+const char *pd_ssl_tickets_init(pd_ssl_t *ssl, time_t rotation);
+void pd_ssl_tickets_free(pd_ssl_t *ssl);
 void pd_ssl_cleanup_ctx(void *data);
 pd_int_t pd_ssl_create_connection(pd_ssl_t *ssl, pd_connection_t *c);
 /* PD_OK (vtable swapped), PD_AGAIN (events re-armed), PD_ERROR */

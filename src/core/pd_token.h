@@ -15,9 +15,7 @@
 #ifndef PD_TOKEN_H
 #define PD_TOKEN_H
 
-#define PD_UID_MAX       64
-#define PD_DEVICE_MAX    64
-#define PD_APP_MAX       32
+/* PD_UID_MAX, PD_DEVICE_MAX, PD_APP_MAX: pd_msg.h */
 
 #define PD_TOKEN_LEN     64       /* hex characters, without NUL */
 

@@ -22,6 +22,7 @@ main(int argc, char **argv)
     pd_cycle_t      *bare, *cycle;
     pd_core_conf_t  *ccf;
     pd_str_t         prefix, conf;
+    pd_fd_t          pidfd;
     u_char           errbuf[PD_CONF_ERRSTR_SIZE];
     size_t           len;
     long             ncpu;
@@ -111,13 +112,18 @@ main(int argc, char **argv)
         return 1;
     }
 
+    pidfd = pd_open_pidfile(cycle);
+    if (pidfd == PD_INVALID_FILE) {
+        return 1;
+    }
+
     if (ccf->daemon && pd_daemon(cycle->log) != PD_OK) {
         return 1;
     }
 
     pd_process = PD_PROCESS_MASTER;
 
-    if (pd_create_pidfile(&ccf->pid, cycle->log) != PD_OK) {
+    if (pd_write_pidfile(pidfd, &ccf->pid, cycle->log) != PD_OK) {
         return 1;
     }
 

@@ -199,6 +199,45 @@ test('a bad duration is rejected at its value', () => {
                            + '.*"worker_shutdown_timeout"'));
 });
 
+test('the shipped placeholder secrets are refused at their value', () => {
+    const tail = ': set your own long random value (openssl rand -hex 32)';
+    const room = (secret) => 'worker_processes: 1\nroom:\n  listen:\n'
+        + `    - "127.0.0.1:28080"\n  auth_secret: "${secret}"\n`;
+    expectError('ph_room', room('change-me-to-a-long-random-secret'),
+                '5:16: "auth_secret" is the placeholder shipped in the '
+                + `sample configuration${tail}`);
+    /* any value that starts so, in any case */
+    expectError('ph_case', room('CHANGE-ME-0123456789abcdef'),
+                '5:16: "auth_secret" is the placeholder shipped in the '
+                + `sample configuration${tail}`);
+    expectError('ph_center', 'worker_processes: 1\ncenter:\n  listen:\n'
+                + '    - "127.0.0.1:28081"\n'
+                + '  api_key: change-me-to-a-long-random-key\n',
+                '5:12: "api_key" is the placeholder shipped in the sample '
+                + `configuration${tail}`);
+
+    /* elsewhere in a value the words are fine */
+    const r = check(conf('ph_inside', room('please-change-me-0123456789')));
+    assert.strictEqual(r.status, 0, r.stderr);
+});
+
+test('conf/pushd.yaml as shipped is refused until its secrets are set', () => {
+    const shipped = path.join(__dirname, '..', '..', 'conf', 'pushd.yaml');
+    const text = fs.readFileSync(shipped, 'utf8');
+    const at = text.split('\n').findIndex((l) => /^ *auth_secret:/.test(l));
+    const col = text.split('\n')[at].indexOf('"') + 1;
+    expectError('shipped', text, `${at + 1}:${col}: "auth_secret" is the `
+                + 'placeholder shipped in the sample configuration: set your '
+                + 'own long random value (openssl rand -hex 32)');
+    const fixed = text.replace(/"change-me-[a-z-]*"/g,
+                               '"0123456789abcdef0123"');
+    const c = L.certPair();
+    fs.copyFileSync(c.cert, path.join(prefix, 'conf', 'pushd.crt'));
+    fs.copyFileSync(c.key, path.join(prefix, 'conf', 'pushd.key'));
+    const r = check(conf('shipped_fixed', fixed));
+    assert.strictEqual(r.status, 0, r.stderr);
+});
+
 test('a missing file is a clear error', () => {
     const f = path.join(prefix, 'conf', 'does-not-exist.yml');
     const r = check(f);

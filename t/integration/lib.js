@@ -233,13 +233,17 @@ function toYaml(obj, indent = '') {
     return out;
 }
 
-/* a temporary prefix with logs/ and conf/, readable by nobody */
+/*
+ * A temporary prefix with logs/ and conf/, readable by nobody; writable
+ * by us only: a root master refuses a log directory the workers' user
+ * could write.
+ */
 function makePrefix() {
     const prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'pushd-it-'));
     fs.mkdirSync(path.join(prefix, 'logs'));
     fs.mkdirSync(path.join(prefix, 'conf'));
     fs.chmodSync(prefix, 0o755);
-    fs.chmodSync(path.join(prefix, 'logs'), 0o777);
+    fs.chmodSync(path.join(prefix, 'logs'), 0o755);
     return prefix;
 }
 
@@ -306,6 +310,8 @@ function expectedWorkers(wp) {
  *   roomSsl      also listen with TLS on a second room port (given as
  *                "<port> ssl", so on every address)
  *   config       a raw YAML string used instead of the generated one
+ *   prepare      called with the handle once the prefix and the config
+ *                are written, before the daemon starts
  *   wait         false: return right after spawning
  * Returns a handle: {prefix, confPath, masterPid, roomPort, centerPort,
  * sslPort, apiKey, workers(), logText(), stop(signal), ...}.
@@ -462,6 +468,9 @@ async function startPushd(opts = {}) {
 
     d.ready = (timeoutMs) => ready(d, timeoutMs);
     d.writeConfig(opts.config !== undefined ? opts.config : {});
+    if (opts.prepare) {
+        opts.prepare(d);
+    }
     live.add(d);
 
     const out = fs.openSync(d.path('stdout.txt'), 'w');

@@ -24,10 +24,11 @@ static pd_command_t  pd_center_commands[] = {
       "addresses of the business API, a list of \"[addr:]port\"; keep it "
       "on a private address (default: [\"127.0.0.1:8090\"])" },
 
-    { "api_key", PD_CONF_STRING, pd_conf_set_str_slot,
+    { "api_key", PD_CONF_STRING, pd_conf_set_secret_slot,
       offsetof(pd_center_conf_t, api_key), NULL,
       "the key callers send as \"Authorization: Bearer <api_key>\" "
-      "(required, at least 16 characters)" },
+      "(required, at least 16 characters; the sample's \"change-me...\" "
+      "is refused)" },
 
     { "max_body", PD_CONF_SIZE, pd_conf_set_size_slot,
       offsetof(pd_center_conf_t, http.max_body), &pd_center_body_bounds,

@@ -41,6 +41,8 @@ typedef struct {
     pd_int_t               max_ips;
     pd_array_t            *redis;      /* of pd_str_t, as written */
     pd_array_t            *shards;     /* of pd_register_addr_t */
+    pd_str_t               redis_user;      /* ACL user, or unset */
+    pd_str_t               redis_password;  /* AUTH, or unset: none */
     pd_msec_t              node_ttl;
     pd_msec_t              timeout;
     pd_shm_zone_t         *zone;
@@ -60,6 +62,8 @@ pd_int_t pd_register_memory_init(pd_cycle_t *cycle, pd_register_conf_t *rcf);
 pd_int_t pd_register_redis_init_process(pd_cycle_t *cycle,
     pd_register_conf_t *rcf);
 void pd_register_redis_exit_process(pd_cycle_t *cycle);
+/* gives r the configured Redis credentials, if any */
+pd_int_t pd_register_redis_auth(pd_redis_t *r, pd_register_conf_t *rcf);
 
 /* the cluster register's servers, for the saver's keys on the same hash */
 extern pd_redis_t               **pd_register_shards;

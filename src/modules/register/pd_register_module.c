@@ -44,6 +44,20 @@ static pd_command_t  pd_register_commands[] = {
       "every node must list the same servers in the same order "
       "(default: [\"127.0.0.1:6379\"])" },
 
+    { "redis_password", PD_CONF_STRING, pd_conf_set_secret_slot,
+      offsetof(pd_register_conf_t, redis_password), NULL,
+      "the password sent with AUTH, before anything else, on every "
+      "connection to the Redis servers and after every reconnect "
+      "(requirepass, or the ACL user's); anyone who reaches an "
+      "unprotected Redis can inject frames through the routing channels "
+      "(default: none)" },
+
+    { "redis_user", PD_CONF_STRING, pd_conf_set_str_slot,
+      offsetof(pd_register_conf_t, redis_user), NULL,
+      "the Redis 6+ ACL user of redis_password; pushd needs keys and "
+      "channels \"pd:*\" only, e.g. \"user pushd on >secret ~pd:* "
+      "&pd:* +@all -@dangerous\" (default: none: the default user)" },
+
     { "node_ttl", PD_CONF_DURATION, pd_conf_set_msec_slot,
       offsetof(pd_register_conf_t, node_ttl), &pd_register_ttl_bounds,
       "a node that stops refreshing its liveness key for this long (it "
@@ -163,6 +177,10 @@ pd_register_init_conf(pd_cycle_t *cycle, void *conf)
     rv = pd_register_parse_shards(cycle, rcf);
     if (rv != NULL) {
         return rv;
+    }
+
+    if (rcf->redis_user.data != NULL && rcf->redis_password.data == NULL) {
+        return "has \"redis_user\" but no \"redis_password\"";
     }
 
     if (pd_reg_zone_max_conns(rcf->memory, (uint32_t) rcf->max_ips) < 16) {

@@ -53,7 +53,7 @@ static pd_register_connected_pt  pd_rr_subscribers[PD_REGISTER_SUBSCRIBERS];
 static pd_uint_t                 pd_rr_nsubscribers;
 static pd_timer_t           pd_rr_refresh_timer;
 static pd_rr_node_t         pd_rr_nodes[PD_RR_NODES];
-static char                 pd_rr_node[33];
+static char                 pd_rr_node[PD_NODE_ID_SIZE];
 static char                 pd_rr_boot[17];
 
 static void pd_rr_refresh(pd_timer_t *t);
@@ -718,6 +718,17 @@ pd_register_on_connect(pd_register_connected_pt handler)
 }
 
 pd_int_t
+pd_register_redis_auth(pd_redis_t *r, pd_register_conf_t *rcf)
+{
+    if (rcf->redis_password.data == NULL) {
+        return PD_OK;
+    }
+
+    return pd_redis_set_auth(r, (char *) rcf->redis_user.data,
+                             (char *) rcf->redis_password.data);
+}
+
+pd_int_t
 pd_register_redis_init_process(pd_cycle_t *cycle, pd_register_conf_t *rcf)
 {
     pd_core_conf_t      *ccf;
@@ -743,7 +754,9 @@ pd_register_redis_init_process(pd_cycle_t *cycle, pd_register_conf_t *rcf)
     for (i = 0; i < pd_register_nshards; i++) {
         pd_register_shards[i] = pd_redis_create(a[i].host, a[i].port,
                                                 rcf->timeout, cycle->log);
-        if (pd_register_shards[i] == NULL) {
+        if (pd_register_shards[i] == NULL
+            || pd_register_redis_auth(pd_register_shards[i], rcf) != PD_OK)
+        {
             return PD_ERROR;
         }
 

@@ -17,12 +17,12 @@ typedef struct {
     uint32_t     command;
     uint32_t     len;
     uint64_t     arg;
-    char         origin[33];     /* the publishing node */
+    char         origin[PD_NODE_ID_SIZE]; /* the publishing node */
 } pd_route_hdr_t;
 
 static pd_redis_t  *pd_route_sub;
 static pd_redis_t  *pd_route_pub;
-static char         pd_route_node[33];
+static char         pd_route_node[PD_NODE_ID_SIZE];
 static u_char       pd_route_buf[sizeof(pd_route_hdr_t) + PD_CHANNEL_MAX_DATA];
 
 pd_int_t
@@ -147,7 +147,9 @@ pd_register_route_init(pd_cycle_t *cycle, pd_register_conf_t *rcf,
     pd_route_pub = pub;
     pd_route_sub = pd_redis_create_subscriber(a[0].host, a[0].port,
                                               rcf->node_ttl / 3, cycle->log);
-    if (pd_route_sub == NULL) {
+    if (pd_route_sub == NULL
+        || pd_register_redis_auth(pd_route_sub, rcf) != PD_OK)
+    {
         return PD_ERROR;
     }
 

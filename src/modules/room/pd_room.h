@@ -10,6 +10,7 @@ typedef struct {
     pd_array_t      *listen;
     pd_str_t         ssl_certificate;
     pd_str_t         ssl_certificate_key;
+    pd_msec_t        ssl_ticket_key_rotation;
     pd_msec_t        handshake_timeout;
 
     pd_str_t         auth_secret;
@@ -179,8 +180,7 @@ typedef void (*pd_room_drain_pt)(pd_room_conn_t *rc);
 void pd_room_out_on_drain(pd_room_drain_pt handler);
 
 /* delivery */
-/* a message id, "<node_id>-<hex seq>": the frame's and the API's */
-#define PD_ROOM_MSG_ID_LEN  (32 + 1 + 16)
+/* this node's id of seq (pd_msg.h): the frame's and the API's */
 u_char *pd_room_msg_id(u_char *p, uint64_t seq);
 pd_shbuf_t *pd_room_msg_frame(uint64_t seq, pd_str_t *app, pd_uint_t qos,
     const u_char *data, size_t len, pd_msec_t stamp);

@@ -36,7 +36,7 @@ static pd_uint_t  pd_room_nbcasts;
 static pd_int_t pd_room_resume_set(pd_room_conn_t *rc, pd_uint_t i,
     uint64_t resume, pd_str_t *id);
 
-/* "<node_id>-<hex seq>", at most PD_ROOM_MSG_ID_LEN bytes, no NUL */
+/* this node's id of message seq (pd_msg_id), no NUL */
 u_char *
 pd_room_msg_id(u_char *p, uint64_t seq)
 {
@@ -44,11 +44,7 @@ pd_room_msg_id(u_char *p, uint64_t seq)
 
     ccf = pd_get_conf(pd_cycle, pd_core_module);
 
-    /* node_id is at most 32 bytes (checked at configuration) */
-    p = pd_cpymem(p, ccf->node_id.data, ccf->node_id.len);
-    *p++ = '-';
-
-    return pd_hex64(p, seq);
+    return pd_msg_id(p, &ccf->node_id, seq);
 }
 
 pd_shbuf_t *
@@ -56,7 +52,7 @@ pd_room_msg_frame(uint64_t seq, pd_str_t *app, pd_uint_t qos,
     const u_char *data, size_t len, pd_msec_t stamp)
 {
     pd_str_t  id;
-    u_char    buf[PD_ROOM_MSG_ID_LEN];
+    u_char    buf[PD_MSG_ID_LEN];
 
     id.data = buf;
     id.len = (size_t) (pd_room_msg_id(buf, seq) - buf);
@@ -424,11 +420,9 @@ pd_int_t
 pd_room_ack(pd_room_conn_t *rc, const char **ids, pd_uint_t n)
 {
     pd_core_conf_t  *ccf;
-    pd_str_t         uid;
-    const char      *dash;
+    pd_str_t         uid, node;
     uint64_t         seq;
     pd_uint_t        i, acked;
-    char            *end;
 
     if (pd_saver == NULL) {
         return PD_OK;
@@ -452,19 +446,12 @@ pd_room_ack(pd_room_conn_t *rc, const char **ids, pd_uint_t n)
     }
 
     for (i = 0; i < n; i++) {
-        dash = strrchr(ids[i], '-');
-
         /* ids of other nodes are theirs to ack */
-        if (dash == NULL || (size_t) (dash - ids[i]) != ccf->node_id.len
-            || memcmp(ids[i], ccf->node_id.data, ccf->node_id.len) != 0)
+        if (pd_msg_id_parse((u_char *) ids[i], strlen(ids[i]), &node, &seq)
+            != PD_OK
+            || node.len != ccf->node_id.len
+            || memcmp(node.data, ccf->node_id.data, node.len) != 0)
         {
-            continue;
-        }
-
-        errno = 0;
-        seq = strtoull(dash + 1, &end, 16);
-
-        if (errno || *end != '\0' || end == dash + 1) {
             continue;
         }
 

@@ -14,6 +14,7 @@ static pd_int_t pd_room_init_process(pd_cycle_t *cycle);
 static pd_conf_bounds_t  pd_room_header_bounds = { 1024, 65536 };
 static pd_conf_bounds_t  pd_room_timeout_bounds = { 100, 3600 * 1000 };
 static pd_conf_bounds_t  pd_room_hb_bounds = { 1000, 3600 * 1000 };
+static pd_conf_bounds_t  pd_room_rotation_bounds = { 1000, 86400 * 1000 };
 static pd_conf_bounds_t  pd_room_frame_bounds = { 256, 16 * 1024 * 1024 };
 static pd_conf_bounds_t  pd_room_apps_bounds = { 1, PD_REG_APPS_MAX };
 static pd_conf_bounds_t  pd_room_count_bounds = { 0, 1000000000 };
@@ -39,6 +40,14 @@ static pd_command_t  pd_room_commands[] = {
       offsetof(pd_room_conf_t, ssl_certificate_key), NULL,
       "PEM private key for the ssl listeners" },
 
+    { "ssl_ticket_key_rotation", PD_CONF_DURATION, pd_conf_set_msec_slot,
+      offsetof(pd_room_conf_t, ssl_ticket_key_rotation),
+      &pd_room_rotation_bounds,
+      "how long one TLS session-ticket key encrypts new tickets; it "
+      "decrypts them one period more, then is wiped, so a stolen key "
+      "opens at most two periods of recorded sessions; a ticket resumes "
+      "on any worker for one to two periods (default: 1h)" },
+
     { "header_buffer_size", PD_CONF_SIZE, pd_conf_set_size_slot,
       offsetof(pd_room_conf_t, http.header_buffer_size),
       &pd_room_header_bounds,
@@ -50,10 +59,11 @@ static pd_command_t  pd_room_commands[] = {
       "time a new connection has to finish its TLS handshake and send its "
       "request (default: 10s)" },
 
-    { "auth_secret", PD_CONF_STRING, pd_conf_set_str_slot,
+    { "auth_secret", PD_CONF_STRING, pd_conf_set_secret_slot,
       offsetof(pd_room_conf_t, auth_secret), NULL,
       "the HMAC-SHA256 key of client tokens, shared with the business "
-      "back-end (required, at least 16 characters)" },
+      "back-end (required, at least 16 characters; the sample's "
+      "\"change-me...\" is refused)" },
 
     { "heartbeat", PD_CONF_DURATION, pd_conf_set_msec_slot,
       offsetof(pd_room_conf_t, heartbeat), &pd_room_hb_bounds,
@@ -160,6 +170,7 @@ pd_room_create_conf(pd_cycle_t *cycle)
 
     rcf->http.header_buffer_size = PD_CONF_UNSET_SIZE;
     rcf->handshake_timeout = PD_CONF_UNSET_MSEC;
+    rcf->ssl_ticket_key_rotation = PD_CONF_UNSET_MSEC;
     rcf->heartbeat = PD_CONF_UNSET_MSEC;
     rcf->heartbeat_min = PD_CONF_UNSET_MSEC;
     rcf->heartbeat_max = PD_CONF_UNSET_MSEC;
@@ -187,6 +198,7 @@ pd_room_init_conf(pd_cycle_t *cycle, void *conf)
 
     pd_conf_init_size(rcf->http.header_buffer_size, 4096);
     pd_conf_init_msec(rcf->handshake_timeout, 10000);
+    pd_conf_init_msec(rcf->ssl_ticket_key_rotation, 3600 * 1000);
     pd_conf_init_msec(rcf->heartbeat, 240000);
     pd_conf_init_msec(rcf->heartbeat_min, 30000);
     pd_conf_init_msec(rcf->heartbeat_max, 600000);
@@ -302,7 +314,9 @@ pd_room_init_module(pd_cycle_t *cycle)
 
     if (rcf->ssl) {
         err = pd_ssl_create(&rcf->tls, &rcf->ssl_certificate,
-                            &rcf->ssl_certificate_key, cycle->pool);
+                            &rcf->ssl_certificate_key,
+                            (time_t) (rcf->ssl_ticket_key_rotation / 1000),
+                            cycle->pool);
         if (err != NULL) {
             cycle->conf_errstr = err;
             return PD_ERROR;

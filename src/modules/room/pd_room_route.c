@@ -21,7 +21,7 @@
 /* connections of one target worker, collected before the batch goes */
 typedef struct {
     pid_t                pid;
-    u_char               node[33];       /* empty: this node */
+    u_char               node[PD_NODE_ID_SIZE]; /* empty: this node */
     pd_uint_t            n;
     uint64_t            *conns;
 } pd_room_target_t;

@@ -594,13 +594,11 @@ pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
     return PD_OK;
 }
 
-/* message ids are "node-hex": longer ones cannot be ours */
-#define PD_ROOM_ID_MAX  96
 
 static pd_int_t
 pd_room_ack_op(pd_room_conn_t *rc, pd_json_val_t *ids)
 {
-    u_char          buf[64][PD_ROOM_ID_MAX];
+    u_char          buf[64][PD_MSG_ID_SIZE];
     const char     *list[64];
     pd_json_val_t   e;
     const u_char   *pos = NULL;
@@ -619,7 +617,7 @@ pd_room_ack_op(pd_room_conn_t *rc, pd_json_val_t *ids)
             return pd_room_bad_frame(rc, "\"ids\" must hold strings");
         }
 
-        if (pd_json_string(&e, buf[n], PD_ROOM_ID_MAX, &len) == PD_OK) {
+        if (pd_json_string(&e, buf[n], PD_MSG_ID_SIZE, &len) == PD_OK) {
             list[n] = (char *) buf[n];
             n++;
         }

@@ -30,8 +30,6 @@
  * length, lower bound; then each element's length and bytes */
 #define PD_SP_ARR_HEAD    20
 
-#define PD_SP_ID_MAX      80
-
 
 const char  *pd_saver_pg_setup[] = {
 
@@ -318,7 +316,7 @@ pd_int_t
 pd_saver_pg_ack(pd_saver_pg_t *sp, pd_str_t *uid, pd_str_t *id)
 {
     if (pd_token_valid_name(uid, PD_UID_MAX) != PD_OK
-        || pd_token_valid_name(id, PD_SP_ID_MAX) != PD_OK
+        || pd_token_valid_name(id, PD_MSG_ID_LEN) != PD_OK
         || !pd_pg_connected(sp->pg))
     {
         return PD_DECLINED;

@@ -77,9 +77,9 @@ pd_int_t pd_saver_pg_store(pd_saver_pg_t *sp, pd_str_t *uids, pd_uint_t n,
 
 /*
  * Adds (uid, id) to the next DELETE (with the next INSERT, or within
- * PD_SAVER_PG_ACK_WAIT).  Both must be names of
- * [A-Za-z0-9._:@-] (an id up to 80 bytes): a client's ack is checked
- * before it can fail a statement that other acks share.  PD_OK;
+ * PD_SAVER_PG_ACK_WAIT).  Both must be names of [A-Za-z0-9._:@-] (an id
+ * up to PD_MSG_ID_LEN bytes): a client's ack is checked before it can
+ * fail a statement that other acks share.  PD_OK;
  * PD_DECLINED: not a valid name, or the link is down.
  */
 pd_int_t pd_saver_pg_ack(pd_saver_pg_t *sp, pd_str_t *uid, pd_str_t *id);

@@ -39,7 +39,15 @@ static const char  pd_sr_store_lua[] =
     "redis.call('PEXPIREAT', KEYS[1], ARGV[3]) "
     "return {s, f}";
 
-/* KEYS: q, dl; ARGV: app, after (an id or ""), max deliveries, limit */
+/*
+ * KEYS: q, dl, then the m key of every id in q after `after`; ARGV: app,
+ * after (an id or ""), max deliveries, limit.  Every key a script touches
+ * comes in KEYS, as Redis Cluster and ACL key patterns expect; but these
+ * ids are known only once q is read, so a call that lacks the m key of
+ * one changes nothing and answers {-1, id...} (the ids after `after`),
+ * and the caller asks again with their keys.  The first call of a fetch
+ * passes none: an empty mailbox costs one call, others two.
+ */
 static const char  pd_sr_pending_lua[] =
     "local out = {} local list = redis.call('LRANGE', KEYS[1], 0, -1) "
     "local max = tonumber(ARGV[3]) local lim = tonumber(ARGV[4]) "
@@ -49,9 +57,18 @@ static const char  pd_sr_pending_lua[] =
     "    if id == ARGV[2] then from = i + 1 break end "
     "  end "
     "end "
+    "local key = {} "
+    "for i = 3, #KEYS do key[KEYS[i]] = i end "
+    "for i = from, #list do "
+    "  if not key['pd:m:' .. list[i]] then "
+    "    local ids = {-1} "
+    "    for j = from, #list do ids[#ids + 1] = list[j] end "
+    "    return ids "
+    "  end "
+    "end "
     "for i = from, #list do "
     "  local id = list[i] "
-    "  local m = redis.call('HMGET', 'pd:m:' .. id, 'a', 'd') "
+    "  local m = redis.call('HMGET', KEYS[key['pd:m:' .. id]], 'a', 'd') "
     "  if not m[1] then "
     "    redis.call('LREM', KEYS[1], 0, id) "
     "    redis.call('HDEL', KEYS[2], id) exp = exp + 1 "
@@ -290,10 +307,21 @@ pd_saver_redis_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
     return PD_OK;
 }
 
+/* calls of the pending script one fetch may make while q keeps changing */
+#define PD_SR_FETCH_TRIES  4
+
 typedef struct {
     pd_saver_fetch_pt    handler;
     void                *data;
+    pd_redis_t          *shard;
+    pd_uint_t            tries;
+    pd_str_t             uid;       /* copies, in the same allocation */
+    pd_str_t             app;
+    pd_str_t             after;
 } pd_sr_fetch_t;
+
+static pd_int_t pd_sr_fetch_send(pd_sr_fetch_t *f, redisReply **ids,
+    pd_uint_t nids);
 
 static void
 pd_sr_fetched(pd_redis_t *r, redisReply *reply, void *data)
@@ -303,6 +331,25 @@ pd_sr_fetched(pd_redis_t *r, redisReply *reply, void *data)
     pd_uint_t       i, n;
 
     (void) r;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements >= 1
+        && reply->element[0]->type == REDIS_REPLY_INTEGER
+        && reply->element[0]->integer == -1)
+    {
+        /* the ids whose m keys must be passed: ask again with them */
+        if (++f->tries < PD_SR_FETCH_TRIES
+            && pd_sr_fetch_send(f, reply->element + 1, reply->elements - 1)
+               == PD_OK)
+        {
+            return;
+        }
+
+        pd_log_error(PD_LOG_WARN, pd_log_root, 0, "saver: the mailbox of "
+                     "\"%.*s\" kept changing under %lu fetches",
+                     (int) f->uid.len, f->uid.data, (unsigned long) f->tries);
+        reply = NULL;
+    }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements < 2)
@@ -337,49 +384,114 @@ pd_saver_redis_fetch(pd_str_t *uid, pd_str_t *app, const char *after,
     pd_saver_fetch_pt handler, void *data)
 {
     pd_sr_fetch_t  *f;
-    const char     *argv[9];
-    size_t          len[9];
-    char            q[8 + PD_REG_UID_MAX], dl[8 + PD_REG_UID_MAX];
-    char            smax[24], slim[24];
+    u_char         *p;
+    size_t          alen;
 
-    f = pd_calloc(sizeof(pd_sr_fetch_t), pd_log_root);
+    alen = strlen(after);
+
+    f = pd_calloc(sizeof(pd_sr_fetch_t) + uid->len + app->len + alen,
+                  pd_log_root);
     if (f == NULL) {
         return PD_ERROR;
     }
 
     f->handler = handler;
     f->data = data;
+    f->shard = pd_sr_shard(uid->data, uid->len);
 
-    argv[0] = "EVAL";
-    len[0] = 4;
-    argv[1] = pd_sr_pending_lua;
-    len[1] = sizeof(pd_sr_pending_lua) - 1;
-    argv[2] = "2";
-    len[2] = 1;
-    argv[3] = q;
-    len[3] = (size_t) snprintf(q, sizeof(q), "pd:q:%.*s", (int) uid->len,
-                               uid->data);
-    argv[4] = dl;
-    len[4] = (size_t) snprintf(dl, sizeof(dl), "pd:dl:%.*s", (int) uid->len,
-                               uid->data);
-    argv[5] = (const char *) app->data;
-    len[5] = app->len;
-    argv[6] = after;
-    len[6] = strlen(after);
-    argv[7] = smax;
-    len[7] = (size_t) snprintf(smax, sizeof(smax), "%ld",
-                               (long) pd_saver->max_redeliveries);
-    argv[8] = slim;
-    len[8] = (size_t) snprintf(slim, sizeof(slim), "%d", PD_SAVER_FETCH_MAX);
+    p = (u_char *) (f + 1);
+    f->uid.data = p;
+    f->uid.len = uid->len;
+    p = pd_cpymem(p, uid->data, uid->len);
+    f->app.data = p;
+    f->app.len = app->len;
+    p = pd_cpymem(p, app->data, app->len);
+    f->after.data = p;
+    f->after.len = alen;
+    pd_memcpy(p, after, alen);
 
-    if (pd_redis_command(pd_sr_shard(uid->data, uid->len), pd_sr_fetched, f,
-                         9, argv, len) != PD_OK)
-    {
+    if (pd_sr_fetch_send(f, NULL, 0) != PD_OK) {
         pd_free(f);
         return PD_DECLINED;
     }
 
     return PD_OK;
+}
+
+/* one call of the pending script, with the m keys of ids (NULL: none) */
+static pd_int_t
+pd_sr_fetch_send(pd_sr_fetch_t *f, redisReply **ids, pd_uint_t nids)
+{
+    const char  **argv;
+    size_t       *len, size;
+    u_char       *keys, *k;
+    char          q[8 + PD_REG_UID_MAX], dl[8 + PD_REG_UID_MAX];
+    char          nkeys[24], smax[24], slim[24];
+    pd_uint_t     i, argc;
+    pd_int_t      rc;
+
+    size = 1;
+    for (i = 0; i < nids; i++) {
+        if (ids[i]->type != REDIS_REPLY_STRING) {
+            return PD_ERROR;
+        }
+        size += sizeof("pd:m:") - 1 + ids[i]->len;
+    }
+
+    argc = 3 + 2 + nids + 4;
+    argv = pd_alloc(argc * sizeof(char *), pd_log_root);
+    len = pd_alloc(argc * sizeof(size_t), pd_log_root);
+    keys = pd_alloc(size, pd_log_root);
+
+    if (argv == NULL || len == NULL || keys == NULL) {
+        rc = PD_ERROR;
+        goto done;
+    }
+
+    argv[0] = "EVAL";
+    len[0] = 4;
+    argv[1] = pd_sr_pending_lua;
+    len[1] = sizeof(pd_sr_pending_lua) - 1;
+    argv[2] = nkeys;
+    len[2] = (size_t) snprintf(nkeys, sizeof(nkeys), "%lu",
+                               (unsigned long) (2 + nids));
+    argv[3] = q;
+    len[3] = (size_t) snprintf(q, sizeof(q), "pd:q:%.*s",
+                               (int) f->uid.len, f->uid.data);
+    argv[4] = dl;
+    len[4] = (size_t) snprintf(dl, sizeof(dl), "pd:dl:%.*s",
+                               (int) f->uid.len, f->uid.data);
+
+    k = keys;
+    for (i = 0; i < nids; i++) {
+        argv[5 + i] = (const char *) k;
+        len[5 + i] = sizeof("pd:m:") - 1 + ids[i]->len;
+        k = pd_cpymem(k, "pd:m:", sizeof("pd:m:") - 1);
+        k = pd_cpymem(k, ids[i]->str, ids[i]->len);
+    }
+
+    i = 5 + nids;
+    argv[i] = (const char *) f->app.data;
+    len[i++] = f->app.len;
+    argv[i] = (const char *) f->after.data;
+    len[i++] = f->after.len;
+    argv[i] = smax;
+    len[i++] = (size_t) snprintf(smax, sizeof(smax), "%ld",
+                                 (long) pd_saver->max_redeliveries);
+    argv[i] = slim;
+    len[i++] = (size_t) snprintf(slim, sizeof(slim), "%d",
+                                 PD_SAVER_FETCH_MAX);
+
+    /* the arguments are copied: the buffers go right after */
+    rc = pd_redis_command(f->shard, pd_sr_fetched, f, (int) i, argv, len);
+
+done:
+
+    pd_free(argv);
+    pd_free(len);
+    pd_free(keys);
+
+    return rc;
 }
 
 pd_int_t
@@ -394,7 +506,7 @@ pd_saver_redis_ack(pd_str_t *uid, const char *id)
     sid.data = (u_char *) id;
     sid.len = strlen(id);
 
-    if (pd_token_valid_name(&sid, 80) != PD_OK) {
+    if (pd_token_valid_name(&sid, PD_MSG_ID_LEN) != PD_OK) {
         return PD_DECLINED;
     }
 

@@ -7,6 +7,7 @@
 
 
 static char  pd_test_dir[] = "/tmp/pd_test_log.XXXXXX";
+static char  pd_test_err[256];
 
 
 static int
@@ -50,7 +51,8 @@ pd_test_open_log(pd_log_t *log, char *path, size_t len, const char *name,
     log->path.data = (u_char *) path;
     log->path.len = strlen(path);
 
-    assert_int_equal(pd_log_open(log), PD_OK);
+    assert_int_equal(pd_log_open(log, NULL, pd_test_err,
+                                 sizeof(pd_test_err)), PD_OK);
     assert_true(log->fd > 2);
 }
 
@@ -284,7 +286,8 @@ pd_test_reopen(void **state)
 
     pd_log_error(PD_LOG_ERR, &log, 0, "line B");
 
-    assert_int_equal(pd_log_reopen(&log), PD_OK);
+    assert_int_equal(pd_log_reopen(&log, NULL, pd_test_err,
+                                   sizeof(pd_test_err)), PD_OK);
     assert_int_equal(log.fd, fd);
 
     pd_log_error(PD_LOG_ERR, &log, 0, "line C");
@@ -323,7 +326,8 @@ pd_test_reopen_failure(void **state)
     log.path.len = strlen(gone);
 
     errno = 0;
-    assert_int_equal(pd_log_reopen(&log), PD_ERROR);
+    assert_int_equal(pd_log_reopen(&log, NULL, pd_test_err,
+                                   sizeof(pd_test_err)), PD_ERROR);
     assert_int_equal(errno, ENOENT);
 
     pd_log_error(PD_LOG_ERR, &log, 0, "still here");
@@ -351,15 +355,18 @@ pd_test_open_failure(void **state)
     log.path.len = strlen(gone);
 
     errno = 0;
-    assert_int_equal(pd_log_open(&log), PD_ERROR);
+    assert_int_equal(pd_log_open(&log, NULL, pd_test_err,
+                                 sizeof(pd_test_err)), PD_ERROR);
     assert_int_equal(errno, ENOENT);
     assert_int_equal(log.fd, PD_INVALID_FILE);
 
     /* an empty path is stderr */
     log.path.len = 0;
-    assert_int_equal(pd_log_open(&log), PD_OK);
+    assert_int_equal(pd_log_open(&log, NULL, pd_test_err,
+                                 sizeof(pd_test_err)), PD_OK);
     assert_int_equal(log.fd, STDERR_FILENO);
-    assert_int_equal(pd_log_reopen(&log), PD_OK);
+    assert_int_equal(pd_log_reopen(&log, NULL, pd_test_err,
+                                   sizeof(pd_test_err)), PD_OK);
     assert_int_equal(log.fd, STDERR_FILENO);
 }
 

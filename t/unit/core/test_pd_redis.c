@@ -76,6 +76,11 @@ static int          pd_test_port;
 
 static pd_uint_t    pd_test_connects;
 
+/* extra redis-server arguments (NULL-ended), and the password the
+ * test's own blocking client then sends */
+static const char  **pd_test_redis_args;
+static const char   *pd_test_sync_pass;
+
 
 /* the event loop, bounded */
 
@@ -251,14 +256,13 @@ pd_test_free_port(void)
 }
 
 
-/* a blocking client of the test itself: 1 when the server answers */
-static int
-pd_test_sync(const char *cmd, char *info, size_t len)
+/* the test's own blocking link, authenticated when the server wants it */
+static redisContext *
+pd_test_sync_connect(void)
 {
     redisContext    *c;
     redisReply      *reply;
     struct timeval   tv = { 1, 0 };
-    int              ok;
 
     c = redisConnectWithTimeout("127.0.0.1", pd_test_port, tv);
 
@@ -266,6 +270,37 @@ pd_test_sync(const char *cmd, char *info, size_t len)
         if (c) {
             redisFree(c);
         }
+        return NULL;
+    }
+
+    if (pd_test_sync_pass != NULL) {
+        reply = redisCommand(c, "AUTH %s", pd_test_sync_pass);
+
+        if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+            if (reply) {
+                freeReplyObject(reply);
+            }
+            redisFree(c);
+            return NULL;
+        }
+
+        freeReplyObject(reply);
+    }
+
+    return c;
+}
+
+
+/* a blocking client of the test itself: 1 when the server answers */
+static int
+pd_test_sync(const char *cmd, char *info, size_t len)
+{
+    redisContext    *c;
+    redisReply      *reply;
+    int              ok;
+
+    c = pd_test_sync_connect();
+    if (c == NULL) {
         return 0;
     }
 
@@ -291,15 +326,10 @@ pd_test_sync_int(int argc, const char **argv)
 {
     redisContext    *c;
     redisReply      *reply;
-    struct timeval   tv = { 1, 0 };
     long long        n;
 
-    c = redisConnectWithTimeout("127.0.0.1", pd_test_port, tv);
-
-    if (c == NULL || c->err) {
-        if (c) {
-            redisFree(c);
-        }
+    c = pd_test_sync_connect();
+    if (c == NULL) {
         return -1;
     }
 
@@ -344,7 +374,7 @@ static void
 pd_test_redis_start(void)
 {
     char             port[16];
-    const char      *argv[20];
+    const char      *argv[40];
     int              n, fd, status, i;
     pid_t            pid;
     struct timespec  ts = { 0, 10 * 1000 * 1000 };
@@ -368,6 +398,9 @@ pd_test_redis_start(void)
     if (pd_test_debug_command) {
         argv[n++] = "--enable-debug-command";
         argv[n++] = "local";
+    }
+    for (i = 0; pd_test_redis_args && pd_test_redis_args[i]; i++) {
+        argv[n++] = pd_test_redis_args[i];
     }
     argv[n] = NULL;
 
@@ -1787,6 +1820,146 @@ test_subscriber_mute_server(void **state)
 }
 
 
+/* AUTH: the default user's password and an ACL user */
+
+static const char  *pd_test_auth_args[] = {
+    "--requirepass", "pd-test-pass",
+    "--user", "pd", "on", ">pd-user-pass", "~pd:*", "&pd:*", "+@all",
+    NULL
+};
+
+
+static pd_redis_t *
+pd_test_auth_link(const char *user, const char *password)
+{
+    pd_redis_t  *r;
+
+    r = pd_redis_create("127.0.0.1", pd_test_port, 1000, &pd_test_log);
+    assert_non_null(r);
+    assert_int_equal(pd_redis_set_auth(r, user, password), PD_OK);
+    assert_int_equal(pd_redis_connect(r), PD_OK);
+
+    return r;
+}
+
+
+/* runs one command on r and waits for its answer into rep */
+static void
+pd_test_cmd_wait(pd_redis_t *r, pd_test_reply_t *rep, const char *a0,
+    const char *a1, const char *a2)
+{
+    rep->calls = 0;
+    assert_int_equal(pd_test_cmd(r, rep, a0, a1, a2), PD_OK);
+    assert_true(pd_test_run(pd_test_called, rep, 2000));
+    assert_int_equal(rep->nulls, 0);
+}
+
+
+static void
+test_auth(void **state)
+{
+    pd_test_reply_t   rep;
+    pd_test_msg_t     m;
+    pd_test_sub_t     s;
+    pd_redis_t       *r, *acl, *bad, *sub;
+    pd_uint_t         connects;
+
+    (void) state;
+
+    pd_test_need_redis();
+    pd_memzero(&rep, sizeof(rep));
+    pd_memzero(&m, sizeof(m));
+
+    pd_test_redis_stop();
+    pd_test_redis_args = pd_test_auth_args;
+    pd_test_sync_pass = "pd-test-pass";
+    pd_test_redis_start();
+
+    /* without credentials the server answers nothing but NOAUTH */
+    r = pd_test_connect(1000);
+    pd_test_cmd_wait(r, &rep, "PING", NULL, NULL);
+    assert_int_equal(rep.type, REDIS_REPLY_ERROR);
+    assert_memory_equal(rep.str, "NOAUTH", 6);
+    pd_redis_destroy(r);
+
+    /* a wrong password: never up, commands declined, tried again */
+    bad = pd_test_auth_link(NULL, "wrong-pass");
+    assert_false(pd_test_run(pd_test_is_connected, bad, 700));
+    assert_int_equal(pd_test_cmd(bad, &rep, "PING", NULL, NULL),
+                     PD_DECLINED);
+
+    /* requirepass: the default user */
+    r = pd_test_auth_link(NULL, "pd-test-pass");
+    pd_redis_set_connect_handler(r, pd_test_on_connect, NULL);
+    pd_test_connects = 0;
+    assert_true(pd_test_run(pd_test_is_connected, r, 5000));
+    assert_int_equal(pd_test_connects, 1);
+    pd_test_cmd_wait(r, &rep, "SET", "other:auth", "1");
+    assert_int_equal(rep.type, REDIS_REPLY_STATUS);
+    assert_string_equal(rep.str, "OK");
+
+    /* an ACL user: its key pattern holds */
+    acl = pd_test_auth_link("pd", "pd-user-pass");
+    assert_true(pd_test_run(pd_test_is_connected, acl, 5000));
+    pd_test_cmd_wait(acl, &rep, "SET", "pd:auth", "1");
+    assert_string_equal(rep.str, "OK");
+    pd_test_cmd_wait(acl, &rep, "SET", "other:auth", "2");
+    assert_int_equal(rep.type, REDIS_REPLY_ERROR);
+    assert_memory_equal(rep.str, "NOPERM", 6);
+
+    /* a subscriber authenticates before it subscribes */
+    sub = pd_test_subscriber(1000, &connects);
+    assert_int_equal(pd_redis_set_auth(sub, "pd", "pd-user-pass"), PD_OK);
+    assert_int_equal(pd_redis_subscribe(sub, "pd:test:auth",
+                                        pd_test_on_message, &m), PD_OK);
+    assert_int_equal(pd_redis_connect(sub), PD_OK);
+    s.r = sub;
+    s.n = 1;
+    assert_true(pd_test_run(pd_test_is_subscribed, &s, 5000));
+
+    assert_int_equal(pd_test_publish(acl, NULL, "pd:test:auth", "hi", 2),
+                     PD_OK);
+    m.want = 1;
+    assert_true(pd_test_run(pd_test_got, &m, 5000));
+    assert_memory_equal(m.payload, "hi", 2);
+
+    /* a restart: every link authenticates again by itself */
+    pd_test_redis_stop();
+    assert_true(pd_test_run(pd_test_is_disconnected, r, 5000));
+    pd_test_redis_start();
+
+    assert_true(pd_test_run(pd_test_is_connected, r, 10000));
+    assert_true(pd_test_run(pd_test_is_connected, acl, 10000));
+    assert_true(pd_test_run(pd_test_is_subscribed, &s, 10000));
+    assert_int_equal(pd_test_connects, 2);
+    assert_int_equal(connects, 2);
+    assert_false(pd_redis_connected(bad));
+
+    pd_test_cmd_wait(r, &rep, "PING", NULL, NULL);
+    assert_string_equal(rep.str, "PONG");
+    pd_test_cmd_wait(acl, &rep, "GET", "pd:auth", NULL);
+    assert_int_equal(rep.type, REDIS_REPLY_NIL);
+
+    assert_int_equal(pd_test_publish(acl, NULL, "pd:test:auth", "again", 5),
+                     PD_OK);
+    m.want = 2;
+    assert_true(pd_test_run(pd_test_got, &m, 5000));
+    assert_memory_equal(m.payload, "again", 5);
+
+    pd_redis_destroy(bad);
+    pd_redis_destroy(sub);
+    pd_redis_destroy(acl);
+    pd_redis_destroy(r);
+    free(rep.str);
+    free(m.payload);
+
+    /* the next test gets a server without passwords */
+    pd_test_redis_stop();
+    pd_test_redis_args = NULL;
+    pd_test_sync_pass = NULL;
+}
+
+
 int
 main(void)
 {
@@ -1809,6 +1982,7 @@ main(void)
         cmocka_unit_test(test_subscriber_restart),
         cmocka_unit_test(test_subscriber_idle),
         cmocka_unit_test(test_subscriber_mute_server),
+        cmocka_unit_test(test_auth),
     };
 
     return cmocka_run_group_tests(tests, pd_test_setup, pd_test_teardown);

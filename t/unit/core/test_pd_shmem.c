@@ -7,6 +7,7 @@
 
 
 static char  pd_test_dir[] = "/tmp/pd_test_shmem.XXXXXX";
+static char  pd_test_err[256];
 static char  pd_test_log_path[256];
 
 
@@ -47,7 +48,8 @@ pd_test_cycle(pd_cycle_t *cycle, pd_log_t *log)
     log->log_level = PD_LOG_DEBUG;
     log->path.data = (u_char *) pd_test_log_path;
     log->path.len = strlen(pd_test_log_path);
-    assert_int_equal(pd_log_open(log), PD_OK);
+    assert_int_equal(pd_log_open(log, NULL, pd_test_err,
+                                 sizeof(pd_test_err)), PD_OK);
 
     pd_memzero(cycle, sizeof(pd_cycle_t));
     cycle->log = log;
@@ -152,7 +154,8 @@ pd_test_alloc_failure(void **state)
     log.log_level = PD_LOG_DEBUG;
     log.path.data = (u_char *) pd_test_log_path;
     log.path.len = strlen(pd_test_log_path);
-    assert_int_equal(pd_log_open(&log), PD_OK);
+    assert_int_equal(pd_log_open(&log, NULL, pd_test_err,
+                                 sizeof(pd_test_err)), PD_OK);
 
     pd_memzero(&shm, sizeof(shm));
     shm.size = 0;

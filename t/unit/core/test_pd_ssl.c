@@ -21,6 +21,7 @@ typedef struct {
 
 
 static char        pd_test_dir[] = "/tmp/pd_test_ssl.XXXXXX";
+static char        pd_test_err[256];
 static char        pd_test_cert[256];
 static char        pd_test_key[256];
 static char        pd_test_other_key[256];
@@ -103,7 +104,9 @@ pd_test_setup(void **state)
     pd_test_log.path.data = (u_char *) pd_test_log_path;
     pd_test_log.path.len = strlen(pd_test_log_path);
 
-    if (pd_log_open(&pd_test_log) != PD_OK) {
+    if (pd_log_open(&pd_test_log, NULL, pd_test_err, sizeof(pd_test_err))
+        != PD_OK)
+    {
         return -1;
     }
 
@@ -121,7 +124,9 @@ pd_test_setup(void **state)
     key.data = (u_char *) pd_test_key;
     key.len = strlen(pd_test_key);
 
-    if (pd_ssl_create(&pd_test_ssl, &cert, &key, pd_test_pool) != NULL) {
+    if (pd_ssl_create(&pd_test_ssl, &cert, &key, 3600, pd_test_pool)
+        != NULL)
+    {
         return -1;
     }
 
@@ -185,7 +190,7 @@ pd_test_create(pd_ssl_t *ssl, pd_pool_t *pool, const char *cert,
     k.data = (u_char *) key;
     k.len = strlen(key);
 
-    return pd_ssl_create(ssl, &c, &k, pool);
+    return pd_ssl_create(ssl, &c, &k, 3600, pool);
 }
 
 
@@ -210,7 +215,7 @@ pd_test_client_ctx(int version)
  * client on the other end, non-blocking too so one thread drives both.
  */
 static void
-pd_test_pair(pd_test_conn_t *t, SSL_CTX *client_ctx)
+pd_test_pair_on(pd_test_conn_t *t, SSL_CTX *client_ctx, pd_ssl_t *ssl)
 {
     int  sv[2];
 
@@ -234,7 +239,7 @@ pd_test_pair(pd_test_conn_t *t, SSL_CTX *client_ctx)
     t->c.pool = pd_create_pool(PD_POOL_MIN_SIZE * 4, 0, &pd_test_log);
     assert_non_null(t->c.pool);
 
-    assert_int_equal(pd_ssl_create_connection(&pd_test_ssl, &t->c), PD_OK);
+    assert_int_equal(pd_ssl_create_connection(ssl, &t->c), PD_OK);
     assert_non_null(t->c.ssl);
     assert_non_null(t->c.ssl->connection);
     assert_false(t->c.ssl->handshaked);
@@ -244,6 +249,13 @@ pd_test_pair(pd_test_conn_t *t, SSL_CTX *client_ctx)
     assert_non_null(t->client);
     assert_int_equal(SSL_set_fd(t->client, t->fd), 1);
     SSL_set_connect_state(t->client);
+}
+
+
+static void
+pd_test_pair(pd_test_conn_t *t, SSL_CTX *client_ctx)
+{
+    pd_test_pair_on(t, client_ctx, &pd_test_ssl);
 }
 
 
@@ -1239,6 +1251,100 @@ pd_test_error_drains_queue(void **state)
 }
 
 
+/* waits (polling the clock) for the first moment of the next second */
+static void
+pd_test_next_second(void)
+{
+    time_t           now;
+    struct timespec  ts = { 0, 5 * 1000 * 1000 };
+
+    now = time(NULL);
+
+    while (time(NULL) == now) {
+        (void) nanosleep(&ts, NULL);
+    }
+}
+
+
+/* one handshake with ssl offering sess; 1 when it was resumed */
+static int
+pd_test_resumes(pd_ssl_t *ssl, SSL_CTX *ctx, SSL_SESSION *sess)
+{
+    pd_test_conn_t  t;
+    int             reused;
+
+    pd_test_pair_on(&t, ctx, ssl);
+    assert_int_equal(SSL_set_session(t.client, sess), 1);
+    pd_test_handshake(&t);
+    pd_test_exchange(&t);
+
+    reused = SSL_session_reused(t.c.ssl->connection);
+    assert_int_equal(SSL_session_reused(t.client), reused);
+
+    pd_test_pair_close(&t);
+
+    return reused;
+}
+
+
+/*
+ * Ticket keys rotate every second here: a ticket resumes in the period
+ * it was made in and the next one, and not after, although the session
+ * timeout would still allow it: its key is gone.
+ */
+static void
+pd_test_ticket_rotation(void **state)
+{
+    SSL_CTX         *ctx;
+    SSL_SESSION     *sess;
+    pd_ssl_t         rotating;
+    pd_str_t         c, k;
+    pd_pool_t       *pool;
+    pd_test_conn_t   t;
+
+    (void) state;
+
+    /* its own pool: the context is freed with it, before rotating goes */
+    pool = pd_create_pool(PD_POOL_DEFAULT_SIZE, 0, &pd_test_log);
+    assert_non_null(pool);
+
+    c.data = (u_char *) pd_test_cert;
+    c.len = strlen(pd_test_cert);
+    k.data = (u_char *) pd_test_key;
+    k.len = strlen(pd_test_key);
+
+    assert_null(pd_ssl_create(&rotating, &c, &k, 1, pool));
+    (void) SSL_CTX_set_timeout(rotating.ctx, 3600);
+
+    ctx = pd_test_client_ctx(TLS1_3_VERSION);
+
+    /* early in a period, so the steps below stay within it */
+    pd_test_next_second();
+
+    pd_test_pair_on(&t, ctx, &rotating);
+    pd_test_handshake(&t);
+    pd_test_exchange(&t);
+    sess = SSL_get1_session(t.client);
+    assert_non_null(sess);
+    pd_test_pair_close(&t);
+
+    assert_true(pd_test_resumes(&rotating, ctx, sess));
+
+    /* the next period: the previous key still decrypts it */
+    pd_test_next_second();
+    assert_true(pd_test_resumes(&rotating, ctx, sess));
+
+    /* two periods on: that key is wiped, a full handshake */
+    pd_test_next_second();
+    assert_false(pd_test_resumes(&rotating, ctx, sess));
+
+    SSL_SESSION_free(sess);
+    SSL_CTX_free(ctx);
+
+    pd_destroy_pool(pool);
+}
+
+
 #define pd_test(f)  cmocka_unit_test_setup(f, pd_test_log_reset)
 
 int
@@ -1250,6 +1356,7 @@ main(void)
         pd_test(pd_test_tls12),
         pd_test(pd_test_tls13),
         pd_test(pd_test_resume_in_other_process),
+        pd_test(pd_test_ticket_rotation),
         pd_test(pd_test_recv_eof),
         pd_test(pd_test_send_chain_large),
         pd_test(pd_test_send_chain_limit),
