@@ -49,10 +49,9 @@ struct pd_room_link_s {
 typedef struct pd_room_conn_s  pd_room_conn_t;
 
 /* where a stored backlog larger than the output bound goes on, per app:
- * a position in the memory store, or the last id a cluster store gave */
+ * the saver's cursor (PD_SAVER_CURSOR_SIZE, NUL-terminated) */
 typedef struct {
-    uint64_t         seq[PD_REG_APPS_MAX];
-    u_char           id[PD_REG_APPS_MAX][80];
+    u_char           cursor[PD_APPS_MAX][PD_MSG_ID_SIZE];
 } pd_room_resume_t;
 
 struct pd_room_conn_s {
@@ -190,7 +189,6 @@ pd_int_t pd_room_deliver(pd_room_conn_t *rc, pd_shbuf_t *frame);
 pd_int_t pd_room_load(pd_room_conn_t *rc);
 pd_int_t pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i);
 void pd_room_load_more(pd_room_conn_t *rc);
-void pd_room_fetch(pd_room_conn_t *rc, pd_uint_t i, const u_char *after);
 void pd_room_save_cursors(pd_room_conn_t *rc);
 pd_int_t pd_room_ack(pd_room_conn_t *rc, const char **ids, pd_uint_t n);
 void pd_room_deliver_init(void);

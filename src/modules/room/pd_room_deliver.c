@@ -33,8 +33,6 @@ typedef struct {
 
 static pd_uint_t  pd_room_nbcasts;
 
-static pd_int_t pd_room_resume_set(pd_room_conn_t *rc, pd_uint_t i,
-    uint64_t resume, pd_str_t *id);
 
 /* this node's id of message seq (pd_msg_id), no NUL */
 u_char *
@@ -134,32 +132,30 @@ pd_room_deliver(pd_room_conn_t *rc, pd_shbuf_t *frame)
     return rv;
 }
 
+/* retained broadcasts: the zone's walk hands them out one by one */
 typedef struct {
     pd_room_conn_t  *rc;
     pd_str_t        *app;
-    pd_uint_t        qos;
-    pd_uint_t        failed;
     uint64_t         last;
-} pd_room_load_t;
+} pd_room_bload_t;
 
 /* runs under the store's lock: frame, queue, nothing else */
 static pd_int_t
-pd_room_load_one(void *data, uint64_t seq, const u_char *payload, size_t len,
-    uint64_t expires)
+pd_room_bload_one(void *data, uint64_t seq, const u_char *payload,
+    size_t len, uint64_t expires)
 {
-    pd_room_load_t  *ld = data;
-    pd_shbuf_t      *sb;
+    pd_room_bload_t  *ld = data;
+    pd_shbuf_t       *sb;
 
     (void) expires;
 
-    sb = pd_room_msg_frame(seq, ld->app, ld->qos, payload, len, 0);
+    sb = pd_room_msg_frame(seq, ld->app, 0, payload, len, 0);
 
-    /* a backlog above the output bound stops here, uncounted: the rest
-     * follows as the queue drains (rc is not closed from in here) */
+    /* never past the output bound from in here (rc is not closed under
+     * the lock): the rest comes on the next connection */
     if (sb == NULL || ld->rc->out_bytes + sb->len
                       > ld->rc->conf->output_limit)
     {
-        ld->failed = 1;
         pd_shbuf_unref(sb);
         return PD_DONE;
     }
@@ -168,9 +164,154 @@ pd_room_load_one(void *data, uint64_t seq, const u_char *payload, size_t len,
     pd_shbuf_unref(sb);
 
     ld->last = seq;
-    pd_stats_dlv(ld->qos ? PD_DLV_REDELIVERED : PD_DLV_BCAST_SENT, 1);
+    pd_stats_dlv(PD_DLV_BCAST_SENT, 1);
 
     return PD_OK;
+}
+
+/* the retained broadcasts of app i that rc has not seen */
+static void
+pd_room_load_bcasts(pd_room_conn_t *rc, pd_uint_t i)
+{
+    pd_room_bload_t  ld;
+    pd_str_t         uid, app;
+    uint64_t         after;
+
+    uid.data = rc->uid;
+    uid.len = rc->uid_len;
+    app.data = (u_char *) pd_room_app_name(rc->apps[i], &app.len);
+
+    ld.rc = rc;
+    ld.app = &app;
+    ld.last = 0;
+    after = pd_max(pd_saver_cursor_get(&uid, &app), pd_room_bseq(rc, i));
+
+    (void) pd_saver_bcast_pending(&app, after, pd_room_bload_one, &ld);
+
+    if (ld.last > pd_room_bseq(rc, i)) {
+        (void) pd_room_bseq_set(rc, i, ld.last);
+    }
+}
+
+/*
+ * A fetch of stored messages in flight.  The saver may answer later (the
+ * cluster store), so the connection is found again by its id; the
+ * memory store answers before the fetch returns, under its lock.
+ */
+typedef struct {
+    uint64_t         id;
+    pd_uint_t        app_index;
+    pd_uint_t        taken;
+    u_char           app[PD_APP_MAX + 1];
+} pd_room_fetch_t;
+
+static pd_int_t
+pd_room_resume_set(pd_room_conn_t *rc, pd_uint_t i, pd_str_t *cursor)
+{
+    size_t  n;
+
+    if (rc->resume == NULL) {
+        rc->resume = pd_calloc(sizeof(pd_room_resume_t), rc->connection->log);
+        if (rc->resume == NULL) {
+            return PD_ERROR;
+        }
+    }
+
+    n = pd_min(cursor->len, sizeof(rc->resume->cursor[i]) - 1);
+    pd_memcpy(rc->resume->cursor[i], cursor->data, n);
+    rc->resume->cursor[i][n] = '\0';
+
+    rc->backlog |= (uint8_t) (1 << i);
+    return PD_OK;
+}
+
+/* the connection of a fetch, if it is still there and bound to its app */
+static pd_room_conn_t *
+pd_room_fetch_conn(pd_room_fetch_t *f)
+{
+    pd_room_conn_t  *rc;
+
+    rc = pd_room_find(f->id);
+
+    if (rc == NULL || f->app_index >= rc->napps
+        || strcmp((char *) pd_room_app(rc, f->app_index), (char *) f->app)
+           != 0)
+    {
+        return NULL;
+    }
+
+    return rc;
+}
+
+/*
+ * One stored message: framed and queued while the queue is within the
+ * output bound; at the bound the fetch stops there, the message not
+ * taken (the rest follows as the queue drains).
+ */
+static pd_int_t
+pd_room_take(void *data, pd_saver_msg_t *m)
+{
+    pd_room_fetch_t  *f = data;
+    pd_room_conn_t   *rc;
+    pd_shbuf_t       *sb;
+    pd_str_t          app;
+
+    rc = pd_room_fetch_conn(f);
+    if (rc == NULL) {
+        /* gone or unbound: the messages stay stored for the next time */
+        return PD_ABORT;
+    }
+
+    app.data = f->app;
+    app.len = strlen((char *) f->app);
+
+    sb = pd_room_msg_frame_id(&m->id, &app, 1, m->payload, m->len, 0);
+
+    if (sb == NULL || rc->out_bytes + sb->len > rc->conf->output_limit) {
+        pd_shbuf_unref(sb);
+        return PD_DONE;
+    }
+
+    (void) pd_room_send_shared(rc, sb);
+    pd_shbuf_unref(sb);
+
+    f->taken++;
+    pd_stats_dlv(PD_DLV_REDELIVERED, 1);
+
+    return PD_OK;
+}
+
+static void
+pd_room_fetched(void *data, pd_int_t rc_, pd_uint_t more, pd_str_t *cursor)
+{
+    pd_room_fetch_t  *f = data;
+    pd_room_conn_t   *rc;
+    pd_uint_t         i = f->app_index;
+
+    rc = pd_room_fetch_conn(f);
+
+    if (rc == NULL) {
+        pd_free(f);
+        return;
+    }
+
+    if (rc_ != PD_OK) {
+        pd_log_error(PD_LOG_WARN, rc->connection->log, 0,
+                     "stored messages of \"%.*s\" not fetched; they come "
+                     "on the next connection", (int) rc->uid_len, rc->uid);
+        more = 0;
+    }
+
+    pd_free(f);
+
+    if (more) {
+        /* the rest when the queue drains (pd_room_load_more) */
+        (void) pd_room_resume_set(rc, i, cursor);
+        return;
+    }
+
+    /* the stored backlog is out: the retained broadcasts follow it */
+    pd_room_load_bcasts(rc, i);
 }
 
 /*
@@ -181,182 +322,47 @@ pd_room_load_one(void *data, uint64_t seq, const u_char *payload, size_t len,
 pd_int_t
 pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i)
 {
-    pd_room_load_t   ld;
-    pd_str_t         uid, app;
-    uint64_t         resume, after;
+    pd_room_fetch_t  *f;
+    pd_str_t          uid, app, after;
 
     if (pd_saver == NULL) {
         return PD_OK;
     }
 
-    uid.data = rc->uid;
-    uid.len = rc->uid_len;
-    app.data = (u_char *) pd_room_app_name(rc->apps[i], &app.len);
-
-    pd_memzero(&ld, sizeof(ld));
-    ld.rc = rc;
-    ld.app = &app;
-    ld.qos = 1;
-
-    resume = (rc->backlog & (1 << i)) ? rc->resume->seq[i] : 0;
-
-    if (pd_saver_async()) {
-        /* a networked store answers later (pd_room_fetched) */
-        pd_room_fetch(rc, i, (rc->backlog & (1 << i)) ? rc->resume->id[i]
-                                                      : (u_char *) "");
-
-    } else {
-        (void) pd_saver_pending(&uid, &app, &resume, pd_room_load_one, &ld);
-
-        if (ld.failed) {
-            /* the rest follows as the queue drains (pd_room_flush) */
-            (void) pd_room_resume_set(rc, i, resume, NULL);
-            return PD_OK;
-        }
-
-        rc->backlog &= (uint8_t) ~(1 << i);
-    }
-
-    ld.qos = 0;
-    ld.last = 0;
-    after = pd_max(pd_saver_cursor_get(&uid, &app), pd_room_bseq(rc, i));
-
-    (void) pd_saver_bcast_pending(&app, after, pd_room_load_one, &ld);
-
-    if (ld.last > pd_room_bseq(rc, i)) {
-        (void) pd_room_bseq_set(rc, i, ld.last);
-    }
-
-    return PD_OK;
-}
-
-/* a fetch from a networked store: the connection may be gone when the
- * answer comes, so it is found again by its id */
-typedef struct {
-    uint64_t         id;
-    pd_uint_t        app_index;
-    u_char           app[PD_REG_APP_MAX + 1];
-} pd_room_fetch_t;
-
-static pd_int_t
-pd_room_resume_set(pd_room_conn_t *rc, pd_uint_t i, uint64_t resume,
-    pd_str_t *id)
-{
-    if (rc->resume == NULL) {
-        rc->resume = pd_calloc(sizeof(pd_room_resume_t), rc->connection->log);
-        if (rc->resume == NULL) {
-            return PD_ERROR;
-        }
-    }
-
-    rc->resume->seq[i] = resume;
-
-    if (id != NULL) {
-        (void) pd_slprintf(rc->resume->id[i], rc->resume->id[i] + 79, "%.*s",
-                           (int) pd_min(id->len, 79), id->data);
-        rc->resume->id[i][pd_min(id->len, 79)] = '\0';
-    }
-
-    rc->backlog |= (uint8_t) (1 << i);
-    return PD_OK;
-}
-
-static void
-pd_room_fetched(void *data, pd_int_t rc_, pd_saver_msg_t *msgs, pd_uint_t n)
-{
-    pd_room_fetch_t  *f = data;
-    pd_room_conn_t   *rc;
-    pd_str_t          app;
-    pd_shbuf_t       *sb;
-    pd_uint_t         k;
-    pd_str_t         *last;
-
-    rc = pd_room_find(f->id);
-
-    if (rc == NULL || f->app_index >= rc->napps
-        || strcmp((char *) pd_room_app(rc, f->app_index), (char *) f->app)
-           != 0)
-    {
-        /* gone or unbound: the messages stay stored for the next time */
-        pd_free(f);
-        return;
-    }
-
-    if (rc_ != PD_OK) {
-        pd_log_error(PD_LOG_WARN, rc->connection->log, 0,
-                     "stored messages of \"%.*s\" not fetched; they come "
-                     "on the next connection", (int) rc->uid_len, rc->uid);
-        rc->backlog &= (uint8_t) ~(1 << f->app_index);
-        pd_free(f);
-        return;
-    }
-
-    app.data = f->app;
-    app.len = strlen((char *) f->app);
-    last = NULL;
-
-    for (k = 0; k < n; k++) {
-        sb = pd_room_msg_frame_id(&msgs[k].id, &app, 1, msgs[k].payload,
-                                  msgs[k].len, 0);
-        if (sb == NULL) {
-            break;
-        }
-
-        (void) pd_room_send_shared(rc, sb);
-        pd_shbuf_unref(sb);
-
-        if (pd_room_find(f->id) == NULL) {
-            /* closed as a slow consumer: the rest stays stored */
-            pd_free(f);
-            return;
-        }
-
-        last = &msgs[k].id;
-        pd_stats_dlv(PD_DLV_REDELIVERED, 1);
-    }
-
-    if (n == PD_SAVER_FETCH_MAX && last != NULL
-        && pd_room_resume_set(rc, f->app_index, 0, last) == PD_OK)
-    {
-        /* more: now if the queue has room, else when it drains */
-        if (rc->out_bytes < rc->conf->output_limit / 2) {
-            pd_room_fetch(rc, f->app_index, rc->resume->id[f->app_index]);
-        }
-
-    } else {
-        rc->backlog &= (uint8_t) ~(1 << f->app_index);
-    }
-
-    pd_free(f);
-}
-
-void
-pd_room_fetch(pd_room_conn_t *rc, pd_uint_t i, const u_char *after)
-{
-    pd_room_fetch_t  *f;
-    pd_str_t          uid, app;
-
     f = pd_calloc(sizeof(pd_room_fetch_t), rc->connection->log);
     if (f == NULL) {
-        return;
+        return PD_ERROR;
     }
 
     f->id = rc->id;
     f->app_index = i;
-    pd_memcpy(f->app, pd_room_app(rc, i), PD_REG_APP_MAX + 1);
+    pd_memcpy(f->app, pd_room_app(rc, i), PD_APP_MAX + 1);
 
     uid.data = rc->uid;
     uid.len = rc->uid_len;
     app.data = (u_char *) pd_room_app_name(rc->apps[i], &app.len);
 
+    after.data = (u_char *) "";
+    after.len = 0;
+
+    if (rc->backlog & (1 << i)) {
+        after.data = rc->resume->cursor[i];
+        after.len = strlen((char *) after.data);
+    }
+
     /* in flight: a drained queue must not ask again meanwhile */
     rc->backlog &= (uint8_t) ~(1 << i);
 
-    if (pd_saver_fetch(&uid, &app, (const char *) after, pd_room_fetched, f)
+    if (pd_saver_fetch(&uid, &app, &after, pd_room_take, pd_room_fetched, f)
         != PD_OK)
     {
         pd_free(f);
+
+        /* the store is out of reach: what it keeps comes next time */
+        pd_room_load_bcasts(rc, i);
     }
+
+    return PD_OK;
 }
 
 /* the output queue drained: the next slice of a stored backlog */
@@ -419,43 +425,22 @@ pd_room_save_cursors(pd_room_conn_t *rc)
 pd_int_t
 pd_room_ack(pd_room_conn_t *rc, const char **ids, pd_uint_t n)
 {
-    pd_core_conf_t  *ccf;
-    pd_str_t         uid, node;
-    uint64_t         seq;
-    pd_uint_t        i, acked;
+    pd_str_t   uid, id;
+    pd_uint_t  i, acked;
 
     if (pd_saver == NULL) {
         return PD_OK;
     }
 
-    ccf = pd_get_conf(pd_cycle, pd_core_module);
     uid.data = rc->uid;
     uid.len = rc->uid_len;
     acked = 0;
 
-    if (pd_saver_async()) {
-        /* a cluster store knows every node's ids */
-        for (i = 0; i < n; i++) {
-            if (pd_saver_ack_id(&uid, ids[i]) == PD_OK) {
-                acked++;
-            }
-        }
-
-        pd_stats_dlv(PD_DLV_ACKED, acked);
-        return PD_OK;
-    }
-
     for (i = 0; i < n; i++) {
-        /* ids of other nodes are theirs to ack */
-        if (pd_msg_id_parse((u_char *) ids[i], strlen(ids[i]), &node, &seq)
-            != PD_OK
-            || node.len != ccf->node_id.len
-            || memcmp(node.data, ccf->node_id.data, node.len) != 0)
-        {
-            continue;
-        }
+        id.data = (u_char *) ids[i];
+        id.len = strlen(ids[i]);
 
-        if (pd_saver_ack(&uid, seq) == PD_OK) {
+        if (pd_saver_ack(&uid, &id) == PD_OK) {
             acked++;
         }
     }

@@ -562,9 +562,9 @@ pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
             if (rc->backlog & (1 << rc->napps)) {
                 rc->backlog &= (uint8_t) ~(1 << rc->napps);
                 rc->backlog |= (uint8_t) (1 << i);
-                rc->resume->seq[i] = rc->resume->seq[rc->napps];
-                pd_memcpy(rc->resume->id[i], rc->resume->id[rc->napps],
-                          sizeof(rc->resume->id[i]));
+                pd_memcpy(rc->resume->cursor[i],
+                          rc->resume->cursor[rc->napps],
+                          sizeof(rc->resume->cursor[i]));
             }
         }
     }

@@ -27,6 +27,9 @@ typedef struct {
     pd_shm_zone_t   *zone;
 } pd_saver_conf_t;
 
+/* a fetch's position: the backend's own text, opaque to callers */
+#define PD_SAVER_CURSOR_SIZE  PD_MSG_ID_SIZE
+
 typedef struct {
     pd_str_t         id;              /* "node-seq", as the client sees it */
     u_char          *payload;
@@ -36,16 +39,58 @@ typedef struct {
 /* a store's outcome: rc PD_OK (kept: stored + full uids) or PD_ERROR */
 typedef void (*pd_saver_done_pt)(void *data, pd_int_t rc, pd_uint_t stored,
     pd_uint_t full);
-/* a fetch's outcome: the messages, valid only during the call */
-typedef void (*pd_saver_fetch_pt)(void *data, pd_int_t rc,
-    pd_saver_msg_t *msgs, pd_uint_t n);
+/*
+ * One fetched message, valid only during the call (the memory backend
+ * calls it under the store's lock: frame and queue it, nothing else).
+ * PD_OK takes it and goes on; anything else leaves it, and the rest,
+ * for a later fetch after the last one taken.
+ */
+typedef pd_int_t (*pd_saver_take_pt)(void *data, pd_saver_msg_t *m);
+/*
+ * A fetch's end: rc PD_OK, more when messages may be left after the last
+ * one taken (a take said stop, or the fetch's bound was reached), and
+ * the cursor a next fetch goes on from (at most PD_SAVER_CURSOR_SIZE - 1
+ * bytes, valid during the call).
+ */
+typedef void (*pd_saver_fetched_pt)(void *data, pd_int_t rc, pd_uint_t more,
+    pd_str_t *cursor);
 
 /* handed one stored message (pd_msg_handler_pt): copy, return PD_OK to
  * go on; anything else stops the walk and that message is not counted */
 typedef pd_msg_handler_pt  pd_saver_msg_pt;
 
-extern pd_module_t       pd_saver_module;
-extern pd_saver_conf_t  *pd_saver;      /* NULL: no saver section */
+/*
+ * A backend of the saver: every operation that differs between the
+ * memory store and the cluster store (Redis, with PostgreSQL as the
+ * durable log).  Operations with an answer take a callback, which the
+ * memory backend calls before it returns.  Retained broadcasts and
+ * their cursors are the node's own memory zone's in both.
+ */
+typedef struct {
+    const char      *name;
+    pd_int_t       (*init_process)(pd_cycle_t *cycle, pd_saver_conf_t *scf);
+    void           (*exit_process)(void);
+    /* pd_saver_store() below; expires is wall-clock ms */
+    pd_int_t       (*store)(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
+                            uint64_t seq, pd_str_t *payload, uint64_t expires,
+                            pd_pool_t *pool, pd_saver_done_pt done,
+                            void *data);
+    /* pd_saver_fetch() below */
+    pd_int_t       (*fetch)(pd_str_t *uid, pd_str_t *app, pd_str_t *after,
+                            pd_saver_take_pt take, pd_saver_fetched_pt fetched,
+                            void *data);
+    /* the client acked id: PD_OK, PD_DECLINED (not a message of ours) */
+    pd_int_t       (*ack)(pd_str_t *uid, pd_str_t *id);
+    /* a live send: PD_OK, PD_DECLINED (gone), PD_ABORT (no-ack guard) */
+    pd_int_t       (*delivered)(pd_str_t *uid, uint64_t seq);
+} pd_saver_backend_t;
+
+extern pd_saver_backend_t  pd_saver_memory_backend;
+extern pd_saver_backend_t  pd_saver_redis_backend;
+
+extern pd_module_t         pd_saver_module;
+extern pd_saver_conf_t    *pd_saver;      /* NULL: no saver section */
+extern pd_saver_backend_t *pd_saver_backend;
 
 /*
  * Stores one message for n uids of an app (the payload once, shared) and
@@ -58,38 +103,21 @@ extern pd_saver_conf_t  *pd_saver;      /* NULL: no saver section */
 pd_int_t pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
     uint64_t seq, pd_str_t *payload, pd_msec_t ttl, pd_pool_t *pool,
     pd_saver_done_pt done, void *data);
-/* 1 when pending messages come through pd_saver_fetch() (redis) */
-pd_int_t pd_saver_async(void);
 /*
- * The next (up to PD_SAVER_FETCH_MAX) unacked messages of (uid, app),
- * after the message with id after ("" from the start; an id no longer
- * there also means from the start: at least once), counted as
- * delivered; handler gets them later.
+ * The unacked messages of (uid, app) after the cursor after (empty: from
+ * the start; one no longer valid also means from the start: at least
+ * once), in order, each counted as delivered when taken: take is called
+ * for each (at most PD_SAVER_FETCH_MAX in one fetch for the cluster
+ * store), then fetched once, both maybe before this returns.  PD_OK, or
+ * PD_DECLINED / PD_ERROR and neither is called.
  */
-pd_int_t pd_saver_fetch(pd_str_t *uid, pd_str_t *app, const char *after,
-    pd_saver_fetch_pt handler, void *data);
-/* the cluster store's ack, by the id the client got */
-pd_int_t pd_saver_ack_id(pd_str_t *uid, const char *id);
-
-/* the redis backend (pd_saver_redis.c) */
-pd_int_t pd_saver_redis_init_process(pd_cycle_t *cycle,
-    pd_saver_conf_t *scf);
-void pd_saver_redis_exit_process(void);
-pd_int_t pd_saver_redis_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
-    uint64_t seq, pd_str_t *payload, uint64_t expires, pd_pool_t *pool,
-    pd_saver_done_pt done, void *data);
-pd_int_t pd_saver_redis_fetch(pd_str_t *uid, pd_str_t *app,
-    const char *after, pd_saver_fetch_pt handler, void *data);
-pd_int_t pd_saver_redis_ack(pd_str_t *uid, const char *id);
-void pd_saver_redis_delivered(pd_str_t *uid, uint64_t seq);
-void pd_saver_redis_connected(pd_redis_t *r);
-/* a live send: PD_OK, PD_DECLINED (gone), PD_ABORT (no-ack guard hit) */
+pd_int_t pd_saver_fetch(pd_str_t *uid, pd_str_t *app, pd_str_t *after,
+    pd_saver_take_pt take, pd_saver_fetched_pt fetched, void *data);
+pd_int_t pd_saver_ack(pd_str_t *uid, pd_str_t *id);
 pd_int_t pd_saver_delivered(pd_str_t *uid, uint64_t seq);
-/* the uid's unacked messages of app, in order, after *resume (0: from
- * the start), which moves past what is handed out; returns how many */
-pd_int_t pd_saver_pending(pd_str_t *uid, pd_str_t *app, uint64_t *resume,
-    pd_saver_msg_pt handler, void *data);
-pd_int_t pd_saver_ack(pd_str_t *uid, uint64_t seq);
+
+/* the redis backend's hooks (pd_saver_redis.c) */
+void pd_saver_redis_connected(pd_redis_t *r);
 
 pd_int_t pd_saver_bcast_store(pd_str_t *app, uint64_t seq,
     pd_str_t *payload, pd_msec_t ttl);

@@ -16,6 +16,7 @@ static void pd_saver_sweep(pd_timer_t *t);
 static void pd_saver_exit_process(pd_cycle_t *cycle);
 
 pd_saver_conf_t        *pd_saver;
+pd_saver_backend_t     *pd_saver_backend;
 static pd_msg_zone_t   *pd_saver_zone;
 static pd_timer_t       pd_saver_sweep_timer;
 static int              pd_saver_zone_tag;
@@ -212,12 +213,13 @@ static pd_int_t
 pd_saver_init_process(pd_cycle_t *cycle)
 {
     pd_saver = pd_get_conf(cycle, pd_saver_module);
+    pd_saver_backend = (pd_saver->backend == PD_SAVER_REDIS)
+                       ? &pd_saver_redis_backend : &pd_saver_memory_backend;
 
-    if (pd_saver->backend == PD_SAVER_REDIS) {
-        if (pd_register_on_connect(pd_saver_redis_connected) != PD_OK
-            || pd_saver_redis_init_process(cycle, pd_saver) != PD_OK) {
-            return PD_ERROR;
-        }
+    if (pd_saver_backend->init_process != NULL
+        && pd_saver_backend->init_process(cycle, pd_saver) != PD_OK)
+    {
+        return PD_ERROR;
     }
 
     /* the workers sweep in turn, each a slice at a time */
@@ -226,6 +228,16 @@ pd_saver_init_process(pd_cycle_t *cycle)
                         pd_saver->sweep);
 
     return PD_OK;
+}
+
+static void
+pd_saver_exit_process(pd_cycle_t *cycle)
+{
+    (void) cycle;
+
+    if (pd_saver_backend != NULL && pd_saver_backend->exit_process != NULL) {
+        pd_saver_backend->exit_process();
+    }
 }
 
 /* wall clock ms for expiry: second precision is plenty for a ttl */
@@ -242,19 +254,48 @@ pd_saver_sweep(pd_timer_t *t)
     (void) pd_timer_add(&pd_timers, t, pd_current_msec, pd_saver->sweep);
 }
 
+
+/* the calls callers make: the backend's */
+
 pd_int_t
 pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, uint64_t seq,
     pd_str_t *payload, pd_msec_t ttl, pd_pool_t *pool, pd_saver_done_pt done,
     void *data)
 {
+    return pd_saver_backend->store(uids, n, app, seq, payload,
+                                   pd_saver_now() + ttl, pool, done, data);
+}
+
+pd_int_t
+pd_saver_fetch(pd_str_t *uid, pd_str_t *app, pd_str_t *after,
+    pd_saver_take_pt take, pd_saver_fetched_pt fetched, void *data)
+{
+    return pd_saver_backend->fetch(uid, app, after, take, fetched, data);
+}
+
+pd_int_t
+pd_saver_ack(pd_str_t *uid, pd_str_t *id)
+{
+    return pd_saver_backend->ack(uid, id);
+}
+
+pd_int_t
+pd_saver_delivered(pd_str_t *uid, uint64_t seq)
+{
+    return pd_saver_backend->delivered(uid, seq);
+}
+
+
+/* the memory backend: the shared-memory store all workers map */
+
+static pd_int_t
+pd_saver_memory_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
+    uint64_t seq, pd_str_t *payload, uint64_t expires, pd_pool_t *pool,
+    pd_saver_done_pt done, void *data)
+{
     pd_msg_addr_t  *to;
     pd_uint_t       i, stored, full;
     pd_int_t        rv;
-
-    if (pd_saver->backend == PD_SAVER_REDIS) {
-        return pd_saver_redis_store(uids, n, app, seq, payload,
-                                    pd_saver_now() + ttl, pool, done, data);
-    }
 
     to = pd_palloc(pool, n * sizeof(pd_msg_addr_t));
     if (to == NULL) {
@@ -269,8 +310,7 @@ pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, uint64_t seq,
     /* one call, so a refusal stores nothing: the lock is held for the
      * whole list, bounded by center.max_uids */
     rv = pd_msg_store(pd_saver_zone, to, n, app->data, app->len, seq,
-                      payload->data, payload->len, pd_saver_now() + ttl,
-                      &stored, &full);
+                      payload->data, payload->len, expires, &stored, &full);
     if (rv != PD_OK) {
         return rv;
     }
@@ -279,62 +319,130 @@ pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, uint64_t seq,
     return PD_OK;
 }
 
-pd_int_t
-pd_saver_async(void)
-{
-    return pd_saver->backend == PD_SAVER_REDIS;
-}
+/* a memory fetch in progress: the store walk's handler hands on */
+typedef struct {
+    pd_saver_take_pt   take;
+    void              *data;
+    pd_uint_t          stopped;
+} pd_saver_walk_t;
 
-pd_int_t
-pd_saver_fetch(pd_str_t *uid, pd_str_t *app, const char *after,
-    pd_saver_fetch_pt handler, void *data)
+/* under the store's lock */
+static pd_int_t
+pd_saver_memory_take(void *data, uint64_t seq, const u_char *payload,
+    size_t len, uint64_t expires)
 {
-    return pd_saver_redis_fetch(uid, app, after, handler, data);
-}
+    pd_saver_walk_t  *w = data;
+    pd_core_conf_t   *ccf;
+    pd_saver_msg_t    m;
+    u_char            id[PD_MSG_ID_LEN];
+    pd_int_t          rc;
 
-pd_int_t
-pd_saver_ack_id(pd_str_t *uid, const char *id)
-{
-    return pd_saver_redis_ack(uid, id);
-}
+    (void) expires;
 
-static void
-pd_saver_exit_process(pd_cycle_t *cycle)
-{
-    (void) cycle;
+    ccf = pd_get_conf(pd_cycle, pd_core_module);
 
-    if (pd_saver != NULL && pd_saver->backend == PD_SAVER_REDIS) {
-        pd_saver_redis_exit_process();
-    }
-}
+    m.id.data = id;
+    m.id.len = (size_t) (pd_msg_id(id, &ccf->node_id, seq) - id);
+    m.payload = (u_char *) payload;
+    m.len = len;
 
-pd_int_t
-pd_saver_delivered(pd_str_t *uid, uint64_t seq)
-{
-    if (pd_saver->backend == PD_SAVER_REDIS) {
-        pd_saver_redis_delivered(uid, seq);
-        return PD_OK;
+    rc = w->take(w->data, &m);
+
+    if (rc != PD_OK) {
+        w->stopped = 1;
     }
 
+    return rc;
+}
+
+/*
+ * The cursor is the walk's position in store order (a stamp), in hex:
+ * the order messages are handed out in, which their seqs need not
+ * follow.
+ */
+static pd_int_t
+pd_saver_memory_fetch(pd_str_t *uid, pd_str_t *app, pd_str_t *after,
+    pd_saver_take_pt take, pd_saver_fetched_pt fetched, void *data)
+{
+    pd_saver_walk_t  w;
+    pd_str_t         cursor;
+    uint64_t         resume;
+    size_t           i;
+    u_char           ch, buf[16];
+
+    /* our own cursor text; anything else starts from the beginning */
+    resume = 0;
+
+    for (i = 0; i < after->len && i < 16; i++) {
+        ch = after->data[i];
+
+        if (ch >= '0' && ch <= '9') {
+            resume = (resume << 4) | (uint64_t) (ch - '0');
+
+        } else if (ch >= 'a' && ch <= 'f') {
+            resume = (resume << 4) | (uint64_t) (ch - 'a' + 10);
+
+        } else {
+            resume = 0;
+            break;
+        }
+    }
+
+    w.take = take;
+    w.data = data;
+    w.stopped = 0;
+
+    (void) pd_msg_pending_from(pd_saver_zone, uid->data, uid->len, app->data,
+                               app->len, pd_saver_now(),
+                               (uint32_t) pd_saver->max_redeliveries, &resume,
+                               pd_saver_memory_take, &w);
+
+    cursor.data = buf;
+    cursor.len = (size_t) (pd_hex64(buf, resume) - buf);
+
+    fetched(data, PD_OK, w.stopped, &cursor);
+    return PD_OK;
+}
+
+/* only ids of this node are in this node's store */
+static pd_int_t
+pd_saver_memory_ack(pd_str_t *uid, pd_str_t *id)
+{
+    pd_core_conf_t  *ccf;
+    pd_str_t         node;
+    uint64_t         seq;
+
+    ccf = pd_get_conf(pd_cycle, pd_core_module);
+
+    if (pd_msg_id_parse(id->data, id->len, &node, &seq) != PD_OK
+        || node.len != ccf->node_id.len
+        || memcmp(node.data, ccf->node_id.data, node.len) != 0)
+    {
+        return PD_DECLINED;
+    }
+
+    return pd_msg_ack(pd_saver_zone, uid->data, uid->len, seq);
+}
+
+static pd_int_t
+pd_saver_memory_delivered(pd_str_t *uid, uint64_t seq)
+{
     return pd_msg_delivered(pd_saver_zone, uid->data, uid->len, seq,
                             (uint32_t) pd_saver->max_redeliveries);
 }
 
-pd_int_t
-pd_saver_pending(pd_str_t *uid, pd_str_t *app, uint64_t *resume,
-    pd_saver_msg_pt handler, void *data)
-{
-    return pd_msg_pending_from(pd_saver_zone, uid->data, uid->len, app->data,
-                               app->len, pd_saver_now(),
-                               (uint32_t) pd_saver->max_redeliveries, resume,
-                               handler, data);
-}
+pd_saver_backend_t  pd_saver_memory_backend = {
+    "memory",
+    NULL,
+    NULL,
+    pd_saver_memory_store,
+    pd_saver_memory_fetch,
+    pd_saver_memory_ack,
+    pd_saver_memory_delivered
+};
 
-pd_int_t
-pd_saver_ack(pd_str_t *uid, uint64_t seq)
-{
-    return pd_msg_ack(pd_saver_zone, uid->data, uid->len, seq);
-}
+
+/* retained broadcasts and their cursors: this node's zone, either way */
 
 pd_int_t
 pd_saver_bcast_store(pd_str_t *app, uint64_t seq, pd_str_t *payload,

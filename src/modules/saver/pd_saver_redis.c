@@ -232,8 +232,8 @@ pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t n,
                             len);
 }
 
-pd_int_t
-pd_saver_redis_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
+static pd_int_t
+pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
     uint64_t seq, pd_str_t *payload, uint64_t expires, pd_pool_t *pool,
     pd_saver_done_pt done, void *data)
 {
@@ -311,7 +311,8 @@ pd_saver_redis_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
 #define PD_SR_FETCH_TRIES  4
 
 typedef struct {
-    pd_saver_fetch_pt    handler;
+    pd_saver_take_pt     take;
+    pd_saver_fetched_pt  fetched;
     void                *data;
     pd_redis_t          *shard;
     pd_uint_t            tries;
@@ -327,8 +328,9 @@ static void
 pd_sr_fetched(pd_redis_t *r, redisReply *reply, void *data)
 {
     pd_sr_fetch_t  *f = data;
-    pd_saver_msg_t  msgs[PD_SAVER_FETCH_MAX];
-    pd_uint_t       i, n;
+    pd_saver_msg_t  m;
+    pd_str_t        cursor;
+    pd_uint_t       i, n, more;
 
     (void) r;
 
@@ -354,40 +356,55 @@ pd_sr_fetched(pd_redis_t *r, redisReply *reply, void *data)
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements < 2)
     {
-        f->handler(f->data, PD_ERROR, NULL, 0);
+        f->fetched(f->data, PD_ERROR, 0, &f->after);
         pd_free(f);
         return;
     }
 
+    /* the cursor is the last id taken: the script goes on after it */
+    cursor = f->after;
     n = 0;
+    more = 0;
 
     for (i = 2; i + 1 < reply->elements && n < PD_SAVER_FETCH_MAX; i += 2) {
         if (reply->element[i]->type != REDIS_REPLY_STRING
-            || reply->element[i + 1]->type != REDIS_REPLY_STRING)
+            || reply->element[i + 1]->type != REDIS_REPLY_STRING
+            || reply->element[i]->len >= PD_SAVER_CURSOR_SIZE)
         {
             continue;
         }
 
-        msgs[n].id.data = (u_char *) reply->element[i]->str;
-        msgs[n].id.len = reply->element[i]->len;
-        msgs[n].payload = (u_char *) reply->element[i + 1]->str;
-        msgs[n].len = reply->element[i + 1]->len;
+        m.id.data = (u_char *) reply->element[i]->str;
+        m.id.len = reply->element[i]->len;
+        m.payload = (u_char *) reply->element[i + 1]->str;
+        m.len = reply->element[i + 1]->len;
         n++;
+
+        if (f->take(f->data, &m) != PD_OK) {
+            more = 1;
+            break;
+        }
+
+        cursor = m.id;
     }
 
-    f->handler(f->data, PD_OK, msgs, n);
+    if (n == PD_SAVER_FETCH_MAX) {
+        more = 1;
+    }
+
+    f->fetched(f->data, PD_OK, more, &cursor);
     pd_free(f);
 }
 
-pd_int_t
-pd_saver_redis_fetch(pd_str_t *uid, pd_str_t *app, const char *after,
-    pd_saver_fetch_pt handler, void *data)
+static pd_int_t
+pd_sr_fetch(pd_str_t *uid, pd_str_t *app, pd_str_t *after,
+    pd_saver_take_pt take, pd_saver_fetched_pt fetched, void *data)
 {
     pd_sr_fetch_t  *f;
     u_char         *p;
     size_t          alen;
 
-    alen = strlen(after);
+    alen = pd_min(after->len, PD_SAVER_CURSOR_SIZE - 1);
 
     f = pd_calloc(sizeof(pd_sr_fetch_t) + uid->len + app->len + alen,
                   pd_log_root);
@@ -395,7 +412,8 @@ pd_saver_redis_fetch(pd_str_t *uid, pd_str_t *app, const char *after,
         return PD_ERROR;
     }
 
-    f->handler = handler;
+    f->take = take;
+    f->fetched = fetched;
     f->data = data;
     f->shard = pd_sr_shard(uid->data, uid->len);
 
@@ -408,7 +426,7 @@ pd_saver_redis_fetch(pd_str_t *uid, pd_str_t *app, const char *after,
     p = pd_cpymem(p, app->data, app->len);
     f->after.data = p;
     f->after.len = alen;
-    pd_memcpy(p, after, alen);
+    pd_memcpy(p, after->data, alen);
 
     if (pd_sr_fetch_send(f, NULL, 0) != PD_OK) {
         pd_free(f);
@@ -494,8 +512,8 @@ done:
     return rc;
 }
 
-pd_int_t
-pd_saver_redis_ack(pd_str_t *uid, const char *id)
+static pd_int_t
+pd_sr_ack(pd_str_t *uid, pd_str_t *id)
 {
     const char  *argv[6];
     size_t       len[6];
@@ -503,8 +521,7 @@ pd_saver_redis_ack(pd_str_t *uid, const char *id)
     pd_str_t     sid;
 
     /* the client's word: it goes into statements other acks share */
-    sid.data = (u_char *) id;
-    sid.len = strlen(id);
+    sid = *id;
 
     if (pd_token_valid_name(&sid, PD_MSG_ID_LEN) != PD_OK) {
         return PD_DECLINED;
@@ -522,7 +539,7 @@ pd_saver_redis_ack(pd_str_t *uid, const char *id)
     argv[4] = dl;
     len[4] = (size_t) snprintf(dl, sizeof(dl), "pd:dl:%.*s", (int) uid->len,
                                uid->data);
-    argv[5] = id;
+    argv[5] = (const char *) sid.data;
     len[5] = sid.len;
 
     (void) pd_redis_command(pd_sr_shard(uid->data, uid->len), NULL, NULL, 6,
@@ -535,8 +552,8 @@ pd_saver_redis_ack(pd_str_t *uid, const char *id)
 }
 
 /* a live send counts as a delivery; the guard acts on the next fetch */
-void
-pd_saver_redis_delivered(pd_str_t *uid, uint64_t seq)
+static pd_int_t
+pd_sr_delivered(pd_str_t *uid, uint64_t seq)
 {
     const char  *argv[4];
     size_t       len[4];
@@ -555,6 +572,9 @@ pd_saver_redis_delivered(pd_str_t *uid, uint64_t seq)
 
     (void) pd_redis_command(pd_sr_shard(uid->data, uid->len), NULL, NULL, 4,
                             argv, len);
+
+    /* the cluster's guard counts here and acts on the next fetch */
+    return PD_OK;
 }
 
 /* ---- reload: a server without pd:saver:ok gets the unacked rows ---- */
@@ -746,10 +766,14 @@ pd_sr_check(pd_timer_t *t)
     (void) pd_timer_add(&pd_timers, t, pd_current_msec, PD_SR_CHECK);
 }
 
-pd_int_t
-pd_saver_redis_init_process(pd_cycle_t *cycle, pd_saver_conf_t *scf)
+static pd_int_t
+pd_sr_init_process(pd_cycle_t *cycle, pd_saver_conf_t *scf)
 {
     pd_core_conf_t  *ccf;
+
+    if (pd_register_on_connect(pd_saver_redis_connected) != PD_OK) {
+        return PD_ERROR;
+    }
 
     if (pd_register_nshards == 0) {
         pd_log_error(PD_LOG_EMERG, cycle->log, 0,
@@ -778,11 +802,21 @@ pd_saver_redis_init_process(pd_cycle_t *cycle, pd_saver_conf_t *scf)
     return pd_saver_pg_connect(pd_sr_log);
 }
 
-void
-pd_saver_redis_exit_process(void)
+static void
+pd_sr_exit_process(void)
 {
     if (pd_sr_log != NULL) {
         pd_saver_pg_destroy(pd_sr_log);
         pd_sr_log = NULL;
     }
 }
+
+pd_saver_backend_t  pd_saver_redis_backend = {
+    "redis",
+    pd_sr_init_process,
+    pd_sr_exit_process,
+    pd_sr_store,
+    pd_sr_fetch,
+    pd_sr_ack,
+    pd_sr_delivered
+};
