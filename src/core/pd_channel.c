@@ -465,7 +465,7 @@ pd_channel_flush_cork(pd_int_t slot)
         pd_log_error(PD_LOG_ERR, pd_log_root, 0,
                      "channel to worker %d full: %u messages dropped",
                      (int) pd_processes[slot].pid, (unsigned) q->cork_n);
-        pd_stats_dlv(PD_DLV_CHANNEL_FULL, q->cork_n);
+        pd_stats_add(PD_STAT_CHANNEL_FULL, q->cork_n);
     }
 
     q->cork_len = 0;

@@ -183,7 +183,7 @@ pd_close_connection(pd_connection_t *c)
 
     if (!c->shared) {
         pd_active_connections--;
-        pd_stats_dec(connections);
+        pd_stats_dec(PD_STAT_CONNECTIONS);
     }
 
     fd = c->fd;
@@ -238,7 +238,7 @@ pd_unix_recv(pd_connection_t *c, u_char *buf, size_t size)
         n = recv(c->fd, buf, size, 0);
 
         if (n > 0) {
-            pd_stats_add(bytes_in, n);
+            pd_stats_add(PD_STAT_BYTES_IN, n);
 
             /*
              * Less than asked for: the socket is drained.  Edge-triggered
@@ -289,7 +289,7 @@ pd_unix_send(pd_connection_t *c, u_char *buf, size_t size)
                 c->write->ready = 0;
             }
             c->sent += n;
-            pd_stats_add(bytes_out, n);
+            pd_stats_add(PD_STAT_BYTES_OUT, n);
             return n;
         }
 
@@ -354,7 +354,7 @@ pd_writev_chain(pd_connection_t *c, pd_chain_t *in, size_t limit)
         }
 
         c->sent += n;
-        pd_stats_add(bytes_out, n);
+        pd_stats_add(PD_STAT_BYTES_OUT, n);
         limit -= (size_t) n;
         in = pd_chain_update_sent(in, (size_t) n);
 

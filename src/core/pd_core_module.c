@@ -83,7 +83,9 @@ pd_module_t  pd_core_module = {
     NULL,
     1,
     NULL,
-    NULL
+    NULL,
+    pd_core_counters,
+    0
 };
 
 static void *

@@ -24,6 +24,9 @@ struct pd_module_s {
     void             (*retire_process)(pd_cycle_t *cycle);
     /* master: a worker died; clean what it left in shared memory */
     void             (*worker_exited)(pd_cycle_t *cycle, pid_t pid);
+    /* its counters (pd_stats.h), NULL-ended, and their first place */
+    pd_stats_counter_t *counters;
+    pd_uint_t          stats_base;  /* set at start-up */
 };
 
 extern pd_module_t  *pd_modules[];   /* NULL-terminated, objs/pd_modules.c */

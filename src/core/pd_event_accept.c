@@ -62,7 +62,7 @@ pd_event_accept(pd_event_t *ev)
             return;
         }
 
-        pd_stats_inc(accepted);
+        pd_stats_inc(PD_STAT_ACCEPTED);
 
         c = pd_get_connection(s, lc->log);
         if (c == NULL) {
@@ -73,7 +73,7 @@ pd_event_accept(pd_event_t *ev)
         }
 
         pd_active_connections++;
-        pd_stats_inc(connections);
+        pd_stats_inc(PD_STAT_CONNECTIONS);
 
         c->pool = pd_create_pool(PD_CONN_POOL_SIZE, PD_CONN_POOL_LIMIT,
                                  lc->log);

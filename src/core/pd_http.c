@@ -214,7 +214,7 @@ pd_http_parse_head(pd_http_conn_t *hc)
         return PD_DONE;
     }
 
-    pd_stats_inc(requests);
+    pd_stats_inc(PD_STAT_REQUESTS);
 
     if (hc->srv->head_handler != NULL
         && pd_http_early(hc, hc->srv->head_handler) != PD_OK)

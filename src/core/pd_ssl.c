@@ -335,7 +335,7 @@ pd_ssl_recv(pd_connection_t *c, u_char *buf, size_t size)
     err = errno;
 
     if (n > 0) {
-        pd_stats_add(bytes_in, n);
+        pd_stats_add(PD_STAT_BYTES_IN, n);
         return n;
     }
 
@@ -606,7 +606,7 @@ pd_ssl_write_record(pd_connection_t *c, u_char *buf, size_t size)
     if (n > 0) {
         sc->write_pending = 0;
         c->sent += n;
-        pd_stats_add(bytes_out, n);
+        pd_stats_add(PD_STAT_BYTES_OUT, n);
         return n;
     }
 

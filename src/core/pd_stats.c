@@ -15,6 +15,47 @@ const uint64_t  pd_stats_bounds[PD_STATS_BUCKETS] = {
     1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000
 };
 
+/* in the order of PD_STAT_* */
+pd_stats_counter_t  pd_core_counters[] = {
+    { "pushd_connections", NULL, "connections",
+      "open client connections", PD_STATS_GAUGE },
+    { "pushd_accepted_total", NULL, "accepted",
+      "connections accepted", PD_STATS_COUNTER },
+    { "pushd_requests_total", NULL, "requests",
+      "HTTP requests", PD_STATS_COUNTER },
+    { "pushd_bytes_in_total", NULL, "bytes_in",
+      "bytes read", PD_STATS_COUNTER },
+    { "pushd_bytes_out_total", NULL, "bytes_out",
+      "bytes written", PD_STATS_COUNTER },
+    { "pushd_channel_full_total", NULL, NULL,
+      "delivery batches a worker's channel refused", PD_STATS_COUNTER },
+    { NULL, NULL, NULL, NULL, 0 }
+};
+
+pd_int_t
+pd_stats_layout(const char **err)
+{
+    pd_stats_counter_t  *c;
+    pd_uint_t            i, base;
+
+    base = 0;
+
+    for (i = 0; pd_modules[i] != NULL; i++) {
+        pd_modules[i]->stats_base = base;
+
+        for (c = pd_modules[i]->counters; c != NULL && c->metric; c++) {
+            base++;
+        }
+    }
+
+    if (base > PD_STATS_COUNTERS) {
+        *err = "the modules' counters are more than PD_STATS_COUNTERS";
+        return PD_ERROR;
+    }
+
+    return PD_OK;
+}
+
 static pd_int_t
 pd_stats_init_zone(pd_shm_zone_t *zone, void *data)
 {
@@ -44,6 +85,12 @@ pd_stats_add_zone(pd_cycle_t *cycle)
 {
     pd_shm_zone_t  *zone;
     pd_str_t        name = pd_string("pd_stats");
+    const char     *err;
+
+    if (pd_stats_layout(&err) != PD_OK) {
+        pd_log_error(PD_LOG_EMERG, cycle->log, 0, "%s", err);
+        return PD_ERROR;
+    }
 
     zone = pd_shared_memory_add(cycle, &name, sizeof(pd_stats_t),
                                 &pd_stats_tag);

@@ -13,18 +13,34 @@
 #define PD_STATS_BUCKETS  12
 extern const uint64_t  pd_stats_bounds[PD_STATS_BUCKETS];
 
+/*
+ * The counters of a process are the modules': each module describes its
+ * own in a table on its pd_module_t (pd_stats_counter_t, NULL-ended) and
+ * gets consecutive places in the slot, from stats_base, laid out in
+ * module order at start-up (pd_stats_layout).  The center reports every
+ * described counter, in /metrics and /v1/stats, without knowing whose it
+ * is.
+ */
+#define PD_STATS_COUNTERS  64
+
+#define PD_STATS_COUNTER   0
+#define PD_STATS_GAUGE     1
+
+typedef struct {
+    const char   *metric;        /* the Prometheus family; NULL ends */
+    const char   *labels;        /* of this sample (reason="idle"), NULL */
+    const char   *key;           /* in /v1/stats' worker object, NULL: not
+                                  * there; "group.name" nests */
+    const char   *help;
+    pd_uint_t     type;          /* PD_STATS_COUNTER or PD_STATS_GAUGE */
+} pd_stats_counter_t;
+
 typedef struct {
     int64_t      pid;            /* 0: free */
     uint64_t     generation;
     int64_t      wslot;
     uint64_t     started;        /* unix time */
-    uint64_t     connections;    /* active client connections */
-    uint64_t     accepted;
-    uint64_t     requests;       /* HTTP requests */
-    uint64_t     bytes_in;
-    uint64_t     bytes_out;
-    uint64_t     counters[16];   /* owned by the room */
-    uint64_t     delivery[16];   /* owned by the delivery path */
+    uint64_t     counters[PD_STATS_COUNTERS];
     uint64_t     latency[PD_STATS_BUCKETS + 1];  /* histogram, ms */
     uint64_t     latency_sum;    /* ms */
 } pd_stats_slot_t;
@@ -40,23 +56,25 @@ typedef struct {
 extern pd_stats_t       *pd_stats;       /* the zone, NULL before init */
 extern pd_stats_slot_t  *pd_stats_self;  /* this process's slot */
 
-/* the delivery counters, by index into pd_stats_slot_t.delivery */
-#define PD_DLV_ACCEPTED        0   /* messages accepted by the API */
-#define PD_DLV_DELIVERED       1   /* msg frames queued to connections */
-#define PD_DLV_ACKED           2
-#define PD_DLV_REDELIVERED     3   /* stored messages sent on (re)connect */
-#define PD_DLV_QOS0_DROPPED    4   /* qos 0 that found no way to a client */
-#define PD_DLV_CHANNEL_FULL    5   /* a worker's channel refused a batch */
-#define PD_DLV_BROADCASTS      6   /* broadcasts started by this worker */
-#define PD_DLV_STORE_FULL      7   /* pushes refused with 503 */
-#define PD_DLV_RATE_LIMITED    8   /* API requests refused with 429 */
-#define PD_DLV_BCAST_SENT      9   /* broadcast frames queued */
-#define PD_DLV_API_WAITED     10   /* API requests held for a channel */
-#define PD_DLV_N              11
+/* the core module's counters: it is first, so they start at 0 */
+#define PD_STAT_CONNECTIONS    0   /* open client connections */
+#define PD_STAT_ACCEPTED       1
+#define PD_STAT_REQUESTS       2   /* HTTP requests */
+#define PD_STAT_BYTES_IN       3
+#define PD_STAT_BYTES_OUT      4
+#define PD_STAT_CHANNEL_FULL   5   /* a worker's channel refused a batch */
 
-#define pd_stats_dlv(i, n)                                                  \
-    if (pd_stats_self) pd_stats_self->delivery[i] += (n)
+extern pd_stats_counter_t  pd_core_counters[];
 
+/* counter i of module m (its index in the module's own table) */
+#define pd_stats_module_add(m, i, n)                                        \
+    if (pd_stats_self) pd_stats_self->counters[(m).stats_base + (i)] += (n)
+
+/*
+ * Gives each module's counters their places; PD_ERROR (with a message
+ * in err) when they are more than PD_STATS_COUNTERS in all.
+ */
+pd_int_t pd_stats_layout(const char **err);
 pd_int_t pd_stats_add_zone(pd_cycle_t *cycle);
 /*
  * The next message sequence number of this node: unique across workers,
@@ -69,8 +87,9 @@ void pd_stats_claim(pd_int_t process_slot, pd_int_t wslot,
     pd_uint_t generation);
 void pd_stats_release(pd_int_t process_slot);
 
-#define pd_stats_inc(field)  if (pd_stats_self) pd_stats_self->field++
-#define pd_stats_dec(field)  if (pd_stats_self) pd_stats_self->field--
-#define pd_stats_add(field, n)  if (pd_stats_self) pd_stats_self->field += (n)
+/* the core's counters, by PD_STAT_* */
+#define pd_stats_inc(i)  if (pd_stats_self) pd_stats_self->counters[i]++
+#define pd_stats_dec(i)  if (pd_stats_self) pd_stats_self->counters[i]--
+#define pd_stats_add(i, n)  if (pd_stats_self) pd_stats_self->counters[i] += (n)
 
 #endif /* PD_STATS_H */

@@ -21,6 +21,12 @@ typedef struct {
 
 extern pd_module_t  pd_center_module;
 
+/* the center's counters (pd_center_counters, in this order) */
+#define PD_CENTER_STAT_RATE_LIMITED  0
+#define PD_CENTER_STAT_API_WAITED    1
+
+#define pd_center_stat(i)  pd_stats_module_add(pd_center_module, i, 1)
+
 pd_int_t pd_center_access(pd_http_conn_t *hc);
 pd_int_t pd_center_head(pd_http_conn_t *hc);
 void pd_center_http_handler(pd_http_conn_t *hc);

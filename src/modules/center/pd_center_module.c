@@ -67,6 +67,16 @@ static pd_command_t  pd_center_commands[] = {
     pd_null_command
 };
 
+/* in the order of PD_CENTER_STAT_* (pd_center.h) */
+static pd_stats_counter_t  pd_center_counters[] = {
+    { "pushd_rate_limited_total", NULL, NULL,
+      "API requests refused with 429", PD_STATS_COUNTER },
+    { "pushd_api_waited_total", NULL, NULL,
+      "API requests held while a worker's channel was backed up",
+      PD_STATS_COUNTER },
+    { NULL, NULL, NULL, NULL, 0 }
+};
+
 pd_module_t  pd_center_module = {
     "center",
     0,
@@ -79,7 +89,9 @@ pd_module_t  pd_center_module = {
     NULL,
     0,
     NULL,
-    NULL
+    NULL,
+    pd_center_counters,
+    0
 };
 
 static void *

@@ -114,7 +114,7 @@ pd_center_park_expire(pd_timer_t *t)
         pd_queue_remove(q);
         pk->parked = 0;
 
-        pd_stats_dlv(PD_DLV_STORE_FULL, 1);
+        pd_room_stat_add(PD_ROOM_STAT_STORE_FULL, 1);
         (void) pd_http_send_error(pk->hc, 503, "a worker's channel is backed "
                                   "up: nothing was taken, try again");
     }
@@ -179,7 +179,7 @@ pd_center_park(pd_http_conn_t *hc, pd_http_handler_pt handler)
     cln->data = pk;
 
     pd_queue_insert_tail(&pd_center_parked, &pk->queue);
-    pd_stats_dlv(PD_DLV_API_WAITED, 1);
+    pd_center_stat(PD_CENTER_STAT_API_WAITED);
 
     if (!pd_channel_congested()) {
         /* only behind others: they go first, at the end of this turn */
@@ -412,7 +412,7 @@ pd_center_accept(pd_http_conn_t *hc, pd_center_conf_t *ccf,
     pd_uint_t    status;
 
     if (!pd_center_rate_ok(ccf)) {
-        pd_stats_dlv(PD_DLV_RATE_LIMITED, 1);
+        pd_center_stat(PD_CENTER_STAT_RATE_LIMITED);
         (void) pd_http_send_response(hc, 429, "application/json",
                                      "Retry-After: 1\r\n",
                                      (u_char *) "{\"error\":\"rate limit\"}\n",

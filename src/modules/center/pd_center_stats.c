@@ -45,13 +45,70 @@ pd_center_workers_init(pd_cycle_t *cycle)
     return PD_OK;
 }
 
+/*
+ * A worker's counters that have a key, as JSON members after others:
+ * ,"name":N, and ,"group":{"a":N,"b":N} for keys "group.a", "group.b"
+ * (a group's keys come one after another in a module's table).
+ */
+static u_char *
+pd_center_worker_counters(u_char *p, u_char *last, pd_stats_slot_t *s)
+{
+    pd_stats_counter_t  *c;
+    const char          *dot, *group;
+    pd_uint_t            i, k;
+    size_t               glen;
+
+    group = NULL;
+    glen = 0;
+
+    for (i = 0; pd_modules[i] != NULL; i++) {
+        k = pd_modules[i]->stats_base;
+
+        for (c = pd_modules[i]->counters; c != NULL && c->metric; c++, k++) {
+            if (c->key == NULL) {
+                continue;
+            }
+
+            dot = strchr(c->key, '.');
+
+            if (group != NULL
+                && (dot == NULL || (size_t) (dot - c->key) != glen
+                    || strncmp(c->key, group, glen) != 0))
+            {
+                p = pd_slprintf(p, last, "}");
+                group = NULL;
+            }
+
+            if (dot != NULL && group == NULL) {
+                group = c->key;
+                glen = (size_t) (dot - c->key);
+                p = pd_slprintf(p, last, ",\"%.*s\":{", (int) glen, group);
+
+                p = pd_slprintf(p, last, "\"%s\":%lu", dot + 1,
+                                (unsigned long) s->counters[k]);
+                continue;
+            }
+
+            p = pd_slprintf(p, last, ",\"%s\":%lu",
+                            dot != NULL ? dot + 1 : c->key,
+                            (unsigned long) s->counters[k]);
+        }
+    }
+
+    if (group != NULL) {
+        p = pd_slprintf(p, last, "}");
+    }
+
+    return p;
+}
+
 void
 pd_center_stats(pd_http_conn_t *hc)
 {
     pd_core_conf_t   *ccf;
     pd_stats_slot_t  *s;
     u_char           *buf, *p, *last;
-    pd_uint_t         i, r, first;
+    pd_uint_t         i, first;
     uint64_t          conns, gen;
 
     ccf = pd_get_conf(pd_cycle, pd_core_module);
@@ -80,39 +137,14 @@ pd_center_stats(pd_http_conn_t *hc)
             continue;
         }
 
-        conns += s->connections;
+        conns += s->counters[PD_STAT_CONNECTIONS];
 
         p = pd_slprintf(p, last, "%s{\"slot\":%ld,\"pid\":%ld,"
-                        "\"started\":%lu,\"connections\":%lu,"
-                        "\"websockets\":%lu,\"accepted\":%lu,"
-                        "\"requests\":%lu,\"handshakes\":%lu,"
-                        "\"auth_failures\":%lu,\"rejected\":%lu,"
-                        "\"frames_in\":%lu,\"frames_out\":%lu,"
-                        "\"bytes_in\":%lu,\"bytes_out\":%lu,"
-                        "\"closes\":{",
-                        first ? "" : ",", (long) s->wslot, (long) s->pid,
-                        (unsigned long) s->started,
-                        (unsigned long) s->connections,
-                        (unsigned long) s->counters[PD_ROOM_STAT_WS],
-                        (unsigned long) s->accepted,
-                        (unsigned long) s->requests,
-                        (unsigned long) s->counters[PD_ROOM_STAT_HANDSHAKES],
-                        (unsigned long)
-                            s->counters[PD_ROOM_STAT_AUTH_FAILURES],
-                        (unsigned long) s->counters[PD_ROOM_STAT_REJECTED],
-                        (unsigned long) s->counters[PD_ROOM_STAT_FRAMES_IN],
-                        (unsigned long) s->counters[PD_ROOM_STAT_FRAMES_OUT],
-                        (unsigned long) s->bytes_in,
-                        (unsigned long) s->bytes_out);
-
-        for (r = 0; r < PD_ROOM_CLOSE_N; r++) {
-            p = pd_slprintf(p, last, "%s\"%s\":%lu", r ? "," : "",
-                            pd_room_close_names[r],
-                            (unsigned long)
-                                s->counters[PD_ROOM_STAT_CLOSES + r]);
-        }
-
-        p = pd_slprintf(p, last, "}}");
+                        "\"started\":%lu", first ? "" : ",",
+                        (long) s->wslot, (long) s->pid,
+                        (unsigned long) s->started);
+        p = pd_center_worker_counters(p, last, s);
+        p = pd_slprintf(p, last, "}");
         first = 0;
     }
 
@@ -309,31 +341,49 @@ pd_center_printf(pd_center_text_t *t, const char *fmt, ...)
     va_end(args);
 }
 
-/* one family: HELP, TYPE and a sample per worker of this generation */
+/*
+ * Every module's counters: a family's HELP and TYPE once, then a sample
+ * per worker of this generation (and per label set, for a family of
+ * several counters).
+ */
 static void
-pd_center_family(pd_center_text_t *t, const char *name, const char *type,
-    const char *help, size_t offset)
+pd_center_counter_families(pd_center_text_t *t)
 {
-    pd_stats_slot_t  *s;
-    pd_uint_t         i;
+    pd_stats_counter_t  *c;
+    pd_stats_slot_t     *s;
+    const char          *prev;
+    pd_uint_t            i, j, k;
 
-    pd_center_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
-                     type);
+    prev = "";
 
-    for (i = 0; i < PD_MAX_PROCESSES; i++) {
-        s = &pd_stats->slots[i];
+    for (i = 0; pd_modules[i] != NULL; i++) {
+        k = pd_modules[i]->stats_base;
 
-        if (s->pid == 0 || s->generation != pd_cycle->generation) {
-            continue;
+        for (c = pd_modules[i]->counters; c != NULL && c->metric; c++, k++) {
+            if (strcmp(c->metric, prev) != 0) {
+                pd_center_printf(t, "# HELP %s %s\n# TYPE %s %s\n",
+                                 c->metric, c->help, c->metric,
+                                 c->type == PD_STATS_GAUGE ? "gauge"
+                                                           : "counter");
+                prev = c->metric;
+            }
+
+            for (j = 0; j < PD_MAX_PROCESSES; j++) {
+                s = &pd_stats->slots[j];
+
+                if (s->pid == 0 || s->generation != pd_cycle->generation) {
+                    continue;
+                }
+
+                pd_center_printf(t, "%s{worker=\"%ld\"%s%s} %lu\n",
+                                 c->metric, (long) s->wslot,
+                                 c->labels ? "," : "",
+                                 c->labels ? c->labels : "",
+                                 (unsigned long) s->counters[k]);
+            }
         }
-
-        pd_center_printf(t, "%s{worker=\"%ld\"} %lu\n", name, (long) s->wslot,
-                         (unsigned long) *(uint64_t *) ((u_char *) s
-                                                        + offset));
     }
 }
-
-#define pd_center_slot_off(field)  offsetof(pd_stats_slot_t, field)
 
 void
 pd_center_metrics(pd_http_conn_t *hc)
@@ -346,64 +396,6 @@ pd_center_metrics(pd_http_conn_t *hc)
     pd_uint_t          i, j;
     size_t             size = 256 * 1024;
 
-    static const struct {
-        const char  *name;
-        const char  *type;
-        const char  *help;
-        size_t       offset;
-    } families[] = {
-        { "pushd_connections", "gauge", "open client connections",
-          pd_center_slot_off(connections) },
-        { "pushd_websockets", "gauge", "open WebSocket sessions",
-          pd_center_slot_off(counters[PD_ROOM_STAT_WS]) },
-        { "pushd_output_queued_bytes", "gauge",
-          "bytes queued to clients, not yet written",
-          pd_center_slot_off(counters[PD_ROOM_STAT_QUEUED]) },
-        { "pushd_accepted_total", "counter", "connections accepted",
-          pd_center_slot_off(accepted) },
-        { "pushd_handshakes_total", "counter", "WebSocket sessions opened",
-          pd_center_slot_off(counters[PD_ROOM_STAT_HANDSHAKES]) },
-        { "pushd_auth_failures_total", "counter", "tokens refused",
-          pd_center_slot_off(counters[PD_ROOM_STAT_AUTH_FAILURES]) },
-        { "pushd_frames_in_total", "counter", "frames from clients",
-          pd_center_slot_off(counters[PD_ROOM_STAT_FRAMES_IN]) },
-        { "pushd_frames_out_total", "counter", "frames to clients",
-          pd_center_slot_off(counters[PD_ROOM_STAT_FRAMES_OUT]) },
-        { "pushd_bytes_in_total", "counter", "bytes read",
-          pd_center_slot_off(bytes_in) },
-        { "pushd_bytes_out_total", "counter", "bytes written",
-          pd_center_slot_off(bytes_out) },
-        { "pushd_messages_accepted_total", "counter",
-          "pushes and broadcasts accepted by the API",
-          pd_center_slot_off(delivery[PD_DLV_ACCEPTED]) },
-        { "pushd_messages_delivered_total", "counter",
-          "message frames queued to connections",
-          pd_center_slot_off(delivery[PD_DLV_DELIVERED]) },
-        { "pushd_messages_acked_total", "counter", "acks from clients",
-          pd_center_slot_off(delivery[PD_DLV_ACKED]) },
-        { "pushd_messages_redelivered_total", "counter",
-          "stored messages sent again on (re)connect or bind",
-          pd_center_slot_off(delivery[PD_DLV_REDELIVERED]) },
-        { "pushd_qos0_dropped_total", "counter",
-          "qos 0 messages that reached no connection",
-          pd_center_slot_off(delivery[PD_DLV_QOS0_DROPPED]) },
-        { "pushd_channel_full_total", "counter",
-          "delivery batches a worker's channel refused",
-          pd_center_slot_off(delivery[PD_DLV_CHANNEL_FULL]) },
-        { "pushd_broadcasts_total", "counter", "broadcasts accepted",
-          pd_center_slot_off(delivery[PD_DLV_BROADCASTS]) },
-        { "pushd_broadcast_frames_total", "counter",
-          "broadcast frames queued to connections",
-          pd_center_slot_off(delivery[PD_DLV_BCAST_SENT]) },
-        { "pushd_store_full_total", "counter", "pushes refused with 503",
-          pd_center_slot_off(delivery[PD_DLV_STORE_FULL]) },
-        { "pushd_rate_limited_total", "counter", "API requests refused "
-          "with 429", pd_center_slot_off(delivery[PD_DLV_RATE_LIMITED]) },
-        { "pushd_api_waited_total", "counter", "API requests held while "
-          "a worker's channel was backed up",
-          pd_center_slot_off(delivery[PD_DLV_API_WAITED]) },
-    };
-
     buf = pd_pnalloc(hc->pool, size);
     if (buf == NULL || pd_stats == NULL) {
         (void) pd_http_send_error(hc, 500, "out of memory");
@@ -413,29 +405,7 @@ pd_center_metrics(pd_http_conn_t *hc)
     t.pos = buf;
     t.last = buf + size;
 
-    for (i = 0; i < pd_nelems(families); i++) {
-        pd_center_family(&t, families[i].name, families[i].type,
-                         families[i].help, families[i].offset);
-    }
-
-    pd_center_printf(&t, "# HELP pushd_closes_total connections closed, by "
-                     "reason\n# TYPE pushd_closes_total counter\n");
-
-    for (i = 0; i < PD_MAX_PROCESSES; i++) {
-        s = &pd_stats->slots[i];
-
-        if (s->pid == 0 || s->generation != pd_cycle->generation) {
-            continue;
-        }
-
-        for (j = 0; j < PD_ROOM_CLOSE_N; j++) {
-            pd_center_printf(&t, "pushd_closes_total{worker=\"%ld\","
-                             "reason=\"%s\"} %lu\n", (long) s->wslot,
-                             pd_room_close_names[j],
-                             (unsigned long)
-                                 s->counters[PD_ROOM_STAT_CLOSES + j]);
-        }
-    }
+    pd_center_counter_families(&t);
 
     /* the node's histogram: the workers' buckets added up */
     pd_memzero(b, sizeof(b));

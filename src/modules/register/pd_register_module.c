@@ -94,7 +94,9 @@ pd_module_t  pd_register_module = {
     NULL,
     0,
     NULL,
-    pd_register_worker_exited
+    pd_register_worker_exited,
+    NULL,
+    0
 };
 
 static void *

@@ -136,7 +136,8 @@ pd_int_t pd_room_bseq_set(pd_room_conn_t *rc, pd_uint_t i, uint64_t seq);
 #define PD_ROOM_CLOSE_ERROR      6
 #define PD_ROOM_CLOSE_N          7
 
-/* per-process counters in the shared stats slots (pd_stats.h) */
+/* the room's counters, by index into its table (pd_room_counters in
+ * pd_room_module.c, in this order) */
 #define PD_ROOM_STAT_HANDSHAKES      0
 #define PD_ROOM_STAT_AUTH_FAILURES   1
 #define PD_ROOM_STAT_REJECTED        2
@@ -145,11 +146,18 @@ pd_int_t pd_room_bseq_set(pd_room_conn_t *rc, pd_uint_t i, uint64_t seq);
 #define PD_ROOM_STAT_WS              5   /* live WebSocket connections */
 #define PD_ROOM_STAT_CLOSES          6   /* 6 .. 6 + PD_ROOM_CLOSE_N - 1 */
 #define PD_ROOM_STAT_QUEUED         13   /* bytes queued to clients, gauge */
+#define PD_ROOM_STAT_ACCEPTED       14   /* pushes, broadcasts accepted */
+#define PD_ROOM_STAT_DELIVERED      15   /* msg frames queued */
+#define PD_ROOM_STAT_ACKED          16
+#define PD_ROOM_STAT_REDELIVERED    17   /* stored ones sent on connect */
+#define PD_ROOM_STAT_QOS0_DROPPED   18   /* qos 0 that reached no one */
+#define PD_ROOM_STAT_BROADCASTS     19
+#define PD_ROOM_STAT_STORE_FULL     20   /* pushes refused with 503 */
+#define PD_ROOM_STAT_BCAST_SENT     21   /* broadcast frames queued */
+#define PD_ROOM_STAT_N              22
 
-#define pd_room_stat(i)                                                     \
-    if (pd_stats_self) pd_stats_self->counters[i]++
-#define pd_room_stat_add(i, n)                                              \
-    if (pd_stats_self) pd_stats_self->counters[i] += (n)
+#define pd_room_stat(i)         pd_stats_module_add(pd_room_module, i, 1)
+#define pd_room_stat_add(i, n)  pd_stats_module_add(pd_room_module, i, n)
 
 extern const char   *pd_room_close_names[PD_ROOM_CLOSE_N];
 extern pd_module_t   pd_room_module;

@@ -126,7 +126,7 @@ pd_room_deliver(pd_room_conn_t *rc, pd_shbuf_t *frame)
     rv = pd_room_send_shared(rc, frame);
 
     if (rv == PD_OK) {
-        pd_stats_dlv(PD_DLV_DELIVERED, 1);
+        pd_room_stat_add(PD_ROOM_STAT_DELIVERED, 1);
     }
 
     return rv;
@@ -164,7 +164,7 @@ pd_room_bload_one(void *data, uint64_t seq, const u_char *payload,
     pd_shbuf_unref(sb);
 
     ld->last = seq;
-    pd_stats_dlv(PD_DLV_BCAST_SENT, 1);
+    pd_room_stat_add(PD_ROOM_STAT_BCAST_SENT, 1);
 
     return PD_OK;
 }
@@ -276,7 +276,7 @@ pd_room_take(void *data, pd_saver_msg_t *m)
     pd_shbuf_unref(sb);
 
     f->taken++;
-    pd_stats_dlv(PD_DLV_REDELIVERED, 1);
+    pd_room_stat_add(PD_ROOM_STAT_REDELIVERED, 1);
 
     return PD_OK;
 }
@@ -445,7 +445,7 @@ pd_room_ack(pd_room_conn_t *rc, const char **ids, pd_uint_t n)
         }
     }
 
-    pd_stats_dlv(PD_DLV_ACKED, acked);
+    pd_room_stat_add(PD_ROOM_STAT_ACKED, acked);
     return PD_OK;
 }
 
@@ -571,7 +571,7 @@ pd_room_bcast_step(pd_timer_t *t)
         b->budget -= 1.0;
     }
 
-    pd_stats_dlv(PD_DLV_BCAST_SENT, sent);
+    pd_room_stat_add(PD_ROOM_STAT_BCAST_SENT, sent);
 
     if (b->next >= slots) {
         pd_room_bcast_free(b);

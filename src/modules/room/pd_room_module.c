@@ -143,6 +143,53 @@ static pd_command_t  pd_room_commands[] = {
     pd_null_command
 };
 
+/* in the order of PD_ROOM_STAT_* (pd_room.h) */
+static pd_stats_counter_t  pd_room_counters[] = {
+    { "pushd_handshakes_total", NULL, "handshakes",
+      "WebSocket sessions opened", PD_STATS_COUNTER },
+    { "pushd_auth_failures_total", NULL, "auth_failures",
+      "tokens refused", PD_STATS_COUNTER },
+    { "pushd_rejected_total", NULL, "rejected",
+      "upgrades refused (limits, bad requests)", PD_STATS_COUNTER },
+    { "pushd_frames_in_total", NULL, "frames_in",
+      "frames from clients", PD_STATS_COUNTER },
+    { "pushd_frames_out_total", NULL, "frames_out",
+      "frames to clients", PD_STATS_COUNTER },
+    { "pushd_websockets", NULL, "websockets",
+      "open WebSocket sessions", PD_STATS_GAUGE },
+#define pd_room_close_counter(r)                                            \
+    { "pushd_closes_total", "reason=\"" r "\"", "closes." r,                \
+      "connections closed, by reason", PD_STATS_COUNTER }
+    pd_room_close_counter("client"),
+    pd_room_close_counter("idle"),
+    pd_room_close_counter("kick"),
+    pd_room_close_counter("protocol"),
+    pd_room_close_counter("slow"),
+    pd_room_close_counter("shutdown"),
+    pd_room_close_counter("error"),
+#undef pd_room_close_counter
+    { "pushd_output_queued_bytes", NULL, NULL,
+      "bytes queued to clients, not yet written", PD_STATS_GAUGE },
+    { "pushd_messages_accepted_total", NULL, NULL,
+      "pushes and broadcasts accepted by the API", PD_STATS_COUNTER },
+    { "pushd_messages_delivered_total", NULL, NULL,
+      "message frames queued to connections", PD_STATS_COUNTER },
+    { "pushd_messages_acked_total", NULL, NULL,
+      "acks from clients", PD_STATS_COUNTER },
+    { "pushd_messages_redelivered_total", NULL, NULL,
+      "stored messages sent again on (re)connect or bind",
+      PD_STATS_COUNTER },
+    { "pushd_qos0_dropped_total", NULL, NULL,
+      "qos 0 messages that reached no connection", PD_STATS_COUNTER },
+    { "pushd_broadcasts_total", NULL, NULL,
+      "broadcasts accepted", PD_STATS_COUNTER },
+    { "pushd_store_full_total", NULL, NULL,
+      "pushes refused with 503", PD_STATS_COUNTER },
+    { "pushd_broadcast_frames_total", NULL, NULL,
+      "broadcast frames queued to connections", PD_STATS_COUNTER },
+    { NULL, NULL, NULL, NULL, 0 }
+};
+
 pd_module_t  pd_room_module = {
     "room",
     0,
@@ -155,7 +202,9 @@ pd_module_t  pd_room_module = {
     NULL,
     0,
     pd_room_retire,
-    NULL
+    NULL,
+    pd_room_counters,
+    0
 };
 
 static void *

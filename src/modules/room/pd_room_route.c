@@ -169,7 +169,7 @@ pd_room_push_start(pd_room_push_t *p)
                         p->m.ttl, p->pool, pd_room_push_stored, p);
     if (rv != PD_OK) {
         p->pending = 0;
-        pd_stats_dlv(PD_DLV_STORE_FULL, 1);
+        pd_room_stat_add(PD_ROOM_STAT_STORE_FULL, 1);
         pd_room_push_finish(p, rv == PD_BUSY ? PD_BUSY : PD_ERROR);
     }
 
@@ -187,7 +187,7 @@ pd_room_push_stored(void *data, pd_int_t rc, pd_uint_t stored,
     p->pending = 0;
 
     if (rc != PD_OK) {
-        pd_stats_dlv(PD_DLV_STORE_FULL, 1);
+        pd_room_stat_add(PD_ROOM_STAT_STORE_FULL, 1);
         pd_room_push_finish(p, PD_ERROR);
         return;
     }
@@ -268,9 +268,9 @@ pd_room_flush_target(pd_room_push_t *p, pd_room_target_t *t)
         != PD_OK)
     {
         /* stored messages come again on reconnect; count it */
-        pd_stats_dlv(PD_DLV_CHANNEL_FULL, 1);
+        pd_stats_add(PD_STAT_CHANNEL_FULL, 1);
         if (p->m.qos == 0) {
-            pd_stats_dlv(PD_DLV_QOS0_DROPPED, t->n);
+            pd_room_stat_add(PD_ROOM_STAT_QOS0_DROPPED, t->n);
         }
     }
 
@@ -358,7 +358,7 @@ pd_room_push_route(pd_room_push_t *p)
         return;
     }
 
-    pd_stats_dlv(PD_DLV_ACCEPTED, 1);
+    pd_room_stat_add(PD_ROOM_STAT_ACCEPTED, 1);
 
     p->cap = (PD_CHANNEL_MAX_DATA - sizeof(pd_room_batch_t)
               - p->frame->len) / sizeof(uint64_t);
@@ -397,7 +397,7 @@ pd_room_push_finish(pd_room_push_t *p, pd_int_t rc)
         }
 
         if (p->m.qos == 0) {
-            pd_stats_dlv(PD_DLV_QOS0_DROPPED, p->nuids - p->online);
+            pd_room_stat_add(PD_ROOM_STAT_QOS0_DROPPED, p->nuids - p->online);
         }
     }
 
@@ -430,7 +430,7 @@ pd_room_broadcast(pd_room_msg_t *msg, pd_uint_t rate,
         && pd_saver_bcast_store(&msg->app, seq, &msg->data, msg->ttl)
            != PD_OK)
     {
-        pd_stats_dlv(PD_DLV_STORE_FULL, 1);
+        pd_room_stat_add(PD_ROOM_STAT_STORE_FULL, 1);
         return PD_BUSY;
     }
 
@@ -476,7 +476,7 @@ pd_room_broadcast(pd_room_msg_t *msg, pd_uint_t rate,
         {
             out->workers++;
         } else {
-            pd_stats_dlv(PD_DLV_CHANNEL_FULL, 1);
+            pd_stats_add(PD_STAT_CHANNEL_FULL, 1);
         }
     }
 
@@ -485,8 +485,8 @@ pd_room_broadcast(pd_room_msg_t *msg, pd_uint_t rate,
                                  (size_t) (b - pd_room_batch_buf));
 
     pd_shbuf_unref(frame);
-    pd_stats_dlv(PD_DLV_BROADCASTS, 1);
-    pd_stats_dlv(PD_DLV_ACCEPTED, 1);
+    pd_room_stat_add(PD_ROOM_STAT_BROADCASTS, 1);
+    pd_room_stat_add(PD_ROOM_STAT_ACCEPTED, 1);
 
     return PD_OK;
 }

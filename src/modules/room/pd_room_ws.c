@@ -780,9 +780,7 @@ pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
 
     if (rc->taken) {
         rc->taken = 0;
-        if (pd_stats_self) {
-            pd_stats_self->counters[PD_ROOM_STAT_WS]--;
-        }
+        pd_room_stat_add(PD_ROOM_STAT_WS, -1);
     }
 
     if (reason < PD_ROOM_CLOSE_N) {

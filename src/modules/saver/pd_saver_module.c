@@ -107,7 +107,9 @@ pd_module_t  pd_saver_module = {
     NULL,
     0,
     NULL,
-    NULL
+    NULL,
+    NULL,
+    0
 };
 
 static void *
