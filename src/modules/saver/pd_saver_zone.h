@@ -1,11 +1,13 @@
 /*
- * pd_msg_zone.h: the message store's internals, shared by
- * pd_msg_store.c (zone, payload blocks, repair, mailboxes) and
- * pd_msg_bcast.c (retained broadcasts, cursors); nothing else includes it.
+ * pd_saver_zone.h: the message store's internals, shared by
+ * pd_saver_store.c (zone, payload blocks, repair, mailboxes) and
+ * pd_saver_bcast.c (retained broadcasts, cursors); nothing else includes it.
  */
 
-#ifndef PD_MSG_ZONE_H
-#define PD_MSG_ZONE_H
+#ifndef PD_SAVER_ZONE_H
+#define PD_SAVER_ZONE_H
+
+#include "pd_saver_store.h"
 
 #define pd_msg_buckets(z)                                                    \
     ((uint32_t *) ((u_char *) (z) + (z)->buckets))
@@ -74,4 +76,4 @@ void pd_msg_rebuild_cursors(pd_msg_zone_t *z);
 /* removes the retained broadcasts expired at now, counting them */
 void pd_msg_bcast_expire(pd_msg_zone_t *z, uint64_t now);
 
-#endif /* PD_MSG_ZONE_H */
+#endif /* PD_SAVER_ZONE_H */

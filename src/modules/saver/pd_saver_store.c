@@ -1,10 +1,10 @@
 /*
- * pd_msg_store.c: the message store's zone (geometry, payload blocks,
- * crash repair) and its QoS 1 mailboxes; pd_msg_bcast.c holds the rest.
+ * pd_saver_store.c: the message store's zone (geometry, payload blocks,
+ * crash repair) and its QoS 1 mailboxes; pd_saver_bcast.c holds the rest.
  */
 
 #include "pd_core.h"
-#include "pd_msg_zone.h"
+#include "pd_saver_zone.h"
 
 #include <sys/random.h>
 
@@ -29,7 +29,7 @@ _Static_assert(sizeof(pd_msg_entry_t) <= 64,
                "an entry is the per-recipient cost of a message");
 _Static_assert(sizeof(pd_msg_block_t) == PD_MSG_BLOCK_HDR,
                "the block header is what PD_MSG_PAYLOAD_MAX allows for");
-_Static_assert(PD_MSG_APP_MAX < 256 && PD_MSG_UID_MAX < 256,
+_Static_assert(PD_APP_MAX < 256 && PD_UID_MAX < 256,
                "lengths are kept in a byte");
 
 
@@ -126,7 +126,7 @@ pd_msg_base(void)
 
 
 /*
- * The geometry of a zone of size bytes (see pd_msg_store.h): the most
+ * The geometry of a zone of size bytes (see pd_saver_store.h): the most
  * entries whose tables fit in half of what follows the broadcast table;
  * fills z when it is not NULL.  Returns the offset of the payload area,
  * 0 when size is too small.
@@ -386,8 +386,8 @@ pd_msg_rebuild_free_lists(pd_msg_zone_t *z)
 static int
 pd_msg_mailbox_valid(pd_msg_mailbox_t *m)
 {
-    return m->uid_len > 0 && m->uid_len <= PD_MSG_UID_MAX
-           && m->app_len > 0 && m->app_len <= PD_MSG_APP_MAX;
+    return m->uid_len > 0 && m->uid_len <= PD_UID_MAX
+           && m->app_len > 0 && m->app_len <= PD_APP_MAX;
 }
 
 
@@ -742,7 +742,7 @@ pd_msg_next_seq(pd_msg_zone_t *z)
 uint64_t
 pd_msg_app_hash(pd_msg_zone_t *z, const u_char *app, size_t len)
 {
-    return pd_reg_siphash(z->seed, app, len);
+    return pd_siphash24(z->seed, app, len);
 }
 
 
@@ -756,13 +756,13 @@ pd_msg_key(pd_msg_zone_t *z, pd_msg_key_t *key, const u_char *uid,
 {
     uint64_t  h;
 
-    if (uidlen == 0 || uidlen > PD_MSG_UID_MAX
-        || (app != NULL && (applen == 0 || applen > PD_MSG_APP_MAX)))
+    if (uidlen == 0 || uidlen > PD_UID_MAX
+        || (app != NULL && (applen == 0 || applen > PD_APP_MAX)))
     {
         return PD_ERROR;
     }
 
-    h = pd_reg_siphash(z->seed, uid, uidlen);
+    h = pd_siphash24(z->seed, uid, uidlen);
 
     key->uid = uid;
     key->uid_len = uidlen;
@@ -780,7 +780,7 @@ pd_int_t
 pd_msg_key_app(pd_msg_zone_t *z, pd_msg_key_t *key, const u_char *uid,
     size_t uidlen, const u_char *app, size_t applen)
 {
-    if (app == NULL || applen == 0 || applen > PD_MSG_APP_MAX) {
+    if (app == NULL || applen == 0 || applen > PD_APP_MAX) {
         return PD_ERROR;
     }
 
@@ -1148,12 +1148,12 @@ pd_msg_store(pd_msg_zone_t *z, const pd_msg_addr_t *to, pd_uint_t n,
     *stored = 0;
     *full = 0;
 
-    if (applen == 0 || applen > PD_MSG_APP_MAX || len > z->max_payload) {
+    if (applen == 0 || applen > PD_APP_MAX || len > z->max_payload) {
         return PD_ERROR;
     }
 
     for (k = 0; k < n; k++) {
-        if (to[k].len == 0 || to[k].len > PD_MSG_UID_MAX) {
+        if (to[k].len == 0 || to[k].len > PD_UID_MAX) {
             return PD_ERROR;
         }
     }

@@ -1,6 +1,7 @@
-/* pd_reg_zone.c: the register's uid and per-IP tables in shared memory. */
+/* pd_register_zone.c: the register's uid and per-IP tables in shared memory. */
 
 #include "pd_core.h"
+#include "pd_register_zone.h"
 
 #include <sys/random.h>
 
@@ -35,10 +36,10 @@
 
 /* app names of one add or set_apps, checked and hashed before locking */
 typedef struct {
-    const u_char  *name[PD_REG_APPS_MAX];
-    uint32_t       hash[PD_REG_APPS_MAX];
-    uint8_t        len[PD_REG_APPS_MAX];
-    uint16_t       id[PD_REG_APPS_MAX];    /* set under the lock */
+    const u_char  *name[PD_APPS_MAX];
+    uint32_t       hash[PD_APPS_MAX];
+    uint8_t        len[PD_APPS_MAX];
+    uint16_t       id[PD_APPS_MAX];    /* set under the lock */
     uint32_t       n;
 } pd_reg_names_t;
 
@@ -49,71 +50,6 @@ _Static_assert(PD_REG_APP_TABLE < PD_REG_APP_NIL,
                "app indices are 16 bits");
 _Static_assert((PD_REG_APP_TABLE & (PD_REG_APP_TABLE - 1)) == 0,
                "the app table is its own power-of-two index");
-
-
-/* SipHash-2-4 (Aumasson and Bernstein), the reference algorithm */
-
-#define pd_reg_rotl(x, b)  (((x) << (b)) | ((x) >> (64 - (b))))
-
-#define pd_reg_sipround(v0, v1, v2, v3)                                      \
-    do {                                                                     \
-        v0 += v1; v1 = pd_reg_rotl(v1, 13); v1 ^= v0;                        \
-        v0 = pd_reg_rotl(v0, 32);                                            \
-        v2 += v3; v3 = pd_reg_rotl(v3, 16); v3 ^= v2;                        \
-        v0 += v3; v3 = pd_reg_rotl(v3, 21); v3 ^= v0;                        \
-        v2 += v1; v1 = pd_reg_rotl(v1, 17); v1 ^= v2;                        \
-        v2 = pd_reg_rotl(v2, 32);                                            \
-    } while (0)
-
-
-/*
- * Clients choose uids, app names and addresses; a keyed hash with a
- * per-zone random key keeps them from aiming at one bucket.
- */
-uint64_t
-pd_reg_siphash(const uint64_t k[2], const u_char *p, size_t len)
-{
-    size_t    i, blocks;
-    uint64_t  v0, v1, v2, v3, m;
-
-    v0 = k[0] ^ 0x736f6d6570736575ULL;
-    v1 = k[1] ^ 0x646f72616e646f6dULL;
-    v2 = k[0] ^ 0x6c7967656e657261ULL;
-    v3 = k[1] ^ 0x7465646279746573ULL;
-
-    for (blocks = len / 8; blocks > 0; blocks--, p += 8) {
-        m = 0;
-
-        for (i = 0; i < 8; i++) {
-            m |= (uint64_t) p[i] << (8 * i);
-        }
-
-        v3 ^= m;
-        pd_reg_sipround(v0, v1, v2, v3);
-        pd_reg_sipround(v0, v1, v2, v3);
-        v0 ^= m;
-    }
-
-    /* the last block: the tail bytes, and the length in the top byte */
-    m = (uint64_t) len << 56;
-
-    for (i = 0; i < (len & 7); i++) {
-        m |= (uint64_t) p[i] << (8 * i);
-    }
-
-    v3 ^= m;
-    pd_reg_sipround(v0, v1, v2, v3);
-    pd_reg_sipround(v0, v1, v2, v3);
-    v0 ^= m;
-
-    v2 ^= 0xff;
-    pd_reg_sipround(v0, v1, v2, v3);
-    pd_reg_sipround(v0, v1, v2, v3);
-    pd_reg_sipround(v0, v1, v2, v3);
-    pd_reg_sipround(v0, v1, v2, v3);
-
-    return v0 ^ v1 ^ v2 ^ v3;
-}
 
 
 /* the smallest power of two >= n (n >= 1, at most 2^30) */
@@ -224,9 +160,9 @@ pd_reg_entry_valid(pd_reg_zone_t *z, pd_reg_entry_t *e)
     uint32_t       i;
     pd_reg_app_t  *apps;
 
-    if (e->uid_len == 0 || e->uid_len > PD_REG_UID_MAX
-        || e->device_len > PD_REG_DEVICE_MAX
-        || e->napps > PD_REG_APPS_MAX)
+    if (e->uid_len == 0 || e->uid_len > PD_UID_MAX
+        || e->device_len > PD_DEVICE_MAX
+        || e->napps > PD_APPS_MAX)
     {
         return 0;
     }
@@ -512,7 +448,7 @@ pd_reg_unlock(pd_reg_zone_t *z)
 
 /*
  * Checks and hashes napps NUL-terminated names laid out every
- * PD_REG_APP_MAX + 1 bytes from first, dropping repeats (the client
+ * PD_APP_MAX + 1 bytes from first, dropping repeats (the client
  * wrote "apps=a,a").  PD_ERROR on a bad count or length.
  */
 static pd_int_t
@@ -523,21 +459,21 @@ pd_reg_names_prepare(pd_reg_zone_t *z, pd_reg_names_t *names,
     uint32_t       i, j, hash;
     const u_char  *name;
 
-    if (napps > PD_REG_APPS_MAX) {
+    if (napps > PD_APPS_MAX) {
         return PD_ERROR;
     }
 
     names->n = 0;
 
     for (i = 0; i < napps; i++) {
-        name = first + (size_t) i * (PD_REG_APP_MAX + 1);
-        len = strnlen((const char *) name, PD_REG_APP_MAX + 1);
+        name = first + (size_t) i * (PD_APP_MAX + 1);
+        len = strnlen((const char *) name, PD_APP_MAX + 1);
 
-        if (len == 0 || len > PD_REG_APP_MAX) {
+        if (len == 0 || len > PD_APP_MAX) {
             return PD_ERROR;
         }
 
-        hash = (uint32_t) pd_reg_siphash(z->seed, name, len);
+        hash = (uint32_t) pd_siphash24(z->seed, name, len);
 
         for (j = 0; j < names->n; j++) {
             if (names->hash[j] == hash && names->len[j] == len
@@ -747,11 +683,11 @@ pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info)
     pd_reg_names_t   names;
     pd_reg_entry_t  *e;
 
-    uid_len = strnlen((const char *) info->uid, PD_REG_UID_MAX + 1);
-    device_len = strnlen((const char *) info->device, PD_REG_DEVICE_MAX + 1);
+    uid_len = strnlen((const char *) info->uid, PD_UID_MAX + 1);
+    device_len = strnlen((const char *) info->device, PD_DEVICE_MAX + 1);
 
-    if (uid_len == 0 || uid_len > PD_REG_UID_MAX
-        || device_len > PD_REG_DEVICE_MAX
+    if (uid_len == 0 || uid_len > PD_UID_MAX
+        || device_len > PD_DEVICE_MAX
         || pd_reg_names_prepare(z, &names, (const u_char *) info->apps,
                                 info->napps)
            != PD_OK)
@@ -759,7 +695,7 @@ pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info)
         return PD_ERROR;
     }
 
-    hash = (uint32_t) pd_reg_siphash(z->seed, info->uid, uid_len);
+    hash = (uint32_t) pd_siphash24(z->seed, info->uid, uid_len);
 
     if (pd_reg_lock(z) != PD_OK) {
         return PD_ERROR;
@@ -819,11 +755,11 @@ pd_reg_remove(pd_reg_zone_t *z, const u_char *uid, size_t len, int32_t pid,
 {
     uint32_t  i, hash, prev;
 
-    if (len == 0 || len > PD_REG_UID_MAX) {
+    if (len == 0 || len > PD_UID_MAX) {
         return PD_DECLINED;
     }
 
-    hash = (uint32_t) pd_reg_siphash(z->seed, uid, len);
+    hash = (uint32_t) pd_siphash24(z->seed, uid, len);
 
     if (pd_reg_lock(z) != PD_OK) {
         return PD_ERROR;
@@ -846,15 +782,15 @@ pd_reg_remove(pd_reg_zone_t *z, const u_char *uid, size_t len, int32_t pid,
 
 pd_int_t
 pd_reg_set_apps(pd_reg_zone_t *z, const u_char *uid, size_t len,
-    int32_t pid, uint64_t conn, u_char apps[][PD_REG_APP_MAX + 1],
+    int32_t pid, uint64_t conn, u_char apps[][PD_APP_MAX + 1],
     uint32_t napps)
 {
-    uint16_t         old[PD_REG_APPS_MAX];
+    uint16_t         old[PD_APPS_MAX];
     uint32_t         i, j, nold, hash, prev;
     pd_reg_names_t   names;
     pd_reg_entry_t  *e;
 
-    if (len == 0 || len > PD_REG_UID_MAX) {
+    if (len == 0 || len > PD_UID_MAX) {
         return PD_DECLINED;
     }
 
@@ -864,7 +800,7 @@ pd_reg_set_apps(pd_reg_zone_t *z, const u_char *uid, size_t len,
         return PD_ERROR;
     }
 
-    hash = (uint32_t) pd_reg_siphash(z->seed, uid, len);
+    hash = (uint32_t) pd_siphash24(z->seed, uid, len);
 
     if (pd_reg_lock(z) != PD_OK) {
         return PD_ERROR;
@@ -917,11 +853,11 @@ pd_reg_lookup(pd_reg_zone_t *z, const u_char *uid, size_t len,
     pd_uint_t        n;
     pd_reg_entry_t  *entries, *e;
 
-    if (len == 0 || len > PD_REG_UID_MAX) {
+    if (len == 0 || len > PD_UID_MAX) {
         return 0;
     }
 
-    hash = (uint32_t) pd_reg_siphash(z->seed, uid, len);
+    hash = (uint32_t) pd_siphash24(z->seed, uid, len);
 
     if (pd_reg_lock(z) != PD_OK) {
         return 0;
@@ -1155,7 +1091,7 @@ pd_reg_ip_acquire(pd_reg_zone_t *z, const struct sockaddr *sa, int32_t pid,
         return PD_DECLINED;
     }
 
-    hash = (uint32_t) pd_reg_siphash(z->seed, key, sizeof(key));
+    hash = (uint32_t) pd_siphash24(z->seed, key, sizeof(key));
 
     if (pd_reg_lock(z) != PD_OK) {
         return PD_ERROR;
@@ -1215,7 +1151,7 @@ pd_reg_ip_release(pd_reg_zone_t *z, const struct sockaddr *sa, int32_t pid)
         return;
     }
 
-    hash = (uint32_t) pd_reg_siphash(z->seed, key, sizeof(key));
+    hash = (uint32_t) pd_siphash24(z->seed, key, sizeof(key));
 
     if (pd_reg_lock(z) != PD_OK) {
         return;
@@ -1246,7 +1182,7 @@ pd_reg_ip_count(pd_reg_zone_t *z, const struct sockaddr *sa)
         return 0;
     }
 
-    hash = (uint32_t) pd_reg_siphash(z->seed, key, sizeof(key));
+    hash = (uint32_t) pd_siphash24(z->seed, key, sizeof(key));
 
     if (pd_reg_lock(z) != PD_OK) {
         return 0;

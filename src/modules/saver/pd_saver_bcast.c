@@ -1,10 +1,10 @@
 /*
- * pd_msg_bcast.c: the message store's retained broadcasts (the last few
+ * pd_saver_bcast.c: the message store's retained broadcasts (the last few
  * per app) and per-(uid, app) broadcast cursors.
  */
 
 #include "pd_core.h"
-#include "pd_msg_zone.h"
+#include "pd_saver_zone.h"
 
 
 /* --- broadcasts -------------------------------------------------------- */
@@ -25,7 +25,7 @@ pd_msg_rebuild_bcasts(pd_msg_zone_t *z)
 
             if (slot->state == PD_MSG_USED && slot->payload < z->bump
                 && pd_msg_bapps(z)[a].len > 0
-                && pd_msg_bapps(z)[a].len <= PD_MSG_APP_MAX)
+                && pd_msg_bapps(z)[a].len <= PD_APP_MAX)
             {
                 pd_msg_block(z, slot->payload)->refs++;
                 z->nbcasts++;
@@ -179,7 +179,7 @@ pd_msg_bcast_store(pd_msg_zone_t *z, const u_char *app, size_t applen,
     pd_msg_bapp_t   *ba;
     pd_msg_bcast_t  *slot;
 
-    if (applen == 0 || applen > PD_MSG_APP_MAX || len > z->max_payload) {
+    if (applen == 0 || applen > PD_APP_MAX || len > z->max_payload) {
         return PD_ERROR;
     }
 
@@ -255,7 +255,7 @@ pd_msg_bcast_pending(pd_msg_zone_t *z, const u_char *app, size_t applen,
     pd_msg_bcast_t  *slot, *order[PD_MSG_BCAST_KEEP];
     pd_msg_block_t  *b;
 
-    if (applen == 0 || applen > PD_MSG_APP_MAX) {
+    if (applen == 0 || applen > PD_APP_MAX) {
         return PD_ERROR;
     }
 
@@ -336,8 +336,8 @@ pd_msg_rebuild_cursors(pd_msg_zone_t *z)
         c = &pd_msg_cursors(z)[i];
 
         if (c->state == PD_MSG_USED && c->uid_len > 0
-            && c->uid_len <= PD_MSG_UID_MAX && c->app_len > 0
-            && c->app_len <= PD_MSG_APP_MAX)
+            && c->uid_len <= PD_UID_MAX && c->app_len > 0
+            && c->app_len <= PD_APP_MAX)
         {
             b = c->hash & z->cur_mask;
             c->next = buckets[b];
