@@ -16,7 +16,7 @@
 #define PD_REG_MAX_SLOTS  (1U << 30)
 
 /* "no slot": ends hash chains and free lists */
-#define PD_REG_NIL        0xffffffffU
+#define PD_REG_NIL        PD_SHTABLE_NIL
 #define PD_REG_APP_NIL    0xffffU
 
 typedef struct {
@@ -43,11 +43,12 @@ typedef struct {
  * Crash consistency: the state byte of an entry or IP node (and the count
  * of a node) is the only fact; it is stored after the fields it commits.
  * Hash chains, free lists, totals, app reference counts and the app index
- * are derived and rebuilt from the slots when a lock holder died.
+ * are derived and rebuilt from the slots when a lock holder died.  The
+ * entries and the IP nodes are pd_shtable slots (see pd_shtable.h).
  */
 
-#define PD_REG_FREE  0
-#define PD_REG_USED  1
+#define PD_REG_FREE  PD_SHTABLE_FREE
+#define PD_REG_USED  PD_SHTABLE_USED
 
 typedef struct {
     uint32_t     next;      /* hash chain, or the free list */
