@@ -23,7 +23,10 @@
 #define PD_SHTABLE_FREE  0
 #define PD_SHTABLE_USED  1
 
-/* the hash of a committed slot, from its fields: its bucket on rebuild */
+/*
+ * The hash of a committed slot, from its fields: its bucket on rebuild.
+ * Called only for the slots keep() accepted.
+ */
 typedef uint32_t (*pd_shtable_hash_pt)(void *slot, void *data);
 
 /*

@@ -22,7 +22,7 @@
 #define PD_MSG_BCAST_KEEP   16
 
 /* "no slot": ends lists and chains */
-#define PD_MSG_NIL          0xffffffffU
+#define PD_MSG_NIL          PD_SHTABLE_NIL
 
 typedef struct {
     const u_char  *uid;      /* 1 to PD_UID_MAX bytes */
@@ -71,11 +71,12 @@ typedef struct {
  * payload block and the bump pointer.  Everything else (back links,
  * hash chains, free lists, counts, payload reference counts) is derived
  * and rebuilt when a lock holder died; a store call cut short is rolled
- * back whole through open_stamp.
+ * back whole through open_stamp.  The entries, mailboxes and cursors are
+ * pd_shtable slots (see pd_shtable.h).
  */
 
-#define PD_MSG_FREE  0
-#define PD_MSG_USED  1
+#define PD_MSG_FREE  PD_SHTABLE_FREE
+#define PD_MSG_USED  PD_SHTABLE_USED
 
 typedef struct {
     uint32_t     next;        /* mailbox list in store order, free list */

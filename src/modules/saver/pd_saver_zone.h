@@ -28,13 +28,8 @@
                          + (size_t) (g) * PD_MSG_GRANULE))
 #define pd_msg_block_data(b)  ((u_char *) (b) + PD_MSG_BLOCK_HDR)
 
-/*
- * A process stops between two instructions when it is killed, never
- * inside a store, so only the compiler could reorder the stores a
- * commit depends on; another process reads them after taking the mutex,
- * which orders memory for it.  A signal fence is that compiler barrier.
- */
-#define pd_msg_commit()  __atomic_signal_fence(__ATOMIC_SEQ_CST)
+/* see pd_shtable.h: a compiler barrier between a commit and its fields */
+#define pd_msg_commit()  pd_shtable_fence()
 
 /* a (uid, app) checked and hashed before locking */
 typedef struct {
