@@ -95,9 +95,9 @@ typedef void (*pd_connection_handler_pt)(pd_connection_t *c);
 #include "pd_cidr.h"
 #include "pd_ws.h"
 #include "pd_token.h"
-#include "pd_reg_zone.h"
+#include "pd_hash.h"
+#include "pd_shtable.h"
 #include "pd_shlock.h"
-#include "pd_msg_store.h"
 #include "pd_redis.h"
 #include "pd_pg.h"
 

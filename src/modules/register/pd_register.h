@@ -9,6 +9,8 @@
 #ifndef PD_REGISTER_H
 #define PD_REGISTER_H
 
+#include "pd_register_zone.h"
+
 #define PD_REGISTER_MEMORY  0
 #define PD_REGISTER_REDIS   1
 
@@ -25,7 +27,7 @@ typedef struct {
     pd_int_t   (*add)(const pd_reg_info_t *info);
     pd_int_t   (*remove)(const u_char *uid, size_t len, uint64_t conn);
     pd_int_t   (*set_apps)(const u_char *uid, size_t len, uint64_t conn,
-                           u_char apps[][PD_REG_APP_MAX + 1],
+                           u_char apps[][PD_APP_MAX + 1],
                            uint32_t napps);
     pd_int_t   (*lookup)(const u_char *uid, size_t len,
                          pd_register_lookup_pt handler, void *data);

@@ -1,7 +1,8 @@
 /*
  * pd_register_memory.c: the memory backend, a shared-memory zone that
- * every worker of this host maps (see pd_reg_zone.c for its layout and
- * locking).  It survives reloads as long as its size stays the same.
+ * every worker of this host maps (see pd_register_zone.c for its
+ * layout and locking).  It survives reloads as long as its size stays
+ * the same.
  */
 
 #include "pd_core.h"
@@ -78,7 +79,7 @@ pd_register_memory_remove(const u_char *uid, size_t len, uint64_t conn)
 
 static pd_int_t
 pd_register_memory_set_apps(const u_char *uid, size_t len, uint64_t conn,
-    u_char apps[][PD_REG_APP_MAX + 1], uint32_t napps)
+    u_char apps[][PD_APP_MAX + 1], uint32_t napps)
 {
     return pd_reg_set_apps(pd_register_zone, uid, len, (int32_t) pd_pid,
                            conn, apps, napps);

@@ -24,8 +24,8 @@
 #define PD_RR_NODES       64      /* other nodes' liveness, cached */
 #define PD_RR_NODE_FRESH  1000    /* ms a cached liveness is trusted */
 #define PD_RR_FIELD_MAX   128
-#define PD_RR_VALUE_MAX   (16 + 24 + PD_REG_DEVICE_MAX                      \
-                           + PD_REG_APPS_MAX * (PD_REG_APP_MAX + 1) + 8)
+#define PD_RR_VALUE_MAX   (16 + 24 + PD_DEVICE_MAX                      \
+                           + PD_APPS_MAX * (PD_APP_MAX + 1) + 8)
 
 typedef struct {
     char         name[48];        /* "node/pid" */
@@ -40,7 +40,7 @@ typedef struct {
     pd_uint_t               n;
     pd_reg_info_t          *info;
     char                  (*field)[PD_RR_FIELD_MAX];
-    u_char                  uid[PD_REG_UID_MAX];
+    u_char                  uid[PD_UID_MAX];
     size_t                  uid_len;
     pd_uint_t               nasked;
     char                    asked[PD_RR_NODES][48];  /* liveness fetched */
@@ -121,7 +121,7 @@ pd_rr_value(char *buf, size_t size, const pd_reg_info_t *info)
 void
 pd_register_redis_announce(const pd_reg_info_t *info)
 {
-    char         key[8 + PD_REG_UID_MAX], field[PD_RR_FIELD_MAX];
+    char         key[8 + PD_UID_MAX], field[PD_RR_FIELD_MAX];
     char         value[PD_RR_VALUE_MAX];
     const char  *argv[4];
     size_t       len[4];
@@ -159,7 +159,7 @@ pd_rr_add(const pd_reg_info_t *info)
 static pd_int_t
 pd_rr_remove(const u_char *uid, size_t len, uint64_t conn)
 {
-    char         key[8 + PD_REG_UID_MAX], field[PD_RR_FIELD_MAX];
+    char         key[8 + PD_UID_MAX], field[PD_RR_FIELD_MAX];
     const char  *argv[3];
     size_t       alen[3];
 
@@ -177,7 +177,7 @@ pd_rr_remove(const u_char *uid, size_t len, uint64_t conn)
 
 static pd_int_t
 pd_rr_set_apps(const u_char *uid, size_t len, uint64_t conn,
-    u_char apps[][PD_REG_APP_MAX + 1], uint32_t napps)
+    u_char apps[][PD_APP_MAX + 1], uint32_t napps)
 {
     pd_reg_info_t  info[PD_REGISTER_LOOKUP_MAX];
     pd_uint_t      n, i;
@@ -329,17 +329,17 @@ pd_rr_parse_value(const char *v, size_t len, pd_reg_info_t *info)
     }
     info->since = strtoull(t, NULL, 10);
     t = p ? strsep(&p, "\t") : NULL;
-    if (t == NULL || strlen(t) > PD_REG_DEVICE_MAX) {
+    if (t == NULL || strlen(t) > PD_DEVICE_MAX) {
         return PD_ERROR;
     }
     pd_memcpy(info->device, t, strlen(t) + 1);
 
     info->napps = 0;
 
-    while (p != NULL && *p && info->napps < PD_REG_APPS_MAX) {
+    while (p != NULL && *p && info->napps < PD_APPS_MAX) {
         app = strsep(&p, ",");
         n = strlen(app);
-        if (n == 0 || n > PD_REG_APP_MAX) {
+        if (n == 0 || n > PD_APP_MAX) {
             continue;
         }
         pd_memcpy(info->apps[info->napps++], app, n + 1);
@@ -352,7 +352,7 @@ pd_rr_parse_value(const char *v, size_t len, pd_reg_info_t *info)
 static void
 pd_rr_prune(pd_rr_lookup_t *lk, pd_uint_t i)
 {
-    char         key[8 + PD_REG_UID_MAX];
+    char         key[8 + PD_UID_MAX];
     const char  *argv[3];
     size_t       len[3];
 
@@ -593,13 +593,13 @@ pd_rr_lookup(const u_char *uid, size_t len, pd_register_lookup_pt handler,
 {
     pd_rr_lookup_t  *lk;
     pd_redis_t      *shard;
-    char             key[8 + PD_REG_UID_MAX];
+    char             key[8 + PD_UID_MAX];
     const char      *argv[2];
     size_t           alen[2];
 
     shard = pd_rr_shard(uid, len);
 
-    if (!pd_redis_connected(shard) || len > PD_REG_UID_MAX) {
+    if (!pd_redis_connected(shard) || len > PD_UID_MAX) {
         pd_rr_local_lookup(uid, len, handler, data);
         return PD_OK;
     }

@@ -79,10 +79,10 @@ struct pd_room_conn_s {
     unsigned         dirty:1;       /* in the list flushed this turn */
     unsigned         taken:1;       /* the room's since take-over:
                                      * counted, cursors saved at close */
-    uint16_t         apps[PD_REG_APPS_MAX];    /* pd_room_app_get() ids */
+    uint16_t         apps[PD_APPS_MAX];    /* pd_room_app_get() ids */
 
     uint64_t        *bcast_seq;    /* last retained broadcast per app,
-                                    * PD_REG_APPS_MAX of them; NULL
+                                    * PD_APPS_MAX of them; NULL
                                     * until one is seen (all 0) */
     uint64_t         id;           /* conn id in the register */
     u_char           uid[PD_UID_MAX];

@@ -9,11 +9,12 @@
 
 #include "pd_core.h"
 #include "pd_room.h"
+#include "pd_register.h"
 
 #define PD_ROOM_APP_BUCKETS  1024
 
 typedef struct {
-    u_char      name[PD_REG_APP_MAX + 1];
+    u_char      name[PD_APP_MAX + 1];
     uint8_t     len;
     uint16_t    next;           /* in the bucket, or in the free list */
     uint32_t    refs;
@@ -79,7 +80,7 @@ pd_room_app_get(const u_char *name, size_t len)
     pd_uint_t       b;
     uint16_t        id;
 
-    if (len == 0 || len > PD_REG_APP_MAX) {
+    if (len == 0 || len > PD_APP_MAX) {
         return 0;
     }
 

@@ -27,7 +27,7 @@ typedef struct {
     pd_msec_t        last;
     pd_timer_t       timer;
     uint8_t          app_len;
-    u_char           app[PD_REG_APP_MAX + 1];
+    u_char           app[PD_APP_MAX + 1];
     unsigned         retained:1;     /* has a ttl: move the users' cursors */
 } pd_room_bcast_t;
 
@@ -73,7 +73,7 @@ pd_room_msg_frame_id(pd_str_t *id, pd_str_t *app, pd_uint_t qos,
                   sizeof("{\"op\":\"msg\",\"id\":\"") - 1);
     h = pd_cpymem(h, id->data, pd_min(id->len, 80));
     h = pd_cpymem(h, "\",\"app\":\"", sizeof("\",\"app\":\"") - 1);
-    h = pd_cpymem(h, app->data, pd_min(app->len, PD_REG_APP_MAX));
+    h = pd_cpymem(h, app->data, pd_min(app->len, PD_APP_MAX));
     h = pd_cpymem(h, "\",\"qos\":", sizeof("\",\"qos\":") - 1);
     *h++ = qos ? '1' : '0';
     h = pd_cpymem(h, ",\"data\":", sizeof(",\"data\":") - 1);
@@ -106,7 +106,7 @@ pd_room_bseq_set(pd_room_conn_t *rc, pd_uint_t i, uint64_t seq)
             return PD_OK;
         }
 
-        rc->bcast_seq = pd_calloc(PD_REG_APPS_MAX * sizeof(uint64_t),
+        rc->bcast_seq = pd_calloc(PD_APPS_MAX * sizeof(uint64_t),
                                   rc->connection->log);
         if (rc->bcast_seq == NULL) {
             return PD_ERROR;
@@ -590,7 +590,7 @@ pd_room_bcast_start(pd_room_bcast_hdr_t *hdr, const u_char *app,
     pd_room_bcast_t  *b;
 
     if (pd_room_nbcasts == PD_ROOM_BCAST_MAX
-        || hdr->app_len > PD_REG_APP_MAX)
+        || hdr->app_len > PD_APP_MAX)
     {
         pd_log_error(PD_LOG_ERR, pd_log_root, 0,
                      "broadcast %lx dropped: %d broadcasts running",

@@ -16,7 +16,7 @@ static pd_conf_bounds_t  pd_room_timeout_bounds = { 100, 3600 * 1000 };
 static pd_conf_bounds_t  pd_room_hb_bounds = { 1000, 3600 * 1000 };
 static pd_conf_bounds_t  pd_room_rotation_bounds = { 1000, 86400 * 1000 };
 static pd_conf_bounds_t  pd_room_frame_bounds = { 256, 16 * 1024 * 1024 };
-static pd_conf_bounds_t  pd_room_apps_bounds = { 1, PD_REG_APPS_MAX };
+static pd_conf_bounds_t  pd_room_apps_bounds = { 1, PD_APPS_MAX };
 static pd_conf_bounds_t  pd_room_count_bounds = { 0, 1000000000 };
 static pd_conf_bounds_t  pd_room_rate_bounds = { 1, 1000000000 };
 /* the connection counts them in 16 bits */
@@ -253,7 +253,7 @@ pd_room_init_conf(pd_cycle_t *cycle, void *conf)
     pd_conf_init_msec(rcf->heartbeat_max, 600000);
     pd_conf_init_size(rcf->max_frame, 65536);
     pd_conf_init_size(rcf->max_message, 65536);
-    pd_conf_init_value(rcf->max_apps, PD_REG_APPS_MAX);
+    pd_conf_init_value(rcf->max_apps, PD_APPS_MAX);
     pd_conf_init_value(rcf->max_connections_per_ip, 1000);
     pd_conf_init_value(rcf->handshake_rate, 5000);
     pd_conf_init_size(rcf->output_limit, 256 * 1024);

@@ -396,10 +396,10 @@ pd_room_reg_info(pd_room_conn_t *rc, pd_str_t *device, pd_reg_info_t *info)
     pd_memzero(info, sizeof(pd_reg_info_t));
     pd_memcpy(info->uid, rc->uid, rc->uid_len);
     pd_memcpy(info->device, device->data,
-              pd_min(device->len, PD_REG_DEVICE_MAX));
+              pd_min(device->len, PD_DEVICE_MAX));
 
     for (i = 0; i < rc->napps; i++) {
-        pd_memcpy(info->apps[i], pd_room_app(rc, i), PD_REG_APP_MAX + 1);
+        pd_memcpy(info->apps[i], pd_room_app(rc, i), PD_APP_MAX + 1);
     }
 
     info->napps = rc->napps;
@@ -516,7 +516,7 @@ pd_room_sid(pd_room_conn_t *rc)
     pd_memcpy(in, &pid, 4);
     pd_memcpy(in + 4, &rc->id, 8);
 
-    return pd_reg_siphash(key, in, sizeof(in));
+    return pd_siphash24(key, in, sizeof(in));
 }
 
 static pd_room_conn_t *

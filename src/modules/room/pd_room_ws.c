@@ -485,11 +485,11 @@ pd_room_sync_apps(pd_room_conn_t *rc)
         return PD_OK;
     }
 
-    u_char     apps[PD_REG_APPS_MAX][PD_REG_APP_MAX + 1];
+    u_char     apps[PD_APPS_MAX][PD_APP_MAX + 1];
     pd_uint_t  i;
 
     for (i = 0; i < rc->napps; i++) {
-        pd_memcpy(apps[i], pd_room_app(rc, i), PD_REG_APP_MAX + 1);
+        pd_memcpy(apps[i], pd_room_app(rc, i), PD_APP_MAX + 1);
     }
 
     return pd_register->set_apps(rc->uid, rc->uid_len, rc->id, apps,

@@ -8,6 +8,8 @@
 #ifndef PD_SAVER_H
 #define PD_SAVER_H
 
+#include "pd_saver_store.h"
+
 #define PD_SAVER_MEMORY  0
 #define PD_SAVER_REDIS   1
 

@@ -1,7 +1,7 @@
 /*
  * pd_saver_module.c: the saver's directives, lifecycle and the calls the
  * room and the center use.  The memory backend is a shared-memory store
- * (src/core/pd_msg_store.c) created by the master before fork.
+ * (pd_saver_store.c) created by the master before fork.
  */
 
 #include "pd_core.h"

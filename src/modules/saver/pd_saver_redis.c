@@ -187,7 +187,7 @@ pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t n,
     argc = 3 + 1 + npick + 5;
     argv = pd_palloc(pool, argc * sizeof(char *));
     len = pd_palloc(pool, argc * sizeof(size_t));
-    keys = pd_pnalloc(pool, (npick + 1) * (8 + PD_REG_UID_MAX));
+    keys = pd_pnalloc(pool, (npick + 1) * (8 + PD_UID_MAX));
 
     if (argv == NULL || len == NULL || keys == NULL) {
         return PD_ERROR;
@@ -202,14 +202,14 @@ pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t n,
                                (unsigned long) (npick + 1));
 
     argv[3] = keys;
-    len[3] = (size_t) snprintf(keys, 8 + PD_REG_UID_MAX, "pd:m:%.*s",
+    len[3] = (size_t) snprintf(keys, 8 + PD_UID_MAX, "pd:m:%.*s",
                                (int) id->len, id->data);
 
     for (i = 0; i < npick; i++) {
-        char  *k = keys + (i + 1) * (8 + PD_REG_UID_MAX);
+        char  *k = keys + (i + 1) * (8 + PD_UID_MAX);
 
         argv[4 + i] = k;
-        len[4 + i] = (size_t) snprintf(k, 8 + PD_REG_UID_MAX, "pd:q:%.*s",
+        len[4 + i] = (size_t) snprintf(k, 8 + PD_UID_MAX, "pd:q:%.*s",
                                        (int) uids[pick[i]].len,
                                        uids[pick[i]].data);
     }
@@ -443,7 +443,7 @@ pd_sr_fetch_send(pd_sr_fetch_t *f, redisReply **ids, pd_uint_t nids)
     const char  **argv;
     size_t       *len, size;
     u_char       *keys, *k;
-    char          q[8 + PD_REG_UID_MAX], dl[8 + PD_REG_UID_MAX];
+    char          q[8 + PD_UID_MAX], dl[8 + PD_UID_MAX];
     char          nkeys[24], smax[24], slim[24];
     pd_uint_t     i, argc;
     pd_int_t      rc;
@@ -517,7 +517,7 @@ pd_sr_ack(pd_str_t *uid, pd_str_t *id)
 {
     const char  *argv[6];
     size_t       len[6];
-    char         q[8 + PD_REG_UID_MAX], dl[8 + PD_REG_UID_MAX];
+    char         q[8 + PD_UID_MAX], dl[8 + PD_UID_MAX];
     pd_str_t     sid;
 
     /* the client's word: it goes into statements other acks share */
@@ -557,7 +557,7 @@ pd_sr_delivered(pd_str_t *uid, uint64_t seq)
 {
     const char  *argv[4];
     size_t       len[4];
-    char         dl[8 + PD_REG_UID_MAX];
+    char         dl[8 + PD_UID_MAX];
     u_char       id[80];
 
     argv[0] = "HINCRBY";

@@ -118,7 +118,7 @@ test_value_roundtrip(void **state)
     assert_int_equal(pd_rr_parse_value(buf, n, &out), PD_ERROR);
     n = (size_t) snprintf(buf, sizeof(buf), "0\t1\td\ta,b,c,d,e,f,g,h,i,j");
     assert_int_equal(pd_rr_parse_value(buf, n, &out), PD_OK);
-    assert_int_equal(out.napps, PD_REG_APPS_MAX);
+    assert_int_equal(out.napps, PD_APPS_MAX);
 }
 
 /* every node must put a uid on the same server */

@@ -40,7 +40,7 @@ test_same_name_same_id(void **state)
 
     /* a bad length is refused, not truncated */
     assert_int_equal(pd_room_app_get(N("")), 0);
-    assert_int_equal(pd_room_app_get((const u_char *) "x", PD_REG_APP_MAX
+    assert_int_equal(pd_room_app_get((const u_char *) "x", PD_APP_MAX
                                                           + 1), 0);
 
     pd_room_app_put(a);

@@ -1,14 +1,11 @@
 /*
- * pd_msg_store.h: the saver's shared-memory message store: QoS 1
+ * pd_saver_store.h: the saver's shared-memory message store: QoS 1
  * messages per (uid, app) mailbox until acked, retained broadcasts per
  * app and per-uid broadcast cursors, shared by all workers.
  */
 
-#ifndef PD_MSG_STORE_H
-#define PD_MSG_STORE_H
-
-#define PD_MSG_UID_MAX      64
-#define PD_MSG_APP_MAX      32
+#ifndef PD_SAVER_STORE_H
+#define PD_SAVER_STORE_H
 
 /*
  * Payloads live in blocks of 64 bytes << class, a 16-byte header
@@ -25,10 +22,10 @@
 #define PD_MSG_BCAST_KEEP   16
 
 /* "no slot": ends lists and chains */
-#define PD_MSG_NIL          0xffffffffU
+#define PD_MSG_NIL          PD_SHTABLE_NIL
 
 typedef struct {
-    const u_char  *uid;      /* 1 to PD_MSG_UID_MAX bytes */
+    const u_char  *uid;      /* 1 to PD_UID_MAX bytes */
     size_t         len;
 } pd_msg_addr_t;
 
@@ -74,11 +71,12 @@ typedef struct {
  * payload block and the bump pointer.  Everything else (back links,
  * hash chains, free lists, counts, payload reference counts) is derived
  * and rebuilt when a lock holder died; a store call cut short is rolled
- * back whole through open_stamp.
+ * back whole through open_stamp.  The entries, mailboxes and cursors are
+ * pd_shtable slots (see pd_shtable.h).
  */
 
-#define PD_MSG_FREE  0
-#define PD_MSG_USED  1
+#define PD_MSG_FREE  PD_SHTABLE_FREE
+#define PD_MSG_USED  PD_SHTABLE_USED
 
 typedef struct {
     uint32_t     next;        /* mailbox list in store order, free list */
@@ -106,8 +104,8 @@ typedef struct {
     uint8_t      uid_len;
     uint8_t      app_len;
     uint8_t      pad;
-    u_char       uid[PD_MSG_UID_MAX];     /* not NUL-terminated */
-    u_char       app[PD_MSG_APP_MAX];
+    u_char       uid[PD_UID_MAX];     /* not NUL-terminated */
+    u_char       app[PD_APP_MAX];
 } pd_msg_mailbox_t;
 
 typedef struct {
@@ -118,8 +116,8 @@ typedef struct {
     uint8_t      uid_len;
     uint8_t      app_len;
     uint8_t      pad;
-    u_char       uid[PD_MSG_UID_MAX];
-    u_char       app[PD_MSG_APP_MAX];
+    u_char       uid[PD_UID_MAX];
+    u_char       app[PD_APP_MAX];
 } pd_msg_cursor_t;
 
 typedef struct {
@@ -135,7 +133,7 @@ typedef struct {
     uint32_t     hash;
     uint8_t      len;
     uint8_t      pad[3];
-    u_char       name[PD_MSG_APP_MAX];
+    u_char       name[PD_APP_MAX];
     pd_msg_bcast_t  slots[PD_MSG_BCAST_KEEP];   /* unordered */
 } pd_msg_bapp_t;
 
@@ -243,7 +241,7 @@ pd_msg_zone_t *pd_msg_store_init(void *addr, size_t size, size_t max_payload,
 uint64_t pd_msg_next_seq(pd_msg_zone_t *z);
 
 /*
- * Stores one message for app (1 to PD_MSG_APP_MAX bytes) to the n uids
+ * Stores one message for app (1 to PD_APP_MAX bytes) to the n uids
  * of to: one copy of data (len <= max_payload, kept byte for byte) and
  * one small entry per uid, expiring at expires_ms (unix ms).  A uid
  * whose mailbox holds max_per_mailbox entries is skipped and counted in
@@ -351,4 +349,4 @@ pd_int_t pd_msg_cursor_set(pd_msg_zone_t *z, const u_char *uid,
 /* copies the counters into st; PD_OK or PD_ERROR (lock) */
 pd_int_t pd_msg_stats(pd_msg_zone_t *z, pd_msg_stats_t *st);
 
-#endif /* PD_MSG_STORE_H */
+#endif /* PD_SAVER_STORE_H */

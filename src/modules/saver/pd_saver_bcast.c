@@ -1,10 +1,10 @@
 /*
- * pd_msg_bcast.c: the message store's retained broadcasts (the last few
+ * pd_saver_bcast.c: the message store's retained broadcasts (the last few
  * per app) and per-(uid, app) broadcast cursors.
  */
 
 #include "pd_core.h"
-#include "pd_msg_zone.h"
+#include "pd_saver_zone.h"
 
 
 /* --- broadcasts -------------------------------------------------------- */
@@ -25,7 +25,7 @@ pd_msg_rebuild_bcasts(pd_msg_zone_t *z)
 
             if (slot->state == PD_MSG_USED && slot->payload < z->bump
                 && pd_msg_bapps(z)[a].len > 0
-                && pd_msg_bapps(z)[a].len <= PD_MSG_APP_MAX)
+                && pd_msg_bapps(z)[a].len <= PD_APP_MAX)
             {
                 pd_msg_block(z, slot->payload)->refs++;
                 z->nbcasts++;
@@ -179,7 +179,7 @@ pd_msg_bcast_store(pd_msg_zone_t *z, const u_char *app, size_t applen,
     pd_msg_bapp_t   *ba;
     pd_msg_bcast_t  *slot;
 
-    if (applen == 0 || applen > PD_MSG_APP_MAX || len > z->max_payload) {
+    if (applen == 0 || applen > PD_APP_MAX || len > z->max_payload) {
         return PD_ERROR;
     }
 
@@ -255,7 +255,7 @@ pd_msg_bcast_pending(pd_msg_zone_t *z, const u_char *app, size_t applen,
     pd_msg_bcast_t  *slot, *order[PD_MSG_BCAST_KEEP];
     pd_msg_block_t  *b;
 
-    if (applen == 0 || applen > PD_MSG_APP_MAX) {
+    if (applen == 0 || applen > PD_APP_MAX) {
         return PD_ERROR;
     }
 
@@ -317,39 +317,61 @@ pd_msg_bcast_pending(pd_msg_zone_t *z, const u_char *app, size_t applen,
 /* --- cursors ----------------------------------------------------------- */
 
 
+static uint32_t
+pd_msg_cursor_hash(void *slot, void *data)
+{
+    (void) data;
+
+    return ((pd_msg_cursor_t *) slot)->hash;
+}
+
+
+/* a cursor the rebuild may link: its lengths in range */
+static int
+pd_msg_cursor_keep(void *slot, void *data)
+{
+    pd_msg_cursor_t  *c = slot;
+
+    (void) data;
+
+    return c->uid_len > 0 && c->uid_len <= PD_UID_MAX
+           && c->app_len > 0 && c->app_len <= PD_APP_MAX;
+}
+
+
+/* the cursors are pd_shtable slots */
+static const pd_shtable_type_t  pd_msg_cursor_type = {
+    sizeof(pd_msg_cursor_t),
+    offsetof(pd_msg_cursor_t, next),
+    offsetof(pd_msg_cursor_t, next),
+    offsetof(pd_msg_cursor_t, state),
+    pd_msg_cursor_hash,
+    pd_msg_cursor_keep
+};
+
+
+/* the cursor table of z, as a pd_shtable */
+static void
+pd_msg_cursor_table(pd_msg_zone_t *z, pd_shtable_t *t)
+{
+    t->type = &pd_msg_cursor_type;
+    t->slots = (u_char *) pd_msg_cursors(z);
+    t->buckets = pd_msg_cur_buckets(z);
+    t->free = &z->cur_free;
+    t->count = &z->ncursors;
+    t->nslots = z->max_cursors;
+    t->mask = z->cur_mask;
+    t->data = z;
+}
+
+
 void
 pd_msg_rebuild_cursors(pd_msg_zone_t *z)
 {
-    uint32_t          i, b, *buckets;
-    pd_msg_cursor_t  *c;
+    pd_shtable_t  t;
 
-    buckets = pd_msg_cur_buckets(z);
-
-    for (i = 0; i <= z->cur_mask; i++) {
-        buckets[i] = PD_MSG_NIL;
-    }
-
-    z->cur_free = PD_MSG_NIL;
-    z->ncursors = 0;
-
-    for (i = z->max_cursors; i-- > 0; /* void */) {
-        c = &pd_msg_cursors(z)[i];
-
-        if (c->state == PD_MSG_USED && c->uid_len > 0
-            && c->uid_len <= PD_MSG_UID_MAX && c->app_len > 0
-            && c->app_len <= PD_MSG_APP_MAX)
-        {
-            b = c->hash & z->cur_mask;
-            c->next = buckets[b];
-            buckets[b] = i;
-            z->ncursors++;
-            continue;
-        }
-
-        c->state = PD_MSG_FREE;
-        c->next = z->cur_free;
-        z->cur_free = i;
-    }
+    pd_msg_cursor_table(z, &t);
+    pd_shtable_rebuild(&t);
 }
 
 
@@ -388,28 +410,16 @@ pd_msg_cursor_find(pd_msg_zone_t *z, pd_msg_key_t *key)
 static uint32_t
 pd_msg_cursor_evict(pd_msg_zone_t *z)
 {
-    uint32_t          i, j, *link;
-    pd_msg_cursor_t  *cursors, *c;
+    uint32_t      i;
+    pd_shtable_t  t;
 
-    cursors = pd_msg_cursors(z);
     i = z->cur_hand;
     z->cur_hand = (i + 1 == z->max_cursors) ? 0 : i + 1;
-    c = &cursors[i];
 
-    c->state = PD_MSG_FREE;
-    pd_msg_commit();
+    pd_msg_cursor_table(z, &t);
+    pd_shtable_uncommit(&t, i);
+    pd_shtable_unlink(&t, i, pd_msg_cursors(z)[i].hash);
 
-    link = &pd_msg_cur_buckets(z)[c->hash & z->cur_mask];
-
-    for (j = *link; j != i && j != PD_MSG_NIL; j = *link) {
-        link = &cursors[j].next;
-    }
-
-    if (j == i) {
-        *link = c->next;
-    }
-
-    z->ncursors--;
     z->cursors_evicted++;
 
     return i;
@@ -445,8 +455,9 @@ pd_int_t
 pd_msg_cursor_set(pd_msg_zone_t *z, const u_char *uid, size_t uidlen,
     const u_char *app, size_t applen, uint64_t seq)
 {
-    uint32_t          i, b;
+    uint32_t          i;
     pd_msg_key_t      key;
+    pd_shtable_t      t;
     pd_msg_cursor_t  *c;
 
     if (pd_msg_key_app(z, &key, uid, uidlen, app, applen) != PD_OK) {
@@ -475,13 +486,11 @@ pd_msg_cursor_set(pd_msg_zone_t *z, const u_char *uid, size_t uidlen,
         return PD_OK;
     }
 
-    i = z->cur_free;
+    pd_msg_cursor_table(z, &t);
+    i = pd_shtable_alloc(&t);
 
     if (i == PD_MSG_NIL) {
         i = pd_msg_cursor_evict(z);
-
-    } else {
-        z->cur_free = pd_msg_cursors(z)[i].next;
     }
 
     c = &pd_msg_cursors(z)[i];
@@ -492,14 +501,7 @@ pd_msg_cursor_set(pd_msg_zone_t *z, const u_char *uid, size_t uidlen,
     pd_memcpy(c->uid, key.uid, key.uid_len);
     pd_memcpy(c->app, key.app, key.app_len);
 
-    pd_msg_commit();
-    c->state = PD_MSG_USED;
-    pd_msg_commit();
-
-    b = key.hash & z->cur_mask;
-    c->next = pd_msg_cur_buckets(z)[b];
-    pd_msg_cur_buckets(z)[b] = i;
-    z->ncursors++;
+    pd_shtable_insert(&t, i, key.hash);
 
     pd_msg_unlock(z);
 

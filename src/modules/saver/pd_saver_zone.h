@@ -1,11 +1,13 @@
 /*
- * pd_msg_zone.h: the message store's internals, shared by
- * pd_msg_store.c (zone, payload blocks, repair, mailboxes) and
- * pd_msg_bcast.c (retained broadcasts, cursors); nothing else includes it.
+ * pd_saver_zone.h: the message store's internals, shared by
+ * pd_saver_store.c (zone, payload blocks, repair, mailboxes) and
+ * pd_saver_bcast.c (retained broadcasts, cursors); nothing else includes it.
  */
 
-#ifndef PD_MSG_ZONE_H
-#define PD_MSG_ZONE_H
+#ifndef PD_SAVER_ZONE_H
+#define PD_SAVER_ZONE_H
+
+#include "pd_saver_store.h"
 
 #define pd_msg_buckets(z)                                                    \
     ((uint32_t *) ((u_char *) (z) + (z)->buckets))
@@ -26,13 +28,8 @@
                          + (size_t) (g) * PD_MSG_GRANULE))
 #define pd_msg_block_data(b)  ((u_char *) (b) + PD_MSG_BLOCK_HDR)
 
-/*
- * A process stops between two instructions when it is killed, never
- * inside a store, so only the compiler could reorder the stores a
- * commit depends on; another process reads them after taking the mutex,
- * which orders memory for it.  A signal fence is that compiler barrier.
- */
-#define pd_msg_commit()  __atomic_signal_fence(__ATOMIC_SEQ_CST)
+/* see pd_shtable.h: a compiler barrier between a commit and its fields */
+#define pd_msg_commit()  pd_shtable_fence()
 
 /* a (uid, app) checked and hashed before locking */
 typedef struct {
@@ -74,4 +71,4 @@ void pd_msg_rebuild_cursors(pd_msg_zone_t *z);
 /* removes the retained broadcasts expired at now, counting them */
 void pd_msg_bcast_expire(pd_msg_zone_t *z, uint64_t now);
 
-#endif /* PD_MSG_ZONE_H */
+#endif /* PD_SAVER_ZONE_H */

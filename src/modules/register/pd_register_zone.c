@@ -1,6 +1,7 @@
-/* pd_reg_zone.c: the register's uid and per-IP tables in shared memory. */
+/* pd_register_zone.c: the register's uid and per-IP tables in shared memory. */
 
 #include "pd_core.h"
+#include "pd_register_zone.h"
 
 #include <sys/random.h>
 
@@ -24,21 +25,15 @@
 #define pd_reg_ips(z)                                                        \
     ((pd_reg_ip_t *) ((u_char *) (z) + (z)->ips))
 
-/*
- * A process stops between two instructions when it is killed, never
- * inside a store, so only the compiler could reorder the stores a
- * commit depends on; another process reads them after taking the mutex,
- * which orders memory for it.  A signal fence is exactly that compiler
- * barrier.
- */
-#define pd_reg_commit()  __atomic_signal_fence(__ATOMIC_SEQ_CST)
+/* see pd_shtable.h: a compiler barrier between a commit and its fields */
+#define pd_reg_commit()  pd_shtable_fence()
 
 /* app names of one add or set_apps, checked and hashed before locking */
 typedef struct {
-    const u_char  *name[PD_REG_APPS_MAX];
-    uint32_t       hash[PD_REG_APPS_MAX];
-    uint8_t        len[PD_REG_APPS_MAX];
-    uint16_t       id[PD_REG_APPS_MAX];    /* set under the lock */
+    const u_char  *name[PD_APPS_MAX];
+    uint32_t       hash[PD_APPS_MAX];
+    uint8_t        len[PD_APPS_MAX];
+    uint16_t       id[PD_APPS_MAX];    /* set under the lock */
     uint32_t       n;
 } pd_reg_names_t;
 
@@ -51,69 +46,29 @@ _Static_assert((PD_REG_APP_TABLE & (PD_REG_APP_TABLE - 1)) == 0,
                "the app table is its own power-of-two index");
 
 
-/* SipHash-2-4 (Aumasson and Bernstein), the reference algorithm */
+static uint32_t pd_reg_entry_hash(void *slot, void *data);
+static int pd_reg_entry_keep(void *slot, void *data);
+static uint32_t pd_reg_ip_hash(void *slot, void *data);
+static int pd_reg_ip_keep(void *slot, void *data);
 
-#define pd_reg_rotl(x, b)  (((x) << (b)) | ((x) >> (64 - (b))))
+/* the entries and the IP nodes are pd_shtable slots */
+static const pd_shtable_type_t  pd_reg_entry_type = {
+    sizeof(pd_reg_entry_t),
+    offsetof(pd_reg_entry_t, next),
+    offsetof(pd_reg_entry_t, next),
+    offsetof(pd_reg_entry_t, state),
+    pd_reg_entry_hash,
+    pd_reg_entry_keep
+};
 
-#define pd_reg_sipround(v0, v1, v2, v3)                                      \
-    do {                                                                     \
-        v0 += v1; v1 = pd_reg_rotl(v1, 13); v1 ^= v0;                        \
-        v0 = pd_reg_rotl(v0, 32);                                            \
-        v2 += v3; v3 = pd_reg_rotl(v3, 16); v3 ^= v2;                        \
-        v0 += v3; v3 = pd_reg_rotl(v3, 21); v3 ^= v0;                        \
-        v2 += v1; v1 = pd_reg_rotl(v1, 17); v1 ^= v2;                        \
-        v2 = pd_reg_rotl(v2, 32);                                            \
-    } while (0)
-
-
-/*
- * Clients choose uids, app names and addresses; a keyed hash with a
- * per-zone random key keeps them from aiming at one bucket.
- */
-uint64_t
-pd_reg_siphash(const uint64_t k[2], const u_char *p, size_t len)
-{
-    size_t    i, blocks;
-    uint64_t  v0, v1, v2, v3, m;
-
-    v0 = k[0] ^ 0x736f6d6570736575ULL;
-    v1 = k[1] ^ 0x646f72616e646f6dULL;
-    v2 = k[0] ^ 0x6c7967656e657261ULL;
-    v3 = k[1] ^ 0x7465646279746573ULL;
-
-    for (blocks = len / 8; blocks > 0; blocks--, p += 8) {
-        m = 0;
-
-        for (i = 0; i < 8; i++) {
-            m |= (uint64_t) p[i] << (8 * i);
-        }
-
-        v3 ^= m;
-        pd_reg_sipround(v0, v1, v2, v3);
-        pd_reg_sipround(v0, v1, v2, v3);
-        v0 ^= m;
-    }
-
-    /* the last block: the tail bytes, and the length in the top byte */
-    m = (uint64_t) len << 56;
-
-    for (i = 0; i < (len & 7); i++) {
-        m |= (uint64_t) p[i] << (8 * i);
-    }
-
-    v3 ^= m;
-    pd_reg_sipround(v0, v1, v2, v3);
-    pd_reg_sipround(v0, v1, v2, v3);
-    v0 ^= m;
-
-    v2 ^= 0xff;
-    pd_reg_sipround(v0, v1, v2, v3);
-    pd_reg_sipround(v0, v1, v2, v3);
-    pd_reg_sipround(v0, v1, v2, v3);
-    pd_reg_sipround(v0, v1, v2, v3);
-
-    return v0 ^ v1 ^ v2 ^ v3;
-}
+static const pd_shtable_type_t  pd_reg_ip_type = {
+    sizeof(pd_reg_ip_t),
+    offsetof(pd_reg_ip_t, next),
+    offsetof(pd_reg_ip_t, next),
+    offsetof(pd_reg_ip_t, state),
+    pd_reg_ip_hash,
+    pd_reg_ip_keep
+};
 
 
 /* the smallest power of two >= n (n >= 1, at most 2^30) */
@@ -217,16 +172,47 @@ pd_reg_zone_max_conns(size_t size, uint32_t max_ips)
 }
 
 
-/* an entry the rebuild may link: every field in range */
-static int
-pd_reg_entry_valid(pd_reg_zone_t *z, pd_reg_entry_t *e)
+/* the entry table of z, as a pd_shtable */
+static void
+pd_reg_entry_table(pd_reg_zone_t *z, pd_shtable_t *t)
 {
-    uint32_t       i;
-    pd_reg_app_t  *apps;
+    t->type = &pd_reg_entry_type;
+    t->slots = (u_char *) pd_reg_entries(z);
+    t->buckets = pd_reg_buckets(z);
+    t->free = &z->free;
+    t->count = &z->count;
+    t->nslots = z->max_conns;
+    t->mask = z->mask;
+    t->data = z;
+}
 
-    if (e->uid_len == 0 || e->uid_len > PD_REG_UID_MAX
-        || e->device_len > PD_REG_DEVICE_MAX
-        || e->napps > PD_REG_APPS_MAX)
+
+static uint32_t
+pd_reg_entry_hash(void *slot, void *data)
+{
+    pd_reg_entry_t  *e = slot;
+
+    (void) data;
+
+    return e->hash;
+}
+
+
+/*
+ * An entry the rebuild may link: every field in range; it counts the
+ * references to its apps.
+ */
+static int
+pd_reg_entry_keep(void *slot, void *data)
+{
+    uint32_t         i;
+    pd_reg_app_t    *apps;
+    pd_reg_zone_t   *z = data;
+    pd_reg_entry_t  *e = slot;
+
+    if (e->uid_len == 0 || e->uid_len > PD_UID_MAX
+        || e->device_len > PD_DEVICE_MAX
+        || e->napps > PD_APPS_MAX)
     {
         return 0;
     }
@@ -239,6 +225,10 @@ pd_reg_entry_valid(pd_reg_zone_t *z, pd_reg_entry_t *e)
         }
     }
 
+    for (i = 0; i < e->napps; i++) {
+        apps[e->apps[i]].refs++;
+    }
+
     return 1;
 }
 
@@ -247,45 +237,15 @@ pd_reg_entry_valid(pd_reg_zone_t *z, pd_reg_entry_t *e)
 static void
 pd_reg_rebuild_entries(pd_reg_zone_t *z)
 {
-    uint32_t         i, j, b, *buckets;
-    pd_reg_app_t    *apps;
-    pd_reg_entry_t  *e;
-
-    buckets = pd_reg_buckets(z);
-    apps = pd_reg_apps(z);
-
-    for (i = 0; i <= z->mask; i++) {
-        buckets[i] = PD_REG_NIL;
-    }
+    uint32_t      i;
+    pd_shtable_t  t;
 
     for (i = 0; i < PD_REG_APP_TABLE; i++) {
-        apps[i].refs = 0;
+        pd_reg_apps(z)[i].refs = 0;
     }
 
-    z->free = PD_REG_NIL;
-    z->count = 0;
-
-    /* backwards, so that the free list hands out low slots first */
-    for (i = z->max_conns; i-- > 0; /* void */) {
-        e = &pd_reg_entries(z)[i];
-
-        if (e->state == PD_REG_USED && pd_reg_entry_valid(z, e)) {
-            b = e->hash & z->mask;
-            e->next = buckets[b];
-            buckets[b] = i;
-            z->count++;
-
-            for (j = 0; j < e->napps; j++) {
-                apps[e->apps[j]].refs++;
-            }
-
-            continue;
-        }
-
-        e->state = PD_REG_FREE;
-        e->next = z->free;
-        z->free = i;
-    }
+    pd_reg_entry_table(z, &t);
+    pd_shtable_rebuild(&t);
 }
 
 
@@ -324,37 +284,51 @@ pd_reg_rebuild_apps(pd_reg_zone_t *z)
 }
 
 
+/* the IP node table of z, as a pd_shtable */
+static void
+pd_reg_ip_table(pd_reg_zone_t *z, pd_shtable_t *t)
+{
+    t->type = &pd_reg_ip_type;
+    t->slots = (u_char *) pd_reg_ips(z);
+    t->buckets = pd_reg_ip_buckets(z);
+    t->free = &z->ip_free;
+    t->count = &z->ip_count;
+    t->nslots = z->max_ips;
+    t->mask = z->ip_mask;
+    t->data = z;
+}
+
+
+static uint32_t
+pd_reg_ip_hash(void *slot, void *data)
+{
+    pd_reg_ip_t  *node = slot;
+
+    (void) data;
+
+    return node->hash;
+}
+
+
 /* IP nodes: a node is live when it is used and counts something */
+static int
+pd_reg_ip_keep(void *slot, void *data)
+{
+    pd_reg_ip_t  *node = slot;
+
+    (void) data;
+
+    return node->count > 0;
+}
+
+
 static void
 pd_reg_rebuild_ips(pd_reg_zone_t *z)
 {
-    uint32_t      i, b, *buckets;
-    pd_reg_ip_t  *node;
+    pd_shtable_t  t;
 
-    buckets = pd_reg_ip_buckets(z);
-
-    for (i = 0; i <= z->ip_mask; i++) {
-        buckets[i] = PD_REG_NIL;
-    }
-
-    z->ip_free = PD_REG_NIL;
-    z->ip_count = 0;
-
-    for (i = z->max_ips; i-- > 0; /* void */) {
-        node = &pd_reg_ips(z)[i];
-
-        if (node->state == PD_REG_USED && node->count > 0) {
-            b = node->hash & z->ip_mask;
-            node->next = buckets[b];
-            buckets[b] = i;
-            z->ip_count++;
-            continue;
-        }
-
-        node->state = PD_REG_FREE;
-        node->next = z->ip_free;
-        z->ip_free = i;
-    }
+    pd_reg_ip_table(z, &t);
+    pd_shtable_rebuild(&t);
 }
 
 
@@ -512,7 +486,7 @@ pd_reg_unlock(pd_reg_zone_t *z)
 
 /*
  * Checks and hashes napps NUL-terminated names laid out every
- * PD_REG_APP_MAX + 1 bytes from first, dropping repeats (the client
+ * PD_APP_MAX + 1 bytes from first, dropping repeats (the client
  * wrote "apps=a,a").  PD_ERROR on a bad count or length.
  */
 static pd_int_t
@@ -523,21 +497,21 @@ pd_reg_names_prepare(pd_reg_zone_t *z, pd_reg_names_t *names,
     uint32_t       i, j, hash;
     const u_char  *name;
 
-    if (napps > PD_REG_APPS_MAX) {
+    if (napps > PD_APPS_MAX) {
         return PD_ERROR;
     }
 
     names->n = 0;
 
     for (i = 0; i < napps; i++) {
-        name = first + (size_t) i * (PD_REG_APP_MAX + 1);
-        len = strnlen((const char *) name, PD_REG_APP_MAX + 1);
+        name = first + (size_t) i * (PD_APP_MAX + 1);
+        len = strnlen((const char *) name, PD_APP_MAX + 1);
 
-        if (len == 0 || len > PD_REG_APP_MAX) {
+        if (len == 0 || len > PD_APP_MAX) {
             return PD_ERROR;
         }
 
-        hash = (uint32_t) pd_reg_siphash(z->seed, name, len);
+        hash = (uint32_t) pd_siphash24(z->seed, name, len);
 
         for (j = 0; j < names->n; j++) {
             if (names->hash[j] == hash && names->len[j] == len
@@ -652,23 +626,17 @@ pd_reg_app_intern(pd_reg_zone_t *z, pd_reg_names_t *names)
 }
 
 
-/*
- * The entry of (uid, pid, conn) or PD_REG_NIL; *prev is the entry before
- * it in the chain, PD_REG_NIL when it heads it.
- */
+/* the entry of (uid, pid, conn) or PD_REG_NIL */
 static uint32_t
 pd_reg_find(pd_reg_zone_t *z, uint32_t hash, const u_char *uid, size_t len,
-    int32_t pid, uint64_t conn, uint32_t *prev)
+    int32_t pid, uint64_t conn)
 {
     uint32_t         i;
     pd_reg_entry_t  *entries, *e;
 
     entries = pd_reg_entries(z);
-    *prev = PD_REG_NIL;
 
-    for (i = pd_reg_buckets(z)[hash & z->mask];
-         i != PD_REG_NIL;
-         *prev = i, i = e->next)
+    for (i = pd_reg_buckets(z)[hash & z->mask]; i != PD_REG_NIL; i = e->next)
     {
         e = &entries[i];
 
@@ -683,33 +651,22 @@ pd_reg_find(pd_reg_zone_t *z, uint32_t hash, const u_char *uid, size_t len,
 }
 
 
-/* uncommits entry i (after prev in its chain), then unlinks and frees it */
+/* uncommits entry i, then unlinks and frees it and releases its apps */
 static void
-pd_reg_entry_free(pd_reg_zone_t *z, uint32_t i, uint32_t prev)
+pd_reg_entry_free(pd_reg_zone_t *z, uint32_t i)
 {
     uint32_t         j;
-    pd_reg_entry_t  *entries, *e;
+    pd_shtable_t     t;
+    pd_reg_entry_t  *e;
 
-    entries = pd_reg_entries(z);
-    e = &entries[i];
+    e = &pd_reg_entries(z)[i];
 
-    e->state = PD_REG_FREE;
-    pd_reg_commit();
-
-    if (prev == PD_REG_NIL) {
-        pd_reg_buckets(z)[e->hash & z->mask] = e->next;
-
-    } else {
-        entries[prev].next = e->next;
-    }
+    pd_reg_entry_table(z, &t);
+    pd_shtable_remove(&t, i, e->hash);
 
     for (j = 0; j < e->napps; j++) {
         pd_reg_app_release(z, e->apps[j]);
     }
-
-    e->next = z->free;
-    z->free = i;
-    z->count--;
 }
 
 
@@ -743,15 +700,16 @@ pd_int_t
 pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info)
 {
     size_t           uid_len, device_len;
-    uint32_t         i, j, b, hash, prev;
+    uint32_t         i, j, hash;
+    pd_shtable_t     t;
     pd_reg_names_t   names;
     pd_reg_entry_t  *e;
 
-    uid_len = strnlen((const char *) info->uid, PD_REG_UID_MAX + 1);
-    device_len = strnlen((const char *) info->device, PD_REG_DEVICE_MAX + 1);
+    uid_len = strnlen((const char *) info->uid, PD_UID_MAX + 1);
+    device_len = strnlen((const char *) info->device, PD_DEVICE_MAX + 1);
 
-    if (uid_len == 0 || uid_len > PD_REG_UID_MAX
-        || device_len > PD_REG_DEVICE_MAX
+    if (uid_len == 0 || uid_len > PD_UID_MAX
+        || device_len > PD_DEVICE_MAX
         || pd_reg_names_prepare(z, &names, (const u_char *) info->apps,
                                 info->napps)
            != PD_OK)
@@ -759,14 +717,13 @@ pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info)
         return PD_ERROR;
     }
 
-    hash = (uint32_t) pd_reg_siphash(z->seed, info->uid, uid_len);
+    hash = (uint32_t) pd_siphash24(z->seed, info->uid, uid_len);
 
     if (pd_reg_lock(z) != PD_OK) {
         return PD_ERROR;
     }
 
-    if (pd_reg_find(z, hash, info->uid, uid_len, info->pid, info->conn,
-                    &prev)
+    if (pd_reg_find(z, hash, info->uid, uid_len, info->pid, info->conn)
         != PD_REG_NIL)
     {
         pd_reg_unlock(z);
@@ -778,9 +735,9 @@ pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info)
         return PD_BUSY;
     }
 
-    i = z->free;
+    pd_reg_entry_table(z, &t);
+    i = pd_shtable_alloc(&t);
     e = &pd_reg_entries(z)[i];
-    z->free = e->next;
 
     e->hash = hash;
     e->pid = info->pid;
@@ -798,14 +755,7 @@ pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info)
     pd_memcpy(e->uid, info->uid, uid_len);
     pd_memcpy(e->device, info->device, device_len);
 
-    pd_reg_commit();
-    e->state = PD_REG_USED;
-    pd_reg_commit();
-
-    b = hash & z->mask;
-    e->next = pd_reg_buckets(z)[b];
-    pd_reg_buckets(z)[b] = i;
-    z->count++;
+    pd_shtable_insert(&t, i, hash);
 
     pd_reg_unlock(z);
 
@@ -817,26 +767,26 @@ pd_int_t
 pd_reg_remove(pd_reg_zone_t *z, const u_char *uid, size_t len, int32_t pid,
     uint64_t conn)
 {
-    uint32_t  i, hash, prev;
+    uint32_t  i, hash;
 
-    if (len == 0 || len > PD_REG_UID_MAX) {
+    if (len == 0 || len > PD_UID_MAX) {
         return PD_DECLINED;
     }
 
-    hash = (uint32_t) pd_reg_siphash(z->seed, uid, len);
+    hash = (uint32_t) pd_siphash24(z->seed, uid, len);
 
     if (pd_reg_lock(z) != PD_OK) {
         return PD_ERROR;
     }
 
-    i = pd_reg_find(z, hash, uid, len, pid, conn, &prev);
+    i = pd_reg_find(z, hash, uid, len, pid, conn);
 
     if (i == PD_REG_NIL) {
         pd_reg_unlock(z);
         return PD_DECLINED;
     }
 
-    pd_reg_entry_free(z, i, prev);
+    pd_reg_entry_free(z, i);
 
     pd_reg_unlock(z);
 
@@ -846,15 +796,15 @@ pd_reg_remove(pd_reg_zone_t *z, const u_char *uid, size_t len, int32_t pid,
 
 pd_int_t
 pd_reg_set_apps(pd_reg_zone_t *z, const u_char *uid, size_t len,
-    int32_t pid, uint64_t conn, u_char apps[][PD_REG_APP_MAX + 1],
+    int32_t pid, uint64_t conn, u_char apps[][PD_APP_MAX + 1],
     uint32_t napps)
 {
-    uint16_t         old[PD_REG_APPS_MAX];
-    uint32_t         i, j, nold, hash, prev;
+    uint16_t         old[PD_APPS_MAX];
+    uint32_t         i, j, nold, hash;
     pd_reg_names_t   names;
     pd_reg_entry_t  *e;
 
-    if (len == 0 || len > PD_REG_UID_MAX) {
+    if (len == 0 || len > PD_UID_MAX) {
         return PD_DECLINED;
     }
 
@@ -864,13 +814,13 @@ pd_reg_set_apps(pd_reg_zone_t *z, const u_char *uid, size_t len,
         return PD_ERROR;
     }
 
-    hash = (uint32_t) pd_reg_siphash(z->seed, uid, len);
+    hash = (uint32_t) pd_siphash24(z->seed, uid, len);
 
     if (pd_reg_lock(z) != PD_OK) {
         return PD_ERROR;
     }
 
-    i = pd_reg_find(z, hash, uid, len, pid, conn, &prev);
+    i = pd_reg_find(z, hash, uid, len, pid, conn);
 
     if (i == PD_REG_NIL) {
         pd_reg_unlock(z);
@@ -917,11 +867,11 @@ pd_reg_lookup(pd_reg_zone_t *z, const u_char *uid, size_t len,
     pd_uint_t        n;
     pd_reg_entry_t  *entries, *e;
 
-    if (len == 0 || len > PD_REG_UID_MAX) {
+    if (len == 0 || len > PD_UID_MAX) {
         return 0;
     }
 
-    hash = (uint32_t) pd_reg_siphash(z->seed, uid, len);
+    hash = (uint32_t) pd_siphash24(z->seed, uid, len);
 
     if (pd_reg_lock(z) != PD_OK) {
         return 0;
@@ -975,7 +925,7 @@ static pd_uint_t
 pd_reg_purge_entries(pd_reg_zone_t *z, int32_t pid, uint32_t from,
     uint32_t to)
 {
-    uint32_t         i, j, prev;
+    uint32_t         i;
     pd_uint_t        n;
     pd_reg_entry_t  *entries, *e;
 
@@ -989,16 +939,7 @@ pd_reg_purge_entries(pd_reg_zone_t *z, int32_t pid, uint32_t from,
             continue;
         }
 
-        prev = PD_REG_NIL;
-
-        for (j = pd_reg_buckets(z)[e->hash & z->mask];
-             j != i;
-             prev = j, j = entries[j].next)
-        {
-            /* void */
-        }
-
-        pd_reg_entry_free(z, i, prev);
+        pd_reg_entry_free(z, i);
         n++;
     }
 
@@ -1006,28 +947,14 @@ pd_reg_purge_entries(pd_reg_zone_t *z, int32_t pid, uint32_t from,
 }
 
 
-/* frees IP node i (after prev in its chain), whose count reached 0 */
+/* frees IP node i, whose count reached 0 */
 static void
-pd_reg_ip_free(pd_reg_zone_t *z, uint32_t i, uint32_t prev)
+pd_reg_ip_free(pd_reg_zone_t *z, uint32_t i)
 {
-    pd_reg_ip_t  *ips, *node;
+    pd_shtable_t  t;
 
-    ips = pd_reg_ips(z);
-    node = &ips[i];
-
-    node->state = PD_REG_FREE;
-    pd_reg_commit();
-
-    if (prev == PD_REG_NIL) {
-        pd_reg_ip_buckets(z)[node->hash & z->ip_mask] = node->next;
-
-    } else {
-        ips[prev].next = node->next;
-    }
-
-    node->next = z->ip_free;
-    z->ip_free = i;
-    z->ip_count--;
+    pd_reg_ip_table(z, &t);
+    pd_shtable_remove(&t, i, pd_reg_ips(z)[i].hash);
 }
 
 
@@ -1035,7 +962,7 @@ pd_reg_ip_free(pd_reg_zone_t *z, uint32_t i, uint32_t prev)
 static void
 pd_reg_purge_ips(pd_reg_zone_t *z, int32_t pid, uint32_t from, uint32_t to)
 {
-    uint32_t      i, j, prev;
+    uint32_t      i;
     pd_reg_ip_t  *ips, *node;
 
     ips = pd_reg_ips(z);
@@ -1048,16 +975,7 @@ pd_reg_purge_ips(pd_reg_zone_t *z, int32_t pid, uint32_t from, uint32_t to)
         }
 
         node->count = 0;
-        prev = PD_REG_NIL;
-
-        for (j = pd_reg_ip_buckets(z)[node->hash & z->ip_mask];
-             j != i;
-             prev = j, j = ips[j].next)
-        {
-            /* void */
-        }
-
-        pd_reg_ip_free(z, i, prev);
+        pd_reg_ip_free(z, i);
     }
 }
 
@@ -1105,25 +1023,22 @@ pd_reg_purge_pid(pd_reg_zone_t *z, int32_t pid)
 
 /*
  * Walks the chain of key: returns the connections counted for it by all
- * workers, and in *mine the node of pid (PD_REG_NIL if none) and in
- * *prev the node before that one.
+ * workers, and in *mine the node of pid (PD_REG_NIL if none).
  */
 static uint32_t
 pd_reg_ip_find(pd_reg_zone_t *z, uint32_t hash, const u_char key[16],
-    int32_t pid, uint32_t *mine, uint32_t *prev)
+    int32_t pid, uint32_t *mine)
 {
-    uint32_t      i, last, total;
+    uint32_t      i, total;
     pd_reg_ip_t  *ips, *node;
 
     ips = pd_reg_ips(z);
     total = 0;
-    last = PD_REG_NIL;
     *mine = PD_REG_NIL;
-    *prev = PD_REG_NIL;
 
     for (i = pd_reg_ip_buckets(z)[hash & z->ip_mask];
          i != PD_REG_NIL;
-         last = i, i = node->next)
+         i = node->next)
     {
         node = &ips[i];
 
@@ -1135,7 +1050,6 @@ pd_reg_ip_find(pd_reg_zone_t *z, uint32_t hash, const u_char key[16],
 
         if (node->pid == pid) {
             *mine = i;
-            *prev = last;
         }
     }
 
@@ -1148,20 +1062,21 @@ pd_reg_ip_acquire(pd_reg_zone_t *z, const struct sockaddr *sa, int32_t pid,
     uint32_t limit)
 {
     u_char        key[16];
-    uint32_t      i, b, hash, total, prev;
+    uint32_t      i, hash, total;
+    pd_shtable_t  t;
     pd_reg_ip_t  *node;
 
     if (pd_inet_client_key(sa, key) != PD_OK) {
         return PD_DECLINED;
     }
 
-    hash = (uint32_t) pd_reg_siphash(z->seed, key, sizeof(key));
+    hash = (uint32_t) pd_siphash24(z->seed, key, sizeof(key));
 
     if (pd_reg_lock(z) != PD_OK) {
         return PD_ERROR;
     }
 
-    total = pd_reg_ip_find(z, hash, key, pid, &i, &prev);
+    total = pd_reg_ip_find(z, hash, key, pid, &i);
 
     if (limit != 0 && total >= limit) {
         pd_reg_unlock(z);
@@ -1174,7 +1089,8 @@ pd_reg_ip_acquire(pd_reg_zone_t *z, const struct sockaddr *sa, int32_t pid,
         return PD_OK;
     }
 
-    i = z->ip_free;
+    pd_reg_ip_table(z, &t);
+    i = pd_shtable_alloc(&t);
 
     if (i == PD_REG_NIL) {
         pd_reg_unlock(z);
@@ -1182,21 +1098,13 @@ pd_reg_ip_acquire(pd_reg_zone_t *z, const struct sockaddr *sa, int32_t pid,
     }
 
     node = &pd_reg_ips(z)[i];
-    z->ip_free = node->next;
 
     node->hash = hash;
     node->pid = pid;
     node->count = 1;
     pd_memcpy(node->addr, key, sizeof(key));
 
-    pd_reg_commit();
-    node->state = PD_REG_USED;
-    pd_reg_commit();
-
-    b = hash & z->ip_mask;
-    node->next = pd_reg_ip_buckets(z)[b];
-    pd_reg_ip_buckets(z)[b] = i;
-    z->ip_count++;
+    pd_shtable_insert(&t, i, hash);
 
     pd_reg_unlock(z);
 
@@ -1208,27 +1116,27 @@ void
 pd_reg_ip_release(pd_reg_zone_t *z, const struct sockaddr *sa, int32_t pid)
 {
     u_char        key[16];
-    uint32_t      i, hash, prev;
+    uint32_t      i, hash;
     pd_reg_ip_t  *node;
 
     if (pd_inet_client_key(sa, key) != PD_OK) {
         return;
     }
 
-    hash = (uint32_t) pd_reg_siphash(z->seed, key, sizeof(key));
+    hash = (uint32_t) pd_siphash24(z->seed, key, sizeof(key));
 
     if (pd_reg_lock(z) != PD_OK) {
         return;
     }
 
-    (void) pd_reg_ip_find(z, hash, key, pid, &i, &prev);
+    (void) pd_reg_ip_find(z, hash, key, pid, &i);
 
     if (i != PD_REG_NIL) {
         node = &pd_reg_ips(z)[i];
 
         /* the count is a fact too: at 0 the rebuild frees the node */
         if (--node->count == 0) {
-            pd_reg_ip_free(z, i, prev);
+            pd_reg_ip_free(z, i);
         }
     }
 
@@ -1240,19 +1148,19 @@ pd_uint_t
 pd_reg_ip_count(pd_reg_zone_t *z, const struct sockaddr *sa)
 {
     u_char    key[16];
-    uint32_t  i, hash, total, prev;
+    uint32_t  i, hash, total;
 
     if (pd_inet_client_key(sa, key) != PD_OK) {
         return 0;
     }
 
-    hash = (uint32_t) pd_reg_siphash(z->seed, key, sizeof(key));
+    hash = (uint32_t) pd_siphash24(z->seed, key, sizeof(key));
 
     if (pd_reg_lock(z) != PD_OK) {
         return 0;
     }
 
-    total = pd_reg_ip_find(z, hash, key, 0, &i, &prev);
+    total = pd_reg_ip_find(z, hash, key, 0, &i);
 
     pd_reg_unlock(z);
 

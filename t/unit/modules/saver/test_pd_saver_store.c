@@ -1,6 +1,10 @@
-/* test_pd_msg_store.c: unit tests for the message store (pd_msg_store.c). */
+/*
+ * test_pd_saver_store.c: unit tests for the message store
+ * (pd_saver_store.c).
+ */
 
 #include "pd_core.h"
+#include "pd_saver_store.h"
 
 #include <setjmp.h>
 #include <cmocka.h>
@@ -687,7 +691,7 @@ pd_test_store_order(void **state)
 static void
 pd_test_bad_arguments(void **state)
 {
-    char             big[PD_MSG_UID_MAX + 2];
+    char             big[PD_UID_MAX + 2];
     u_char           data[1024];
     pd_uint_t        stored, full;
     pd_msg_addr_t    to[2];
@@ -704,7 +708,7 @@ pd_test_bad_arguments(void **state)
     to[0].uid = (const u_char *) "ok";
     to[0].len = 2;
     to[1].uid = (const u_char *) big;
-    to[1].len = PD_MSG_UID_MAX + 1;
+    to[1].len = PD_UID_MAX + 1;
 
     /* one bad uid fails the call before anything is stored */
     assert_int_equal(pd_msg_store(z, to, 2, pd_test_u("app"), 1, data, 8,
@@ -726,9 +730,9 @@ pd_test_bad_arguments(void **state)
     assert_int_equal(pd_test_stats(z).entries, 0);
 
     /* the longest uid and app are fine; n == 0 stores nothing */
-    to[1].len = PD_MSG_UID_MAX;
+    to[1].len = PD_UID_MAX;
     assert_int_equal(pd_msg_store(z, to, 2, (const u_char *) big,
-                                  PD_MSG_APP_MAX, 1, data, 1024,
+                                  PD_APP_MAX, 1, data, 1024,
                                   PD_TEST_LATER, &stored, &full),
                      PD_OK);
     assert_int_equal(stored, 2);
@@ -737,13 +741,13 @@ pd_test_bad_arguments(void **state)
                      PD_OK);
     assert_int_equal(stored, 0);
     pd_memzero(&seen, sizeof(seen));
-    assert_int_equal(pd_msg_pending(z, (const u_char *) big, PD_MSG_UID_MAX,
-                                    (const u_char *) big, PD_MSG_APP_MAX,
+    assert_int_equal(pd_msg_pending(z, (const u_char *) big, PD_UID_MAX,
+                                    (const u_char *) big, PD_APP_MAX,
                                     PD_TEST_NOW, 0, pd_test_handler, &seen),
                      1);
 
     assert_int_equal(pd_msg_pending(z, (const u_char *) big,
-                                    PD_MSG_UID_MAX + 1, pd_test_u("app"),
+                                    PD_UID_MAX + 1, pd_test_u("app"),
                                     PD_TEST_NOW, 0, pd_test_handler, &seen),
                      PD_ERROR);
     assert_int_equal(pd_msg_pending(z, pd_test_u("ok"), NULL, 0,

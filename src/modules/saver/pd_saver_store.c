@@ -1,10 +1,10 @@
 /*
- * pd_msg_store.c: the message store's zone (geometry, payload blocks,
- * crash repair) and its QoS 1 mailboxes; pd_msg_bcast.c holds the rest.
+ * pd_saver_store.c: the message store's zone (geometry, payload blocks,
+ * crash repair) and its QoS 1 mailboxes; pd_saver_bcast.c holds the rest.
  */
 
 #include "pd_core.h"
-#include "pd_msg_zone.h"
+#include "pd_saver_zone.h"
 
 #include <sys/random.h>
 
@@ -29,8 +29,36 @@ _Static_assert(sizeof(pd_msg_entry_t) <= 64,
                "an entry is the per-recipient cost of a message");
 _Static_assert(sizeof(pd_msg_block_t) == PD_MSG_BLOCK_HDR,
                "the block header is what PD_MSG_PAYLOAD_MAX allows for");
-_Static_assert(PD_MSG_APP_MAX < 256 && PD_MSG_UID_MAX < 256,
+_Static_assert(PD_APP_MAX < 256 && PD_UID_MAX < 256,
                "lengths are kept in a byte");
+
+
+static uint32_t pd_msg_entry_hash(void *slot, void *data);
+static int pd_msg_entry_keep(void *slot, void *data);
+static uint32_t pd_msg_mailbox_hash(void *slot, void *data);
+
+/*
+ * The entries and the mailboxes are pd_shtable slots.  An entry's next
+ * is its mailbox list (a fact) or the free list; its hash chain is hnext.
+ */
+static const pd_shtable_type_t  pd_msg_entry_type = {
+    sizeof(pd_msg_entry_t),
+    offsetof(pd_msg_entry_t, hnext),
+    offsetof(pd_msg_entry_t, next),
+    offsetof(pd_msg_entry_t, state),
+    pd_msg_entry_hash,
+    pd_msg_entry_keep
+};
+
+/* pd_msg_rebuild() frees the invalid and the empty ones before */
+static const pd_shtable_type_t  pd_msg_mailbox_type = {
+    sizeof(pd_msg_mailbox_t),
+    offsetof(pd_msg_mailbox_t, next),
+    offsetof(pd_msg_mailbox_t, next),
+    offsetof(pd_msg_mailbox_t, state),
+    pd_msg_mailbox_hash,
+    NULL
+};
 
 
 /* the smallest power of two >= n (n at most 2^30) */
@@ -126,7 +154,7 @@ pd_msg_base(void)
 
 
 /*
- * The geometry of a zone of size bytes (see pd_msg_store.h): the most
+ * The geometry of a zone of size bytes (see pd_saver_store.h): the most
  * entries whose tables fit in half of what follows the broadcast table;
  * fills z when it is not NULL.  Returns the offset of the payload area,
  * 0 when size is too small.
@@ -386,8 +414,8 @@ pd_msg_rebuild_free_lists(pd_msg_zone_t *z)
 static int
 pd_msg_mailbox_valid(pd_msg_mailbox_t *m)
 {
-    return m->uid_len > 0 && m->uid_len <= PD_MSG_UID_MAX
-           && m->app_len > 0 && m->app_len <= PD_MSG_APP_MAX;
+    return m->uid_len > 0 && m->uid_len <= PD_UID_MAX
+           && m->app_len > 0 && m->app_len <= PD_APP_MAX;
 }
 
 
@@ -457,77 +485,103 @@ pd_msg_rebuild_list(pd_msg_zone_t *z, uint32_t mi)
 }
 
 
+/* the (uid, seq) hash: a multicast's entries share seq, not uid */
+static uint32_t
+pd_msg_seq_hash(uint32_t uhash, uint64_t seq)
+{
+    return (uint32_t) (((seq ^ uhash) * PD_MSG_GOLDEN) >> 32);
+}
+
+
+/* the entry table of z, as a pd_shtable: the (uid, seq) index */
+static void
+pd_msg_entry_table(pd_msg_zone_t *z, pd_shtable_t *t)
+{
+    t->type = &pd_msg_entry_type;
+    t->slots = (u_char *) pd_msg_entries(z);
+    t->buckets = pd_msg_buckets(z);
+    t->free = &z->free;
+    t->count = &z->nentries;
+    t->nslots = z->max_entries;
+    t->mask = z->mask;
+    t->data = z;
+}
+
+
+static uint32_t
+pd_msg_entry_hash(void *slot, void *data)
+{
+    pd_msg_zone_t   *z = data;
+    pd_msg_entry_t  *e = slot;
+
+    return pd_msg_seq_hash(pd_msg_mailboxes(z)[e->mailbox].uhash, e->seq);
+}
+
+
+/*
+ * An entry stays when the walk of its mailbox kept it; its payload is
+ * counted.  The mark is cleared either way, for the next repair.
+ */
+static int
+pd_msg_entry_keep(void *slot, void *data)
+{
+    int              kept;
+    pd_msg_zone_t   *z = data;
+    pd_msg_entry_t  *e = slot;
+
+    kept = (e->mark == PD_MSG_KEPT);
+    e->mark = 0;
+
+    if (kept) {
+        pd_msg_block(z, e->payload)->refs++;
+    }
+
+    return kept;
+}
+
+
 /* seq index, free list, count; the entries' payloads are counted */
 static void
 pd_msg_rebuild_entries(pd_msg_zone_t *z)
 {
-    uint32_t           i, b, *buckets;
-    pd_msg_entry_t    *e;
-    pd_msg_mailbox_t  *m;
+    pd_shtable_t  t;
 
-    buckets = pd_msg_buckets(z);
+    pd_msg_entry_table(z, &t);
+    pd_shtable_rebuild(&t);
+}
 
-    for (i = 0; i <= z->mask; i++) {
-        buckets[i] = PD_MSG_NIL;
-    }
 
-    z->free = PD_MSG_NIL;
-    z->nentries = 0;
+/* the mailbox table of z, as a pd_shtable */
+static void
+pd_msg_mailbox_table(pd_msg_zone_t *z, pd_shtable_t *t)
+{
+    t->type = &pd_msg_mailbox_type;
+    t->slots = (u_char *) pd_msg_mailboxes(z);
+    t->buckets = pd_msg_mb_buckets(z);
+    t->free = &z->mb_free;
+    t->count = &z->nmailboxes;
+    t->nslots = z->max_mailboxes;
+    t->mask = z->mb_mask;
+    t->data = z;
+}
 
-    /* backwards, so that the free list hands out low slots first */
-    for (i = z->max_entries; i-- > 0; /* void */) {
-        e = &pd_msg_entries(z)[i];
 
-        if (e->state == PD_MSG_USED && e->mark == PD_MSG_KEPT) {
-            e->mark = 0;
-            m = &pd_msg_mailboxes(z)[e->mailbox];
-            b = (uint32_t) (((e->seq ^ m->uhash) * PD_MSG_GOLDEN) >> 32)
-                & z->mask;
-            e->hnext = buckets[b];
-            buckets[b] = i;
-            z->nentries++;
-            pd_msg_block(z, e->payload)->refs++;
-            continue;
-        }
+static uint32_t
+pd_msg_mailbox_hash(void *slot, void *data)
+{
+    (void) data;
 
-        e->mark = 0;
-        e->state = PD_MSG_FREE;
-        e->next = z->free;
-        z->free = i;
-    }
+    return ((pd_msg_mailbox_t *) slot)->hash;
 }
 
 
 static void
 pd_msg_rebuild_mailboxes(pd_msg_zone_t *z)
 {
-    uint32_t           i, b, *buckets;
-    pd_msg_mailbox_t  *m;
+    pd_shtable_t  t;
 
-    buckets = pd_msg_mb_buckets(z);
-
-    for (i = 0; i <= z->mb_mask; i++) {
-        buckets[i] = PD_MSG_NIL;
-    }
-
-    z->mb_free = PD_MSG_NIL;
-    z->nmailboxes = 0;
-
-    for (i = z->max_mailboxes; i-- > 0; /* void */) {
-        m = &pd_msg_mailboxes(z)[i];
-
-        if (m->state == PD_MSG_USED) {
-            b = m->hash & z->mb_mask;
-            m->next = buckets[b];
-            buckets[b] = i;
-            z->nmailboxes++;
-            continue;
-        }
-
-        m->state = PD_MSG_FREE;
-        m->next = z->mb_free;
-        z->mb_free = i;
-    }
+    pd_msg_mailbox_table(z, &t);
+    pd_shtable_rebuild(&t);
 }
 
 
@@ -742,7 +796,7 @@ pd_msg_next_seq(pd_msg_zone_t *z)
 uint64_t
 pd_msg_app_hash(pd_msg_zone_t *z, const u_char *app, size_t len)
 {
-    return pd_reg_siphash(z->seed, app, len);
+    return pd_siphash24(z->seed, app, len);
 }
 
 
@@ -756,13 +810,13 @@ pd_msg_key(pd_msg_zone_t *z, pd_msg_key_t *key, const u_char *uid,
 {
     uint64_t  h;
 
-    if (uidlen == 0 || uidlen > PD_MSG_UID_MAX
-        || (app != NULL && (applen == 0 || applen > PD_MSG_APP_MAX)))
+    if (uidlen == 0 || uidlen > PD_UID_MAX
+        || (app != NULL && (applen == 0 || applen > PD_APP_MAX)))
     {
         return PD_ERROR;
     }
 
-    h = pd_reg_siphash(z->seed, uid, uidlen);
+    h = pd_siphash24(z->seed, uid, uidlen);
 
     key->uid = uid;
     key->uid_len = uidlen;
@@ -780,20 +834,12 @@ pd_int_t
 pd_msg_key_app(pd_msg_zone_t *z, pd_msg_key_t *key, const u_char *uid,
     size_t uidlen, const u_char *app, size_t applen)
 {
-    if (app == NULL || applen == 0 || applen > PD_MSG_APP_MAX) {
+    if (app == NULL || applen == 0 || applen > PD_APP_MAX) {
         return PD_ERROR;
     }
 
     return pd_msg_key(z, key, uid, uidlen, app, applen,
                       pd_msg_app_hash(z, app, applen));
-}
-
-
-/* the bucket of (uid, seq): a multicast's entries share seq, not uid */
-static uint32_t
-pd_msg_seq_bucket(pd_msg_zone_t *z, uint32_t uhash, uint64_t seq)
-{
-    return (uint32_t) (((seq ^ uhash) * PD_MSG_GOLDEN) >> 32) & z->mask;
 }
 
 
@@ -828,12 +874,13 @@ pd_msg_mailbox_find(pd_msg_zone_t *z, pd_msg_key_t *key)
 static uint32_t
 pd_msg_mailbox_new(pd_msg_zone_t *z, pd_msg_key_t *key)
 {
-    uint32_t           i, b;
+    uint32_t           i;
+    pd_shtable_t       t;
     pd_msg_mailbox_t  *m;
 
-    i = z->mb_free;
+    pd_msg_mailbox_table(z, &t);
+    i = pd_shtable_alloc(&t);
     m = &pd_msg_mailboxes(z)[i];
-    z->mb_free = m->next;
 
     m->hash = key->hash;
     m->uhash = key->uhash;
@@ -845,14 +892,7 @@ pd_msg_mailbox_new(pd_msg_zone_t *z, pd_msg_key_t *key)
     pd_memcpy(m->uid, key->uid, key->uid_len);
     pd_memcpy(m->app, key->app, key->app_len);
 
-    pd_msg_commit();
-    m->state = PD_MSG_USED;
-    pd_msg_commit();
-
-    b = key->hash & z->mb_mask;
-    m->next = pd_msg_mb_buckets(z)[b];
-    pd_msg_mb_buckets(z)[b] = i;
-    z->nmailboxes++;
+    pd_shtable_insert(&t, i, key->hash);
 
     return i;
 }
@@ -862,28 +902,10 @@ pd_msg_mailbox_new(pd_msg_zone_t *z, pd_msg_key_t *key)
 static void
 pd_msg_mailbox_free(pd_msg_zone_t *z, uint32_t mi)
 {
-    uint32_t           i, *link;
-    pd_msg_mailbox_t  *mailboxes, *m;
+    pd_shtable_t  t;
 
-    mailboxes = pd_msg_mailboxes(z);
-    m = &mailboxes[mi];
-
-    m->state = PD_MSG_FREE;
-    pd_msg_commit();
-
-    link = &pd_msg_mb_buckets(z)[m->hash & z->mb_mask];
-
-    for (i = *link; i != mi && i != PD_MSG_NIL; i = *link) {
-        link = &mailboxes[i].next;
-    }
-
-    if (i == mi) {
-        *link = m->next;
-    }
-
-    m->next = z->mb_free;
-    z->mb_free = mi;
-    z->nmailboxes--;
+    pd_msg_mailbox_table(z, &t);
+    pd_shtable_remove(&t, mi, pd_msg_mailboxes(z)[mi].hash);
 }
 
 
@@ -897,7 +919,7 @@ pd_msg_entry_find(pd_msg_zone_t *z, pd_msg_key_t *key, uint64_t seq)
 
     entries = pd_msg_entries(z);
 
-    for (i = pd_msg_buckets(z)[pd_msg_seq_bucket(z, key->uhash, seq)];
+    for (i = pd_msg_buckets(z)[pd_msg_seq_hash(key->uhash, seq) & z->mask];
          i != PD_MSG_NIL;
          i = e->hnext)
     {
@@ -929,16 +951,17 @@ static void
 pd_msg_entry_append(pd_msg_zone_t *z, uint32_t mi, uint64_t seq,
     uint64_t expires, uint32_t g)
 {
-    uint32_t           i, b;
+    uint32_t           i;
+    pd_shtable_t       t;
     pd_msg_entry_t    *entries, *e;
     pd_msg_mailbox_t  *m;
 
     entries = pd_msg_entries(z);
     m = &pd_msg_mailboxes(z)[mi];
 
-    i = z->free;
+    pd_msg_entry_table(z, &t);
+    i = pd_shtable_alloc(&t);
     e = &entries[i];
-    z->free = e->next;
 
     e->next = PD_MSG_NIL;
     e->prev = m->tail;
@@ -950,9 +973,7 @@ pd_msg_entry_append(pd_msg_zone_t *z, uint32_t mi, uint64_t seq,
     e->deliveries = 0;
     e->mark = 0;
 
-    pd_msg_commit();
-    e->state = PD_MSG_USED;
-    pd_msg_commit();
+    pd_shtable_commit(&t, i);
 
     if (m->tail == PD_MSG_NIL) {
         m->head = i;
@@ -965,11 +986,8 @@ pd_msg_entry_append(pd_msg_zone_t *z, uint32_t mi, uint64_t seq,
     m->tail = i;
     m->count++;
 
-    b = pd_msg_seq_bucket(z, m->uhash, seq);
-    e->hnext = pd_msg_buckets(z)[b];
-    pd_msg_buckets(z)[b] = i;
+    pd_shtable_link(&t, i, pd_msg_seq_hash(m->uhash, seq));
 
-    z->nentries++;
     pd_msg_block(z, g)->refs++;
 }
 
@@ -982,7 +1000,8 @@ pd_msg_entry_append(pd_msg_zone_t *z, uint32_t mi, uint64_t seq,
 static void
 pd_msg_entry_remove(pd_msg_zone_t *z, uint32_t i)
 {
-    uint32_t           j, mi, *link;
+    uint32_t           mi;
+    pd_shtable_t       t;
     pd_msg_entry_t    *entries, *e;
     pd_msg_mailbox_t  *m;
 
@@ -1009,22 +1028,10 @@ pd_msg_entry_remove(pd_msg_zone_t *z, uint32_t i)
 
     m->count--;
 
-    link = &pd_msg_buckets(z)[pd_msg_seq_bucket(z, m->uhash, e->seq)];
-
-    for (j = *link; j != i && j != PD_MSG_NIL; j = *link) {
-        link = &entries[j].hnext;
-    }
-
-    if (j == i) {
-        *link = e->hnext;
-    }
-
-    e->state = PD_MSG_FREE;
-    pd_msg_commit();
-
-    e->next = z->free;
-    z->free = i;
-    z->nentries--;
+    pd_msg_entry_table(z, &t);
+    pd_shtable_unlink(&t, i, pd_msg_seq_hash(m->uhash, e->seq));
+    pd_shtable_uncommit(&t, i);
+    pd_shtable_free(&t, i);
 
     pd_msg_block_unref(z, e->payload);
 
@@ -1148,12 +1155,12 @@ pd_msg_store(pd_msg_zone_t *z, const pd_msg_addr_t *to, pd_uint_t n,
     *stored = 0;
     *full = 0;
 
-    if (applen == 0 || applen > PD_MSG_APP_MAX || len > z->max_payload) {
+    if (applen == 0 || applen > PD_APP_MAX || len > z->max_payload) {
         return PD_ERROR;
     }
 
     for (k = 0; k < n; k++) {
-        if (to[k].len == 0 || to[k].len > PD_MSG_UID_MAX) {
+        if (to[k].len == 0 || to[k].len > PD_UID_MAX) {
             return PD_ERROR;
         }
     }

@@ -1,6 +1,10 @@
-/* test_pd_reg_zone.c: unit tests for the register zone (pd_reg_zone.c). */
+/*
+ * test_pd_register_zone.c: unit tests for the register zone
+ * (pd_register_zone.c).
+ */
 
 #include "pd_core.h"
+#include "pd_register_zone.h"
 
 #include <setjmp.h>
 #include <cmocka.h>
@@ -141,39 +145,6 @@ pd_test_sin(pd_sockaddr_t *sa, const char *text)
 
 
 static void
-pd_test_siphash_vectors(void **state)
-{
-    u_char          msg[64];
-    size_t          i;
-    uint64_t        key[2];
-    static struct { size_t len; uint64_t hash; }  vectors[] = {
-        {  0, 0x726fdb47dd0e0e31ULL },
-        {  1, 0x74f839c593dc67fdULL },
-        {  7, 0xab0200f58b01d137ULL },
-        {  8, 0x93f5f5799a932462ULL },
-        { 15, 0xa129ca6149be45e5ULL },
-        { 16, 0x3f2acc7f57c29bdbULL },
-        { 63, 0x958a324ceb064572ULL },
-    };
-
-    (void) state;
-
-    /* the reference key 00 01 .. 0f, little-endian words */
-    key[0] = 0x0706050403020100ULL;
-    key[1] = 0x0f0e0d0c0b0a0908ULL;
-
-    for (i = 0; i < sizeof(msg); i++) {
-        msg[i] = (u_char) i;
-    }
-
-    for (i = 0; i < pd_nelems(vectors); i++) {
-        assert_true(pd_reg_siphash(key, msg, vectors[i].len)
-                    == vectors[i].hash);
-    }
-}
-
-
-static void
 pd_test_geometry(void **state)
 {
     void           *mem;
@@ -292,11 +263,11 @@ pd_test_bad_arguments(void **state)
     assert_int_equal(pd_reg_add(z, &info), PD_ERROR);
 
     /* 64 bytes is the longest uid; 65 leaves no room for the NUL */
-    memset(name, 'u', PD_REG_UID_MAX);
-    name[PD_REG_UID_MAX] = '\0';
+    memset(name, 'u', PD_UID_MAX);
+    name[PD_UID_MAX] = '\0';
     assert_int_equal(pd_test_add(z, name, "d", 1, 1, NULL), PD_OK);
     assert_int_equal(pd_test_lookup(z, name, out, 1), 1);
-    assert_int_equal(strlen((char *) out[0].uid), PD_REG_UID_MAX);
+    assert_int_equal(strlen((char *) out[0].uid), PD_UID_MAX);
 
     pd_test_info(&info, "x", "d", 1, 2, NULL);
     memset(info.uid, 'u', sizeof(info.uid));
@@ -310,7 +281,7 @@ pd_test_bad_arguments(void **state)
     assert_int_equal(pd_reg_add(z, &info), PD_OK);
 
     pd_test_info(&info, "y", "d", 1, 3, NULL);
-    info.napps = PD_REG_APPS_MAX + 1;
+    info.napps = PD_APPS_MAX + 1;
     assert_int_equal(pd_reg_add(z, &info), PD_ERROR);
 
     pd_test_info(&info, "y", "d", 1, 3, NULL);
@@ -404,7 +375,7 @@ pd_test_several_devices(void **state)
 static void
 pd_test_set_apps(void **state)
 {
-    u_char          apps[PD_REG_APPS_MAX + 1][PD_REG_APP_MAX + 1];
+    u_char          apps[PD_APPS_MAX + 1][PD_APP_MAX + 1];
     pd_reg_info_t   out[2];
     pd_reg_zone_t  *z;
     const char     *chat[] = { "chat", "news", NULL };
@@ -437,7 +408,7 @@ pd_test_set_apps(void **state)
     assert_int_equal(pd_reg_set_apps(z, (u_char *) "erin", 4, 6, 9, apps, 1),
                      PD_DECLINED);
     assert_int_equal(pd_reg_set_apps(z, (u_char *) "erin", 4, 5, 9, apps,
-                                     PD_REG_APPS_MAX + 1),
+                                     PD_APPS_MAX + 1),
                      PD_ERROR);
     assert_int_equal(pd_test_lookup(z, "erin", out, 2), 1);
     assert_int_equal(out[0].napps, 3);
@@ -474,18 +445,18 @@ pd_test_app_table_full(void **state)
 
     (void) state;
 
-    z = pd_test_zone(PD_REG_APP_TABLE / PD_REG_APPS_MAX + 8, 16, NULL);
+    z = pd_test_zone(PD_REG_APP_TABLE / PD_APPS_MAX + 8, 16, NULL);
 
-    for (i = 0; i < PD_REG_APP_TABLE / PD_REG_APPS_MAX; i++) {
+    for (i = 0; i < PD_REG_APP_TABLE / PD_APPS_MAX; i++) {
         (void) snprintf(uid, sizeof(uid), "u%u", i);
         pd_test_info(&info, uid, "d", 1, i, NULL);
 
-        for (j = 0; j < PD_REG_APPS_MAX; j++) {
+        for (j = 0; j < PD_APPS_MAX; j++) {
             (void) snprintf((char *) info.apps[j], sizeof(info.apps[j]),
-                            "app%u", i * PD_REG_APPS_MAX + j);
+                            "app%u", i * PD_APPS_MAX + j);
         }
 
-        info.napps = PD_REG_APPS_MAX;
+        info.napps = PD_APPS_MAX;
         assert_int_equal(pd_reg_add(z, &info), PD_OK);
     }
 
@@ -493,7 +464,7 @@ pd_test_app_table_full(void **state)
 
     assert_int_equal(pd_test_add(z, "v", "d", 1, 9999, fresh), PD_BUSY);
     assert_int_equal(pd_test_add(z, "v", "d", 1, 9999, known), PD_OK);
-    assert_int_equal(pd_reg_count(z), PD_REG_APP_TABLE / PD_REG_APPS_MAX + 1);
+    assert_int_equal(pd_reg_count(z), PD_REG_APP_TABLE / PD_APPS_MAX + 1);
 
     /* a new app after known ones: the known ones are given back */
     pd_test_info(&info, "w", "d", 1, 10000, NULL);
@@ -504,7 +475,7 @@ pd_test_app_table_full(void **state)
     assert_int_equal(z->napps, PD_REG_APP_TABLE);
 
     assert_int_equal(pd_test_remove(z, "u0", 1, 0), PD_OK);
-    assert_int_equal(z->napps, PD_REG_APP_TABLE - PD_REG_APPS_MAX + 1);
+    assert_int_equal(z->napps, PD_REG_APP_TABLE - PD_APPS_MAX + 1);
     assert_int_equal(pd_reg_add(z, &info), PD_OK);
 
     pd_test_zone_free(z);
@@ -893,7 +864,7 @@ pd_test_fill_apps(pd_reg_info_t *info, uint32_t bits)
     info->napps = 0;
 
     for (a = 0; a < PD_TEST_CHURN_APPS; a++) {
-        if ((bits & (1U << a)) && info->napps < PD_REG_APPS_MAX) {
+        if ((bits & (1U << a)) && info->napps < PD_APPS_MAX) {
             (void) snprintf((char *) info->apps[info->napps],
                             sizeof(info->apps[0]), "app%u", a);
             info->napps++;
@@ -902,7 +873,7 @@ pd_test_fill_apps(pd_reg_info_t *info, uint32_t bits)
 }
 
 
-/* a random app set of at most PD_REG_APPS_MAX names */
+/* a random app set of at most PD_APPS_MAX names */
 static uint32_t
 pd_test_rand_apps(void)
 {
@@ -910,7 +881,7 @@ pd_test_rand_apps(void)
 
     bits = 0;
 
-    for (n = pd_test_rand(PD_REG_APPS_MAX + 1); n > 0; n--) {
+    for (n = pd_test_rand(PD_APPS_MAX + 1); n > 0; n--) {
         bits |= 1U << pd_test_rand(PD_TEST_CHURN_APPS);
     }
 
@@ -969,7 +940,7 @@ pd_test_churn_add(pd_reg_zone_t *z, pd_test_model_t *m)
     c->pid = 1 + pd_test_rand(PD_TEST_CHURN_PIDS);
     c->conn = m->next_conn++;
 
-    /* set bits beyond PD_REG_APPS_MAX are not sent: keep the model exact */
+    /* set bits beyond PD_APPS_MAX are not sent: keep the model exact */
     pd_test_info(&info, "x", "dev", c->pid, c->conn, NULL);
     pd_test_fill_apps(&info, pd_test_rand_apps());
     c->apps = pd_test_apps_of(&info);
@@ -1433,7 +1404,7 @@ pd_test_tear(pd_reg_zone_t *z)
     e = &pd_test_entries(z)[i];
     z->free = e->next;
 
-    e->hash = (uint32_t) pd_reg_siphash(z->seed, (u_char *) "ivan", 4);
+    e->hash = (uint32_t) pd_siphash24(z->seed, (u_char *) "ivan", 4);
     e->pid = 1;
     e->wslot = 0;
     e->conn = 5;
@@ -1527,7 +1498,6 @@ int
 main(void)
 {
     const struct CMUnitTest  tests[] = {
-        cmocka_unit_test(pd_test_siphash_vectors),
         cmocka_unit_test(pd_test_geometry),
         cmocka_unit_test(pd_test_add_lookup_remove),
         cmocka_unit_test(pd_test_bad_arguments),

@@ -1,31 +1,28 @@
 /*
- * pd_reg_zone.h: the register's shared-memory zone: uid -> the live
+ * pd_register_zone.h: the register's shared-memory zone: uid -> the live
  * connections of that uid in every worker, and per client IP connection
  * counts, shared by the master and both generations of workers.
  */
 
-#ifndef PD_REG_ZONE_H
-#define PD_REG_ZONE_H
+#ifndef PD_REGISTER_ZONE_H
+#define PD_REGISTER_ZONE_H
 
 #include <pthread.h>
 
-#define PD_REG_UID_MAX      64
-#define PD_REG_DEVICE_MAX   64
-#define PD_REG_APP_MAX      32    /* app name length */
-#define PD_REG_APPS_MAX      8    /* apps bound per connection */
+/* name limits: PD_UID_MAX, PD_DEVICE_MAX, PD_APP_MAX, PD_APPS_MAX */
 #define PD_REG_APP_TABLE  1024    /* distinct app names live at once */
 
 /* the largest max_conns / max_ips a zone may be formatted for */
 #define PD_REG_MAX_SLOTS  (1U << 30)
 
 /* "no slot": ends hash chains and free lists */
-#define PD_REG_NIL        0xffffffffU
+#define PD_REG_NIL        PD_SHTABLE_NIL
 #define PD_REG_APP_NIL    0xffffU
 
 typedef struct {
-    u_char       uid[PD_REG_UID_MAX + 1];   /* NUL-terminated copies */
-    u_char       device[PD_REG_DEVICE_MAX + 1];
-    u_char       apps[PD_REG_APPS_MAX][PD_REG_APP_MAX + 1];
+    u_char       uid[PD_UID_MAX + 1];   /* NUL-terminated copies */
+    u_char       device[PD_DEVICE_MAX + 1];
+    u_char       apps[PD_APPS_MAX][PD_APP_MAX + 1];
     uint32_t     napps;
     int32_t      pid;       /* the worker holding the connection */
     int32_t      wslot;     /* its worker slot */
@@ -46,11 +43,12 @@ typedef struct {
  * Crash consistency: the state byte of an entry or IP node (and the count
  * of a node) is the only fact; it is stored after the fields it commits.
  * Hash chains, free lists, totals, app reference counts and the app index
- * are derived and rebuilt from the slots when a lock holder died.
+ * are derived and rebuilt from the slots when a lock holder died.  The
+ * entries and the IP nodes are pd_shtable slots (see pd_shtable.h).
  */
 
-#define PD_REG_FREE  0
-#define PD_REG_USED  1
+#define PD_REG_FREE  PD_SHTABLE_FREE
+#define PD_REG_USED  PD_SHTABLE_USED
 
 typedef struct {
     uint32_t     next;      /* hash chain, or the free list */
@@ -59,13 +57,13 @@ typedef struct {
     int32_t      wslot;
     uint64_t     conn;
     uint64_t     since;
-    uint16_t     apps[PD_REG_APPS_MAX];   /* indices into the app table */
+    uint16_t     apps[PD_APPS_MAX];   /* indices into the app table */
     uint8_t      state;     /* PD_REG_FREE, PD_REG_USED */
     uint8_t      napps;
     uint8_t      uid_len;
     uint8_t      device_len;
-    u_char       uid[PD_REG_UID_MAX];     /* not NUL-terminated */
-    u_char       device[PD_REG_DEVICE_MAX];
+    u_char       uid[PD_UID_MAX];     /* not NUL-terminated */
+    u_char       device[PD_DEVICE_MAX];
 } pd_reg_entry_t;
 
 typedef struct {
@@ -73,7 +71,7 @@ typedef struct {
     uint32_t     hash;
     uint16_t     next;      /* app chain, or the app free list */
     uint8_t      len;
-    u_char       name[PD_REG_APP_MAX];
+    u_char       name[PD_APP_MAX];
 } pd_reg_app_t;
 
 /* one per (client address, worker): a dead worker's counts can be purged */
@@ -152,9 +150,9 @@ pd_reg_zone_t *pd_reg_zone_init(void *addr, size_t size, uint32_t max_conns,
     uint32_t max_ips, int fresh);
 
 /*
- * Registers a connection: info->uid (1 to PD_REG_UID_MAX bytes), device
- * (at most PD_REG_DEVICE_MAX) and napps app names (each 1 to
- * PD_REG_APP_MAX bytes, duplicates dropped) are NUL-terminated.
+ * Registers a connection: info->uid (1 to PD_UID_MAX bytes), device
+ * (at most PD_DEVICE_MAX) and napps app names (each 1 to
+ * PD_APP_MAX bytes, duplicates dropped) are NUL-terminated.
  * PD_OK; PD_BUSY when the zone or the app table is full; PD_DECLINED
  * when (uid, pid, conn) is registered already; PD_ERROR on a bad
  * argument or an unrecoverable lock.  Nothing of info is kept.
@@ -171,7 +169,7 @@ pd_int_t pd_reg_remove(pd_reg_zone_t *z, const u_char *uid, size_t len,
  * app table is full (the old apps stay), PD_ERROR.
  */
 pd_int_t pd_reg_set_apps(pd_reg_zone_t *z, const u_char *uid, size_t len,
-    int32_t pid, uint64_t conn, u_char apps[][PD_REG_APP_MAX + 1],
+    int32_t pid, uint64_t conn, u_char apps[][PD_APP_MAX + 1],
     uint32_t napps);
 
 /*
@@ -207,7 +205,4 @@ void pd_reg_ip_release(pd_reg_zone_t *z, const struct sockaddr *sa,
 /* connections from sa's address, all workers together */
 pd_uint_t pd_reg_ip_count(pd_reg_zone_t *z, const struct sockaddr *sa);
 
-/* SipHash-2-4 of p under the 128-bit key k (k[0]: key bytes 0-7, LE) */
-uint64_t pd_reg_siphash(const uint64_t k[2], const u_char *p, size_t len);
-
-#endif /* PD_REG_ZONE_H */
+#endif /* PD_REGISTER_ZONE_H */

@@ -1,0 +1,355 @@
+/* test_pd_shtable.c: unit tests for the shared hash table (pd_shtable.c). */
+
+#include "pd_core.h"
+
+#include <setjmp.h>
+#include <cmocka.h>
+
+
+#define PD_TEST_SLOTS    8
+#define PD_TEST_BUCKETS  4
+
+/* a slot whose chain and free list are two links, as in the saver */
+typedef struct {
+    uint32_t     next;      /* free list */
+    uint32_t     hnext;     /* hash chain */
+    uint32_t     key;
+    uint8_t      state;
+    uint8_t      bad;       /* keep() refuses it */
+    uint8_t      pad[2];
+} pd_test_slot_t;
+
+typedef struct {
+    pd_test_slot_t  slots[PD_TEST_SLOTS];
+    uint32_t        buckets[PD_TEST_BUCKETS];
+    uint32_t        free;
+    uint32_t        count;
+    uint32_t        kept;   /* keep() calls that said yes */
+    pd_shtable_t    t;
+} pd_test_table_t;
+
+
+/* the key is its own hash: keys 1, 5 and 9 share bucket 1 */
+static uint32_t
+pd_test_hash(void *slot, void *data)
+{
+    (void) data;
+
+    return ((pd_test_slot_t *) slot)->key;
+}
+
+
+static int
+pd_test_keep(void *slot, void *data)
+{
+    pd_test_table_t  *tt = data;
+
+    if (((pd_test_slot_t *) slot)->bad) {
+        return 0;
+    }
+
+    tt->kept++;
+
+    return 1;
+}
+
+
+static const pd_shtable_type_t  pd_test_type = {
+    sizeof(pd_test_slot_t),
+    offsetof(pd_test_slot_t, hnext),
+    offsetof(pd_test_slot_t, next),
+    offsetof(pd_test_slot_t, state),
+    pd_test_hash,
+    pd_test_keep
+};
+
+
+static void
+pd_test_init(pd_test_table_t *tt)
+{
+    pd_memzero(tt, sizeof(pd_test_table_t));
+
+    tt->t.type = &pd_test_type;
+    tt->t.slots = (u_char *) tt->slots;
+    tt->t.buckets = tt->buckets;
+    tt->t.free = &tt->free;
+    tt->t.count = &tt->count;
+    tt->t.nslots = PD_TEST_SLOTS;
+    tt->t.mask = PD_TEST_BUCKETS - 1;
+    tt->t.data = tt;
+
+    pd_shtable_rebuild(&tt->t);
+}
+
+
+static uint32_t
+pd_test_add(pd_test_table_t *tt, uint32_t key)
+{
+    uint32_t  i;
+
+    i = pd_shtable_alloc(&tt->t);
+
+    if (i != PD_SHTABLE_NIL) {
+        tt->slots[i].key = key;
+        pd_shtable_insert(&tt->t, i, key);
+    }
+
+    return i;
+}
+
+
+static uint32_t
+pd_test_find(pd_test_table_t *tt, uint32_t key)
+{
+    uint32_t  i;
+
+    for (i = pd_shtable_head(&tt->t, key);
+         i != PD_SHTABLE_NIL;
+         i = pd_shtable_next(&tt->t, i))
+    {
+        if (tt->slots[i].key == key) {
+            return i;
+        }
+    }
+
+    return PD_SHTABLE_NIL;
+}
+
+
+/*
+ * Every used slot is in its own bucket's chain once, every free one on
+ * the free list once, and the count is the chained slots.
+ */
+static void
+pd_test_check(pd_test_table_t *tt)
+{
+    uint32_t  i, b, chained, freed, seen[PD_TEST_SLOTS];
+
+    pd_memzero(seen, sizeof(seen));
+    chained = 0;
+    freed = 0;
+
+    for (b = 0; b < PD_TEST_BUCKETS; b++) {
+        for (i = tt->buckets[b]; i != PD_SHTABLE_NIL; i = tt->slots[i].hnext)
+        {
+            assert_true(i < PD_TEST_SLOTS);
+            assert_int_equal(tt->slots[i].state, PD_SHTABLE_USED);
+            assert_int_equal(tt->slots[i].key & (PD_TEST_BUCKETS - 1), b);
+            assert_int_equal(seen[i]++, 0);
+            chained++;
+        }
+    }
+
+    for (i = tt->free; i != PD_SHTABLE_NIL; i = tt->slots[i].next) {
+        assert_true(i < PD_TEST_SLOTS);
+        assert_int_equal(tt->slots[i].state, PD_SHTABLE_FREE);
+        assert_int_equal(seen[i]++, 0);
+        freed++;
+    }
+
+    assert_int_equal(tt->count, chained);
+    assert_int_equal(chained + freed, PD_TEST_SLOTS);
+}
+
+
+static void
+pd_test_format(void **state)
+{
+    uint32_t          i;
+    pd_test_table_t   tt;
+
+    (void) state;
+
+    pd_test_init(&tt);
+    pd_test_check(&tt);
+    assert_int_equal(tt.count, 0);
+
+    /* low slots first, then full */
+    for (i = 0; i < PD_TEST_SLOTS; i++) {
+        assert_int_equal(pd_test_add(&tt, 100 + i), i);
+    }
+
+    assert_int_equal(pd_test_add(&tt, 200), PD_SHTABLE_NIL);
+    assert_int_equal(tt.count, PD_TEST_SLOTS);
+    pd_test_check(&tt);
+}
+
+
+static void
+pd_test_insert_find(void **state)
+{
+    pd_test_table_t   tt;
+
+    (void) state;
+
+    pd_test_init(&tt);
+
+    assert_int_equal(pd_test_add(&tt, 1), 0);
+    assert_int_equal(pd_test_add(&tt, 5), 1);
+    assert_int_equal(pd_test_add(&tt, 9), 2);
+    assert_int_equal(pd_test_add(&tt, 2), 3);
+
+    assert_int_equal(pd_test_find(&tt, 1), 0);
+    assert_int_equal(pd_test_find(&tt, 5), 1);
+    assert_int_equal(pd_test_find(&tt, 9), 2);
+    assert_int_equal(pd_test_find(&tt, 2), 3);
+    assert_int_equal(pd_test_find(&tt, 13), PD_SHTABLE_NIL);
+    assert_int_equal(pd_test_find(&tt, 3), PD_SHTABLE_NIL);
+
+    /* the newest heads its chain */
+    assert_int_equal(pd_shtable_head(&tt.t, 1), 2);
+    assert_int_equal(pd_shtable_next(&tt.t, 2), 1);
+    assert_int_equal(pd_shtable_next(&tt.t, 1), 0);
+    assert_int_equal(pd_shtable_next(&tt.t, 0), PD_SHTABLE_NIL);
+
+    assert_int_equal(tt.count, 4);
+    pd_test_check(&tt);
+}
+
+
+static void
+pd_test_unlink(void **state)
+{
+    pd_test_table_t   tt;
+
+    (void) state;
+
+    pd_test_init(&tt);
+
+    (void) pd_test_add(&tt, 1);     /* slot 0, chain 2 1 0 */
+    (void) pd_test_add(&tt, 5);
+    (void) pd_test_add(&tt, 9);
+
+    /* the middle, the head, then the last of a chain */
+    pd_shtable_remove(&tt.t, 1, 5);
+    assert_int_equal(pd_test_find(&tt, 5), PD_SHTABLE_NIL);
+    assert_int_equal(pd_test_find(&tt, 1), 0);
+    assert_int_equal(pd_test_find(&tt, 9), 2);
+    assert_int_equal(tt.count, 2);
+    pd_test_check(&tt);
+
+    pd_shtable_remove(&tt.t, 2, 9);
+    assert_int_equal(pd_test_find(&tt, 9), PD_SHTABLE_NIL);
+    assert_int_equal(pd_test_find(&tt, 1), 0);
+    pd_test_check(&tt);
+
+    pd_shtable_remove(&tt.t, 0, 1);
+    assert_int_equal(pd_test_find(&tt, 1), PD_SHTABLE_NIL);
+    assert_int_equal(tt.buckets[1], PD_SHTABLE_NIL);
+    assert_int_equal(tt.count, 0);
+    pd_test_check(&tt);
+
+    /* a freed slot is handed out again, the last freed first */
+    assert_int_equal(pd_test_add(&tt, 7), 0);
+    pd_test_check(&tt);
+
+    /* a slot in no chain: unlinking it changes nothing */
+    tt.slots[5].hnext = 0;
+    pd_shtable_unlink(&tt.t, 5, 7);
+    assert_int_equal(tt.count, 1);
+    assert_int_equal(pd_test_find(&tt, 7), 0);
+    pd_test_check(&tt);
+}
+
+
+/*
+ * A holder dies at each step of an insert and of a remove: the rebuild
+ * makes the table as if the step's update had wholly happened or never
+ * begun, and the state byte alone decides which.
+ */
+static void
+pd_test_torn_update(void **state)
+{
+    uint32_t          i;
+    pd_test_table_t   tt;
+
+    (void) state;
+
+    pd_test_init(&tt);
+    (void) pd_test_add(&tt, 1);
+    (void) pd_test_add(&tt, 2);
+
+    /* an insert cut short before its commit: never begun */
+    i = pd_shtable_alloc(&tt.t);
+    tt.slots[i].key = 3;
+    pd_shtable_rebuild(&tt.t);
+    pd_test_check(&tt);
+    assert_int_equal(pd_test_find(&tt, 3), PD_SHTABLE_NIL);
+    assert_int_equal(tt.count, 2);
+
+    /* committed, not linked yet: it happened */
+    i = pd_shtable_alloc(&tt.t);
+    tt.slots[i].key = 3;
+    pd_shtable_commit(&tt.t, i);
+    pd_shtable_rebuild(&tt.t);
+    pd_test_check(&tt);
+    assert_int_equal(pd_test_find(&tt, 3), i);
+    assert_int_equal(tt.count, 3);
+
+    /* a remove cut short after its uncommit: it happened */
+    i = pd_test_find(&tt, 2);
+    pd_shtable_uncommit(&tt.t, i);
+    pd_shtable_rebuild(&tt.t);
+    pd_test_check(&tt);
+    assert_int_equal(pd_test_find(&tt, 2), PD_SHTABLE_NIL);
+    assert_int_equal(tt.count, 2);
+
+    /* the derived parts trashed: all made again, idempotently */
+    tt.buckets[1] = 6;
+    tt.buckets[2] = 6;
+    tt.free = 0;
+    tt.count = 12345;
+    tt.slots[0].next = 0;
+    pd_shtable_rebuild(&tt.t);
+    pd_test_check(&tt);
+    pd_shtable_rebuild(&tt.t);
+    pd_test_check(&tt);
+    assert_int_equal(tt.count, 2);
+    assert_true(pd_test_find(&tt, 1) != PD_SHTABLE_NIL);
+    assert_true(pd_test_find(&tt, 3) != PD_SHTABLE_NIL);
+}
+
+
+static void
+pd_test_keep_refused(void **state)
+{
+    uint32_t          i;
+    pd_test_table_t   tt;
+
+    (void) state;
+
+    pd_test_init(&tt);
+    (void) pd_test_add(&tt, 1);
+    i = pd_test_add(&tt, 5);
+    (void) pd_test_add(&tt, 6);
+
+    /* a used slot with a field out of range is freed, state and all */
+    tt.slots[i].bad = 1;
+    tt.kept = 0;
+    pd_shtable_rebuild(&tt.t);
+    pd_test_check(&tt);
+    assert_int_equal(tt.kept, 2);
+    assert_int_equal(tt.slots[i].state, PD_SHTABLE_FREE);
+    assert_int_equal(pd_test_find(&tt, 5), PD_SHTABLE_NIL);
+    assert_int_equal(tt.count, 2);
+
+    /* and it is the first slot handed out again */
+    tt.slots[i].bad = 0;
+    assert_int_equal(pd_test_add(&tt, 5), i);
+    pd_test_check(&tt);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(pd_test_format),
+        cmocka_unit_test(pd_test_insert_find),
+        cmocka_unit_test(pd_test_unlink),
+        cmocka_unit_test(pd_test_torn_update),
+        cmocka_unit_test(pd_test_keep_refused),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
