@@ -1361,3 +1361,69 @@ pd_redis_shard(const u_char *uid, size_t len, uint32_t nshards)
 
     return b < 0 ? 0 : (uint32_t) b;
 }
+
+
+typedef struct {
+    const char     *name;
+    pd_redis_t    **links;
+    pd_uint_t       n;
+} pd_redis_group_t;
+
+static pd_redis_group_t  pd_redis_groups[PD_REDIS_GROUPS];
+
+pd_int_t
+pd_redis_group_set(const char *name, pd_redis_t **links, pd_uint_t n)
+{
+    pd_redis_group_t  *g, *free;
+    pd_uint_t          i;
+
+    free = NULL;
+
+    for (i = 0; i < PD_REDIS_GROUPS; i++) {
+        g = &pd_redis_groups[i];
+
+        if (g->name != NULL && strcmp(g->name, name) == 0) {
+            break;
+        }
+
+        if (g->name == NULL && free == NULL) {
+            free = g;
+        }
+    }
+
+    if (i == PD_REDIS_GROUPS) {
+        if (n == 0) {
+            return PD_OK;
+        }
+
+        if (free == NULL) {
+            return PD_ERROR;
+        }
+
+        g = free;
+    }
+
+    g->name = (n != 0) ? name : NULL;
+    g->links = (n != 0) ? links : NULL;
+    g->n = n;
+
+    return PD_OK;
+}
+
+pd_redis_t **
+pd_redis_group(const char *name, pd_uint_t *n)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < PD_REDIS_GROUPS; i++) {
+        if (pd_redis_groups[i].name != NULL
+            && strcmp(pd_redis_groups[i].name, name) == 0)
+        {
+            *n = pd_redis_groups[i].n;
+            return pd_redis_groups[i].links;
+        }
+    }
+
+    *n = 0;
+    return NULL;
+}

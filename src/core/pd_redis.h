@@ -153,4 +153,16 @@ void pd_redis_destroy(pd_redis_t *r);
  */
 uint32_t pd_redis_shard(const u_char *uid, size_t len, uint32_t nshards);
 
+/*
+ * Named groups of links that modules of a worker share: the module that
+ * makes the links owns them and publishes them under a name (n 0 takes
+ * the name back); others use them by that name, not by the owner's
+ * globals.  PD_ERROR when PD_REDIS_GROUPS names are taken.
+ */
+#define PD_REDIS_GROUPS  4
+pd_int_t pd_redis_group_set(const char *name, pd_redis_t **links,
+    pd_uint_t n);
+/* the links published as name, *n of them; NULL (and 0) when none */
+pd_redis_t **pd_redis_group(const char *name, pd_uint_t *n);
+
 #endif /* PD_REDIS_H */

@@ -70,6 +70,9 @@ pd_int_t pd_register_redis_auth(pd_redis_t *r, pd_register_conf_t *rcf);
 /* the cluster register's servers, for the saver's keys on the same hash */
 extern pd_redis_t               **pd_register_shards;
 extern pd_uint_t                  pd_register_nshards;
+/* the name its shards are shared by (pd_redis_group): the cluster's keys */
+#define PD_REGISTER_REDIS_GROUP  "cluster"
+
 /*
  * Subscribes handler to "a cluster register server (re)connected and may
  * have lost its data": the room writes its live connections again, the

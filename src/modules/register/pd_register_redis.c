@@ -768,6 +768,14 @@ pd_register_redis_init_process(pd_cycle_t *cycle, pd_register_conf_t *rcf)
         (void) pd_redis_connect(pd_register_shards[i]);
     }
 
+    /* the cluster's keys live on these: the saver's too */
+    if (pd_redis_group_set(PD_REGISTER_REDIS_GROUP, pd_register_shards,
+                           pd_register_nshards)
+        != PD_OK)
+    {
+        return PD_ERROR;
+    }
+
     pd_timer_init(&pd_rr_refresh_timer, pd_rr_refresh, NULL);
     (void) pd_timer_add(&pd_timers, &pd_rr_refresh_timer, pd_current_msec,
                         rcf->node_ttl / 3);
@@ -783,6 +791,7 @@ pd_register_redis_exit_process(pd_cycle_t *cycle)
     (void) cycle;
 
     pd_register_route_exit();
+    (void) pd_redis_group_set(PD_REGISTER_REDIS_GROUP, NULL, 0);
 
     for (i = 0; i < pd_register_nshards; i++) {
         pd_redis_destroy(pd_register_shards[i]);

@@ -107,7 +107,11 @@ typedef struct {
     pd_uint_t            full;
 } pd_sr_store_t;
 
-static char  pd_sr_node[33];
+static char  pd_sr_node[PD_NODE_ID_SIZE];
+
+/* the cluster's Redis links, the register's, shared by name */
+static pd_redis_t  **pd_sr_shards;
+static pd_uint_t     pd_sr_nshards;
 
 /* "node-seq", as the center made it: unique in the cluster */
 static size_t
@@ -120,8 +124,8 @@ pd_sr_id(u_char *buf, size_t size, uint64_t seq)
 static pd_redis_t *
 pd_sr_shard(const u_char *uid, size_t len)
 {
-    return pd_register_shards[pd_redis_shard(uid, len,
-                                             (uint32_t) pd_register_nshards)];
+    return pd_sr_shards[pd_redis_shard(uid, len,
+                                             (uint32_t) pd_sr_nshards)];
 }
 
 static void
@@ -246,8 +250,8 @@ pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
         return PD_DECLINED;
     }
 
-    for (s = 0; s < pd_register_nshards; s++) {
-        if (!pd_redis_connected(pd_register_shards[s])) {
+    for (s = 0; s < pd_sr_nshards; s++) {
+        if (!pd_redis_connected(pd_sr_shards[s])) {
             return PD_DECLINED;
         }
     }
@@ -268,11 +272,11 @@ pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
     id.len = pd_sr_id(idbuf, sizeof(idbuf), seq);
 
     /* one script per server holding some of the uids */
-    for (s = 0; s < pd_register_nshards; s++) {
+    for (s = 0; s < pd_sr_nshards; s++) {
         npick = 0;
         for (i = 0; i < n; i++) {
             if (pd_sr_shard(uids[i].data, uids[i].len)
-                == pd_register_shards[s])
+                == pd_sr_shards[s])
             {
                 pick[npick++] = i;
             }
@@ -284,7 +288,7 @@ pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
 
         st->waiting++;
 
-        if (pd_sr_store_shard(pd_register_shards[s], uids, n, pick, npick,
+        if (pd_sr_store_shard(pd_sr_shards[s], uids, n, pick, npick,
                               app, &id, payload, expires, st, pool)
             != PD_OK)
         {
@@ -757,9 +761,9 @@ pd_sr_check(pd_timer_t *t)
 {
     pd_uint_t  i;
 
-    for (i = 0; i < pd_register_nshards; i++) {
-        if (pd_redis_connected(pd_register_shards[i])) {
-            pd_saver_redis_connected(pd_register_shards[i]);
+    for (i = 0; i < pd_sr_nshards; i++) {
+        if (pd_redis_connected(pd_sr_shards[i])) {
+            pd_saver_redis_connected(pd_sr_shards[i]);
         }
     }
 
@@ -775,7 +779,9 @@ pd_sr_init_process(pd_cycle_t *cycle, pd_saver_conf_t *scf)
         return PD_ERROR;
     }
 
-    if (pd_register_nshards == 0) {
+    pd_sr_shards = pd_redis_group(PD_REGISTER_REDIS_GROUP, &pd_sr_nshards);
+
+    if (pd_sr_nshards == 0) {
         pd_log_error(PD_LOG_EMERG, cycle->log, 0,
                      "saver.backend redis needs register.backend redis");
         return PD_ERROR;
