@@ -99,6 +99,8 @@ struct pd_room_conn_s {
     pd_utf8_state_t  utf8;
     pd_ws_parser_t   parser;
     pd_log_t         log;          /* the connection's, once upgraded */
+    uint32_t         up_second;    /* the coordinator's rate window of */
+    uint16_t         up_count;     /* "up" frames: in the tail padding */
 } __attribute__((aligned(64)));
 
 /* a field more costs 64 bytes per connection: find room in the layout */
@@ -273,6 +275,31 @@ pd_room_kick_t *pd_room_kick_uid(pd_str_t *uid, pd_str_t *device,
     pd_str_t *reason, pd_room_kick_pt done, void *data);
 pd_int_t pd_room_kick_start(pd_room_kick_t *k);
 void pd_room_kick_release(pd_room_kick_t *k);
+
+/*
+ * The coordinator's hooks, set in its workers (NULL without it).  up: an
+ * "up" frame's members as raw JSON values (type PD_JSON_ABSENT when
+ * missing); it returns as an op handler (PD_DONE when rc was closed).
+ * state: a connection's apps come online or go offline (app: the index
+ * of one app in rc->apps, -1 for all; device NULL when the room has it
+ * no longer: the register knows it).
+ */
+typedef struct {
+    pd_json_val_t    id;
+    pd_json_val_t    app;
+    pd_json_val_t    type;
+    pd_json_val_t    data;
+} pd_room_up_t;
+
+typedef pd_int_t (*pd_room_up_pt)(pd_room_conn_t *rc, pd_room_up_t *up);
+typedef void (*pd_room_state_pt)(pd_room_conn_t *rc, const pd_str_t *device,
+    pd_int_t app, pd_uint_t online);
+
+extern pd_room_up_pt     pd_room_up_handler;
+extern pd_room_state_pt  pd_room_state_handler;
+
+/* the session id the welcome frame told, into buf; returns its length */
+size_t pd_room_session_id(pd_room_conn_t *rc, u_char *buf, size_t size);
 
 /* lifecycle */
 pd_room_conn_t *pd_room_conn_alloc(void);

@@ -519,11 +519,23 @@ pd_room_sid(pd_room_conn_t *rc)
     return pd_siphash24(key, in, sizeof(in));
 }
 
+size_t
+pd_room_session_id(pd_room_conn_t *rc, u_char *buf, size_t size)
+{
+    pd_core_conf_t  *ccf;
+
+    ccf = pd_get_conf(pd_cycle, pd_core_module);
+
+    return (size_t) (pd_slprintf(buf, buf + size, "%.*s-%016lx",
+                                 (int) ccf->node_id.len, ccf->node_id.data,
+                                 (unsigned long) pd_room_sid(rc))
+                     - buf);
+}
+
 static pd_room_conn_t *
 pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
 {
     pd_room_conf_t   *rcf = hc->srv->ctx;
-    pd_core_conf_t   *ccf;
     pd_connection_t  *c = hc->connection;
     pd_room_conn_t   *rc;
     pd_str_t         *key, sid;
@@ -560,13 +572,8 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
         return NULL;
     }
 
-    ccf = pd_get_conf(pd_cycle, pd_core_module);
     sid.data = sidbuf;
-    sid.len = (size_t) (pd_slprintf(sidbuf, sidbuf + sizeof(sidbuf),
-                                    "%.*s-%016lx", (int) ccf->node_id.len,
-                                    ccf->node_id.data,
-                                    (unsigned long) pd_room_sid(rc))
-                        - sidbuf);
+    sid.len = pd_room_session_id(rc, sidbuf, sizeof(sidbuf));
 
     key = pd_http_header_find(&hc->req, "Sec-WebSocket-Key");
 
@@ -588,6 +595,10 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
         pd_log_error(PD_LOG_ERR, c->log, 0, "no memory for the welcome");
         pd_room_drop_http(hc, rc);
         return NULL;
+    }
+
+    if (pd_room_state_handler) {
+        pd_room_state_handler(rc, &a->device, -1, 1);
     }
 
     /* bytes the client sent right after its request are frames */

@@ -13,6 +13,9 @@ enum {
     PD_ROOM_F_OP = 0,
     PD_ROOM_F_IDS,
     PD_ROOM_F_APP,
+    PD_ROOM_F_ID,          /* "up" */
+    PD_ROOM_F_TYPE,
+    PD_ROOM_F_DATA,
     PD_ROOM_F_N
 };
 
@@ -29,6 +32,9 @@ typedef struct {
 #define PD_ROOM_RBUF  (64 * 1024)
 
 static u_char  pd_room_rbuf[PD_ROOM_RBUF];
+
+pd_room_up_pt     pd_room_up_handler;
+pd_room_state_pt  pd_room_state_handler;
 
 const char  *pd_room_close_names[PD_ROOM_CLOSE_N] = {
     "client", "idle", "kick", "protocol", "slow", "shutdown", "error"
@@ -550,6 +556,10 @@ pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
 
         pd_room_save_cursors(rc);
 
+        if (pd_room_state_handler) {
+            pd_room_state_handler(rc, NULL, (pd_int_t) i, 0);
+        }
+
         /* the last app takes the freed place, its backlog state too */
         pd_room_app_put(rc->apps[i]);
         rc->napps--;
@@ -585,6 +595,10 @@ pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
                                  sizeof("app not bound: the register's "
                                         "app table is full") - 1);
         }
+    }
+
+    if (bind && pd_room_state_handler) {
+        pd_room_state_handler(rc, NULL, (pd_int_t) rc->napps - 1, 1);
     }
 
     if (bind && pd_room_load_app(rc, rc->napps - 1) != PD_OK) {
@@ -662,10 +676,19 @@ pd_room_op_unbind(pd_room_conn_t *rc, pd_json_field_t *f)
 static pd_int_t
 pd_room_op_up(pd_room_conn_t *rc, pd_json_field_t *f)
 {
-    (void) f;
+    pd_room_up_t  up;
 
     /* uplink belongs to the coordinator */
-    return pd_room_bad_frame(rc, "op \"up\" is not enabled");
+    if (pd_room_up_handler == NULL) {
+        return pd_room_bad_frame(rc, "op \"up\" is not enabled");
+    }
+
+    up.id = f[PD_ROOM_F_ID].val;
+    up.app = f[PD_ROOM_F_APP].val;
+    up.type = f[PD_ROOM_F_TYPE].val;
+    up.data = f[PD_ROOM_F_DATA].val;
+
+    return pd_room_up_handler(rc, &up);
 }
 
 /* the client's ops: a new op is one row and its handler */
@@ -683,7 +706,9 @@ static pd_int_t
 pd_room_message(pd_room_conn_t *rc, u_char *p, size_t len)
 {
     pd_json_field_t   f[PD_ROOM_F_N] = { { "op", { 0 } }, { "ids", { 0 } },
-                                         { "app", { 0 } } };
+                                         { "app", { 0 } }, { "id", { 0 } },
+                                         { "type", { 0 } },
+                                         { "data", { 0 } } };
     pd_json_err_t     jerr;
     pd_room_op_t     *o;
     const u_char     *op;
@@ -763,6 +788,11 @@ pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
 {
     pd_connection_t  *c = rc->connection;
     pd_pool_t        *pool = c->pool;
+
+    /* before the register forgets the connection's device */
+    if (rc->taken && pd_room_state_handler) {
+        pd_room_state_handler(rc, NULL, -1, 0);
+    }
 
     if (rc->registered) {
         (void) pd_register->remove(rc->uid, rc->uid_len, rc->id);

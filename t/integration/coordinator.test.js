@@ -1,0 +1,353 @@
+'use strict';
+/*
+ * coordinator.test.js: the webhooks against real receivers started
+ * here (node:http, and node:https with a self-signed certificate): up
+ * frames signed and answered (upack, reply, error on 500 and timeout,
+ * nothing sent without a route), state events batched, late but none
+ * lost while the receiver is down, and one client's flood limited while
+ * another's uplink still works.
+ */
+
+const test = require('node:test');
+const assert = require('node:assert');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const http = require('node:http');
+const https = require('node:https');
+const L = require('./lib.js');
+const W = require('./ws_client.js');
+
+const T = { timeout: 60000 };
+const SECRET = 'coordinator-secret-0123456789';
+
+/*
+ * A receiver: every request kept as {path, headers, body, json, signed};
+ * answer(req) gives {status, body, delay} (default 200, {}).
+ */
+async function receiver(opts = {}) {
+    const r = { requests: [], answer: opts.answer || (() => ({})) };
+    const handler = (req, res) => {
+        const chunks = [];
+        req.on('data', (c) => chunks.push(c));
+        req.on('end', () => {
+            const body = Buffer.concat(chunks).toString('utf8');
+            const want = 'sha256=' + crypto.createHmac('sha256', SECRET)
+                .update(body).digest('hex');
+            const got = req.headers['x-pushd-signature'] || '';
+            const e = {
+                path: req.url, headers: req.headers, body,
+                json: JSON.parse(body),
+                signed: got.length === want.length
+                    && crypto.timingSafeEqual(Buffer.from(got),
+                                              Buffer.from(want)),
+            };
+            r.requests.push(e);
+            const a = r.answer(e) || {};
+            const send = () => {
+                res.writeHead(a.status || 200,
+                              { 'Content-Type': 'application/json' });
+                res.end(a.body !== undefined ? a.body : '{}');
+            };
+            if (a.delay) {
+                setTimeout(send, a.delay);
+            } else {
+                send();
+            }
+        });
+    };
+    r.server = opts.tls
+        ? https.createServer({ cert: fs.readFileSync(opts.tls.cert),
+                               key: fs.readFileSync(opts.tls.key) }, handler)
+        : http.createServer(handler);
+    const port = opts.port || await L.freePort();
+    await new Promise((resolve, reject) => {
+        r.server.once('error', reject);
+        r.server.listen(port, opts.tls ? undefined : '127.0.0.1', resolve);
+    });
+    r.port = port;
+    r.url = (p) => `${opts.tls ? 'https://localhost' : 'http://127.0.0.1'}`
+                   + `:${port}${p}`;
+    r.close = () => new Promise((resolve) => {
+        r.server.closeAllConnections();
+        r.server.close(resolve);
+    });
+    r.on = (p) => r.requests.filter((e) => e.path === p);
+    return r;
+}
+
+/*
+ * lib.js's toYaml writes no list of mappings: each route goes as a flow
+ * mapping (JSON is YAML) in a key whose value a comment swallows.
+ */
+function routes(list) {
+    const o = {};
+    for (const x of list) {
+        o[`- ${JSON.stringify(x)} #`] = 'route';
+    }
+    return o;
+}
+
+function conf(coord, apps) {
+    return {
+        workers: 1,
+        top: {
+            register: { memory: '8m' },
+            coordinator: Object.assign({ secret: SECRET, timeout: '1s' },
+                                       coord, { apps: routes(apps) }),
+        },
+        room: { auth_secret: W.SECRET },
+    };
+}
+
+let seq = 0;
+const next = () => `c${++seq}`;
+
+async function up(c, app, type, data) {
+    const id = next();
+    c.send({ op: 'up', id, app, type, data });
+    const m = await c.next((x) => x && x.id === id
+                           && (x.op === 'upack' || x.op === 'error'),
+                           5000, `the answer to up ${id}`);
+    return { id, m };
+}
+
+test('up: signed POST, upack, reply routed back, no route, 500 and '
+     + 'timeout', T, async () => {
+    const rx = await receiver({
+        answer: (e) => {
+            const d = e.json.data || {};
+            if (d.status) {
+                return { status: d.status };
+            }
+            if (d.slow) {
+                return { delay: 3000 };
+            }
+            if (d.reply) {
+                return { body: JSON.stringify({ reply: { echo: d.text } }) };
+            }
+            return {};
+        },
+    });
+    try {
+        await L.withPushd(conf({}, [
+            { app: 'chat', uplink: rx.url('/up'), types: ['text'] },
+        ]), async (d) => {
+            const c = await W.connect(d.roomPort, 'u1', 'phone1',
+                                      { apps: ['chat'] });
+
+            let r = await up(c, 'chat', 'text', { text: 'hi' });
+            assert.strictEqual(r.m.op, 'upack', JSON.stringify(r.m));
+            const e = rx.on('/up').at(-1);
+            assert.ok(e.signed, 'the receiver verified the signature');
+            assert.strictEqual(e.headers['content-type'],
+                               'application/json');
+            assert.deepStrictEqual(
+                { id: e.json.id, uid: e.json.uid, device: e.json.device,
+                  app: e.json.app, type: e.json.type, data: e.json.data },
+                { id: r.id, uid: 'u1', device: 'phone1', app: 'chat',
+                  type: 'text', data: { text: 'hi' } });
+            assert.ok(typeof e.json.node === 'string'
+                      && Number.isInteger(e.json.ts), e.body);
+
+            /* the answer's reply member comes back to this client */
+            r = await up(c, 'chat', 'text', { text: 'yo', reply: true });
+            assert.strictEqual(r.m.op, 'upack');
+            const reply = await c.next((x) => x && x.op === 'reply'
+                                       && x.id === r.id, 5000, 'the reply');
+            assert.deepStrictEqual(reply.data, { echo: 'yo' });
+
+            /* no route: an error at once, nothing sent */
+            const before = rx.requests.length;
+            r = await up(c, 'chat', 'other', { text: 'x' });
+            assert.strictEqual(r.m.op, 'error');
+            r = await up(c, 'news', 'text', { text: 'x' });
+            assert.strictEqual(r.m.op, 'error');
+            assert.strictEqual(rx.requests.length, before);
+
+            r = await up(c, 'chat', 'text', { status: 500 });
+            assert.strictEqual(r.m.op, 'error');
+            assert.match(r.m.error, /500/);
+
+            r = await up(c, 'chat', 'text', { slow: true });
+            assert.strictEqual(r.m.op, 'error');
+            assert.match(r.m.error, /timed out/);
+
+            const m = await L.metrics(d);
+            assert.ok(m.get('pushd_coordinator_requests_total') >= 4);
+            assert.ok(m.get('pushd_coordinator_errors_total') >= 4);
+            c.close();
+        });
+    } finally {
+        await rx.close();
+    }
+});
+
+test('up over https, verified against coordinator.ca', T, async () => {
+    const pair = L.certPair();
+    const rx = await receiver({ tls: pair });
+    try {
+        await L.withPushd(conf({ ca: pair.cert }, [
+            { app: 'chat', uplink: rx.url('/up') },
+        ]), async (d) => {
+            const c = await W.connect(d.roomPort, 'u2', 'dev',
+                                      { apps: ['chat'] });
+            const r = await up(c, 'chat', 'any', [1, 2]);
+            assert.strictEqual(r.m.op, 'upack', JSON.stringify(r.m));
+            assert.ok(rx.on('/up').at(-1).signed);
+            c.close();
+        });
+    } finally {
+        await rx.close();
+    }
+
+    /* the same receiver without the CA: refused, not sent in clear */
+    const rx2 = await receiver({ tls: pair });
+    try {
+        await L.withPushd(conf({}, [
+            { app: 'chat', uplink: rx2.url('/up') },
+        ]), async (d) => {
+            const c = await W.connect(d.roomPort, 'u2', 'dev',
+                                      { apps: ['chat'] });
+            const r = await up(c, 'chat', 'any', 1);
+            assert.strictEqual(r.m.op, 'error');
+            assert.strictEqual(rx2.requests.length, 0);
+            c.close();
+        });
+    } finally {
+        await rx2.close();
+    }
+});
+
+test('state: online and offline, batched, late but none lost while the '
+     + 'receiver is down; uplink errors at once', T, async () => {
+    const port = await L.freePort();
+    const url = (p) => `http://127.0.0.1:${port}${p}`;
+    await L.withPushd(conf({ state_flush: '50ms', state_retry: '100ms',
+                             state_retry_max: '400ms' }, [
+        { app: 'chat', uplink: url('/up'), state: url('/state') },
+    ]), async (d) => {
+        /* nobody listens yet */
+        const clients = [];
+        for (let i = 0; i < 5; i++) {
+            clients.push(await W.connect(d.roomPort, `s${i}`, `d${i}`,
+                                         { apps: ['chat'] }));
+        }
+        const t0 = Date.now();
+        const r = await up(clients[0], 'chat', 'text', 1);
+        assert.strictEqual(r.m.op, 'error');
+        assert.ok(Date.now() - t0 < 900, 'the error came before the timeout');
+
+        for (const c of clients.slice(0, 3)) {
+            c.close();
+            await c.closed;
+        }
+        await L.waitFor(async () => (await L.metrics(d))
+                        .get('pushd_coordinator_retries_total') >= 2,
+                        10000, 'state retries while the receiver is down');
+
+        const rx = await receiver({ port });
+        try {
+            /* 5 online, 3 offline: all of them, each once */
+            await L.waitFor(() => rx.on('/state')
+                            .flatMap((e) => e.json.events).length >= 8,
+                            10000, 'the queued state events');
+            const reqs = rx.on('/state');
+            assert.ok(reqs.every((e) => e.signed));
+            const events = reqs.flatMap((e) => e.json.events);
+            assert.strictEqual(events.length, 8, JSON.stringify(events));
+            assert.ok(reqs.length < events.length, 'events were batched');
+            for (let i = 0; i < 5; i++) {
+                const mine = events.filter((e) => e.uid === `s${i}`);
+                const want = i < 3 ? ['online', 'offline'] : ['online'];
+                assert.deepStrictEqual(mine.map((e) => e.state), want);
+                for (const e of mine) {
+                    assert.strictEqual(e.device, `d${i}`);
+                    assert.strictEqual(e.app, 'chat');
+                    assert.strictEqual(e.sid, clients[i].welcome.sid);
+                    assert.ok(Number.isInteger(e.seq) && e.node
+                              && Number.isInteger(e.ts), JSON.stringify(e));
+                }
+                if (mine.length === 2) {
+                    assert.ok(mine[0].seq < mine[1].seq);
+                }
+            }
+            /* the uplink works again too */
+            const r2 = await up(clients[3], 'chat', 'text', 2);
+            assert.strictEqual(r2.m.op, 'upack');
+
+            /* bind and unbind are events too */
+            clients[3].send({ op: 'unbind', app: 'chat' });
+            await L.waitFor(() => rx.on('/state').flatMap((e) => e.json.events)
+                            .some((e) => e.uid === 's3'
+                                  && e.state === 'offline'),
+                            5000, 'the unbind\'s offline event');
+            const m = await L.metrics(d);
+            assert.strictEqual(m.get('pushd_coordinator_dropped_events_total'),
+                               0);
+        } finally {
+            for (const c of clients) {
+                c.close();
+            }
+            await rx.close();
+        }
+    });
+});
+
+test('state: beyond state_queue events are dropped and counted', T,
+     async () => {
+    const port = await L.freePort();
+    await L.withPushd(conf({ state_queue: 3, state_retry: '1s' }, [
+        { app: 'chat', state: `http://127.0.0.1:${port}/state` },
+    ]), async (d) => {
+        for (let i = 0; i < 5; i++) {
+            const c = await W.connect(d.roomPort, `q${i}`, 'dev',
+                                      { apps: ['chat'] });
+            c.close();
+            await c.closed;
+        }
+        await L.waitFor(async () => (await L.metrics(d))
+                        .get('pushd_coordinator_dropped_events_total') === 7,
+                        5000, '7 of 10 events dropped');
+        assert.match(d.logText(), /state queue of .* full/);
+    });
+});
+
+test('a flood of up frames from one client is limited; another client '
+     + 'still gets through', T, async () => {
+    const rx = await receiver();
+    try {
+        await L.withPushd(conf({ up_rate: 5 }, [
+            { app: 'chat', uplink: rx.url('/up') },
+        ]), async (d) => {
+            const a = await W.connect(d.roomPort, 'flood', 'dev',
+                                      { apps: ['chat'] });
+            const b = await W.connect(d.roomPort, 'calm', 'dev',
+                                      { apps: ['chat'] });
+            const ids = [];
+            for (let i = 0; i < 50; i++) {
+                const id = next();
+                ids.push(id);
+                a.send({ op: 'up', id, app: 'chat', type: 't', data: i });
+            }
+            const answers = [];
+            for (let i = 0; i < ids.length; i++) {
+                answers.push(await a.next((x) => x && x.id
+                                          && ids.includes(x.id)
+                                          && x.op !== 'reply',
+                                          5000, 'an answer'));
+            }
+            const limited = answers.filter((x) => x.op === 'error'
+                                           && /rate/.test(x.error));
+            assert.ok(limited.length >= 40, JSON.stringify(answers));
+            assert.ok(rx.on('/up').filter((e) => e.json.uid === 'flood')
+                      .length <= 10);
+            const r = await up(b, 'chat', 't', 'hello');
+            assert.strictEqual(r.m.op, 'upack', JSON.stringify(r.m));
+            assert.ok(a.open, 'the flooder is limited, not closed');
+            a.close();
+            b.close();
+        });
+    } finally {
+        await rx.close();
+    }
+});
