@@ -927,7 +927,7 @@ test('a worker stopped for longer than 5 s: the pushes waiting for its '
         let pending;
         const answers = [];
         try {
-            pending = Array.from({ length: 120 }, () => push(d, rawBody({
+            pending = Array.from({ length: 200 }, () => push(d, rawBody({
                 app: 'a', uids: [uid], qos: 1, data,
             }), { timeout: 30000 }).then((r) => {
                 answers.push(r.status);
