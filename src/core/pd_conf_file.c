@@ -158,6 +158,56 @@ pd_conf_parse(pd_cycle_t *cycle, pd_str_t *file, u_char *err, size_t errlen)
 }
 
 
+pd_int_t
+pd_conf_peek_path(pd_cycle_t *cycle, pd_str_t *file, const char *key,
+    pd_str_t *value)
+{
+    pd_int_t           rc;
+    pd_conf_walk_t     w;
+    yaml_node_t       *root, *k, *v;
+    yaml_document_t    doc;
+    yaml_node_pair_t  *pair;
+
+    /* no message buffer: the caller has reported the errors already */
+    pd_memzero(&w, sizeof(pd_conf_walk_t));
+    w.cf.file = *file;
+    w.cf.cycle = cycle;
+    w.cf.pool = cycle->pool;
+    w.cf.log = cycle->log;
+
+    if (pd_conf_load(&w, &doc) != PD_OK) {
+        return PD_ERROR;
+    }
+
+    rc = PD_DECLINED;
+    root = yaml_document_get_root_node(&doc);
+
+    for (pair = root->type == YAML_MAPPING_NODE
+                ? root->data.mapping.pairs.start : NULL;
+         pair != NULL && pair < root->data.mapping.pairs.top;
+         pair++)
+    {
+        k = yaml_document_get_node(&doc, pair->key);
+        v = yaml_document_get_node(&doc, pair->value);
+
+        if (k->type != YAML_SCALAR_NODE || !pd_conf_key_is(k, key)
+            || v->type != YAML_SCALAR_NODE || v->data.scalar.length == 0)
+        {
+            continue;
+        }
+
+        value->data = v->data.scalar.value;
+        value->len = v->data.scalar.length;
+        rc = pd_conf_full_name(cycle, value);
+        break;
+    }
+
+    yaml_document_delete(&doc);
+
+    return rc;
+}
+
+
 /* conf_ctx and enabled (when the caller did not), then create_conf */
 static pd_int_t
 pd_conf_prepare(pd_conf_walk_t *w)

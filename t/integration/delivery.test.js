@@ -670,6 +670,11 @@ test('API errors: bad JSON and fields get 400, oversized 413, no key '
             Buffer.from('{"app":"a","uids":["ae"],"data":"ab'),
             Buffer.from([0xff]), Buffer.from('"}')]));
         assert.match(ue.json.error, /invalid UTF-8 .* at byte 35$/, ue.body);
+        /* a cut body is called a cut, at its length (issue 13) */
+        const te = await push(d, '{"app":"a","uids":["ae"],"data":{"t');
+        assert.strictEqual(te.status, 400, te.body);
+        assert.strictEqual(te.json.error, 'the body must be a JSON object: '
+                           + 'unexpected end of input at byte 35');
 
         /* broadcast fields */
         for (const body of [
