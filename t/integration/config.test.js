@@ -184,6 +184,19 @@ test('an ssl listener without a certificate names the room section', () => {
     assert.match(r.stderr, /ssl_certificate|certificate/);
 });
 
+test('a directive checked against others points at its own line', () => {
+    /* not at "room:" (line 2), where the section starts (issue 13) */
+    expectError('hb_bounds', 'worker_processes: 1\nroom:\n  listen:\n'
+                + '    - "127.0.0.1:28080"\n'
+                + `  auth_secret: "${L.AUTH_SECRET}-0123456789"\n`
+                + '  heartbeat: 5s\n',
+                '6:14: "room" "heartbeat" is outside heartbeat_min .. '
+                + 'heartbeat_max');
+    expectError('hb_min_max', 'worker_processes: 1\nroom:\n'
+                + '  heartbeat_max: 1m\n  heartbeat_min: 2m\n',
+                '4:18: "room" "heartbeat_min" is above "heartbeat_max"');
+});
+
 test('worker_processes 0 and "many" are rejected', () => {
     for (const v of ['0', 'many']) {
         const f = path.join(prefix, 'conf', `wp_${v}.yml`);
