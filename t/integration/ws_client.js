@@ -525,10 +525,10 @@ function rawConnect(port, target, opts = {}) {
  * tests' self-signed one must be), readyState, binaryType (binary
  * messages come as ArrayBuffer), send(text or bytes), close([code,
  * reason]), and the open, message, error and close events, through
- * addEventListener or the on* properties; the error event's message
- * says why (the HTTP status of a refused upgrade, say).  Pings are answered; a close
+ * addEventListener or the on* properties.  Pings are answered; a close
  * frame is echoed; fragments are joined.  A failed upgrade is an error
- * event, then close 1006, as the built-in one does.
+ * event, then close 1006, as the built-in one does; the error event's
+ * message says why (the HTTP status of a refused upgrade, say).
  */
 class RawWebSocket extends EventTarget {
     constructor(url) {
@@ -542,6 +542,7 @@ class RawWebSocket extends EventTarget {
         this.closeFrame = null;       /* the server's, {code, reason} */
         this.sentClose = false;
         this.fragments = null;        /* {opcode, parts} while continued */
+        this.early = null;            /* frames that came with the 101 */
         const port = Number(u.port) || (u.protocol === 'wss:' ? 443 : 80);
         rawConnect(port, u.pathname + u.search, {
             tls: u.protocol === 'wss:',
