@@ -18,6 +18,13 @@
 #define PD_CONF_ADDR_PORT_ONLY  0x01   /* "80" alone: any address */
 #define PD_CONF_ADDR_WILDCARD   0x02   /* "*:80" */
 
+/* where a directive set in the file is, for init_conf's phrases */
+typedef struct {
+    pd_uint_t       module;
+    const char     *name;
+    yaml_mark_t     mark;        /* its value, or its key when empty */
+} pd_conf_placed_t;
+
 /* what one pd_conf_parse() run carries besides the public pd_conf_t */
 typedef struct {
     pd_conf_t       cf;
@@ -26,6 +33,7 @@ typedef struct {
     pd_uint_t       nmodules;
     yaml_mark_t     root_mark;   /* where module-wide errors point */
     yaml_mark_t    *marks;       /* each section's key, by module index */
+    pd_array_t     *placed;      /* pd_conf_placed_t: directives set */
     u_char          phrase[PD_CONF_ERRSTR_SIZE];
 } pd_conf_walk_t;
 
@@ -45,6 +53,8 @@ static pd_int_t pd_conf_walk_section(pd_conf_walk_t *w, pd_module_t *m,
 static pd_int_t pd_conf_handle(pd_conf_walk_t *w, pd_module_t *m,
     pd_command_t *cmd, yaml_node_t *key, yaml_node_t *value);
 static pd_int_t pd_conf_init_modules(pd_conf_walk_t *w);
+static yaml_mark_t *pd_conf_phrase_mark(pd_conf_walk_t *w, pd_uint_t module,
+    const char *phrase);
 static void pd_conf_error(pd_conf_walk_t *w, yaml_mark_t *mark,
     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static pd_int_t pd_conf_check_key(pd_conf_walk_t *w, yaml_node_t *key);
@@ -148,6 +158,56 @@ pd_conf_parse(pd_cycle_t *cycle, pd_str_t *file, u_char *err, size_t errlen)
 }
 
 
+pd_int_t
+pd_conf_peek_path(pd_cycle_t *cycle, pd_str_t *file, const char *key,
+    pd_str_t *value)
+{
+    pd_int_t           rc;
+    pd_conf_walk_t     w;
+    yaml_node_t       *root, *k, *v;
+    yaml_document_t    doc;
+    yaml_node_pair_t  *pair;
+
+    /* no message buffer: the caller has reported the errors already */
+    pd_memzero(&w, sizeof(pd_conf_walk_t));
+    w.cf.file = *file;
+    w.cf.cycle = cycle;
+    w.cf.pool = cycle->pool;
+    w.cf.log = cycle->log;
+
+    if (pd_conf_load(&w, &doc) != PD_OK) {
+        return PD_ERROR;
+    }
+
+    rc = PD_DECLINED;
+    root = yaml_document_get_root_node(&doc);
+
+    for (pair = root->type == YAML_MAPPING_NODE
+                ? root->data.mapping.pairs.start : NULL;
+         pair != NULL && pair < root->data.mapping.pairs.top;
+         pair++)
+    {
+        k = yaml_document_get_node(&doc, pair->key);
+        v = yaml_document_get_node(&doc, pair->value);
+
+        if (k->type != YAML_SCALAR_NODE || !pd_conf_key_is(k, key)
+            || v->type != YAML_SCALAR_NODE || v->data.scalar.length == 0)
+        {
+            continue;
+        }
+
+        value->data = v->data.scalar.value;
+        value->len = v->data.scalar.length;
+        rc = pd_conf_full_name(cycle, value);
+        break;
+    }
+
+    yaml_document_delete(&doc);
+
+    return rc;
+}
+
+
 /* conf_ctx and enabled (when the caller did not), then create_conf */
 static pd_int_t
 pd_conf_prepare(pd_conf_walk_t *w)
@@ -181,7 +241,8 @@ pd_conf_prepare(pd_conf_walk_t *w)
     }
 
     w->marks = pd_pcalloc(cycle->pool, (n + 1) * sizeof(yaml_mark_t));
-    if (w->marks == NULL) {
+    w->placed = pd_array_create(cycle->pool, 32, sizeof(pd_conf_placed_t));
+    if (w->marks == NULL || w->placed == NULL) {
         pd_conf_error(w, NULL, "out of memory");
         return PD_ERROR;
     }
@@ -517,9 +578,10 @@ static pd_int_t
 pd_conf_handle(pd_conf_walk_t *w, pd_module_t *m, pd_command_t *cmd,
     yaml_node_t *key, yaml_node_t *value)
 {
-    pd_conf_t    *cf;
-    const char   *rv;
-    yaml_node_t  *at;
+    pd_conf_t         *cf;
+    const char        *rv;
+    yaml_node_t       *at;
+    pd_conf_placed_t  *pl;
 
     cf = &w->cf;
     cf->key = key;
@@ -535,6 +597,16 @@ pd_conf_handle(pd_conf_walk_t *w, pd_module_t *m, pd_command_t *cmd,
 
     rv = cmd->set(cf, cmd, w->cf.cycle->conf_ctx[m->index]);
     if (rv == PD_CONF_OK) {
+        pl = pd_array_push(w->placed);
+        if (pl == NULL) {
+            pd_conf_error(w, NULL, "out of memory");
+            return PD_ERROR;
+        }
+
+        pl->module = m->index;
+        pl->name = cmd->name;
+        pl->mark = pd_conf_is_empty(value) ? key->start_mark
+                                           : value->start_mark;
         return PD_OK;
     }
 
@@ -562,6 +634,7 @@ pd_conf_init_modules(pd_conf_walk_t *w)
     pd_cycle_t   *cycle;
     const char   *rv;
     pd_module_t  *m;
+    yaml_mark_t  *mark;
 
     cycle = w->cf.cycle;
 
@@ -577,11 +650,14 @@ pd_conf_init_modules(pd_conf_walk_t *w)
             continue;
         }
 
+        mark = pd_conf_phrase_mark(w, i, rv);
+
         if (m->toplevel) {
-            pd_conf_error(w, &w->root_mark, "%s", rv);
+            pd_conf_error(w, mark ? mark : &w->root_mark, "%s", rv);
 
         } else if (cycle->enabled[i]) {
-            pd_conf_error(w, &w->marks[i], "\"%s\" %s", m->name, rv);
+            pd_conf_error(w, mark ? mark : &w->marks[i], "\"%s\" %s",
+                          m->name, rv);
 
         } else {
             pd_conf_error(w, &w->root_mark, "\"%s\" %s", m->name, rv);
@@ -591,6 +667,44 @@ pd_conf_init_modules(pd_conf_walk_t *w)
     }
 
     return PD_OK;
+}
+
+
+/*
+ * init_conf checks directives against each other ("\"ttl\" is above
+ * \"max_ttl\"") once the whole file is read.  Its phrase names them in
+ * quotes; the first one set in the file is where the operator must look,
+ * not the section's first line.  NULL when none of them was set (a
+ * missing directive: the section is the place).
+ */
+static yaml_mark_t *
+pd_conf_phrase_mark(pd_conf_walk_t *w, pd_uint_t module, const char *phrase)
+{
+    const char        *p, *end;
+    size_t             len;
+    pd_uint_t          i;
+    pd_conf_placed_t  *pl;
+
+    pl = w->placed->elts;
+
+    for (p = strchr(phrase, '"'); p != NULL; p = strchr(end + 1, '"')) {
+        end = strchr(p + 1, '"');
+        if (end == NULL) {
+            return NULL;
+        }
+
+        len = (size_t) (end - p - 1);
+
+        for (i = 0; i < w->placed->nelts; i++) {
+            if (pl[i].module == module && strlen(pl[i].name) == len
+                && memcmp(pl[i].name, p + 1, len) == 0)
+            {
+                return &pl[i].mark;
+            }
+        }
+    }
+
+    return NULL;
 }
 
 

@@ -94,7 +94,9 @@ struct pd_conf_s {
  * section in the file sets enabled[index], a toplevel module is always
  * enabled.  An empty file is an error.  An init_conf phrase is printed
  * at the module's section key as file:L:C: "room" phrase, or for a
- * toplevel module at the start of the document as file:L:C: phrase.
+ * toplevel module at the start of the document as file:L:C: phrase;
+ * when the phrase names (in quotes) a directive set in the file, at
+ * that directive instead.
  * On error prints nothing; returns PD_ERROR with the full message
  * ("file:line:column: ...") in err (NUL-terminated, at most errlen).
  */
@@ -106,6 +108,15 @@ pd_int_t pd_conf_parse(pd_cycle_t *cycle, pd_str_t *file, u_char *err,
  * result is allocated in the cycle pool and NUL-terminated).
  */
 pd_int_t pd_conf_full_name(pd_cycle_t *cycle, pd_str_t *name);
+
+/*
+ * For "pushd -s" when the file has errors: the top-level scalar key of
+ * the file, made a full path in cycle's pool (NUL-terminated).  PD_OK
+ * when the file loads as YAML and holds key, PD_DECLINED when it loads
+ * without it, PD_ERROR when it cannot be loaded.
+ */
+pd_int_t pd_conf_peek_path(pd_cycle_t *cycle, pd_str_t *file,
+    const char *key, pd_str_t *value);
 
 /* how the secrets in the sample configuration start */
 #define PD_CONF_PLACEHOLDER  "change-me"

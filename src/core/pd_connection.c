@@ -391,18 +391,117 @@ pd_create_listening(pd_cycle_t *cycle, pd_listen_conf_t *lc, pd_int_t worker)
     return ls;
 }
 
+/* "cannot listen on ADDR: what failed: errno text", logged and in err */
 static pd_int_t
-pd_open_listening_socket(pd_cycle_t *cycle, pd_listening_t *ls)
+pd_listening_error(pd_cycle_t *cycle, pd_listening_t *ls, pd_err_t e,
+    const char *call, char *err, size_t len)
+{
+    const char  *hint;
+
+    switch (e) {
+    case EADDRINUSE:
+        hint = " (another process listens on this port)";
+        break;
+    case EACCES:
+        hint = " (a port below 1024 needs root or CAP_NET_BIND_SERVICE)";
+        break;
+    case EADDRNOTAVAIL:
+        hint = " (no interface of this host has this address)";
+        break;
+    default:
+        hint = "";
+    }
+
+    (void) snprintf(err, len, "cannot listen on %.*s: %s failed: %s%s",
+                    (int) ls->addr_text.len, ls->addr_text.data, call,
+                    strerror(e), hint);
+
+    pd_log_error(PD_LOG_EMERG, cycle->log, 0, "%s", err);
+
+    return PD_ERROR;
+}
+
+static in_port_t
+pd_listening_port(pd_listening_t *ls)
+{
+    if (ls->sockaddr.ss_family == AF_INET6) {
+        return ((struct sockaddr_in6 *) &ls->sockaddr)->sin6_port;
+    }
+
+    return ((struct sockaddr_in *) &ls->sockaddr)->sin_port;
+}
+
+/* does one of our sockets, open in sockets[0 .. n), hold ls's port? */
+static pd_uint_t
+pd_listening_held(pd_listening_t *ls, pd_listening_t *sockets, pd_uint_t n)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (sockets[i].fd != -1
+            && sockets[i].sockaddr.ss_family == ls->sockaddr.ss_family
+            && pd_listening_port(&sockets[i]) == pd_listening_port(ls))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+/*
+ * SO_REUSEPORT lets any process of our user bind a port we listen on,
+ * and the kernel then splits new connections between the two: a second
+ * pushd started by mistake would take a share of the clients, silently.
+ * A socket without SO_REUSEPORT cannot join such a group (SO_REUSEADDR
+ * only passes over connections in TIME_WAIT), so binding one first tells
+ * whether anybody listens there already.  Made only for a port none of
+ * our own sockets holds: on reload our old generation holds it, rightly.
+ */
+static pd_int_t
+pd_listening_probe(pd_cycle_t *cycle, pd_listening_t *ls, char *err,
+    size_t len)
 {
     pd_socket_t  s;
+    pd_err_t     e;
+    int          on = 1;
+
+    s = socket(ls->sockaddr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s == -1) {
+        return pd_listening_error(cycle, ls, errno, "socket()", err, len);
+    }
+
+    if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1
+        || (ls->sockaddr.ss_family == AF_INET6
+            && setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on))
+               == -1))
+    {
+        e = errno;
+        close(s);
+        return pd_listening_error(cycle, ls, e, "setsockopt()", err, len);
+    }
+
+    if (bind(s, (struct sockaddr *) &ls->sockaddr, ls->socklen) == -1) {
+        e = errno;
+        close(s);
+        return pd_listening_error(cycle, ls, e, "bind()", err, len);
+    }
+
+    close(s);
+    return PD_OK;
+}
+
+static pd_int_t
+pd_open_listening_socket(pd_cycle_t *cycle, pd_listening_t *ls, char *err,
+    size_t len)
+{
+    pd_socket_t  s;
+    pd_err_t     e;
     int          on = 1;
 
     s = socket(ls->sockaddr.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (s == -1) {
-        pd_log_error(PD_LOG_EMERG, cycle->log, errno,
-                     "socket() for %.*s failed",
-                     (int) ls->addr_text.len, ls->addr_text.data);
-        return PD_ERROR;
+        return pd_listening_error(cycle, ls, errno, "socket()", err, len);
     }
 
     /* one socket per worker per address: the kernel spreads new
@@ -410,11 +509,10 @@ pd_open_listening_socket(pd_cycle_t *cycle, pd_listening_t *ls)
     if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1
         || setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == -1)
     {
-        pd_log_error(PD_LOG_EMERG, cycle->log, errno,
-                     "setsockopt(SO_REUSEPORT) for %.*s failed",
-                     (int) ls->addr_text.len, ls->addr_text.data);
+        e = errno;
         close(s);
-        return PD_ERROR;
+        return pd_listening_error(cycle, ls, e, "setsockopt(SO_REUSEPORT)",
+                                  err, len);
     }
 
     if (ls->sockaddr.ss_family == AF_INET6
@@ -426,67 +524,63 @@ pd_open_listening_socket(pd_cycle_t *cycle, pd_listening_t *ls)
     }
 
     if (bind(s, (struct sockaddr *) &ls->sockaddr, ls->socklen) == -1) {
-        pd_log_error(PD_LOG_EMERG, cycle->log, errno,
-                     "bind() to %.*s failed",
-                     (int) ls->addr_text.len, ls->addr_text.data);
+        e = errno;
         close(s);
-        return PD_ERROR;
+        return pd_listening_error(cycle, ls, e, "bind()", err, len);
     }
 
     if (listen(s, ls->backlog) == -1) {
-        pd_log_error(PD_LOG_EMERG, cycle->log, errno,
-                     "listen() to %.*s failed",
-                     (int) ls->addr_text.len, ls->addr_text.data);
+        e = errno;
         close(s);
-        return PD_ERROR;
+        return pd_listening_error(cycle, ls, e, "listen()", err, len);
     }
 
     ls->fd = s;
     return PD_OK;
 }
 
-/*
- * Takes over the old cycle's socket for the same address and worker slot
- * (so a reload never closes a listening socket that stays configured),
- * and opens the rest.  On failure the sockets opened here are closed.
- */
 pd_int_t
-pd_open_listening_sockets(pd_cycle_t *cycle)
+pd_open_listening_sockets(pd_cycle_t *cycle, char *err, size_t len)
 {
     pd_listening_t  *ls, *ols;
-    pd_uint_t        i, j;
+    pd_uint_t        i, j, nold;
 
     ls = cycle->listening.elts;
+    ols = cycle->old_cycle ? cycle->old_cycle->listening.elts : NULL;
+    nold = cycle->old_cycle ? cycle->old_cycle->listening.nelts : 0;
 
     for (i = 0; i < cycle->listening.nelts; i++) {
 
-        if (cycle->old_cycle != NULL) {
-            ols = cycle->old_cycle->listening.elts;
-
-            for (j = 0; j < cycle->old_cycle->listening.nelts; j++) {
-                if (ols[j].fd == -1 || ols[j].remain
-                    || ols[j].worker != ls[i].worker
-                    || pd_cmp_sockaddr((struct sockaddr *) &ols[j].sockaddr,
-                                       ols[j].socklen,
-                                       (struct sockaddr *) &ls[i].sockaddr,
-                                       ls[i].socklen) != PD_OK)
-                {
-                    continue;
-                }
-
-                ls[i].fd = ols[j].fd;
-                ls[i].previous = &ols[j];
-                ls[i].open = 1;
-                ols[j].remain = 1;
-                break;
-            }
-
-            if (ls[i].fd != -1) {
+        for (j = 0; j < nold; j++) {
+            if (ols[j].fd == -1 || ols[j].remain
+                || ols[j].worker != ls[i].worker
+                || pd_cmp_sockaddr((struct sockaddr *) &ols[j].sockaddr,
+                                   ols[j].socklen,
+                                   (struct sockaddr *) &ls[i].sockaddr,
+                                   ls[i].socklen) != PD_OK)
+            {
                 continue;
             }
+
+            ls[i].fd = ols[j].fd;
+            ls[i].previous = &ols[j];
+            ls[i].open = 1;
+            ols[j].remain = 1;
+            break;
         }
 
-        if (pd_open_listening_socket(cycle, &ls[i]) != PD_OK) {
+        if (ls[i].fd != -1) {
+            continue;
+        }
+
+        if (!pd_listening_held(&ls[i], ls, i)
+            && !pd_listening_held(&ls[i], ols, nold)
+            && pd_listening_probe(cycle, &ls[i], err, len) != PD_OK)
+        {
+            goto failed;
+        }
+
+        if (pd_open_listening_socket(cycle, &ls[i], err, len) != PD_OK) {
             goto failed;
         }
     }

@@ -96,7 +96,14 @@ pd_chain_t *pd_writev_chain(pd_connection_t *c, pd_chain_t *in, size_t limit);
 /* listeners */
 pd_listening_t *pd_create_listening(pd_cycle_t *cycle,
     pd_listen_conf_t *lc, pd_int_t worker);
-pd_int_t pd_open_listening_sockets(pd_cycle_t *cycle);
+/*
+ * Takes over the old cycle's socket for each address and worker slot and
+ * opens the rest, refusing a port that another process listens on.
+ * PD_ERROR with "cannot listen on ADDR: why" in err (also logged); the
+ * sockets opened here are closed then.
+ */
+pd_int_t pd_open_listening_sockets(pd_cycle_t *cycle, char *err,
+    size_t len);
 void pd_close_unused_listening(pd_cycle_t *cycle, pd_cycle_t *old);
 void pd_close_other_workers_listening(pd_cycle_t *cycle, pd_int_t worker);
 

@@ -87,6 +87,7 @@ typedef void (*pd_connection_handler_pt)(pd_connection_t *c);
 #include "pd_stats.h"
 #include "pd_channel.h"
 #include "pd_cycle.h"
+#include "pd_pidfile.h"
 #include "pd_process.h"
 #include "pd_process_cycle.h"
 #include "pd_http_parse.h"

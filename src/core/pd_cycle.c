@@ -119,6 +119,19 @@ pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
         goto failed_quiet;
     }
 
+    /*
+     * phase 2b, at start only: the pid file, locked before anything is
+     * bound, so a second start on this prefix stops here and says who
+     * runs; a reload keeps the file the master locked at start
+     */
+    if (!pd_test_config && old_cycle->generation == 0
+        && pd_pidfile_open(cycle, reason, sizeof(reason)) != PD_OK)
+    {
+        pd_log_error(PD_LOG_EMERG, cycle->log, 0, "%s", reason);
+        pd_cycle_error(errbuf, errlen, "%s", reason);
+        goto failed_quiet;
+    }
+
     /* phase 3: modules declare listeners, zones, TLS contexts */
     if (pd_stats_add_zone(cycle) != PD_OK
         || pd_cycle_init_modules(cycle) != PD_OK)
@@ -141,9 +154,13 @@ pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
     }
 
     /* phase 5: sockets, taken over from the old cycle or opened */
-    if (pd_open_listening_sockets(cycle) != PD_OK) {
-        pd_cycle_error(errbuf, errlen,
-                    "cannot open the listening sockets, see the error log");
+    if (pd_open_listening_sockets(cycle, reason, sizeof(reason)) != PD_OK) {
+        if (cycle->log->path.len) {
+            pd_cycle_error(errbuf, errlen, "%s; the error log is \"%s\"",
+                           reason, cycle->log->path.data);
+        } else {
+            pd_cycle_error(errbuf, errlen, "%s", reason);
+        }
         pd_cycle_free_shm(cycle);
         goto failed;
     }
@@ -172,6 +189,10 @@ failed:
     }
 
 failed_quiet:
+
+    if (!pd_test_config && old_cycle->generation == 0) {
+        pd_pidfile_abandon();
+    }
 
     if (cycle->log != old_cycle->log && cycle->log->fd > STDERR_FILENO) {
         close(cycle->log->fd);
@@ -341,156 +362,6 @@ pd_destroy_cycle(pd_cycle_t *cycle)
     }
 
     pd_destroy_pool(cycle->pool);
-}
-
-/*
- * Opens the pid file before the master detaches, so a refusal reaches
- * the terminal and the exit status: one of the daemon's own files, and
- * moreover ours (a pid file another user owns could be made to name any
- * process for "pushd -s stop" to signal as root).  Returns the
- * descriptor for pd_write_pidfile(), or -1 after printing why.
- */
-pd_fd_t
-pd_open_pidfile(pd_cycle_t *cycle)
-{
-    pd_core_conf_t   *ccf;
-    pd_file_guard_t   guard;
-    struct stat       st;
-    pd_fd_t           fd;
-    char              err[PD_MAX_ERROR_STR / 2];
-
-    ccf = pd_get_conf(cycle, pd_core_module);
-
-    /* no O_TRUNC: a file that fails the checks keeps its content */
-    fd = pd_file_open_own((char *) ccf->pid.data, O_WRONLY | O_CREAT, 0,
-                          pd_cycle_guard(cycle, &guard), &st, err,
-                          sizeof(err));
-
-    if (fd != PD_INVALID_FILE && st.st_uid != geteuid()) {
-        (void) snprintf(err, sizeof(err), "it belongs to uid %d, not to "
-                        "us", (int) st.st_uid);
-        (void) close(fd);
-        fd = PD_INVALID_FILE;
-    }
-
-    if (fd == PD_INVALID_FILE) {
-        pd_log_stderr(0, "cannot open the pid file \"%s\": %s",
-                      ccf->pid.data, err);
-
-        if (cycle->log->fd != STDERR_FILENO) {
-            pd_log_error(PD_LOG_EMERG, cycle->log, 0,
-                         "cannot open the pid file \"%s\": %s",
-                         ccf->pid.data, err);
-        }
-    }
-
-    return fd;
-}
-
-/* writes this process's pid into fd (from pd_open_pidfile()), closes it */
-pd_int_t
-pd_write_pidfile(pd_fd_t fd, pd_str_t *name, pd_log_t *log)
-{
-    u_char   pid[PD_INT_T_LEN + 2], *p;
-    ssize_t  n;
-
-    if (ftruncate(fd, 0) == -1) {
-        pd_log_error(PD_LOG_EMERG, log, errno, "ftruncate() \"%s\" failed",
-                     name->data);
-        close(fd);
-        return PD_ERROR;
-    }
-
-    p = pd_slprintf(pid, pid + sizeof(pid), "%d\n", (int) pd_pid);
-    n = write(fd, pid, (size_t) (p - pid));
-
-    if (n != p - pid) {
-        pd_log_error(PD_LOG_EMERG, log, errno, "write() \"%s\" failed",
-                     name->data);
-        close(fd);
-        return PD_ERROR;
-    }
-
-    close(fd);
-    return PD_OK;
-}
-
-void
-pd_delete_pidfile(pd_cycle_t *cycle)
-{
-    pd_core_conf_t  *ccf;
-
-    ccf = pd_get_conf(cycle, pd_core_module);
-
-    if (unlink((char *) ccf->pid.data) == -1) {
-        pd_log_error(PD_LOG_ALERT, cycle->log, errno,
-                     "unlink() \"%s\" failed", ccf->pid.data);
-    }
-}
-
-pd_int_t
-pd_signal_process(pd_cycle_t *cycle, const char *sig)
-{
-    pd_core_conf_t  *ccf;
-    u_char           buf[PD_INT_T_LEN + 2];
-    ssize_t          n;
-    pd_int_t         pid;
-    int              fd, signo;
-    struct stat      st;
-    char             err[PD_MAX_ERROR_STR / 2];
-
-    ccf = pd_get_conf(cycle, pd_core_module);
-
-    if (strcmp(sig, "stop") == 0) {
-        signo = SIGTERM;
-    } else if (strcmp(sig, "quit") == 0) {
-        signo = SIGQUIT;
-    } else if (strcmp(sig, "reload") == 0) {
-        signo = SIGHUP;
-    } else if (strcmp(sig, "reopen") == 0) {
-        signo = SIGUSR1;
-    } else {
-        pd_log_stderr(0, "invalid option: \"-s %s\"", sig);
-        return PD_ERROR;
-    }
-
-    /* as root, a pid planted there would be signalled as root */
-    fd = pd_file_open_own((char *) ccf->pid.data, O_RDONLY, 0, NULL, &st,
-                          err, sizeof(err));
-
-    if (fd != PD_INVALID_FILE && st.st_uid != geteuid()) {
-        (void) snprintf(err, sizeof(err), "it belongs to uid %d, not to "
-                        "us", (int) st.st_uid);
-        (void) close(fd);
-        fd = PD_INVALID_FILE;
-    }
-
-    if (fd == PD_INVALID_FILE) {
-        pd_log_stderr(0, "cannot read the pid file \"%s\": %s",
-                      ccf->pid.data, err);
-        return PD_ERROR;
-    }
-
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
-        n--;
-    }
-
-    pid = (n > 0) ? pd_atoi(buf, (size_t) n) : -1;
-
-    if (pid <= 0) {
-        pd_log_stderr(0, "invalid PID number in \"%s\"", ccf->pid.data);
-        return PD_ERROR;
-    }
-
-    if (kill((pid_t) pid, signo) == -1) {
-        pd_log_stderr(errno, "kill(%ld, %d) failed", (long) pid, signo);
-        return PD_ERROR;
-    }
-
-    return PD_OK;
 }
 
 void

@@ -100,12 +100,6 @@ void pd_destroy_cycle(pd_cycle_t *cycle);
  */
 const pd_file_guard_t *pd_cycle_guard(pd_cycle_t *cycle,
     pd_file_guard_t *guard);
-/* opens and checks the pid file before daemonizing; -1 after saying why */
-pd_fd_t pd_open_pidfile(pd_cycle_t *cycle);
-/* writes pd_pid into it and closes it */
-pd_int_t pd_write_pidfile(pd_fd_t fd, pd_str_t *name, pd_log_t *log);
-void pd_delete_pidfile(pd_cycle_t *cycle);
-pd_int_t pd_signal_process(pd_cycle_t *cycle, const char *sig);
 void pd_reopen_files(pd_cycle_t *cycle);
 /* effective worker count ("auto" resolved) */
 pd_uint_t pd_worker_count(pd_core_conf_t *ccf);

@@ -19,11 +19,16 @@ typedef struct {
 
 static pd_int_t pd_json_value(pd_json_ctx_t *cx, pd_json_val_t *v);
 
+/*
+ * Every failure whose position is the end of the input is a truncation,
+ * whatever was expected there: a body cut by a client or a proxy should
+ * say so, not blame a comma or a string.
+ */
 static pd_int_t
 pd_json_fail(pd_json_ctx_t *cx, const char *what)
 {
     if (cx->what == NULL) {
-        cx->what = what;
+        cx->what = (cx->p >= cx->last) ? "unexpected end of input" : what;
     }
 
     return PD_ERROR;
@@ -100,6 +105,58 @@ pd_json_utf8(const u_char *p, const u_char *last)
     return n;
 }
 
+/*
+ * Is p..last, shorter than the sequence its first byte announces, the
+ * start of a valid one?  Completed with the lowest continuation bytes
+ * allowed after each lead (0x80, or 0xa0 after e0 and f0), it must pass.
+ */
+static pd_uint_t
+pd_json_utf8_cut(const u_char *p, const u_char *last)
+{
+    u_char  buf[4];
+    size_t  have, i;
+
+    have = (size_t) (last - p);
+
+    if (have == 0 || have >= 4) {
+        return 0;
+    }
+
+    pd_memcpy(buf, p, have);
+
+    for (i = have; i < 4; i++) {
+        buf[i] = 0x80;
+    }
+
+    if (pd_json_utf8(buf, buf + 4) > have) {
+        return 1;
+    }
+
+    if (have == 1) {
+        buf[1] = 0xa0;
+        return pd_json_utf8(buf, buf + 4) > have;
+    }
+
+    return 0;
+}
+
+/* are the n bytes at p (maybe none) a prefix of "\\u" and hex digits? */
+static pd_uint_t
+pd_json_escape_cut(const u_char *p, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        if ((i == 0 && p[i] != '\\') || (i == 1 && p[i] != 'u')
+            || (i > 1 && !isxdigit(p[i])))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
 /* a string at its opening quote */
 static pd_int_t
 pd_json_str(pd_json_ctx_t *cx, pd_json_val_t *v)
@@ -133,7 +190,7 @@ pd_json_str(pd_json_ctx_t *cx, pd_json_val_t *v)
         if (*p >= 0x80) {
             n = pd_json_utf8(p, cx->last);
             if (n == 0) {
-                cx->p = p;
+                cx->p = pd_json_utf8_cut(p, cx->last) ? cx->last : p;
                 return pd_json_fail(cx, "invalid UTF-8 in a string");
             }
             p += n;
@@ -154,7 +211,13 @@ pd_json_str(pd_json_ctx_t *cx, pd_json_val_t *v)
             continue;
 
         case 'u':
-            if (cx->last - p < 6 || pd_json_hex4(p + 2, &cp) != PD_OK) {
+            if (cx->last - p < 6) {
+                cx->p = pd_json_escape_cut(p, (size_t) (cx->last - p))
+                        ? cx->last : p;
+                return pd_json_fail(cx, "a bad \\u escape");
+            }
+
+            if (pd_json_hex4(p + 2, &cp) != PD_OK) {
                 cx->p = p;
                 return pd_json_fail(cx, "a bad \\u escape");
             }
@@ -166,6 +229,13 @@ pd_json_str(pd_json_ctx_t *cx, pd_json_val_t *v)
             }
 
             if (cp >= 0xd800 && cp <= 0xdbff) {
+                if (cx->last - p < 6
+                    && pd_json_escape_cut(p, (size_t) (cx->last - p)))
+                {
+                    cx->p = cx->last;
+                    return pd_json_fail(cx, "a lone surrogate in \\u");
+                }
+
                 if (cx->last - p < 6 || p[0] != '\\' || p[1] != 'u'
                     || pd_json_hex4(p + 2, &lo) != PD_OK
                     || lo < 0xdc00 || lo > 0xdfff)
@@ -250,7 +320,14 @@ static pd_int_t
 pd_json_word(pd_json_ctx_t *cx, pd_json_val_t *v, const char *w, size_t n,
     pd_uint_t type)
 {
-    if ((size_t) (cx->last - cx->p) < n || memcmp(cx->p, w, n) != 0) {
+    if ((size_t) (cx->last - cx->p) < n) {
+        if (memcmp(cx->p, w, (size_t) (cx->last - cx->p)) == 0) {
+            cx->p = cx->last;
+        }
+        return pd_json_fail(cx, "an unexpected character");
+    }
+
+    if (memcmp(cx->p, w, n) != 0) {
         return pd_json_fail(cx, "an unexpected character");
     }
 
@@ -283,7 +360,7 @@ pd_json_nested(pd_json_ctx_t *cx, pd_json_val_t *v)
         pd_json_ws(cx);
 
         if (cx->p == cx->last) {
-            return pd_json_fail(cx, "the document ends early");
+            return pd_json_fail(cx, "unexpected end of input");
         }
 
         if (*cx->p == close && first) {
@@ -332,7 +409,7 @@ static pd_int_t
 pd_json_value(pd_json_ctx_t *cx, pd_json_val_t *v)
 {
     if (cx->p == cx->last) {
-        return pd_json_fail(cx, "the document ends early");
+        return pd_json_fail(cx, "unexpected end of input");
     }
 
     switch (*cx->p) {
@@ -402,7 +479,7 @@ pd_json_object(const u_char *p, size_t len, pd_json_field_t *fields,
         pd_json_ws(&cx);
 
         if (cx.p == cx.last) {
-            (void) pd_json_fail(&cx, "the document ends early");
+            (void) pd_json_fail(&cx, "unexpected end of input");
             goto failed;
         }
 

@@ -426,8 +426,6 @@ pd_master_process_exit(pd_cycle_t *cycle)
 {
     pd_uint_t  i;
 
-    pd_delete_pidfile(cycle);
-
     pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "exit");
 
     for (i = 0; pd_modules[i] != NULL; i++) {
@@ -436,7 +434,9 @@ pd_master_process_exit(pd_cycle_t *cycle)
         }
     }
 
+    /* the ports go before the lock: a new master may start once it is free */
     pd_close_listening_sockets(cycle);
+    pd_pidfile_delete(cycle->log);
     pd_destroy_cycle(cycle);
 
     exit(0);
@@ -501,6 +501,9 @@ pd_worker_process_init(pd_cycle_t *cycle, pd_int_t wslot)
     pd_uint_t        i;
 
     ccf = pd_get_conf(cycle, pd_core_module);
+
+    /* a worker left draining by a dead master must not hold the lock */
+    pd_pidfile_close();
 
     pd_stats_claim(pd_process_slot, wslot, cycle->generation);
 

@@ -7,6 +7,7 @@
 static pd_int_t pd_get_options(int argc, char **argv);
 static void pd_show_help(void);
 static pd_int_t pd_make_paths(pd_str_t *prefix, pd_str_t *conf);
+static int pd_signal_master(pd_cycle_t *bare);
 
 static pd_uint_t   pd_show_version;
 static pd_uint_t   pd_show_usage;
@@ -22,7 +23,6 @@ main(int argc, char **argv)
     pd_cycle_t      *bare, *cycle;
     pd_core_conf_t  *ccf;
     pd_str_t         prefix, conf;
-    pd_fd_t          pidfd;
     u_char           errbuf[PD_CONF_ERRSTR_SIZE];
     size_t           len;
     long             ncpu;
@@ -36,8 +36,9 @@ main(int argc, char **argv)
         return 1;
     }
 
+    /* asked for, not a diagnostic: stdout, so "pushd -h | less" works */
     if (pd_show_version) {
-        fprintf(stderr, "pushd version " PD_VERSION "\n");
+        printf("pushd version " PD_VERSION "\n");
     }
 
     if (pd_show_usage) {
@@ -65,8 +66,7 @@ main(int argc, char **argv)
     }
 
     if (pd_opt_signal) {
-        /* only the pid path is needed: read the file without side effects */
-        pd_test_config = 1;
+        return pd_signal_master(bare);
     }
 
     cycle = pd_init_cycle(bare, errbuf, sizeof(errbuf));
@@ -74,16 +74,12 @@ main(int argc, char **argv)
     if (cycle == NULL) {
         pd_log_stderr(0, "%s", errbuf);
 
-        if (pd_test_config && !pd_opt_signal) {
+        if (pd_test_config) {
             pd_log_stderr(0, "configuration file %s test failed",
                           conf.data);
         }
 
         return 1;
-    }
-
-    if (pd_opt_signal) {
-        return pd_signal_process(cycle, pd_opt_signal) == PD_OK ? 0 : 1;
     }
 
     if (pd_test_config) {
@@ -112,18 +108,14 @@ main(int argc, char **argv)
         return 1;
     }
 
-    pidfd = pd_open_pidfile(cycle);
-    if (pidfd == PD_INVALID_FILE) {
-        return 1;
-    }
-
+    /* the pid file was opened and locked with the cycle, before binding */
     if (ccf->daemon && pd_daemon(cycle->log) != PD_OK) {
         return 1;
     }
 
     pd_process = PD_PROCESS_MASTER;
 
-    if (pd_write_pidfile(pidfd, &ccf->pid, cycle->log) != PD_OK) {
+    if (pd_pidfile_write(cycle->log) != PD_OK) {
         return 1;
     }
 
@@ -218,10 +210,78 @@ pd_get_options(int argc, char **argv)
     return PD_OK;
 }
 
+/*
+ * pushd -s: only the pid file's path is needed, so a configuration with
+ * errors does not stop "stop", "quit" or "reopen": the path is taken
+ * from the file if it still loads as YAML, else the default is used, and
+ * either is said.  "reload" of such a file is not sent: the master would
+ * refuse it and keep the old one, and the operator would believe it
+ * reloaded.
+ */
+static int
+pd_signal_master(pd_cycle_t *bare)
+{
+    pd_cycle_t      *cycle;
+    pd_core_conf_t  *ccf;
+    pd_str_t         pid;
+    u_char           errbuf[PD_CONF_ERRSTR_SIZE];
+
+    /* read the file without side effects */
+    pd_test_config = 1;
+
+    cycle = pd_init_cycle(bare, errbuf, sizeof(errbuf));
+
+    if (cycle != NULL) {
+        ccf = pd_get_conf(cycle, pd_core_module);
+        return pd_pidfile_signal((char *) ccf->pid.data, pd_opt_signal)
+               == PD_OK ? 0 : 1;
+    }
+
+    pd_log_stderr(0, "%s", errbuf);
+
+    if (strcmp(pd_opt_signal, "reload") == 0) {
+        pd_log_stderr(0, "reload not sent: the master would refuse this "
+                      "configuration and keep running the old one");
+        return 1;
+    }
+
+    switch (pd_conf_peek_path(bare, &bare->conf_file, "pid", &pid)) {
+
+    case PD_OK:
+        pd_log_stderr(0, "the configuration has errors; its pid file \"%s\" "
+                      "is used all the same", pid.data);
+        break;
+
+    case PD_DECLINED:
+        pd_str_set(&pid, PD_PID_PATH);
+
+        if (pd_conf_full_name(bare, &pid) != PD_OK) {
+            return 1;
+        }
+
+        pd_log_stderr(0, "the configuration has errors; its pid file \"%s\" "
+                      "(the default) is used all the same", pid.data);
+        break;
+
+    default:
+        pd_str_set(&pid, PD_PID_PATH);
+
+        if (pd_conf_full_name(bare, &pid) != PD_OK) {
+            return 1;
+        }
+
+        pd_log_stderr(0, "the configuration cannot be read; the default pid "
+                      "file \"%s\" is used", pid.data);
+    }
+
+    return pd_pidfile_signal((char *) pid.data, pd_opt_signal) == PD_OK
+           ? 0 : 1;
+}
+
 static void
 pd_show_help(void)
 {
-    fprintf(stderr,
+    printf(
         "Usage: pushd [-?hvt] [-s signal] [-p prefix] [-c filename]\n"
         "\n"
         "Options:\n"

@@ -237,8 +237,15 @@ test('broadcast with a ttl reaches a late joiner once; without a ttl '
         const f = await early.next((x) => isMsg(x) && x.json.id === r.id,
                                    5000, 'the broadcast live');
         checkFrame(f, r.id, 'a', 0, raw, 'early');
-        assert.deepStrictEqual((await settle(early)).map((x) => x.text), [],
-                               'early got it once');
+        /*
+         * r0 may still reach early, from a walk that began after it
+         * connected (a sibling busy elsewhere takes its channel late;
+         * seen on a loaded host); that it is not retained, the late
+         * joiner shows below
+         */
+        assert.deepStrictEqual((await settle(early))
+            .filter((x) => !(x.json && x.json.id === r0.id))
+            .map((x) => x.text), [], 'early got it once');
 
         /* a user who connects later gets the ttl one, once */
         const late = await open(d, 'late', 'd1');

@@ -184,6 +184,19 @@ test('an ssl listener without a certificate names the room section', () => {
     assert.match(r.stderr, /ssl_certificate|certificate/);
 });
 
+test('a directive checked against others points at its own line', () => {
+    /* not at "room:" (line 2), where the section starts (issue 13) */
+    expectError('hb_bounds', 'worker_processes: 1\nroom:\n  listen:\n'
+                + '    - "127.0.0.1:28080"\n'
+                + `  auth_secret: "${L.AUTH_SECRET}-0123456789"\n`
+                + '  heartbeat: 5s\n',
+                '6:14: "room" "heartbeat" is outside heartbeat_min .. '
+                + 'heartbeat_max');
+    expectError('hb_min_max', 'worker_processes: 1\nroom:\n'
+                + '  heartbeat_max: 1m\n  heartbeat_min: 2m\n',
+                '4:18: "room" "heartbeat_min" is above "heartbeat_max"');
+});
+
 test('worker_processes 0 and "many" are rejected', () => {
     for (const v of ['0', 'many']) {
         const f = path.join(prefix, 'conf', `wp_${v}.yml`);
@@ -256,4 +269,98 @@ test('-v prints the version', () => {
 
 test.after(() => {
     fs.rmSync(prefix, { recursive: true, force: true });
+});
+
+/*
+ * docs/directives.md's defaults: {"room.heartbeat": "240s", ...} for the
+ * directives whose meaning ends "(default: V)" (V up to a comma outside
+ * brackets) or names "`V` (default)".
+ */
+function documentedDefaults() {
+    const doc = fs.readFileSync(path.join(__dirname, '..', '..', 'docs',
+                                          'directives.md'), 'utf8');
+    const out = {};
+    let section = '';
+    for (const line of doc.split('\n')) {
+        const h = /^## (?:Top level|`(\w+):`)$/.exec(line);
+        if (h) {
+            section = h[1] ? `${h[1]}.` : '';
+            continue;
+        }
+        const row = /^\| `(\w+)` \| [^|]+ \| (.*) \|$/.exec(line);
+        if (!row) {
+            continue;
+        }
+        let m = /\(default(?: and most)?: (\[[^\]]*\]|"[^"]*"|[^,)]*)/
+            .exec(row[2]);
+        if (!m) {
+            m = /`([^`]+)` \(default\)/.exec(row[2]);
+        }
+        if (m) {
+            out[section + row[1]] = m[1];
+        }
+    }
+    return out;
+}
+
+/* a value of either file, as one string: lists of one are that one */
+function norm(v) {
+    if (Array.isArray(v)) {
+        return v.length === 0 ? 'none'
+            : v.length === 1 ? v[0] : JSON.stringify(v);
+    }
+    if (/^\[.*\]$/.test(v)) {
+        return norm(JSON.parse(v));
+    }
+    return /^".*"$/.test(v) ? JSON.parse(v) : v;
+}
+
+test('conf/pushd.yaml: a value that is not the default says so', () => {
+    const text = fs.readFileSync(path.join(__dirname, '..', '..', 'conf',
+                                           'pushd.yaml'), 'utf8');
+    const lines = text.split('\n');
+    const defaults = documentedDefaults();
+    assert.ok(Object.keys(defaults).length > 40, 'defaults parsed');
+    let section = '';
+    const seen = [];
+    for (let i = 0; i < lines.length; i++) {
+        const m = /^( {0,2})(\w+):(?: (.*))?$/.exec(lines[i]);
+        if (!m) {
+            continue;
+        }
+        if (m[1] === '' && m[3] === undefined) {
+            section = `${m[2]}.`;
+            continue;
+        }
+        const name = (m[1] ? section : '') + m[2];
+        let value = m[3];
+        if (value === undefined) {
+            value = [];
+            for (let j = i + 1; /^ {4}- /.test(lines[j] || ''); j++) {
+                value.push(JSON.parse(lines[j].replace(/^ {4}- /, '')));
+            }
+        }
+        /* the comment above it (shared by the lines of one group) */
+        let j = i - 1;
+        while (j >= 0 && !/^\s*#/.test(lines[j]) && lines[j].trim()) {
+            j--;
+        }
+        const comment = [];
+        for (; j >= 0 && /^\s*#/.test(lines[j]); j--) {
+            comment.unshift(lines[j]);
+        }
+        const said = /Not the default/.test(comment.map((l) =>
+            l.replace(/^\s*#\s*/, '')).join(' ').replace(/\s+/g, ' '));
+        if (!(name in defaults)) {
+            continue;
+        }
+        seen.push(name);
+        const differs = norm(value) !== norm(defaults[name]);
+        assert.strictEqual(said, differs, `${name}: ${JSON.stringify(value)}`
+                           + ` in conf/pushd.yaml, default `
+                           + `${defaults[name]}; its comment `
+                           + (said ? 'says' : 'does not say')
+                           + ' "Not the default"');
+    }
+    assert.ok(seen.length > 30, `compared ${seen.join(' ')}`);
 });

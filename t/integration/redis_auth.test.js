@@ -199,7 +199,8 @@ test('-t: redis_user needs redis_password; the placeholder is refused', () => {
                          + '  redis_user: pushd\n');
         let r = L.runPushd(['-p', prefix, '-t', '-c', f]);
         assert.strictEqual(r.status, 1, r.stderr);
-        assert.strictEqual(r.stderr.split('\n')[0], `pushd: ${f}:4:1: `
+        /* at the directive, not at "register:" (issue 13) */
+        assert.strictEqual(r.stderr.split('\n')[0], `pushd: ${f}:6:15: `
                            + '"register" has "redis_user" but no '
                            + '"redis_password"');
 

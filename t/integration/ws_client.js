@@ -5,6 +5,11 @@
  * what the server sends, and a raw RFC 6455 client over node:net or
  * node:tls that can send any frame, malformed ones included, and does
  * the upgrade by hand (so it also sees the refusals' HTTP status).
+ *
+ * Node has a built-in WebSocket from 22 (20 behind a flag); Debian 12's
+ * nodejs is 18.  Where globalThis.WebSocket is missing, Client and the
+ * demo client use RawWebSocket instead: the same interface, the part of
+ * it they use, on top of the raw client.  No flag, no package.
  */
 
 const net = require('node:net');
@@ -138,7 +143,7 @@ class Client {
         this.url = url;
         this.msgs = new Queue();
         this.closeInfo = null;
-        this.ws = new WebSocket(url);
+        this.ws = new WebSocketClass(url);
         this.ws.binaryType = 'arraybuffer';
         this.closed = new Promise((resolve) => {
             this.ws.addEventListener('close', (ev) => {
@@ -174,7 +179,7 @@ class Client {
     }
 
     get open() {
-        return this.ws.readyState === WebSocket.OPEN;
+        return this.ws.readyState === 1;    /* OPEN */
     }
 
     send(obj) {
@@ -277,8 +282,9 @@ function encodeFrame(f) {
  * a promise resolved when the TCP connection ends.
  */
 class RawWs {
-    constructor(sock, rest) {
+    constructor(sock, rest, onFrame) {
         this.sock = sock;
+        this.onFrame = onFrame || null;   /* instead of the queue */
         this.frames = new Queue();
         this.buf = Buffer.alloc(0);
         this.tcpClosed = false;
@@ -352,7 +358,11 @@ class RawWs {
                 f.code = payload.length >= 2 ? payload.readUInt16BE(0) : null;
                 f.reason = payload.subarray(2).toString('utf8');
             }
-            this.frames.push(f);
+            if (this.onFrame) {
+                this.onFrame(f);
+            } else {
+                this.frames.push(f);
+            }
         }
     }
 
@@ -411,10 +421,11 @@ function rawConnect(port, target, opts = {}) {
     const timeout = opts.timeout || 5000;
     return new Promise((resolve, reject) => {
         const key = crypto.randomBytes(16).toString('base64');
+        const host = opts.host || '127.0.0.1';
         const sock = opts.tls
-            ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false,
+            ? tls.connect({ port, host, rejectUnauthorized: false,
                             servername: 'localhost' })
-            : net.connect({ port, host: '127.0.0.1' });
+            : net.connect({ port, host });
         let buf = Buffer.alloc(0), done = false;
         const timer = setTimeout(() => fail(new Error(
             `no upgrade response within ${timeout} ms: `
@@ -472,7 +483,7 @@ function rawConnect(port, target, opts = {}) {
                     return;
                 }
                 resolve({ status, headers, body: '',
-                          ws: new RawWs(sock, rest) });
+                          ws: new RawWs(sock, rest, opts.onFrame) });
                 return;
             }
             const len = Number(headers['content-length'] || 0);
@@ -491,7 +502,7 @@ function rawConnect(port, target, opts = {}) {
             + JSON.stringify(buf.toString('latin1').slice(0, 300)))));
         sock.once(opts.tls ? 'secureConnect' : 'connect', () => {
             let req = `GET ${target} HTTP/1.1\r\n`
-                    + `Host: 127.0.0.1:${port}\r\n`;
+                    + `Host: ${host}:${port}\r\n`;
             if (opts.upgrade !== false) {
                 req += 'Upgrade: websocket\r\nConnection: Upgrade\r\n'
                      + `Sec-WebSocket-Key: ${key}\r\n`
@@ -505,6 +516,184 @@ function rawConnect(port, target, opts = {}) {
     });
 }
 
+/* ------------------------------------------------------------------ */
+/* the built-in WebSocket's interface on the raw client */
+
+/*
+ * What Client and auto/demo_client.mjs use of the WHATWG WebSocket:
+ * new RawWebSocket(url) (ws: or wss:, any certificate accepted, as the
+ * tests' self-signed one must be), readyState, binaryType (binary
+ * messages come as ArrayBuffer), send(text or bytes), close([code,
+ * reason]), and the open, message, error and close events, through
+ * addEventListener or the on* properties.  Pings are answered; a close
+ * frame is echoed; fragments are joined.  A failed upgrade is an error
+ * event, then close 1006, as the built-in one does; the error event's
+ * message says why (the HTTP status of a refused upgrade, say).
+ */
+class RawWebSocket extends EventTarget {
+    constructor(url) {
+        super();
+        const u = new URL(url);
+        this.url = url;
+        this.readyState = RawWebSocket.CONNECTING;
+        this.binaryType = 'arraybuffer';
+        this.onopen = this.onmessage = this.onerror = this.onclose = null;
+        this.raw = null;
+        this.closeFrame = null;       /* the server's, {code, reason} */
+        this.sentClose = false;
+        this.fragments = null;        /* {opcode, parts} while continued */
+        this.early = null;            /* frames that came with the 101 */
+        const port = Number(u.port) || (u.protocol === 'wss:' ? 443 : 80);
+        rawConnect(port, u.pathname + u.search, {
+            tls: u.protocol === 'wss:',
+            host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+            onFrame: (f) => this.frame(f),
+        }).then((r) => {
+            if (this.readyState !== RawWebSocket.CONNECTING) {
+                /* close() came first: leave without a word */
+                if (r.ws) {
+                    r.ws.destroy();
+                }
+                return;
+            }
+            if (r.status !== 101) {
+                this.fail(`the upgrade was refused: ${r.status} `
+                          + r.body.trim());
+                return;
+            }
+            this.raw = r.ws;
+            this.raw.ended.then(() => this.ended());
+            this.readyState = RawWebSocket.OPEN;
+            this.emit('open');
+            /* frames that came with the 101 were held for this moment */
+            for (const f of this.early || []) {
+                this.frame(f);
+            }
+            this.early = null;
+        }, (e) => {
+            if (this.readyState === RawWebSocket.CONNECTING) {
+                this.fail(e.message);
+            }
+        });
+    }
+
+    emit(type, props = {}) {
+        const ev = Object.assign(new Event(type), props);
+        this.dispatchEvent(ev);
+        const handler = this[`on${type}`];
+        if (typeof handler === 'function') {
+            handler.call(this, ev);
+        }
+    }
+
+    /* the error event's message says why (the built-in's says less) */
+    fail(why) {
+        this.readyState = RawWebSocket.CLOSED;
+        this.emit('error', { message: why });
+        this.emit('close', { code: 1006, reason: '', wasClean: false });
+    }
+
+    ended() {
+        if (this.readyState === RawWebSocket.CLOSED) {
+            return;
+        }
+        this.readyState = RawWebSocket.CLOSED;
+        const c = this.closeFrame;
+        this.emit('close', { code: c ? (c.code || 1005) : 1006,
+                             reason: c ? c.reason : '',
+                             wasClean: !!c && this.sentClose });
+    }
+
+    frame(f) {
+        if (this.readyState === RawWebSocket.CONNECTING) {
+            (this.early = this.early || []).push(f);
+            return;
+        }
+        switch (f.opcode) {
+        case OP.PING:
+            this.raw.send({ opcode: OP.PONG, payload: f.payload });
+            return;
+        case OP.CLOSE:
+            this.closeFrame = { code: f.code, reason: f.reason };
+            if (!this.sentClose) {
+                this.sentClose = true;
+                this.raw.send({ opcode: OP.CLOSE,
+                                payload: f.payload.subarray(0, 2) });
+            }
+            this.readyState = RawWebSocket.CLOSING;
+            this.raw.sock.end();
+            return;
+        case OP.TEXT:
+        case OP.BINARY:
+            this.fragments = { opcode: f.opcode, parts: [f.payload] };
+            break;
+        case OP.CONT:
+            if (!this.fragments) {
+                return;
+            }
+            this.fragments.parts.push(f.payload);
+            break;
+        default:
+            return;
+        }
+        if (!f.fin || this.readyState !== RawWebSocket.OPEN) {
+            return;
+        }
+        const data = Buffer.concat(this.fragments.parts);
+        const text = this.fragments.opcode === OP.TEXT;
+        this.fragments = null;
+        this.emit('message', { data: text ? data.toString('utf8')
+            : data.buffer.slice(data.byteOffset,
+                                data.byteOffset + data.length) });
+    }
+
+    send(data) {
+        if (this.readyState === RawWebSocket.CONNECTING) {
+            throw new Error('WebSocket is not open yet');
+        }
+        if (this.readyState !== RawWebSocket.OPEN) {
+            return;    /* as the built-in one: dropped once closing */
+        }
+        if (typeof data === 'string') {
+            this.raw.sendText(data);
+        } else {
+            this.raw.send({ opcode: OP.BINARY,
+                            payload: Buffer.from(data.buffer || data,
+                                                 data.byteOffset || 0,
+                                                 data.byteLength) });
+        }
+    }
+
+    close(code, reason = '') {
+        if (this.readyState === RawWebSocket.CONNECTING) {
+            this.fail('closed before it opened');
+            return;
+        }
+        if (this.readyState !== RawWebSocket.OPEN) {
+            return;
+        }
+        let payload = Buffer.alloc(0);
+        if (code !== undefined) {
+            payload = Buffer.alloc(2 + Buffer.byteLength(reason));
+            payload.writeUInt16BE(code, 0);
+            payload.write(reason, 2);
+        }
+        this.sentClose = true;
+        this.readyState = RawWebSocket.CLOSING;
+        this.raw.send({ opcode: OP.CLOSE, payload });
+    }
+}
+
+RawWebSocket.CONNECTING = 0;
+RawWebSocket.OPEN = 1;
+RawWebSocket.CLOSING = 2;
+RawWebSocket.CLOSED = 3;
+
+/* the built-in one where Node has it; PD_RAW_WEBSOCKET=1 forces ours */
+const WebSocketClass = (typeof globalThis.WebSocket === 'function'
+                        && !process.env.PD_RAW_WEBSOCKET)
+    ? globalThis.WebSocket : RawWebSocket;
+
 /* a raw client for uid/device past its welcome frame; .welcome set */
 async function rawOpen(port, uid, device, opts = {}) {
     const r = await rawConnect(port, connectPath(uid, device, opts), opts);
@@ -517,5 +706,6 @@ async function rawOpen(port, uid, device, opts = {}) {
 
 module.exports = {
     SECRET, OP, makeToken, future, connectPath, Queue, Client, wsUrl,
-    connect, encodeFrame, RawWs, rawConnect, rawOpen,
+    connect, encodeFrame, RawWs, rawConnect, rawOpen, RawWebSocket,
+    WebSocketClass,
 };

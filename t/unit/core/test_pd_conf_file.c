@@ -271,6 +271,10 @@ pd_test_room_init(pd_cycle_t *cycle, void *conf)
         }
     }
 
+    if (c->apps != NULL && c->auth_secret.data == NULL) {
+        return "\"apps\" needs \"auth_secret\"";
+    }
+
     return PD_CONF_OK;
 }
 
@@ -765,7 +769,9 @@ static const pd_test_bad_t  pd_test_bad[] = {
     /* init_conf */
     { "bad_init_section.yaml",
       "3:1: \"room\" needs \"ssl_certificate\" for an ssl listen" },
-    { "bad_init_toplevel.yaml", "3:1: \"pid\" must not be empty" },
+    { "bad_init_toplevel.yaml", "3:6: \"pid\" must not be empty" },
+    { "bad_init_directive.yaml",
+      "5:9: \"room\" \"apps\" needs \"auth_secret\"" },
 };
 
 

@@ -152,7 +152,8 @@ test_grammar(void **state)
                         "a missing ',' or bracket");
     assert_int_equal(off, 7);
     assert_string_equal(pd_test_error("{\"a\":[1,2", &off),
-                        "the document ends early");
+                        "unexpected end of input");
+    assert_int_equal(off, 9);
     assert_string_equal(pd_test_error("{\"a\":x}", &off),
                         "an unexpected character");
     assert_int_equal(off, 5);
@@ -182,7 +183,7 @@ test_strings_and_utf8(void **state)
                         "a control character in a string");
     assert_int_equal(off, 7);
     assert_string_equal(pd_test_error("{\"a\":\"abc", &off),
-                        "an unterminated string");
+                        "unexpected end of input");
 
     /* overlong, surrogate, past U+10FFFF, truncated, stray continuation */
     assert_string_equal(pd_test_error("{\"a\":\"\xc0\xaf\"}", &off),
@@ -232,9 +233,10 @@ static void
 test_truncations_never_overread(void **state)
 {
     const char  *doc = "{\"app\":\"a\",\"data\":{\"k\":[1,\"\\\"\",{},"
-                       "\"\\ud83d\\ude00\xc3\xa9\",-1.5e3]},\"qos\":1}";
+                       "\"\\ud83d\\ude00\xc3\xa9\xe2\x82\xac\xf0\x9f\x98"
+                       "\x80\",-1.5e3, true, null]},\"qos\":1}";
     char         buf[128];
-    size_t       i, len = strlen(doc);
+    size_t       i, off, len = strlen(doc);
 
     (void) state;
 
@@ -242,7 +244,25 @@ test_truncations_never_overread(void **state)
         memcpy(buf, doc, i);
         buf[i] = '\0';
         assert_int_equal(pd_test_valid(buf), PD_ERROR);
+
+        /* a cut anywhere is called a cut, where it is (issue 13) */
+        if (strcmp(pd_test_error(buf, &off), "unexpected end of input") != 0
+            || off != i)
+        {
+            fail_msg("cut at %zu: \"%s\" at byte %zu", i,
+                     pd_test_error(buf, &off), off);
+        }
     }
+
+    /* what is wrong before the end is still named */
+    assert_string_equal(pd_test_error("{\"a\":\"\\u12g", &off),
+                        "a bad \\u escape");
+    assert_string_equal(pd_test_error("{\"a\":\"\xe0\x80", &off),
+                        "invalid UTF-8 in a string");
+    assert_string_equal(pd_test_error("{\"a\":\"\\ud800x", &off),
+                        "a lone surrogate in \\u");
+    assert_string_equal(pd_test_error("{\"a\":trux", &off),
+                        "an unexpected character");
 
     assert_int_equal(pd_test_valid(doc), PD_OK);
 }
