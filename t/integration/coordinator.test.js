@@ -175,6 +175,39 @@ test('up: signed POST, upack, reply routed back, no route, 500 and '
             const m = await L.metrics(d);
             assert.ok(m.get('pushd_coordinator_requests_total') >= 4);
             assert.ok(m.get('pushd_coordinator_errors_total') >= 4);
+
+            /* the same per receiver, with its latency histogram: 4
+             * requests, one 500, one timeout (1 s: past the 500 ms
+             * bucket, in the 2500 ms one) */
+            const lb = `url="${rx.url('/up')}",kind="uplink"`;
+            const one = (name, extra = '') => {
+                const s = m.samples.filter((x) => x.name === name
+                    && x.labels === `{${lb}${extra}}`);
+                assert.strictEqual(s.length, 1, `${name}{${lb}${extra}}`
+                                   + `\n${m.text}`);
+                return s[0].value;
+            };
+            const sent = rx.on('/up').length;
+            assert.strictEqual(
+                one('pushd_coordinator_upstream_requests_total'), sent);
+            assert.strictEqual(one('pushd_coordinator_upstream_errors_total',
+                                   ',reason="status"'), 1);
+            assert.strictEqual(one('pushd_coordinator_upstream_errors_total',
+                                   ',reason="timeout"'), 1);
+            assert.strictEqual(
+                one('pushd_coordinator_upstream_latency_ms_count'), sent);
+            assert.strictEqual(
+                one('pushd_coordinator_upstream_latency_ms_bucket',
+                    ',le="+Inf"'), sent);
+            assert.strictEqual(
+                one('pushd_coordinator_upstream_latency_ms_bucket',
+                    ',le="500"'), sent - 1);
+            assert.strictEqual(
+                one('pushd_coordinator_upstream_latency_ms_bucket',
+                    ',le="2500"'), sent);
+            assert.ok(one('pushd_coordinator_upstream_latency_ms_sum')
+                      >= 1000);
+            assert.strictEqual(one('pushd_coordinator_upstream_pending'), 0);
             c.close();
         });
     } finally {

@@ -32,6 +32,7 @@ typedef struct {
     pd_coord_done_pt      done;
     void                 *data;
     pd_queue_t            queue;      /* in pd_coord_reqs */
+    pd_msec_t             start;
     unsigned              too_big:1;
     char                  error[CURL_ERROR_SIZE];
 } pd_coord_req_t;
@@ -247,9 +248,11 @@ pd_coord_post(pd_coord_upstream_t *up, u_char *body, size_t len,
     }
 
     pd_queue_insert_tail(&pd_coord_reqs, &r->queue);
+    r->start = pd_current_msec;
     up->pending++;
-    pd_coord_stat_add(PD_COORD_STAT_PENDING, 1);
-    pd_coord_stat(up->state ? PD_COORD_STAT_STATES : PD_COORD_STAT_UPLINKS);
+    pd_coord_ustat(up, PD_COORD_STAT_PENDING, 1);
+    pd_coord_ustat(up, up->state ? PD_COORD_STAT_STATES
+                                 : PD_COORD_STAT_UPLINKS, 1);
 
     return PD_OK;
 }
@@ -421,7 +424,8 @@ pd_coord_finish(CURLMsg *msg)
     pd_queue_remove(&r->queue);
 
     r->up->pending--;
-    pd_coord_stat_add(PD_COORD_STAT_PENDING, -1);
+    pd_coord_ustat(r->up, PD_COORD_STAT_PENDING, -1);
+    pd_coord_ulatency(r->up, pd_current_msec - r->start);
 
     pd_memzero(&a, sizeof(pd_coord_answer_t));
 
@@ -432,7 +436,7 @@ pd_coord_finish(CURLMsg *msg)
         a.len = r->len;
 
         if (a.status < 200 || a.status > 299) {
-            pd_coord_stat(PD_COORD_STAT_ERR_STATUS);
+            pd_coord_ustat(r->up, PD_COORD_STAT_ERR_STATUS, 1);
         }
 
     } else {
@@ -440,8 +444,8 @@ pd_coord_finish(CURLMsg *msg)
         a.error = r->too_big ? "answer too large"
                   : r->error[0] ? r->error : curl_easy_strerror(code);
 
-        pd_coord_stat(a.rc == PD_AGAIN ? PD_COORD_STAT_ERR_TIMEOUT
-                                       : PD_COORD_STAT_ERR_FAILED);
+        pd_coord_ustat(r->up, a.rc == PD_AGAIN ? PD_COORD_STAT_ERR_TIMEOUT
+                                               : PD_COORD_STAT_ERR_FAILED, 1);
         pd_log_error(PD_LOG_WARN, pd_coord_log, 0,
                      "coordinator: POST %s failed: %s", r->up->url.data,
                      a.error);

@@ -144,7 +144,8 @@ pd_module_t  pd_coordinator_module = {
     NULL,
     NULL,
     pd_coord_counters,
-    0
+    0,
+    pd_coord_metrics
 };
 
 static void *
@@ -498,7 +499,8 @@ pd_coord_init_module(pd_cycle_t *cycle)
         return PD_ERROR;
     }
 
-    return PD_OK;
+    return pd_coord_stats_zone(cycle, pd_get_conf(cycle,
+                                                  pd_coordinator_module));
 }
 
 static pd_int_t
@@ -517,6 +519,7 @@ pd_coord_init_process(pd_cycle_t *cycle)
     }
 
     pd_coord_state_init(ccf);
+    pd_coord_stats_claim(ccf);
 
     pd_coord_conf = ccf;
     pd_room_up_handler = pd_coord_up;

@@ -290,7 +290,7 @@ pd_coord_state_emit(pd_coord_state_t *s)
         if (pd_coord_batch_push(&up->batch, buf, (size_t) (p - buf))
             != PD_OK)
         {
-            pd_coord_stat(PD_COORD_STAT_DROPPED);
+            pd_coord_ustat(up, PD_COORD_STAT_DROPPED, 1);
 
             /* a receiver down for long would flood the log otherwise */
             if ((up->batch.dropped & (up->batch.dropped - 1)) == 0) {
@@ -303,7 +303,7 @@ pd_coord_state_emit(pd_coord_state_t *s)
             continue;
         }
 
-        pd_coord_stat_add(PD_COORD_STAT_QUEUED, 1);
+        pd_coord_ustat(up, PD_COORD_STAT_QUEUED, 1);
         pd_coord_state_schedule(up);
     }
 }
@@ -373,7 +373,7 @@ pd_coord_state_timer(pd_timer_t *t)
 
     if (up->backoff) {
         up->backoff = 0;
-        pd_coord_stat(PD_COORD_STAT_RETRIES);
+        pd_coord_ustat(up, PD_COORD_STAT_RETRIES, 1);
     }
 
     if (!up->busy) {
@@ -402,8 +402,8 @@ pd_coord_state_done(void *data, pd_coord_answer_t *a)
     }
 
     pd_coord_batch_done(&up->batch, 1);
-    pd_coord_stat_add(PD_COORD_STAT_QUEUED, -(int64_t) n);
-    pd_coord_stat_add(PD_COORD_STAT_EVENTS, n);
+    pd_coord_ustat(up, PD_COORD_STAT_QUEUED, -(int64_t) n);
+    pd_coord_ustat(up, PD_COORD_STAT_EVENTS, (int64_t) n);
 
     pd_coord_state_schedule(up);
 }

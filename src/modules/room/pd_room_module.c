@@ -204,7 +204,8 @@ pd_module_t  pd_room_module = {
     pd_room_retire,
     NULL,
     pd_room_counters,
-    0
+    0,
+    NULL
 };
 
 static void *
