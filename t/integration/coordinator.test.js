@@ -504,3 +504,62 @@ test('cluster: three nodes send each state event once; seq grows per uid '
         await redis.stop();
     }
 });
+
+test('state_debounce: a flapping client\'s offlines are held and dropped; '
+     + 'a real offline still arrives', T, async () => {
+    const rx = await receiver();
+    try {
+        const c0 = conf({ state_flush: '10ms', state_debounce: '400ms' },
+                        [{ app: 'chat', state: rx.url('/state') }]);
+        c0.workers = 2;
+        await L.withPushd(c0, async (d) => {
+            const events = () => rx.on('/state').flatMap((e) => e.json.events);
+            /* 10 reconnects of one device, each within the debounce */
+            const sids = [];
+            let cl;
+            for (let i = 0; i < 10; i++) {
+                cl = await W.connect(d.roomPort, 'flap', 'phone',
+                                     { apps: ['chat'] });
+                sids.push(cl.welcome.sid);
+                if (i < 9) {
+                    cl.close();
+                    await cl.closed;
+                }
+            }
+            /* another device of the same uid goes away for good */
+            const tab = await W.connect(d.roomPort, 'flap', 'tablet',
+                                        { apps: ['chat'] });
+            tab.close();
+            await tab.closed;
+            await L.waitFor(() => events().some((e) => e.device === 'tablet'
+                                                && e.state === 'offline'),
+                            5000, 'the tablet\'s offline, after the hold');
+            await L.waitFor(async () => (await L.metrics(d))
+                            .get('pushd_coordinator_debounced_events_total')
+                            === 9, 5000, '9 offlines debounced');
+            const phone = events().filter((e) => e.device === 'phone');
+            assert.deepStrictEqual(phone.map((e) => e.state),
+                                   Array(10).fill('online'));
+            assert.deepStrictEqual(phone.map((e) => e.sid).sort(),
+                                   [...sids].sort());
+
+            /* the last one leaves: its offline comes, once held */
+            const t0 = Date.now();
+            cl.close();
+            await cl.closed;
+            await L.waitFor(() => events().some((e) => e.device === 'phone'
+                                                && e.state === 'offline'),
+                            5000, 'the phone\'s real offline');
+            assert.ok(Date.now() - t0 >= 350, 'held for state_debounce');
+            const off = events().filter((e) => e.state === 'offline'
+                                        && e.device === 'phone');
+            assert.strictEqual(off.length, 1);
+            assert.strictEqual(off[0].sid, sids[9]);
+            const m = await L.metrics(d);
+            assert.strictEqual(
+                m.get('pushd_coordinator_debounced_events_total'), 9);
+        });
+    } finally {
+        await rx.close();
+    }
+});

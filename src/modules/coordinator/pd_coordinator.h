@@ -71,6 +71,7 @@ typedef struct {
     pd_int_t         state_queue;
     pd_msec_t        state_retry;    /* first backoff */
     pd_msec_t        state_retry_max;
+    pd_msec_t        state_debounce; /* 0: off */
     pd_shm_zone_t   *zone;           /* the upstreams' figures */
 } pd_coord_conf_t;
 
@@ -90,7 +91,8 @@ extern pd_module_t  pd_coordinator_module;
 #define PD_COORD_STAT_QUEUED       10   /* state events queued, gauge */
 #define PD_COORD_STAT_EVENTS       11   /* state events delivered */
 #define PD_COORD_STAT_DROPPED      12   /* state events over the bound */
-#define PD_COORD_STATS             13
+#define PD_COORD_STAT_DEBOUNCED    13   /* offline events held, then dropped */
+#define PD_COORD_STATS             14
 
 #define pd_coord_stat(i)  pd_stats_module_add(pd_coordinator_module, i, 1)
 #define pd_coord_stat_add(i, n)                                              \
@@ -172,6 +174,20 @@ void pd_coord_state(pd_room_conn_t *rc, const pd_str_t *device,
     pd_int_t app, pd_uint_t online);
 void pd_coord_state_init(pd_coord_conf_t *ccf);
 void pd_coord_state_exit(void);
+/* one serialised event into up's queue: sent, or dropped and counted */
+void pd_coord_state_queue(pd_coord_upstream_t *up, const u_char *json,
+    size_t len);
+
+/*
+ * Debounce (pd_coordinator_debounce.c): an offline event of uid, device
+ * and app held for state_debounce, then queued unless the register has
+ * them online again.  PD_OK: held; PD_DECLINED: off or full, queue it.
+ */
+pd_int_t pd_coord_debounce_hold(pd_coord_upstream_t *up, const u_char *uid,
+    const u_char *device, const u_char *app, uint64_t conn,
+    const u_char *json, size_t len);
+void pd_coord_debounce_init(void);
+void pd_coord_debounce_exit(void);
 
 /* unix time in ms, for the bodies' "ts" */
 uint64_t pd_coord_now(void);

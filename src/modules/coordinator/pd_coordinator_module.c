@@ -25,6 +25,7 @@ static pd_conf_bounds_t  pd_coord_batch_bounds = { 1, 10000 };
 static pd_conf_bounds_t  pd_coord_flush_bounds = { 0, 60 * 1000 };
 static pd_conf_bounds_t  pd_coord_queue_bounds = { 1, 10000000 };
 static pd_conf_bounds_t  pd_coord_retry_bounds = { 10, 3600 * 1000 };
+static pd_conf_bounds_t  pd_coord_debounce_bounds = { 0, 600 * 1000 };
 
 static pd_command_t  pd_coord_commands[] = {
 
@@ -89,6 +90,12 @@ static pd_command_t  pd_coord_commands[] = {
       offsetof(pd_coord_conf_t, state_retry_max), &pd_coord_retry_bounds,
       "longest wait between retries (default: 10s)" },
 
+    { "state_debounce", PD_CONF_DURATION, pd_conf_set_msec_slot,
+      offsetof(pd_coord_conf_t, state_debounce), &pd_coord_debounce_bounds,
+      "an offline event is held this long and dropped if the same uid, "
+      "device and app is online again by then (a flapping client), so "
+      "the business never sees it go offline; 0: off (default: 0)" },
+
     pd_null_command
 };
 
@@ -127,6 +134,10 @@ static pd_stats_counter_t  pd_coord_counters[] = {
       "state events the receivers took", PD_STATS_COUNTER },
     { "pushd_coordinator_dropped_events_total", NULL, "coordinator.dropped",
       "state events dropped over state_queue", PD_STATS_COUNTER },
+    { "pushd_coordinator_debounced_events_total", NULL,
+      "coordinator.debounced", "offline events not sent: the same uid, "
+      "device and app was online again within state_debounce",
+      PD_STATS_COUNTER },
     { NULL, NULL, NULL, NULL, 0 }
 };
 
@@ -167,6 +178,7 @@ pd_coord_create_conf(pd_cycle_t *cycle)
     ccf->state_queue = PD_CONF_UNSET;
     ccf->state_retry = PD_CONF_UNSET_MSEC;
     ccf->state_retry_max = PD_CONF_UNSET_MSEC;
+    ccf->state_debounce = PD_CONF_UNSET_MSEC;
 
     return ccf;
 }
@@ -185,6 +197,7 @@ pd_coord_init_conf(pd_cycle_t *cycle, void *conf)
     pd_conf_init_value(ccf->state_queue, 100000);
     pd_conf_init_msec(ccf->state_retry, 200);
     pd_conf_init_msec(ccf->state_retry_max, 10000);
+    pd_conf_init_msec(ccf->state_debounce, 0);
 
     if (!pd_module_enabled(cycle, pd_coordinator_module)) {
         return PD_CONF_OK;
@@ -519,6 +532,7 @@ pd_coord_init_process(pd_cycle_t *cycle)
     }
 
     pd_coord_state_init(ccf);
+    pd_coord_debounce_init();
     pd_coord_stats_claim(ccf);
 
     pd_coord_conf = ccf;
@@ -540,6 +554,7 @@ pd_coord_exit_process(pd_cycle_t *cycle)
     pd_room_up_handler = NULL;
     pd_room_state_handler = NULL;
 
+    pd_coord_debounce_exit();
     pd_coord_state_exit();
     pd_coord_http_exit();
     pd_coord_conf = NULL;

@@ -287,25 +287,38 @@ pd_coord_state_emit(pd_coord_state_t *s)
         p = pd_slprintf(p, last, ",\"ts\":%llu}",
                         (unsigned long long) pd_coord_now());
 
-        if (pd_coord_batch_push(&up->batch, buf, (size_t) (p - buf))
-            != PD_OK)
+        if (!s->online
+            && pd_coord_debounce_hold(up, s->uid, s->device, s->apps[i],
+                                      s->conn, buf, (size_t) (p - buf))
+               == PD_OK)
         {
-            pd_coord_ustat(up, PD_COORD_STAT_DROPPED, 1);
-
-            /* a receiver down for long would flood the log otherwise */
-            if ((up->batch.dropped & (up->batch.dropped - 1)) == 0) {
-                pd_log_error(PD_LOG_WARN, pd_log_root, 0,
-                             "coordinator: state queue of %s full: "
-                             "%llu events dropped so far", up->url.data,
-                             (unsigned long long) up->batch.dropped);
-            }
-
             continue;
         }
 
-        pd_coord_ustat(up, PD_COORD_STAT_QUEUED, 1);
-        pd_coord_state_schedule(up);
+        pd_coord_state_queue(up, buf, (size_t) (p - buf));
     }
+}
+
+void
+pd_coord_state_queue(pd_coord_upstream_t *up, const u_char *json,
+    size_t len)
+{
+    if (pd_coord_batch_push(&up->batch, json, len) != PD_OK) {
+        pd_coord_ustat(up, PD_COORD_STAT_DROPPED, 1);
+
+        /* a receiver down for long would flood the log otherwise */
+        if ((up->batch.dropped & (up->batch.dropped - 1)) == 0) {
+            pd_log_error(PD_LOG_WARN, pd_log_root, 0,
+                         "coordinator: state queue of %s full: "
+                         "%llu events dropped so far", up->url.data,
+                         (unsigned long long) up->batch.dropped);
+        }
+
+        return;
+    }
+
+    pd_coord_ustat(up, PD_COORD_STAT_QUEUED, 1);
+    pd_coord_state_schedule(up);
 }
 
 static void

@@ -188,6 +188,7 @@ static const struct {
     { PD_COORD_STAT_QUEUED, "queued_events", NULL, "gauge" },
     { PD_COORD_STAT_EVENTS, "events_total", NULL, "counter" },
     { PD_COORD_STAT_DROPPED, "dropped_events_total", NULL, "counter" },
+    { PD_COORD_STAT_DEBOUNCED, "debounced_events_total", NULL, "counter" },
 };
 
 u_char *
