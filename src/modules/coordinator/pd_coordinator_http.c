@@ -42,6 +42,14 @@ static pd_timer_t        pd_coord_timer;
 static pd_coord_conf_t  *pd_coord_hconf;
 static pd_log_t         *pd_coord_log;
 static pd_queue_t        pd_coord_reqs;     /* the requests out */
+/*
+ * Easy handles of finished requests, kept for the next ones: making and
+ * freeing one per request was a tenth of the worker's CPU per uplink.
+ * Every option is set again for each request.
+ */
+#define PD_COORD_IDLE_HANDLES  64
+static CURL             *pd_coord_idle[PD_COORD_IDLE_HANDLES];
+static pd_uint_t         pd_coord_nidle;
 
 static int pd_coord_socket(CURL *e, curl_socket_t s, int what, void *u,
     void *sp);
@@ -104,6 +112,10 @@ pd_coord_http_exit(void)
         pd_queue_remove(q);
         (void) curl_multi_remove_handle(pd_coord_multi, r->easy);
         pd_coord_req_free(r);
+    }
+
+    while (pd_coord_nidle) {
+        curl_easy_cleanup(pd_coord_idle[--pd_coord_nidle]);
     }
 
     (void) curl_multi_cleanup(pd_coord_multi);
@@ -235,7 +247,8 @@ pd_coord_post(pd_coord_upstream_t *up, u_char *body, size_t len,
     r->done = done;
     r->data = data;
 
-    r->easy = curl_easy_init();
+    r->easy = pd_coord_nidle ? pd_coord_idle[--pd_coord_nidle]
+                             : curl_easy_init();
 
     if (r->easy == NULL || pd_coord_req_setup(r, len) != PD_OK
         || curl_multi_add_handle(pd_coord_multi, r->easy) != CURLM_OK)
@@ -260,8 +273,13 @@ pd_coord_post(pd_coord_upstream_t *up, u_char *body, size_t len,
 static void
 pd_coord_req_free(pd_coord_req_t *r)
 {
-    if (r->easy) {
-        curl_easy_cleanup(r->easy);
+    if (r->easy != NULL) {
+        if (pd_coord_nidle < PD_COORD_IDLE_HANDLES && pd_coord_multi != NULL) {
+            pd_coord_idle[pd_coord_nidle++] = r->easy;
+
+        } else {
+            curl_easy_cleanup(r->easy);
+        }
     }
 
     curl_slist_free_all(r->headers);
