@@ -63,6 +63,7 @@ typedef struct {
     pd_array_t      *apps;           /* of pd_coord_app_t */
     pd_array_t      *upstreams;      /* of pd_coord_upstream_t * */
     pd_str_t         ca;             /* CA bundle for https; NULL: system */
+    pd_str_t         ca_pem;         /* its bytes, read with the conf */
     pd_int_t         max_pending;    /* per upstream and worker */
     pd_int_t         connections;    /* per host and worker */
     pd_int_t         up_rate;        /* up frames per connection and s */

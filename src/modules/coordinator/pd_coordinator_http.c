@@ -218,8 +218,14 @@ pd_coord_req_setup(pd_coord_req_t *r, size_t len)
     (void) curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     (void) curl_easy_setopt(e, CURLOPT_USERAGENT, "pushd");
 
-    if (pd_coord_hconf->ca.data != NULL) {
-        (void) curl_easy_setopt(e, CURLOPT_CAINFO, pd_coord_hconf->ca.data);
+    if (pd_coord_hconf->ca_pem.len) {
+        struct curl_blob  blob;
+
+        /* the conf outlives every request */
+        blob.data = pd_coord_hconf->ca_pem.data;
+        blob.len = pd_coord_hconf->ca_pem.len;
+        blob.flags = CURL_BLOB_NOCOPY;
+        (void) curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob);
     }
 
     return PD_OK;

@@ -159,6 +159,8 @@ pd_module_t  pd_coordinator_module = {
     pd_coord_metrics
 };
 
+static const char *pd_coord_read_ca(pd_cycle_t *cycle, pd_coord_conf_t *ccf);
+
 static void *
 pd_coord_create_conf(pd_cycle_t *cycle)
 {
@@ -219,10 +221,66 @@ pd_coord_init_conf(pd_cycle_t *cycle, void *conf)
         return "\"state_retry_max\" must not be less than \"state_retry\"";
     }
 
-    if (ccf->ca.data != NULL && pd_conf_full_name(cycle, &ccf->ca) != PD_OK)
+    if (ccf->ca.data != NULL) {
+        if (pd_conf_full_name(cycle, &ccf->ca) != PD_OK) {
+            return "out of memory";
+        }
+
+        return pd_coord_read_ca(cycle, ccf);
+    }
+
+    return PD_CONF_OK;
+}
+
+/*
+ * The CA bundle is read here, by the master, as the configuration is: the
+ * workers may run as a user that cannot read it (a bundle under /root),
+ * and an unreadable one is a configuration error at start or reload, not
+ * a failed callback later.  libcurl takes it as a blob.
+ */
+#define PD_COORD_CA_MAX  (8 * 1024 * 1024)
+
+static const char *
+pd_coord_read_ca(pd_cycle_t *cycle, pd_coord_conf_t *ccf)
+{
+    struct stat  st;
+    ssize_t      n;
+    size_t       got;
+    int          fd;
+
+    fd = open((char *) ccf->ca.data, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        pd_log_error(PD_LOG_EMERG, cycle->log, errno,
+                     "coordinator: open(\"%s\") failed", ccf->ca.data);
+        return "\"ca\" cannot be read";
+    }
+
+    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)
+        || st.st_size == 0 || st.st_size > PD_COORD_CA_MAX)
     {
+        (void) close(fd);
+        return "\"ca\" must be a PEM file of 1 byte to 8 MB";
+    }
+
+    ccf->ca_pem.data = pd_pnalloc(cycle->pool, (size_t) st.st_size);
+    if (ccf->ca_pem.data == NULL) {
+        (void) close(fd);
         return "out of memory";
     }
+
+    for (got = 0; got < (size_t) st.st_size; got += (size_t) n) {
+        n = read(fd, ccf->ca_pem.data + got, (size_t) st.st_size - got);
+
+        if (n <= 0) {
+            pd_log_error(PD_LOG_EMERG, cycle->log, n == 0 ? 0 : errno,
+                         "coordinator: read(\"%s\") failed", ccf->ca.data);
+            (void) close(fd);
+            return "\"ca\" cannot be read";
+        }
+    }
+
+    (void) close(fd);
+    ccf->ca_pem.len = got;
 
     return PD_CONF_OK;
 }
