@@ -80,8 +80,11 @@ test('a dropped connection resumes with what it missed, once, in order',
         ws.destroy();
         await L.waitFor(async () => await stat(d, 'pushd_sessions_lingering')
                         === 1, 5000, 'the session lingering');
-        /* still present: no offline */
-        assert.strictEqual((await presence(d, 'r1')).online, true);
+        /* presence tells it lingers: not online, not gone */
+        let p = await presence(d, 'r1');
+        assert.strictEqual(p.online, false, JSON.stringify(p));
+        assert.deepStrictEqual(p.connections.map((x) => x.state),
+                               ['lingering']);
 
         /* while away: qos 0 and qos 1, interleaved */
         for (let i = 1; i <= 6; i++) {
@@ -104,6 +107,9 @@ test('a dropped connection resumes with what it missed, once, in order',
         assert.deepStrictEqual(ns.filter((n) => n % 2 === 1), [1, 3, 5]);
         assert.strictEqual(await stat(d, 'pushd_sessions_lingering'), 0);
         assert.strictEqual(await stat(d, 'pushd_sessions_resumed_total'), 1);
+        p = await presence(d, 'r1');
+        assert.strictEqual(p.online, true);
+        assert.deepStrictEqual(p.connections.map((x) => x.state), ['online']);
 
         /* the resumed session works: ping and bind */
         back.sendJson({ op: 'bind', app: 'b' });
@@ -161,8 +167,9 @@ test('no resume: clean close, kick, expired linger, bogus sid; qos 1 comes '
         let sid = ws.welcome.sid;
         ws.send({ opcode: W.OP.CLOSE, payload: Buffer.from([3, 232]) });
         await ws.waitEnd();
-        await L.waitFor(async () => (await presence(d, 'r3')).online
-                        === false, 5000, 'offline after a clean close');
+        await L.waitFor(async () => (await presence(d, 'r3'))
+                        .connections.length === 0, 5000,
+                        'gone at once after a clean close');
         ws = await W.rawOpen(d.roomPort, 'r3', 'phone',
                              { extra: `sid=${sid}` });
         assert.strictEqual(ws.welcome.resumed, false);
@@ -170,8 +177,9 @@ test('no resume: clean close, kick, expired linger, bogus sid; qos 1 comes '
         /* expired: qos 1 reloaded, qos 0 lost by design */
         sid = ws.welcome.sid;
         ws.destroy();
-        await L.waitFor(async () => (await presence(d, 'r3')).online
-                        === false, 5000, 'the linger expired');
+        await L.waitFor(async () => (await presence(d, 'r3'))
+                        .connections.length === 0, 5000,
+                        'the linger expired');
         await push(d, 'r3', 'q0', 0);
         await push(d, 'r3', 'q1', 1);
         ws = await W.rawOpen(d.roomPort, 'r3', 'phone',

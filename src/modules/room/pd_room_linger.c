@@ -166,8 +166,14 @@ pd_room_linger_start(pd_room_conn_t *rc, pd_uint_t reason)
 
     pd_detach_connection(c);
 
+    if (rc->registered) {
+        /* presence tells it apart: "lingering", not online */
+        (void) pd_register->set_lingering(rc->uid, rc->uid_len, rc->id, 1);
+    }
+
     rc->lingering = 1;
     rc->linger_lost = 0;
+    pd_room_stat(PD_ROOM_STAT_CLOSES + reason);
     pd_room_stat_add(PD_ROOM_STAT_WS, -1);
     pd_room_stat(PD_ROOM_STAT_LINGERING);
 

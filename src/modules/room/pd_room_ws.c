@@ -279,6 +279,10 @@ pd_room_take_back(pd_room_conn_t *rc, pd_http_conn_t *hc, uint32_t hb)
     rc->lingering = 0;
     rc->linger_lost = 0;
     rc->close_sent = 0;
+
+    if (rc->registered) {
+        (void) pd_register->set_lingering(rc->uid, rc->uid_len, rc->id, 0);
+    }
     pd_room_stat_add(PD_ROOM_STAT_LINGERING, -1);
     pd_room_stat(PD_ROOM_STAT_WS);
 
@@ -975,7 +979,8 @@ pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
         }
     }
 
-    if (reason < PD_ROOM_CLOSE_N) {
+    /* a lingering session's socket was counted when it went */
+    if (reason < PD_ROOM_CLOSE_N && !lingered) {
         pd_room_stat(PD_ROOM_STAT_CLOSES + reason);
     }
 
