@@ -90,8 +90,8 @@ async function alive(ws, what) {
 
 /* ------------------------------------------------------------------ */
 
-test('presence: an offline uid, one connection with its fields, gone '
-     + 'after close', T, async () => {
+test('presence: an offline uid, one connection with its fields, '
+     + 'lingering after an abrupt close', T, async () => {
     await L.withPushd(conf(), async (d) => {
         assert.deepStrictEqual(await presence(d, 'nobody'),
                                { uid: 'nobody', online: false,
