@@ -241,3 +241,42 @@ test('a flapping client: 100 drops and resumes leak nothing', T,
                         + 'they were');
     });
 });
+
+test('TLS: resumed on the same worker; on another a fresh session, and the '
+     + 'lingering one ends at once', T, async () => {
+    const c = conf({ workers: 2 });
+    c.roomSsl = true;
+    await L.withPushd(c, async (d) => {
+        const tls = { tls: true };
+        let ws = await W.rawOpen(d.sslPort, 't1', 'phone', tls);
+        let sid = ws.welcome.sid;
+        let same = 0, fresh = 0;
+        for (let i = 0; i < 40 && (same < 1 || fresh < 1); i++) {
+            ws.destroy();
+            await L.waitFor(async () => (await presence(d, 't1'))
+                            .connections.every((x) => x.state
+                                               === 'lingering'), 5000,
+                            'lingering');
+            await push(d, 't1', { i }, 0);
+            ws = await W.rawOpen(d.sslPort, 't1', 'phone',
+                                 Object.assign({ extra: `sid=${sid}` }, tls));
+            if (ws.welcome.resumed) {
+                same++;
+                const m = await ws.next((f) => f.json && f.json.op === 'msg',
+                                        5000, 'the gap\'s message');
+                assert.deepStrictEqual(m.json.data, { i });
+            } else {
+                fresh++;
+                /* the old session ended: only the new one is listed */
+                await L.waitFor(async () => {
+                    const p = await presence(d, 't1');
+                    return p.connections.length === 1
+                        && p.connections[0].state === 'online';
+                }, 5000, 'the lingering session gone');
+                sid = ws.welcome.sid;
+            }
+        }
+        assert.ok(same >= 1 && fresh >= 1, `same ${same}, fresh ${fresh}`);
+        ws.destroy();
+    });
+});
