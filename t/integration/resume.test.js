@@ -280,3 +280,69 @@ test('TLS: resumed on the same worker; on another a fresh session, and the '
         ws.destroy();
     });
 });
+
+/*
+ * A cluster of two nodes on one Redis and one PostgreSQL: a session
+ * resumes on its own node; on the other node the reconnect is a fresh
+ * session that gets the qos 1 messages from the cluster's saver.
+ */
+test('cluster: resumed on its node; on another node a fresh session, '
+     + 'nothing stored is lost', { timeout: 120000 }, async () => {
+    const S = require('./servers.js');
+    const redis = await S.startRedis(await L.freePort());
+    const pg = await S.startPostgres();
+    const node = (name) => ({
+        workers: 2,
+        top: {
+            node_id: name,
+            register: { backend: 'redis', redis: [`127.0.0.1:${redis.port}`],
+                        memory: '8m', node_ttl: '3s', timeout: '500ms' },
+            saver: { memory: '8m', backend: 'redis', timeout: '1s',
+                     postgres: pg.conninfo },
+        },
+        room: { auth_secret: W.SECRET, linger: '10s' },
+    });
+    try {
+        await L.withPushd(node('node-a'), (a) =>
+        L.withPushd(node('node-b'), async (b) => {
+            let ws = await W.rawOpen(a.roomPort, 'cr', 'phone');
+            const sid = ws.welcome.sid;
+            ws.destroy();
+            await L.waitFor(async () => (await presence(a, 'cr'))
+                            .connections.some((x) => x.state
+                                              === 'lingering'), 5000,
+                            'lingering, seen in the cluster');
+            await push(b, 'cr', 'q0 via b', 0);
+            await push(b, 'cr', 'q1 via b', 1);
+
+            /* on its node: resumed, both */
+            ws = await W.rawOpen(a.roomPort, 'cr', 'phone',
+                                 { extra: `sid=${sid}` });
+            assert.strictEqual(ws.welcome.resumed, true);
+            let got = await until(ws, 'q1 via b', false);
+            assert.deepStrictEqual(got.map((m) => m.data).sort(),
+                                   ['q0 via b', 'q1 via b']);
+            const q1 = got.find((m) => m.qos === 1);
+
+            /* dropped again, back on the other node: fresh, and the qos 1
+             * not acked comes from the saver */
+            ws.destroy();
+            await L.waitFor(async () => (await presence(b, 'cr'))
+                            .connections.some((x) => x.state
+                                              === 'lingering'), 5000,
+                            'lingering again');
+            await push(a, 'cr', 'q1 via a', 1);
+            const wb = await W.rawOpen(b.roomPort, 'cr', 'phone',
+                                       { extra: `sid=${sid}` });
+            assert.strictEqual(wb.welcome.resumed, false);
+            got = await until(wb, 'q1 via a');
+            assert.deepStrictEqual(got.map((m) => m.data),
+                                   ['q1 via b', 'q1 via a']);
+            assert.strictEqual(got[0].id, q1.id);
+            wb.destroy();
+        }));
+    } finally {
+        await redis.stop();
+        pg.remove();
+    }
+});
