@@ -15,6 +15,7 @@ typedef struct {
     pd_int_t         max_uids;
     pd_int_t         rate_limit;
     pd_int_t         broadcast_rate;
+    pd_int_t         max_auth_failures;  /* per address per window */
     pd_array_t      *allow;          /* of pd_str_t, then parsed */
     pd_array_t      *allow_cidr;     /* of pd_cidr_t */
 } pd_center_conf_t;

@@ -83,13 +83,30 @@ pd_center_access(pd_http_conn_t *hc)
     return PD_OK;
 }
 
+/* wrong keys per address (center.max_auth_failures) */
+static pd_failtab_t  pd_center_fails;
+
 /* after the head: the key, before any byte of the body is read */
 pd_int_t
 pd_center_head(pd_http_conn_t *hc)
 {
     pd_center_conf_t  *ccf = hc->srv->ctx;
+    struct sockaddr   *sa = &hc->connection->sockaddr.sockaddr;
+
+    pd_time_update();
+
+    if (pd_failtab_check(&pd_center_fails, sa,
+                         (pd_uint_t) ccf->max_auth_failures)
+        != PD_OK)
+    {
+        hc->keepalive = 0;
+        (void) pd_http_send_error(hc, 429, "too many requests with a wrong "
+                                  "or no key from this address");
+        return PD_DONE;
+    }
 
     if (!pd_center_authorized(hc, ccf)) {
+        pd_failtab_count(&pd_center_fails, sa);
         (void) pd_http_send_response(hc, 401, "application/json",
                                      "WWW-Authenticate: Bearer\r\n",
                                      (u_char *) pd_center_unauthorized,

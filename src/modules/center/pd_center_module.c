@@ -13,6 +13,7 @@ static pd_int_t pd_center_init_process(pd_cycle_t *cycle);
 static pd_conf_bounds_t  pd_center_body_bounds = { 1024, 64 * 1024 * 1024 };
 static pd_conf_bounds_t  pd_center_timeout_bounds = { 100, 3600 * 1000 };
 static pd_conf_bounds_t  pd_center_message_bounds = { 16, 12 * 1024 };
+static pd_conf_bounds_t  pd_center_failures_bounds = { 0, 1000000 };
 static pd_conf_bounds_t  pd_center_uids_bounds = { 1, 100000 };
 static pd_conf_bounds_t  pd_center_rate_bounds = { 0, 100000000 };
 static pd_conf_bounds_t  pd_center_brate_bounds = { 1, 100000000 };
@@ -38,6 +39,19 @@ static pd_command_t  pd_center_commands[] = {
       offsetof(pd_center_conf_t, keepalive_timeout),
       &pd_center_timeout_bounds,
       "how long an idle API connection is kept open (default: 75s)" },
+
+    { "request_timeout", PD_CONF_DURATION, pd_conf_set_msec_slot,
+      offsetof(pd_center_conf_t, http.read_timeout),
+      &pd_center_timeout_bounds,
+      "how long a request may take to arrive, head and body; a slower "
+      "client (slowloris) is closed (default: 30s)" },
+
+    { "max_auth_failures", PD_CONF_NUMBER, pd_conf_set_num_slot,
+      offsetof(pd_center_conf_t, max_auth_failures),
+      &pd_center_failures_bounds,
+      "requests with a wrong or no key one address may make per 10 "
+      "seconds; beyond, 429 before the key is looked at; 0 for no limit "
+      "(default: 20)" },
 
     { "allow", PD_CONF_LIST, pd_conf_set_list_slot,
       offsetof(pd_center_conf_t, allow), NULL,
@@ -106,6 +120,8 @@ pd_center_create_conf(pd_cycle_t *cycle)
     }
 
     ccf->http.max_body = PD_CONF_UNSET_SIZE;
+    ccf->max_auth_failures = PD_CONF_UNSET;
+    ccf->http.read_timeout = PD_CONF_UNSET_MSEC;
     ccf->keepalive_timeout = PD_CONF_UNSET_MSEC;
     ccf->max_message = PD_CONF_UNSET_SIZE;
     ccf->max_uids = PD_CONF_UNSET;
@@ -125,6 +141,7 @@ pd_center_init_conf(pd_cycle_t *cycle, void *conf)
     pd_uint_t          i;
 
     pd_conf_init_size(ccf->http.max_body, 1024 * 1024);
+    pd_conf_init_value(ccf->max_auth_failures, 20);
     pd_conf_init_msec(ccf->keepalive_timeout, 75000);
     pd_conf_init_size(ccf->max_message, 4096);
     pd_conf_init_value(ccf->max_uids, 1000);
@@ -134,7 +151,7 @@ pd_center_init_conf(pd_cycle_t *cycle, void *conf)
     ccf->probe_timeout = 1000;
     ccf->http.header_buffer_size = 8192;
     ccf->http.max_headers = 64;
-    ccf->http.read_timeout = 60000;
+    pd_conf_init_msec(ccf->http.read_timeout, 30000);
     ccf->http.keepalive_timeout = ccf->keepalive_timeout;
     ccf->http.keepalive_requests = 1000000;
     ccf->http.handler = pd_center_http_handler;
