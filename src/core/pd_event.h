@@ -62,6 +62,11 @@ void pd_event_del_timer(pd_event_t *ev);
 void pd_event_accept(pd_event_t *ev);
 /* enables/disables accepting on this worker's listeners (retirement) */
 pd_int_t pd_enable_accept_events(pd_cycle_t *cycle);
+/*
+ * Once a turn: listeners taken out of the epoll set because every slot
+ * was taken go back in when one is free (pd_event_accept.c).
+ */
+void pd_accept_resume(pd_cycle_t *cycle);
 void pd_close_listening_sockets(pd_cycle_t *cycle);
 
 #endif /* PD_EVENT_H */
