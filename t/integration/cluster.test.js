@@ -148,20 +148,29 @@ async function withCluster(fn, withPg = false) {
             nodes.push(await L.startPushd(node(name, redisPort,
                                                pg && pg.port)));
         }
-        await fn(nodes, {
-            port: redisPort,
-            restart: async () => {
-                await stopRedis(redis);
-                redis = await startRedis(redisPort);
-            },
-            stop: () => stopRedis(redis),
-            start: async () => {
-                redis = await startRedis(redisPort);
-            },
-        }, pg);
+        try {
+            await fn(nodes, {
+                port: redisPort,
+                restart: async () => {
+                    await stopRedis(redis);
+                    redis = await startRedis(redisPort);
+                },
+                stop: () => stopRedis(redis),
+                start: async () => {
+                    redis = await startRedis(redisPort);
+                },
+            }, pg);
+        } catch (e) {
+            for (const d of nodes) {
+                await d.stop();
+            }
+            throw e;
+        }
+        /* the sanitizer and signal scans of every node */
+        await L.stopAllChecked(nodes);
     } finally {
         for (const d of nodes) {
-            await d.stop();
+            d.killHard();
         }
         await stopRedis(redis);
         if (pg) {

@@ -335,6 +335,17 @@ async function startPushd(opts = {}) {
         childExit: null,
         masterPid: null,
         seen: new Set(),
+        /* {pid, signal} of the deaths a test caused on purpose */
+        expectedDeaths: [],
+    };
+
+    /*
+     * Sends sig to pid, a process of this daemon, as a test that means
+     * it: its death by that signal is then no failure of the scan.
+     */
+    d.kill = function (pid, sig) {
+        d.expectedDeaths.push({ pid, signal: os.constants.signals[sig] });
+        return kill(pid, sig);
     };
 
     d.buildConfig = function (over = {}) {
@@ -452,7 +463,8 @@ async function startPushd(opts = {}) {
      */
     d.stop = async function (signal = 'SIGTERM', timeoutMs = 10000) {
         const pids = d.allPids();
-        if (d.masterPid) {
+        /* not a pid the master's death freed for someone else */
+        if (d.masterPid && isPushd(d.masterPid)) {
             kill(d.masterPid, signal);
         }
         let clean = true;
@@ -521,14 +533,88 @@ async function ready(d, timeoutMs = 10000) {
 }
 
 const SANITIZER = /AddressSanitizer|LeakSanitizer|runtime error:/;
+const SIGNALLED = /\b(\d+) exited on signal (\d+)/;
 
 function tail(text, n = 20) {
     return text.split('\n').slice(-n).join('\n');
 }
 
 /*
+ * The lines of an error log where the master saw a process of its die
+ * of a signal ("worker process 123 exited on signal 11"), except the
+ * deaths in expected ([{pid, signal}], the ones a test caused).
+ */
+function signalDeaths(text, expected = []) {
+    const out = [];
+    for (const line of text.split('\n')) {
+        const m = SIGNALLED.exec(line);
+        if (m && !expected.some((e) => e.pid === Number(m[1])
+                                       && e.signal === Number(m[2]))) {
+            out.push(line);
+        }
+    }
+    return out;
+}
+
+/*
+ * What the daemon's logs say went wrong, or null: a sanitizer report
+ * in its stderr or error log, a process dead of a signal no test sent.
+ */
+function scanLogs(d) {
+    const report = d.stderrText() + d.logText();
+    if (SANITIZER.test(report)) {
+        const at = Math.max(0, report.search(SANITIZER) - 200);
+        return `sanitizer report (prefix kept: ${d.prefix}):\n`
+               + report.slice(at, at + 3000);
+    }
+    const deaths = signalDeaths(d.logText(), d.expectedDeaths);
+    if (deaths.length) {
+        return `a pushd process died of a signal (prefix kept: `
+               + `${d.prefix}):\n${deaths.join('\n')}`;
+    }
+    return null;
+}
+
+/*
+ * Stops d (SIGTERM, then SIGKILL for what is left after 10 s) and
+ * throws when its logs hold a sanitizer report or an unexpected death
+ * by a signal, or when it did not stop by itself.  Every daemon a test
+ * starts ends here, through withPushd or directly.
+ */
+async function stopChecked(d) {
+    const clean = await d.stop();
+    const bad = scanLogs(d);
+    if (bad) {
+        throw new Error(bad);
+    }
+    if (!clean) {
+        throw new Error(`pushd did not exit on SIGTERM within 10 s; `
+                        + `killed (prefix kept: ${d.prefix})`);
+    }
+}
+
+/*
+ * stopChecked for several daemons: all are stopped, then the first
+ * failure, with the others', is thrown.
+ */
+async function stopAllChecked(list) {
+    const bad = [];
+    for (const d of list) {
+        try {
+            await stopChecked(d);
+        } catch (e) {
+            bad.push(e.message);
+        }
+    }
+    if (bad.length) {
+        throw new Error(bad.join('\n'));
+    }
+}
+
+/*
  * Runs fn(d) with a started daemon and always stops it afterwards.  A
- * sanitizer report in the daemon's stderr or error log fails the test
+ * sanitizer report in the daemon's stderr or error log, or a process of
+ * it dead of a signal the test did not send (d.kill), fails the test
  * too.  The prefix is removed after a pass and kept after a failure,
  * whose message then ends with the prefix and the tails of both logs.
  */
@@ -539,24 +625,16 @@ async function withPushd(opts, fn) {
         result = await fn(d);
     } catch (e) {
         await d.stop();
+        const bad = scanLogs(d);
         if (e instanceof Error) {
             e.message += `\n(prefix kept: ${d.prefix})`
+                       + (bad ? `\n--- also ---\n${bad}` : '')
                        + `\n--- stderr ---\n${tail(d.stderrText())}`
                        + `\n--- error log ---\n${tail(d.logText())}`;
         }
         throw e;
     }
-    const clean = await d.stop();
-    const report = d.stderrText() + d.logText();
-    if (SANITIZER.test(report)) {
-        const at = Math.max(0, report.search(SANITIZER) - 200);
-        throw new Error(`sanitizer report (prefix kept: ${d.prefix}):\n`
-                        + report.slice(at, at + 3000));
-    }
-    if (!clean) {
-        throw new Error(`pushd did not exit on SIGTERM within 10 s; `
-                        + `killed (prefix kept: ${d.prefix})`);
-    }
+    await stopChecked(d);
     fs.rmSync(d.prefix, { recursive: true, force: true });
     return result;
 }
@@ -778,6 +856,7 @@ module.exports = {
     BIN, API_KEY, AUTH_SECRET,
     delay, waitFor, freePort, procAlive, procState, procArgs, procField,
     childrenOf, kill, runPushd, toYaml, makePrefix, certPair, startPushd,
-    ready, withPushd, tcpConnects, parseResponses, httpRaw, request, centerGet,
+    ready, withPushd, stopChecked, stopAllChecked, scanLogs, signalDeaths, tcpConnects,
+    parseResponses, httpRaw, request, centerGet,
     connOwner, curl, centerPost, metrics,
 };

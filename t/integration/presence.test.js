@@ -303,7 +303,7 @@ test('a killed worker: its entries leave presence, the others stay, the '
         assert.ok(dead.length > 0 && kept.length > 0,
                   `both workers hold some: ${JSON.stringify(slot)}`);
 
-        process.kill(victim, 'SIGKILL');
+        d.kill(victim, 'SIGKILL');
         for (const dev of dead) {
             assert.ok(await cs[Number(dev.slice(1))].waitEnd(5000),
                       `${dev}'s TCP connection ends with its worker`);
@@ -358,7 +358,7 @@ test('a killed worker\'s connections no longer count against '
             count[c.worker]++;
         }
         const victimSlot = count[0] > 0 ? 0 : 1;
-        process.kill(pids[victimSlot], 'SIGKILL');
+        d.kill(pids[victimSlot], 'SIGKILL');
         await L.waitFor(async () => (await presence(d, 'kip'))
                         .connections.length === 8 - count[victimSlot],
                         10000, 'the dead worker\'s entries purged');

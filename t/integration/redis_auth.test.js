@@ -157,6 +157,7 @@ test('an ACL user held to pd:* and no @dangerous command runs a cluster: '
                       d.logText());
             assert.match(d.logText(), /connected, authenticated as pushd/);
         }
+        await L.stopAllChecked(nodes);
     } finally {
         for (const d of nodes) {
             await d.stop();
