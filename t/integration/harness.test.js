@@ -61,3 +61,91 @@ test('a worker killed on purpose through d.kill passes the scan', T,
             `${victim} exited on signal 9`), 10000, 'the death logged');
     });
 });
+
+/* a copy of the repository's scripts in a temporary directory: t/run,
+ * t/check, auto/check-style and what they read, without the sources */
+function scratchCopy() {
+    const fs = require('node:fs');
+    const os = require('node:os');
+    const path = require('node:path');
+    const root = path.resolve(__dirname, '..', '..');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pushd-harness-'));
+    for (const f of ['t/run', 't/check', 'auto/check-style']) {
+        fs.mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
+        fs.copyFileSync(path.join(root, f), path.join(dir, f));
+        fs.chmodSync(path.join(dir, f), 0o755);
+    }
+    fs.mkdirSync(path.join(dir, 't', 'integration'), { recursive: true });
+    fs.mkdirSync(path.join(dir, 'src'), { recursive: true });
+    return dir;
+}
+
+test('t/check: a tree that fails to build is a failure and is not tested',
+     T, () => {
+    const fs = require('node:fs');
+    const path = require('node:path');
+    const { spawnSync } = require('node:child_process');
+    const dir = scratchCopy();
+    try {
+        /* configured trees, and a make that fails */
+        for (const tree of ['objs', 'objs-san']) {
+            fs.mkdirSync(path.join(dir, tree));
+            fs.writeFileSync(path.join(dir, tree, 'Makefile'), '');
+        }
+        fs.mkdirSync(path.join(dir, 'bin'));
+        fs.writeFileSync(path.join(dir, 'bin', 'make'),
+                         '#!/bin/sh\necho "make: *** [x] Error 1" >&2\n'
+                         + 'exit 2\n');
+        fs.chmodSync(path.join(dir, 'bin', 'make'), 0o755);
+        const r = spawnSync(path.join(dir, 't', 'check'), [], {
+            encoding: 'utf8', timeout: 60000,
+            env: { ...process.env,
+                   PATH: `${path.join(dir, 'bin')}:${process.env.PATH}` },
+        });
+        assert.notStrictEqual(r.status, 0, r.stdout);
+        for (const tree of ['objs-san', 'objs']) {
+            assert.ok(r.stdout.includes(`not ok - the ${tree} build failed; `
+                                        + 'its tests are not run'), r.stdout);
+        }
+        assert.ok(!r.stdout.includes('# no unit tests'),
+                  'no tree was tested');
+        assert.match(r.stdout.trim().split('\n').pop(),
+                     /^\d+ passed, 2 failed$/);
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});
+
+test('t/run with PD_TEST_STRICT=1 (make test, CI) counts a skip as a '
+     + 'failure', T, () => {
+    const fs = require('node:fs');
+    const path = require('node:path');
+    const { spawnSync } = require('node:child_process');
+    const dir = scratchCopy();
+    try {
+        fs.mkdirSync(path.join(dir, 'objs'));
+        fs.writeFileSync(path.join(dir, 't', 'integration',
+                                   'skipping.test.js'),
+                         "require('node:test')('needs a server', "
+                         + "{ skip: 'the server is not installed' }, "
+                         + '() => {});\n'
+                         + "require('node:test')('runs', () => {});\n");
+        /* without NODE_TEST_CONTEXT, or the inner runner would report to
+         * this one instead of printing its counts */
+        const base = { ...process.env };
+        delete base.NODE_TEST_CONTEXT;
+        const run = (env) => spawnSync(path.join(dir, 't', 'run'), ['objs'], {
+            encoding: 'utf8', timeout: 60000,
+            env: { ...base, PD_TEST_FILTER: 'skipping', ...env },
+        });
+        const lax = run({ PD_TEST_STRICT: '0' });
+        assert.strictEqual(lax.stdout.trim().split('\n').pop(),
+                           '1 passed, 0 failed, 1 skipped', lax.stdout);
+        const strict = run({ PD_TEST_STRICT: '1' });
+        assert.notStrictEqual(strict.status, 0);
+        assert.strictEqual(strict.stdout.trim().split('\n').pop(),
+                           '1 passed, 1 failed, 1 skipped', strict.stdout);
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});
