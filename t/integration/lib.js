@@ -309,6 +309,8 @@ function expectedWorkers(wp) {
  *   room, center extra section directives (null removes a default)
  *   roomSsl      also listen with TLS on a second room port (given as
  *                "<port> ssl", so on every address)
+ *   roomListen   (roomPort, sslPort) => the room's listen list instead
+ *   centerSsl    the center listens with TLS ("127.0.0.1:<port> ssl")
  *   config       a raw YAML string used instead of the generated one
  *   prepare      called with the handle once the prefix and the config
  *                are written, before the daemon starts
@@ -360,6 +362,13 @@ async function startPushd(opts = {}) {
             room.ssl_certificate = c.cert;
             room.ssl_certificate_key = c.key;
         }
+        if (o.roomListen) {
+            room.listen = o.roomListen(roomPort, sslPort);
+        }
+        const center = {
+            listen: [`127.0.0.1:${centerPort}${o.centerSsl ? ' ssl' : ''}`],
+            api_key: API_KEY,
+        };
         return toYaml(Object.assign({
             worker_processes: w,
             daemon,
@@ -368,10 +377,7 @@ async function startPushd(opts = {}) {
             worker_shutdown_timeout: '1s',
         }, o.top || {}, {
             room: Object.assign(room, o.room || {}),
-            center: Object.assign({
-                listen: [`127.0.0.1:${centerPort}`],
-                api_key: API_KEY,
-            }, o.center || {}),
+            center: Object.assign(center, o.center || {}),
         }));
     };
 
