@@ -862,7 +862,8 @@ module.exports = {
     BIN, API_KEY, AUTH_SECRET,
     delay, waitFor, freePort, procAlive, procState, procArgs, procField,
     childrenOf, kill, runPushd, toYaml, makePrefix, certPair, startPushd,
-    ready, withPushd, stopChecked, stopAllChecked, scanLogs, signalDeaths, tcpConnects,
+    ready, withPushd, stopChecked, stopAllChecked, scanLogs, signalDeaths,
+    tcpConnects,
     parseResponses, httpRaw, request, centerGet,
     connOwner, curl, centerPost, metrics,
 };
