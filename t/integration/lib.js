@@ -777,6 +777,129 @@ async function request(port, method, target, headers = {}, body, opts = {}) {
     return Object.assign({ closed: r.closed, error: r.error }, res);
 }
 
+/*
+ * One kept-alive HTTP connection (TLS with opts.tls): requests go one
+ * after another on the same socket, so the same worker serves them in
+ * order.  {request(method, target, headers, body) -> response (as
+ * parseResponses, json parsed when it can be), sent(n) -> the raw text
+ * of n requests written at once (pipelined) -> their n responses,
+ * closed, close()}.
+ */
+async function keepAlive(port, opts = {}) {
+    const sock = opts.tls
+        ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false,
+                        servername: 'localhost' })
+        : net.connect({ port, host: '127.0.0.1' });
+    await new Promise((resolve, reject) => {
+        sock.once(opts.tls ? 'secureConnect' : 'connect', resolve);
+        sock.once('error', reject);
+    });
+    let buf = Buffer.alloc(0);
+    let waiter = null;
+    const k = { closed: false, sock };
+    const check = () => {
+        if (!waiter) {
+            return;
+        }
+        const res = parseResponses(buf.toString('latin1'));
+        if (res.length >= waiter.n) {
+            const used = res.slice(0, waiter.n)
+                .reduce((n, r) => n + Buffer.byteLength(r.raw, 'latin1'), 0);
+            buf = buf.subarray(used);
+            const w = waiter;
+            waiter = null;
+            clearTimeout(w.timer);
+            for (const r of res) {
+                try {
+                    r.json = JSON.parse(r.body);
+                } catch (e) {
+                    r.json = null;
+                }
+            }
+            w.resolve(res.slice(0, w.n));
+        } else if (k.closed) {
+            const w = waiter;
+            waiter = null;
+            clearTimeout(w.timer);
+            w.reject(new Error(`connection closed after ${res.length} of `
+                               + `${w.n} responses`));
+        }
+    };
+    sock.on('data', (c) => { buf = Buffer.concat([buf, c]); check(); });
+    sock.on('close', () => { k.closed = true; check(); });
+    sock.on('error', () => {});
+    k.sendRaw = (text, n, timeoutMs = 10000) => new Promise((resolve,
+                                                             reject) => {
+        waiter = { n, resolve, reject, timer: setTimeout(() => {
+            waiter = null;
+            reject(new Error(`no ${n} responses within ${timeoutMs} ms`));
+        }, timeoutMs) };
+        sock.write(text);
+        check();
+    });
+    k.format = (method, target, headers = {}, body) => {
+        const h = Object.assign({ Host: '127.0.0.1' }, headers);
+        if (body !== undefined) {
+            h['Content-Length'] = Buffer.byteLength(body);
+        }
+        let head = `${method} ${target} HTTP/1.1\r\n`;
+        for (const [name, v] of Object.entries(h)) {
+            head += `${name}: ${v}\r\n`;
+        }
+        return head + '\r\n' + (body === undefined ? '' : body);
+    };
+    k.request = async (method, target, headers, body) =>
+        (await k.sendRaw(k.format(method, target, headers, body), 1))[0];
+    k.close = () => sock.destroy();
+    return k;
+}
+
+/* a kept-alive connection to the center that sends the API key */
+async function centerConn(d, opts = {}) {
+    const k = await keepAlive(d.centerPort, opts);
+    const auth = { Authorization: `Bearer ${d.apiKey}` };
+    k.get = (target) => k.request('GET', target, auth);
+    k.post = (target, body) => k.request('POST', target,
+        Object.assign({ 'Content-Type': 'application/json' }, auth),
+        typeof body === 'string' ? body : JSON.stringify(body));
+    return k;
+}
+
+/*
+ * One kept-alive center connection (centerConn) held by each worker of
+ * d, found by who accepted it (ss); cached on d while they stay open.
+ * What one worker sends down a channel or a connection arrives in
+ * order, so a request through each of these is a barrier behind
+ * everything the workers were asked to do before it.
+ */
+async function centerPerWorker(d) {
+    if (d.perWorker && d.perWorker.every((k) => !k.closed)) {
+        return d.perWorker;
+    }
+    for (const k of d.perWorker || []) {
+        k.close();
+    }
+    const pids = d.workerPids();
+    const byPid = new Map();
+    for (let i = 0; i < 200 && byPid.size < pids.length; i++) {
+        const k = await centerConn(d);
+        const owner = await waitFor(() => connOwner(d.centerPort,
+                                                    k.sock.localPort),
+                                    5000, 'the worker that accepted');
+        if (pids.includes(owner) && !byPid.has(owner)) {
+            byPid.set(owner, k);
+        } else {
+            k.close();
+        }
+    }
+    if (byPid.size !== pids.length) {
+        throw new Error(`no center connection to each of ${pids.length} `
+                        + 'workers after 200 tries');
+    }
+    d.perWorker = [...byPid.values()];
+    return d.perWorker;
+}
+
 /* a GET to the center with the API key; body parsed as JSON */
 async function centerGet(d, target, opts = {}) {
     const res = await request(d.centerPort, 'GET', target,
@@ -864,6 +987,7 @@ module.exports = {
     childrenOf, kill, runPushd, toYaml, makePrefix, certPair, startPushd,
     ready, withPushd, stopChecked, stopAllChecked, scanLogs, signalDeaths,
     tcpConnects,
-    parseResponses, httpRaw, request, centerGet,
+    parseResponses, httpRaw, request, centerGet, keepAlive, centerConn,
+    centerPerWorker,
     connOwner, curl, centerPost, metrics,
 };
