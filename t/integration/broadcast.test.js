@@ -52,10 +52,15 @@ async function broadcast(d, o) {
 }
 
 const idSeq = (id) => BigInt(`0x${id.slice(id.lastIndexOf('-') + 1)}`);
-const isMsg = (f) => f.json && f.json.op === 'msg';
+/* a msg frame, not a sentinel (settle): tests do not see those */
+const isSentinel = (f) => f.json && f.json.op === 'msg' && f.json.data
+    && f.json.data.sentinel === true;
+const isMsg = (f) => f.json && f.json.op === 'msg' && !isSentinel(f);
 
-function open(d, uid, device, apps = ['a']) {
-    return W.rawOpen(d.roomPort, uid, device, { apps });
+async function open(d, uid, device, apps = ['a']) {
+    const ws = await W.rawOpen(d.roomPort, uid, device, { apps });
+    ws.pd = { d, apps };
+    return ws;
 }
 
 /* opens the clients of specs [{uid, device, apps}], batch at a time */
@@ -80,11 +85,27 @@ function takeMsgs(ws) {
     return out;
 }
 
-/* what the server had for ws: a ping answered, then a quiet while */
-async function settle(ws, quietMs = 400) {
+/*
+ * What the server had for ws: a ping answered (what its worker queued
+ * before, the retained broadcasts loaded on connect or bind included),
+ * then a sentinel broadcast (ttl 0, not retained) through each worker's
+ * own center connection, behind any walk a worker started before it.
+ */
+async function settle(ws) {
     ws.sendJson({ op: 'ping' });
     await ws.op('pong');
-    await L.delay(quietMs);
+    const ids = [];
+    for (const k of await L.centerPerWorker(ws.pd.d)) {
+        const r = await k.post('/v1/broadcast', rawBody({
+            app: ws.pd.apps[0], data: '{"sentinel":true}', qos: 0, ttl: 0,
+        }));
+        assert.strictEqual(r.status, 200, `sentinel: ${r.body}`);
+        ids.push(r.json.id);
+    }
+    for (const id of ids) {
+        await ws.next((f) => isSentinel(f) && f.json.id === id, 5000,
+                      `sentinel ${id}`);
+    }
     return takeMsgs(ws);
 }
 
@@ -320,7 +341,7 @@ test('a retained broadcast past its ttl reaches nobody new', T,
     await L.withPushd(conf(), async (d) => {
         const r = await broadcast(d, { app: 'a', data: '"short"', ttl: 1 });
         const soon = await open(d, 'soon', 'd1');
-        assert.deepStrictEqual((await settle(soon, 100)).map((x) => x.json.id),
+        assert.deepStrictEqual((await settle(soon)).map((x) => x.json.id),
                                [r.id], 'within the ttl it is retained');
         soon.destroy();
         await L.delay(2500);
