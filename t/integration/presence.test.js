@@ -162,6 +162,60 @@ test('bind and unbind change the apps presence lists', T, async () => {
     });
 });
 
+test('unbind stops the deliveries of that app: its pushes and broadcasts '
+     + 'no longer arrive, the other app\'s do, a rebind loads what was '
+     + 'stored', T, async () => {
+    const more = { top: { register: { memory: '8m' },
+                          saver: { memory: '8m' } } };
+    await L.withPushd(conf({}, more), async (d) => {
+        const c = await W.connect(d.roomPort, 'ub', 'd1',
+                                  { apps: ['a', 'x'] });
+        c.send({ op: 'unbind', app: 'a' });
+        await L.waitFor(async () => byDevice(await presence(d, 'ub')).d1
+                        .apps.join() === 'x', 5000, 'apps x after unbind a');
+
+        /* one kept-alive API connection: one worker sends all of it, in
+         * order, to the client's worker */
+        const api = await L.centerConn(d);
+        const q0 = await api.post('/v1/push', { app: 'a', uids: ['ub'],
+                                                data: 'gone', qos: 0 });
+        assert.strictEqual(q0.status, 200, q0.body);
+        assert.strictEqual(q0.json.online, 0, 'not online for app a');
+        const q1 = await api.post('/v1/push', { app: 'a', uids: ['ub'],
+                                                data: 'kept', qos: 1 });
+        assert.strictEqual(q1.status, 200, q1.body);
+        assert.strictEqual(q1.json.online, 0, q1.body);
+        assert.strictEqual(q1.json.stored, 1, q1.body);
+        const ba = await api.post('/v1/broadcast', { app: 'a', data: 'all-a',
+                                                     qos: 0, ttl: 0 });
+        assert.strictEqual(ba.status, 200, ba.body);
+
+        /* sentinels after them: a push and a broadcast for app x */
+        const px = await api.post('/v1/push', { app: 'x', uids: ['ub'],
+                                                data: 'for-x', qos: 0 });
+        assert.strictEqual(px.json.online, 1, px.body);
+        const bx = await api.post('/v1/broadcast', { app: 'x', data: 'all-x',
+                                                     qos: 0, ttl: 0 });
+        assert.strictEqual(bx.status, 200, bx.body);
+        await c.next((m) => m.op === 'msg' && m.id === bx.json.id, 5000,
+                     'the broadcast to app x');
+        const got = c.msgs.items.filter((m) => m.op === 'msg')
+            .map((m) => m.id);
+        assert.deepStrictEqual(got, [px.json.id],
+                               'nothing for the unbound app a, before or '
+                               + 'between the sentinels');
+
+        /* bound again: the stored qos 1 one comes, the qos 0 ones not */
+        c.msgs.items = [];
+        c.send({ op: 'bind', app: 'a' });
+        const m = await c.op('msg', 5000);
+        assert.strictEqual(m.id, q1.json.id);
+        assert.strictEqual(m.data, 'kept');
+        api.close();
+        c.close();
+    });
+});
+
 test('connections on both workers; kick one device, then all, across '
      + 'workers', T, async () => {
     await L.withPushd(conf(), async (d) => {
