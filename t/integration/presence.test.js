@@ -100,6 +100,7 @@ test('presence: an offline uid, one connection with its fields, gone '
         const before = Date.now();
         const c = await W.rawOpen(d.roomPort, 'pu', 'p1',
                                   { apps: ['chat', 'news'] });
+        const connected = Date.now();
         const p = await presence(d, 'pu');
         assert.strictEqual(p.uid, 'pu');
         assert.strictEqual(p.online, true);
@@ -111,10 +112,12 @@ test('presence: an offline uid, one connection with its fields, gone '
         assert.strictEqual(typeof e.node, 'string');
         assert.strictEqual(e.node, st.node, 'the node of this host');
         assert.strictEqual(typeof e.since, 'number');
-        /* seconds or milliseconds, but now-ish */
-        const sinceMs = e.since < 1e11 ? e.since * 1000 : e.since;
-        assert.ok(sinceMs >= before - 2000 && sinceMs <= Date.now() + 2000,
-                  `since ${e.since} is the connect time (now ${Date.now()})`);
+        /* unix milliseconds (README), taken during the handshake: in
+         * seconds it would be 1000 times too small and fail */
+        assert.ok(Number.isInteger(e.since), `since ${e.since} is whole ms`);
+        assert.ok(e.since >= before - 1000 && e.since <= connected + 1000,
+                  `since ${e.since} is the connect time, unix ms (the `
+                  + `handshake ran from ${before} to ${connected})`);
         assert.ok(e.worker === 0 || e.worker === 1, `worker ${e.worker}`);
 
         /* the worker slot is the process holding the socket */
