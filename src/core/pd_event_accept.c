@@ -32,7 +32,16 @@ static void pd_accept_backoff_handler(pd_timer_t *t);
 /* "worker_connections are not enough" at most this often */
 #define PD_ACCEPT_LOG_INTERVAL   60000
 
+/*
+ * Slots accept leaves free: the worker's own links take slots too (a
+ * Redis or PostgreSQL reconnect, a webhook, the channel to a respawned
+ * sibling), and a worker full of clients must still be able to make
+ * them.
+ */
+#define PD_ACCEPT_RESERVE_MAX    32
+
 static pd_cycle_t  *pd_accept_cycle;     /* the worker's, set once */
+static pd_uint_t    pd_accept_reserve;
 static pd_uint_t   pd_accept_state;
 static pd_msec_t   pd_accept_logged;
 static pd_uint_t   pd_accept_ever_logged;
@@ -61,15 +70,17 @@ pd_event_accept(pd_event_t *ev)
 
         /* no slot: leave the connection queued rather than accept and
          * drop it, and stop listening until one frees */
-        if (pd_connection_free_slots() == 0) {
+        if (pd_connection_free_slots() <= pd_accept_reserve) {
             if (!pd_accept_ever_logged
                 || pd_current_msec - pd_accept_logged
                    >= PD_ACCEPT_LOG_INTERVAL)
             {
                 pd_log_error(PD_LOG_WARN, lc->log, 0,
                              "%lu worker_connections are not enough, not "
-                             "accepting until a connection closes",
-                             (unsigned long) pd_accept_cycle->connection_n);
+                             "accepting until a connection closes (%lu "
+                             "kept for the worker's own links)",
+                             (unsigned long) pd_accept_cycle->connection_n,
+                             (unsigned long) pd_accept_reserve);
                 pd_accept_logged = pd_current_msec;
                 pd_accept_ever_logged = 1;
             }
@@ -251,6 +262,8 @@ pd_enable_accept_events(pd_cycle_t *cycle)
     pd_uint_t         i;
 
     pd_accept_cycle = cycle;
+    pd_accept_reserve = pd_min(PD_ACCEPT_RESERVE_MAX,
+                               cycle->connection_n / 8);
     ls = cycle->listening.elts;
 
     for (i = 0; i < cycle->listening.nelts; i++) {
@@ -342,10 +355,12 @@ pd_accept_backoff_handler(pd_timer_t *t)
 void
 pd_accept_resume(pd_cycle_t *cycle)
 {
-    /* one free slot is enough: the next accept takes it, the one after
-     * finds none and takes the listeners out again, an epoll_ctl() pair
-     * per connection that leaves, not a spin */
-    if (pd_accept_state == PD_ACCEPT_FULL && cycle->free_connection_n > 0) {
+    /* one slot over the reserve is enough: the next accept takes it,
+     * the one after finds none and takes the listeners out again, an
+     * epoll_ctl() pair per connection that leaves, not a spin */
+    if (pd_accept_state == PD_ACCEPT_FULL
+        && cycle->free_connection_n > pd_accept_reserve)
+    {
         pd_enable_accept_again();
     }
 }
