@@ -92,9 +92,11 @@ pd_drain_connections(void)
 }
 
 pd_uint_t
-pd_connection_free_slots(void)
+pd_connection_free_slots(pd_uint_t reserve)
 {
-    if (pd_conn_cycle->free_connection_n < pd_conn_cycle->connection_n / 16) {
+    if (pd_conn_cycle->free_connection_n <= reserve
+        || pd_conn_cycle->free_connection_n < pd_conn_cycle->connection_n / 16)
+    {
         pd_drain_connections();
     }
 

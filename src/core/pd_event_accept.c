@@ -42,10 +42,10 @@ static void pd_accept_backoff_handler(pd_timer_t *t);
 
 static pd_cycle_t  *pd_accept_cycle;     /* the worker's, set once */
 static pd_uint_t    pd_accept_reserve;
-static pd_uint_t   pd_accept_state;
-static pd_msec_t   pd_accept_logged;
-static pd_uint_t   pd_accept_ever_logged;
-static pd_timer_t  pd_accept_backoff_timer;
+static pd_uint_t    pd_accept_state;
+static pd_msec_t    pd_accept_logged;
+static pd_uint_t    pd_accept_ever_logged;
+static pd_timer_t   pd_accept_backoff_timer;
 
 void
 pd_event_accept(pd_event_t *ev)
@@ -70,7 +70,9 @@ pd_event_accept(pd_event_t *ev)
 
         /* no slot: leave the connection queued rather than accept and
          * drop it, and stop listening until one frees */
-        if (pd_connection_free_slots() <= pd_accept_reserve) {
+        if (pd_connection_free_slots(pd_accept_reserve)
+            <= pd_accept_reserve)
+        {
             if (!pd_accept_ever_logged
                 || pd_current_msec - pd_accept_logged
                    >= PD_ACCEPT_LOG_INTERVAL)
