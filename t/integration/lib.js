@@ -456,6 +456,9 @@ async function startPushd(opts = {}) {
         }
         for (const pid of pids) {
             if (isPushd(pid)) {
+                /* on purpose: the master may log a worker's death by it
+                 * before its own */
+                d.expectedDeaths.push({ pid, signal: 9 });
                 kill(pid, 'SIGKILL');
             }
         }
