@@ -91,6 +91,18 @@ pd_drain_connections(void)
     }
 }
 
+pd_uint_t
+pd_connection_free_slots(pd_uint_t reserve)
+{
+    if (pd_conn_cycle->free_connection_n <= reserve
+        || pd_conn_cycle->free_connection_n < pd_conn_cycle->connection_n / 16)
+    {
+        pd_drain_connections();
+    }
+
+    return pd_conn_cycle->free_connection_n;
+}
+
 pd_connection_t *
 pd_get_connection(pd_socket_t fd, pd_log_t *log)
 {

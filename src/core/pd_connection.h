@@ -77,6 +77,10 @@ extern pd_uint_t   pd_active_connections;
 u_char *pd_connection_addr_text(pd_connection_t *c, u_char *buf, size_t len);
 /* a free connection for fd, or NULL (logged) when the array is exhausted */
 pd_connection_t *pd_get_connection(pd_socket_t fd, pd_log_t *log);
+/* free slots in the array, after idle keep-alive connections gave theirs
+ * up when no more than reserve, or a sixteenth, were left (the accept
+ * loop asks before each accept) */
+pd_uint_t pd_connection_free_slots(pd_uint_t reserve);
 void pd_free_connection(pd_connection_t *c);
 /* deletes events and timers, closes the fd, frees the slot; not the pool */
 void pd_close_connection(pd_connection_t *c);

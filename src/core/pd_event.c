@@ -280,6 +280,8 @@ pd_process_events_and_timers(pd_cycle_t *cycle)
     int         n, i, timeout;
     pd_err_t    err;
 
+    pd_accept_resume(cycle);
+
     if (!pd_queue_empty(&pd_posted_events)
         || !pd_queue_empty(&pd_posted_next_events)
         || !pd_queue_empty(&pd_posted_accept_events))

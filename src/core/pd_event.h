@@ -64,6 +64,11 @@ void pd_event_accept(pd_event_t *ev);
 pd_connection_t *pd_event_adopt(pd_listening_t *ls, pd_socket_t fd);
 /* enables/disables accepting on this worker's listeners (retirement) */
 pd_int_t pd_enable_accept_events(pd_cycle_t *cycle);
+/*
+ * Once a turn: listeners taken out of the epoll set because every slot
+ * was taken go back in when one is free (pd_event_accept.c).
+ */
+void pd_accept_resume(pd_cycle_t *cycle);
 void pd_close_listening_sockets(pd_cycle_t *cycle);
 
 #endif /* PD_EVENT_H */

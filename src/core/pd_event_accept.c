@@ -12,7 +12,40 @@ static void pd_event_init_connection(pd_connection_t *c);
 static void pd_ssl_handshake_handler(pd_event_t *ev);
 static u_char *pd_accept_log_handler(pd_log_t *log, u_char *buf, size_t len);
 
-static pd_msec_t  pd_accept_disabled_until;
+static void pd_disable_accept_events(pd_uint_t why);
+static void pd_accept_backoff_handler(pd_timer_t *t);
+
+/*
+ * Why this worker's listeners are out of the epoll set, if they are.
+ * They are level-triggered: left in while nothing can be accepted, every
+ * epoll_wait() would return at once for the same queued connections and
+ * the worker would spin.  Out, the connections wait in the kernel's
+ * backlog of this worker's socket (SO_REUSEPORT gives each its own) until
+ * a slot frees (FULL, checked once a turn) or the back-off timer fires
+ * (BACKOFF: the process ran out of file descriptors or memory).
+ */
+#define PD_ACCEPT_ON        0
+#define PD_ACCEPT_FULL      1
+#define PD_ACCEPT_BACKOFF   2
+
+#define PD_ACCEPT_BACKOFF_MSEC   500
+/* "worker_connections are not enough" at most this often */
+#define PD_ACCEPT_LOG_INTERVAL   60000
+
+/*
+ * Slots accept leaves free: the worker's own links take slots too (a
+ * Redis or PostgreSQL reconnect, a webhook, the channel to a respawned
+ * sibling), and a worker full of clients must still be able to make
+ * them.
+ */
+#define PD_ACCEPT_RESERVE_MAX    32
+
+static pd_cycle_t  *pd_accept_cycle;     /* the worker's, set once */
+static pd_uint_t    pd_accept_reserve;
+static pd_uint_t    pd_accept_state;
+static pd_msec_t    pd_accept_logged;
+static pd_uint_t    pd_accept_ever_logged;
+static pd_timer_t   pd_accept_backoff_timer;
 
 void
 pd_event_accept(pd_event_t *ev)
@@ -28,12 +61,36 @@ pd_event_accept(pd_event_t *ev)
     lc = ev->data;
     ls = lc->listening;
 
-    if (pd_exiting || pd_current_msec < pd_accept_disabled_until) {
+    if (pd_exiting || pd_accept_state != PD_ACCEPT_ON) {
         return;
     }
 
     /* a per-turn cap: one busy listener must not starve the others */
     for (n = 0; n < pd_accept_per_turn; n++) {
+
+        /* no slot: leave the connection queued rather than accept and
+         * drop it, and stop listening until one frees */
+        if (pd_connection_free_slots(pd_accept_reserve)
+            <= pd_accept_reserve)
+        {
+            if (!pd_accept_ever_logged
+                || pd_current_msec - pd_accept_logged
+                   >= PD_ACCEPT_LOG_INTERVAL)
+            {
+                pd_log_error(PD_LOG_WARN, lc->log, 0,
+                             "%lu worker_connections are not enough, not "
+                             "accepting until a connection closes (%lu "
+                             "kept for the worker's own links)",
+                             (unsigned long) pd_accept_cycle->connection_n,
+                             (unsigned long) pd_accept_reserve);
+                pd_accept_logged = pd_current_msec;
+                pd_accept_ever_logged = 1;
+            }
+
+            pd_disable_accept_events(PD_ACCEPT_FULL);
+            return;
+        }
+
         socklen = sizeof(pd_sockaddr_t);
         s = accept4(lc->fd, &sa.sockaddr, &socklen,
                     SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -56,7 +113,7 @@ pd_event_accept(pd_event_t *ev)
                 || err == ENOMEM)
             {
                 /* back off instead of spinning on a full process */
-                pd_accept_disabled_until = pd_current_msec + 500;
+                pd_disable_accept_events(PD_ACCEPT_BACKOFF);
             }
 
             return;
@@ -66,9 +123,8 @@ pd_event_accept(pd_event_t *ev)
 
         c = pd_get_connection(s, lc->log);
         if (c == NULL) {
+            /* not reached: a slot was free above */
             close(s);
-            /* the array is full: leave the rest in the backlog a while */
-            pd_accept_disabled_until = pd_current_msec + 100;
             return;
         }
 
@@ -207,6 +263,9 @@ pd_enable_accept_events(pd_cycle_t *cycle)
     pd_connection_t  *c;
     pd_uint_t         i;
 
+    pd_accept_cycle = cycle;
+    pd_accept_reserve = pd_min(PD_ACCEPT_RESERVE_MAX,
+                               cycle->connection_n / 8);
     ls = cycle->listening.elts;
 
     for (i = 0; i < cycle->listening.nelts; i++) {
@@ -233,6 +292,79 @@ pd_enable_accept_events(pd_cycle_t *cycle)
     }
 
     return PD_OK;
+}
+
+static void
+pd_disable_accept_events(pd_uint_t why)
+{
+    pd_listening_t  *ls;
+    pd_uint_t        i;
+
+    ls = pd_accept_cycle->listening.elts;
+
+    for (i = 0; i < pd_accept_cycle->listening.nelts; i++) {
+        if (ls[i].connection == NULL || !ls[i].connection->read->active) {
+            continue;
+        }
+
+        pd_delete_posted_event(ls[i].connection->read);
+        (void) pd_del_read_event(ls[i].connection->read);
+    }
+
+    pd_accept_state = why;
+
+    if (why == PD_ACCEPT_BACKOFF) {
+        pd_timer_init(&pd_accept_backoff_timer, pd_accept_backoff_handler,
+                      NULL);
+        (void) pd_timer_add(&pd_timers, &pd_accept_backoff_timer,
+                            pd_current_msec, PD_ACCEPT_BACKOFF_MSEC);
+    }
+}
+
+static void
+pd_enable_accept_again(void)
+{
+    pd_listening_t  *ls;
+    pd_uint_t        i;
+
+    pd_accept_state = PD_ACCEPT_ON;
+
+    if (pd_exiting) {
+        return;
+    }
+
+    ls = pd_accept_cycle->listening.elts;
+
+    for (i = 0; i < pd_accept_cycle->listening.nelts; i++) {
+        if (ls[i].connection == NULL || ls[i].connection->read->active) {
+            continue;
+        }
+
+        (void) pd_add_read_event(ls[i].connection->read);
+    }
+}
+
+static void
+pd_accept_backoff_handler(pd_timer_t *t)
+{
+    (void) t;
+
+    if (pd_accept_state == PD_ACCEPT_BACKOFF) {
+        pd_enable_accept_again();
+    }
+}
+
+void
+pd_accept_resume(pd_cycle_t *cycle)
+{
+    /* one slot over the reserve is enough: the next accept takes it,
+     * the one after finds none and takes the listeners out again, an
+     * epoll_ctl() pair per connection that leaves, not a spin */
+    if (pd_accept_state == PD_ACCEPT_FULL
+        && cycle->free_connection_n > pd_accept_reserve)
+    {
+        pd_enable_accept_again();
+    }
 }
 
 /* a retiring worker stops accepting; the sockets stay open in the

@@ -39,8 +39,10 @@ function rawBody(o) {
     return `{${parts.join(',')}}`;
 }
 
+/* o.conn: a kept-alive center connection (L.centerConn) to send it on */
 async function broadcast(d, o) {
-    const r = await L.centerPost(d, '/v1/broadcast', rawBody(o));
+    const r = o.conn ? await o.conn.post('/v1/broadcast', rawBody(o))
+        : await L.centerPost(d, '/v1/broadcast', rawBody(o));
     assert.strictEqual(r.status, 200, `broadcast: ${r.status} ${r.body}`);
     assert.ok(r.json && typeof r.json.id === 'string'
               && /^\S+-[0-9a-f]+$/.test(r.json.id), r.body);
@@ -50,10 +52,15 @@ async function broadcast(d, o) {
 }
 
 const idSeq = (id) => BigInt(`0x${id.slice(id.lastIndexOf('-') + 1)}`);
-const isMsg = (f) => f.json && f.json.op === 'msg';
+/* a msg frame, not a sentinel (settle): tests do not see those */
+const isSentinel = (f) => f.json && f.json.op === 'msg' && f.json.data
+    && f.json.data.sentinel === true;
+const isMsg = (f) => f.json && f.json.op === 'msg' && !isSentinel(f);
 
-function open(d, uid, device, apps = ['a']) {
-    return W.rawOpen(d.roomPort, uid, device, { apps });
+async function open(d, uid, device, apps = ['a']) {
+    const ws = await W.rawOpen(d.roomPort, uid, device, { apps });
+    ws.pd = { d, apps };
+    return ws;
 }
 
 /* opens the clients of specs [{uid, device, apps}], batch at a time */
@@ -78,11 +85,27 @@ function takeMsgs(ws) {
     return out;
 }
 
-/* what the server had for ws: a ping answered, then a quiet while */
-async function settle(ws, quietMs = 400) {
+/*
+ * What the server had for ws: a ping answered (what its worker queued
+ * before, the retained broadcasts loaded on connect or bind included),
+ * then a sentinel broadcast (ttl 0, not retained) through each worker's
+ * own center connection, behind any walk a worker started before it.
+ */
+async function settle(ws) {
     ws.sendJson({ op: 'ping' });
     await ws.op('pong');
-    await L.delay(quietMs);
+    const ids = [];
+    for (const k of await L.centerPerWorker(ws.pd.d)) {
+        const r = await k.post('/v1/broadcast', rawBody({
+            app: ws.pd.apps[0], data: '{"sentinel":true}', qos: 0, ttl: 0,
+        }));
+        assert.strictEqual(r.status, 200, `sentinel: ${r.body}`);
+        ids.push(r.json.id);
+    }
+    for (const id of ids) {
+        await ws.next((f) => isSentinel(f) && f.json.id === id, 5000,
+                      `sentinel ${id}`);
+    }
     return takeMsgs(ws);
 }
 
@@ -132,10 +155,13 @@ test('broadcast to 1000 connections on both workers: each gets it '
                 && n[0] + n[1] >= 1010;
         }, 10000, '1010 connections over both workers in /v1/stats');
 
+        /* both broadcasts through one kept-alive connection: one worker
+         * sends them, in order, down the same channels */
+        const api = await L.centerConn(d);
         const raw = '{"news" : [ 1.0, "b" ] , "n":null}';
         const t0 = Date.now();
         const r = await broadcast(d, { app: 'news', data: raw, qos: 0,
-                                       rate: 500 });
+                                       rate: 500, conn: api });
         assert.strictEqual(r.rate, 500, 'the rate asked for');
 
         /* when each connection got it, polled every 20 ms */
@@ -163,18 +189,33 @@ test('broadcast to 1000 connections on both workers: each gets it '
         const half = firstAt.filter((x) => x - t0 <= 500).length;
         t.diagnostic(`all 1000 had it after ${elapsed} ms, ${half} within `
                      + '500 ms');
-        assert.ok(elapsed >= 1000 && elapsed <= 10000,
-                  `1000 users at 500/s took ${elapsed} ms (1 to 10 s)`);
-        assert.ok(half < 1000, `not all within the first 0.5 s (${half})`);
+        /* 2 s at 500/s: a walk 20% too fast (1.7 s) fails, and so does
+         * one that sends a burst up front (a quarter is due by 0.5 s) */
+        assert.ok(elapsed >= 1700 && elapsed <= 10000,
+                  `1000 users at 500/s took ${elapsed} ms (1.7 to 10 s)`);
+        assert.ok(half <= 400, `${half} of 1000 within the first 0.5 s, `
+                               + 'about 250 are due');
 
-        /* exactly once each, as sent; the other app got nothing */
-        await L.delay(500);
+        /*
+         * Exactly once each: a second broadcast, the sentinel, at the
+         * same rate after it on the same path; a walk of the first one
+         * still under way (a duplicate) started before the sentinel's
+         * and goes at its pace, so it reaches each connection first.
+         * When every connection has the sentinel, each holds the
+         * broadcast once, then the sentinel, and nothing else.
+         */
+        const s = await broadcast(d, { app: 'news', data: '"sentinel"',
+                                       qos: 0, rate: 500, conn: api });
+        await L.waitFor(() => conns.every((ws) => withId(ws, s.id).length),
+                        20000, 'the sentinel on every connection', 20);
         for (const [i, ws] of conns.entries()) {
             const got = takeMsgs(ws);
-            assert.strictEqual(got.length, 1, `bc${i} got `
-                               + JSON.stringify(got.map((f) => f.text)));
+            assert.deepStrictEqual(got.map((f) => f.json.id), [r.id, s.id],
+                                   `bc${i} got `
+                                   + JSON.stringify(got.map((f) => f.text)));
             checkFrame(got[0], r.id, 'news', 0, raw, `bc${i}`);
         }
+        api.close();
         for (const [i, ws] of others.entries()) {
             assert.deepStrictEqual(takeMsgs(ws).map((f) => f.text), [],
                                    `bo${i} is bound to "other" only`);
@@ -194,11 +235,12 @@ test('broadcast at the default rate: connections on both workers, qos '
                          apps: ['x', 'a'] });
         }
         const conns = await openAll(d, specs);
+        const api = await L.centerConn(d);
         const ids = [];
         for (const qos of [1, 0, 1]) {
             const raw = `{"q" : ${qos}}`;
             const r = await broadcast(d, { app: 'a', data: raw, qos,
-                                           ttl: 0 });
+                                           ttl: 0, conn: api });
             ids.push(r.id);
             for (const [i, ws] of conns.entries()) {
                 const f = await ws.next((x) => isMsg(x)
@@ -211,12 +253,18 @@ test('broadcast at the default rate: connections on both workers, qos '
             assert.ok(idSeq(ids[i]) > idSeq(ids[i - 1]),
                       `ids increase: ${ids.join(' ')}`);
         }
-        await L.delay(300);
+        /* once each: a sentinel after them on the same path arrives
+         * with nothing before it */
+        const sn = await broadcast(d, { app: 'a', data: '"sentinel"',
+                                        qos: 0, ttl: 0, conn: api });
+        await L.waitFor(() => conns.every((ws) => withId(ws, sn.id).length),
+                        10000, 'the sentinel on every connection');
         for (const [i, ws] of conns.entries()) {
-            assert.deepStrictEqual(takeMsgs(ws).map((f) => f.text), [],
-                                   `d${i} got each broadcast once`);
+            assert.deepStrictEqual(takeMsgs(ws).map((f) => f.json.id),
+                                   [sn.id], `d${i} got each broadcast once`);
             ws.destroy();
         }
+        api.close();
     });
 });
 
@@ -294,7 +342,7 @@ test('a retained broadcast past its ttl reaches nobody new', T,
     await L.withPushd(conf(), async (d) => {
         const r = await broadcast(d, { app: 'a', data: '"short"', ttl: 1 });
         const soon = await open(d, 'soon', 'd1');
-        assert.deepStrictEqual((await settle(soon, 100)).map((x) => x.json.id),
+        assert.deepStrictEqual((await settle(soon)).map((x) => x.json.id),
                                [r.id], 'within the ttl it is retained');
         soon.destroy();
         await L.delay(2500);

@@ -54,7 +54,7 @@ test('a respawned worker is reachable under its new pid', T, async () => {
     await L.withPushd({ workers: 3 }, async (d) => {
         const before = d.workerPids();
         const victim = before[1];
-        process.kill(victim, 'SIGKILL');
+        d.kill(victim, 'SIGKILL');
         const after = await L.waitFor(() => {
             const now = d.workerPids();
             return now.length === 3 && !now.includes(victim) ? now : null;

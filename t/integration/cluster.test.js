@@ -4,8 +4,11 @@
  * redis): a client on one node is reached by the API of another, presence
  * and kick work across nodes, a broadcast reaches every node once, a
  * SIGKILLed node's users vanish within node_ttl, and a Redis restart is
- * survived (the nodes reconnect and announce their sessions again).  The
- * test starts its own redis-server on a free port.
+ * survived (the nodes reconnect and announce their sessions again);
+ * qos 1 through Redis and PostgreSQL, and saver.redis, the store on a
+ * Redis of its own.  The test starts its own redis-server and
+ * PostgreSQL on free ports; without them it is skipped, which make
+ * test counts as a failure (PD_TEST_STRICT).
  */
 
 const test = require('node:test');
@@ -148,20 +151,29 @@ async function withCluster(fn, withPg = false) {
             nodes.push(await L.startPushd(node(name, redisPort,
                                                pg && pg.port)));
         }
-        await fn(nodes, {
-            port: redisPort,
-            restart: async () => {
-                await stopRedis(redis);
-                redis = await startRedis(redisPort);
-            },
-            stop: () => stopRedis(redis),
-            start: async () => {
-                redis = await startRedis(redisPort);
-            },
-        }, pg);
+        try {
+            await fn(nodes, {
+                port: redisPort,
+                restart: async () => {
+                    await stopRedis(redis);
+                    redis = await startRedis(redisPort);
+                },
+                stop: () => stopRedis(redis),
+                start: async () => {
+                    redis = await startRedis(redisPort);
+                },
+            }, pg);
+        } catch (e) {
+            for (const d of nodes) {
+                await d.stop();
+            }
+            throw e;
+        }
+        /* the sanitizer and signal scans of every node */
+        await L.stopAllChecked(nodes);
     } finally {
         for (const d of nodes) {
-            await d.stop();
+            d.killHard();
         }
         await stopRedis(redis);
         if (pg) {
@@ -468,4 +480,120 @@ test('cluster qos 1: Redis restarted during a stream of pushes: every 200 '
             assert.ok(got.size >= want.size);
         }
     }, true);
+});
+
+test('saver.redis: the store on its own Redis, apart from the register\'s; '
+     + 'it loses its data and PostgreSQL brings it back', PG, async () => {
+    const S = require('./servers.js');
+    const reg = await S.startRedis(await L.freePort());
+    let store = await S.startRedis(await L.freePort());
+    const pg = await startPostgres();
+    const nodes = [];
+    const conf = (name) => {
+        const c = node(name, reg.port, pg.port);
+        c.top.saver.redis = [`127.0.0.1:${store.port}`];
+        return c;
+    };
+    const keys = (port, pattern) => S.redisCli(port, ['--scan', '--pattern',
+                                                      pattern])
+        .split('\n').filter((k) => k).sort();
+    try {
+        for (const name of ['node-a', 'node-b']) {
+            nodes.push(await L.startPushd(conf(name)));
+        }
+        const [a, b] = nodes;
+
+        const ids = [];
+        for (let i = 0; i < 3; i++) {
+            const r = await L.waitFor(async () => {
+                const x = await L.centerPost(a, '/v1/push', {
+                    app: 'chat', uids: ['ola'], data: { i },
+                });
+                return x.status === 200 && x;
+            }, 10000, 'a stored push');
+            assert.strictEqual(r.json.stored, 1, r.body);
+            ids.push(r.json.id);
+        }
+
+        /* the messages are in the store's Redis, none in the register's */
+        assert.deepStrictEqual(keys(store.port, 'pd:q:*'), ['pd:q:ola']);
+        assert.strictEqual(keys(store.port, 'pd:m:*').length, 3);
+        assert.deepStrictEqual(keys(reg.port, 'pd:q:*'), []);
+        assert.deepStrictEqual(keys(reg.port, 'pd:m:*'), []);
+        assert.deepStrictEqual(keys(reg.port, 'pd:saver:*'), []);
+
+        /* the store's Redis restarts empty: the saver reloads it from
+         * PostgreSQL, and a client on node-b gets all three in order */
+        const port = store.port;
+        await store.stop();
+        store = await S.startRedis(port);
+        await L.waitFor(() => keys(store.port, 'pd:m:*').length === 3,
+                        20000, 'the messages reloaded into the store');
+        const cl = await W.connect(b.roomPort, 'ola', 'phone',
+                                   { apps: ['chat'] });
+        const got = [];
+        for (let i = 0; i < 3; i++) {
+            const m = await cl.op('msg', 5000);
+            got.push(m.id);
+            cl.send({ op: 'ack', ids: [m.id] });
+        }
+        assert.deepStrictEqual(got, ids, 'all three, in order');
+        await L.waitFor(() => Number(pg.sql('SELECT count(*) FROM '
+                                            + 'pd_messages')) === 0,
+                        10000, 'the acked rows deleted');
+        await L.waitFor(() => keys(store.port, 'pd:q:*').length === 0,
+                        10000, 'the acked ids gone from the store');
+
+        /* the register's Redis is the register's alone: presence */
+        const p = await presence(a, 'ola');
+        assert.strictEqual(p.connections[0].node, 'node-b');
+        assert.deepStrictEqual(keys(reg.port, 'pd:u:*'), ['pd:u:ola']);
+        cl.close();
+        await L.stopAllChecked(nodes);
+    } finally {
+        for (const d of nodes) {
+            await d.stop();
+        }
+        await reg.stop();
+        await store.stop();
+        pg.remove();
+    }
+});
+
+test('-t: saver.redis needs the redis backend and ip:port addresses', () => {
+    const fs = require('node:fs');
+    const path = require('node:path');
+    const prefix = L.makePrefix();
+    try {
+        const f = path.join(prefix, 'conf', 's.yml');
+        const check = (saver) => {
+            fs.writeFileSync(f, L.toYaml({
+                room: { listen: ['127.0.0.1:28082'],
+                        auth_secret: L.AUTH_SECRET },
+                saver,
+            }));
+            return L.runPushd(['-p', prefix, '-t', '-c', f]);
+        };
+        let r = check({ redis: ['127.0.0.1:6390'] });
+        assert.strictEqual(r.status, 1, r.out);
+        assert.match(r.stderr, /"saver" has "redis" but backend memory/);
+
+        r = check({ backend: 'redis', postgres: 'host=127.0.0.1',
+                    redis: ['localhost:6390'] });
+        assert.strictEqual(r.status, 1, r.out);
+        assert.match(r.stderr, new RegExp('"redis" has a bad address '
+                                          + '"localhost:6390": use ip:port'));
+
+        r = check({ backend: 'redis', postgres: 'host=127.0.0.1',
+                    redis_password: 'store-password-0123' });
+        assert.strictEqual(r.status, 1, r.out);
+        assert.match(r.stderr,
+                     /has "redis_password" or "redis_user" but no "redis"/);
+
+        r = check({ backend: 'redis', postgres: 'host=127.0.0.1',
+                    redis: ['127.0.0.1:6390', '127.0.0.1:6391'] });
+        assert.strictEqual(r.status, 0, r.out);
+    } finally {
+        fs.rmSync(prefix, { recursive: true, force: true });
+    }
 });

@@ -1,7 +1,8 @@
 'use strict';
 /*
  * config.test.js: `pushd -t` on good and broken configuration files,
- * the exact "file:line:column: message" of each error, -v and -p.
+ * the exact "file:line:column: message" of each error, -v and -p; the
+ * error_log level at work.
  */
 
 const test = require('node:test');
@@ -9,6 +10,7 @@ const assert = require('node:assert');
 const fs = require('node:fs');
 const path = require('node:path');
 const L = require('./lib.js');
+const W = require('./ws_client.js');
 
 const prefix = L.makePrefix();
 
@@ -383,4 +385,64 @@ test('coordinator.ca is read with the configuration: a missing one is an '
     r = check(conf('ca_empty', `${head}  ca: ${empty}\n`));
     assert.strictEqual(r.status, 1, r.stderr);
     assert.match(r.stderr, /"ca" must be a PEM file/);
+});
+
+/* a handshake with a bad token: 401, and an [info] "auth failed" line */
+async function badToken(d) {
+    const r = await W.rawConnect(d.roomPort,
+                                 W.connectPath('lv', 'd1', { token: 'x' }));
+    assert.strictEqual(r.status, 401);
+}
+
+const LEVELS = ['debug', 'info', 'notice', 'warn', 'error', 'crit', 'alert',
+                'emerg'];
+
+/* the levels of the lines of an error log */
+function levelsIn(text) {
+    return lines(text).map((l) => (/^\S+ \S+ \[(\w+)\]/.exec(l) || [])[1]);
+}
+
+test('error_log level: lines below it are not written, lines at or above '
+     + 'are', { timeout: 60000 }, async () => {
+    const room = { auth_secret: W.SECRET };
+
+    /* info: the failed handshake is logged, at info */
+    await L.withPushd({ workers: 1, room,
+                        top: { error_log: 'logs/error.log info' } },
+                      async (d) => {
+        await badToken(d);
+        assert.match(d.logText(), /\[info\] .*auth failed for uid "lv"/);
+    });
+
+    /* notice: not that one, but the start notices */
+    await L.withPushd({ workers: 1, room,
+                        top: { error_log: 'logs/error.log notice' } },
+                      async (d) => {
+        await badToken(d);
+        const text = d.logText();
+        assert.doesNotMatch(text, /auth failed/);
+        assert.match(text, /\[notice\] .*start worker process/);
+        for (const lv of levelsIn(text)) {
+            assert.ok(LEVELS.indexOf(lv) >= LEVELS.indexOf('notice'),
+                      `a ${lv} line in a notice log:\n${text}`);
+        }
+    });
+
+    /* error: no notices either; an alert (a worker killed) is written */
+    await L.withPushd({ workers: 1, room,
+                        top: { error_log: 'logs/error.log error' } },
+                      async (d) => {
+        await badToken(d);
+        const victim = d.workerPids()[0];
+        d.kill(victim, 'SIGKILL');
+        await L.waitFor(() => d.logText().includes(
+            `${victim} exited on signal 9`), 10000, 'the alert');
+        const text = d.logText();
+        assert.doesNotMatch(text, /auth failed|start worker process/);
+        assert.match(text, /\[alert\] .*exited on signal 9/);
+        for (const lv of levelsIn(text)) {
+            assert.ok(LEVELS.indexOf(lv) >= LEVELS.indexOf('error'),
+                      `a ${lv} line in an error log:\n${text}`);
+        }
+    });
 });

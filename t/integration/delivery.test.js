@@ -83,10 +83,51 @@ function assertIncreasing(ids, what) {
     }
 }
 
-const isMsg = (f) => f.json && f.json.op === 'msg';
+/* a msg frame, not a sentinel (below): tests do not see those */
+const isSentinel = (f) => f.json && f.json.op === 'msg' && f.json.data
+    && f.json.data.sentinel === true;
+const isMsg = (f) => f.json && f.json.op === 'msg' && !isSentinel(f);
 
-function open(d, uid, device, apps = ['a']) {
-    return W.rawOpen(d.roomPort, uid, device, { apps });
+async function open(d, uid, device, apps = ['a']) {
+    const ws = await W.rawOpen(d.roomPort, uid, device, { apps });
+    ws.pd = { d, uid, apps };
+    return ws;
+}
+
+/* qos 0 pushes the sentinels made, for the tests that count pushes */
+const sentinels = { pushes: 0 };
+
+/*
+ * A barrier for the connections wss (one app they all bind): a qos 0
+ * push of a sentinel to all their uids through each worker's own
+ * center connection, and each connection's sentinels received.  Any
+ * message a worker routed to them before its sentinel is in by then:
+ * the path from a worker to a connection keeps order.
+ */
+async function sentinel(wss) {
+    const { d, apps } = wss[0].pd;
+    const uids = [...new Set(wss.map((ws) => ws.pd.uid))];
+    const ids = [];
+    for (const k of await L.centerPerWorker(d)) {
+        /* under center.rate_limit it waits its turn (a 429 routes
+         * nothing) */
+        const r = await L.waitFor(async () => {
+            const x = await k.post('/v1/push', { app: apps[0], uids,
+                                                 data: { sentinel: true },
+                                                 qos: 0 });
+            assert.ok(x.status === 200 || x.status === 429,
+                      `sentinel: ${x.status} ${x.body}`);
+            return x.status === 200 && x;
+        }, 10000, 'the sentinel accepted', 100);
+        sentinels.pushes++;
+        ids.push(r.json.id);
+    }
+    for (const ws of wss) {
+        for (const id of ids) {
+            await ws.next((f) => isSentinel(f) && f.json.id === id, 5000,
+                          `sentinel ${id} on ${ws.pd.uid}`);
+        }
+    }
 }
 
 /* the next msg frame (matching pred), as the raw frame */
@@ -113,14 +154,16 @@ function takeMsgs(ws) {
 
 /*
  * Everything the server had for ws by now: a ping answered (so all
- * that was queued before it, the load on connect included, is in),
- * then a quiet while for what other workers may still hand over.
- * Returns the msg frames taken.
+ * that its worker queued before it, the load on connect included, is
+ * in), then the sentinels behind what the other workers may still hand
+ * over.  Returns the msg frames taken.
  */
-async function settle(ws, quietMs = 400) {
+async function settle(ws) {
     ws.sendJson({ op: 'ping' });
     await ws.op('pong');
-    await L.delay(quietMs);
+    if (ws.pd.apps.length) {
+        await sentinel([ws]);
+    }
     return takeMsgs(ws);
 }
 
@@ -218,7 +261,7 @@ test('unicast: online connections on both workers each get their '
 
         /* nobody got anything twice or anything not for it */
         for (const c of conns) {
-            const extra = await settle(c.ws, 100);
+            const extra = await settle(c.ws);
             assert.deepStrictEqual(extra.map((f) => f.text), [],
                                    `${c.uid} got nothing more`);
             c.ws.destroy();
@@ -252,7 +295,7 @@ test('unicast: every device of a uid on both workers gets one copy; a '
             }
         }
         for (const [i, ws] of devs.entries()) {
-            assert.deepStrictEqual((await settle(ws, 100)).map((f) => f.text),
+            assert.deepStrictEqual((await settle(ws)).map((f) => f.text),
                                    [], `md/d${i} got each message once`);
         }
 
@@ -327,6 +370,7 @@ test('acks: an unacked message comes again, in order, on the next '
      + 'connection; an acked one never again', T, async () => {
     await L.withPushd(conf(), async (d) => {
         const m0 = await L.metrics(d);
+        const s0 = sentinels.pushes;
         const ids = [];
         for (let i = 0; i < 3; i++) {
             ids.push(accepted(await push(d, {
@@ -375,7 +419,8 @@ test('acks: an unacked message comes again, in order, on the next '
         assert.ok(delta('pushd_messages_redelivered_total') >= 2,
                   'redelivered_total up by at least 2: '
                   + `${delta('pushd_messages_redelivered_total')}`);
-        assert.strictEqual(delta('pushd_messages_accepted_total'), 4);
+        assert.strictEqual(delta('pushd_messages_accepted_total'),
+                           4 + sentinels.pushes - s0, 'four and the sentinels');
     });
 });
 
@@ -531,7 +576,8 @@ test('multicast: one push to 100 online uids (and 10 offline): each '
                                     `the multicast on ${uids[i]}`);
             checkFrame(f, r.id, 'a', 1, raw, uids[i]);
         }
-        await L.delay(300);
+        /* once: nothing more before the sentinels */
+        await sentinel(conns);
         for (const [i, ws] of conns.entries()) {
             assert.deepStrictEqual(takeMsgs(ws).map((f) => f.text), [],
                                    `${uids[i]} got it once`);

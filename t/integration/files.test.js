@@ -76,6 +76,7 @@ async function refusedStart(prepare, opts = {}) {
     } finally {
         d.killHard();
     }
+    assert.strictEqual(L.scanLogs(d), null);
     return d;
 }
 

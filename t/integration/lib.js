@@ -309,6 +309,8 @@ function expectedWorkers(wp) {
  *   room, center extra section directives (null removes a default)
  *   roomSsl      also listen with TLS on a second room port (given as
  *                "<port> ssl", so on every address)
+ *   roomListen   (roomPort, sslPort) => the room's listen list instead
+ *   centerSsl    the center listens with TLS ("127.0.0.1:<port> ssl")
  *   config       a raw YAML string used instead of the generated one
  *   prepare      called with the handle once the prefix and the config
  *                are written, before the daemon starts
@@ -335,6 +337,17 @@ async function startPushd(opts = {}) {
         childExit: null,
         masterPid: null,
         seen: new Set(),
+        /* {pid, signal} of the deaths a test caused on purpose */
+        expectedDeaths: [],
+    };
+
+    /*
+     * Sends sig to pid, a process of this daemon, as a test that means
+     * it: its death by that signal is then no failure of the scan.
+     */
+    d.kill = function (pid, sig) {
+        d.expectedDeaths.push({ pid, signal: os.constants.signals[sig] });
+        return kill(pid, sig);
     };
 
     d.buildConfig = function (over = {}) {
@@ -349,6 +362,13 @@ async function startPushd(opts = {}) {
             room.ssl_certificate = c.cert;
             room.ssl_certificate_key = c.key;
         }
+        if (o.roomListen) {
+            room.listen = o.roomListen(roomPort, sslPort);
+        }
+        const center = {
+            listen: [`127.0.0.1:${centerPort}${o.centerSsl ? ' ssl' : ''}`],
+            api_key: API_KEY,
+        };
         return toYaml(Object.assign({
             worker_processes: w,
             daemon,
@@ -357,10 +377,7 @@ async function startPushd(opts = {}) {
             worker_shutdown_timeout: '1s',
         }, o.top || {}, {
             room: Object.assign(room, o.room || {}),
-            center: Object.assign({
-                listen: [`127.0.0.1:${centerPort}`],
-                api_key: API_KEY,
-            }, o.center || {}),
+            center: Object.assign(center, o.center || {}),
         }));
     };
 
@@ -439,6 +456,9 @@ async function startPushd(opts = {}) {
         }
         for (const pid of pids) {
             if (isPushd(pid)) {
+                /* on purpose: the master may log a worker's death by it
+                 * before its own */
+                d.expectedDeaths.push({ pid, signal: 9 });
                 kill(pid, 'SIGKILL');
             }
         }
@@ -452,7 +472,8 @@ async function startPushd(opts = {}) {
      */
     d.stop = async function (signal = 'SIGTERM', timeoutMs = 10000) {
         const pids = d.allPids();
-        if (d.masterPid) {
+        /* not a pid the master's death freed for someone else */
+        if (d.masterPid && isPushd(d.masterPid)) {
             kill(d.masterPid, signal);
         }
         let clean = true;
@@ -521,14 +542,88 @@ async function ready(d, timeoutMs = 10000) {
 }
 
 const SANITIZER = /AddressSanitizer|LeakSanitizer|runtime error:/;
+const SIGNALLED = /\b(\d+) exited on signal (\d+)/;
 
 function tail(text, n = 20) {
     return text.split('\n').slice(-n).join('\n');
 }
 
 /*
+ * The lines of an error log where the master saw a process of its die
+ * of a signal ("worker process 123 exited on signal 11"), except the
+ * deaths in expected ([{pid, signal}], the ones a test caused).
+ */
+function signalDeaths(text, expected = []) {
+    const out = [];
+    for (const line of text.split('\n')) {
+        const m = SIGNALLED.exec(line);
+        if (m && !expected.some((e) => e.pid === Number(m[1])
+                                       && e.signal === Number(m[2]))) {
+            out.push(line);
+        }
+    }
+    return out;
+}
+
+/*
+ * What the daemon's logs say went wrong, or null: a sanitizer report
+ * in its stderr or error log, a process dead of a signal no test sent.
+ */
+function scanLogs(d) {
+    const report = d.stderrText() + d.logText();
+    if (SANITIZER.test(report)) {
+        const at = Math.max(0, report.search(SANITIZER) - 200);
+        return `sanitizer report (prefix kept: ${d.prefix}):\n`
+               + report.slice(at, at + 3000);
+    }
+    const deaths = signalDeaths(d.logText(), d.expectedDeaths);
+    if (deaths.length) {
+        return `a pushd process died of a signal (prefix kept: `
+               + `${d.prefix}):\n${deaths.join('\n')}`;
+    }
+    return null;
+}
+
+/*
+ * Stops d (SIGTERM, then SIGKILL for what is left after 10 s) and
+ * throws when its logs hold a sanitizer report or an unexpected death
+ * by a signal, or when it did not stop by itself.  Every daemon a test
+ * starts ends here, through withPushd or directly.
+ */
+async function stopChecked(d) {
+    const clean = await d.stop();
+    const bad = scanLogs(d);
+    if (bad) {
+        throw new Error(bad);
+    }
+    if (!clean) {
+        throw new Error(`pushd did not exit on SIGTERM within 10 s; `
+                        + `killed (prefix kept: ${d.prefix})`);
+    }
+}
+
+/*
+ * stopChecked for several daemons: all are stopped, then the first
+ * failure, with the others', is thrown.
+ */
+async function stopAllChecked(list) {
+    const bad = [];
+    for (const d of list) {
+        try {
+            await stopChecked(d);
+        } catch (e) {
+            bad.push(e.message);
+        }
+    }
+    if (bad.length) {
+        throw new Error(bad.join('\n'));
+    }
+}
+
+/*
  * Runs fn(d) with a started daemon and always stops it afterwards.  A
- * sanitizer report in the daemon's stderr or error log fails the test
+ * sanitizer report in the daemon's stderr or error log, or a process of
+ * it dead of a signal the test did not send (d.kill), fails the test
  * too.  The prefix is removed after a pass and kept after a failure,
  * whose message then ends with the prefix and the tails of both logs.
  */
@@ -539,24 +634,16 @@ async function withPushd(opts, fn) {
         result = await fn(d);
     } catch (e) {
         await d.stop();
+        const bad = scanLogs(d);
         if (e instanceof Error) {
             e.message += `\n(prefix kept: ${d.prefix})`
+                       + (bad ? `\n--- also ---\n${bad}` : '')
                        + `\n--- stderr ---\n${tail(d.stderrText())}`
                        + `\n--- error log ---\n${tail(d.logText())}`;
         }
         throw e;
     }
-    const clean = await d.stop();
-    const report = d.stderrText() + d.logText();
-    if (SANITIZER.test(report)) {
-        const at = Math.max(0, report.search(SANITIZER) - 200);
-        throw new Error(`sanitizer report (prefix kept: ${d.prefix}):\n`
-                        + report.slice(at, at + 3000));
-    }
-    if (!clean) {
-        throw new Error(`pushd did not exit on SIGTERM within 10 s; `
-                        + `killed (prefix kept: ${d.prefix})`);
-    }
+    await stopChecked(d);
     fs.rmSync(d.prefix, { recursive: true, force: true });
     return result;
 }
@@ -693,6 +780,129 @@ async function request(port, method, target, headers = {}, body, opts = {}) {
     return Object.assign({ closed: r.closed, error: r.error }, res);
 }
 
+/*
+ * One kept-alive HTTP connection (TLS with opts.tls): requests go one
+ * after another on the same socket, so the same worker serves them in
+ * order.  {request(method, target, headers, body) -> response (as
+ * parseResponses, json parsed when it can be), sent(n) -> the raw text
+ * of n requests written at once (pipelined) -> their n responses,
+ * closed, close()}.
+ */
+async function keepAlive(port, opts = {}) {
+    const sock = opts.tls
+        ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false,
+                        servername: 'localhost' })
+        : net.connect({ port, host: '127.0.0.1' });
+    await new Promise((resolve, reject) => {
+        sock.once(opts.tls ? 'secureConnect' : 'connect', resolve);
+        sock.once('error', reject);
+    });
+    let buf = Buffer.alloc(0);
+    let waiter = null;
+    const k = { closed: false, sock };
+    const check = () => {
+        if (!waiter) {
+            return;
+        }
+        const res = parseResponses(buf.toString('latin1'));
+        if (res.length >= waiter.n) {
+            const used = res.slice(0, waiter.n)
+                .reduce((n, r) => n + Buffer.byteLength(r.raw, 'latin1'), 0);
+            buf = buf.subarray(used);
+            const w = waiter;
+            waiter = null;
+            clearTimeout(w.timer);
+            for (const r of res) {
+                try {
+                    r.json = JSON.parse(r.body);
+                } catch (e) {
+                    r.json = null;
+                }
+            }
+            w.resolve(res.slice(0, w.n));
+        } else if (k.closed) {
+            const w = waiter;
+            waiter = null;
+            clearTimeout(w.timer);
+            w.reject(new Error(`connection closed after ${res.length} of `
+                               + `${w.n} responses`));
+        }
+    };
+    sock.on('data', (c) => { buf = Buffer.concat([buf, c]); check(); });
+    sock.on('close', () => { k.closed = true; check(); });
+    sock.on('error', () => {});
+    k.sendRaw = (text, n, timeoutMs = 10000) => new Promise((resolve,
+                                                             reject) => {
+        waiter = { n, resolve, reject, timer: setTimeout(() => {
+            waiter = null;
+            reject(new Error(`no ${n} responses within ${timeoutMs} ms`));
+        }, timeoutMs) };
+        sock.write(text);
+        check();
+    });
+    k.format = (method, target, headers = {}, body) => {
+        const h = Object.assign({ Host: '127.0.0.1' }, headers);
+        if (body !== undefined) {
+            h['Content-Length'] = Buffer.byteLength(body);
+        }
+        let head = `${method} ${target} HTTP/1.1\r\n`;
+        for (const [name, v] of Object.entries(h)) {
+            head += `${name}: ${v}\r\n`;
+        }
+        return head + '\r\n' + (body === undefined ? '' : body);
+    };
+    k.request = async (method, target, headers, body) =>
+        (await k.sendRaw(k.format(method, target, headers, body), 1))[0];
+    k.close = () => sock.destroy();
+    return k;
+}
+
+/* a kept-alive connection to the center that sends the API key */
+async function centerConn(d, opts = {}) {
+    const k = await keepAlive(d.centerPort, opts);
+    const auth = { Authorization: `Bearer ${d.apiKey}` };
+    k.get = (target) => k.request('GET', target, auth);
+    k.post = (target, body) => k.request('POST', target,
+        Object.assign({ 'Content-Type': 'application/json' }, auth),
+        typeof body === 'string' ? body : JSON.stringify(body));
+    return k;
+}
+
+/*
+ * One kept-alive center connection (centerConn) held by each worker of
+ * d, found by who accepted it (ss); cached on d while they stay open.
+ * What one worker sends down a channel or a connection arrives in
+ * order, so a request through each of these is a barrier behind
+ * everything the workers were asked to do before it.
+ */
+async function centerPerWorker(d) {
+    if (d.perWorker && d.perWorker.every((k) => !k.closed)) {
+        return d.perWorker;
+    }
+    for (const k of d.perWorker || []) {
+        k.close();
+    }
+    const pids = d.workerPids();
+    const byPid = new Map();
+    for (let i = 0; i < 200 && byPid.size < pids.length; i++) {
+        const k = await centerConn(d);
+        const owner = await waitFor(() => connOwner(d.centerPort,
+                                                    k.sock.localPort),
+                                    5000, 'the worker that accepted');
+        if (pids.includes(owner) && !byPid.has(owner)) {
+            byPid.set(owner, k);
+        } else {
+            k.close();
+        }
+    }
+    if (byPid.size !== pids.length) {
+        throw new Error(`no center connection to each of ${pids.length} `
+                        + 'workers after 200 tries');
+    }
+    d.perWorker = [...byPid.values()];
+    return d.perWorker;
+}
+
 /* a GET to the center with the API key; body parsed as JSON */
 async function centerGet(d, target, opts = {}) {
     const res = await request(d.centerPort, 'GET', target,
@@ -778,6 +988,9 @@ module.exports = {
     BIN, API_KEY, AUTH_SECRET,
     delay, waitFor, freePort, procAlive, procState, procArgs, procField,
     childrenOf, kill, runPushd, toYaml, makePrefix, certPair, startPushd,
-    ready, withPushd, tcpConnects, parseResponses, httpRaw, request, centerGet,
+    ready, withPushd, stopChecked, stopAllChecked, scanLogs, signalDeaths,
+    tcpConnects,
+    parseResponses, httpRaw, request, centerGet, keepAlive, centerConn,
+    centerPerWorker,
     connOwner, curl, centerPost, metrics,
 };

@@ -123,6 +123,7 @@ test('a port held by another program is refused as well', T, async () => {
         } finally {
             d.killHard();
         }
+        assert.strictEqual(L.scanLogs(d), null);
     } finally {
         holder.close();
     }
@@ -156,7 +157,7 @@ test('a stale pid file does not stop a start; -s says "not running" and '
         try {
             assert.strictEqual(d.masterPid, d.child.pid);
         } finally {
-            await d.stop();
+            await L.stopChecked(d);
         }
         fs.writeFileSync(d.pidPath, `${sleeper.pid}\n`);
         const r = d.run('-s', 'stop');

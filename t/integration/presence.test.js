@@ -100,6 +100,7 @@ test('presence: an offline uid, one connection with its fields, '
         const before = Date.now();
         const c = await W.rawOpen(d.roomPort, 'pu', 'p1',
                                   { apps: ['chat', 'news'] });
+        const connected = Date.now();
         const p = await presence(d, 'pu');
         assert.strictEqual(p.uid, 'pu');
         assert.strictEqual(p.online, true);
@@ -111,10 +112,12 @@ test('presence: an offline uid, one connection with its fields, '
         assert.strictEqual(typeof e.node, 'string');
         assert.strictEqual(e.node, st.node, 'the node of this host');
         assert.strictEqual(typeof e.since, 'number');
-        /* seconds or milliseconds, but now-ish */
-        const sinceMs = e.since < 1e11 ? e.since * 1000 : e.since;
-        assert.ok(sinceMs >= before - 2000 && sinceMs <= Date.now() + 2000,
-                  `since ${e.since} is the connect time (now ${Date.now()})`);
+        /* unix milliseconds (README), taken during the handshake: in
+         * seconds it would be 1000 times too small and fail */
+        assert.ok(Number.isInteger(e.since), `since ${e.since} is whole ms`);
+        assert.ok(e.since >= before - 1000 && e.since <= connected + 1000,
+                  `since ${e.since} is the connect time, unix ms (the `
+                  + `handshake ran from ${before} to ${connected})`);
         assert.ok(e.worker === 0 || e.worker === 1, `worker ${e.worker}`);
 
         /* the worker slot is the process holding the socket */
@@ -161,6 +164,60 @@ test('bind and unbind change the apps presence lists', T, async () => {
         await c.op('pong');
         assert.ok(!c.msgs.items.some((m) => m.op === 'error'),
                   JSON.stringify(c.msgs.items));
+        c.close();
+    });
+});
+
+test('unbind stops the deliveries of that app: its pushes and broadcasts '
+     + 'no longer arrive, the other app\'s do, a rebind loads what was '
+     + 'stored', T, async () => {
+    const more = { top: { register: { memory: '8m' },
+                          saver: { memory: '8m' } } };
+    await L.withPushd(conf({}, more), async (d) => {
+        const c = await W.connect(d.roomPort, 'ub', 'd1',
+                                  { apps: ['a', 'x'] });
+        c.send({ op: 'unbind', app: 'a' });
+        await L.waitFor(async () => byDevice(await presence(d, 'ub')).d1
+                        .apps.join() === 'x', 5000, 'apps x after unbind a');
+
+        /* one kept-alive API connection: one worker sends all of it, in
+         * order, to the client's worker */
+        const api = await L.centerConn(d);
+        const q0 = await api.post('/v1/push', { app: 'a', uids: ['ub'],
+                                                data: 'gone', qos: 0 });
+        assert.strictEqual(q0.status, 200, q0.body);
+        assert.strictEqual(q0.json.online, 0, 'not online for app a');
+        const q1 = await api.post('/v1/push', { app: 'a', uids: ['ub'],
+                                                data: 'kept', qos: 1 });
+        assert.strictEqual(q1.status, 200, q1.body);
+        assert.strictEqual(q1.json.online, 0, q1.body);
+        assert.strictEqual(q1.json.stored, 1, q1.body);
+        const ba = await api.post('/v1/broadcast', { app: 'a', data: 'all-a',
+                                                     qos: 0, ttl: 0 });
+        assert.strictEqual(ba.status, 200, ba.body);
+
+        /* sentinels after them: a push and a broadcast for app x */
+        const px = await api.post('/v1/push', { app: 'x', uids: ['ub'],
+                                                data: 'for-x', qos: 0 });
+        assert.strictEqual(px.json.online, 1, px.body);
+        const bx = await api.post('/v1/broadcast', { app: 'x', data: 'all-x',
+                                                     qos: 0, ttl: 0 });
+        assert.strictEqual(bx.status, 200, bx.body);
+        await c.next((m) => m.op === 'msg' && m.id === bx.json.id, 5000,
+                     'the broadcast to app x');
+        const got = c.msgs.items.filter((m) => m.op === 'msg')
+            .map((m) => m.id);
+        assert.deepStrictEqual(got, [px.json.id],
+                               'nothing for the unbound app a, before or '
+                               + 'between the sentinels');
+
+        /* bound again: the stored qos 1 one comes, the qos 0 ones not */
+        c.msgs.items = [];
+        c.send({ op: 'bind', app: 'a' });
+        const m = await c.op('msg', 5000);
+        assert.strictEqual(m.id, q1.json.id);
+        assert.strictEqual(m.data, 'kept');
+        api.close();
         c.close();
     });
 });
@@ -306,7 +363,7 @@ test('a killed worker: its entries leave presence, the others stay, the '
         assert.ok(dead.length > 0 && kept.length > 0,
                   `both workers hold some: ${JSON.stringify(slot)}`);
 
-        process.kill(victim, 'SIGKILL');
+        d.kill(victim, 'SIGKILL');
         for (const dev of dead) {
             assert.ok(await cs[Number(dev.slice(1))].waitEnd(5000),
                       `${dev}'s TCP connection ends with its worker`);
@@ -361,7 +418,7 @@ test('a killed worker\'s connections no longer count against '
             count[c.worker]++;
         }
         const victimSlot = count[0] > 0 ? 0 : 1;
-        process.kill(pids[victimSlot], 'SIGKILL');
+        d.kill(pids[victimSlot], 'SIGKILL');
         await L.waitFor(async () => (await presence(d, 'kip'))
                         .connections.length === 8 - count[victimSlot],
                         10000, 'the dead worker\'s entries purged');

@@ -93,7 +93,7 @@ test('a killed worker is respawned and its death is logged', T,
     await L.withPushd({ workers: 2 }, async (d) => {
         const before = d.workerPids();
         const victim = before[0];
-        process.kill(victim, 'SIGKILL');
+        d.kill(victim, 'SIGKILL');
         const after = await L.waitFor(() => {
             const now = d.workerPids();
             return now.length === 2 && !now.includes(victim) ? now : null;
@@ -159,7 +159,7 @@ for (const [name, send] of reopens) {
                             'logs/error.log to be recreated');
             /* a logged event after the reopen lands in the new file */
             const victim = d.workerPids()[0];
-            process.kill(victim, 'SIGKILL');
+            d.kill(victim, 'SIGKILL');
             const re = new RegExp(`\\b${victim}\\b.*signal 9`);
             await L.waitFor(() => re.test(d.logText()), 5000,
                             `the exit of ${victim} in the new error.log`);

@@ -157,6 +157,7 @@ test('an ACL user held to pd:* and no @dangerous command runs a cluster: '
                       d.logText());
             assert.match(d.logText(), /connected, authenticated as pushd/);
         }
+        await L.stopAllChecked(nodes);
     } finally {
         for (const d of nodes) {
             await d.stop();
@@ -213,5 +214,47 @@ test('-t: redis_user needs redis_password; the placeholder is refused', () => {
             + '"redis_password" is the placeholder'));
     } finally {
         fs.rmSync(prefix, { recursive: true, force: true });
+    }
+});
+
+test('saver.redis with its own credentials: the store\'s server takes '
+     + 'saver.redis_user/redis_password, the register\'s its own', PG,
+     async () => {
+    const reg = await S.startRedis(await L.freePort());
+    const store = await S.startRedis(await L.freePort(), ACL_ARGS);
+    const pg = await S.startPostgres();
+    try {
+        const conf = node('node-s', reg.port, { redis_user: null,
+                                                redis_password: null }, pg);
+        Object.assign(conf.top.saver, {
+            redis: [`127.0.0.1:${store.port}`],
+            redis_user: USER, redis_password: PASS,
+        });
+        await L.withPushd(conf, async (d) => {
+            const re = new RegExp(`redis 127\\.0\\.0\\.1:${store.port}: `
+                                  + 'connected, authenticated as pushd');
+            await L.waitFor(() => re.test(d.logText()), 10000,
+                            'the store\'s server authenticated');
+            const r = await L.waitFor(async () => {
+                const x = await L.centerPost(d, '/v1/push', {
+                    app: 'chat', uids: ['sam'], data: 's',
+                });
+                return x.status === 200 && x;
+            }, 10000, 'a stored push');
+            assert.strictEqual(r.json.stored, 1, r.body);
+            assert.strictEqual(S.redisCli(store.port, [...ADMIN, 'EXISTS',
+                                                       'pd:q:sam']), '1');
+            assert.strictEqual(S.redisCli(store.port, [...ADMIN, 'ACL',
+                                                       'LOG']), '',
+                               'the store refused nothing');
+            const cl = await W.connect(d.roomPort, 'sam', 'phone',
+                                       { apps: ['chat'] });
+            assert.strictEqual((await cl.op('msg', 5000)).id, r.json.id);
+            cl.close();
+        });
+    } finally {
+        await reg.stop();
+        await store.stop();
+        pg.remove();
     }
 });

@@ -4,8 +4,8 @@
  * other refusals before the upgrade, the welcome frame and the heartbeat
  * clamp, ping/pong, error frames, the close codes for malformed frames,
  * fragmented messages, the idle timeout, the per-IP, allow/deny and
- * handshake-rate limits, reconnect frames on reload, wss, and the room
- * counters of /v1/stats.
+ * handshake-rate limits, reconnect frames on reload and on QUIT, wss, and
+ * the room counters of /v1/stats.
  */
 
 const test = require('node:test');
@@ -590,6 +590,46 @@ test('reload: old connections get reconnect frames then 1001; new ones '
         c.send({ op: 'ping' });
         await c.op('pong');
         c.close();
+    });
+});
+
+test('QUIT: every client gets a reconnect frame within the window, then '
+     + '1001, and the daemon exits by itself', { timeout: 90000 },
+     async () => {
+    await L.withPushd(conf({ reconnect_window: '3s' }), async (d) => {
+        const clients = [];
+        for (let i = 0; i < 6; i++) {
+            clients.push(await W.connect(d.roomPort, 'qt', `d${i}`));
+        }
+        const pids = [d.masterPid, ...d.workerPids()];
+        process.kill(d.masterPid, 'SIGQUIT');
+        const fates = await Promise.all(clients.map(async (c, i) => {
+            const f = { device: `d${i}` };
+            try {
+                f.msg = await c.op('reconnect', 10000);
+            } catch (e) {
+                f.msg = null;
+            }
+            try {
+                f.close = (await c.waitClose(10000)).code;
+            } catch (e) {
+                f.close = 'none';
+            }
+            return f;
+        }));
+        const bad = fates.filter((f) => !f.msg
+            || !Number.isInteger(f.msg.after_ms)
+            || f.msg.after_ms < 0 || f.msg.after_ms >= 3000
+            || f.close !== 1001);
+        assert.deepStrictEqual(bad, [], 'each client gets {"op":"reconnect",'
+                               + '"after_ms":0..2999} then close 1001: '
+                               + JSON.stringify(fates));
+        /* the after_ms are spread, not all the same */
+        assert.ok(new Set(fates.map((f) => f.msg.after_ms)).size > 1,
+                  JSON.stringify(fates.map((f) => f.msg.after_ms)));
+        await L.waitFor(() => pids.every((p) => !L.procAlive(p)), 15000,
+                        'the master and the workers to exit after QUIT');
+        assert.ok(!(await L.tcpConnects(d.roomPort)), 'the port is closed');
     });
 });
 

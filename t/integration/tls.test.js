@@ -2,8 +2,9 @@
 /*
  * tls.test.js: a room listener with "ssl": TLS 1.2 and 1.3 handshakes
  * with openssl s_client, HTTP over TLS with curl and node:tls, session
- * resumption across connections (and so across workers), and garbage
- * on the TLS port.
+ * resumption across connections (and so across workers), garbage on
+ * the TLS port, the listen forms "port" and "addr:port ssl", and the
+ * center over TLS (its own certificate or the room's).
  */
 
 const test = require('node:test');
@@ -88,4 +89,107 @@ test('garbage on the TLS port closes that connection only', T, async () => {
         assert.strictEqual(c.code, 200, c.stderr);
         assert.deepStrictEqual(d.workerPids(), workers, 'no worker died');
     });
+});
+
+test('room.listen forms "port" (every address) and "addr:port ssl"', T,
+     async () => {
+    const c = L.certPair();
+    await L.withPushd({
+        roomSsl: true,
+        roomListen: (room, ssl) => [`${room}`, `127.0.0.1:${ssl} ssl`],
+        room: { ssl_certificate: c.cert, ssl_certificate_key: c.key },
+    }, async (d) => {
+        /* the bare port listens on every address: 127.0.0.2 too */
+        const plain = await L.request(d.roomPort, 'GET', '/');
+        assert.strictEqual(plain.status, 200);
+        assert.ok(await L.tcpConnects(d.roomPort, '127.0.0.2'),
+                  'the bare port listens on 127.0.0.2');
+        /* "127.0.0.1:port ssl": TLS there, and only there */
+        const r = await L.request(d.sslPort, 'GET', '/', {}, undefined,
+                                  { tls: true });
+        assert.strictEqual(r.status, 200);
+        assert.ok(!(await L.tcpConnects(d.sslPort, '127.0.0.2')),
+                  'the addressed ssl listener is on 127.0.0.1 only');
+        const clear = await L.httpRaw(d.sslPort,
+                                      'GET / HTTP/1.1\r\nHost: x\r\n\r\n',
+                                      { timeout: 10000 });
+        assert.ok(!/^HTTP\/1\.1 200/.test(clear.text),
+                  'no plain HTTP on the ssl port');
+    });
+});
+
+/* GET /v1/stats twice on one TLS connection to the center */
+async function centerOverTls(d) {
+    const req = 'GET /v1/stats HTTP/1.1\r\nHost: x\r\n'
+                + `Authorization: Bearer ${d.apiKey}\r\n\r\n`;
+    return L.httpRaw(d.centerPort, [req, req],
+                     { tls: true, responses: 2, timeout: 10000 });
+}
+
+test('center.listen with ssl: its own certificate; keep-alive over TLS; '
+     + 'no plain HTTP there', T, async () => {
+    const c = L.certPair();
+    await L.withPushd({ centerSsl: true, center: {
+        ssl_certificate: c.cert, ssl_certificate_key: c.key,
+    } }, async (d) => {
+        const r = await centerOverTls(d);
+        assert.strictEqual(r.responses.length, 2, r.text.slice(0, 300));
+        for (const res of r.responses) {
+            assert.strictEqual(res.status, 200, res.body);
+            assert.strictEqual(typeof JSON.parse(res.body).workers,
+                               'object');
+        }
+        const s = sClient(d.centerPort, '-tls1_3');
+        assert.match(s.out, /New, TLSv1\.3, Cipher is |Protocol\s*:\s*TLSv1\.3/,
+                     s.out);
+        const cu = L.curl(['-k', '-H', `Authorization: Bearer ${d.apiKey}`,
+                           `https://127.0.0.1:${d.centerPort}/v1/stats`]);
+        assert.strictEqual(cu.code, 200, cu.body + cu.stderr);
+        const plain = await L.httpRaw(d.centerPort,
+            `GET /v1/stats HTTP/1.1\r\nHost: x\r\n`
+            + `Authorization: Bearer ${d.apiKey}\r\n\r\n`,
+            { timeout: 10000 });
+        assert.ok(!/^HTTP\/1\.1 200/.test(plain.text),
+                  'no plain HTTP on the ssl port');
+    });
+});
+
+test('center.listen with ssl takes the room\'s certificate by default; '
+     + 'without any, the configuration is refused', T, async () => {
+    const c = L.certPair();
+    await L.withPushd({ centerSsl: true, room: {
+        ssl_certificate: c.cert, ssl_certificate_key: c.key,
+    } }, async (d) => {
+        const r = await centerOverTls(d);
+        assert.strictEqual(r.responses.length, 2, r.text.slice(0, 300));
+        assert.strictEqual(r.responses[1].status, 200);
+    });
+
+    const prefix = L.makePrefix();
+    try {
+        const f = path.join(prefix, 'conf', 'c.yml');
+        fs.writeFileSync(f, L.toYaml({
+            room: { listen: ['127.0.0.1:28081'],
+                    auth_secret: L.AUTH_SECRET },
+            center: { listen: ['127.0.0.1:28091 ssl'], api_key: L.API_KEY },
+        }));
+        const r = L.runPushd(['-p', prefix, '-t', '-c', f]);
+        assert.strictEqual(r.status, 1, r.out);
+        assert.match(r.stderr, new RegExp('"center" has an ssl listener but '
+            + 'no "ssl_certificate" and "ssl_certificate_key", its own or '
+            + 'the room\'s'));
+
+        fs.writeFileSync(f, L.toYaml({
+            room: { listen: ['127.0.0.1:28081'],
+                    auth_secret: L.AUTH_SECRET },
+            center: { listen: ['127.0.0.1:28091 ssl'], api_key: L.API_KEY,
+                      ssl_certificate: c.cert },
+        }));
+        const half = L.runPushd(['-p', prefix, '-t', '-c', f]);
+        assert.strictEqual(half.status, 1, half.out);
+        assert.match(half.stderr,
+                     /needs both "ssl_certificate" and "ssl_certificate_key"/);
+    } finally {
+        fs.rmSync(prefix, { recursive: true, force: true });
+    }
 });

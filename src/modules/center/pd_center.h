@@ -18,6 +18,10 @@ typedef struct {
     pd_int_t         max_auth_failures;  /* per address per window */
     pd_array_t      *allow;          /* of pd_str_t, then parsed */
     pd_array_t      *allow_cidr;     /* of pd_cidr_t */
+    pd_str_t         ssl_certificate;
+    pd_str_t         ssl_certificate_key;
+    pd_ssl_t         tls;
+    unsigned         ssl:1;          /* some listener is TLS */
 } pd_center_conf_t;
 
 extern pd_module_t  pd_center_module;

@@ -4,6 +4,7 @@
 
 #include "pd_core.h"
 #include "pd_center.h"
+#include "pd_room.h"
 
 static void *pd_center_create_conf(pd_cycle_t *cycle);
 static const char *pd_center_init_conf(pd_cycle_t *cycle, void *conf);
@@ -22,8 +23,20 @@ static pd_command_t  pd_center_commands[] = {
 
     { "listen", PD_CONF_LISTEN, pd_conf_set_listen_slot,
       offsetof(pd_center_conf_t, listen), NULL,
-      "addresses of the business API, a list of \"[addr:]port\"; keep it "
-      "on a private address (default: [\"127.0.0.1:8090\"])" },
+      "addresses of the business API, a list of \"[addr:]port [ssl]\"; "
+      "keep it on a private address, with ssl when the business reaches "
+      "it across a network it does not trust (default: "
+      "[\"127.0.0.1:8090\"])" },
+
+    { "ssl_certificate", PD_CONF_STRING, pd_conf_set_str_slot,
+      offsetof(pd_center_conf_t, ssl_certificate), NULL,
+      "PEM certificate chain for the center's ssl listeners (default: "
+      "the room's ssl_certificate)" },
+
+    { "ssl_certificate_key", PD_CONF_STRING, pd_conf_set_str_slot,
+      offsetof(pd_center_conf_t, ssl_certificate_key), NULL,
+      "PEM private key for the center's ssl listeners (default: the "
+      "room's ssl_certificate_key)" },
 
     { "api_key", PD_CONF_STRING, pd_conf_set_secret_slot,
       offsetof(pd_center_conf_t, api_key), NULL,
@@ -181,9 +194,23 @@ pd_center_init_conf(pd_cycle_t *cycle, void *conf)
 
     for (i = 0; i < ccf->listen->nelts; i++) {
         if (lc[i].ssl) {
-            return "\"listen\" does not support ssl: keep the API on a "
-                   "private address";
+            ccf->ssl = 1;
         }
+    }
+
+    if ((ccf->ssl_certificate.data == NULL)
+        != (ccf->ssl_certificate_key.data == NULL))
+    {
+        return "needs both \"ssl_certificate\" and \"ssl_certificate_key\", "
+               "or neither (the room's are used then)";
+    }
+
+    if (ccf->ssl_certificate.data
+        && (pd_conf_full_name(cycle, &ccf->ssl_certificate) != PD_OK
+            || pd_conf_full_name(cycle, &ccf->ssl_certificate_key)
+               != PD_OK))
+    {
+        return "out of memory";
     }
 
     if (!pd_module_enabled(cycle, pd_center_module)) {
@@ -205,10 +232,41 @@ static pd_int_t
 pd_center_init_module(pd_cycle_t *cycle)
 {
     pd_center_conf_t  *ccf;
+    pd_room_conf_t    *rcf;
+    const char        *err;
 
     ccf = pd_get_conf(cycle, pd_center_module);
 
-    return pd_http_add_listeners(cycle, ccf->listen, &ccf->http, NULL);
+    if (ccf->ssl) {
+        /* the room's pair unless the center names its own; both are
+         * full paths by now (each module's init_conf ran) */
+        if (ccf->ssl_certificate.data == NULL) {
+            rcf = pd_get_conf(cycle, pd_room_module);
+            ccf->ssl_certificate = rcf->ssl_certificate;
+            ccf->ssl_certificate_key = rcf->ssl_certificate_key;
+        }
+
+        if (ccf->ssl_certificate.data == NULL
+            || ccf->ssl_certificate_key.data == NULL)
+        {
+            cycle->conf_errstr = "\"center\" has an ssl listener but no "
+                                 "\"ssl_certificate\" and "
+                                 "\"ssl_certificate_key\", its own or "
+                                 "the room's";
+            return PD_ERROR;
+        }
+
+        /* its own context and ticket keys: an API ticket opens no room
+         * session and the other way round */
+        err = pd_ssl_create(&ccf->tls, &ccf->ssl_certificate,
+                            &ccf->ssl_certificate_key, 3600, cycle->pool);
+        if (err != NULL) {
+            cycle->conf_errstr = err;
+            return PD_ERROR;
+        }
+    }
+
+    return pd_http_add_listeners(cycle, ccf->listen, &ccf->http, &ccf->tls);
 }
 
 static pd_int_t

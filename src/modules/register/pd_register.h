@@ -68,6 +68,13 @@ pd_int_t pd_register_redis_init_process(pd_cycle_t *cycle,
 void pd_register_redis_exit_process(pd_cycle_t *cycle);
 /* gives r the configured Redis credentials, if any */
 pd_int_t pd_register_redis_auth(pd_redis_t *r, pd_register_conf_t *rcf);
+/*
+ * A list of "ip:port" (NULL: 127.0.0.1:6379) into an array of
+ * pd_register_addr_t; NULL or what is wrong.  The saver's own Redis
+ * servers (saver.redis) are read with it too.
+ */
+const char *pd_register_redis_addrs(pd_cycle_t *cycle, pd_array_t *list,
+    pd_array_t **shards);
 
 /* the cluster register's servers, for the saver's keys on the same hash */
 extern pd_redis_t               **pd_register_shards;

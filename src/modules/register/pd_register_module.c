@@ -120,8 +120,9 @@ pd_register_create_conf(pd_cycle_t *cycle)
 }
 
 /* "ip:port" entries into addresses the adapter takes */
-static const char *
-pd_register_parse_shards(pd_cycle_t *cycle, pd_register_conf_t *rcf)
+const char *
+pd_register_redis_addrs(pd_cycle_t *cycle, pd_array_t *list,
+    pd_array_t **shards)
 {
     static char          err[128];
     pd_register_addr_t  *a;
@@ -130,11 +131,15 @@ pd_register_parse_shards(pd_cycle_t *cycle, pd_register_conf_t *rcf)
     pd_uint_t            i, n;
     const char          *rv;
 
-    n = rcf->redis ? rcf->redis->nelts : 1;
-    s = rcf->redis ? rcf->redis->elts : &def;
+    n = list ? list->nelts : 1;
+    s = list ? list->elts : &def;
 
-    rcf->shards = pd_array_create(cycle->pool, n, sizeof(pd_register_addr_t));
-    if (rcf->shards == NULL) {
+    if (n == 0) {
+        return "\"redis\" names no server";
+    }
+
+    *shards = pd_array_create(cycle->pool, n, sizeof(pd_register_addr_t));
+    if (*shards == NULL) {
         return "out of memory";
     }
 
@@ -151,7 +156,7 @@ pd_register_parse_shards(pd_cycle_t *cycle, pd_register_conf_t *rcf)
             return err;
         }
 
-        a = pd_array_push(rcf->shards);
+        a = pd_array_push(*shards);
         if (a == NULL) {
             return "out of memory";
         }
@@ -177,7 +182,7 @@ pd_register_init_conf(pd_cycle_t *cycle, void *conf)
     pd_conf_init_msec(rcf->node_ttl, 15000);
     pd_conf_init_msec(rcf->timeout, 1000);
 
-    rv = pd_register_parse_shards(cycle, rcf);
+    rv = pd_register_redis_addrs(cycle, rcf->redis, &rcf->shards);
     if (rv != NULL) {
         return rv;
     }

@@ -25,6 +25,11 @@ typedef struct {
     pd_int_t         max_per_mailbox;
     pd_msec_t        sweep;           /* expiry sweep period */
     pd_str_t         postgres;        /* conninfo, redis backend */
+    pd_array_t      *redis;           /* of pd_str_t, as written, or NULL:
+                                         the register's servers */
+    pd_array_t      *redis_shards;    /* of pd_register_addr_t */
+    pd_str_t         redis_password;
+    pd_str_t         redis_user;
     pd_msec_t        timeout;
     pd_shm_zone_t   *zone;
 } pd_saver_conf_t;

@@ -46,9 +46,26 @@ static pd_command_t  pd_saver_commands[] = {
     { "backend", PD_CONF_ENUM, pd_conf_set_enum_slot,
       offsetof(pd_saver_conf_t, backend), pd_saver_backends,
       "where messages are kept: `memory`, a shared-memory store of this "
-      "host; `redis`, hot in the register's Redis servers and durable in "
-      "PostgreSQL (needs register.backend redis and postgres); the memory "
+      "host; `redis`, hot in Redis (saver.redis, else the register's "
+      "servers) and durable in PostgreSQL (needs postgres, and "
+      "register.backend redis unless saver.redis is set); the memory "
       "store then keeps only retained broadcasts (default: memory)" },
+
+    { "redis", PD_CONF_LIST, pd_conf_set_list_slot,
+      offsetof(pd_saver_conf_t, redis), NULL,
+      "the Redis servers of the message store, \"ip:port\", the uids "
+      "sharded over them, when they are not the register's: the store "
+      "wants persistence and memory that presence does not (the redis "
+      "backend; default: the register's servers)" },
+
+    { "redis_password", PD_CONF_STRING, pd_conf_set_secret_slot,
+      offsetof(pd_saver_conf_t, redis_password), NULL,
+      "AUTH password of saver.redis (default: none)" },
+
+    { "redis_user", PD_CONF_STRING, pd_conf_set_str_slot,
+      offsetof(pd_saver_conf_t, redis_user), NULL,
+      "the Redis 6+ ACL user of saver.redis_password (default: the "
+      "default user)" },
 
     { "postgres", PD_CONF_STRING, pd_conf_set_str_slot,
       offsetof(pd_saver_conf_t, postgres), NULL,
@@ -139,8 +156,7 @@ static const char *
 pd_saver_init_conf(pd_cycle_t *cycle, void *conf)
 {
     pd_saver_conf_t  *scf = conf;
-
-    (void) cycle;
+    const char       *rv;
 
     pd_conf_init_uint(scf->backend, PD_SAVER_MEMORY);
     pd_conf_init_size(scf->memory, 256 * 1024 * 1024);
@@ -153,6 +169,29 @@ pd_saver_init_conf(pd_cycle_t *cycle, void *conf)
 
     if (scf->backend == PD_SAVER_REDIS && scf->postgres.data == NULL) {
         return "backend redis needs \"postgres\"";
+    }
+
+    if (scf->redis != NULL) {
+        if (scf->backend != PD_SAVER_REDIS) {
+            return "has \"redis\" but backend memory: add \"backend: "
+                   "redis\"";
+        }
+
+        rv = pd_register_redis_addrs(cycle, scf->redis, &scf->redis_shards);
+        if (rv != NULL) {
+            return rv;
+        }
+    }
+
+    if ((scf->redis_password.data != NULL || scf->redis_user.data != NULL)
+        && scf->redis == NULL)
+    {
+        return "has \"redis_password\" or \"redis_user\" but no \"redis\" "
+               "(the register's servers use the register's credentials)";
+    }
+
+    if (scf->redis_user.data != NULL && scf->redis_password.data == NULL) {
+        return "has \"redis_user\" but no \"redis_password\"";
     }
 
     if (scf->ttl > scf->max_ttl) {

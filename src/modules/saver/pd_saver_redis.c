@@ -2,7 +2,8 @@
  * pd_saver_redis.c: qos 1 messages for a cluster: hot in Redis, durable
  * in PostgreSQL.  A push is answered 200 only once both have it.
  *
- * Redis, on the uid's server (the register's hash):
+ * Redis (saver.redis, else the register's servers), on the uid's server
+ * (pd_redis_shard):
  *   pd:q:{uid}     list of message ids ("node-seq": unique in the
  *                  cluster), in store order (the mailboxes of all the
  *                  uid's apps: one list, filtered by app)
@@ -109,9 +110,11 @@ typedef struct {
 
 static char  pd_sr_node[PD_NODE_ID_SIZE];
 
-/* the cluster's Redis links, the register's, shared by name */
+/* the store's Redis links: the register's, shared by name, or the
+ * saver's own (saver.redis), then owned here */
 static pd_redis_t  **pd_sr_shards;
 static pd_uint_t     pd_sr_nshards;
+static pd_uint_t     pd_sr_own;
 
 /* "node-seq", as the center made it: unique in the cluster */
 static size_t
@@ -770,21 +773,82 @@ pd_sr_check(pd_timer_t *t)
     (void) pd_timer_add(&pd_timers, t, pd_current_msec, PD_SR_CHECK);
 }
 
+static void
+pd_sr_own_connected(pd_redis_t *r, void *data)
+{
+    (void) data;
+
+    pd_saver_redis_connected(r);
+}
+
+/* links to saver.redis, made and owned by the saver */
+static pd_int_t
+pd_sr_connect_own(pd_cycle_t *cycle, pd_saver_conf_t *scf)
+{
+    pd_register_addr_t  *a;
+    pd_redis_t          *r;
+    pd_uint_t            i, n;
+
+    a = scf->redis_shards->elts;
+    n = scf->redis_shards->nelts;
+
+    pd_sr_shards = pd_calloc(sizeof(pd_redis_t *) * n, cycle->log);
+    if (pd_sr_shards == NULL) {
+        return PD_ERROR;
+    }
+
+    pd_sr_own = 1;
+
+    for (i = 0; i < n; i++) {
+        r = pd_redis_create(a[i].host, a[i].port, scf->timeout, cycle->log);
+        if (r == NULL) {
+            return PD_ERROR;
+        }
+
+        pd_sr_shards[pd_sr_nshards++] = r;
+
+        if (scf->redis_password.data != NULL
+            && pd_redis_set_auth(r, (char *) scf->redis_user.data,
+                                 (char *) scf->redis_password.data)
+               != PD_OK)
+        {
+            return PD_ERROR;
+        }
+
+        /* each (re)connect asks whether the server kept its data */
+        pd_redis_set_connect_handler(r, pd_sr_own_connected, NULL);
+
+        /* not connected yet is fine: qos 1 pushes get 503 meanwhile */
+        (void) pd_redis_connect(r);
+    }
+
+    return PD_OK;
+}
+
 static pd_int_t
 pd_sr_init_process(pd_cycle_t *cycle, pd_saver_conf_t *scf)
 {
     pd_core_conf_t  *ccf;
 
-    if (pd_register_on_connect(pd_saver_redis_connected) != PD_OK) {
-        return PD_ERROR;
-    }
+    if (scf->redis_shards != NULL) {
+        if (pd_sr_connect_own(cycle, scf) != PD_OK) {
+            return PD_ERROR;
+        }
 
-    pd_sr_shards = pd_redis_group(PD_REGISTER_REDIS_GROUP, &pd_sr_nshards);
+    } else {
+        if (pd_register_on_connect(pd_saver_redis_connected) != PD_OK) {
+            return PD_ERROR;
+        }
 
-    if (pd_sr_nshards == 0) {
-        pd_log_error(PD_LOG_EMERG, cycle->log, 0,
-                     "saver.backend redis needs register.backend redis");
-        return PD_ERROR;
+        pd_sr_shards = pd_redis_group(PD_REGISTER_REDIS_GROUP,
+                                      &pd_sr_nshards);
+
+        if (pd_sr_nshards == 0) {
+            pd_log_error(PD_LOG_EMERG, cycle->log, 0,
+                         "saver.backend redis needs saver.redis or "
+                         "register.backend redis");
+            return PD_ERROR;
+        }
     }
 
     ccf = pd_get_conf(cycle, pd_core_module);
@@ -811,10 +875,24 @@ pd_sr_init_process(pd_cycle_t *cycle, pd_saver_conf_t *scf)
 static void
 pd_sr_exit_process(void)
 {
+    pd_uint_t  i;
+
     if (pd_sr_log != NULL) {
         pd_saver_pg_destroy(pd_sr_log);
         pd_sr_log = NULL;
     }
+
+    if (pd_sr_own) {
+        for (i = 0; i < pd_sr_nshards; i++) {
+            pd_redis_destroy(pd_sr_shards[i]);
+        }
+
+        pd_free(pd_sr_shards);
+        pd_sr_own = 0;
+    }
+
+    pd_sr_shards = NULL;
+    pd_sr_nshards = 0;
 }
 
 pd_saver_backend_t  pd_saver_redis_backend = {
