@@ -545,10 +545,13 @@ export class PushdClient {
         }, this.connectTimeout);
 
         ws.onmessage = (ev) => this.frame(conn, ev.data);
+        // Node's WebSocket (undici) ends a refused upgrade with an error
+        // event and no close event; browsers send both: either ends it
         ws.onerror = (ev) => {
             if (!conn.welcomed && says401(ev)) {
                 this.refreshToken = true;
             }
+            this.lost(conn, { code: 1006, reason: '' }, null);
         };
         ws.onclose = (ev) => this.lost(conn, ev, null);
     }
