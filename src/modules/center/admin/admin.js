@@ -96,6 +96,9 @@
             tb.appendChild(tr);
         });
         $('connections').textContent = stats.connections;
+        $('websockets').textContent = stats.workers.reduce(function (n, w) {
+            return n + w.websockets;
+        }, 0);
         $('node').textContent = stats.node;
         $('version').textContent = stats.version;
     }
@@ -229,7 +232,7 @@
     function lookup(uid) {
         var box = $('user');
         box.textContent = 'looking up...';
-        api('GET', '/v1/users/' + encodeURIComponent(uid)).then(function (t) {
+        return api('GET', '/v1/users/' + encodeURIComponent(uid)).then(function (t) {
             var u = JSON.parse(t);
             box.textContent = '';
             box.appendChild(el('p', u.uid + ': ' + (u.online ? 'online'
@@ -304,11 +307,17 @@
     };
 
     /* #key=...: taken, then removed from the address bar and history */
-    var m = /(?:^#|&)key=([^&]*)/.exec(location.hash);
-    if (m) {
-        history.replaceState(null, '', location.pathname + location.search);
-        login(decodeURIComponent(m[1]));
+    function fromFragment() {
+        var m = /(?:^#|&)key=([^&]*)/.exec(location.hash);
+        if (m) {
+            history.replaceState(null, '', location.pathname + location.search);
+            clearInterval(timer);
+            login(decodeURIComponent(m[1]));
+        }
     }
+
+    window.addEventListener('hashchange', fromFragment);
+    fromFragment();
 
     window.pushdAdmin = { refresh: refresh, lookup: lookup, send: send };
 })();
