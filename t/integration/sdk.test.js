@@ -309,3 +309,63 @@ test('a reconnect names the last sid; resumed is honoured when the '
         }
     });
 });
+
+/*
+ * The dispatcher is not in this pushd yet (it is being built in another
+ * branch): a fake one here answers GET /v1/dispatch as DESIGN.md 4b
+ * says, first with a dead address ahead of the live one, then, when the
+ * client reports both of its first answer failed, with the live one.
+ */
+test('dispatcher addresses (a fake dispatcher): a dead address is '
+     + 'skipped, failed= is reported, the list is cached per network', T,
+     async () => {
+    const http = require('node:http');
+    await L.withPushd(conf(1), async (d) => {
+        const dead = await L.freePort();     /* nothing listens there */
+        const asked = [];
+        const srv = http.createServer((req, res) => {
+            const u = new URL(req.url, 'http://x');
+            asked.push(Object.fromEntries(u.searchParams));
+            const failed = (u.searchParams.get('failed') || '').split(',');
+            const addrs = u.pathname !== '/v1/dispatch' ? []
+                : u.searchParams.get('net') === 'cell'
+                    ? [`127.0.0.1:${d.roomPort}`]
+                    : failed.includes(`127.0.0.1:${dead}`)
+                        ? [`127.0.0.1:${d.roomPort}`]
+                        : [`127.0.0.1:${dead}`];
+            res.writeHead(200, { 'Content-Type': 'application/json' });
+            res.end(JSON.stringify({ uid: u.searchParams.get('uid'), addrs,
+                ttl: 60, reconnect: { base_ms: 20, max_ms: 200 } }));
+        });
+        await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+        try {
+            const c = sdkClient(d, 'disp1', {
+                url: undefined,
+                dispatchUrl: `http://127.0.0.1:${srv.address().port}`,
+            }).connect();
+            await connected(c, 'a connection through the dispatcher');
+            assert.equal(asked.length, 2, 'asked again after the failure');
+            assert.equal(asked[0].uid, 'disp1');
+            assert.equal(asked[0].failed, undefined);
+            assert.equal(asked[1].failed, `127.0.0.1:${dead}`);
+            assert.equal(c.address, `127.0.0.1:${d.roomPort}`);
+            assert.equal(c.backoff.max, 200, 'the policy of the answer');
+            /* a drop: the cached list serves the reconnect */
+            c.ws.close();
+            await L.waitFor(() => c.counters.connected === 2, 10000,
+                            'the reconnect');
+            assert.equal(asked.length, 2, 'from the cache');
+            /* another network has its own list */
+            c.setNet('cell');
+            c.ws.close();
+            await L.waitFor(() => c.counters.connected === 3, 10000,
+                            'the reconnect on cell');
+            assert.equal(asked.length, 3);
+            assert.equal(asked[2].net, 'cell');
+            const id = await push(d, ['disp1'], { via: 'dispatcher' });
+            await L.waitFor(() => c.times.has(id), 5000, 'the push');
+        } finally {
+            srv.close();
+        }
+    });
+});
