@@ -218,6 +218,7 @@ export class PushdClient {
         this.address = null;      // the room address of the connection
         this.listeners = new Map();
         this.ws = null;
+        this.preparing = false;   // an attempt awaits getToken or dispatch
         this.wanted = false;      // connect() called, close() not since
         this.timers = { retry: null, ping: null, dead: null, open: null,
                         ack: null };
@@ -311,7 +312,7 @@ export class PushdClient {
 
     connect() {
         this.wanted = true;
-        if (this.ws || this.timers.retry !== null) {
+        if (this.ws || this.timers.retry !== null || this.preparing) {
             return this;        // already connecting or waiting to
         }
         if (this.state === 'kicked') {
@@ -513,14 +514,21 @@ export class PushdClient {
         this.setState('connecting');
         this.counters.connects++;
         let target;
+        // getToken and the dispatcher are awaited: a connect() meanwhile
+        // must not start a second attempt
+        this.preparing = true;
         try {
             await this.ensureToken();
             target = await this.pickAddress();
         } catch (e) {
+            this.preparing = false;
             this.emit('error', e);
-            this.failed(null, false);
+            if (this.wanted) {
+                this.failed(null, false);
+            }
             return;
         }
+        this.preparing = false;
         if (!this.wanted || this.ws) {
             return;
         }

@@ -457,3 +457,29 @@ test('client: dispatcher list cached per network, failed= on retry',
     assert.equal(asked.length, 3, 'the default list is still cached');
     c.close();
 });
+
+test('client: connect() while getToken runs starts no second attempt; '
+     + 'close() meanwhile starts none', async () => {
+    let release;
+    const c = client({ token: undefined, expires: undefined,
+        getToken: () => new Promise((r) => { release = r; }) });
+    c.connect();
+    c.connect();
+    await until(() => release, 'getToken called');
+    release({ token: 't', expires: Math.floor(Date.now() / 1000) + 3600 });
+    await until(() => FakeWS.all.length === 1, 'one socket');
+    c.connect();
+    await tick();
+    assert.equal(FakeWS.all.length, 1, 'still one socket');
+    c.close();
+    release = null;
+    c.expires = Math.floor(Date.now() / 1000);     /* stale: ask again */
+    c.connect();
+    await until(() => release, 'getToken again');
+    c.close();
+    release({ token: 't2', expires: Math.floor(Date.now() / 1000) + 3600 });
+    await tick();
+    await tick();
+    assert.equal(FakeWS.all.length, 1, 'closed before the token came');
+    assert.equal(c.state, 'closed');
+});
