@@ -324,6 +324,7 @@ export class PushdClient {
 
     close() {
         this.wanted = false;
+        this.sid = null;        // a clean close ends the session on the server
         this.clearTimer('retry');
         const was = this.state;
         this.drop(1000, 'client closed');

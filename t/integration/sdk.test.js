@@ -290,11 +290,13 @@ test('a dead link (SIGSTOPped worker): the heartbeat finds it, the client '
     });
 });
 
-test('a reconnect names the last sid; resumed is honoured when the '
-     + 'server sends it', T, async (t) => {
+test('a flash reconnect names the last sid and resumes: nothing lost or '
+     + 'twice', T, async (t) => {
     await L.withPushd(conf(1), async (d) => {
         const urls = [];
-        class Spy extends W.WebSocketClass {
+        /* the raw class, whose socket can be cut without a close frame,
+         * as a network loss does (a close frame ends the session) */
+        class Spy extends W.RawWebSocket {
             constructor(url) {
                 super(url);
                 urls.push(url);
@@ -304,10 +306,11 @@ test('a reconnect names the last sid; resumed is honoured when the '
         await connected(c);
         const sid = c.sid;
         assert.ok(sid, 'a sid from the welcome');
+        const before = await push(d, ['res1'], { before: true });
+        await L.waitFor(() => c.times.has(before), 5000, 'the first push');
         const welcomes = [];
         c.on('welcome', (w) => welcomes.push(w));
-        /* the link drops under the client (not close(): a network loss) */
-        c.ws.close();
+        c.ws.raw.sock.destroy();
         await L.waitFor(() => c.counters.disconnects === 1, 5000, 'the drop');
         const id = await push(d, ['res1'], { away: true });
         await L.waitFor(() => welcomes.length === 1, 10000, 'a new welcome');
@@ -315,12 +318,19 @@ test('a reconnect names the last sid; resumed is honoured when the '
                      'the reconnect named the sid of the last welcome');
         await L.waitFor(() => c.times.has(id), 5000, 'the push sent away');
         assert.equal(c.times.get(id), 1);
+        assert.equal(c.times.get(before), 1);
         if (welcomes[0].resumed === null) {
             t.diagnostic('this pushd sends no "resumed" in welcome yet');
         } else {
             assert.equal(welcomes[0].resumed, true, 'resumed within linger');
             assert.equal(c.counters.resumed, 1);
+            assert.equal(c.sid, sid, 'the same session');
         }
+        /* close() ends the session: the next connect names no sid */
+        c.close();
+        c.connect();
+        await connected(c);
+        assert.equal(new URL(urls[2]).searchParams.get('sid'), null);
     });
 });
 
