@@ -550,6 +550,13 @@ export class PushdClient {
         // stopped worker's accept queue) must not hold the client forever
         this.timers.open = setTimeout(() => {
             this.timers.open = null;
+            // A resume is served by the session's own worker, whichever
+            // took the connection: when that worker hangs (the dead link
+            // we are coming back from may be its), every attempt with the
+            // sid would hang too.  The next one starts a fresh session;
+            // qos 1 comes from the store all the same.  (A network that
+            // is down fails fast and keeps the sid.)
+            this.sid = null;
             this.lost(conn, null, 'no welcome in time');
         }, this.connectTimeout);
 

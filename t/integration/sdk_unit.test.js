@@ -483,3 +483,26 @@ test('client: connect() while getToken runs starts no second attempt; '
     assert.equal(FakeWS.all.length, 1, 'closed before the token came');
     assert.equal(c.state, 'closed');
 });
+
+test('client: a resume that gets no welcome in time is not tried again; '
+     + 'a fast failure keeps the sid', async () => {
+    const c = client({ connectTimeout: 40 });
+    c.connect();
+    await until(() => FakeWS.all.length === 1, 'a socket');
+    last().welcome({ sid: 'n1-keep' });
+    last().serverClose(1006);
+    await until(() => FakeWS.all.length === 2, 'a reconnect');
+    assert.equal(new URL(last().url).searchParams.get('sid'), 'n1-keep');
+    last().refuse('');                 /* no network: fails at once */
+    await until(() => FakeWS.all.length === 3, 'another try');
+    assert.equal(new URL(last().url).searchParams.get('sid'), 'n1-keep',
+                 'kept after a fast failure');
+    /* this one hangs (its session's worker is stuck) */
+    await until(() => FakeWS.all.length === 4, 'a try after the timeout');
+    assert.equal(FakeWS.all[2].closedBy.code, 1000, 'the hung one closed');
+    assert.equal(new URL(last().url).searchParams.get('sid'), null,
+                 'a fresh session next');
+    last().welcome({ sid: 'n1-new', resumed: false });
+    assert.equal(c.sid, 'n1-new');
+    c.close();
+});
