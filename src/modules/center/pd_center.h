@@ -43,6 +43,19 @@ void pd_center_push(pd_http_conn_t *hc);
 void pd_center_broadcast(pd_http_conn_t *hc);
 void pd_center_metrics(pd_http_conn_t *hc);
 
+/* the admin page's files, compiled in by auto/embed (pd_center_admin.c) */
+typedef struct {
+    const char      *path;           /* "/admin/index.html" */
+    const char      *type;
+    const u_char    *data;
+    size_t           len;
+} pd_center_file_t;
+
+extern const pd_center_file_t  pd_center_admin_files[];
+
+pd_int_t pd_center_is_admin(pd_http_conn_t *hc);
+void pd_center_admin(pd_http_conn_t *hc);
+
 #include <jansson.h>
 
 /* answers with obj (consumed) as compact JSON */
