@@ -274,7 +274,7 @@ test('the SDK in Chromium over ws:// and wss://: pushes arrive, a worker '
                                   await workerOf(d, 'b-tls')]);
             for (const pid of pids) {
                 assert.ok(pid, 'the worker of a browser client');
-                L.kill(pid, 'SIGKILL');
+                d.kill(pid, 'SIGKILL');
             }
             const second = await push(d, uids, { n: 2 });
             for (const n of ['plain', 'tls']) {

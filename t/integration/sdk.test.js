@@ -123,7 +123,7 @@ test('a worker SIGKILLed twice under qos 1 pushes: every client '
                 /* the worker holding the first client: most hold some */
                 const pid = await workerOf(d, uids[n === 20 ? 0 : 1])
                     || d.workerPids()[0];
-                L.kill(pid, 'SIGKILL');
+                d.kill(pid, 'SIGKILL');
                 killed.push(pid);
                 await L.waitFor(() => !L.procAlive(pid), 5000,
                                 `worker ${pid} to die`);
@@ -241,7 +241,7 @@ test('an expired token: the server refuses it, getToken gives a new one',
                         'the token to expire');
         c2.tokenMargin = 30;
         const pid = await workerOf(d, 'tok2');
-        L.kill(pid, 'SIGKILL');
+        d.kill(pid, 'SIGKILL');
         await L.waitFor(() => c2.counters.disconnects === 1, 5000,
                         'the connection to drop');
         await connected(c2, 'back with a fresh token', 15000);
