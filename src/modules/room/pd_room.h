@@ -315,7 +315,8 @@ uint64_t pd_room_sid_of(uint32_t pid, uint64_t id);
  * PD_OK when the request with &sid= was answered (resumed here, handed
  * to the session's worker, or refused), PD_DECLINED: a fresh session.
  * take_back (pd_room_ws.c): hc's socket into lingering rc, the welcome
- * with resumed, then what it missed; PD_BUSY over the per-address bound.
+ * with resumed, then what it missed; PD_BUSY over the per-address bound,
+ * PD_ERROR without memory for the welcome (rc lingers on either way).
  */
 pd_int_t pd_room_linger_start(pd_room_conn_t *rc, pd_uint_t reason);
 pd_uint_t pd_room_linger_skip(pd_room_conn_t *rc, pd_shbuf_t *sb);

@@ -325,12 +325,13 @@ pd_room_resume(pd_http_conn_t *hc, pd_str_t *uid, pd_str_t *device,
 
     rv = pd_room_take_back(rc, hc, hb);
 
-    if (rv == PD_BUSY) {
-        /* the session lingers on */
+    if (rv != PD_OK) {
+        /* the session lingers on; this connection is refused */
         hc->keepalive = 0;
-        (void) pd_http_send_error(hc, 429,
-                                  "too many connections from this address");
-        return PD_OK;
+        (void) pd_http_send_error(hc, rv == PD_BUSY ? 429 : 503,
+                                  rv == PD_BUSY
+                                  ? "too many connections from this address"
+                                  : "out of memory");
     }
 
     return PD_OK;

@@ -246,7 +246,7 @@ pd_room_take_back(pd_room_conn_t *rc, pd_http_conn_t *hc, uint32_t hb)
             rc->ip_counted = 0;
         }
 
-        return PD_ERROR == rv ? PD_BUSY : rv;
+        return PD_ERROR;
     }
 
     /* bytes the client sent right after its request are frames */
