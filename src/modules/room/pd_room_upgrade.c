@@ -25,23 +25,10 @@ typedef struct {
 static pd_msec_t  pd_room_rate_second;
 static pd_uint_t  pd_room_rate_count;
 
-/*
- * Failed handshakes per client address, in a small table per worker: a
- * slot per hash of the address (an IPv6 client's /64), the count of the
- * current window.  A colliding address takes the slot over, so a
- * collision can only forget failures, never refuse a client that did
- * not fail.
- */
-#define PD_ROOM_FAIL_SLOTS   4096
+/* failed handshakes per client address (an IPv6 client by its /64) */
 #define PD_ROOM_FAIL_WINDOW  10         /* seconds */
 
-typedef struct {
-    uint64_t     key;
-    uint32_t     window;
-    uint32_t     count;
-} pd_room_fail_t;
-
-static pd_room_fail_t  pd_room_fails[PD_ROOM_FAIL_SLOTS];
+static pd_addr_limit_t  pd_room_fails = pd_addr_limit(PD_ROOM_FAIL_WINDOW);
 
 static pd_room_conn_t *pd_room_accept(pd_http_conn_t *hc,
     pd_room_args_t *a, uint32_t hb);
@@ -195,48 +182,17 @@ pd_room_check_upgrade(pd_http_conn_t *hc)
     return PD_OK;
 }
 
-/* the slot of the client's address; NULL for a non-IP client */
-static pd_room_fail_t *
-pd_room_fail_slot(pd_connection_t *c)
-{
-    pd_room_fail_t  *f;
-    u_char           key[16];
-    uint64_t         h;
-    uint32_t         window;
-    pd_uint_t        i;
-
-    if (pd_inet_client_key(&c->sockaddr.sockaddr, key) != PD_OK) {
-        return NULL;
-    }
-
-    /* FNV-1a; the slot index and the kept key both come from it */
-    h = 0xcbf29ce484222325ULL;
-    for (i = 0; i < 16; i++) {
-        h = (h ^ key[i]) * 0x100000001b3ULL;
-    }
-
-    f = &pd_room_fails[h % PD_ROOM_FAIL_SLOTS];
-    window = (uint32_t) (pd_time_sec / PD_ROOM_FAIL_WINDOW);
-
-    if (f->key != h || f->window != window) {
-        f->key = h;
-        f->window = window;
-        f->count = 0;
-    }
-
-    return f;
-}
-
 static pd_int_t
 pd_room_check_failures(pd_room_conf_t *rcf, pd_connection_t *c)
 {
-    pd_room_fail_t  *f;
+    pd_addr_count_t  *f;
 
     if (rcf->max_auth_failures == 0) {
         return PD_OK;
     }
 
-    f = pd_room_fail_slot(c);
+    f = pd_addr_limit_slot(&pd_room_fails, &c->sockaddr.sockaddr,
+                           pd_time_sec);
 
     return (f == NULL || f->count < (uint32_t) rcf->max_auth_failures)
            ? PD_OK : PD_BUSY;
@@ -245,9 +201,10 @@ pd_room_check_failures(pd_room_conf_t *rcf, pd_connection_t *c)
 static void
 pd_room_count_failure(pd_connection_t *c)
 {
-    pd_room_fail_t  *f;
+    pd_addr_count_t  *f;
 
-    f = pd_room_fail_slot(c);
+    f = pd_addr_limit_slot(&pd_room_fails, &c->sockaddr.sockaddr,
+                           pd_time_sec);
     if (f != NULL && f->count < UINT32_MAX) {
         f->count++;
     }
