@@ -215,6 +215,7 @@ typedef struct {
     pd_str_t         data;          /* raw JSON, sent byte for byte */
     pd_uint_t        qos;
     pd_msec_t        ttl;
+    pd_str_t         collapse;      /* len 0: none (qos 1 pushes only) */
 } pd_room_msg_t;
 
 typedef struct pd_room_push_s  pd_room_push_t;
