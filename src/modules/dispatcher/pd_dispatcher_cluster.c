@@ -442,6 +442,9 @@ pd_dispatch_cluster_retire(void)
 
     (void) pd_redis_command(pd_dc_shards[0], pd_dc_ignore, NULL, 3, argv,
                             len);
+
+    /* a worker with no connections exits before the end of this turn */
+    pd_redis_flush(pd_dc_shards[0]);
 }
 
 void
