@@ -4,7 +4,8 @@
  * of the same (uid, app, key) replaces the older one not yet acked, with
  * the memory store and with the cluster store (Redis, and the durable
  * log in PostgreSQL, which loses the replaced rows too, so a reload
- * from it never brings one back).  An offline user gets only the last of
+ * from it never brings one back, and keeps the key, so a version after
+ * the reload still replaces the reloaded one).  An offline user gets only the last of
  * three versions; other keys, apps and uids are left alone; a client
  * online at push time gets every version live; bad keys are refused.
  */
@@ -256,6 +257,20 @@ test('collapse: three versions in the cluster store (Redis and '
             }, 20000, 'ben\'s messages after the reload');
             assert.deepStrictEqual(cl.map((m) => m.id), [r6.json.id]);
             assert.deepStrictEqual(cl[0].data, { v: 6 });
+
+            /* the reloaded message kept its key: v7 replaces it */
+            const r7 = await push(d, { app: 'news', uids: ['ben'],
+                                       data: { v: 7 }, collapse: 'inbox' });
+            assert.strictEqual(r7.status, 200, r7.body);
+            const c7 = await W.connect(d.roomPort, 'ben', 'phone',
+                                       { apps: ['news'] });
+            assert.deepStrictEqual((await drain(c7)).map((m) => m.id),
+                                   [r7.json.id]);
+            c7.close();
+            await L.waitFor(() => sql('SELECT string_agg(id, \',\') FROM '
+                                      + 'pd_messages WHERE uid = \'ben\'')
+                                  === r7.json.id,
+                            10000, 'only v7 in the log');
         });
     } finally {
         await redis.stop();

@@ -474,8 +474,8 @@ pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, pd_str_t *collapse,
     /* the rows join this loop turn's INSERT; the answer waits for it */
     st->waiting++;
 
-    if (pd_saver_pg_store(pd_sr_log, uids, n, &id, app, payload, expires,
-                          pd_sr_stored_pg, st) != PD_OK)
+    if (pd_saver_pg_store(pd_sr_log, uids, n, &id, app, collapse, payload,
+                          expires, pd_sr_stored_pg, st) != PD_OK)
     {
         st->waiting--;
         st->failed = 1;
@@ -778,7 +778,7 @@ static void
 pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
 {
     pd_redis_t  *shard = data;
-    pd_str_t     uid, app, payload, id, nocollapse = pd_null_string;
+    pd_str_t     uid, app, payload, id, collapse;
     pd_uint_t    pick, i, n;
     uint64_t     expires;
     pd_pool_t   *pool;
@@ -819,6 +819,14 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
         payload.data = (u_char *) PQgetvalue(res, (int) i, 3);
         payload.len = (size_t) PQgetlength(res, (int) i, 3);
         expires = strtoull(PQgetvalue(res, (int) i, 4), NULL, 10);
+        collapse.data = (u_char *) PQgetvalue(res, (int) i, 5);
+        collapse.len = (size_t) PQgetlength(res, (int) i, 5);
+
+        /* in store order: a newer version replaces an older one here
+         * as it did when it was pushed, and the key holds again */
+        if (collapse.len > PD_COLLAPSE_MAX) {
+            collapse.len = 0;
+        }
 
         st = pd_calloc(sizeof(pd_sr_store_t), pd_log_root);
         if (st == NULL) {
@@ -829,7 +837,7 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
         st->waiting = 1;
         pick = 0;
 
-        if (pd_sr_store_shard(shard, &uid, &pick, 1, &app, &nocollapse,
+        if (pd_sr_store_shard(shard, &uid, &pick, 1, &app, &collapse,
                               &id, &payload, expires, st, pool) != PD_OK)
         {
             pd_free(st);
