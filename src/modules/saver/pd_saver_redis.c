@@ -43,7 +43,8 @@ static const char  pd_sr_store_lua[] =
     "return {s, f}";
 
 /*
- * With a collapse key.  KEYS: m, then q, c, dl of each uid; ARGV: app,
+ * With a collapse key.  KEYS: m, then q, c, dl of each uid (KEYS[i],
+ * [i + 1], [i + 2]: every key a call names is in KEYS); ARGV: app,
  * data, expires, max per mailbox, id, "app\ncollapse", the ttl in ms.
  * The id that held the key leaves q (and its delivery count) once the
  * new one is in; a full mailbox holding the key takes the new one.
@@ -54,21 +55,22 @@ static const char  pd_sr_store_collapse_lua[] =
     "local max = tonumber(ARGV[4]) local ttl = tonumber(ARGV[7]) "
     "local s, f, out = 0, 0, {} "
     "for i = 2, #KEYS, 3 do "
-    "  local q, c, dl = KEYS[i], KEYS[i + 1], KEYS[i + 2] "
-    "  if redis.call('LPOS', q, ARGV[5]) then s = s + 1 "
+    "  if redis.call('LPOS', KEYS[i], ARGV[5]) then s = s + 1 "
     "  else "
-    "    local prev = redis.call('HGET', c, ARGV[6]) "
-    "    local held = prev and redis.call('LPOS', q, prev) "
-    "    if held or redis.call('LLEN', q) < max then "
-    "      redis.call('RPUSH', q, ARGV[5]) s = s + 1 "
+    "    local prev = redis.call('HGET', KEYS[i + 1], ARGV[6]) "
+    "    local held = prev and redis.call('LPOS', KEYS[i], prev) "
+    "    if held or redis.call('LLEN', KEYS[i]) < max then "
+    "      redis.call('RPUSH', KEYS[i], ARGV[5]) s = s + 1 "
     "      if held then "
-    "        redis.call('LREM', q, 0, prev) redis.call('HDEL', dl, prev) "
+    "        redis.call('LREM', KEYS[i], 0, prev) "
+    "        redis.call('HDEL', KEYS[i + 2], prev) "
     "        out[#out + 1] = i out[#out + 1] = prev "
     "      end "
-    "      if prev then redis.call('HDEL', c, prev) end "
-    "      redis.call('HSET', c, ARGV[6], ARGV[5], ARGV[5], ARGV[6]) "
-    "      if redis.call('PTTL', c) < ttl then "
-    "        redis.call('PEXPIRE', c, ttl) "
+    "      if prev then redis.call('HDEL', KEYS[i + 1], prev) end "
+    "      redis.call('HSET', KEYS[i + 1], ARGV[6], ARGV[5], ARGV[5], "
+    "                 ARGV[6]) "
+    "      if redis.call('PTTL', KEYS[i + 1]) < ttl then "
+    "        redis.call('PEXPIRE', KEYS[i + 1], ttl) "
     "      end "
     "    else f = f + 1 end "
     "  end "
