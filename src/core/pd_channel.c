@@ -641,3 +641,50 @@ pd_channel_send_pid(pid_t pid, pd_uint_t command, uint64_t arg,
 
     return PD_DECLINED;
 }
+
+/*
+ * A descriptor travels with a message, to the worker pid: written at
+ * once, after what this turn corked for it (so it does not overtake
+ * them), never queued (a queued copy could not keep the descriptor).
+ * PD_AGAIN when the sibling's channel is busy, PD_DECLINED when there
+ * is no such sibling: the caller keeps the fd and decides.
+ */
+pd_int_t
+pd_channel_send_fd(pid_t pid, pd_uint_t command, uint64_t arg, pd_socket_t fd,
+    const u_char *data, size_t len)
+{
+    pd_channel_queue_t  *q;
+    pd_channel_msg_t     msg;
+    pd_process_t        *p;
+    pd_int_t             i;
+
+    if (len > PD_CHANNEL_MAX_DATA) {
+        return PD_ERROR;
+    }
+
+    for (i = 0; i < pd_last_process; i++) {
+        p = &pd_processes[i];
+
+        if (p->pid != pid || i == pd_process_slot || p->channel[0] == -1) {
+            continue;
+        }
+
+        pd_channel_flush_cork(i);
+
+        q = &pd_channel_queues[i];
+        if (q->head != NULL) {
+            return PD_AGAIN;
+        }
+
+        msg.command = (uint32_t) command;
+        msg.pid = pd_pid;
+        msg.slot = (int32_t) pd_process_slot;
+        msg.fd = fd;
+        msg.arg = arg;
+        msg.len = (uint32_t) len;
+
+        return pd_write_channel(p->channel[0], &msg, data, pd_log_root);
+    }
+
+    return PD_DECLINED;
+}

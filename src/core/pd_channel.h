@@ -96,5 +96,8 @@ void pd_channel_forget(pd_int_t slot);
  * leaves connections on retiring workers); PD_DECLINED if unknown */
 pd_int_t pd_channel_send_pid(pid_t pid, pd_uint_t command, uint64_t arg,
     const u_char *data, size_t len);
+/* the same with a descriptor (the sibling gets its own copy); see .c */
+pd_int_t pd_channel_send_fd(pid_t pid, pd_uint_t command, uint64_t arg,
+    pd_socket_t fd, const u_char *data, size_t len);
 
 #endif /* PD_CHANNEL_H */

@@ -199,6 +199,55 @@ pd_close_connection(pd_connection_t *c)
 }
 
 void
+pd_detach_connection(pd_connection_t *c)
+{
+    pd_socket_t  fd = c->fd;
+
+    pd_event_del_timer(c->read);
+    pd_event_del_timer(c->write);
+    pd_delete_posted_event(c->read);
+    pd_delete_posted_event(c->write);
+
+    c->read->active = 0;
+    c->write->active = 0;
+    c->read->ready = 0;
+    c->write->ready = 0;
+    c->fd = -1;
+
+    pd_active_connections--;
+    pd_stats_dec(PD_STAT_CONNECTIONS);
+
+    /* close() takes it out of epoll: it is not shared */
+    if (close(fd) == -1) {
+        pd_log_error(PD_LOG_ALERT, c->log, errno, "close() socket failed");
+    }
+}
+
+void
+pd_attach_connection(pd_connection_t *c, pd_connection_t *from)
+{
+    c->fd = from->fd;
+    c->recv = from->recv;
+    c->send = from->send;
+    c->send_chain = from->send_chain;
+    c->ssl = from->ssl;
+    c->listening = from->listening;
+    pd_memcpy(&c->sockaddr, &from->sockaddr, from->socklen);
+    c->socklen = from->socklen;
+
+    /* a stale event of the old socket will not match */
+    c->read->instance = !c->read->instance;
+    c->write->instance = !c->write->instance;
+    c->read->closed = 0;
+    c->write->closed = 0;
+    c->read->timedout = 0;
+    c->write->timedout = 0;
+
+    from->ssl = NULL;
+    pd_release_connection(from, 1);
+}
+
+void
 pd_release_connection(pd_connection_t *c, pd_uint_t fd_open)
 {
     pd_event_del_timer(c->read);

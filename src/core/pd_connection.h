@@ -81,6 +81,19 @@ void pd_free_connection(pd_connection_t *c);
 /* deletes events and timers, closes the fd, frees the slot; not the pool */
 void pd_close_connection(pd_connection_t *c);
 /*
+ * A session that outlives its socket (room.linger): closes the fd, takes
+ * its events and timers out and uncounts it, but keeps the slot, so the
+ * connection's number still finds it (c->fd is -1 until attached).
+ */
+void pd_detach_connection(pd_connection_t *c);
+/*
+ * The socket of a newer connection `from` moves into detached c (its
+ * fd, address, I/O functions and TLS state); from's slot is freed.  The
+ * caller adds c to the loop.  The count does not change: from was
+ * counted at its accept, c was uncounted when it was detached.
+ */
+void pd_attach_connection(pd_connection_t *c, pd_connection_t *from);
+/*
  * Frees the slot of a connection whose fd a library owns (hiredis,
  * libpq): out of epoll (unless fd_open is 0: the library closed it
  * already), timers and posted events gone, the fd left as it is.

@@ -85,7 +85,8 @@ pd_module_t  pd_core_module = {
     NULL,
     NULL,
     pd_core_counters,
-    0
+    0,
+    NULL
 };
 
 static void *

@@ -27,6 +27,8 @@ struct pd_module_s {
     /* its counters (pd_stats.h), NULL-ended, and their first place */
     pd_stats_counter_t *counters;
     pd_uint_t          stats_base;  /* set at start-up */
+    /* more /metrics families of its own, appended to p; NULL: none */
+    u_char          *(*metrics)(u_char *p, u_char *last);
 };
 
 extern pd_module_t  *pd_modules[];   /* NULL-terminated, objs/pd_modules.c */

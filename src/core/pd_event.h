@@ -60,6 +60,8 @@ void pd_event_del_timer(pd_event_t *ev);
 
 /* the accept handler of every listening socket */
 void pd_event_accept(pd_event_t *ev);
+/* a connection accepted by a sibling, sent here: see pd_event_accept.c */
+pd_connection_t *pd_event_adopt(pd_listening_t *ls, pd_socket_t fd);
 /* enables/disables accepting on this worker's listeners (retirement) */
 pd_int_t pd_enable_accept_events(pd_cycle_t *cycle);
 void pd_close_listening_sockets(pd_cycle_t *cycle);

@@ -255,3 +255,64 @@ pd_close_listening_sockets(pd_cycle_t *cycle)
         ls[i].fd = -1;
     }
 }
+
+/*
+ * A connection another worker accepted and sent here with its
+ * descriptor (a resumed session lives here): set up as if this worker
+ * had accepted it on ls, in the loop, counted; the caller starts its
+ * protocol.  NULL (fd closed, logged) on failure.
+ */
+pd_connection_t *
+pd_event_adopt(pd_listening_t *ls, pd_socket_t fd)
+{
+    pd_connection_t  *c;
+    pd_log_t         *log = ls->connection->log;
+    pd_sockaddr_t     sa;
+    socklen_t         socklen = sizeof(sa);
+
+    if (getpeername(fd, &sa.sockaddr, &socklen) == -1) {
+        pd_log_error(PD_LOG_INFO, log, errno, "getpeername() failed");
+        (void) close(fd);
+        return NULL;
+    }
+
+    c = pd_get_connection(fd, log);
+    if (c == NULL) {
+        (void) close(fd);
+        return NULL;
+    }
+
+    pd_active_connections++;
+    pd_stats_inc(PD_STAT_CONNECTIONS);
+
+    c->pool = pd_create_pool(PD_CONN_POOL_SIZE, PD_CONN_POOL_LIMIT, log);
+    if (c->pool == NULL) {
+        pd_close_connection(c);
+        return NULL;
+    }
+
+    c->log = pd_palloc(c->pool, sizeof(pd_log_t));
+    if (c->log == NULL) {
+        pd_event_close_accepted(c);
+        return NULL;
+    }
+
+    pd_memcpy(&c->sockaddr, &sa, socklen);
+    c->socklen = socklen;
+    c->listening = ls;
+    c->number = ++pd_connection_counter;
+
+    *c->log = *log;
+    c->log->connection = c->number;
+    c->log->handler = pd_accept_log_handler;
+    c->log->data = c;
+    c->log->action = NULL;
+    c->pool->log = c->log;
+
+    if (pd_add_conn(c) != PD_OK) {
+        pd_event_close_accepted(c);
+        return NULL;
+    }
+
+    return c;
+}

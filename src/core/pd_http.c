@@ -54,6 +54,14 @@ pd_http_add_listeners(pd_cycle_t *cycle, pd_array_t *listen,
 void
 pd_http_init_connection(pd_connection_t *c)
 {
+    pd_http_init_connection_with(c, NULL, 0);
+}
+
+/* as a fresh one, with bytes another worker read from it (a resume) */
+void
+pd_http_init_connection_with(pd_connection_t *c, const u_char *pre,
+    size_t n)
+{
     pd_http_conn_t  *hc;
     pd_http_srv_t   *srv;
 
@@ -95,6 +103,19 @@ pd_http_init_connection(pd_connection_t *c)
 
     if (srv->access != NULL && pd_http_early(hc, srv->access) != PD_OK) {
         return;
+    }
+
+    if (n) {
+        if (n > (size_t) (hc->in->end - hc->in->last)) {
+            pd_http_send_simple(hc, 431);
+            return;
+        }
+
+        hc->in->last = pd_cpymem(hc->in->last, pre, n);
+
+        if (pd_http_parse_head(hc) != PD_AGAIN) {
+            return;
+        }
     }
 
     /* the first bytes usually arrived with the handshake */

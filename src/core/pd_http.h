@@ -68,6 +68,8 @@ pd_int_t pd_http_add_listeners(pd_cycle_t *cycle, pd_array_t *listen,
 
 /* the listening handler for plain and TLS HTTP listeners */
 void pd_http_init_connection(pd_connection_t *c);
+void pd_http_init_connection_with(pd_connection_t *c, const u_char *pre,
+    size_t n);
 
 /*
  * Queues the response and starts writing it; extra_headers is a block of

@@ -802,14 +802,15 @@ pd_channel_command(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
         break;
 
     default:
-        if (msg->fd != -1) {
-            close(msg->fd);
-        }
-
         if (pd_channel_dispatch(cycle, msg, data) != PD_OK) {
             pd_log_error(PD_LOG_ALERT, cycle->log, 0,
                          "unknown channel command %u",
                          (unsigned) msg->command);
+        }
+
+        /* a handler that keeps the fd it came with sets msg->fd to -1 */
+        if (msg->fd != -1) {
+            close(msg->fd);
         }
     }
 }

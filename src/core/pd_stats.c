@@ -75,6 +75,13 @@ pd_stats_init_zone(pd_shm_zone_t *zone, void *data)
         {
             pd_stats->boot = pd_stats->seq ^ (uint64_t) getpid();
         }
+
+        if (getrandom(pd_stats->sid_key, sizeof(pd_stats->sid_key), 0)
+            != (ssize_t) sizeof(pd_stats->sid_key))
+        {
+            pd_stats->sid_key[0] = pd_stats->boot ^ 0x736964;
+            pd_stats->sid_key[1] = pd_stats->seq;
+        }
     }
 
     return PD_OK;

@@ -50,6 +50,9 @@ typedef struct {
     uint64_t         boot;       /* this node's run, random, kept across
                                   * reloads: a cluster tells a restarted
                                   * node's stale entries by it */
+    uint64_t         sid_key[2]; /* the session ids' hash key, random,
+                                  * the same in every worker: any of them
+                                  * tells whose a resumed session is */
     pd_stats_slot_t  slots[PD_MAX_PROCESSES];
 } pd_stats_t;
 

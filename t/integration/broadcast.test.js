@@ -92,10 +92,11 @@ async function bye(ws) {
     ws.destroy();
 }
 
+/* no live connection: gone, or lingering for a resume (room.linger) */
 function offline(d, uid) {
     return L.waitFor(async () => (await L.centerGet(d, `/v1/users/${uid}`))
-                     .json.connections.length === 0, 5000,
-                     `${uid} offline in presence`);
+                     .json.connections.every((c) => c.state === 'lingering'),
+                     5000, `${uid} offline in presence`);
 }
 
 function checkFrame(f, id, app, qos, raw, what) {

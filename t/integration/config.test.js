@@ -364,3 +364,23 @@ test('conf/pushd.yaml: a value that is not the default says so', () => {
     }
     assert.ok(seen.length > 30, `compared ${seen.join(' ')}`);
 });
+
+test('coordinator.ca is read with the configuration: a missing one is an '
+     + 'error at start, not a failed callback later', () => {
+    const head = 'worker_processes: 1\nroom:\n'
+               + '  listen:\n    - "127.0.0.1:28080"\n'
+               + `  auth_secret: "${L.AUTH_SECRET}"\n`
+               + 'coordinator:\n'
+               + '  secret: "coordinator-secret-0123456789"\n'
+               + '  apps:\n    - app: chat\n'
+               + '      uplink: "https://127.0.0.1:9/up"\n';
+    let r = check(conf('ca_missing', `${head}  ca: /nonexistent/ca.pem\n`));
+    assert.strictEqual(r.status, 1, r.stderr);
+    assert.match(r.stderr, /"ca" cannot be read/);
+    assert.match(r.stderr, /nonexistent\/ca\.pem/);
+    const empty = path.join(prefix, 'conf', 'empty.pem');
+    fs.writeFileSync(empty, '');
+    r = check(conf('ca_empty', `${head}  ca: ${empty}\n`));
+    assert.strictEqual(r.status, 1, r.stderr);
+    assert.match(r.stderr, /"ca" must be a PEM file/);
+});

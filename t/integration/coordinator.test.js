@@ -175,6 +175,39 @@ test('up: signed POST, upack, reply routed back, no route, 500 and '
             const m = await L.metrics(d);
             assert.ok(m.get('pushd_coordinator_requests_total') >= 4);
             assert.ok(m.get('pushd_coordinator_errors_total') >= 4);
+
+            /* the same per receiver, with its latency histogram: 4
+             * requests, one 500, one timeout (1 s: past the 500 ms
+             * bucket, in the 2500 ms one) */
+            const lb = `url="${rx.url('/up')}",kind="uplink"`;
+            const one = (name, extra = '') => {
+                const s = m.samples.filter((x) => x.name === name
+                    && x.labels === `{${lb}${extra}}`);
+                assert.strictEqual(s.length, 1, `${name}{${lb}${extra}}`
+                                   + `\n${m.text}`);
+                return s[0].value;
+            };
+            const sent = rx.on('/up').length;
+            assert.strictEqual(
+                one('pushd_coordinator_upstream_requests_total'), sent);
+            assert.strictEqual(one('pushd_coordinator_upstream_errors_total',
+                                   ',reason="status"'), 1);
+            assert.strictEqual(one('pushd_coordinator_upstream_errors_total',
+                                   ',reason="timeout"'), 1);
+            assert.strictEqual(
+                one('pushd_coordinator_upstream_latency_ms_count'), sent);
+            assert.strictEqual(
+                one('pushd_coordinator_upstream_latency_ms_bucket',
+                    ',le="+Inf"'), sent);
+            assert.strictEqual(
+                one('pushd_coordinator_upstream_latency_ms_bucket',
+                    ',le="500"'), sent - 1);
+            assert.strictEqual(
+                one('pushd_coordinator_upstream_latency_ms_bucket',
+                    ',le="2500"'), sent);
+            assert.ok(one('pushd_coordinator_upstream_latency_ms_sum')
+                      >= 1000);
+            assert.strictEqual(one('pushd_coordinator_upstream_pending'), 0);
             c.close();
         });
     } finally {
@@ -346,6 +379,185 @@ test('a flood of up frames from one client is limited; another client '
             assert.ok(a.open, 'the flooder is limited, not closed');
             a.close();
             b.close();
+        });
+    } finally {
+        await rx.close();
+    }
+});
+
+/*
+ * A cluster of three nodes on one Redis: each node reports the events of
+ * its own connections only, so every event reaches the receiver once
+ * (counted against the nodes' own delivered-events counters, not after
+ * a quiet period), and a uid's seq grows across the nodes it moves over.
+ */
+test('cluster: three nodes send each state event once; seq grows per uid '
+     + 'across nodes', { timeout: 120000 }, async () => {
+    const S = require('./servers.js');
+    const redisPort = await L.freePort();
+    const redis = await S.startRedis(redisPort);
+    const rx = await receiver();
+    const nodeConf = (name) => {
+        const c = conf({ state_flush: '20ms' },
+                       [{ app: 'chat', state: rx.url('/state') }]);
+        c.workers = 2;
+        c.top.node_id = name;
+        c.top.register = { backend: 'redis',
+                           redis: [`127.0.0.1:${redisPort}`],
+                           memory: '8m', node_ttl: '3s', timeout: '500ms' };
+        return c;
+    };
+    const events = () => rx.on('/state').flatMap((e) => e.json.events);
+    const arrived = (pred, what) => L.waitFor(() => events().some(pred),
+                                              10000, what);
+    try {
+        await L.withPushd(nodeConf('node-a'), (a) =>
+        L.withPushd(nodeConf('node-b'), (b) =>
+        L.withPushd(nodeConf('node-c'), async (c) => {
+            const nodes = [a, b, c];
+            /* one uid roaming a -> b -> c -> a, each step seen by the
+             * receiver before the next, so the real order is known */
+            const order = [];
+            for (const [i, d] of [a, b, c, a].entries()) {
+                const cl = await W.connect(d.roomPort, 'roam', `dev${i}`,
+                                           { apps: ['chat'] });
+                const sid = cl.welcome.sid;
+                await arrived((e) => e.sid === sid && e.state === 'online',
+                              `roam's online on step ${i}`);
+                order.push([sid, 'online']);
+                cl.close();
+                await cl.closed;
+                await arrived((e) => e.sid === sid && e.state === 'offline',
+                              `roam's offline on step ${i}`);
+                order.push([sid, 'offline']);
+            }
+            /* two devices at once on two nodes */
+            const x = await W.connect(b.roomPort, 'roam', 'tablet',
+                                      { apps: ['chat'] });
+            await arrived((e) => e.sid === x.welcome.sid, 'tablet online');
+            order.push([x.welcome.sid, 'online']);
+            const y = await W.connect(c.roomPort, 'roam', 'phone',
+                                      { apps: ['chat'] });
+            await arrived((e) => e.sid === y.welcome.sid, 'phone online');
+            order.push([y.welcome.sid, 'online']);
+            x.close();
+            await arrived((e) => e.sid === x.welcome.sid
+                          && e.state === 'offline', 'tablet offline');
+            order.push([x.welcome.sid, 'offline']);
+
+            /* and 30 others spread over the nodes at once */
+            const many = [];
+            for (let i = 0; i < 30; i++) {
+                many.push(await W.connect(nodes[i % 3].roomPort, `m${i}`,
+                                          'dev', { apps: ['chat'] }));
+            }
+            for (const m of many) {
+                m.close();
+            }
+            const want = order.length + 1 /* phone's offline */ + 60;
+            y.close();
+            await y.closed;
+
+            /* the nodes' counters of delivered events add up to what the
+             * receiver holds: a node sending another's event twice would
+             * make them more than the events */
+            const delivered = async () => {
+                let n = 0;
+                for (const d of nodes) {
+                    n += (await L.metrics(d))
+                        .get('pushd_coordinator_events_total');
+                }
+                return n;
+            };
+            await L.waitFor(async () => events().length >= want
+                            && await delivered() === events().length,
+                            15000, `${want} events delivered`);
+            const all = events();
+            assert.strictEqual(all.length, want);
+            const keys = all.map((e) => `${e.sid}/${e.state}`);
+            assert.strictEqual(new Set(keys).size, keys.length,
+                               'no event twice');
+            for (let i = 0; i < 30; i++) {
+                const mine = all.filter((e) => e.uid === `m${i}`);
+                assert.deepStrictEqual(mine.map((e) => e.state).sort(),
+                                       ['offline', 'online']);
+                assert.strictEqual(mine[0].node, `node-${'abc'[i % 3]}`);
+            }
+
+            /* roam's seq follows the real order, over all three nodes */
+            const roam = order.map(([sid, st]) => all.find(
+                (e) => e.sid === sid && e.state === st));
+            assert.deepStrictEqual(new Set(roam.map((e) => e.node)),
+                                   new Set(['node-a', 'node-b', 'node-c']));
+            for (let i = 1; i < roam.length; i++) {
+                assert.ok(roam[i].seq > roam[i - 1].seq,
+                          `seq grows: ${JSON.stringify(roam.slice(i - 1,
+                                                                  i + 1))}`);
+                assert.ok(Number.isSafeInteger(roam[i].seq));
+            }
+            /* the counter is the uid's, in Redis */
+            const stored = Number(S.redisCli(redisPort, ['GET', 'pd:s:roam']));
+            assert.ok(stored >= roam[roam.length - 1].seq, String(stored));
+        })));
+    } finally {
+        await rx.close();
+        await redis.stop();
+    }
+});
+
+test('state_debounce: a flapping client\'s offlines are held and dropped; '
+     + 'a real offline still arrives', T, async () => {
+    const rx = await receiver();
+    try {
+        const c0 = conf({ state_flush: '10ms', state_debounce: '400ms' },
+                        [{ app: 'chat', state: rx.url('/state') }]);
+        c0.workers = 2;
+        await L.withPushd(c0, async (d) => {
+            const events = () => rx.on('/state').flatMap((e) => e.json.events);
+            /* 10 reconnects of one device, each within the debounce */
+            const sids = [];
+            let cl;
+            for (let i = 0; i < 10; i++) {
+                cl = await W.connect(d.roomPort, 'flap', 'phone',
+                                     { apps: ['chat'] });
+                sids.push(cl.welcome.sid);
+                if (i < 9) {
+                    cl.close();
+                    await cl.closed;
+                }
+            }
+            /* another device of the same uid goes away for good */
+            const tab = await W.connect(d.roomPort, 'flap', 'tablet',
+                                        { apps: ['chat'] });
+            tab.close();
+            await tab.closed;
+            await L.waitFor(() => events().some((e) => e.device === 'tablet'
+                                                && e.state === 'offline'),
+                            5000, 'the tablet\'s offline, after the hold');
+            await L.waitFor(async () => (await L.metrics(d))
+                            .get('pushd_coordinator_debounced_events_total')
+                            === 9, 5000, '9 offlines debounced');
+            const phone = events().filter((e) => e.device === 'phone');
+            assert.deepStrictEqual(phone.map((e) => e.state),
+                                   Array(10).fill('online'));
+            assert.deepStrictEqual(phone.map((e) => e.sid).sort(),
+                                   [...sids].sort());
+
+            /* the last one leaves: its offline comes, once held */
+            const t0 = Date.now();
+            cl.close();
+            await cl.closed;
+            await L.waitFor(() => events().some((e) => e.device === 'phone'
+                                                && e.state === 'offline'),
+                            5000, 'the phone\'s real offline');
+            assert.ok(Date.now() - t0 >= 350, 'held for state_debounce');
+            const off = events().filter((e) => e.state === 'offline'
+                                        && e.device === 'phone');
+            assert.strictEqual(off.length, 1);
+            assert.strictEqual(off[0].sid, sids[9]);
+            const m = await L.metrics(d);
+            assert.strictEqual(
+                m.get('pushd_coordinator_debounced_events_total'), 9);
         });
     } finally {
         await rx.close();

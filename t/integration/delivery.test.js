@@ -144,9 +144,11 @@ async function presence(d, uid) {
     return r.json;
 }
 
+/* no live connection: gone, or lingering for a resume (room.linger) */
 function offline(d, uid) {
     return L.waitFor(async () => (await presence(d, uid)).connections
-                     .length === 0, 5000, `${uid} offline in presence`);
+                     .every((c) => c.state === 'lingering'), 5000,
+                     `${uid} offline in presence`);
 }
 
 /* the worker slot of uid/device from presence */

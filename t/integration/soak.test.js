@@ -149,8 +149,10 @@ test('soak: every qos 1 message accepted with 200 reaches each of its '
         stop.now = true;
         await Promise.all(churners);
         for (const u of users) {
+            /* gone, or lingering for a resume (room.linger) */
             await L.waitFor(async () => (await L.centerGet(d,
-                `/v1/users/${u.uid}`)).json.connections.length === 0, 5000,
+                `/v1/users/${u.uid}`)).json.connections.every(
+                (c) => c.state === 'lingering'), 5000,
                 `${u.uid} offline after the churn`);
         }
 

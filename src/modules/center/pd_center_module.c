@@ -91,7 +91,8 @@ pd_module_t  pd_center_module = {
     NULL,
     NULL,
     pd_center_counters,
-    0
+    0,
+    NULL
 };
 
 static void *

@@ -407,6 +407,12 @@ pd_center_metrics(pd_http_conn_t *hc)
 
     pd_center_counter_families(&t);
 
+    for (i = 0; pd_modules[i] != NULL; i++) {
+        if (pd_modules[i]->metrics != NULL) {
+            t.pos = pd_modules[i]->metrics(t.pos, t.last);
+        }
+    }
+
     /* the node's histogram: the workers' buckets added up */
     pd_memzero(b, sizeof(b));
     sum = 0;

@@ -51,7 +51,7 @@ pd_center_presence(void *data, pd_int_t rc, pd_reg_info_t *info,
     pd_center_users_ctx_t  *ctx = data;
     pd_core_conf_t         *ccf;
     json_t                 *obj, *conns, *conn, *apps;
-    pd_uint_t               i, j;
+    pd_uint_t               i, j, live;
 
     if (rc != PD_OK) {
         (void) pd_http_send_error(ctx->hc, 503, "register unavailable");
@@ -60,8 +60,11 @@ pd_center_presence(void *data, pd_int_t rc, pd_reg_info_t *info,
 
     ccf = pd_get_conf(pd_cycle, pd_core_module);
     conns = json_array();
+    live = 0;
 
     for (i = 0; i < n; i++) {
+        live += !info[i].lingering;
+
         apps = json_array();
         for (j = 0; j < info[i].napps; j++) {
             json_array_append_new(apps,
@@ -77,11 +80,14 @@ pd_center_presence(void *data, pd_int_t rc, pd_reg_info_t *info,
                                          : ccf->node_id.len,
                          "since", (json_int_t) info[i].since,
                          "worker", (int) info[i].wslot);
+        json_object_set_new(conn, "state", json_string(info[i].lingering
+                                                       ? "lingering"
+                                                       : "online"));
         json_array_append_new(conns, conn);
     }
 
     obj = json_pack("{s:s%,s:b,s:o}", "uid", ctx->uid.data, ctx->uid.len,
-                    "online", n > 0, "connections", conns);
+                    "online", live > 0, "connections", conns);
 
     (void) pd_center_send_json(ctx->hc, 200, obj);
 }

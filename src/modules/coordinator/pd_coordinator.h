@@ -44,6 +44,8 @@ typedef struct {
     pd_uint_t          state;      /* a state URL: the fields below */
     pd_coord_batch_t   batch;
     pd_timer_t         timer;      /* flush or retry */
+    pd_uint_t          index;      /* in the conf's upstreams */
+    void              *row;        /* its figures in the zone, or NULL */
     unsigned           busy:1;     /* a batch is out */
     unsigned           backoff:1;  /* waiting before the retry */
 } pd_coord_upstream_t;
@@ -61,6 +63,7 @@ typedef struct {
     pd_array_t      *apps;           /* of pd_coord_app_t */
     pd_array_t      *upstreams;      /* of pd_coord_upstream_t * */
     pd_str_t         ca;             /* CA bundle for https; NULL: system */
+    pd_str_t         ca_pem;         /* its bytes, read with the conf */
     pd_int_t         max_pending;    /* per upstream and worker */
     pd_int_t         connections;    /* per host and worker */
     pd_int_t         up_rate;        /* up frames per connection and s */
@@ -69,6 +72,8 @@ typedef struct {
     pd_int_t         state_queue;
     pd_msec_t        state_retry;    /* first backoff */
     pd_msec_t        state_retry_max;
+    pd_msec_t        state_debounce; /* 0: off */
+    pd_shm_zone_t   *zone;           /* the upstreams' figures */
 } pd_coord_conf_t;
 
 extern pd_module_t  pd_coordinator_module;
@@ -87,10 +92,23 @@ extern pd_module_t  pd_coordinator_module;
 #define PD_COORD_STAT_QUEUED       10   /* state events queued, gauge */
 #define PD_COORD_STAT_EVENTS       11   /* state events delivered */
 #define PD_COORD_STAT_DROPPED      12   /* state events over the bound */
+#define PD_COORD_STAT_DEBOUNCED    13   /* offline events held, then dropped */
+#define PD_COORD_STATS             14
 
 #define pd_coord_stat(i)  pd_stats_module_add(pd_coordinator_module, i, 1)
 #define pd_coord_stat_add(i, n)                                              \
     pd_stats_module_add(pd_coordinator_module, i, n)
+
+/*
+ * The same counters per upstream, and its latency histogram, in a shared
+ * zone (pd_coordinator_stats.c): pd_coord_ustat() counts in both.
+ */
+pd_int_t pd_coord_stats_zone(pd_cycle_t *cycle, pd_coord_conf_t *ccf);
+void pd_coord_stats_claim(pd_coord_conf_t *ccf);
+void pd_coord_ustat(pd_coord_upstream_t *up, pd_uint_t i, int64_t n);
+void pd_coord_ulatency(pd_coord_upstream_t *up, pd_msec_t ms);
+/* the module's /metrics families: pushd_coordinator_upstream_* */
+u_char *pd_coord_metrics(u_char *p, u_char *last);
 
 /* the worker's coordinator conf, NULL when the section is absent */
 extern pd_coord_conf_t  *pd_coord_conf;
@@ -157,6 +175,20 @@ void pd_coord_state(pd_room_conn_t *rc, const pd_str_t *device,
     pd_int_t app, pd_uint_t online);
 void pd_coord_state_init(pd_coord_conf_t *ccf);
 void pd_coord_state_exit(void);
+/* one serialised event into up's queue: sent, or dropped and counted */
+void pd_coord_state_queue(pd_coord_upstream_t *up, const u_char *json,
+    size_t len);
+
+/*
+ * Debounce (pd_coordinator_debounce.c): an offline event of uid, device
+ * and app held for state_debounce, then queued unless the register has
+ * them online again.  PD_OK: held; PD_DECLINED: off or full, queue it.
+ */
+pd_int_t pd_coord_debounce_hold(pd_coord_upstream_t *up, const u_char *uid,
+    const u_char *device, const u_char *app, uint64_t conn,
+    const u_char *json, size_t len);
+void pd_coord_debounce_init(void);
+void pd_coord_debounce_exit(void);
 
 /* unix time in ms, for the bodies' "ts" */
 uint64_t pd_coord_now(void);

@@ -32,6 +32,7 @@ typedef struct {
     pd_coord_done_pt      done;
     void                 *data;
     pd_queue_t            queue;      /* in pd_coord_reqs */
+    pd_msec_t             start;
     unsigned              too_big:1;
     char                  error[CURL_ERROR_SIZE];
 } pd_coord_req_t;
@@ -41,6 +42,14 @@ static pd_timer_t        pd_coord_timer;
 static pd_coord_conf_t  *pd_coord_hconf;
 static pd_log_t         *pd_coord_log;
 static pd_queue_t        pd_coord_reqs;     /* the requests out */
+/*
+ * Easy handles of finished requests, kept for the next ones: making and
+ * freeing one per request was a tenth of the worker's CPU per uplink.
+ * Every option is set again for each request.
+ */
+#define PD_COORD_IDLE_HANDLES  64
+static CURL             *pd_coord_idle[PD_COORD_IDLE_HANDLES];
+static pd_uint_t         pd_coord_nidle;
 
 static int pd_coord_socket(CURL *e, curl_socket_t s, int what, void *u,
     void *sp);
@@ -103,6 +112,10 @@ pd_coord_http_exit(void)
         pd_queue_remove(q);
         (void) curl_multi_remove_handle(pd_coord_multi, r->easy);
         pd_coord_req_free(r);
+    }
+
+    while (pd_coord_nidle) {
+        curl_easy_cleanup(pd_coord_idle[--pd_coord_nidle]);
     }
 
     (void) curl_multi_cleanup(pd_coord_multi);
@@ -205,8 +218,14 @@ pd_coord_req_setup(pd_coord_req_t *r, size_t len)
     (void) curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     (void) curl_easy_setopt(e, CURLOPT_USERAGENT, "pushd");
 
-    if (pd_coord_hconf->ca.data != NULL) {
-        (void) curl_easy_setopt(e, CURLOPT_CAINFO, pd_coord_hconf->ca.data);
+    if (pd_coord_hconf->ca_pem.len) {
+        struct curl_blob  blob;
+
+        /* the conf outlives every request */
+        blob.data = pd_coord_hconf->ca_pem.data;
+        blob.len = pd_coord_hconf->ca_pem.len;
+        blob.flags = CURL_BLOB_NOCOPY;
+        (void) curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob);
     }
 
     return PD_OK;
@@ -234,7 +253,8 @@ pd_coord_post(pd_coord_upstream_t *up, u_char *body, size_t len,
     r->done = done;
     r->data = data;
 
-    r->easy = curl_easy_init();
+    r->easy = pd_coord_nidle ? pd_coord_idle[--pd_coord_nidle]
+                             : curl_easy_init();
 
     if (r->easy == NULL || pd_coord_req_setup(r, len) != PD_OK
         || curl_multi_add_handle(pd_coord_multi, r->easy) != CURLM_OK)
@@ -247,9 +267,11 @@ pd_coord_post(pd_coord_upstream_t *up, u_char *body, size_t len,
     }
 
     pd_queue_insert_tail(&pd_coord_reqs, &r->queue);
+    r->start = pd_current_msec;
     up->pending++;
-    pd_coord_stat_add(PD_COORD_STAT_PENDING, 1);
-    pd_coord_stat(up->state ? PD_COORD_STAT_STATES : PD_COORD_STAT_UPLINKS);
+    pd_coord_ustat(up, PD_COORD_STAT_PENDING, 1);
+    pd_coord_ustat(up, up->state ? PD_COORD_STAT_STATES
+                                 : PD_COORD_STAT_UPLINKS, 1);
 
     return PD_OK;
 }
@@ -257,8 +279,13 @@ pd_coord_post(pd_coord_upstream_t *up, u_char *body, size_t len,
 static void
 pd_coord_req_free(pd_coord_req_t *r)
 {
-    if (r->easy) {
-        curl_easy_cleanup(r->easy);
+    if (r->easy != NULL) {
+        if (pd_coord_nidle < PD_COORD_IDLE_HANDLES && pd_coord_multi != NULL) {
+            pd_coord_idle[pd_coord_nidle++] = r->easy;
+
+        } else {
+            curl_easy_cleanup(r->easy);
+        }
     }
 
     curl_slist_free_all(r->headers);
@@ -421,7 +448,8 @@ pd_coord_finish(CURLMsg *msg)
     pd_queue_remove(&r->queue);
 
     r->up->pending--;
-    pd_coord_stat_add(PD_COORD_STAT_PENDING, -1);
+    pd_coord_ustat(r->up, PD_COORD_STAT_PENDING, -1);
+    pd_coord_ulatency(r->up, pd_current_msec - r->start);
 
     pd_memzero(&a, sizeof(pd_coord_answer_t));
 
@@ -432,7 +460,7 @@ pd_coord_finish(CURLMsg *msg)
         a.len = r->len;
 
         if (a.status < 200 || a.status > 299) {
-            pd_coord_stat(PD_COORD_STAT_ERR_STATUS);
+            pd_coord_ustat(r->up, PD_COORD_STAT_ERR_STATUS, 1);
         }
 
     } else {
@@ -440,8 +468,8 @@ pd_coord_finish(CURLMsg *msg)
         a.error = r->too_big ? "answer too large"
                   : r->error[0] ? r->error : curl_easy_strerror(code);
 
-        pd_coord_stat(a.rc == PD_AGAIN ? PD_COORD_STAT_ERR_TIMEOUT
-                                       : PD_COORD_STAT_ERR_FAILED);
+        pd_coord_ustat(r->up, a.rc == PD_AGAIN ? PD_COORD_STAT_ERR_TIMEOUT
+                                               : PD_COORD_STAT_ERR_FAILED, 1);
         pd_log_error(PD_LOG_WARN, pd_coord_log, 0,
                      "coordinator: POST %s failed: %s", r->up->url.data,
                      a.error);

@@ -25,6 +25,7 @@ static pd_conf_bounds_t  pd_coord_batch_bounds = { 1, 10000 };
 static pd_conf_bounds_t  pd_coord_flush_bounds = { 0, 60 * 1000 };
 static pd_conf_bounds_t  pd_coord_queue_bounds = { 1, 10000000 };
 static pd_conf_bounds_t  pd_coord_retry_bounds = { 10, 3600 * 1000 };
+static pd_conf_bounds_t  pd_coord_debounce_bounds = { 0, 600 * 1000 };
 
 static pd_command_t  pd_coord_commands[] = {
 
@@ -89,6 +90,12 @@ static pd_command_t  pd_coord_commands[] = {
       offsetof(pd_coord_conf_t, state_retry_max), &pd_coord_retry_bounds,
       "longest wait between retries (default: 10s)" },
 
+    { "state_debounce", PD_CONF_DURATION, pd_conf_set_msec_slot,
+      offsetof(pd_coord_conf_t, state_debounce), &pd_coord_debounce_bounds,
+      "an offline event is held this long and dropped if the same uid, "
+      "device and app is online again by then (a flapping client), so "
+      "the business never sees it go offline; 0: off (default: 0)" },
+
     pd_null_command
 };
 
@@ -127,6 +134,10 @@ static pd_stats_counter_t  pd_coord_counters[] = {
       "state events the receivers took", PD_STATS_COUNTER },
     { "pushd_coordinator_dropped_events_total", NULL, "coordinator.dropped",
       "state events dropped over state_queue", PD_STATS_COUNTER },
+    { "pushd_coordinator_debounced_events_total", NULL,
+      "coordinator.debounced", "offline events not sent: the same uid, "
+      "device and app was online again within state_debounce",
+      PD_STATS_COUNTER },
     { NULL, NULL, NULL, NULL, 0 }
 };
 
@@ -144,8 +155,11 @@ pd_module_t  pd_coordinator_module = {
     NULL,
     NULL,
     pd_coord_counters,
-    0
+    0,
+    pd_coord_metrics
 };
+
+static const char *pd_coord_read_ca(pd_cycle_t *cycle, pd_coord_conf_t *ccf);
 
 static void *
 pd_coord_create_conf(pd_cycle_t *cycle)
@@ -166,6 +180,7 @@ pd_coord_create_conf(pd_cycle_t *cycle)
     ccf->state_queue = PD_CONF_UNSET;
     ccf->state_retry = PD_CONF_UNSET_MSEC;
     ccf->state_retry_max = PD_CONF_UNSET_MSEC;
+    ccf->state_debounce = PD_CONF_UNSET_MSEC;
 
     return ccf;
 }
@@ -184,6 +199,7 @@ pd_coord_init_conf(pd_cycle_t *cycle, void *conf)
     pd_conf_init_value(ccf->state_queue, 100000);
     pd_conf_init_msec(ccf->state_retry, 200);
     pd_conf_init_msec(ccf->state_retry_max, 10000);
+    pd_conf_init_msec(ccf->state_debounce, 0);
 
     if (!pd_module_enabled(cycle, pd_coordinator_module)) {
         return PD_CONF_OK;
@@ -205,10 +221,66 @@ pd_coord_init_conf(pd_cycle_t *cycle, void *conf)
         return "\"state_retry_max\" must not be less than \"state_retry\"";
     }
 
-    if (ccf->ca.data != NULL && pd_conf_full_name(cycle, &ccf->ca) != PD_OK)
+    if (ccf->ca.data != NULL) {
+        if (pd_conf_full_name(cycle, &ccf->ca) != PD_OK) {
+            return "out of memory";
+        }
+
+        return pd_coord_read_ca(cycle, ccf);
+    }
+
+    return PD_CONF_OK;
+}
+
+/*
+ * The CA bundle is read here, by the master, as the configuration is: the
+ * workers may run as a user that cannot read it (a bundle under /root),
+ * and an unreadable one is a configuration error at start or reload, not
+ * a failed callback later.  libcurl takes it as a blob.
+ */
+#define PD_COORD_CA_MAX  (8 * 1024 * 1024)
+
+static const char *
+pd_coord_read_ca(pd_cycle_t *cycle, pd_coord_conf_t *ccf)
+{
+    struct stat  st;
+    ssize_t      n;
+    size_t       got;
+    int          fd;
+
+    fd = open((char *) ccf->ca.data, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        pd_log_error(PD_LOG_EMERG, cycle->log, errno,
+                     "coordinator: open(\"%s\") failed", ccf->ca.data);
+        return "\"ca\" cannot be read";
+    }
+
+    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)
+        || st.st_size == 0 || st.st_size > PD_COORD_CA_MAX)
     {
+        (void) close(fd);
+        return "\"ca\" must be a PEM file of 1 byte to 8 MB";
+    }
+
+    ccf->ca_pem.data = pd_pnalloc(cycle->pool, (size_t) st.st_size);
+    if (ccf->ca_pem.data == NULL) {
+        (void) close(fd);
         return "out of memory";
     }
+
+    for (got = 0; got < (size_t) st.st_size; got += (size_t) n) {
+        n = read(fd, ccf->ca_pem.data + got, (size_t) st.st_size - got);
+
+        if (n <= 0) {
+            pd_log_error(PD_LOG_EMERG, cycle->log, n == 0 ? 0 : errno,
+                         "coordinator: read(\"%s\") failed", ccf->ca.data);
+            (void) close(fd);
+            return "\"ca\" cannot be read";
+        }
+    }
+
+    (void) close(fd);
+    ccf->ca_pem.len = got;
 
     return PD_CONF_OK;
 }
@@ -498,7 +570,8 @@ pd_coord_init_module(pd_cycle_t *cycle)
         return PD_ERROR;
     }
 
-    return PD_OK;
+    return pd_coord_stats_zone(cycle, pd_get_conf(cycle,
+                                                  pd_coordinator_module));
 }
 
 static pd_int_t
@@ -517,6 +590,8 @@ pd_coord_init_process(pd_cycle_t *cycle)
     }
 
     pd_coord_state_init(ccf);
+    pd_coord_debounce_init();
+    pd_coord_stats_claim(ccf);
 
     pd_coord_conf = ccf;
     pd_room_up_handler = pd_coord_up;
@@ -537,6 +612,7 @@ pd_coord_exit_process(pd_cycle_t *cycle)
     pd_room_up_handler = NULL;
     pd_room_state_handler = NULL;
 
+    pd_coord_debounce_exit();
     pd_coord_state_exit();
     pd_coord_http_exit();
     pd_coord_conf = NULL;

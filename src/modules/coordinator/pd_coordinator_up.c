@@ -198,8 +198,8 @@ pd_coord_up(pd_room_conn_t *rc, pd_room_up_t *f)
 
     /* refused at once at the bound, before a register lookup */
     if (route->uplink->pending >= (pd_uint_t) pd_coord_conf->max_pending) {
-        return pd_coord_up_error(rc, id, id_len, "busy",
-                                 PD_COORD_STAT_ERR_BUSY);
+        pd_coord_ustat(route->uplink, PD_COORD_STAT_ERR_BUSY, 1);
+        return pd_coord_up_error(rc, id, id_len, "busy", -1);
     }
 
     /* the frame fits room.max_message, so data does too */
@@ -298,13 +298,15 @@ pd_coord_up_send(pd_coord_up_t *u, const u_char *device)
 
 failed:
 
+    pd_coord_ustat(u->up, rv == PD_BUSY ? PD_COORD_STAT_ERR_BUSY
+                                        : PD_COORD_STAT_ERR_FAILED, 1);
+
     rc = pd_room_find(u->conn);
 
     if (rc != NULL && rc->ws) {
         (void) pd_coord_up_error(rc, u->id, u->id_len,
                                  rv == PD_BUSY ? "busy" : "out of memory",
-                                 rv == PD_BUSY ? PD_COORD_STAT_ERR_BUSY
-                                               : PD_COORD_STAT_ERR_FAILED);
+                                 -1);
     }
 
     pd_free(u);

@@ -122,7 +122,8 @@ pd_module_t  pd_dispatcher_module = {
     pd_dispatch_retire,
     NULL,
     pd_dispatch_counters,
-    0
+    0,
+    NULL
 };
 
 static void *

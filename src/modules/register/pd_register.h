@@ -29,6 +29,8 @@ typedef struct {
     pd_int_t   (*set_apps)(const u_char *uid, size_t len, uint64_t conn,
                            u_char apps[][PD_APP_MAX + 1],
                            uint32_t napps);
+    pd_int_t   (*set_lingering)(const u_char *uid, size_t len,
+                                uint64_t conn, pd_uint_t on);
     pd_int_t   (*lookup)(const u_char *uid, size_t len,
                          pd_register_lookup_pt handler, void *data);
     pd_int_t   (*ip_acquire)(const struct sockaddr *sa, uint32_t limit);

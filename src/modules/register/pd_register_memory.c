@@ -117,6 +117,14 @@ pd_register_memory_purge(pid_t pid)
     return pd_reg_purge_pid(pd_register_zone, (int32_t) pid);
 }
 
+static pd_int_t
+pd_register_memory_set_lingering(const u_char *uid, size_t len, uint64_t conn,
+    pd_uint_t on)
+{
+    return pd_reg_set_lingering(pd_register_zone, uid, len, (int32_t) pd_pid,
+                                conn, on);
+}
+
 static pd_uint_t
 pd_register_memory_count(void)
 {
@@ -128,6 +136,7 @@ pd_register_backend_t  pd_register_memory_backend = {
     pd_register_memory_add,
     pd_register_memory_remove,
     pd_register_memory_set_apps,
+    pd_register_memory_set_lingering,
     pd_register_memory_lookup,
     pd_register_memory_ip_acquire,
     pd_register_memory_ip_release,

@@ -96,7 +96,8 @@ pd_module_t  pd_register_module = {
     NULL,
     pd_register_worker_exited,
     NULL,
-    0
+    0,
+    NULL
 };
 
 static void *

@@ -106,7 +106,9 @@ pd_rr_value(char *buf, size_t size, const pd_reg_info_t *info)
     size_t     n;
     uint32_t   i;
 
-    n = (size_t) snprintf(buf, size, "%x\t%lu\t%s\t", (unsigned) info->wslot,
+    /* "L" before the worker slot: the connection lingers */
+    n = (size_t) snprintf(buf, size, "%s%x\t%lu\t%s\t",
+                          info->lingering ? "L" : "", (unsigned) info->wslot,
                           (unsigned long) info->since,
                           (const char *) info->device);
 
@@ -189,6 +191,32 @@ pd_rr_set_apps(const u_char *uid, size_t len, uint64_t conn,
     }
 
     /* the rest of the value (device, since) comes from the zone */
+    n = pd_reg_lookup(pd_register_zone, uid, len, info,
+                      PD_REGISTER_LOOKUP_MAX);
+
+    for (i = 0; i < pd_min(n, PD_REGISTER_LOOKUP_MAX); i++) {
+        if (info[i].pid == (int32_t) pd_pid && info[i].conn == conn) {
+            pd_register_redis_announce(&info[i]);
+            break;
+        }
+    }
+
+    return PD_OK;
+}
+
+static pd_int_t
+pd_rr_set_lingering(const u_char *uid, size_t len, uint64_t conn,
+    pd_uint_t on)
+{
+    pd_reg_info_t  info[PD_REGISTER_LOOKUP_MAX];
+    pd_uint_t      n, i;
+    pd_int_t       rv;
+
+    rv = pd_register_memory_backend.set_lingering(uid, len, conn, on);
+    if (rv != PD_OK) {
+        return rv;
+    }
+
     n = pd_reg_lookup(pd_register_zone, uid, len, info,
                       PD_REGISTER_LOOKUP_MAX);
 
@@ -322,7 +350,8 @@ pd_rr_parse_value(const char *v, size_t len, pd_reg_info_t *info)
 
     p = buf;
     t = strsep(&p, "\t");
-    info->wslot = (int32_t) strtol(t, NULL, 16);
+    info->lingering = (*t == 'L');
+    info->wslot = (int32_t) strtol(t + info->lingering, NULL, 16);
     t = p ? strsep(&p, "\t") : NULL;
     if (t == NULL) {
         return PD_ERROR;
@@ -807,6 +836,7 @@ pd_register_backend_t  pd_register_redis_backend = {
     pd_rr_add,
     pd_rr_remove,
     pd_rr_set_apps,
+    pd_rr_set_lingering,
     pd_rr_lookup,
     pd_rr_ip_acquire,
     pd_rr_ip_release,

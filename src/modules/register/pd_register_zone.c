@@ -689,6 +689,7 @@ pd_reg_entry_copy(pd_reg_zone_t *z, pd_reg_entry_t *e, pd_reg_info_t *out)
     }
 
     out->napps = e->napps;
+    out->lingering = e->lingering;
     out->pid = e->pid;
     out->wslot = e->wslot;
     out->conn = e->conn;
@@ -752,6 +753,7 @@ pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info)
     e->napps = (uint8_t) names.n;
     e->uid_len = (uint8_t) uid_len;
     e->device_len = (uint8_t) device_len;
+    e->lingering = info->lingering ? 1 : 0;
     pd_memcpy(e->uid, info->uid, uid_len);
     pd_memcpy(e->device, info->device, device_len);
 
@@ -858,6 +860,33 @@ pd_reg_set_apps(pd_reg_zone_t *z, const u_char *uid, size_t len,
     return PD_OK;
 }
 
+
+pd_int_t
+pd_reg_set_lingering(pd_reg_zone_t *z, const u_char *uid, size_t len,
+    int32_t pid, uint64_t conn, pd_uint_t on)
+{
+    uint32_t  i, hash;
+
+    if (len == 0 || len > PD_UID_MAX) {
+        return PD_DECLINED;
+    }
+
+    hash = (uint32_t) pd_siphash24(z->seed, uid, len);
+
+    if (pd_reg_lock(z) != PD_OK) {
+        return PD_ERROR;
+    }
+
+    i = pd_reg_find(z, hash, uid, len, pid, conn);
+
+    if (i != PD_REG_NIL) {
+        pd_reg_entries(z)[i].lingering = on ? 1 : 0;
+    }
+
+    pd_reg_unlock(z);
+
+    return i == PD_REG_NIL ? PD_DECLINED : PD_OK;
+}
 
 pd_uint_t
 pd_reg_lookup(pd_reg_zone_t *z, const u_char *uid, size_t len,

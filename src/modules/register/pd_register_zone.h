@@ -24,6 +24,7 @@ typedef struct {
     u_char       device[PD_DEVICE_MAX + 1];
     u_char       apps[PD_APPS_MAX][PD_APP_MAX + 1];
     uint32_t     napps;
+    uint32_t     lingering; /* its socket dropped: kept for a resume */
     int32_t      pid;       /* the worker holding the connection */
     int32_t      wslot;     /* its worker slot */
     uint64_t     conn;      /* connection id, unique within the pid */
@@ -62,6 +63,7 @@ typedef struct {
     uint8_t      napps;
     uint8_t      uid_len;
     uint8_t      device_len;
+    uint8_t      lingering; /* in the tail padding: the size stays */
     u_char       uid[PD_UID_MAX];     /* not NUL-terminated */
     u_char       device[PD_DEVICE_MAX];
 } pd_reg_entry_t;
@@ -162,6 +164,11 @@ pd_int_t pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info);
 /* PD_OK, PD_DECLINED when (uid, pid, conn) is not registered, PD_ERROR */
 pd_int_t pd_reg_remove(pd_reg_zone_t *z, const u_char *uid, size_t len,
     int32_t pid, uint64_t conn);
+
+/* marks one connection lingering (room.linger) or live again:
+ * PD_OK, PD_DECLINED when not registered, PD_ERROR */
+pd_int_t pd_reg_set_lingering(pd_reg_zone_t *z, const u_char *uid,
+    size_t len, int32_t pid, uint64_t conn, pd_uint_t on);
 
 /*
  * Replaces the apps bound to one connection (bind / unbind), as for

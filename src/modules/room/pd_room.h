@@ -28,6 +28,8 @@ typedef struct {
     pd_int_t         handshake_rate;
     size_t           output_limit;
     pd_msec_t        reconnect_window;
+    pd_msec_t        linger;         /* 0: no resume */
+    size_t           linger_buffer;
     pd_int_t         max_bad_frames;
     pd_int_t         max_auth_failures; /* per address per window */
     pd_array_t      *apps;           /* of pd_str_t, sorted; NULL: any */
@@ -80,6 +82,8 @@ struct pd_room_conn_s {
     unsigned         dirty:1;       /* in the list flushed this turn */
     unsigned         taken:1;       /* the room's since take-over:
                                      * counted, cursors saved at close */
+    unsigned         lingering:1;   /* no socket: kept for room.linger */
+    unsigned         linger_lost:1; /* frames dropped while it was */
     uint16_t         apps[PD_APPS_MAX];    /* pd_room_app_get() ids */
 
     uint64_t        *bcast_seq;    /* last retained broadcast per app,
@@ -157,7 +161,9 @@ pd_int_t pd_room_bseq_set(pd_room_conn_t *rc, pd_uint_t i, uint64_t seq);
 #define PD_ROOM_STAT_BROADCASTS     19
 #define PD_ROOM_STAT_STORE_FULL     20   /* pushes refused with 503 */
 #define PD_ROOM_STAT_BCAST_SENT     21   /* broadcast frames queued */
-#define PD_ROOM_STAT_N              22
+#define PD_ROOM_STAT_LINGERING      22   /* sessions without a socket */
+#define PD_ROOM_STAT_RESUMED        23
+#define PD_ROOM_STAT_N              24
 
 #define pd_room_stat(i)         pd_stats_module_add(pd_room_module, i, 1)
 #define pd_room_stat_add(i, n)  pd_stats_module_add(pd_room_module, i, n)
@@ -307,6 +313,28 @@ extern pd_room_dispatch_pt  pd_room_dispatch_handler;
 
 /* the session id the welcome frame told, into buf; returns its length */
 size_t pd_room_session_id(pd_room_conn_t *rc, u_char *buf, size_t size);
+uint64_t pd_room_sid_of(uint32_t pid, uint64_t id);
+
+/*
+ * Resume (pd_room_linger.c).  linger_start: PD_OK when rc now lingers
+ * (socket gone, session kept), PD_DECLINED when it must close.
+ * linger_skip: 1 when a frame for a lingering rc is not kept.  resume:
+ * PD_OK when the request with &sid= was answered (resumed here, handed
+ * to the session's worker, or refused), PD_DECLINED: a fresh session.
+ * take_back (pd_room_ws.c): hc's socket into lingering rc, the welcome
+ * with resumed, then what it missed; PD_BUSY over the per-address bound.
+ */
+pd_int_t pd_room_linger_start(pd_room_conn_t *rc, pd_uint_t reason);
+pd_uint_t pd_room_linger_skip(pd_room_conn_t *rc, pd_shbuf_t *sb);
+pd_int_t pd_room_resume(pd_http_conn_t *hc, pd_str_t *uid, pd_str_t *device,
+    pd_str_t *sid, uint32_t hb);
+pd_int_t pd_room_take_back(pd_room_conn_t *rc, pd_http_conn_t *hc,
+    uint32_t hb);
+pd_int_t pd_room_send_welcome(pd_room_conn_t *rc, pd_str_t *key,
+    pd_str_t *sid, pd_uint_t resumed);
+void pd_room_linger_init(void);
+/* drops the queued frames drop() picks (pd_room_out.c) */
+void pd_room_out_drop(pd_room_conn_t *rc, pd_uint_t (*drop)(pd_buf_t *b));
 
 /* lifecycle */
 pd_room_conn_t *pd_room_conn_alloc(void);

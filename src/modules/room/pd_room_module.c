@@ -24,6 +24,9 @@ static pd_conf_bounds_t  pd_room_bad_frames_bounds = { 0, 65535 };
 static pd_conf_bounds_t  pd_room_output_bounds = { 4096,
                                                    1024 * 1024 * 1024 };
 static pd_conf_bounds_t  pd_room_window_bounds = { 0, 3600 * 1000 };
+static pd_conf_bounds_t  pd_room_linger_bounds = { 0, 600 * 1000 };
+static pd_conf_bounds_t  pd_room_linger_buffer_bounds = { 1024,
+                                                          16 * 1024 * 1024 };
 
 static pd_command_t  pd_room_commands[] = {
 
@@ -122,6 +125,19 @@ static pd_command_t  pd_room_commands[] = {
       "on reload or graceful stop clients are told to reconnect after a "
       "random delay up to this (default: 30s)" },
 
+    { "linger", PD_CONF_DURATION, pd_conf_set_msec_slot,
+      offsetof(pd_room_conf_t, linger), &pd_room_linger_bounds,
+      "how long a session outlives a connection that dropped without a "
+      "close frame (read error, idle timeout): a reconnect with &sid= "
+      "within it resumes it, with what came meanwhile; 0: off "
+      "(default: 30s)" },
+
+    { "linger_buffer", PD_CONF_SIZE, pd_conf_set_size_slot,
+      offsetof(pd_room_conf_t, linger_buffer), &pd_room_linger_buffer_bounds,
+      "bytes of frames a lingering session keeps for its client (qos 1 "
+      "messages wait in the saver instead); beyond, the resume says "
+      "resumed:false (default: 64k)" },
+
     { "max_bad_frames", PD_CONF_NUMBER, pd_conf_set_num_slot,
       offsetof(pd_room_conf_t, max_bad_frames), &pd_room_bad_frames_bounds,
       "bad frames (bad JSON, unknown ops) a connection may send before it "
@@ -195,6 +211,12 @@ static pd_stats_counter_t  pd_room_counters[] = {
       "pushes refused with 503", PD_STATS_COUNTER },
     { "pushd_broadcast_frames_total", NULL, NULL,
       "broadcast frames queued to connections", PD_STATS_COUNTER },
+    { "pushd_sessions_lingering", NULL, "lingering",
+      "sessions whose connection dropped, kept for room.linger",
+      PD_STATS_GAUGE },
+    { "pushd_sessions_resumed_total", NULL, "resumed",
+      "reconnects that got their session back (resumed:true)",
+      PD_STATS_COUNTER },
     { NULL, NULL, NULL, NULL, 0 }
 };
 
@@ -212,7 +234,8 @@ pd_module_t  pd_room_module = {
     pd_room_retire,
     NULL,
     pd_room_counters,
-    0
+    0,
+    NULL
 };
 
 static void *
@@ -237,6 +260,8 @@ pd_room_create_conf(pd_cycle_t *cycle)
     rcf->max_connections_per_ip = PD_CONF_UNSET;
     rcf->handshake_rate = PD_CONF_UNSET;
     rcf->output_limit = PD_CONF_UNSET_SIZE;
+    rcf->linger = PD_CONF_UNSET_MSEC;
+    rcf->linger_buffer = PD_CONF_UNSET_SIZE;
     rcf->reconnect_window = PD_CONF_UNSET_MSEC;
     rcf->max_bad_frames = PD_CONF_UNSET;
     rcf->max_auth_failures = PD_CONF_UNSET;
@@ -265,6 +290,8 @@ pd_room_init_conf(pd_cycle_t *cycle, void *conf)
     pd_conf_init_value(rcf->max_connections_per_ip, 1000);
     pd_conf_init_value(rcf->handshake_rate, 5000);
     pd_conf_init_size(rcf->output_limit, 256 * 1024);
+    pd_conf_init_msec(rcf->linger, 30000);
+    pd_conf_init_size(rcf->linger_buffer, 64 * 1024);
     pd_conf_init_msec(rcf->reconnect_window, 30000);
     pd_conf_init_value(rcf->max_bad_frames, 10);
     pd_conf_init_value(rcf->max_auth_failures, 20);

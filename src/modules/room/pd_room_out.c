@@ -167,7 +167,12 @@ pd_room_send_shared(pd_room_conn_t *rc, pd_shbuf_t *sb)
         return PD_DECLINED;
     }
 
-    if (rc->out_bytes + sb->len > rc->conf->output_limit) {
+    if (rc->lingering) {
+        if (pd_room_linger_skip(rc, sb)) {
+            return PD_DECLINED;
+        }
+
+    } else if (rc->out_bytes + sb->len > rc->conf->output_limit) {
         pd_log_error(PD_LOG_INFO, c->log, 0,
                      "slow consumer: %lu bytes queued, closing",
                      (unsigned long) rc->out_bytes);
@@ -197,8 +202,11 @@ pd_room_send_shared(pd_room_conn_t *rc, pd_shbuf_t *sb)
 
     pd_room_stat(PD_ROOM_STAT_FRAMES_OUT);
 
-    /* flushed at the end of the loop turn, with whatever else is queued */
-    pd_room_mark_dirty(rc);
+    /* flushed at the end of the loop turn, with whatever else is queued;
+     * a lingering session's wait for its resume */
+    if (!rc->lingering) {
+        pd_room_mark_dirty(rc);
+    }
 
     return PD_OK;
 }
@@ -243,7 +251,7 @@ pd_room_flush(pd_room_conn_t *rc)
     pd_chain_t       *cl, *next;
     size_t            n;
 
-    if (rc->out == NULL) {
+    if (rc->out == NULL || rc->lingering) {
         return;
     }
 
@@ -304,4 +312,29 @@ pd_room_out_free(pd_room_conn_t *rc)
     rc->out = NULL;
     rc->out_last = &rc->out;
     rc->out_bytes = 0;
+}
+
+/* drops the queued frames drop() picks, keeps the others in order */
+void
+pd_room_out_drop(pd_room_conn_t *rc, pd_uint_t (*drop)(pd_buf_t *b))
+{
+    pd_chain_t  **pp, *cl;
+    size_t        n;
+
+    pp = &rc->out;
+
+    while ((cl = *pp) != NULL) {
+        if (drop(cl->buf)) {
+            n = (size_t) (cl->buf->end - cl->buf->start);
+            rc->out_bytes -= n;
+            pd_room_stat_add(PD_ROOM_STAT_QUEUED, -(int64_t) n);
+            *pp = cl->next;
+            pd_room_link_put((pd_room_link_t *) cl);
+            continue;
+        }
+
+        pp = &cl->next;
+    }
+
+    rc->out_last = pp;
 }

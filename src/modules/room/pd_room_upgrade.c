@@ -8,7 +8,6 @@
 #include "pd_room.h"
 #include "pd_register.h"
 
-#include <openssl/rand.h>
 
 #define PD_ROOM_ARG_MAX  512
 
@@ -19,7 +18,8 @@ typedef struct {
     pd_str_t     expires;
     pd_str_t     token;
     pd_str_t     hb;
-    u_char       buf[6][PD_ROOM_ARG_MAX];
+    pd_str_t     sid;
+    u_char       buf[7][PD_ROOM_ARG_MAX];
 } pd_room_args_t;
 
 static pd_msec_t  pd_room_rate_second;
@@ -67,7 +67,8 @@ pd_room_parse_args(pd_http_conn_t *hc, pd_room_args_t *a)
         || pd_room_arg(args, "apps", &a->apps, a->buf[2])
         || pd_room_arg(args, "expires", &a->expires, a->buf[3])
         || pd_room_arg(args, "token", &a->token, a->buf[4])
-        || pd_room_arg(args, "hb", &a->hb, a->buf[5]))
+        || pd_room_arg(args, "hb", &a->hb, a->buf[5])
+        || pd_room_arg(args, "sid", &a->sid, a->buf[6]))
     {
         return "malformed query argument";
     }
@@ -340,6 +341,13 @@ pd_room_upgrade(pd_http_conn_t *hc)
         hb = (uint32_t) pd_min((pd_msec_t) hb, rcf->heartbeat_max / 1000);
     }
 
+    /* a flash reconnect: its session back if it still lingers */
+    if (a->sid.len && rcf->linger
+        && pd_room_resume(hc, &a->uid, &a->device, &a->sid, hb) == PD_OK)
+    {
+        return;
+    }
+
     (void) pd_room_accept(hc, a, hb);
 }
 
@@ -408,8 +416,9 @@ pd_room_register(pd_room_conn_t *rc, pd_str_t *device, pd_http_conn_t *hc)
 }
 
 /* the handshake answer and the welcome frame leave in one write */
-static pd_int_t
-pd_room_send_welcome(pd_room_conn_t *rc, pd_str_t *key, pd_str_t *sid)
+pd_int_t
+pd_room_send_welcome(pd_room_conn_t *rc, pd_str_t *key, pd_str_t *sid,
+    pd_uint_t resumed)
 {
     pd_shbuf_t  *sb;
     u_char       accept[PD_WS_ACCEPT_LEN + 1], json[256], *p, *j;
@@ -420,8 +429,10 @@ pd_room_send_welcome(pd_room_conn_t *rc, pd_str_t *key, pd_str_t *sid)
     }
 
     j = pd_slprintf(json, json + sizeof(json),
-                    "{\"op\":\"welcome\",\"sid\":\"%.*s\",\"hb\":%u}",
-                    (int) sid->len, sid->data, (unsigned) rc->hb);
+                    "{\"op\":\"welcome\",\"sid\":\"%.*s\",\"hb\":%u,"
+                    "\"resumed\":%s}",
+                    (int) sid->len, sid->data, (unsigned) rc->hb,
+                    resumed ? "true" : "false");
     jlen = (size_t) (j - json);
 
     sb = pd_shbuf_alloc(256 + PD_WS_MAX_HEADER + jlen);
@@ -446,47 +457,6 @@ pd_room_send_welcome(pd_room_conn_t *rc, pd_str_t *key, pd_str_t *sid)
 
     pd_shbuf_unref(sb);
     return PD_OK;
-}
-
-/*
- * The session id's opaque part: a keyed hash of this worker's pid and
- * the connection's slot and number, unique on the node, which tells a
- * client nothing about the worker or the slot (the key is random per
- * worker).
- */
-static uint64_t
-pd_room_sid(pd_room_conn_t *rc)
-{
-    static uint64_t  key[2];
-    static pd_uint_t keyed;
-    u_char           in[12];
-    uint32_t         pid = (uint32_t) pd_pid;
-
-    if (!keyed) {
-        if (RAND_bytes((u_char *) key, sizeof(key)) != 1) {
-            key[0] = (uint64_t) pd_current_msec ^ ((uint64_t) pid << 32);
-            key[1] = (uint64_t) (uintptr_t) &keyed;
-        }
-        keyed = 1;
-    }
-
-    pd_memcpy(in, &pid, 4);
-    pd_memcpy(in + 4, &rc->id, 8);
-
-    return pd_siphash24(key, in, sizeof(in));
-}
-
-size_t
-pd_room_session_id(pd_room_conn_t *rc, u_char *buf, size_t size)
-{
-    pd_core_conf_t  *ccf;
-
-    ccf = pd_get_conf(pd_cycle, pd_core_module);
-
-    return (size_t) (pd_slprintf(buf, buf + size, "%.*s-%016lx",
-                                 (int) ccf->node_id.len, ccf->node_id.data,
-                                 (unsigned long) pd_room_sid(rc))
-                     - buf);
 }
 
 static pd_room_conn_t *
@@ -545,7 +515,7 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
     pd_event_del_timer(c->read);
     pd_event_del_timer(c->write);
 
-    rv = pd_room_send_welcome(rc, key, &sid);
+    rv = pd_room_send_welcome(rc, key, &sid, 0);
 
     if (rv != PD_OK) {
         /* undo as a plain close: nothing was sent yet */

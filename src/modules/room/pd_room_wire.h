@@ -13,6 +13,10 @@
 #define PD_CMD_ROOM_KICK   (PD_CMD_MODULE_BASE + 0)
 #define PD_CMD_ROOM_SEND   (PD_CMD_MODULE_BASE + 1)
 #define PD_CMD_ROOM_BCAST  (PD_CMD_MODULE_BASE + 2)
+/* a resumed session's new connection, its fd and request (pd_room_linger.c) */
+#define PD_CMD_ROOM_RESUME (PD_CMD_MODULE_BASE + 3)
+/* a lingering session ends: its client has a fresh one elsewhere */
+#define PD_CMD_ROOM_END    (PD_CMD_MODULE_BASE + 4)
 
 /* a delivery batch: this, nconns uint64 connection ids, the frame */
 typedef struct {

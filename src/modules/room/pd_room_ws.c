@@ -187,6 +187,143 @@ pd_room_take_over(pd_room_conn_t *rc, pd_http_conn_t *hc, u_char *rest,
     pd_room_flush(rc);
 }
 
+/*
+ * A resumed session's new connection: its socket moves into the
+ * session's connection slot (so the id, the register entry and the sid
+ * stay), the welcome says resumed, the frames kept while it lingered
+ * follow, then what the saver holds for it (the qos 1 messages not
+ * acked, those the dropped socket never delivered included) and the
+ * retained broadcasts past its cursors, as on a connect.
+ */
+pd_int_t
+pd_room_take_back(pd_room_conn_t *rc, pd_http_conn_t *hc, uint32_t hb)
+{
+    pd_connection_t  *c = rc->connection, *nc = hc->connection;
+    pd_room_conf_t   *rcf = rc->conf;
+    pd_chain_t       *kept, **kept_last;
+    pd_str_t         *key, sid;
+    u_char            sidbuf[64];
+    size_t            kept_bytes, rest, used;
+    pd_uint_t         resumed;
+    pd_int_t          rv;
+
+    if (rcf->max_connections_per_ip && pd_register != NULL) {
+        rv = pd_register->ip_acquire(&nc->sockaddr.sockaddr,
+                                     (uint32_t) rcf->max_connections_per_ip);
+        if (rv == PD_BUSY || rv == PD_ERROR) {
+            return PD_BUSY;
+        }
+
+        rc->ip_counted = (rv == PD_OK);
+    }
+
+    resumed = !rc->linger_lost;
+
+    /* the welcome goes before the kept frames: they step aside */
+    kept = rc->out;
+    kept_last = rc->out_last;
+    kept_bytes = rc->out_bytes;
+    rc->out = NULL;
+    rc->out_last = &rc->out;
+    rc->out_bytes = 0;
+
+    key = pd_http_header_find(&hc->req, "Sec-WebSocket-Key");
+    sid.data = sidbuf;
+    sid.len = pd_room_session_id(rc, sidbuf, sizeof(sidbuf));
+    rc->hb = hb;
+
+    rv = pd_room_send_welcome(rc, key, &sid, resumed);
+
+    if (kept != NULL) {
+        *rc->out_last = kept;
+        rc->out_last = kept_last;
+        rc->out_bytes += kept_bytes;
+    }
+
+    if (rv != PD_OK) {
+        if (rc->ip_counted) {
+            pd_register->ip_release(&nc->sockaddr.sockaddr);
+            rc->ip_counted = 0;
+        }
+
+        return PD_ERROR == rv ? PD_BUSY : rv;
+    }
+
+    /* bytes the client sent right after its request are frames */
+    rest = (size_t) (hc->in->last - hc->in->pos) - hc->req.header_len;
+
+    if (rest) {
+        rest = pd_min(rest, sizeof(pd_room_rbuf));
+        pd_memcpy(pd_room_rbuf, hc->in->pos + hc->req.header_len, rest);
+    }
+
+    pd_destroy_pool(hc->pool);
+    hc->pool = NULL;
+
+    if (nc->ssl == NULL) {
+        pd_destroy_pool(nc->pool);
+
+    } else {
+        /* its SSL state lives in the pool: it comes along */
+        (void) pd_pfree(nc->pool, hc->in->start);
+        (void) pd_pfree(nc->pool, hc);
+        c->pool = nc->pool;
+        c->pool->log = c->log;
+    }
+
+    nc->pool = NULL;
+
+    pd_event_del_timer(c->read);
+    pd_attach_connection(c, nc);
+
+    rc->lingering = 0;
+    rc->linger_lost = 0;
+    rc->close_sent = 0;
+
+    if (rc->registered) {
+        (void) pd_register->set_lingering(rc->uid, rc->uid_len, rc->id, 0);
+    }
+    pd_room_stat_add(PD_ROOM_STAT_LINGERING, -1);
+    pd_room_stat(PD_ROOM_STAT_WS);
+
+    if (resumed) {
+        pd_room_stat(PD_ROOM_STAT_RESUMED);
+    }
+
+    if (pd_add_conn(c) != PD_OK) {
+        pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
+        return PD_OK;
+    }
+
+    rc->idle = (uint32_t) (hb * 2000 + 10000);
+    rc->last_in = pd_current_msec;
+    pd_event_add_timer(c->read, rc->idle);
+
+    pd_log_debug(c->log, "uid \"%.*s\" resumed its session",
+                 (int) rc->uid_len, rc->uid);
+
+    /* a stored backlog being sent when it dropped starts over */
+    rc->backlog = 0;
+    pd_free(rc->resume);
+    rc->resume = NULL;
+
+    if (pd_room_load(rc) != PD_OK) {
+        return PD_OK;
+    }
+
+    if (rest && pd_room_frames(rc, pd_room_rbuf, rest, &used) != PD_OK) {
+        return PD_OK;
+    }
+
+    pd_room_flush(rc);
+
+    /* frames the client sent meanwhile wait in the socket: edge-triggered
+     * epoll tells of them only once more bytes come */
+    pd_room_read_handler(c->read);
+
+    return PD_OK;
+}
+
 /* a refused upgrade after the room took the connection: close quietly */
 void
 pd_room_drop_http(pd_http_conn_t *hc, pd_room_conn_t *rc)
@@ -206,6 +343,14 @@ pd_room_read_handler(pd_event_t *ev)
     ssize_t           n;
     size_t            used, size;
     u_char           *p;
+
+    if (rc->lingering) {
+        /* its linger ran out, or the worker leaves */
+        ev->timedout = 0;
+        pd_room_close(rc, c->close ? PD_ROOM_CLOSE_SHUTDOWN
+                                   : PD_ROOM_CLOSE_IDLE);
+        return;
+    }
 
     if (c->close) {
         pd_room_close(rc, PD_ROOM_CLOSE_SHUTDOWN);
@@ -755,6 +900,12 @@ pd_room_close_with(pd_room_conn_t *rc, pd_uint_t code, const char *why,
     size_t       n;
     pd_int_t     rv;
 
+    if (rc->lingering) {
+        /* no socket to say it on: the session ends now */
+        pd_room_close(rc, reason);
+        return;
+    }
+
     if (rc->close_sent) {
         return;
     }
@@ -787,7 +938,19 @@ void
 pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
 {
     pd_connection_t  *c = rc->connection;
-    pd_pool_t        *pool = c->pool;
+    pd_pool_t        *pool;
+    pd_uint_t         lingered = rc->lingering;
+
+    if (lingered) {
+        /* the end of a lingering session: its socket is gone already */
+        rc->lingering = 0;
+        pd_room_stat_add(PD_ROOM_STAT_LINGERING, -1);
+
+    } else if (pd_room_linger_start(rc, reason) == PD_OK) {
+        return;
+    }
+
+    pool = c->pool;
 
     /* before the register forgets the connection's device */
     if (rc->taken && pd_room_state_handler) {
@@ -810,10 +973,14 @@ pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
 
     if (rc->taken) {
         rc->taken = 0;
-        pd_room_stat_add(PD_ROOM_STAT_WS, -1);
+
+        if (!lingered) {
+            pd_room_stat_add(PD_ROOM_STAT_WS, -1);
+        }
     }
 
-    if (reason < PD_ROOM_CLOSE_N) {
+    /* a lingering session's socket was counted when it went */
+    if (reason < PD_ROOM_CLOSE_N && !lingered) {
         pd_room_stat(PD_ROOM_STAT_CLOSES + reason);
     }
 
@@ -825,7 +992,12 @@ pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
         pd_ssl_shutdown(c);
     }
 
-    pd_close_connection(c);
+    if (lingered) {
+        pd_release_connection(c, 0);
+
+    } else {
+        pd_close_connection(c);
+    }
 
     if (pool != NULL) {
         pd_destroy_pool(pool);
@@ -865,7 +1037,8 @@ pd_room_find(uint64_t id)
 
     c = &cycle->connections[index];
 
-    if (c->fd == -1 || (c->number & 0xffffffff) != (id & 0xffffffff)
+    /* a lingering session's slot has no fd, but is not free */
+    if (c->destroyed || (c->number & 0xffffffff) != (id & 0xffffffff)
         || c->read->handler != pd_room_read_handler)
     {
         return NULL;
@@ -891,6 +1064,12 @@ pd_room_retire(pd_cycle_t *cycle)
         rc = pd_room_slot(i);
 
         if (!rc->taken) {
+            continue;
+        }
+
+        if (rc->lingering) {
+            /* this worker leaves: its sessions with it */
+            pd_room_close(rc, PD_ROOM_CLOSE_SHUTDOWN);
             continue;
         }
 
@@ -964,6 +1143,7 @@ pd_room_init_channel(pd_cycle_t *cycle)
     (void) cycle;
 
     pd_channel_set_handler(PD_CMD_ROOM_KICK, pd_room_channel_kick);
+    pd_room_linger_init();
 
     return pd_register_on_connect(pd_room_resync);
 }

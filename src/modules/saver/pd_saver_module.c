@@ -109,7 +109,8 @@ pd_module_t  pd_saver_module = {
     NULL,
     NULL,
     NULL,
-    0
+    0,
+    NULL
 };
 
 static void *

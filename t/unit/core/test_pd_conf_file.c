@@ -119,18 +119,18 @@ static pd_command_t  pd_test_room_commands[] = {
 
 static pd_module_t  pd_test_top_module = {
     "core", 0, pd_test_top_commands, pd_test_top_create, pd_test_top_init,
-    NULL, NULL, NULL, NULL, 1, NULL, NULL, NULL, 0
+    NULL, NULL, NULL, NULL, 1, NULL, NULL, NULL, 0, NULL
 };
 
 static pd_module_t  pd_test_room_module = {
     "room", 0, pd_test_room_commands, pd_test_room_create, pd_test_room_init,
-    NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, 0
+    NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, 0, NULL
 };
 
 /* no directives and no conf: only its presence counts */
 static pd_module_t  pd_test_stats_module = {
     "stats", 0, NULL, NULL, pd_test_stats_init,
-    NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, 0
+    NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, 0, NULL
 };
 
 pd_module_t  *pd_modules[] = {

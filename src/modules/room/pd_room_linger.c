@@ -1,0 +1,425 @@
+/*
+ * pd_room_linger.c: flash-reconnect resume (room.linger).  On a mobile
+ * network a connection drops without a close frame many times a day; a
+ * fresh session each time costs a register write, an offline and an
+ * online event to the business, and the qos 0 messages of the gap.  So
+ * a session whose socket dropped abruptly (a read error or EOF with no
+ * close frame, an idle timeout, a write error) lingers: its room
+ * connection stays with its apps, register entry, broadcast cursors and
+ * connection slot (so its id, and the sid told to the client, stay
+ * valid), without a socket, for room.linger.  Meanwhile:
+ *
+ *   - qos 0 messages and broadcasts for it are kept, in order, up to
+ *     room.linger_buffer bytes (beyond, dropped: the resume says
+ *     resumed:false);
+ *   - qos 1 messages are not kept: the saver has them until acked, and
+ *     the resume fetches every unacked one, in order, those the dropped
+ *     socket never delivered included;
+ *   - presence still lists it; no offline event is sent.
+ *
+ * A reconnect with &sid=<its sid> and a valid token for the same uid and
+ * device gets it back: the new socket moves into the session's slot
+ * (pd_room_take_back), the welcome says resumed:true, the kept frames
+ * follow, then the saver's unacked qos 1 and retained broadcasts past
+ * the cursors, as on a connect.  SO_REUSEPORT may hand the reconnect to
+ * any worker: the sid names the session's worker (a keyed hash of its
+ * pid and connection id, the key the same in every worker), the worker
+ * that got it finds the entry in the node's register zone, and a plain
+ * connection's descriptor is sent to the owner with the request's bytes
+ * (SCM_RIGHTS on the channel), which answers it as its own.  A TLS
+ * connection cannot move (its OpenSSL state lives in this process), so
+ * it is a fresh session there and the lingering one ends at once.
+ *
+ * A clean close (close frame) or a kick ends a session at once; an
+ * unknown or expired sid is a fresh session (resumed:false), never an
+ * error.
+ */
+
+#include "pd_core.h"
+#include "pd_room.h"
+#include "pd_room_wire.h"
+#include "pd_register.h"
+#include "pd_saver.h"
+
+/* a resumed connection handed over by a sibling is being answered: it
+ * must not be handed on again */
+static pd_uint_t  pd_room_handed;
+
+/*
+ * The session id's opaque part: a keyed hash of the worker's pid and the
+ * connection id.  The key is random per node run and shared by its
+ * workers, so any worker can tell whose a sid is; a client learns
+ * nothing about workers or slots from it.
+ */
+uint64_t
+pd_room_sid_of(uint32_t pid, uint64_t id)
+{
+    u_char  in[12];
+
+    pd_memcpy(in, &pid, 4);
+    pd_memcpy(in + 4, &id, 8);
+
+    return pd_siphash24(pd_stats->sid_key, in, sizeof(in));
+}
+
+size_t
+pd_room_session_id(pd_room_conn_t *rc, u_char *buf, size_t size)
+{
+    pd_core_conf_t  *ccf;
+
+    ccf = pd_get_conf(pd_cycle, pd_core_module);
+
+    return (size_t) (pd_slprintf(buf, buf + size, "%.*s-%016lx",
+                                 (int) ccf->node_id.len, ccf->node_id.data,
+                                 (unsigned long) pd_room_sid_of(
+                                     (uint32_t) pd_pid, rc->id))
+                     - buf);
+}
+
+/* whether sb is a qos 1 message frame: its head is ours, names in it
+ * are validated, so the first "qos" member is the message's */
+static pd_uint_t
+pd_room_frame_qos1(pd_shbuf_t *sb)
+{
+    size_t  n = pd_min(sb->len, 256);
+
+    return memmem(sb->data, n, "{\"op\":\"msg\"", 11) != NULL
+           && memmem(sb->data, n, "\",\"qos\":1,", 10) != NULL;
+}
+
+/* a frame for a lingering session: 1 when it is not kept */
+pd_uint_t
+pd_room_linger_skip(pd_room_conn_t *rc, pd_shbuf_t *sb)
+{
+    if (pd_saver != NULL && pd_room_frame_qos1(sb)) {
+        return 1;
+    }
+
+    if (rc->out_bytes + sb->len > rc->conf->linger_buffer) {
+        if (!rc->linger_lost) {
+            pd_log_error(PD_LOG_INFO, rc->connection->log, 0,
+                         "lingering session over linger_buffer: frames "
+                         "dropped, its resume will say so");
+        }
+
+        rc->linger_lost = 1;
+        return 1;
+    }
+
+    return 0;
+}
+
+/*
+ * What stays queued when the socket drops: a frame partly written is cut
+ * (its rest means nothing to a new connection), qos 1 ones go (the
+ * resume fetches them from the saver), the others stay for the resume.
+ */
+static pd_uint_t
+pd_room_linger_drop(pd_buf_t *b)
+{
+    return b->pos != b->start
+           || (pd_saver != NULL && pd_room_frame_qos1(b->shared));
+}
+
+pd_int_t
+pd_room_linger_start(pd_room_conn_t *rc, pd_uint_t reason)
+{
+    pd_connection_t  *c = rc->connection;
+
+    if (rc->conf->linger == 0 || !rc->taken || rc->lingering
+        || rc->closing || rc->close_sent || c->close || pd_exiting
+        || (reason != PD_ROOM_CLOSE_CLIENT && reason != PD_ROOM_CLOSE_IDLE
+            && reason != PD_ROOM_CLOSE_ERROR))
+    {
+        return PD_DECLINED;
+    }
+
+    pd_room_out_drop(rc, pd_room_linger_drop);
+
+    pd_free(rc->in);
+    rc->in = NULL;
+    pd_free(rc->msg);
+    rc->msg = NULL;
+    pd_ws_parser_init(&rc->parser, rc->conf->max_frame,
+                      rc->conf->max_message);
+    pd_utf8_init(&rc->utf8);
+    rc->bad_frames = 0;
+
+    if (c->ssl != NULL) {
+        c->ssl->no_wait_shutdown = 1;
+        pd_ssl_shutdown(c);
+        c->ssl = NULL;
+        c->recv = pd_unix_recv;
+        c->send = pd_unix_send;
+        c->send_chain = pd_writev_chain;
+    }
+
+    if (c->pool != NULL) {
+        pd_destroy_pool(c->pool);
+        c->pool = NULL;
+    }
+
+    if (rc->ip_counted) {
+        pd_register->ip_release(&c->sockaddr.sockaddr);
+        rc->ip_counted = 0;
+    }
+
+    pd_detach_connection(c);
+
+    if (rc->registered) {
+        /* presence tells it apart: "lingering", not online */
+        (void) pd_register->set_lingering(rc->uid, rc->uid_len, rc->id, 1);
+    }
+
+    rc->lingering = 1;
+    rc->linger_lost = 0;
+    pd_room_stat(PD_ROOM_STAT_CLOSES + reason);
+    pd_room_stat_add(PD_ROOM_STAT_WS, -1);
+    pd_room_stat(PD_ROOM_STAT_LINGERING);
+
+    /* its end: the read handler sees the timeout with rc->lingering */
+    pd_event_add_timer(c->read, rc->conf->linger);
+
+    pd_log_error(PD_LOG_INFO, c->log, 0, "connection lost (%s): the "
+                 "session lingers for %lu ms",
+                 pd_room_close_names[reason],
+                 (unsigned long) rc->conf->linger);
+
+    return PD_OK;
+}
+
+/* the register's entry of the uid on this node whose session id is sid */
+typedef struct {
+    pd_str_t        *sid;
+    pd_str_t        *device;
+    pd_reg_info_t    found;
+    pd_uint_t        n;
+} pd_room_sid_find_t;
+
+static void
+pd_room_sid_found(void *data, pd_int_t rc, pd_reg_info_t *info,
+    pd_uint_t n)
+{
+    pd_room_sid_find_t  *f = data;
+    pd_core_conf_t      *ccf;
+    u_char               buf[64];
+    size_t               len, nlen;
+    pd_uint_t            i;
+
+    if (rc != PD_OK) {
+        return;
+    }
+
+    ccf = pd_get_conf(pd_cycle, pd_core_module);
+    nlen = ccf->node_id.len;
+
+    for (i = 0; i < n; i++) {
+        len = (size_t) (pd_slprintf(buf, buf + sizeof(buf), "%.*s-%016lx",
+                                    (int) nlen, ccf->node_id.data,
+                                    (unsigned long) pd_room_sid_of(
+                                        (uint32_t) info[i].pid,
+                                        info[i].conn))
+                        - buf);
+
+        if (len == f->sid->len && memcmp(buf, f->sid->data, len) == 0
+            && strlen((char *) info[i].device) == f->device->len
+            && memcmp(info[i].device, f->device->data, f->device->len) == 0)
+        {
+            f->found = info[i];
+            f->n = 1;
+            return;
+        }
+    }
+}
+
+/* hands the connection's socket and request to the session's worker */
+static pd_int_t
+pd_room_hand_over(pd_http_conn_t *hc, pd_reg_info_t *owner)
+{
+    pd_connection_t  *c = hc->connection;
+    size_t            len;
+    pd_int_t          rv;
+
+    len = (size_t) (hc->in->last - hc->in->pos);
+
+    if (c->ssl != NULL || pd_room_handed || len > PD_CHANNEL_MAX_DATA) {
+        return PD_DECLINED;
+    }
+
+    rv = pd_channel_send_fd(owner->pid, PD_CMD_ROOM_RESUME, owner->conn,
+                            c->fd, hc->in->pos, len);
+    if (rv != PD_OK) {
+        return PD_DECLINED;
+    }
+
+    /* the sibling has its own copy of the socket now: ours goes quietly,
+     * neither answered nor counted as a close */
+    pd_log_error(PD_LOG_INFO, c->log, 0, "resume handed to worker %d",
+                 (int) owner->pid);
+
+    pd_destroy_pool(hc->pool);
+    hc->pool = NULL;
+
+    pd_active_connections--;
+    pd_stats_dec(PD_STAT_CONNECTIONS);
+
+    {
+        pd_pool_t    *pool = c->pool;
+        pd_socket_t   fd = c->fd;
+
+        pd_release_connection(c, 1);
+        (void) close(fd);
+        pd_destroy_pool(pool);
+    }
+
+    return PD_OK;
+}
+
+pd_int_t
+pd_room_resume(pd_http_conn_t *hc, pd_str_t *uid, pd_str_t *device,
+    pd_str_t *sid, uint32_t hb)
+{
+    pd_room_sid_find_t   f;
+    pd_room_conn_t      *rc;
+    pd_int_t             rv;
+
+    if (pd_register == NULL || pd_stats == NULL) {
+        return PD_DECLINED;
+    }
+
+    f.sid = sid;
+    f.device = device;
+    f.n = 0;
+
+    /* the node's own zone, in either backend: it answers at once */
+    (void) pd_register_memory_backend.lookup(uid->data, uid->len,
+                                             pd_room_sid_found, &f);
+    if (f.n == 0) {
+        return PD_DECLINED;
+    }
+
+    if (f.found.pid != (int32_t) pd_pid) {
+        if (pd_room_hand_over(hc, &f.found) == PD_OK) {
+            return PD_OK;
+        }
+
+        /* a fresh session here: the lingering one ends now, or it would
+         * take this client's messages until it expired */
+        (void) pd_channel_send_pid(f.found.pid, PD_CMD_ROOM_END,
+                                   f.found.conn, NULL, 0);
+        return PD_DECLINED;
+    }
+
+    rc = pd_room_find(f.found.conn);
+    if (rc == NULL) {
+        return PD_DECLINED;
+    }
+
+    if (!rc->lingering) {
+        /* the old socket is still open here (the client saw it die
+         * first): it is the dead one */
+        if (pd_room_linger_start(rc, PD_ROOM_CLOSE_CLIENT) != PD_OK) {
+            return PD_DECLINED;
+        }
+    }
+
+    rv = pd_room_take_back(rc, hc, hb);
+
+    if (rv == PD_BUSY) {
+        /* the session lingers on */
+        hc->keepalive = 0;
+        (void) pd_http_send_error(hc, 429,
+                                  "too many connections from this address");
+        return PD_OK;
+    }
+
+    return PD_OK;
+}
+
+static in_port_t
+pd_room_port(struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET6) {
+        return ((struct sockaddr_in6 *) sa)->sin6_port;
+    }
+
+    return ((struct sockaddr_in *) sa)->sin_port;
+}
+
+/* a sibling's resumed connection: answered here, as if accepted here */
+static void
+pd_room_channel_resume(pd_cycle_t *cycle, pd_channel_msg_t *msg,
+    u_char *data)
+{
+    pd_room_conf_t          *rcf = pd_get_conf(cycle, pd_room_module);
+    pd_listening_t          *ls, *l;
+    pd_connection_t         *c;
+    struct sockaddr_storage  local;
+    socklen_t                llen = sizeof(local);
+    pd_uint_t                i;
+    pd_socket_t              fd = msg->fd;
+
+    if (fd == -1) {
+        return;
+    }
+
+    msg->fd = -1;       /* ours from here */
+
+    if (getsockname(fd, (struct sockaddr *) &local, &llen) == -1) {
+        (void) close(fd);
+        return;
+    }
+
+    /* the room listener it came in on: the same port, plain */
+    ls = NULL;
+    l = cycle->listening.elts;
+
+    for (i = 0; i < cycle->listening.nelts; i++) {
+        if (l[i].servers == &rcf->http && !l[i].ssl
+            && l[i].connection != NULL
+            && pd_room_port((struct sockaddr *) &l[i].sockaddr)
+               == pd_room_port((struct sockaddr *) &local))
+        {
+            ls = &l[i];
+            break;
+        }
+    }
+
+    if (ls == NULL) {
+        pd_log_error(PD_LOG_WARN, cycle->log, 0, "a resumed connection "
+                     "came for no room listener of this worker");
+        (void) close(fd);
+        return;
+    }
+
+    c = pd_event_adopt(ls, fd);
+    if (c == NULL) {
+        return;
+    }
+
+    pd_room_handed = 1;
+    pd_http_init_connection_with(c, data, msg->len);
+    pd_room_handed = 0;
+}
+
+/* a sibling started a fresh session for a lingering one of ours */
+static void
+pd_room_channel_end(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
+{
+    pd_room_conn_t  *rc;
+
+    (void) cycle;
+    (void) data;
+
+    rc = pd_room_find(msg->arg);
+    if (rc != NULL && rc->lingering) {
+        pd_room_close(rc, PD_ROOM_CLOSE_CLIENT);
+    }
+}
+
+void
+pd_room_linger_init(void)
+{
+    pd_channel_set_handler(PD_CMD_ROOM_RESUME, pd_room_channel_resume);
+    pd_channel_set_handler(PD_CMD_ROOM_END, pd_room_channel_end);
+}
