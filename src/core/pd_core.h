@@ -79,7 +79,7 @@ typedef void (*pd_connection_handler_pt)(pd_connection_t *c);
 #include "pd_times.h"
 #include "pd_timer.h"
 #include "pd_inet.h"
-#include "pd_failtab.h"
+#include "pd_addr_limit.h"
 #include "pd_conf_file.h"
 #include "pd_shmem.h"
 #include "pd_event.h"

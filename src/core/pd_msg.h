@@ -17,6 +17,7 @@
 #define PD_DEVICE_MAX    64
 #define PD_APP_MAX       32
 #define PD_APPS_MAX       8       /* apps bound to one connection */
+#define PD_COLLAPSE_MAX  64       /* a push's collapse key */
 #define PD_NODE_ID_MAX   32       /* node_id, checked at configuration */
 
 /* an id's longest text, and a buffer that holds it with a NUL */

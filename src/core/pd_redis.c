@@ -767,6 +767,17 @@ pd_redis_read_handler(pd_event_t *rev)
 }
 
 
+void
+pd_redis_flush(pd_redis_t *r)
+{
+    if (r->ac != NULL && r->want_write && !r->writing
+        && r->state == PD_REDIS_CONNECTED && r->connection->write->ready)
+    {
+        pd_redis_write_handler(r->connection->write);
+    }
+}
+
+
 static void
 pd_redis_write_handler(pd_event_t *wev)
 {

@@ -133,6 +133,13 @@ pd_int_t pd_redis_unsubscribe(pd_redis_t *r, const char *channel);
  */
 pd_uint_t pd_redis_subscribed(pd_redis_t *r);
 
+/*
+ * Writes the commands queued on r now rather than at the end of the loop
+ * turn: for a worker about to exit, whose last commands would otherwise
+ * never leave.  Their answers come as usual if the loop runs on.
+ */
+void pd_redis_flush(pd_redis_t *r);
+
 /* 1 when the link is up (commands accepted, subscriptions sent), else 0 */
 pd_int_t pd_redis_connected(pd_redis_t *r);
 /* commands sent or queued and not yet answered */

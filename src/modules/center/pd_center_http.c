@@ -83,8 +83,8 @@ pd_center_access(pd_http_conn_t *hc)
     return PD_OK;
 }
 
-/* wrong keys per address (center.max_auth_failures) */
-static pd_failtab_t  pd_center_fails;
+/* wrong keys per address (center.max_auth_failures, per 10 s) */
+static pd_addr_limit_t  pd_center_fails = pd_addr_limit(10);
 
 /* after the head: the key, before any byte of the body is read */
 pd_int_t
@@ -95,8 +95,8 @@ pd_center_head(pd_http_conn_t *hc)
 
     pd_time_update();
 
-    if (pd_failtab_check(&pd_center_fails, sa,
-                         (pd_uint_t) ccf->max_auth_failures)
+    if (pd_addr_limit_check(&pd_center_fails, sa, pd_time_sec,
+                            (pd_uint_t) ccf->max_auth_failures)
         != PD_OK)
     {
         hc->keepalive = 0;
@@ -114,7 +114,7 @@ pd_center_head(pd_http_conn_t *hc)
     }
 
     if (!pd_center_authorized(hc, ccf)) {
-        pd_failtab_count(&pd_center_fails, sa);
+        pd_addr_limit_count(&pd_center_fails, sa, pd_time_sec);
         (void) pd_http_send_response(hc, 401, "application/json",
                                      "WWW-Authenticate: Bearer\r\n",
                                      (u_char *) pd_center_unauthorized,

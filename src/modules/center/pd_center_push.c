@@ -20,7 +20,9 @@ typedef struct {
     pd_json_val_t   uids;           /* the array, in the body */
     pd_uint_t       nuids;
     size_t          uid_bytes;      /* decoded, without NULs */
+    pd_str_t        collapse;       /* in collapse_buf; len 0: none */
     u_char          app_buf[PD_APP_MAX + 1];
+    u_char          collapse_buf[PD_COLLAPSE_MAX + 1];
     char            error[128];
 } pd_center_msg_t;
 
@@ -223,6 +225,7 @@ enum {
     PD_CENTER_F_TTL,
     PD_CENTER_F_RATE,
     PD_CENTER_F_UIDS,
+    PD_CENTER_F_COLLAPSE,
     PD_CENTER_F_N
 };
 
@@ -245,7 +248,7 @@ pd_center_parse(pd_http_conn_t *hc, pd_center_msg_t *m, pd_uint_t broadcast,
     int64_t            n, max_ttl;
     pd_int_t           rc;
     static const char *keys[PD_CENTER_F_N] = {
-        "app", "data", "qos", "ttl", "rate", "uids"
+        "app", "data", "qos", "ttl", "rate", "uids", "collapse"
     };
 
     *status = 400;
@@ -302,6 +305,26 @@ pd_center_parse(pd_http_conn_t *hc, pd_center_msg_t *m, pd_uint_t broadcast,
     }
     if (rc == PD_OK) {
         m->ttl = (pd_msec_t) n * 1000;
+    }
+
+    m->collapse.len = 0;
+
+    if (f[PD_CENTER_F_COLLAPSE].val.type != PD_JSON_ABSENT) {
+        if (broadcast) {
+            return "\"collapse\" is for pushes, not broadcasts";
+        }
+
+        if (pd_center_name(&f[PD_CENTER_F_COLLAPSE].val, m->collapse_buf,
+                           PD_COLLAPSE_MAX, &m->collapse)
+            != PD_OK)
+        {
+            return "\"collapse\" must be a key of 1 to 64 bytes of "
+                   "[A-Za-z0-9._:@-]";
+        }
+
+        if (m->qos == 0) {
+            return "\"collapse\" needs qos 1: a qos 0 message is not kept";
+        }
     }
 
     if (broadcast) {
@@ -510,6 +533,7 @@ pd_center_push(pd_http_conn_t *hc)
     msg.data = m.data;
     msg.qos = m.qos;
     msg.ttl = m.ttl;
+    msg.collapse = m.collapse;
 
     cln = (n != 0) ? pd_pool_cleanup_add(hc->pool, 0) : NULL;
     p = (cln != NULL) ? pd_room_push_create(&msg, uids, n, hc->pool,
@@ -552,6 +576,8 @@ pd_center_broadcast(pd_http_conn_t *hc)
     msg.data = m.data;
     msg.qos = m.qos;
     msg.ttl = m.ttl;
+    msg.collapse.len = 0;
+    msg.collapse.data = NULL;
 
     rc = pd_room_broadcast(&msg, m.rate, &out);
 

@@ -33,6 +33,7 @@ typedef struct {
     pd_int_t         max_bad_frames;
     pd_int_t         max_auth_failures; /* per address per window */
     pd_array_t      *apps;           /* of pd_str_t, sorted; NULL: any */
+    pd_array_t      *advertise;      /* of pd_str_t: the dispatcher's */
 
     pd_http_srv_t    http;
     pd_ssl_t         tls;
@@ -220,6 +221,7 @@ typedef struct {
     pd_str_t         data;          /* raw JSON, sent byte for byte */
     pd_uint_t        qos;
     pd_msec_t        ttl;
+    pd_str_t         collapse;      /* len 0: none (qos 1 pushes only) */
 } pd_room_msg_t;
 
 typedef struct pd_room_push_s  pd_room_push_t;
@@ -303,6 +305,11 @@ typedef void (*pd_room_state_pt)(pd_room_conn_t *rc, const pd_str_t *device,
 
 extern pd_room_up_pt     pd_room_up_handler;
 extern pd_room_state_pt  pd_room_state_handler;
+
+/* the dispatcher's answer to GET /v1/dispatch on the room's listeners,
+ * set in its workers (NULL without it: 404) */
+typedef void (*pd_room_dispatch_pt)(pd_http_conn_t *hc);
+extern pd_room_dispatch_pt  pd_room_dispatch_handler;
 
 /* the session id the welcome frame told, into buf; returns its length */
 size_t pd_room_session_id(pd_room_conn_t *rc, u_char *buf, size_t size);

@@ -1,11 +1,14 @@
 /*
  * pd_room_http.c: plain HTTP on the room ports: the WebSocket upgrade at
- * "/connect", a short status page at "/" for load balancers and
- * operators; everything else is 404.
+ * "/connect", the dispatcher's "/v1/dispatch" when it is on, a short
+ * status page at "/" for load balancers and operators; everything else
+ * is 404.
  */
 
 #include "pd_core.h"
 #include "pd_room.h"
+
+pd_room_dispatch_pt  pd_room_dispatch_handler;
 
 void
 pd_room_http_handler(pd_http_conn_t *hc)
@@ -18,6 +21,15 @@ pd_room_http_handler(pd_http_conn_t *hc)
         && memcmp(path->data, "/connect", sizeof("/connect") - 1) == 0)
     {
         pd_room_upgrade(hc);
+        return;
+    }
+
+    if (pd_room_dispatch_handler != NULL
+        && path->len == sizeof("/v1/dispatch") - 1
+        && memcmp(path->data, "/v1/dispatch", sizeof("/v1/dispatch") - 1)
+           == 0)
+    {
+        pd_room_dispatch_handler(hc);
         return;
     }
 

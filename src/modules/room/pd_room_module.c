@@ -156,6 +156,14 @@ static pd_command_t  pd_room_commands[] = {
       "any name, and made-up names can fill the register's app table "
       "(default: none, any name)" },
 
+    { "advertise", PD_CONF_LIST, pd_conf_set_list_slot,
+      offsetof(pd_room_conf_t, advertise), NULL,
+      "the addresses clients reach this node's room at, a list of "
+      "\"host:port [ssl]\" (a name or an IP; \"ssl\" for a TLS port); "
+      "in a cluster (register.backend redis) each node publishes them "
+      "with its liveness and the dispatcher hands them out (default: "
+      "none: the node is not dispatched to)" },
+
     pd_null_command
 };
 

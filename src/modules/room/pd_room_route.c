@@ -54,6 +54,7 @@ struct pd_room_push_s {
     pd_uint_t            pending;        /* store or lookups unanswered */
     pd_uint_t            cap;            /* conns per batch */
     u_char               app_buf[PD_APP_MAX + 1];
+    u_char               collapse_buf[PD_COLLAPSE_MAX];
 };
 
 /* a channel message is built here and sent at once */
@@ -96,6 +97,11 @@ pd_room_push_create(pd_room_msg_t *msg, pd_str_t *uids, pd_uint_t n,
     p->m.app.data = p->app_buf;
     pd_memcpy(p->app_buf, msg->app.data, pd_min(msg->app.len, PD_APP_MAX));
     p->m.app.len = pd_min(msg->app.len, PD_APP_MAX);
+    p->m.collapse.data = p->collapse_buf;
+    p->m.collapse.len = pd_min(msg->collapse.len, PD_COLLAPSE_MAX);
+    if (p->m.collapse.len) {
+        pd_memcpy(p->collapse_buf, msg->collapse.data, p->m.collapse.len);
+    }
     p->pool = pool;
     p->done = done;
     p->data = data;
@@ -165,8 +171,9 @@ pd_room_push_start(pd_room_push_t *p)
     /* stored before it is sent: an answer of PD_OK means it is kept */
     p->pending = 1;
 
-    rv = pd_saver_store(p->uids, p->nuids, &p->m.app, p->seq, &p->m.data,
-                        p->m.ttl, p->pool, pd_room_push_stored, p);
+    rv = pd_saver_store(p->uids, p->nuids, &p->m.app, &p->m.collapse,
+                        p->seq, &p->m.data, p->m.ttl, p->pool,
+                        pd_room_push_stored, p);
     if (rv != PD_OK) {
         p->pending = 0;
         pd_room_stat_add(PD_ROOM_STAT_STORE_FULL, 1);

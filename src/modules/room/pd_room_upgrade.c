@@ -25,8 +25,10 @@ typedef struct {
 static pd_msec_t  pd_room_rate_second;
 static pd_uint_t  pd_room_rate_count;
 
-/* failed handshakes per client address (room.max_auth_failures) */
-static pd_failtab_t  pd_room_fails;
+/* failed handshakes per client address (an IPv6 client by its /64) */
+#define PD_ROOM_FAIL_WINDOW  10         /* seconds */
+
+static pd_addr_limit_t  pd_room_fails = pd_addr_limit(PD_ROOM_FAIL_WINDOW);
 
 static pd_room_conn_t *pd_room_accept(pd_http_conn_t *hc,
     pd_room_args_t *a, uint32_t hb);
@@ -184,14 +186,15 @@ pd_room_check_upgrade(pd_http_conn_t *hc)
 static pd_int_t
 pd_room_check_failures(pd_room_conf_t *rcf, pd_connection_t *c)
 {
-    return pd_failtab_check(&pd_room_fails, &c->sockaddr.sockaddr,
-                            (pd_uint_t) rcf->max_auth_failures);
+    return pd_addr_limit_check(&pd_room_fails, &c->sockaddr.sockaddr,
+                               pd_time_sec,
+                               (pd_uint_t) rcf->max_auth_failures);
 }
 
 static void
 pd_room_count_failure(pd_connection_t *c)
 {
-    pd_failtab_count(&pd_room_fails, &c->sockaddr.sockaddr);
+    pd_addr_limit_count(&pd_room_fails, &c->sockaddr.sockaddr, pd_time_sec);
 }
 
 static pd_int_t

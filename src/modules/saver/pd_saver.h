@@ -79,7 +79,8 @@ typedef struct {
     void           (*exit_process)(void);
     /* pd_saver_store() below; expires is wall-clock ms */
     pd_int_t       (*store)(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
-                            uint64_t seq, pd_str_t *payload, uint64_t expires,
+                            pd_str_t *collapse, uint64_t seq,
+                            pd_str_t *payload, uint64_t expires,
                             pd_pool_t *pool, pd_saver_done_pt done,
                             void *data);
     /* pd_saver_fetch() below */
@@ -105,11 +106,15 @@ extern pd_saver_backend_t *pd_saver_backend;
  * kept and those whose mailbox is full, or PD_ERROR (nothing kept: the
  * store is full or unreachable).  Returns PD_OK when done is called,
  * else PD_BUSY / PD_DECLINED (unreachable) / PD_ERROR and done is not.
- * Arguments are built in pool.
+ * Arguments are built in pool.  A collapse key (len 0: none) replaces,
+ * for each uid, the older unacked message of the same app and key: once
+ * this one is kept, that one is gone from the store (and, in a cluster,
+ * from the durable log), so a client that comes later gets only the
+ * newest.
  */
 pd_int_t pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
-    uint64_t seq, pd_str_t *payload, pd_msec_t ttl, pd_pool_t *pool,
-    pd_saver_done_pt done, void *data);
+    pd_str_t *collapse, uint64_t seq, pd_str_t *payload, pd_msec_t ttl,
+    pd_pool_t *pool, pd_saver_done_pt done, void *data);
 /*
  * The unacked messages of (uid, app) after the cursor after (empty: from
  * the start; one no longer valid also means from the start: at least

@@ -300,11 +300,11 @@ pd_saver_sweep(pd_timer_t *t)
 /* the calls callers make: the backend's */
 
 pd_int_t
-pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, uint64_t seq,
-    pd_str_t *payload, pd_msec_t ttl, pd_pool_t *pool, pd_saver_done_pt done,
-    void *data)
+pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
+    pd_str_t *collapse, uint64_t seq, pd_str_t *payload, pd_msec_t ttl,
+    pd_pool_t *pool, pd_saver_done_pt done, void *data)
 {
-    return pd_saver_backend->store(uids, n, app, seq, payload,
+    return pd_saver_backend->store(uids, n, app, collapse, seq, payload,
                                    pd_saver_now() + ttl, pool, done, data);
 }
 
@@ -332,8 +332,8 @@ pd_saver_delivered(pd_str_t *uid, uint64_t seq)
 
 static pd_int_t
 pd_saver_memory_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
-    uint64_t seq, pd_str_t *payload, uint64_t expires, pd_pool_t *pool,
-    pd_saver_done_pt done, void *data)
+    pd_str_t *collapse, uint64_t seq, pd_str_t *payload, uint64_t expires,
+    pd_pool_t *pool, pd_saver_done_pt done, void *data)
 {
     pd_msg_addr_t  *to;
     pd_uint_t       i, stored, full;
@@ -351,8 +351,10 @@ pd_saver_memory_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
 
     /* one call, so a refusal stores nothing: the lock is held for the
      * whole list, bounded by center.max_uids */
-    rv = pd_msg_store(pd_saver_zone, to, n, app->data, app->len, seq,
-                      payload->data, payload->len, expires, &stored, &full);
+    rv = pd_msg_store_collapse(pd_saver_zone, to, n, app->data, app->len,
+                               collapse->len ? collapse->data : NULL,
+                               collapse->len, seq, payload->data,
+                               payload->len, expires, &stored, &full);
     if (rv != PD_OK) {
         return rv;
     }

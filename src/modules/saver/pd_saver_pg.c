@@ -56,7 +56,19 @@ const char  *pd_saver_pg_setup[] = {
     " data text NOT NULL, expires bigint NOT NULL,"
     " acked boolean NOT NULL DEFAULT false,"
     " stored timestamptz NOT NULL DEFAULT now(),"
+    " collapse text COLLATE \"C\" NOT NULL DEFAULT '',"
     " PRIMARY KEY (uid, id))",
+
+    /* a table of a version before collapse keys ("": none); a constant
+     * default makes it a catalog change, not a rewrite, and the look
+     * first spares every connect the ALTER's exclusive lock */
+    "DO $$ BEGIN"
+    " IF NOT EXISTS (SELECT 1 FROM information_schema.columns"
+    " WHERE table_schema = current_schema()"
+    " AND table_name = 'pd_messages' AND column_name = 'collapse') THEN"
+    " ALTER TABLE pd_messages ADD COLUMN IF NOT EXISTS"
+    " collapse text COLLATE \"C\" NOT NULL DEFAULT '';"
+    " END IF; END $$",
 
     "CREATE INDEX IF NOT EXISTS pd_messages_expires"
     " ON pd_messages (expires)",
@@ -67,15 +79,18 @@ const char  *pd_saver_pg_setup[] = {
 
 const pd_saver_pg_stmt_t  pd_saver_pg_stmts[] = {
 
-    /* $1 the uids, $2 the message (1-based) of each; $3-$6 the id, app,
-     * data and expiry of each message: a multicast's data goes once */
+    /* $1 the uids, $2 the message (1-based) of each; $3-$7 the id, app,
+     * data, expiry and collapse key of each message: a multicast's data
+     * goes once */
     { "pd_store",
-      "INSERT INTO pd_messages (uid, id, app, data, expires)"
-      " SELECT u.uid, m.id, m.app, m.data, m.expires"
+      "INSERT INTO pd_messages (uid, id, app, data, expires, collapse)"
+      " SELECT u.uid, m.id, m.app, m.data, m.expires, m.collapse"
       " FROM unnest($1::text[], $2::int8[]) AS u (uid, n)"
-      " JOIN unnest($3::text[], $4::text[], $5::text[], $6::int8[])"
-      " WITH ORDINALITY AS m (id, app, data, expires, n) USING (n)"
-      " ON CONFLICT DO NOTHING", 6 },
+      " JOIN unnest($3::text[], $4::text[], $5::text[], $6::int8[],"
+      " $7::text[])"
+      " WITH ORDINALITY AS m (id, app, data, expires, collapse, n)"
+      " USING (n)"
+      " ON CONFLICT DO NOTHING", 7 },
 
     /* $1 uids, $2 ids: the pairs acked */
     { "pd_ack",
@@ -84,7 +99,7 @@ const pd_saver_pg_stmt_t  pd_saver_pg_stmts[] = {
 
     /* $1 now, unix ms */
     { "pd_reload",
-      "SELECT uid, id, app, data, expires FROM pd_messages"
+      "SELECT uid, id, app, data, expires, collapse FROM pd_messages"
       " WHERE NOT acked AND expires > $1::int8 ORDER BY stored, id", 1 },
 
     /* $1 now, unix ms; $2 the most rows; rows another node's sweep
@@ -136,6 +151,7 @@ struct pd_saver_pg_s {
     pd_sp_arr_t          apps;
     pd_sp_arr_t          data;
     pd_sp_arr_t          expires;
+    pd_sp_arr_t          collapse;
     size_t               bytes;
 
     /* the DELETE being filled */
@@ -218,6 +234,7 @@ pd_saver_pg_create(const char *conninfo, pd_msec_t timeout, pd_uint_t sweep,
     pd_sp_arr_init(&sp->apps, PD_SP_TEXTOID);
     pd_sp_arr_init(&sp->data, PD_SP_TEXTOID);
     pd_sp_arr_init(&sp->expires, PD_SP_INT8OID);
+    pd_sp_arr_init(&sp->collapse, PD_SP_TEXTOID);
     pd_sp_arr_init(&sp->ack_uids, PD_SP_TEXTOID);
     pd_sp_arr_init(&sp->ack_ids, PD_SP_TEXTOID);
 
@@ -254,8 +271,8 @@ pd_saver_pg_connected(pd_saver_pg_t *sp)
 
 pd_int_t
 pd_saver_pg_store(pd_saver_pg_t *sp, pd_str_t *uids, pd_uint_t n,
-    pd_str_t *id, pd_str_t *app, pd_str_t *data, uint64_t expires,
-    pd_saver_pg_done_pt done, void *ctx)
+    pd_str_t *id, pd_str_t *app, pd_str_t *collapse, pd_str_t *data,
+    uint64_t expires, pd_saver_pg_done_pt done, void *ctx)
 {
     pd_uint_t  i, no;
     size_t     ubytes;
@@ -288,6 +305,8 @@ pd_saver_pg_store(pd_saver_pg_t *sp, pd_str_t *uids, pd_uint_t n,
         || pd_sp_arr_reserve(&sp->apps, 4 + app->len, sp->log) != PD_OK
         || pd_sp_arr_reserve(&sp->data, 4 + data->len, sp->log) != PD_OK
         || pd_sp_arr_reserve(&sp->expires, 12, sp->log) != PD_OK
+        || pd_sp_arr_reserve(&sp->collapse, 4 + collapse->len, sp->log)
+           != PD_OK
         || pd_sp_flight_add(sp, done, ctx) != PD_OK)
     {
         return PD_ERROR;
@@ -304,6 +323,9 @@ pd_saver_pg_store(pd_saver_pg_t *sp, pd_str_t *uids, pd_uint_t n,
     pd_sp_arr_text(&sp->apps, app->data, app->len);
     pd_sp_arr_text(&sp->data, data->data, data->len);
     pd_sp_arr_int8(&sp->expires, expires);
+    pd_sp_arr_text(&sp->collapse,
+                   collapse->len ? collapse->data : (u_char *) "",
+                   collapse->len);
     sp->bytes += data->len;
 
     pd_post_event(&sp->flush, &pd_posted_events);
@@ -394,6 +416,7 @@ pd_saver_pg_destroy(pd_saver_pg_t *sp)
     pd_sp_arr_free(&sp->apps);
     pd_sp_arr_free(&sp->data);
     pd_sp_arr_free(&sp->expires);
+    pd_sp_arr_free(&sp->collapse);
     pd_sp_arr_free(&sp->ack_uids);
     pd_sp_arr_free(&sp->ack_ids);
 
@@ -504,8 +527,8 @@ static void
 pd_sp_flush_stores(pd_saver_pg_t *sp)
 {
     pd_sp_flight_t  *fl;
-    const char      *values[6];
-    int              lens[6], formats[6], i;
+    const char      *values[7];
+    int              lens[7], formats[7], i;
     pd_int_t         rc;
 
     fl = sp->stores;
@@ -522,13 +545,14 @@ pd_sp_flush_stores(pd_saver_pg_t *sp)
     values[3] = pd_sp_arr_finish(&sp->apps, &lens[3]);
     values[4] = pd_sp_arr_finish(&sp->data, &lens[4]);
     values[5] = pd_sp_arr_finish(&sp->expires, &lens[5]);
+    values[6] = pd_sp_arr_finish(&sp->collapse, &lens[6]);
 
-    for (i = 0; i < 6; i++) {
+    for (i = 0; i < 7; i++) {
         formats[i] = 1;
     }
 
     /* libpq copies the values: the arrays are free again at once */
-    rc = pd_pg_exec(sp->pg, "pd_store", 6, values, lens, formats,
+    rc = pd_pg_exec(sp->pg, "pd_store", 7, values, lens, formats,
                     pd_sp_stored, fl);
 
     if (rc == PD_OK) {
@@ -541,6 +565,7 @@ pd_sp_flush_stores(pd_saver_pg_t *sp)
     pd_sp_arr_reset(&sp->apps);
     pd_sp_arr_reset(&sp->data);
     pd_sp_arr_reset(&sp->expires);
+    pd_sp_arr_reset(&sp->collapse);
     sp->bytes = 0;
 
     if (rc != PD_OK) {

@@ -63,7 +63,8 @@ pd_int_t pd_saver_pg_connect(pd_saver_pg_t *sp);
 pd_int_t pd_saver_pg_connected(pd_saver_pg_t *sp);
 
 /*
- * Adds the rows of one message (n uids, the id, app and data once) to
+ * Adds the rows of one message (n uids, the id, app, collapse key (len
+ * 0: none) and data once) to
  * the next INSERT; done is called exactly once, never from
  * inside this call: PD_OK when the statement holding the rows has
  * committed, PD_ERROR when it failed or never ran.  A row already there
@@ -72,8 +73,8 @@ pd_int_t pd_saver_pg_connected(pd_saver_pg_t *sp);
  * called then.
  */
 pd_int_t pd_saver_pg_store(pd_saver_pg_t *sp, pd_str_t *uids, pd_uint_t n,
-    pd_str_t *id, pd_str_t *app, pd_str_t *data, uint64_t expires,
-    pd_saver_pg_done_pt done, void *ctx);
+    pd_str_t *id, pd_str_t *app, pd_str_t *collapse, pd_str_t *data,
+    uint64_t expires, pd_saver_pg_done_pt done, void *ctx);
 
 /*
  * Adds (uid, id) to the next DELETE (with the next INSERT, or within
@@ -86,7 +87,8 @@ pd_int_t pd_saver_pg_ack(pd_saver_pg_t *sp, pd_str_t *uid, pd_str_t *id);
 
 /*
  * Every row neither acked nor expired at now (unix ms), in store order:
- * uid, id, app, data, expires, in text; as pd_pg_exec().
+ * uid, id, app, data, expires, collapse ("": none), in text; as
+ * pd_pg_exec().
  */
 pd_int_t pd_saver_pg_reload(pd_saver_pg_t *sp, uint64_t now,
     pd_pg_result_pt cb, void *data);

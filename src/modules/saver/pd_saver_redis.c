@@ -10,6 +10,9 @@
  *   pd:m:{id}      hash {a: app, d: data}, expiring with the message
  *                  (written to every server a multicast touches)
  *   pd:dl:{uid}    hash id -> deliveries, for the no-ack guard
+ *   pd:c:{uid}     hash "app\ncollapse" -> the id holding that key, and
+ *                  id -> "app\ncollapse" (so that its ack cleans both),
+ *                  expiring with the longest message it names
  *   pd:saver:ok    set once the server holds what PostgreSQL holds; a
  *                  server that lost its data lacks it, and the first
  *                  worker to see that reloads the unacked messages
@@ -39,6 +42,44 @@ static const char  pd_sr_store_lua[] =
     "redis.call('HSET', KEYS[1], 'a', ARGV[1], 'd', ARGV[2]) "
     "redis.call('PEXPIREAT', KEYS[1], ARGV[3]) "
     "return {s, f}";
+
+/*
+ * With a collapse key.  KEYS: m, then q, c, dl of each uid (KEYS[i],
+ * [i + 1], [i + 2]: every key a call names is in KEYS); ARGV: app,
+ * data, expires, max per mailbox, id, "app\ncollapse", the ttl in ms.
+ * The id that held the key leaves q (and its delivery count) once the
+ * new one is in; a full mailbox holding the key takes the new one.
+ * Answers {stored, full, then the KEYS index of q and the old id of
+ * each replacement}, for the durable log to forget the old rows.
+ */
+static const char  pd_sr_store_collapse_lua[] =
+    "local max = tonumber(ARGV[4]) local ttl = tonumber(ARGV[7]) "
+    "local s, f, out = 0, 0, {} "
+    "for i = 2, #KEYS, 3 do "
+    "  if redis.call('LPOS', KEYS[i], ARGV[5]) then s = s + 1 "
+    "  else "
+    "    local prev = redis.call('HGET', KEYS[i + 1], ARGV[6]) "
+    "    local held = prev and redis.call('LPOS', KEYS[i], prev) "
+    "    if held or redis.call('LLEN', KEYS[i]) < max then "
+    "      redis.call('RPUSH', KEYS[i], ARGV[5]) s = s + 1 "
+    "      if held then "
+    "        redis.call('LREM', KEYS[i], 0, prev) "
+    "        redis.call('HDEL', KEYS[i + 2], prev) "
+    "        out[#out + 1] = i out[#out + 1] = prev "
+    "      end "
+    "      if prev then redis.call('HDEL', KEYS[i + 1], prev) end "
+    "      redis.call('HSET', KEYS[i + 1], ARGV[6], ARGV[5], ARGV[5], "
+    "                 ARGV[6]) "
+    "      if redis.call('PTTL', KEYS[i + 1]) < ttl then "
+    "        redis.call('PEXPIRE', KEYS[i + 1], ttl) "
+    "      end "
+    "    else f = f + 1 end "
+    "  end "
+    "end "
+    "redis.call('HSET', KEYS[1], 'a', ARGV[1], 'd', ARGV[2]) "
+    "redis.call('PEXPIREAT', KEYS[1], ARGV[3]) "
+    "table.insert(out, 1, f) table.insert(out, 1, s) "
+    "return out";
 
 /*
  * KEYS: q, dl, then the m key of every id in q after `after`; ARGV: app,
@@ -87,9 +128,17 @@ static const char  pd_sr_pending_lua[] =
     "table.insert(out, 1, drop) table.insert(out, 1, exp) "
     "return out";
 
-/* KEYS: q, dl; ARGV: id */
+/* KEYS: q, dl, c; ARGV: id.  An id that held a collapse key lets go
+ * of it, unless a newer one holds it already */
 static const char  pd_sr_ack_lua[] =
     "redis.call('HDEL', KEYS[2], ARGV[1]) "
+    "local k = redis.call('HGET', KEYS[3], ARGV[1]) "
+    "if k then "
+    "  redis.call('HDEL', KEYS[3], ARGV[1]) "
+    "  if redis.call('HGET', KEYS[3], k) == ARGV[1] then "
+    "    redis.call('HDEL', KEYS[3], k) "
+    "  end "
+    "end "
     "return redis.call('LREM', KEYS[1], 0, ARGV[1])";
 
 static pd_saver_pg_t  *pd_sr_log;
@@ -107,6 +156,14 @@ typedef struct {
     pd_uint_t            stored;
     pd_uint_t            full;
 } pd_sr_store_t;
+
+/* one server's part of a store with a collapse key: the uids it holds,
+ * for the durable log to forget the rows of the replaced ids */
+typedef struct {
+    pd_sr_store_t       *st;
+    pd_uint_t            n;
+    pd_str_t             uids[];     /* then their bytes */
+} pd_sr_shard_call_t;
 
 static char  pd_sr_node[PD_NODE_ID_SIZE];
 
@@ -150,7 +207,9 @@ pd_sr_stored_redis(pd_redis_t *r, redisReply *reply, void *data)
     (void) r;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 2)
+        || reply->elements < 2
+        || reply->element[0]->type != REDIS_REPLY_INTEGER
+        || reply->element[1]->type != REDIS_REPLY_INTEGER)
     {
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
             pd_log_error(PD_LOG_ERR, pd_log_root, 0, "saver: redis: %.*s",
@@ -166,6 +225,45 @@ pd_sr_stored_redis(pd_redis_t *r, redisReply *reply, void *data)
     pd_sr_store_answer(st);
 }
 
+/* a store with a collapse key: the replaced ids leave the log too */
+static void
+pd_sr_stored_collapse(pd_redis_t *r, redisReply *reply, void *data)
+{
+    pd_sr_shard_call_t  *call = data;
+    redisReply          *k, *id;
+    pd_str_t             sid;
+    pd_uint_t            i, u;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
+        for (i = 2; i + 1 < reply->elements; i += 2) {
+            k = reply->element[i];
+            id = reply->element[i + 1];
+
+            if (k->type != REDIS_REPLY_INTEGER || k->integer < 2
+                || id->type != REDIS_REPLY_STRING)
+            {
+                continue;
+            }
+
+            /* KEYS[i] is q of the uid (i - 2) / 3 of this call */
+            u = (pd_uint_t) (k->integer - 2) / 3;
+            if (u >= call->n) {
+                continue;
+            }
+
+            sid.data = (u_char *) id->str;
+            sid.len = id->len;
+
+            /* the old row goes with this loop turn's DELETE, after the
+             * INSERT that held it (answered before this push was) */
+            (void) pd_saver_pg_ack(pd_sr_log, &call->uids[u], &sid);
+        }
+    }
+
+    pd_sr_stored_redis(r, reply, call->st);
+    pd_free(call);
+}
+
 static void
 pd_sr_stored_pg(void *data, pd_int_t rc)
 {
@@ -179,49 +277,98 @@ pd_sr_stored_pg(void *data, pd_int_t rc)
 }
 
 /* the uids of one server into one script call */
+/*
+ * The uids of a store with a collapse key, copied for the answer:
+ * NULL on no memory.
+ */
+static pd_sr_shard_call_t *
+pd_sr_shard_call(pd_str_t *uids, pd_uint_t *pick, pd_uint_t npick,
+    pd_sr_store_t *st)
+{
+    pd_sr_shard_call_t  *call;
+    size_t               bytes;
+    pd_uint_t            i;
+    u_char              *p;
+
+    bytes = 0;
+    for (i = 0; i < npick; i++) {
+        bytes += uids[pick[i]].len;
+    }
+
+    call = pd_alloc(sizeof(pd_sr_shard_call_t) + npick * sizeof(pd_str_t)
+                    + bytes, pd_log_root);
+    if (call == NULL) {
+        return NULL;
+    }
+
+    call->st = st;
+    call->n = npick;
+    p = (u_char *) &call->uids[npick];
+
+    for (i = 0; i < npick; i++) {
+        call->uids[i].data = p;
+        call->uids[i].len = uids[pick[i]].len;
+        p = pd_cpymem(p, uids[pick[i]].data, uids[pick[i]].len);
+    }
+
+    return call;
+}
+
+/* the uids of one server into one script call */
 static pd_int_t
-pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t n,
-    pd_uint_t *pick, pd_uint_t npick, pd_str_t *app, pd_str_t *id,
+pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
+    pd_uint_t npick, pd_str_t *app, pd_str_t *collapse, pd_str_t *id,
     pd_str_t *payload, uint64_t expires, pd_sr_store_t *st, pd_pool_t *pool)
 {
-    const char  **argv;
-    size_t       *len;
-    char         *keys, nkeys[24], sexp[24], smax[24];
-    pd_uint_t     i, argc;
+    const char          **argv;
+    size_t               *len;
+    char                 *keys, nkeys[24], sexp[24], smax[24], sttl[24];
+    u_char               *field;
+    pd_uint_t             i, argc, per, j;
+    pd_int_t              rc;
+    uint64_t              now;
+    pd_sr_shard_call_t   *call;
+    static const char    *kinds[3] = { "pd:q:", "pd:c:", "pd:dl:" };
 
-    (void) n;
+    /* with a collapse key each uid brings q, c and dl */
+    per = collapse->len ? 3 : 1;
 
-    argc = 3 + 1 + npick + 5;
+    argc = 3 + 1 + per * npick + 7;
     argv = pd_palloc(pool, argc * sizeof(char *));
     len = pd_palloc(pool, argc * sizeof(size_t));
-    keys = pd_pnalloc(pool, (npick + 1) * (8 + PD_UID_MAX));
+    keys = pd_pnalloc(pool, (per * npick + 1) * (8 + PD_UID_MAX));
+    field = pd_pnalloc(pool, PD_APP_MAX + 1 + PD_COLLAPSE_MAX);
 
-    if (argv == NULL || len == NULL || keys == NULL) {
+    if (argv == NULL || len == NULL || keys == NULL || field == NULL) {
         return PD_ERROR;
     }
 
     argv[0] = "EVAL";
     len[0] = 4;
-    argv[1] = pd_sr_store_lua;
-    len[1] = sizeof(pd_sr_store_lua) - 1;
+    argv[1] = collapse->len ? pd_sr_store_collapse_lua : pd_sr_store_lua;
+    len[1] = collapse->len ? sizeof(pd_sr_store_collapse_lua) - 1
+                           : sizeof(pd_sr_store_lua) - 1;
     argv[2] = nkeys;
     len[2] = (size_t) snprintf(nkeys, sizeof(nkeys), "%lu",
-                               (unsigned long) (npick + 1));
+                               (unsigned long) (per * npick + 1));
 
     argv[3] = keys;
     len[3] = (size_t) snprintf(keys, 8 + PD_UID_MAX, "pd:m:%.*s",
                                (int) id->len, id->data);
 
     for (i = 0; i < npick; i++) {
-        char  *k = keys + (i + 1) * (8 + PD_UID_MAX);
+        for (j = 0; j < per; j++) {
+            char  *k = keys + (per * i + j + 1) * (8 + PD_UID_MAX);
 
-        argv[4 + i] = k;
-        len[4 + i] = (size_t) snprintf(k, 8 + PD_UID_MAX, "pd:q:%.*s",
-                                       (int) uids[pick[i]].len,
-                                       uids[pick[i]].data);
+            argv[4 + per * i + j] = k;
+            len[4 + per * i + j] = (size_t) snprintf(k, 8 + PD_UID_MAX,
+                                                "%s%.*s", kinds[j],
+                                                (int) uids[pick[i]].len,
+                                                uids[pick[i]].data);
+        }
     }
 
-    i = 4 + npick;
+    i = 4 + per * npick;
     argv[i] = (const char *) app->data;
     len[i++] = app->len;
     argv[i] = (const char *) payload->data;
@@ -235,12 +382,41 @@ pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t n,
     argv[i] = (const char *) id->data;
     len[i++] = id->len;
 
-    return pd_redis_command(shard, pd_sr_stored_redis, st, (int) i, argv,
-                            len);
+    if (collapse->len == 0) {
+        return pd_redis_command(shard, pd_sr_stored_redis, st, (int) i,
+                                argv, len);
+    }
+
+    argv[i] = (const char *) field;
+    len[i++] = (size_t) (pd_slprintf(field,
+                                     field + PD_APP_MAX + 1 + PD_COLLAPSE_MAX,
+                                     "%.*s\n%.*s", (int) app->len,
+                                     app->data, (int) collapse->len,
+                                     collapse->data)
+                         - field);
+
+    now = (uint64_t) pd_time_sec * 1000;
+    argv[i] = sttl;
+    len[i++] = (size_t) snprintf(sttl, sizeof(sttl), "%lu",
+                                 (unsigned long) (expires > now
+                                                  ? expires - now : 1));
+
+    call = pd_sr_shard_call(uids, pick, npick, st);
+    if (call == NULL) {
+        return PD_ERROR;
+    }
+
+    rc = pd_redis_command(shard, pd_sr_stored_collapse, call, (int) i, argv,
+                          len);
+    if (rc != PD_OK) {
+        pd_free(call);
+    }
+
+    return rc;
 }
 
 static pd_int_t
-pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
+pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, pd_str_t *collapse,
     uint64_t seq, pd_str_t *payload, uint64_t expires, pd_pool_t *pool,
     pd_saver_done_pt done, void *data)
 {
@@ -291,8 +467,8 @@ pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
 
         st->waiting++;
 
-        if (pd_sr_store_shard(pd_sr_shards[s], uids, n, pick, npick,
-                              app, &id, payload, expires, st, pool)
+        if (pd_sr_store_shard(pd_sr_shards[s], uids, pick, npick, app,
+                              collapse, &id, payload, expires, st, pool)
             != PD_OK)
         {
             st->waiting--;
@@ -303,8 +479,8 @@ pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
     /* the rows join this loop turn's INSERT; the answer waits for it */
     st->waiting++;
 
-    if (pd_saver_pg_store(pd_sr_log, uids, n, &id, app, payload, expires,
-                          pd_sr_stored_pg, st) != PD_OK)
+    if (pd_saver_pg_store(pd_sr_log, uids, n, &id, app, collapse, payload,
+                          expires, pd_sr_stored_pg, st) != PD_OK)
     {
         st->waiting--;
         st->failed = 1;
@@ -522,9 +698,9 @@ done:
 static pd_int_t
 pd_sr_ack(pd_str_t *uid, pd_str_t *id)
 {
-    const char  *argv[6];
-    size_t       len[6];
-    char         q[8 + PD_UID_MAX], dl[8 + PD_UID_MAX];
+    const char  *argv[7];
+    size_t       len[7];
+    char         q[8 + PD_UID_MAX], dl[8 + PD_UID_MAX], c[8 + PD_UID_MAX];
     pd_str_t     sid;
 
     /* the client's word: it goes into statements other acks share */
@@ -538,7 +714,7 @@ pd_sr_ack(pd_str_t *uid, pd_str_t *id)
     len[0] = 4;
     argv[1] = pd_sr_ack_lua;
     len[1] = sizeof(pd_sr_ack_lua) - 1;
-    argv[2] = "2";
+    argv[2] = "3";
     len[2] = 1;
     argv[3] = q;
     len[3] = (size_t) snprintf(q, sizeof(q), "pd:q:%.*s", (int) uid->len,
@@ -546,10 +722,13 @@ pd_sr_ack(pd_str_t *uid, pd_str_t *id)
     argv[4] = dl;
     len[4] = (size_t) snprintf(dl, sizeof(dl), "pd:dl:%.*s", (int) uid->len,
                                uid->data);
-    argv[5] = (const char *) sid.data;
-    len[5] = sid.len;
+    argv[5] = c;
+    len[5] = (size_t) snprintf(c, sizeof(c), "pd:c:%.*s", (int) uid->len,
+                               uid->data);
+    argv[6] = (const char *) sid.data;
+    len[6] = sid.len;
 
-    (void) pd_redis_command(pd_sr_shard(uid->data, uid->len), NULL, NULL, 6,
+    (void) pd_redis_command(pd_sr_shard(uid->data, uid->len), NULL, NULL, 7,
                             argv, len);
 
     /* the row goes with this loop turn's DELETE */
@@ -604,7 +783,7 @@ static void
 pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
 {
     pd_redis_t  *shard = data;
-    pd_str_t     uid, app, payload, id;
+    pd_str_t     uid, app, payload, id, collapse;
     pd_uint_t    pick, i, n;
     uint64_t     expires;
     pd_pool_t   *pool;
@@ -645,6 +824,14 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
         payload.data = (u_char *) PQgetvalue(res, (int) i, 3);
         payload.len = (size_t) PQgetlength(res, (int) i, 3);
         expires = strtoull(PQgetvalue(res, (int) i, 4), NULL, 10);
+        collapse.data = (u_char *) PQgetvalue(res, (int) i, 5);
+        collapse.len = (size_t) PQgetlength(res, (int) i, 5);
+
+        /* in store order: a newer version replaces an older one here
+         * as it did when it was pushed, and the key holds again */
+        if (collapse.len > PD_COLLAPSE_MAX) {
+            collapse.len = 0;
+        }
 
         st = pd_calloc(sizeof(pd_sr_store_t), pd_log_root);
         if (st == NULL) {
@@ -655,8 +842,8 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
         st->waiting = 1;
         pick = 0;
 
-        if (pd_sr_store_shard(shard, &uid, 1, &pick, 1, &app, &id, &payload,
-                              expires, st, pool) != PD_OK)
+        if (pd_sr_store_shard(shard, &uid, &pick, 1, &app, &collapse,
+                              &id, &payload, expires, st, pool) != PD_OK)
         {
             pd_free(st);
         }

@@ -949,7 +949,7 @@ pd_msg_entry_find(pd_msg_zone_t *z, pd_msg_key_t *key, uint64_t seq)
  */
 static void
 pd_msg_entry_append(pd_msg_zone_t *z, uint32_t mi, uint64_t seq,
-    uint64_t expires, uint32_t g)
+    uint64_t expires, uint64_t collapse, uint32_t g)
 {
     uint32_t           i;
     pd_shtable_t       t;
@@ -971,6 +971,7 @@ pd_msg_entry_append(pd_msg_zone_t *z, uint32_t mi, uint64_t seq,
     e->stamp = z->open_stamp;
     e->payload = g;
     e->deliveries = 0;
+    e->collapse = collapse;
     e->mark = 0;
 
     pd_shtable_commit(&t, i);
@@ -1053,8 +1054,32 @@ typedef struct {
     uint64_t              ahash;
     uint64_t              seq;
     uint64_t              expires;
+    uint64_t              collapse;   /* the key's hash, 0: none */
     pd_uint_t             added;      /* entries appended */
 } pd_msg_call_t;
+
+
+/* whether mailbox mi holds an older entry of the call's collapse key */
+static pd_uint_t
+pd_msg_holds_key(pd_msg_zone_t *z, uint32_t mi, pd_msg_call_t *call)
+{
+    uint32_t         i;
+    pd_msg_entry_t  *e;
+
+    if (call->collapse == 0) {
+        return 0;
+    }
+
+    for (i = pd_msg_mailboxes(z)[mi].head; i != PD_MSG_NIL; i = e->next) {
+        e = &pd_msg_entries(z)[i];
+
+        if (e->collapse == call->collapse && e->seq != call->seq) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
 
 
 /*
@@ -1085,7 +1110,9 @@ pd_msg_store_plan(pd_msg_zone_t *z, pd_msg_call_t *call, pd_uint_t *entries,
         if (mi == PD_MSG_NIL) {
             (*mailboxes)++;
 
-        } else if (pd_msg_mailboxes(z)[mi].count >= z->max_per_mailbox) {
+        } else if (pd_msg_mailboxes(z)[mi].count >= z->max_per_mailbox
+                   && !pd_msg_holds_key(z, mi, call))
+        {
             if (pd_msg_entry_find(z, &key, call->seq) != PD_MSG_NIL) {
                 (*held)++;
 
@@ -1126,7 +1153,9 @@ pd_msg_store_apply(pd_msg_zone_t *z, pd_msg_call_t *call, uint32_t g)
                 continue;
             }
 
-            if (pd_msg_mailboxes(z)[mi].count >= z->max_per_mailbox) {
+            if (pd_msg_mailboxes(z)[mi].count >= z->max_per_mailbox
+                && !pd_msg_holds_key(z, mi, call))
+            {
                 continue;
             }
 
@@ -1134,7 +1163,8 @@ pd_msg_store_apply(pd_msg_zone_t *z, pd_msg_call_t *call, uint32_t g)
             mi = pd_msg_mailbox_new(z, &key);
         }
 
-        pd_msg_entry_append(z, mi, call->seq, call->expires, g);
+        pd_msg_entry_append(z, mi, call->seq, call->expires, call->collapse,
+                            g);
         call->added++;
         stored++;
     }
@@ -1143,10 +1173,58 @@ pd_msg_store_apply(pd_msg_zone_t *z, pd_msg_call_t *call, uint32_t g)
 }
 
 
+/*
+ * After the store committed: each uid's older entries of the key leave.
+ * A crash in here leaves some of them: a client gets an old notice too,
+ * never none.
+ */
+static void
+pd_msg_store_collapse_old(pd_msg_zone_t *z, pd_msg_call_t *call)
+{
+    uint32_t         mi, i, next;
+    pd_uint_t        k;
+    pd_msg_key_t     key;
+    pd_msg_entry_t  *e;
+
+    for (k = 0; k < call->n; k++) {
+        (void) pd_msg_key(z, &key, call->to[k].uid, call->to[k].len,
+                          call->app, call->app_len, call->ahash);
+
+        mi = pd_msg_mailbox_find(z, &key);
+
+        /* the mailbox keeps the new entry: it is never freed here */
+        for (i = (mi == PD_MSG_NIL) ? PD_MSG_NIL
+                                    : pd_msg_mailboxes(z)[mi].head;
+             i != PD_MSG_NIL;
+             i = next)
+        {
+            e = &pd_msg_entries(z)[i];
+            next = e->next;
+
+            if (e->collapse == call->collapse && e->seq != call->seq) {
+                pd_msg_entry_remove(z, i);
+                z->collapsed++;
+            }
+        }
+    }
+}
+
+
 pd_int_t
 pd_msg_store(pd_msg_zone_t *z, const pd_msg_addr_t *to, pd_uint_t n,
     const u_char *app, size_t applen, uint64_t seq, const u_char *data,
     size_t len, uint64_t expires_ms, pd_uint_t *stored, pd_uint_t *full)
+{
+    return pd_msg_store_collapse(z, to, n, app, applen, NULL, 0, seq, data,
+                                 len, expires_ms, stored, full);
+}
+
+
+pd_int_t
+pd_msg_store_collapse(pd_msg_zone_t *z, const pd_msg_addr_t *to,
+    pd_uint_t n, const u_char *app, size_t applen, const u_char *ckey,
+    size_t cklen, uint64_t seq, const u_char *data, size_t len,
+    uint64_t expires_ms, pd_uint_t *stored, pd_uint_t *full)
 {
     uint32_t       g;
     pd_uint_t      k, need, need_mb, nfull, nheld;
@@ -1155,7 +1233,9 @@ pd_msg_store(pd_msg_zone_t *z, const pd_msg_addr_t *to, pd_uint_t n,
     *stored = 0;
     *full = 0;
 
-    if (applen == 0 || applen > PD_APP_MAX || len > z->max_payload) {
+    if (applen == 0 || applen > PD_APP_MAX || len > z->max_payload
+        || (ckey != NULL && (cklen == 0 || cklen > PD_COLLAPSE_MAX)))
+    {
         return PD_ERROR;
     }
 
@@ -1177,6 +1257,12 @@ pd_msg_store(pd_msg_zone_t *z, const pd_msg_addr_t *to, pd_uint_t n,
     call.seq = seq;
     call.expires = expires_ms;
     call.added = 0;
+
+    /* keyed by the zone's seed like the rest; 0 is "none" */
+    call.collapse = 0;
+    if (ckey != NULL) {
+        call.collapse = pd_siphash24(z->seed, ckey, cklen) | 1;
+    }
 
     if (pd_msg_lock(z) != PD_OK) {
         return PD_ERROR;
@@ -1222,6 +1308,10 @@ pd_msg_store(pd_msg_zone_t *z, const pd_msg_addr_t *to, pd_uint_t n,
     *full = n - *stored;
     z->stored += call.added;
     z->refused_full += *full;
+
+    if (call.collapse != 0) {
+        pd_msg_store_collapse_old(z, &call);
+    }
 
     pd_msg_unlock(z);
 
@@ -1446,6 +1536,7 @@ pd_msg_stats(pd_msg_zone_t *z, pd_msg_stats_t *st)
     st->bcast_expired = z->bcast_expired;
     st->cursors_evicted = z->cursors_evicted;
     st->repairs = z->repairs;
+    st->collapsed = z->collapsed;
 
     pd_msg_unlock(z);
 

@@ -57,6 +57,7 @@ typedef struct {
     uint64_t     bcast_expired;    /* and evicted from a full ring */
     uint64_t     cursors_evicted;
     uint64_t     repairs;          /* times a dead holder's mess was fixed */
+    uint64_t     collapsed;        /* entries replaced by a newer one */
 } pd_msg_stats_t;
 
 
@@ -88,10 +89,11 @@ typedef struct {
     uint64_t     stamp;       /* the store call that added it */
     uint32_t     payload;     /* first granule of its block in the area */
     uint32_t     deliveries;
+    uint64_t     collapse;    /* keyed hash of its collapse key, 0: none */
     uint8_t      state;       /* PD_MSG_FREE, PD_MSG_USED */
     uint8_t      mark;        /* the repair walk was here */
     uint8_t      pad[6];
-} pd_msg_entry_t;             /* one per (uid, message): 56 bytes */
+} pd_msg_entry_t;             /* one per (uid, message): 64 bytes */
 
 typedef struct {
     uint32_t     next;        /* hash chain, or the free list */
@@ -193,6 +195,7 @@ typedef struct {
     uint64_t     bcast_expired;
     uint64_t     cursors_evicted;
     uint64_t     repairs;
+    uint64_t     collapsed;
 
     uint64_t     buckets;     /* offsets from the zone of its arrays */
     uint64_t     entries;
@@ -210,8 +213,8 @@ typedef struct {
  * broadcast table (PD_MSG_BCAST_APPS apps, 27 KB), half the rest holds
  * the tables and the other half (at least) is the payload area.  The
  * tables hold N entries with N/2 mailboxes and N/2 cursors, plus hash
- * buckets: about 190 bytes per entry, so a 256 MB zone holds some
- * 700k entries (one per uid a message is for) and 128 MB of payloads.
+ * buckets: about 200 bytes per entry, so a 256 MB zone holds some
+ * 670k entries (one per uid a message is for) and 128 MB of payloads.
  *
  * pd_msg_store_size() is the smallest region with room for max_messages
  * entries whose payload area holds at least 4 blocks of max_payload;
@@ -257,6 +260,20 @@ pd_int_t pd_msg_store(pd_msg_zone_t *z, const pd_msg_addr_t *to,
     pd_uint_t n, const u_char *app, size_t applen, uint64_t seq,
     const u_char *data, size_t len, uint64_t expires_ms, pd_uint_t *stored,
     pd_uint_t *full);
+
+/*
+ * pd_msg_store() with a collapse key (1 to PD_COLLAPSE_MAX bytes; NULL:
+ * none): once the message is stored, each uid's older entries of the
+ * same app and key leave (counted collapsed), so a mailbox holds one
+ * message per key, the newest.  A full mailbox holding the key takes
+ * the newer one too.  The store is all or nothing as before; a crash
+ * between it and the removals leaves the older ones too (at least
+ * once), never the older alone.
+ */
+pd_int_t pd_msg_store_collapse(pd_msg_zone_t *z, const pd_msg_addr_t *to,
+    pd_uint_t n, const u_char *app, size_t applen, const u_char *ckey,
+    size_t cklen, uint64_t seq, const u_char *data, size_t len,
+    uint64_t expires_ms, pd_uint_t *stored, pd_uint_t *full);
 
 /*
  * Hands out the messages of the (uid, app) mailbox in store order.  An

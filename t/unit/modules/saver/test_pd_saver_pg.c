@@ -61,7 +61,8 @@ static const struct {
     const char  *name;
     const char  *args;
 } pd_test_args[] = {
-    { "pd_store", "('{u1,u2}', '{1,1}', '{n-1}', '{a}', '{x}', '{99}')" },
+    { "pd_store", "('{u1,u2}', '{1,1}', '{n-1}', '{a}', '{x}', '{99}',"
+                  " '{\"\"}')" },
     { "pd_ack", "('{u1}', '{n-1}')" },
     { "pd_reload", "(5)" },
     { "pd_sweep", "(5, 1000)" },
@@ -266,6 +267,7 @@ pd_test_store(pd_saver_pg_t *sp, const char *prefix, pd_uint_t n,
     const char *id, const char *data, uint64_t expires, pd_test_done_t *d)
 {
     pd_str_t   uids[8], sid, app, sdata;
+    pd_str_t   nokey = { 0, (u_char *) "" };
     char       buf[8][32];
     pd_uint_t  k;
 
@@ -284,8 +286,8 @@ pd_test_store(pd_saver_pg_t *sp, const char *prefix, pd_uint_t n,
     sdata.data = (u_char *) data;
     sdata.len = strlen(data);
 
-    return pd_saver_pg_store(sp, uids, n, &sid, &app, &sdata, expires,
-                             pd_test_done, d);
+    return pd_saver_pg_store(sp, uids, n, &sid, &app, &nokey, &sdata,
+                             expires, pd_test_done, d);
 }
 
 

@@ -896,6 +896,111 @@ pd_test_ack_own(void **state)
 }
 
 
+/* stores seq to the NULL-ended uids with a collapse key (NULL: none) */
+static pd_int_t
+pd_test_store_key(pd_msg_zone_t *z, const char **uids, const char *app,
+    const char *key, uint64_t seq, pd_uint_t *stored, pd_uint_t *full)
+{
+    u_char          buf[16];
+    pd_uint_t       n;
+    pd_msg_addr_t   to[8];
+
+    for (n = 0; uids[n] != NULL; n++) {
+        to[n].uid = (const u_char *) uids[n];
+        to[n].len = strlen(uids[n]);
+    }
+
+    pd_test_fill(buf, seq, sizeof(buf));
+
+    return pd_msg_store_collapse(z, to, n, pd_test_u(app),
+                                 (const u_char *) key, key ? strlen(key) : 0,
+                                 seq, buf, sizeof(buf), PD_TEST_LATER, stored,
+                                 full);
+}
+
+
+static void
+pd_test_collapse(void **state)
+{
+    static const char  *both[] = { "ann", "bo", NULL };
+    static const char  *ann[] = { "ann", NULL };
+    pd_test_seen_t      seen;
+    pd_msg_zone_t      *z;
+    pd_uint_t           stored, full;
+
+    (void) state;
+
+    z = pd_test_zone(64, 1024, 3);
+
+    /* three versions to two uids: each keeps the third only */
+    assert_int_equal(pd_test_store_key(z, both, "news", "inbox", 1, &stored,
+                                       &full), PD_OK);
+    assert_int_equal(pd_test_store_key(z, both, "news", "inbox", 2, &stored,
+                                       &full), PD_OK);
+    assert_int_equal(pd_test_store_key(z, both, "news", "inbox", 3, &stored,
+                                       &full), PD_OK);
+    assert_int_equal(stored, 2);
+    assert_int_equal(full, 0);
+
+    /* another key, another app, no key: left alone */
+    assert_int_equal(pd_test_store_key(z, ann, "news", "likes", 4, &stored,
+                                       &full), PD_OK);
+    assert_int_equal(pd_test_store_key(z, ann, "chat", "inbox", 5, &stored,
+                                       &full), PD_OK);
+    assert_int_equal(pd_test_store_key(z, ann, "news", NULL, 6, &stored,
+                                       &full), PD_OK);
+    assert_int_equal(stored, 1);
+
+    assert_int_equal(pd_test_pending(z, "ann", "news", PD_TEST_NOW, 0,
+                                     &seen), 3);
+    assert_int_equal(seen.seq[0], 3);
+    assert_int_equal(seen.seq[1], 4);
+    assert_int_equal(seen.seq[2], 6);
+    assert_int_equal(seen.bad, 0);
+    assert_int_equal(pd_test_pending(z, "bo", "news", PD_TEST_NOW, 0,
+                                     &seen), 1);
+    assert_int_equal(seen.seq[0], 3);
+    assert_int_equal(pd_test_stats(z).collapsed, 4);
+    /* the replaced versions' payloads went with their last entries */
+    assert_int_equal(pd_test_stats(z).payloads, 4);
+
+    /* ann's news mailbox is full (3): a plain message is refused, a
+     * version of a key it holds replaces the older one */
+    assert_int_equal(pd_test_store_key(z, ann, "news", NULL, 7, &stored,
+                                       &full), PD_OK);
+    assert_int_equal(full, 1);
+    assert_int_equal(pd_test_store_key(z, ann, "news", "likes", 8, &stored,
+                                       &full), PD_OK);
+    assert_int_equal(stored, 1);
+    assert_int_equal(pd_test_pending(z, "ann", "news", PD_TEST_NOW, 0,
+                                     &seen), 3);
+    assert_int_equal(seen.seq[0], 3);
+    assert_int_equal(seen.seq[1], 6);
+    assert_int_equal(seen.seq[2], 8);
+
+    /* a retry of the newest changes nothing; an acked key is just gone */
+    assert_int_equal(pd_test_store_key(z, both, "news", "inbox", 3, &stored,
+                                       &full), PD_OK);
+    assert_int_equal(stored, 2);
+    assert_int_equal(pd_test_ack(z, "bo", 3), PD_OK);
+    assert_int_equal(pd_test_store_key(z, both, "news", "inbox", 9, &stored,
+                                       &full), PD_OK);
+    assert_int_equal(pd_test_pending(z, "bo", "news", PD_TEST_NOW, 0,
+                                     &seen), 1);
+    assert_int_equal(seen.seq[0], 9);
+
+    /* a key longer than PD_COLLAPSE_MAX is a bad argument */
+    assert_int_equal(pd_test_store_key(z, ann, "news",
+                                       "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+                                       "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk",
+                                       10, &stored, &full),
+                     PD_ERROR);
+
+    pd_test_check(z);
+    pd_test_zone_free(z);
+}
+
+
 static void
 pd_test_max_deliveries(void **state)
 {
@@ -2651,6 +2756,7 @@ main(void)
         cmocka_unit_test(pd_test_bad_arguments),
         cmocka_unit_test(pd_test_multicast_shared),
         cmocka_unit_test(pd_test_ack_own),
+        cmocka_unit_test(pd_test_collapse),
         cmocka_unit_test(pd_test_max_deliveries),
         cmocka_unit_test(pd_test_delivered),
         cmocka_unit_test(pd_test_expiry),
