@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static pd_log_t  pd_fuzz_log;
 
 /* once per process: the log, the clock */
-static void
+static inline void
 pd_fuzz_init(void)
 {
     static int  done;
@@ -38,7 +38,7 @@ typedef struct {
     size_t          len;
 } pd_fuzz_in_t;
 
-static uint8_t
+static inline uint8_t
 pd_fuzz_byte(pd_fuzz_in_t *in)
 {
     uint8_t  b;
@@ -56,7 +56,7 @@ pd_fuzz_byte(pd_fuzz_in_t *in)
  * A copy of the next n bytes (at most what is left) in memory of its own
  * and of exactly that size, so that ASan sees a read one past the end.
  */
-static u_char *
+static inline u_char *
 pd_fuzz_copy(pd_fuzz_in_t *in, size_t n, size_t *len)
 {
     u_char  *p;
