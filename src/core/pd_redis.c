@@ -1132,60 +1132,92 @@ pd_redis_sub_read(pd_redis_t *r)
 }
 
 
-static void
-pd_redis_sub_reply(pd_redis_t *r, redisReply *reply)
+pd_uint_t
+pd_redis_sub_parse(const redisReply *reply, const redisReply **channel,
+    const redisReply **payload)
 {
-    pd_redis_channel_t  *ch;
-    redisReply         **e;
+    redisReply  **e;
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        pd_log_error(PD_LOG_ERR, r->log, 0, "redis %s: subscriber got "
-                     "\"%.*s\"", r->addr, (int) reply->len, reply->str);
-        return;
+        return PD_REDIS_SUB_ERROR;
     }
 
     /* ["message", channel, payload], ["subscribe", channel, count]... */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
         /* +PONG while no channel is held, ["pong", ""] otherwise */
-        return;
+        return PD_REDIS_SUB_OTHER;
     }
 
     e = reply->element;
 
     if (e[0]->type != REDIS_REPLY_STRING || e[1]->type != REDIS_REPLY_STRING)
     {
-        return;
+        return PD_REDIS_SUB_OTHER;
     }
 
-    ch = pd_redis_channel_find(r, e[1]->str, e[1]->len);
-
-    if (ch == NULL) {
-        /* unsubscribed while this was on its way */
-        return;
-    }
+    *channel = e[1];
 
     if (e[0]->len == sizeof("message") - 1
         && memcmp(e[0]->str, "message", e[0]->len) == 0
         && e[2]->type == REDIS_REPLY_STRING)
     {
-        /* hiredis' strings end in a NUL; the reply outlives the call */
-        ch->handler(r, e[1]->str, (u_char *) e[2]->str, e[2]->len,
-                    ch->data);
-        return;
+        *payload = e[2];
+        return PD_REDIS_SUB_MESSAGE;
     }
 
     if (e[0]->len == sizeof("subscribe") - 1
-        && memcmp(e[0]->str, "subscribe", e[0]->len) == 0
-        && !ch->confirmed)
+        && memcmp(e[0]->str, "subscribe", e[0]->len) == 0)
     {
-        ch->confirmed = 1;
-        r->nconfirmed++;
+        return PD_REDIS_SUB_CONFIRMED;
     }
 
     /*
      * "unsubscribe" for a channel held: it was dropped and added again,
      * and the "subscribe" that follows is the one that counts
      */
+    return PD_REDIS_SUB_OTHER;
+}
+
+
+static void
+pd_redis_sub_reply(pd_redis_t *r, redisReply *reply)
+{
+    pd_redis_channel_t  *ch;
+    const redisReply    *channel, *payload;
+    pd_uint_t            kind;
+
+    channel = NULL;
+    payload = NULL;
+    kind = pd_redis_sub_parse(reply, &channel, &payload);
+
+    if (kind == PD_REDIS_SUB_ERROR) {
+        pd_log_error(PD_LOG_ERR, r->log, 0, "redis %s: subscriber got "
+                     "\"%.*s\"", r->addr, (int) reply->len, reply->str);
+        return;
+    }
+
+    if (kind == PD_REDIS_SUB_OTHER) {
+        return;
+    }
+
+    ch = pd_redis_channel_find(r, channel->str, channel->len);
+
+    if (ch == NULL) {
+        /* unsubscribed while this was on its way */
+        return;
+    }
+
+    if (kind == PD_REDIS_SUB_MESSAGE) {
+        /* hiredis' strings end in a NUL; the reply outlives the call */
+        ch->handler(r, channel->str, (u_char *) payload->str, payload->len,
+                    ch->data);
+        return;
+    }
+
+    if (!ch->confirmed) {
+        ch->confirmed = 1;
+        r->nconfirmed++;
+    }
 }
 
 

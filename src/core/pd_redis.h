@@ -126,6 +126,18 @@ pd_int_t pd_redis_subscribe(pd_redis_t *r, const char *channel,
  */
 pd_int_t pd_redis_unsubscribe(pd_redis_t *r, const char *channel);
 
+#define PD_REDIS_SUB_OTHER      0   /* a pong, an unsubscribe: nothing */
+#define PD_REDIS_SUB_MESSAGE    1   /* *channel and *payload set */
+#define PD_REDIS_SUB_CONFIRMED  2   /* a subscribe; *channel set */
+#define PD_REDIS_SUB_ERROR      3
+
+/*
+ * What a reply on a subscriber's link is, read from the server's bytes
+ * alone (untrusted): the strings are elements of reply.
+ */
+pd_uint_t pd_redis_sub_parse(const redisReply *reply,
+    const redisReply **channel, const redisReply **payload);
+
 /*
  * The channels of subscriber r that the server confirmed on the current
  * link: equal to the number held once subscriptions are in force, 0
