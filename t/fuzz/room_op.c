@@ -3,9 +3,9 @@
  * runs it: pd_room_read_handler, the frame parser, fragments, the UTF-8
  * check, the op dispatch (ack, ping, bind, unbind, up) and the close
  * handshake, against the real memory register and saver and the
- * coordinator's uplink (whose requests are queued, never answered).  The process is
- * set up once like a worker (pd_init_cycle on a configuration of its
- * own, the modules' init_process); each input is one connection whose
+ * coordinator's uplink (whose requests are queued, never answered).
+ * The process is set up once like a worker (pd_init_cycle on a
+ * configuration of its own, the modules' init_process); each input is one connection whose
  * socket is fake: its recv() hands out the input in pieces, its
  * send_chain() takes or refuses what the room writes, and everything
  * written must be well-formed server frames: unmasked, text that is
