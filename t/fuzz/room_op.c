@@ -5,8 +5,8 @@
  * handshake, against the real memory register and saver and the
  * coordinator's uplink (whose requests are queued, never answered).
  * The process is set up once like a worker (pd_init_cycle on a
- * configuration of its own, the modules' init_process); each input is one connection whose
- * socket is fake: its recv() hands out the input in pieces, its
+ * configuration of its own, the modules' init_process); each input is
+ * one connection whose socket is fake: its recv() hands out the input in pieces, its
  * send_chain() takes or refuses what the room writes, and everything
  * written must be well-formed server frames: unmasked, text that is
  * UTF-8 and one JSON object, close frames with a valid code.
