@@ -4,12 +4,14 @@
  * check, the op dispatch (ack, ping, bind, unbind, up) and the close
  * handshake, against the real memory register and saver and the
  * coordinator's uplink (whose requests are queued, never answered).
+ *
  * The process is set up once like a worker (pd_init_cycle on a
- * configuration of its own, the modules' init_process); each input is
- * one connection whose socket is fake: its recv() hands out the input in pieces, its
- * send_chain() takes or refuses what the room writes, and everything
- * written must be well-formed server frames: unmasked, text that is
- * UTF-8 and one JSON object, close frames with a valid code.
+ * configuration of its own, the modules' init_process).  Each input is
+ * one connection whose socket is fake: its recv() hands out the input in
+ * pieces, its send_chain() takes or refuses what the room writes.  What
+ * is written must be well-formed server frames: unmasked, text that is
+ * UTF-8 and one JSON object, close frames with a valid code; and once
+ * the peer closes, the register must hold nothing of the connection.
  *
  * Input: one byte of modes (bit 0: the peer never reads; bits 4-7: piece
  * size), then the client's bytes (masked frames).
