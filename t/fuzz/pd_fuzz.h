@@ -1,7 +1,8 @@
 /*
  * pd_fuzz.h: what every libFuzzer target (t/fuzz/<target>.c) shares: a
- * log that formats every line, as the daemon would, into /dev/null, and
- * a reader that takes the fuzzer's bytes a piece at a time.
+ * log that formats every line, as the daemon would, into /dev/null
+ * (stderr with PD_FUZZ_LOG set), and a reader that takes the fuzzer's
+ * bytes a piece at a time.
  */
 
 #ifndef PD_FUZZ_H
@@ -27,7 +28,9 @@ pd_fuzz_init(void)
 
     done = 1;
     pd_fuzz_log.log_level = PD_LOG_DEBUG;
-    pd_fuzz_log.fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    /* PD_FUZZ_LOG=1: to stderr, to see what a run of one input did */
+    pd_fuzz_log.fd = getenv("PD_FUZZ_LOG") ? STDERR_FILENO
+                     : open("/dev/null", O_WRONLY | O_CLOEXEC);
     pd_log_root = &pd_fuzz_log;
     pd_time_update();
 }
