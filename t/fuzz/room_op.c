@@ -5,6 +5,11 @@
  * handshake, against the real memory register and saver and the
  * coordinator's uplink (whose requests are queued, never answered).
  *
+ * A connection starts as the room takes it over after the upgrade, or,
+ * in the other mode, as the listener accepts it: then the request, its
+ * query (uid, device, apps, token, expires, heartbeat) and the token
+ * check come first.
+ *
  * The process is set up once like a worker (pd_init_cycle on a
  * configuration of its own, the modules' init_process).  Each input is
  * one connection whose socket is fake: its recv() hands out the input in
@@ -13,8 +18,9 @@
  * UTF-8 and one JSON object, close frames with a valid code; and once
  * the peer closes, the register must hold nothing of the connection.
  *
- * Input: one byte of modes (bit 0: the peer never reads; bits 4-7: piece
- * size), then the client's bytes (masked frames).
+ * Input: one byte of modes (bit 0: the peer never reads; bit 1: from the
+ * accept, an HTTP upgrade first; bits 4-7: piece size), then the
+ * client's bytes (the upgrade request, masked frames).
  */
 
 #include "pd_fuzz.h"
@@ -61,16 +67,36 @@ pd_fuzz_recv(pd_connection_t *c, u_char *buf, size_t size)
     return (ssize_t) n;
 }
 
+/* "100 Continue" goes by send(): kept the same way */
+static ssize_t
+pd_fuzz_send(pd_connection_t *c, u_char *buf, size_t size)
+{
+    if (pd_fuzz_stuck) {
+        c->write->ready = 0;
+        return PD_AGAIN;
+    }
+
+    if (pd_fuzz_out_len + size > PD_FUZZ_OUT_MAX) {
+        abort();
+    }
+
+    memcpy(pd_fuzz_out + pd_fuzz_out_len, buf, size);
+    pd_fuzz_out_len += size;
+
+    return (ssize_t) size;
+}
+
 /* everything sent is kept for the check; a stuck peer takes nothing */
 static pd_chain_t *
 pd_fuzz_send_chain(pd_connection_t *c, pd_chain_t *in, size_t limit)
 {
     size_t  n;
 
-    (void) c;
     (void) limit;
 
+    /* EAGAIN, as pd_writev_chain says it: not ready until epoll tells */
     if (pd_fuzz_stuck) {
+        c->write->ready = 0;
         return in;
     }
 
@@ -235,7 +261,6 @@ pd_fuzz_worker(void)
 static pd_room_conn_t *
 pd_fuzz_connect(pd_connection_t **cp)
 {
-    static pd_uint_t    number;
     static pd_log_t     log;
     pd_connection_t    *c;
     pd_room_conn_t     *rc;
@@ -254,7 +279,7 @@ pd_fuzz_connect(pd_connection_t **cp)
         abort();
     }
 
-    c->number = ++number;
+    c->number = ++pd_connection_counter;
     c->recv = pd_fuzz_recv;
     c->send_chain = pd_fuzz_send_chain;
     sin = (struct sockaddr_in *) &c->sockaddr;
@@ -310,9 +335,79 @@ pd_fuzz_connect(pd_connection_t **cp)
 }
 
 
+/* the end of a loop turn (pd_process_events_and_timers without epoll
+ * and timers): what waited for this turn, then the posted writes */
+static void
+pd_fuzz_turn(void)
+{
+    pd_queue_t  now;
+
+    pd_event_turn++;
+
+    if (!pd_queue_empty(&pd_posted_next_events)) {
+        now.next = pd_posted_next_events.next;
+        now.prev = pd_posted_next_events.prev;
+        now.next->prev = &now;
+        now.prev->next = &now;
+        pd_queue_init(&pd_posted_next_events);
+
+        pd_event_process_posted(pd_fuzz_cycle, &now);
+    }
+
+    pd_event_process_posted(pd_fuzz_cycle, &pd_posted_events);
+}
+
+/*
+ * A connection as the listener accepts it: the room's HTTP first, the
+ * upgrade (query arguments, token, limits, the register) from the input,
+ * then the frames after it.
+ */
+static void
+pd_fuzz_accept(pd_connection_t **cp)
+{
+    static pd_log_t     log;
+    pd_connection_t    *c;
+    pd_listening_t     *ls;
+    struct sockaddr_in *sin;
+    int                 fd;
+
+    ls = pd_fuzz_cycle->listening.elts;
+
+    fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    log = pd_fuzz_log;
+    c = (fd == -1) ? NULL : pd_get_connection(fd, &log);
+    if (c == NULL) {
+        abort();
+    }
+
+    pd_active_connections++;
+
+    c->pool = pd_create_pool(1024, 1024 * 1024, &log);
+    c->log = c->pool ? pd_palloc(c->pool, sizeof(pd_log_t)) : NULL;
+    if (c->log == NULL) {
+        abort();
+    }
+
+    *c->log = pd_fuzz_log;
+    c->pool->log = c->log;
+    c->number = ++pd_connection_counter;
+    c->listening = ls;
+    c->recv = pd_fuzz_recv;
+    c->send = pd_fuzz_send;
+    c->send_chain = pd_fuzz_send_chain;
+    sin = (struct sockaddr_in *) &c->sockaddr;
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    c->socklen = sizeof(struct sockaddr_in);
+
+    *cp = c;
+    ls->handler(c);
+}
+
+
 /* what the room wrote: whole server frames, each as it must be */
 static void
-pd_fuzz_check_out(void)
+pd_fuzz_check_out(pd_uint_t http)
 {
     pd_utf8_state_t   st;
     json_error_t      jerr;
@@ -320,9 +415,30 @@ pd_fuzz_check_out(void)
     u_char           *p, *last;
     uint64_t          n;
     pd_uint_t         op, code;
+    static const char  ok[] = "HTTP/1.1 101 ";
 
     p = pd_fuzz_out;
     last = p + pd_fuzz_out_len;
+
+    /* after a handshake: an HTTP answer first; frames only after a 101 */
+    if (http && p < last) {
+        if (last - p < 9 || memcmp(p, "HTTP/1.1 ", 9) != 0) {
+            abort();
+        }
+
+        if ((size_t) (last - p) < sizeof(ok) - 1
+            || memcmp(p, ok, sizeof(ok) - 1) != 0)
+        {
+            return;
+        }
+
+        p = memmem(p, (size_t) (last - p), "\r\n\r\n", 4);
+        if (p == NULL) {
+            abort();
+        }
+
+        p += 4;
+    }
 
     while (p < last) {
         if (last - p < 2 || !(p[0] & 0x80) || (p[0] & 0x70) || (p[1] & 0x80))
@@ -406,7 +522,9 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     pd_connection_t  *c;
+    pd_event_t       *ev;
     pd_uint_t         i;
+    size_t            left;
     uint8_t           b;
 
     pd_fuzz_init();
@@ -423,13 +541,26 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pd_fuzz_eof = 0;
     pd_fuzz_out_len = 0;
 
-    (void) pd_fuzz_connect(&c);
+    if (b & 2) {
+        pd_fuzz_accept(&c);
+        pd_fuzz_turn();
 
-    /* turns of the loop: the reads, then what was posted (the flush) */
+    } else {
+        (void) pd_fuzz_connect(&c);
+    }
+
+    /* turns of the loop: the reads, then what was posted (the flush);
+     * until the input is read, or the connection reads no more (it
+     * waits to send, or for its close) */
     for (i = 0; c->fd != -1 && (pd_fuzz_rx.len || i == 0); i++) {
+        left = pd_fuzz_rx.len;
         c->read->ready = 1;
         c->read->handler(c->read);
-        pd_event_process_posted(pd_fuzz_cycle, &pd_posted_events);
+        pd_fuzz_turn();
+
+        if (i > 0 && pd_fuzz_rx.len == left) {
+            break;
+        }
     }
 
     /* the peer closes; the room cleans up (register, queues, buffers) */
@@ -437,7 +568,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pd_fuzz_eof = 1;
         c->read->ready = 1;
         c->read->handler(c->read);
-        pd_event_process_posted(pd_fuzz_cycle, &pd_posted_events);
+        pd_fuzz_turn();
+    }
+
+    /* a peer that reads nothing is left to the connection's timers (a
+     * send timeout, the close handshake's backstop): they run out */
+    for (i = 0; c->fd != -1 && i < 4; i++) {
+        ev = (i % 2) ? c->read : c->write;
+
+        if (pd_timer_is_set(&ev->timer)) {
+            pd_event_del_timer(ev);
+            ev->timedout = 1;
+            ev->handler(ev);
+            pd_fuzz_turn();
+        }
     }
 
     /* closed, and the register forgot it */
@@ -447,7 +591,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
 
-    pd_fuzz_check_out();
+    pd_fuzz_check_out(b & 2);
 
     return 0;
 }
