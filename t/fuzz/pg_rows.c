@@ -21,7 +21,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     PGresAttDesc       att[8];
     pd_str_t           uid, id, app, payload, node;
     uint64_t           expires, seq;
-    char               name[8][4];
+    char               name[8][16];
     u_char            *v;
     size_t             len;
     int                nf, row, col, n;

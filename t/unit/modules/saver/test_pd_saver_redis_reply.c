@@ -120,7 +120,7 @@ pd_test_rows(int nf, const char *const *values, int nvalues)
 {
     PGresult      *res;
     PGresAttDesc   att[8];
-    char           name[8][4];
+    char           name[8][16];
     int            i;
 
     res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
