@@ -129,6 +129,21 @@ pd_fuzz_cleanup(void)
     (void) rmdir(pd_fuzz_dir);
 }
 
+/* 1 when the room has this directive */
+static pd_uint_t
+pd_fuzz_room_has(const char *name)
+{
+    pd_command_t  *cmd;
+
+    for (cmd = pd_room_module.commands; cmd->name != NULL; cmd++) {
+        if (strcmp(cmd->name, name) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
 /* the worker: a cycle on a configuration of the target's own */
 static void
 pd_fuzz_worker(void)
@@ -187,6 +202,7 @@ pd_fuzz_worker(void)
         "  output_limit: 16k\n"
         "  max_apps: 3\n"
         "  max_bad_frames: 20\n"
+        "%s"
         "register:\n"
         "  backend: memory\n"
         "  memory: 4m\n"
@@ -201,7 +217,10 @@ pd_fuzz_worker(void)
         "    - app: chat\n"
         "      uplink: \"http://127.0.0.1:9/up\"\n"
         "      types: [msg, typing]\n",
-        (int) ntohs(sin.sin_port));
+        (int) ntohs(sin.sin_port),
+        /* a session that lingers after a drop would keep its register
+         * entry past the input's end: where the room has them, none */
+        pd_fuzz_room_has("linger") ? "  linger: 0\n" : "");
     (void) fclose(fp);
 
     prefix.data = (u_char *) pd_fuzz_dir;
