@@ -520,6 +520,9 @@ pd_redis_open(pd_redis_t *r)
     /* an idle link to a dead host is found by the kernel, not by us */
     (void) redisEnableKeepAlive(&ac->c);
 
+    /* what the server says is read within bounds */
+    pd_redis_reader_limit(ac->c.reader);
+
     r->ac = ac;
     r->connection = c;
     r->state = PD_REDIS_CONNECTING;
@@ -1129,6 +1132,42 @@ pd_redis_sub_read(pd_redis_t *r)
             return PD_ERROR;
         }
     }
+}
+
+
+/* hiredis' own reply functions, but for the arrays' bound */
+#if (HIREDIS_MAJOR >= 1)
+typedef size_t  pd_redis_nelts_t;
+#else
+typedef int     pd_redis_nelts_t;
+#endif
+
+static redisReplyObjectFunctions  pd_redis_reply_fn;
+static void *(*pd_redis_create_array)(const redisReadTask *task,
+    pd_redis_nelts_t n);
+
+static void *
+pd_redis_array(const redisReadTask *task, pd_redis_nelts_t n)
+{
+    if ((size_t) n > PD_REDIS_MAX_ELEMENTS) {
+        /* NULL is out of memory to the reader: it fails, nothing is
+         * allocated */
+        return NULL;
+    }
+
+    return pd_redis_create_array(task, n);
+}
+
+void
+pd_redis_reader_limit(redisReader *rd)
+{
+    if (pd_redis_create_array == NULL) {
+        pd_redis_reply_fn = *rd->fn;
+        pd_redis_create_array = rd->fn->createArray;
+        pd_redis_reply_fn.createArray = pd_redis_array;
+    }
+
+    rd->fn = &pd_redis_reply_fn;
 }
 
 
