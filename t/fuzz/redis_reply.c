@@ -1,9 +1,10 @@
 /*
  * redis_reply: what pushd reads of Redis' answers, from the server's own
- * bytes: the input is RESP (2 or 3) as a server would send it, turned
- * into reply trees by hiredis' reader (with pushd's bound on arrays,
- * pd_redis_reader_limit), exactly the trees the handlers get.  Each tree goes through the subscriber's reading (pd_redis.c),
- * the cluster register's entries (HGETALL of a uid: fields and values,
+ * bytes: the input is RESP as a server would send it, turned into reply
+ * trees by hiredis' reader (with pushd's bound on arrays,
+ * pd_redis_reader_limit), exactly the trees the handlers get.  Each tree
+ * goes through the subscriber's reading (pd_redis.c), the cluster
+ * register's entries (HGETALL of a uid: fields and values,
  * pd_register_redis.c) and the cluster saver's fetch (the pending
  * script's id and payload pairs, pd_saver_redis.c).
  *
