@@ -27,6 +27,12 @@ docs: objs/Makefile
 	$(MAKE) -f objs/Makefile unit
 	PD_WRITE_DOCS=1 objs/t/unit/core/test_pd_directives
 
+# libFuzzer targets (t/fuzz), built into objs/fuzz/, FUZZ_TIME seconds each
+FUZZ_TIME = 60
+
+fuzz:
+	FUZZ_TIME=$(FUZZ_TIME) t/fuzz/run
+
 check-style:
 	auto/check-style
 
@@ -36,4 +42,4 @@ bench: default
 	$(MAKE) -f bench/Makefile
 	bench/run $(BENCH_FLAGS)
 
-.PHONY: default unit test install clean check-style docs bench
+.PHONY: default unit test install clean check-style docs bench fuzz

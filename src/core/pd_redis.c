@@ -520,6 +520,9 @@ pd_redis_open(pd_redis_t *r)
     /* an idle link to a dead host is found by the kernel, not by us */
     (void) redisEnableKeepAlive(&ac->c);
 
+    /* what the server says is read within bounds */
+    pd_redis_reader_limit(ac->c.reader);
+
     r->ac = ac;
     r->connection = c;
     r->state = PD_REDIS_CONNECTING;
@@ -1143,60 +1146,128 @@ pd_redis_sub_read(pd_redis_t *r)
 }
 
 
-static void
-pd_redis_sub_reply(pd_redis_t *r, redisReply *reply)
+/* hiredis' own reply functions, but for the arrays' bound */
+#if (HIREDIS_MAJOR >= 1)
+typedef size_t  pd_redis_nelts_t;
+#else
+typedef int     pd_redis_nelts_t;
+#endif
+
+static redisReplyObjectFunctions  pd_redis_reply_fn;
+static void *(*pd_redis_create_array)(const redisReadTask *task,
+    pd_redis_nelts_t n);
+
+static void *
+pd_redis_array(const redisReadTask *task, pd_redis_nelts_t n)
 {
-    pd_redis_channel_t  *ch;
-    redisReply         **e;
+    if ((size_t) n > PD_REDIS_MAX_ELEMENTS) {
+        /* NULL is out of memory to the reader: it fails, nothing is
+         * allocated */
+        return NULL;
+    }
+
+    return pd_redis_create_array(task, n);
+}
+
+void
+pd_redis_reader_limit(redisReader *rd)
+{
+    if (pd_redis_create_array == NULL) {
+        pd_redis_reply_fn = *rd->fn;
+        pd_redis_create_array = rd->fn->createArray;
+        pd_redis_reply_fn.createArray = pd_redis_array;
+    }
+
+    rd->fn = &pd_redis_reply_fn;
+}
+
+
+pd_uint_t
+pd_redis_sub_parse(const redisReply *reply, const redisReply **channel,
+    const redisReply **payload)
+{
+    redisReply  **e;
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        pd_log_error(PD_LOG_ERR, r->log, 0, "redis %s: subscriber got "
-                     "\"%.*s\"", r->addr, (int) reply->len, reply->str);
-        return;
+        return PD_REDIS_SUB_ERROR;
     }
 
     /* ["message", channel, payload], ["subscribe", channel, count]... */
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) {
         /* +PONG while no channel is held, ["pong", ""] otherwise */
-        return;
+        return PD_REDIS_SUB_OTHER;
     }
 
     e = reply->element;
 
     if (e[0]->type != REDIS_REPLY_STRING || e[1]->type != REDIS_REPLY_STRING)
     {
-        return;
+        return PD_REDIS_SUB_OTHER;
     }
 
-    ch = pd_redis_channel_find(r, e[1]->str, e[1]->len);
-
-    if (ch == NULL) {
-        /* unsubscribed while this was on its way */
-        return;
-    }
+    *channel = e[1];
 
     if (e[0]->len == sizeof("message") - 1
         && memcmp(e[0]->str, "message", e[0]->len) == 0
         && e[2]->type == REDIS_REPLY_STRING)
     {
-        /* hiredis' strings end in a NUL; the reply outlives the call */
-        ch->handler(r, e[1]->str, (u_char *) e[2]->str, e[2]->len,
-                    ch->data);
-        return;
+        *payload = e[2];
+        return PD_REDIS_SUB_MESSAGE;
     }
 
     if (e[0]->len == sizeof("subscribe") - 1
-        && memcmp(e[0]->str, "subscribe", e[0]->len) == 0
-        && !ch->confirmed)
+        && memcmp(e[0]->str, "subscribe", e[0]->len) == 0)
     {
-        ch->confirmed = 1;
-        r->nconfirmed++;
+        return PD_REDIS_SUB_CONFIRMED;
     }
 
     /*
      * "unsubscribe" for a channel held: it was dropped and added again,
      * and the "subscribe" that follows is the one that counts
      */
+    return PD_REDIS_SUB_OTHER;
+}
+
+
+static void
+pd_redis_sub_reply(pd_redis_t *r, redisReply *reply)
+{
+    pd_redis_channel_t  *ch;
+    const redisReply    *channel, *payload;
+    pd_uint_t            kind;
+
+    channel = NULL;
+    payload = NULL;
+    kind = pd_redis_sub_parse(reply, &channel, &payload);
+
+    if (kind == PD_REDIS_SUB_ERROR) {
+        pd_log_error(PD_LOG_ERR, r->log, 0, "redis %s: subscriber got "
+                     "\"%.*s\"", r->addr, (int) reply->len, reply->str);
+        return;
+    }
+
+    if (kind == PD_REDIS_SUB_OTHER) {
+        return;
+    }
+
+    ch = pd_redis_channel_find(r, channel->str, channel->len);
+
+    if (ch == NULL) {
+        /* unsubscribed while this was on its way */
+        return;
+    }
+
+    if (kind == PD_REDIS_SUB_MESSAGE) {
+        /* hiredis' strings end in a NUL; the reply outlives the call */
+        ch->handler(r, channel->str, (u_char *) payload->str, payload->len,
+                    ch->data);
+        return;
+    }
+
+    if (!ch->confirmed) {
+        ch->confirmed = 1;
+        r->nconfirmed++;
+    }
 }
 
 

@@ -14,6 +14,15 @@
 #define PD_REDIS_BACKOFF_MIN   100     /* ms, first retry after a loss */
 #define PD_REDIS_BACKOFF_MAX   5000    /* ms, doubling stops here */
 
+/*
+ * The most elements of one array in a reply: far above what pushd asks
+ * for (a uid's hash, a fetch, an MGET of nodes), far below what would
+ * hurt.  hiredis allocates an array's pointers when its header arrives,
+ * so "*211111111" alone made a worker allocate 1.7 GB (found by the
+ * redis_reply fuzz target); the link now fails instead.
+ */
+#define PD_REDIS_MAX_ELEMENTS  (1024 * 1024)
+
 typedef struct pd_redis_s  pd_redis_t;
 
 /*
@@ -125,6 +134,25 @@ pd_int_t pd_redis_subscribe(pd_redis_t *r, const char *channel,
  * for messages already on their way.  PD_OK; PD_DECLINED: not held.
  */
 pd_int_t pd_redis_unsubscribe(pd_redis_t *r, const char *channel);
+
+#define PD_REDIS_SUB_OTHER      0   /* a pong, an unsubscribe: nothing */
+#define PD_REDIS_SUB_MESSAGE    1   /* *channel and *payload set */
+#define PD_REDIS_SUB_CONFIRMED  2   /* a subscribe; *channel set */
+#define PD_REDIS_SUB_ERROR      3
+
+/*
+ * What a reply on a subscriber's link is, read from the server's bytes
+ * alone (untrusted): the strings are elements of reply.
+ */
+pd_uint_t pd_redis_sub_parse(const redisReply *reply,
+    const redisReply **channel, const redisReply **payload);
+
+/*
+ * Bounds a hiredis reader (every link's is): an array of more than
+ * PD_REDIS_MAX_ELEMENTS is a reader error, as hiredis' out-of-memory is,
+ * and hiredis drops the link.
+ */
+void pd_redis_reader_limit(redisReader *rd);
 
 /*
  * The channels of subscriber r that the server confirmed on the current

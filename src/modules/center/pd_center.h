@@ -26,6 +26,31 @@ typedef struct {
 
 extern pd_module_t  pd_center_module;
 
+/* a push's or a broadcast's body, as read by pd_center_parse_body() */
+typedef struct {
+    pd_str_t        app;            /* in app_buf */
+    pd_str_t        data;           /* raw bytes of "data" in the body */
+    pd_uint_t       qos;
+    pd_msec_t       ttl;
+    pd_uint_t       rate;
+    pd_json_val_t   uids;           /* the array, in the body */
+    pd_uint_t       nuids;
+    size_t          uid_bytes;      /* decoded, without NULs */
+    pd_str_t        collapse;       /* in collapse_buf; len 0: none */
+    u_char          app_buf[PD_APP_MAX + 1];
+    u_char          collapse_buf[PD_COLLAPSE_MAX + 1];
+    char            error[128];
+} pd_center_msg_t;
+
+/* what bounds a body: the configuration's and the saver's */
+typedef struct {
+    size_t          max_message;    /* bytes of "data" */
+    pd_uint_t       max_uids;
+    pd_uint_t       broadcast_rate; /* when the body names none */
+    pd_msec_t       ttl;            /* a push's when the body names none */
+    int64_t         max_ttl;        /* seconds */
+} pd_center_limits_t;
+
 /* the center's counters (pd_center_counters, in this order) */
 #define PD_CENTER_STAT_RATE_LIMITED  0
 #define PD_CENTER_STAT_API_WAITED    1
@@ -40,6 +65,21 @@ void pd_center_workers(pd_http_conn_t *hc);
 pd_int_t pd_center_workers_init(pd_cycle_t *cycle);
 void pd_center_users(pd_http_conn_t *hc);
 void pd_center_push(pd_http_conn_t *hc);
+/*
+ * Reads a body's fields into m, untrusted bytes to checked fields, with
+ * no I/O: NULL, or a phrase for an error of *status (400, 413).  The
+ * uids are checked here and decoded later, by pd_center_uids().
+ */
+const char *pd_center_parse_body(const u_char *body, size_t len,
+    const pd_center_limits_t *lim, pd_uint_t broadcast, pd_center_msg_t *m,
+    pd_uint_t *status);
+/*
+ * The uids of a body parsed by pd_center_parse_body(), decoded into
+ * pool, each once: a uid named twice would be stored and sent twice.
+ * Returns how many distinct uids are in *out, or 0 for no memory.
+ */
+pd_uint_t pd_center_uids(pd_center_msg_t *m, pd_pool_t *pool,
+    pd_str_t **out);
 void pd_center_broadcast(pd_http_conn_t *hc);
 void pd_center_metrics(pd_http_conn_t *hc);
 

@@ -11,21 +11,6 @@
 #include "pd_room.h"
 #include "pd_saver.h"
 
-typedef struct {
-    pd_str_t        app;            /* in app_buf */
-    pd_str_t        data;           /* raw bytes of "data" in the body */
-    pd_uint_t       qos;
-    pd_msec_t       ttl;
-    pd_uint_t       rate;
-    pd_json_val_t   uids;           /* the array, in the body */
-    pd_uint_t       nuids;
-    size_t          uid_bytes;      /* decoded, without NULs */
-    pd_str_t        collapse;       /* in collapse_buf; len 0: none */
-    u_char          app_buf[PD_APP_MAX + 1];
-    u_char          collapse_buf[PD_COLLAPSE_MAX + 1];
-    char            error[128];
-} pd_center_msg_t;
-
 /*
  * Requests waiting for a backed-up sibling channel, in arrival order.
  * While one waits, the connection reads nothing more, so TCP holds the
@@ -229,23 +214,37 @@ enum {
     PD_CENTER_F_N
 };
 
-/*
- * Reads the body's fields into m; NULL, or a phrase for an error of
- * *status.  The uids are checked here and decoded later, by
- * pd_center_uids(), into memory of the push's own.
- */
+/* the limits of the configuration and the saver's, then the body */
 static const char *
 pd_center_parse(pd_http_conn_t *hc, pd_center_msg_t *m, pd_uint_t broadcast,
     pd_uint_t *status)
 {
-    pd_center_conf_t  *ccf = hc->srv->ctx;
+    pd_center_conf_t    *ccf = hc->srv->ctx;
+    pd_center_limits_t   lim;
+
+    lim.max_message = ccf->max_message;
+    lim.max_uids = (pd_uint_t) ccf->max_uids;
+    lim.broadcast_rate = (pd_uint_t) ccf->broadcast_rate;
+    lim.ttl = pd_saver ? pd_saver->ttl : 0;
+    lim.max_ttl = pd_saver ? (int64_t) (pd_saver->max_ttl / 1000)
+                           : INT32_MAX;
+
+    return pd_center_parse_body(hc->body.data, hc->body.len, &lim, broadcast,
+                                m, status);
+}
+
+const char *
+pd_center_parse_body(const u_char *body, size_t len,
+    const pd_center_limits_t *lim, pd_uint_t broadcast, pd_center_msg_t *m,
+    pd_uint_t *status)
+{
     pd_json_field_t    f[PD_CENTER_F_N];
     pd_json_val_t      e;
     pd_json_err_t      jerr;
     const u_char      *pos;
     u_char             uid[PD_UID_MAX + 1];
     pd_str_t           name;
-    int64_t            n, max_ttl;
+    int64_t            n;
     pd_int_t           rc;
     static const char *keys[PD_CENTER_F_N] = {
         "app", "data", "qos", "ttl", "rate", "uids", "collapse"
@@ -257,8 +256,7 @@ pd_center_parse(pd_http_conn_t *hc, pd_center_msg_t *m, pd_uint_t broadcast,
         f[n].key = keys[n];
     }
 
-    if (pd_json_object(hc->body.data, hc->body.len, f, PD_CENTER_F_N, &jerr)
-        != PD_OK)
+    if (pd_json_object(body, len, f, PD_CENTER_F_N, &jerr) != PD_OK)
     {
         (void) snprintf(m->error, sizeof(m->error),
                         "the body must be a JSON object: %s at byte %zu",
@@ -282,7 +280,7 @@ pd_center_parse(pd_http_conn_t *hc, pd_center_msg_t *m, pd_uint_t broadcast,
     m->data.len = (size_t) (f[PD_CENTER_F_DATA].val.end
                             - f[PD_CENTER_F_DATA].val.start);
 
-    if (m->data.len > (size_t) ccf->max_message) {
+    if (m->data.len > lim->max_message) {
         *status = 413;
         return "\"data\" is larger than center.max_message";
     }
@@ -297,9 +295,8 @@ pd_center_parse(pd_http_conn_t *hc, pd_center_msg_t *m, pd_uint_t broadcast,
     }
 
     /* a push is kept saver.ttl by default; a broadcast only when asked */
-    m->ttl = (pd_saver && !broadcast) ? pd_saver->ttl : 0;
-    max_ttl = pd_saver ? (int64_t) (pd_saver->max_ttl / 1000) : INT32_MAX;
-    rc = pd_center_int(&f[PD_CENTER_F_TTL].val, 0, max_ttl, &n);
+    m->ttl = broadcast ? 0 : lim->ttl;
+    rc = pd_center_int(&f[PD_CENTER_F_TTL].val, 0, lim->max_ttl, &n);
     if (rc == PD_ERROR) {
         return "\"ttl\" must be seconds from 0 to saver.max_ttl";
     }
@@ -328,7 +325,7 @@ pd_center_parse(pd_http_conn_t *hc, pd_center_msg_t *m, pd_uint_t broadcast,
     }
 
     if (broadcast) {
-        m->rate = (pd_uint_t) ccf->broadcast_rate;
+        m->rate = lim->broadcast_rate;
         rc = pd_center_int(&f[PD_CENTER_F_RATE].val, 1, 100000000, &n);
         if (rc == PD_ERROR) {
             return "\"rate\" must be users per second, 1 to 100000000";
@@ -345,7 +342,7 @@ pd_center_parse(pd_http_conn_t *hc, pd_center_msg_t *m, pd_uint_t broadcast,
 
     pos = NULL;
     while (pd_json_array_next(&m->uids, &pos, &e) == PD_OK) {
-        if (++m->nuids > (pd_uint_t) ccf->max_uids) {
+        if (++m->nuids > lim->max_uids) {
             return "\"uids\" holds more than center.max_uids";
         }
 
@@ -363,13 +360,8 @@ pd_center_parse(pd_http_conn_t *hc, pd_center_msg_t *m, pd_uint_t broadcast,
     return NULL;
 }
 
-/*
- * The uids, checked by pd_center_parse(), decoded into the request's
- * pool, each once: a uid named twice would be stored and sent twice.
- * Returns how many distinct uids are in *out, or 0 for no memory.
- */
-static pd_uint_t
-pd_center_uids(pd_http_conn_t *hc, pd_center_msg_t *m, pd_str_t **out)
+pd_uint_t
+pd_center_uids(pd_center_msg_t *m, pd_pool_t *pool, pd_str_t **out)
 {
     pd_json_val_t   e;
     const u_char   *pos = NULL;
@@ -381,9 +373,9 @@ pd_center_uids(pd_http_conn_t *hc, pd_center_msg_t *m, pd_str_t **out)
     /* an open-addressing set of index + 1, at least twice as large */
     for (mask = 1; mask < 2 * m->nuids; mask <<= 1) { /* void */ }
 
-    set = pd_pcalloc(hc->pool, mask * sizeof(uint32_t));
-    uids = pd_palloc(hc->pool, m->nuids * sizeof(pd_str_t));
-    p = pd_pnalloc(hc->pool, m->uid_bytes + m->nuids);
+    set = pd_pcalloc(pool, mask * sizeof(uint32_t));
+    uids = pd_palloc(pool, m->nuids * sizeof(pd_str_t));
+    p = pd_pnalloc(pool, m->uid_bytes + m->nuids);
 
     if (set == NULL || uids == NULL || p == NULL) {
         return 0;
@@ -527,7 +519,7 @@ pd_center_push(pd_http_conn_t *hc)
         return;
     }
 
-    n = pd_center_uids(hc, &m, &uids);
+    n = pd_center_uids(&m, hc->pool, &uids);
 
     msg.app = m.app;
     msg.data = m.data;

@@ -107,6 +107,17 @@ pd_int_t pd_rr_parse_field(const char *f, size_t len, pd_reg_info_t *info,
     const char **boot, size_t *boot_len, pid_t *pid);
 pd_int_t pd_rr_parse_value(const char *v, size_t len, pd_reg_info_t *info);
 
+#define PD_RR_FIELD_MAX   128
+
+/*
+ * An HGETALL reply of a uid's hash (field, value, field, value...): the
+ * well-formed entries, at most max, into info[] and their fields, as
+ * NUL-terminated text, into field[]; how many.  Anything that is not a
+ * pair of strings of the right form is skipped.
+ */
+pd_uint_t pd_rr_parse_entries(const redisReply *reply, pd_reg_info_t *info,
+    char (*field)[PD_RR_FIELD_MAX], pd_uint_t max);
+
 /* routing (pd_register_route.c) */
 /* 1 when the entry's connection is on this node */
 pd_int_t pd_register_is_local(const pd_reg_info_t *info);

@@ -23,7 +23,6 @@
 
 #define PD_RR_NODES       64      /* other nodes' liveness, cached */
 #define PD_RR_NODE_FRESH  1000    /* ms a cached liveness is trusted */
-#define PD_RR_FIELD_MAX   128
 #define PD_RR_VALUE_MAX   (16 + 24 + PD_DEVICE_MAX                      \
                            + PD_APPS_MAX * (PD_APP_MAX + 1) + 8)
 
@@ -377,6 +376,38 @@ pd_rr_parse_value(const char *v, size_t len, pd_reg_info_t *info)
     return PD_OK;
 }
 
+pd_uint_t
+pd_rr_parse_entries(const redisReply *reply, pd_reg_info_t *info,
+    char (*field)[PD_RR_FIELD_MAX], pd_uint_t max)
+{
+    const redisReply  *f, *v;
+    pd_uint_t          i, n;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        return 0;
+    }
+
+    n = 0;
+
+    for (i = 0; i < reply->elements / 2 && n < max; i++) {
+        f = reply->element[2 * i];
+        v = reply->element[2 * i + 1];
+
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING
+            || f->len >= PD_RR_FIELD_MAX
+            || pd_rr_parse_value(v->str, v->len, &info[n]) != PD_OK)
+        {
+            continue;
+        }
+
+        pd_memcpy(field[n], f->str, f->len);
+        field[n][f->len] = '\0';
+        n++;
+    }
+
+    return n;
+}
+
 /* deletes the fields of entries that no longer count */
 static void
 pd_rr_prune(pd_rr_lookup_t *lk, pd_uint_t i)
@@ -538,10 +569,9 @@ static void
 pd_rr_entries_reply(pd_redis_t *r, redisReply *reply, void *data)
 {
     pd_rr_lookup_t  *lk = data;
-    redisReply      *f, *v;
     pd_reg_info_t    tmp;
     const char      *argv[1 + PD_RR_NODES], *slash, *boot;
-    size_t           alen[1 + PD_RR_NODES], boot_len;
+    size_t           alen[1 + PD_RR_NODES], boot_len, len;
     char             keys[PD_RR_NODES][56], name[48];
     pd_uint_t        i, n;
     pid_t            pid;
@@ -565,27 +595,17 @@ pd_rr_entries_reply(pd_redis_t *r, redisReply *reply, void *data)
         return;
     }
 
-    for (i = 0; i < n; i++) {
-        f = reply->element[2 * i];
-        v = reply->element[2 * i + 1];
+    lk->n = pd_rr_parse_entries(reply, lk->info, lk->field, n);
 
-        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING
-            || f->len >= PD_RR_FIELD_MAX
-            || pd_rr_parse_value(v->str, v->len, &lk->info[lk->n]) != PD_OK)
-        {
-            continue;
-        }
-
-        pd_memcpy(lk->field[lk->n], f->str, f->len);
-        lk->field[lk->n][f->len] = '\0';
-        lk->n++;
-
-        slash = memchr(f->str, '/', f->len);
+    /* the other nodes' workers named: their liveness is asked next */
+    for (i = 0; i < lk->n; i++) {
+        len = strlen(lk->field[i]);
+        slash = memchr(lk->field[i], '/', len);
 
         if (slash != NULL
-            && ((size_t) (slash - f->str) != strlen(pd_rr_node)
-                || memcmp(f->str, pd_rr_node, strlen(pd_rr_node)) != 0)
-            && pd_rr_parse_field(f->str, f->len, &tmp, &boot, &boot_len,
+            && ((size_t) (slash - lk->field[i]) != strlen(pd_rr_node)
+                || memcmp(lk->field[i], pd_rr_node, strlen(pd_rr_node)) != 0)
+            && pd_rr_parse_field(lk->field[i], len, &tmp, &boot, &boot_len,
                                  &pid) == PD_OK)
         {
             pd_rr_ask_node(lk, name,

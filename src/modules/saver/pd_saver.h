@@ -131,6 +131,31 @@ pd_int_t pd_saver_delivered(pd_str_t *uid, uint64_t seq);
 /* the redis backend's hooks (pd_saver_redis.c) */
 void pd_saver_redis_connected(pd_redis_t *r);
 
+/*
+ * What the cluster saver reads of its servers' answers, apart from the
+ * I/O, so that untrusted replies can be tested alone
+ * (pd_saver_redis.c):
+ *
+ * pd_sr_fetch_retry: 1 when the pending script asks to be called again
+ * with the ids that follow its first element (a -1).
+ *
+ * pd_sr_fetch_walk: the pending script's messages (id, payload pairs
+ * after two elements of its own) handed to take in order until it says
+ * stop or PD_SAVER_FETCH_MAX were taken; *cursor becomes the last id
+ * taken (left as it was when none), *more 1 when some may be left.
+ * PD_ERROR for a reply that is not the script's.
+ *
+ * pd_sr_reload_row: a row of the reload query (uid, id, app, payload,
+ * expires) out of PostgreSQL; the spans point into res.  PD_ERROR for a
+ * row short of a column, with a NULL, a bad name or id, or an expires
+ * that is not a number.
+ */
+pd_uint_t pd_sr_fetch_retry(const redisReply *reply);
+pd_int_t pd_sr_fetch_walk(const redisReply *reply, pd_saver_take_pt take,
+    void *data, pd_str_t *cursor, pd_uint_t *more);
+pd_int_t pd_sr_reload_row(const PGresult *res, int row, pd_str_t *uid,
+    pd_str_t *id, pd_str_t *app, pd_str_t *payload, uint64_t *expires);
+
 pd_int_t pd_saver_bcast_store(pd_str_t *app, uint64_t seq,
     pd_str_t *payload, pd_msec_t ttl);
 pd_int_t pd_saver_bcast_pending(pd_str_t *app, uint64_t after,

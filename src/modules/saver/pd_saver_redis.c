@@ -507,47 +507,30 @@ typedef struct {
 static pd_int_t pd_sr_fetch_send(pd_sr_fetch_t *f, redisReply **ids,
     pd_uint_t nids);
 
-static void
-pd_sr_fetched(pd_redis_t *r, redisReply *reply, void *data)
+pd_uint_t
+pd_sr_fetch_retry(const redisReply *reply)
 {
-    pd_sr_fetch_t  *f = data;
+    return reply != NULL && reply->type == REDIS_REPLY_ARRAY
+           && reply->elements >= 1
+           && reply->element[0]->type == REDIS_REPLY_INTEGER
+           && reply->element[0]->integer == -1;
+}
+
+pd_int_t
+pd_sr_fetch_walk(const redisReply *reply, pd_saver_take_pt take, void *data,
+    pd_str_t *cursor, pd_uint_t *more)
+{
     pd_saver_msg_t  m;
-    pd_str_t        cursor;
-    pd_uint_t       i, n, more;
-
-    (void) r;
-
-    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
-        && reply->elements >= 1
-        && reply->element[0]->type == REDIS_REPLY_INTEGER
-        && reply->element[0]->integer == -1)
-    {
-        /* the ids whose m keys must be passed: ask again with them */
-        if (++f->tries < PD_SR_FETCH_TRIES
-            && pd_sr_fetch_send(f, reply->element + 1, reply->elements - 1)
-               == PD_OK)
-        {
-            return;
-        }
-
-        pd_log_error(PD_LOG_WARN, pd_log_root, 0, "saver: the mailbox of "
-                     "\"%.*s\" kept changing under %lu fetches",
-                     (int) f->uid.len, f->uid.data, (unsigned long) f->tries);
-        reply = NULL;
-    }
+    pd_uint_t       i, n;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements < 2)
     {
-        f->fetched(f->data, PD_ERROR, 0, &f->after);
-        pd_free(f);
-        return;
+        return PD_ERROR;
     }
 
-    /* the cursor is the last id taken: the script goes on after it */
-    cursor = f->after;
     n = 0;
-    more = 0;
+    *more = 0;
 
     for (i = 2; i + 1 < reply->elements && n < PD_SAVER_FETCH_MAX; i += 2) {
         if (reply->element[i]->type != REDIS_REPLY_STRING
@@ -563,16 +546,52 @@ pd_sr_fetched(pd_redis_t *r, redisReply *reply, void *data)
         m.len = reply->element[i + 1]->len;
         n++;
 
-        if (f->take(f->data, &m) != PD_OK) {
-            more = 1;
+        if (take(data, &m) != PD_OK) {
+            *more = 1;
             break;
         }
 
-        cursor = m.id;
+        *cursor = m.id;
     }
 
     if (n == PD_SAVER_FETCH_MAX) {
-        more = 1;
+        *more = 1;
+    }
+
+    return PD_OK;
+}
+
+static void
+pd_sr_fetched(pd_redis_t *r, redisReply *reply, void *data)
+{
+    pd_sr_fetch_t  *f = data;
+    pd_str_t        cursor;
+    pd_uint_t       more;
+
+    (void) r;
+
+    if (pd_sr_fetch_retry(reply)) {
+        /* the ids whose m keys must be passed: ask again with them */
+        if (++f->tries < PD_SR_FETCH_TRIES
+            && pd_sr_fetch_send(f, reply->element + 1, reply->elements - 1)
+               == PD_OK)
+        {
+            return;
+        }
+
+        pd_log_error(PD_LOG_WARN, pd_log_root, 0, "saver: the mailbox of "
+                     "\"%.*s\" kept changing under %lu fetches",
+                     (int) f->uid.len, f->uid.data, (unsigned long) f->tries);
+        reply = NULL;
+    }
+
+    /* the cursor is the last id taken: the script goes on after it */
+    cursor = f->after;
+
+    if (pd_sr_fetch_walk(reply, f->take, f->data, &cursor, &more) != PD_OK) {
+        f->fetched(f->data, PD_ERROR, 0, &f->after);
+        pd_free(f);
+        return;
     }
 
     f->fetched(f->data, PD_OK, more, &cursor);
@@ -779,12 +798,62 @@ pd_saver_reload_done(void *data, pd_int_t rc, pd_uint_t stored,
     }
 }
 
+pd_int_t
+pd_sr_reload_row(const PGresult *res, int row, pd_str_t *uid, pd_str_t *id,
+    pd_str_t *app, pd_str_t *payload, uint64_t *expires)
+{
+    pd_str_t   *col[4] = { uid, id, app, payload };
+    pd_str_t    node;
+    uint64_t    seq;
+    u_char     *p;
+    char       *end;
+    int         i;
+
+    if (PQnfields(res) < 5 || row < 0 || row >= PQntuples(res)) {
+        return PD_ERROR;
+    }
+
+    for (i = 0; i < 5; i++) {
+        if (PQgetisnull(res, row, i)) {
+            return PD_ERROR;
+        }
+    }
+
+    for (i = 0; i < 4; i++) {
+        col[i]->data = (u_char *) PQgetvalue(res, row, i);
+        col[i]->len = (size_t) PQgetlength(res, row, i);
+    }
+
+    /* the names go into keys and frames as they are: checked again */
+    if (pd_token_valid_name(uid, PD_UID_MAX) != PD_OK
+        || pd_token_valid_name(app, PD_APP_MAX) != PD_OK
+        || pd_msg_id_parse(id->data, id->len, &node, &seq) != PD_OK)
+    {
+        return PD_ERROR;
+    }
+
+    p = (u_char *) PQgetvalue(res, row, 4);
+
+    if (!isdigit(*p)) {
+        return PD_ERROR;
+    }
+
+    errno = 0;
+    *expires = strtoull((char *) p, &end, 10);
+
+    if (*end != '\0' || errno != 0) {
+        return PD_ERROR;
+    }
+
+    return PD_OK;
+}
+
 static void
 pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
 {
     pd_redis_t  *shard = data;
     pd_str_t     uid, app, payload, id, collapse;
-    pd_uint_t    pick, i, n;
+    pd_uint_t    pick, i, n, bad;
     uint64_t     expires;
     pd_pool_t   *pool;
     const char  *argv[3];
@@ -808,24 +877,28 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
     }
 
     n = (pd_uint_t) PQntuples(res);
+    bad = 0;
 
     for (i = 0; i < n; i++) {
-        uid.data = (u_char *) PQgetvalue(res, (int) i, 0);
-        uid.len = (size_t) PQgetlength(res, (int) i, 0);
+        if (pd_sr_reload_row(res, (int) i, &uid, &id, &app, &payload,
+                             &expires) != PD_OK)
+        {
+            bad++;
+            continue;
+        }
 
         if (pd_sr_shard(uid.data, uid.len) != shard) {
             continue;
         }
 
-        id.data = (u_char *) PQgetvalue(res, (int) i, 1);
-        id.len = (size_t) PQgetlength(res, (int) i, 1);
-        app.data = (u_char *) PQgetvalue(res, (int) i, 2);
-        app.len = (size_t) PQgetlength(res, (int) i, 2);
-        payload.data = (u_char *) PQgetvalue(res, (int) i, 3);
-        payload.len = (size_t) PQgetlength(res, (int) i, 3);
-        expires = strtoull(PQgetvalue(res, (int) i, 4), NULL, 10);
-        collapse.data = (u_char *) PQgetvalue(res, (int) i, 5);
-        collapse.len = (size_t) PQgetlength(res, (int) i, 5);
+        /* the key, when the log has its column (it is added on connect) */
+        collapse.len = 0;
+        collapse.data = NULL;
+
+        if (PQnfields(res) > 5 && !PQgetisnull(res, (int) i, 5)) {
+            collapse.data = (u_char *) PQgetvalue(res, (int) i, 5);
+            collapse.len = (size_t) PQgetlength(res, (int) i, 5);
+        }
 
         /* in store order: a newer version replaces an older one here
          * as it did when it was pushed, and the key holds again */
@@ -852,6 +925,12 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
     }
 
     pd_destroy_pool(pool);
+
+    if (bad) {
+        pd_log_error(PD_LOG_ERR, pd_log_root, 0,
+                     "saver: %lu malformed rows not reloaded",
+                     (unsigned long) bad);
+    }
 
     argv[0] = "SET";
     len[0] = 3;

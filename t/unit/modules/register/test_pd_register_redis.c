@@ -136,6 +136,52 @@ test_shard_agrees(void **state)
     assert_int_equal(pd_redis_shard((u_char *) "alice", 5, 1), 0);
 }
 
+/* an HGETALL reply from the server's bytes: the well-formed pairs only */
+static void
+test_entries(void **state)
+{
+    redisReader    *rd;
+    void           *reply = NULL;
+    pd_reg_info_t   info[4];
+    char            field[4][PD_RR_FIELD_MAX];
+    static const char  resp[] =
+        "*12\r\n"
+        "$22\r\nnode-a/1f2e3d/4d2/2a00\r\n"
+        "$25\r\n3\t1700000000000\tdev1\tchat\r\n"
+        ":5\r\n$5\r\nx\ty\tz\r\n"                /* not a string */
+        "$1\r\nf\r\n$-1\r\n"                      /* a nil value */
+        "$20\r\nnode-b/abc/10/ffffff\r\n"
+        "$20\r\n0\t17\tphone\tchat,news\r\n"
+        "$1\r\ng\r\n$3\r\n1\t2\r\n"             /* no device */
+        "$2\r\nh1\r\n$7\r\n1\t2\tdev\r\n";
+
+    (void) state;
+
+    rd = redisReaderCreate();
+    assert_non_null(rd);
+    assert_int_equal(redisReaderFeed(rd, resp, sizeof(resp) - 1), REDIS_OK);
+    assert_int_equal(redisReaderGetReply(rd, &reply), REDIS_OK);
+    assert_non_null(reply);
+
+    pd_memzero(info, sizeof(info));
+    assert_int_equal(pd_rr_parse_entries(reply, info, field, 4), 3);
+    assert_string_equal(field[0], "node-a/1f2e3d/4d2/2a00");
+    assert_string_equal((char *) info[0].device, "dev1");
+    assert_int_equal(info[0].wslot, 3);
+    assert_string_equal(field[1], "node-b/abc/10/ffffff");
+    assert_int_equal(info[1].napps, 2);
+    assert_string_equal((char *) info[1].apps[1], "news");
+    assert_string_equal(field[2], "h1");
+
+    /* the bound holds */
+    assert_int_equal(pd_rr_parse_entries(reply, info, field, 1), 1);
+
+    freeReplyObject(reply);
+    redisReaderFree(rd);
+
+    assert_int_equal(pd_rr_parse_entries(NULL, info, field, 4), 0);
+}
+
 int
 main(void)
 {
@@ -143,6 +189,7 @@ main(void)
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_value_roundtrip),
         cmocka_unit_test(test_shard_agrees),
+        cmocka_unit_test(test_entries),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
