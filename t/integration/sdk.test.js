@@ -335,10 +335,10 @@ test('a flash reconnect names the last sid and resumes: nothing lost or '
 });
 
 /*
- * The dispatcher is not in this pushd yet (it is being built in another
- * branch): a fake one here answers GET /v1/dispatch as DESIGN.md 4b
- * says, first with a dead address ahead of the live one, then, when the
- * client reports both of its first answer failed, with the live one.
+ * A fake dispatcher, which answers GET /v1/dispatch as DESIGN.md 4b
+ * says but as the test wants: first with a dead address only, then,
+ * when the client reports it failed, with the live one (the daemon's own
+ * dispatcher is in the next test).
  */
 test('dispatcher addresses (a fake dispatcher): a dead address is '
      + 'skipped, failed= is reported, the list is cached per network', T,
@@ -391,5 +391,40 @@ test('dispatcher addresses (a fake dispatcher): a dead address is '
         } finally {
             srv.close();
         }
+    });
+});
+
+/*
+ * The real dispatcher of the daemon: two listed nodes, one dead; the
+ * client asks /v1/dispatch on the room port, skips a dead address
+ * (reporting it with failed= if it needs to ask again), connects to the
+ * live one and gets its pushes.
+ */
+test('dispatcher addresses (the daemon\'s own /v1/dispatch): the client '
+     + 'gets to the live node', T, async () => {
+    const fs = require('node:fs');
+    const dead = await L.freePort();
+    const c0 = conf(1);
+    c0.top.dispatcher = { nodes: 'NODES_HERE', max_requests_per_ip: 0,
+                          reconnect_base: '100ms', reconnect_max: '1s' };
+    c0.prepare = (d) => {
+        fs.writeFileSync(d.confPath, d.buildConfig().replace('NODES_HERE',
+            JSON.stringify([
+                { addr: [`127.0.0.1:${dead}`], weight: 10 },
+                { addr: [`127.0.0.1:${d.roomPort}`], weight: 1 },
+            ])));
+    };
+    await L.withPushd(c0, async (d) => {
+        const c = sdkClient(d, 'disp2', {
+            url: undefined,
+            dispatchUrl: `http://127.0.0.1:${d.roomPort}`,
+        }).connect();
+        await connected(c, 'a connection through the real dispatcher');
+        assert.equal(c.address, `127.0.0.1:${d.roomPort}`);
+        const m = await L.metrics(d);
+        assert.ok(m.samples.some((s) => s.name.startsWith('pushd_dispatch')
+                                 && s.value > 0), 'the dispatcher answered');
+        const id = await push(d, ['disp2'], { via: 'the real dispatcher' });
+        await L.waitFor(() => c.times.has(id), 5000, 'the push');
     });
 });
