@@ -117,8 +117,10 @@ test('t/check: a tree that fails to build is a failure and is not tested',
         }
         assert.ok(!r.stdout.includes('# no unit tests'),
                   'no tree was tested');
+        /* the two trees, and the fuzz pass, whose build fails too */
+        assert.ok(r.stdout.includes('not ok - fuzz'), r.stdout);
         assert.match(r.stdout.trim().split('\n').pop(),
-                     /^\d+ passed, 2 failed$/);
+                     /^\d+ passed, 3 failed$/);
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
     }

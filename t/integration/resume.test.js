@@ -305,6 +305,14 @@ test('cluster: resumed on its node; on another node a fresh session, '
     try {
         await L.withPushd(node('node-a'), (a) =>
         L.withPushd(node('node-b'), async (b) => {
+            /* each node's store is ready once a qos 1 push is taken
+             * (it answers 503 while it reloads from PostgreSQL) */
+            for (const n of [a, b]) {
+                await L.waitFor(async () => (await L.centerPost(n,
+                    '/v1/push', { app: 'a', uids: ['warmup'], data: 1,
+                                  qos: 1 })).status === 200, 10000,
+                                'the store ready');
+            }
             let ws = await W.rawOpen(a.roomPort, 'cr', 'phone');
             const sid = ws.welcome.sid;
             ws.destroy();
