@@ -9,6 +9,7 @@
 #define PD_CONN_POOL_LIMIT  (1024 * 1024)
 
 static void pd_event_init_connection(pd_connection_t *c);
+static void pd_event_close_accepted(pd_connection_t *c);
 static void pd_ssl_handshake_handler(pd_event_t *ev);
 static u_char *pd_accept_log_handler(pd_log_t *log, u_char *buf, size_t len);
 
@@ -46,6 +47,53 @@ static pd_uint_t    pd_accept_state;
 static pd_msec_t    pd_accept_logged;
 static pd_uint_t    pd_accept_ever_logged;
 static pd_timer_t   pd_accept_backoff_timer;
+
+/*
+ * A slot, a pool and a log of its own for a client's socket s, counted:
+ * what an accepted connection and one a sibling sent both need.  NULL
+ * (s closed, what was made undone) on failure.
+ */
+static pd_connection_t *
+pd_event_new_connection(pd_listening_t *ls, pd_log_t *log, pd_socket_t s,
+    pd_sockaddr_t *sa, socklen_t socklen)
+{
+    pd_connection_t  *c;
+
+    c = pd_get_connection(s, log);
+    if (c == NULL) {
+        close(s);
+        return NULL;
+    }
+
+    pd_active_connections++;
+    pd_stats_inc(PD_STAT_CONNECTIONS);
+
+    c->pool = pd_create_pool(PD_CONN_POOL_SIZE, PD_CONN_POOL_LIMIT, log);
+    if (c->pool == NULL) {
+        pd_close_connection(c);
+        return NULL;
+    }
+
+    c->log = pd_palloc(c->pool, sizeof(pd_log_t));
+    if (c->log == NULL) {
+        pd_event_close_accepted(c);
+        return NULL;
+    }
+
+    pd_memcpy(&c->sockaddr, sa, socklen);
+    c->socklen = socklen;
+    c->listening = ls;
+    c->number = ++pd_connection_counter;
+
+    *c->log = *log;
+    c->log->connection = c->number;
+    c->log->handler = pd_accept_log_handler;
+    c->log->data = c;
+    c->log->action = NULL;
+    c->pool->log = c->log;
+
+    return c;
+}
 
 void
 pd_event_accept(pd_event_t *ev)
@@ -121,41 +169,10 @@ pd_event_accept(pd_event_t *ev)
 
         pd_stats_inc(PD_STAT_ACCEPTED);
 
-        c = pd_get_connection(s, lc->log);
+        c = pd_event_new_connection(ls, lc->log, s, &sa, socklen);
         if (c == NULL) {
-            /* not reached: a slot was free above */
-            close(s);
             return;
         }
-
-        pd_active_connections++;
-        pd_stats_inc(PD_STAT_CONNECTIONS);
-
-        c->pool = pd_create_pool(PD_CONN_POOL_SIZE, PD_CONN_POOL_LIMIT,
-                                 lc->log);
-        if (c->pool == NULL) {
-            pd_close_connection(c);
-            return;
-        }
-
-        c->log = pd_palloc(c->pool, sizeof(pd_log_t));
-        if (c->log == NULL) {
-            pd_close_connection(c);
-            pd_destroy_pool(c->pool);
-            return;
-        }
-
-        pd_memcpy(&c->sockaddr, &sa, socklen);
-        c->socklen = socklen;
-        c->listening = ls;
-        c->number = ++pd_connection_counter;
-
-        *c->log = *lc->log;
-        c->log->connection = c->number;
-        c->log->handler = pd_accept_log_handler;
-        c->log->data = c;
-        c->log->action = NULL;
-        c->pool->log = c->log;
 
         pd_log_debug(c->log, "accept on %.*s, fd:%d",
                      (int) ls->addr_text.len, ls->addr_text.data, s);
@@ -408,38 +425,10 @@ pd_event_adopt(pd_listening_t *ls, pd_socket_t fd)
         return NULL;
     }
 
-    c = pd_get_connection(fd, log);
+    c = pd_event_new_connection(ls, log, fd, &sa, socklen);
     if (c == NULL) {
-        (void) close(fd);
         return NULL;
     }
-
-    pd_active_connections++;
-    pd_stats_inc(PD_STAT_CONNECTIONS);
-
-    c->pool = pd_create_pool(PD_CONN_POOL_SIZE, PD_CONN_POOL_LIMIT, log);
-    if (c->pool == NULL) {
-        pd_close_connection(c);
-        return NULL;
-    }
-
-    c->log = pd_palloc(c->pool, sizeof(pd_log_t));
-    if (c->log == NULL) {
-        pd_event_close_accepted(c);
-        return NULL;
-    }
-
-    pd_memcpy(&c->sockaddr, &sa, socklen);
-    c->socklen = socklen;
-    c->listening = ls;
-    c->number = ++pd_connection_counter;
-
-    *c->log = *log;
-    c->log->connection = c->number;
-    c->log->handler = pd_accept_log_handler;
-    c->log->data = c;
-    c->log->action = NULL;
-    c->pool->log = c->log;
 
     if (pd_add_conn(c) != PD_OK) {
         pd_event_close_accepted(c);

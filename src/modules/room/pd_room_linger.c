@@ -62,8 +62,9 @@ pd_room_sid_of(uint32_t pid, uint64_t id)
     return pd_siphash24(pd_stats->sid_key, in, sizeof(in));
 }
 
-size_t
-pd_room_session_id(pd_room_conn_t *rc, u_char *buf, size_t size)
+/* "node-hash": the sid of connection id of worker pid, into buf */
+static size_t
+pd_room_sid_text(uint32_t pid, uint64_t id, u_char *buf, size_t size)
 {
     pd_core_conf_t  *ccf;
 
@@ -71,9 +72,14 @@ pd_room_session_id(pd_room_conn_t *rc, u_char *buf, size_t size)
 
     return (size_t) (pd_slprintf(buf, buf + size, "%.*s-%016lx",
                                  (int) ccf->node_id.len, ccf->node_id.data,
-                                 (unsigned long) pd_room_sid_of(
-                                     (uint32_t) pd_pid, rc->id))
+                                 (unsigned long) pd_room_sid_of(pid, id))
                      - buf);
+}
+
+size_t
+pd_room_session_id(pd_room_conn_t *rc, u_char *buf, size_t size)
+{
+    return pd_room_sid_text((uint32_t) pd_pid, rc->id, buf, size);
 }
 
 /* whether sb is a qos 1 message frame: its head is ours, names in it
@@ -201,25 +207,17 @@ pd_room_sid_found(void *data, pd_int_t rc, pd_reg_info_t *info,
     pd_uint_t n)
 {
     pd_room_sid_find_t  *f = data;
-    pd_core_conf_t      *ccf;
     u_char               buf[64];
-    size_t               len, nlen;
+    size_t               len;
     pd_uint_t            i;
 
     if (rc != PD_OK) {
         return;
     }
 
-    ccf = pd_get_conf(pd_cycle, pd_core_module);
-    nlen = ccf->node_id.len;
-
     for (i = 0; i < n; i++) {
-        len = (size_t) (pd_slprintf(buf, buf + sizeof(buf), "%.*s-%016lx",
-                                    (int) nlen, ccf->node_id.data,
-                                    (unsigned long) pd_room_sid_of(
-                                        (uint32_t) info[i].pid,
-                                        info[i].conn))
-                        - buf);
+        len = pd_room_sid_text((uint32_t) info[i].pid, info[i].conn, buf,
+                               sizeof(buf));
 
         if (len == f->sid->len && memcmp(buf, f->sid->data, len) == 0
             && strlen((char *) info[i].device) == f->device->len
