@@ -269,6 +269,14 @@ pd_saver_pg_connected(pd_saver_pg_t *sp)
 }
 
 
+pd_uint_t
+pd_saver_pg_pending(pd_saver_pg_t *sp)
+{
+    return pd_pg_pending(sp->pg)
+           + (sp->sweep_pg ? pd_pg_pending(sp->sweep_pg) : 0);
+}
+
+
 pd_int_t
 pd_saver_pg_store(pd_saver_pg_t *sp, pd_str_t *uids, pd_uint_t n,
     pd_str_t *id, pd_str_t *app, pd_str_t *collapse, pd_str_t *data,

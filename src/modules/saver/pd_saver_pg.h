@@ -61,6 +61,9 @@ pd_saver_pg_t *pd_saver_pg_create(const char *conninfo, pd_msec_t timeout,
 pd_int_t pd_saver_pg_connect(pd_saver_pg_t *sp);
 /* 1 when stores and acks are taken */
 pd_int_t pd_saver_pg_connected(pd_saver_pg_t *sp);
+/* statements sent and not yet answered, on both links (the schema after
+ * a connect included) */
+pd_uint_t pd_saver_pg_pending(pd_saver_pg_t *sp);
 
 /*
  * Adds the rows of one message (n uids, the id, app, collapse key (len
