@@ -256,6 +256,16 @@ test('a flapping client: 100 drops and resumes leak nothing', T,
         await L.waitFor(async () => await stat(d, 'pushd_connections')
                         === base, 15000, 'the connections back to where '
                         + 'they were');
+        /* nothing held for it: no socket, no session, no queued bytes,
+         * no register entry (a leak of heap memory the sanitizer tree's
+         * LeakSanitizer reports when the workers exit) */
+        const m = await L.metrics(d);
+        for (const name of ['pushd_websockets', 'pushd_sessions_lingering',
+                            'pushd_output_queued_bytes']) {
+            assert.strictEqual(m.get(name), 0, name);
+        }
+        assert.strictEqual((await presence(d, 'flap')).connections.length,
+                           0);
     });
 });
 
