@@ -11,6 +11,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "../pd_test_loop.h"
+
 
 #define PD_TEST_NINCR      10000
 #define PD_TEST_BIG        (1024 * 1024)
@@ -18,8 +20,6 @@
 #define PD_TEST_NINFLIGHT  100
 #define PD_TEST_NMSG       1000
 
-
-typedef int (*pd_test_cond_pt)(void *data);
 
 /* what the callbacks of one command saw */
 typedef struct {
@@ -64,11 +64,6 @@ typedef struct {
 } pd_test_sub_t;
 
 
-static pd_log_t     pd_test_log = { PD_LOG_STDERR, 2, pd_null_string, 0,
-                                    NULL, NULL, NULL };
-static pd_cycle_t   pd_test_cycle;
-static pd_timer_t   pd_test_tick;
-
 static char         pd_test_redis_bin[PATH_MAX];
 static int          pd_test_debug_command;   /* redis >= 7 needs a flag */
 static pid_t        pd_test_redis_pid = -1;
@@ -80,57 +75,6 @@ static pd_uint_t    pd_test_connects;
  * test's own blocking client then sends */
 static const char  **pd_test_redis_args;
 static const char   *pd_test_sync_pass;
-
-
-/* the event loop, bounded */
-
-static void
-pd_test_tick_handler(pd_timer_t *t)
-{
-    /* only wakes epoll_wait() so that the condition is polled */
-    (void) t;
-}
-
-
-/* runs loop turns until cond(data) holds (1) or ms pass (0) */
-static int
-pd_test_run(pd_test_cond_pt cond, void *data, pd_msec_t ms)
-{
-    pd_msec_t  deadline;
-    int        ok;
-
-    pd_time_update();
-    deadline = pd_current_msec + ms;
-
-    for ( ;; ) {
-        ok = cond(data);
-
-        if (ok || pd_current_msec >= deadline) {
-            break;
-        }
-
-        if (!pd_timer_is_set(&pd_test_tick)) {
-            (void) pd_timer_add(&pd_timers, &pd_test_tick, pd_current_msec,
-                                10);
-        }
-
-        pd_process_events_and_timers(&pd_test_cycle);
-    }
-
-    if (pd_timer_is_set(&pd_test_tick)) {
-        pd_timer_del(&pd_timers, &pd_test_tick);
-    }
-
-    return ok;
-}
-
-
-static int
-pd_test_never(void *data)
-{
-    (void) data;
-    return 0;
-}
 
 
 static int
