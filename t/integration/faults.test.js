@@ -203,3 +203,82 @@ test('the master SIGKILLed: its workers leave and free the ports', T,
         assert.ok(await ws.waitEnd(5000), 'the client saw its end');
     });
 });
+
+/*
+ * API clients on kept-alive connections send one request after another,
+ * each with a short pause, through two reloads.  The retiring worker's
+ * idle connections are the race: a request written just as the worker
+ * closes its connection must still be answered.  Every request gets a
+ * response; a connection ends only after one that says "Connection:
+ * close" (or while the client is between requests and sees it first).
+ */
+test('the center during two reloads: every request on kept-alive '
+     + 'connections is answered', T, async () => {
+    await L.withPushd(conf(), async (d) => {
+        const N = 40;
+        const lost = [];
+        const other = [];
+        let answered = 0, closes = 0, conns = 0, running = true;
+        const one = async (i) => {
+            let k = null;
+            let n = 0;
+            while (running) {
+                if (k === null || k.closed) {
+                    if (k !== null) {
+                        k.close();
+                    }
+                    k = await L.centerConn(d);
+                    conns++;
+                }
+                const data = `k${i}-${n++}`;
+                let r;
+                try {
+                    r = await k.post('/v1/push', { app: 'a', uids: ['nobody'],
+                                                   data, qos: 0 });
+                } catch (e) {
+                    lost.push(`${data}: ${e.message}`);
+                    k.close();
+                    k = null;
+                    continue;
+                }
+                answered++;
+                if (r.status !== 200) {
+                    other.push(`${data}: ${r.status} ${r.body}`);
+                }
+                if (r.headers.connection === 'close') {
+                    closes++;
+                    k.close();
+                    k = null;
+                }
+                /* a pause: the connection is idle now and then */
+                await L.delay(Math.floor(Math.random() * 4));
+            }
+            if (k !== null) {
+                k.close();
+            }
+        };
+        const all = Array.from({ length: N }, (_, i) => one(i));
+        const more = async (n) => {
+            const from = answered;
+            await L.waitFor(() => answered >= from + n, 30000,
+                            `${n} more requests answered`);
+        };
+        await more(500);
+        for (let i = 0; i < 2; i++) {
+            const old = d.workerPids();
+            process.kill(d.masterPid, 'SIGHUP');
+            await L.waitFor(() => d.workerPids().length === 2
+                            && d.workerPids().every((p) => !old.includes(p)),
+                            15000, `new workers after HUP ${i + 1}`);
+            await L.waitFor(() => old.every((p) => !L.procAlive(p)), 15000,
+                            `the old workers gone after HUP ${i + 1}`);
+            await more(500);
+        }
+        running = false;
+        await Promise.all(all);
+        t_diag(`${answered} requests answered on ${conns} connections, `
+               + `${closes} with Connection: close, ${lost.length} lost`);
+        assert.deepStrictEqual(lost, [], 'requests with no answer');
+        assert.deepStrictEqual(other, [], 'answers other than 200');
+    });
+});
