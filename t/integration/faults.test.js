@@ -31,9 +31,20 @@ function conf() {
     };
 }
 
-/* a client of uid that reconnects by itself; got: data it received */
-function client(d, uid) {
-    const c = { uid, got: new Set(), stop: false, sessions: 0, resumed: 0 };
+/*
+ * A client of uid that reconnects by itself; got: data it received.
+ * With ctl.hold set it keeps the ids of its qos 1 messages in held
+ * instead of acking them; c.ackHeld() acks them on its connection.
+ */
+function client(d, uid, ctl = {}) {
+    const c = { uid, got: new Set(), stop: false, sessions: 0, resumed: 0,
+                held: new Set() };
+    c.ackHeld = () => {
+        if (c.ws && !c.ws.tcpClosed && c.held.size) {
+            c.ws.sendJson({ op: 'ack', ids: [...c.held] });
+            c.held.clear();
+        }
+    };
     c.done = (async () => {
         let sid = null;
         while (!c.stop) {
@@ -68,7 +79,9 @@ function client(d, uid) {
                 }
                 if (f.json.op === 'msg') {
                     c.got.add(f.json.data);
-                    if (f.json.qos === 1) {
+                    if (f.json.qos === 1 && ctl.hold) {
+                        c.held.add(f.json.id);
+                    } else if (f.json.qos === 1) {
                         ws.sendJson({ op: 'ack', ids: [f.json.id] });
                     }
                 }
@@ -181,6 +194,123 @@ test('faults under load: worker SIGKILL, HUP twice, SIGSTOP; every 200 '
             }
         }
         await Promise.all(clients.map((c) => c.done));
+    });
+});
+
+/*
+ * The store full under load: the clients hold their acks, so the qos 1
+ * stream fills a 1 MB store (half of it for payloads: about 150 messages
+ * of 3 KB).  Then every push is answered 503 "the message store is
+ * full", nothing is taken; every client drops its connection and
+ * reconnects (what it had comes again); then they ack what they hold
+ * and the store takes pushes again.  Every push gets an answer, 200 or
+ * that 503, and every 200 reaches its uid.
+ */
+test('the saver store full under load: 200 or 503 "full" for every push, '
+     + 'every 200 arrives, and the store recovers as acks free it', T,
+     async () => {
+    const c = conf();
+    c.top.saver = { memory: '1m' };
+    await L.withPushd(c, async (d) => {
+        const ctl = { hold: true };
+        const clients = Array.from({ length: UIDS },
+                                   (_, i) => client(d, `fl${i}`, ctl));
+        await L.waitFor(() => clients.every((x) => x.sessions > 0), 10000,
+                        'every client connected');
+
+        const pad = 'x'.repeat(3000);
+        const sent = new Map();         /* data -> uid, answered 200 */
+        const unanswered = [];
+        const other = [];
+        let full = 0, seq = 0, publishing = true;
+        const publisher = (async () => {
+            while (publishing) {
+                const uid = `fl${seq % UIDS}`;
+                const data = `m${seq++}-${pad}`;
+                let r;
+                try {
+                    r = await L.centerPost(d, '/v1/push',
+                        { app: 'a', uids: [uid], data, qos: 1 },
+                        { timeout: 5000 });
+                } catch (e) {
+                    unanswered.push([data.slice(0, 12), e.message]);
+                    continue;
+                }
+                if (r.status === 200 && r.json.stored === 1) {
+                    sent.set(data, uid);
+                } else if (r.status === 503 && r.json
+                           && r.json.error === 'the message store is full') {
+                    full++;
+                    /* no busy loop against a full store */
+                    await L.delay(5);
+                } else {
+                    other.push(`${r.status} ${r.body.slice(0, 100)}`);
+                }
+            }
+        })();
+
+        /* no acks: the store fills */
+        await L.waitFor(() => full >= 50, 60000, 'the store full (503s)');
+        const before = sent.size;
+        assert.ok(before >= 100, `${before} stored before the store was full`);
+
+        /* full: every client leaves and comes back; its messages
+         * come again, still held */
+        for (const x of clients) {
+            if (x.ws) {
+                x.ws.destroy();
+            }
+        }
+        const sessions = clients.map((x) => x.sessions);
+        await L.waitFor(() => clients.every((x, i) => x.sessions
+                                                      > sessions[i]),
+                        10000, 'every client back');
+        const fullAgain = full;
+        await L.waitFor(() => full >= fullAgain + 20, 30000,
+                        'pushes still refused while nothing is acked');
+
+        /* the acks free the store: pushes are taken again */
+        ctl.hold = false;
+        for (const x of clients) {
+            x.ackHeld();
+        }
+        const fullAtAck = full;
+        await L.waitFor(() => sent.size >= before + 300, 60000,
+                        '300 more pushes stored after the acks');
+        publishing = false;
+        await publisher;
+
+        const missing = () => [...sent].filter(([data, uid]) =>
+            !clients[Number(uid.slice(2))].got.has(data));
+        await L.waitFor(() => missing().length === 0, 60000,
+                        'every 200 delivered').catch((e) => {
+            e.message += `: ${missing().length} of ${sent.size} missing, `
+                       + `e.g. ${JSON.stringify(missing().slice(0, 5)
+                                    .map(([m, u]) => [m.slice(0, 12), u]))}`;
+            throw e;
+        });
+        assert.deepStrictEqual(unanswered, [], 'requests with no answer');
+        assert.deepStrictEqual(other, [], 'answers other than 200 or 503');
+
+        /* every message acked, none dropped for want of an ack: the
+         * store is empty again */
+        const m = await L.waitFor(async () => {
+            const x = await L.metrics(d);
+            return x.get('pushd_store_messages') === 0 && x;
+        }, 20000, 'the store empty after the acks');
+        assert.strictEqual(m.get('pushd_store_dropped_noack_total'), 0);
+        assert.strictEqual(m.get('pushd_store_bytes'), 0);
+        t_diag(`${sent.size} pushes answered 200 (${before} before the `
+               + `store was full), ${full} answered 503 full `
+               + `(${full - fullAtAck} after the acks began)`);
+
+        for (const x of clients) {
+            x.stop = true;
+            if (x.ws) {
+                x.ws.destroy();
+            }
+        }
+        await Promise.all(clients.map((x) => x.done));
     });
 });
 
