@@ -8,7 +8,10 @@
  * at least once; every request is answered except those a SIGKILLed
  * worker held (a request with no answer outside the kill counts as a
  * failure, not as a refusal).  Then the master is SIGKILLed: its workers
- * notice and leave, and no port stays held by an orphan.
+ * notice and leave, and no port stays held by an orphan.  The store
+ * full under the same stream (503 "full", then recovery as acks free
+ * it), and API clients on kept-alive connections through two reloads
+ * (every request answered, none lost to the close of an idle one).
  */
 
 const test = require('node:test');
