@@ -215,6 +215,7 @@ pd_shbuf_t *pd_room_msg_frame_id(pd_str_t *id, pd_str_t *app, pd_uint_t qos,
     const u_char *data, size_t len, pd_msec_t stamp);
 pd_int_t pd_room_deliver(pd_room_conn_t *rc, pd_shbuf_t *frame);
 pd_int_t pd_room_load(pd_room_conn_t *rc);
+pd_int_t pd_room_load_first(pd_room_conn_t *rc);
 pd_int_t pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i);
 void pd_room_load_more(pd_room_conn_t *rc);
 pd_int_t pd_room_resume_start(pd_room_conn_t *rc, pd_chain_t **ins);

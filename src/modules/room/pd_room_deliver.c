@@ -11,6 +11,7 @@
 #include "pd_core.h"
 #include "pd_room.h"
 #include "pd_room_wire.h"
+#include "pd_register.h"
 #include "pd_saver.h"
 
 #define PD_ROOM_BCAST_TICK   10      /* ms between pacing steps */
@@ -498,6 +499,84 @@ pd_room_resume_release(pd_room_conn_t *rc, pd_uint_t serial)
 
     /* not now: this may run inside the store's answer */
     pd_room_flush_later(rc);
+}
+
+/*
+ * A connect's stored messages.  With a register other nodes read (Redis)
+ * the connection's announcement may still be on its way: a push stored
+ * after the fetch whose lookup ran before the announcement would reach
+ * neither.  So the fetch waits for the register's barrier, and the
+ * output waits for the fetch (the welcome and what came live meanwhile
+ * held; the stored messages go before what came live, those that came
+ * both ways once).
+ */
+typedef struct {
+    uint64_t         id;
+    pd_uint_t        serial;        /* of the hold, 0: none */
+} pd_room_barrier_t;
+
+static void
+pd_room_load_barrier(void *data)
+{
+    pd_room_barrier_t  *b = data;
+    pd_room_conn_t     *rc;
+    pd_uint_t           serial = b->serial;
+
+    rc = pd_room_find(b->id);
+    pd_free(b);
+
+    if (rc == NULL) {
+        return;
+    }
+
+    if (serial == 0) {
+        (void) pd_room_load(rc);
+        return;
+    }
+
+    if (!rc->resuming || rc->resume->serial != serial) {
+        /* it dropped meanwhile; its resume, if any, loads on its own */
+        return;
+    }
+
+    (void) pd_room_load(rc);
+
+    if (rc->resuming) {
+        pd_room_resume_release(rc, serial);
+    }
+}
+
+pd_int_t
+pd_room_load_first(pd_room_conn_t *rc)
+{
+    pd_room_barrier_t  *b;
+
+    if (pd_saver == NULL || rc->napps == 0) {
+        return pd_room_load(rc);
+    }
+
+    b = pd_alloc(sizeof(pd_room_barrier_t), rc->connection->log);
+    if (b == NULL) {
+        return pd_room_load(rc);
+    }
+
+    b->id = rc->id;
+    b->serial = 0;
+
+    if (pd_register->barrier(rc->uid, rc->uid_len, pd_room_load_barrier, b)
+        != PD_OK)
+    {
+        /* seen at once (the memory backend): no wait */
+        pd_free(b);
+        return pd_room_load(rc);
+    }
+
+    /* the welcome is queued: what the fetch finds goes right after it */
+    if (pd_room_resume_start(rc, rc->out_last) == PD_OK) {
+        b->serial = rc->resume->serial;
+    }
+
+    return PD_OK;
 }
 
 pd_int_t

@@ -176,7 +176,7 @@ pd_room_take_over(pd_room_conn_t *rc, pd_http_conn_t *hc, u_char *rest,
     pd_event_add_timer(c->read, rc->idle);
 
     /* what was kept for this uid goes first, before anything live */
-    if (pd_room_load(rc) != PD_OK) {
+    if (pd_room_load_first(rc) != PD_OK) {
         return;
     }
 
