@@ -949,6 +949,30 @@ pd_reg_count(pd_reg_zone_t *z)
 }
 
 
+pd_int_t
+pd_reg_zone_stats(pd_reg_zone_t *z, pd_reg_zone_stats_t *st)
+{
+    if (pd_reg_lock(z) != PD_OK) {
+        return PD_ERROR;
+    }
+
+    st->bytes = z->size;
+    st->entry_bytes = sizeof(pd_reg_entry_t);
+    st->bucket_bytes = sizeof(uint32_t);
+    st->used = z->count;
+    st->capacity = z->max_conns;
+    st->buckets = z->mask + 1;
+    st->ip_entry_bytes = sizeof(pd_reg_ip_t);
+    st->ips_used = z->ip_count;
+    st->ips_capacity = z->max_ips;
+    st->ip_buckets = z->ip_mask + 1;
+
+    pd_reg_unlock(z);
+
+    return PD_OK;
+}
+
+
 /* removes pid's entries among slots [from, to); the lock is held */
 static pd_uint_t
 pd_reg_purge_entries(pd_reg_zone_t *z, int32_t pid, uint32_t from,

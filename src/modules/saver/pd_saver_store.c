@@ -1537,6 +1537,13 @@ pd_msg_stats(pd_msg_zone_t *z, pd_msg_stats_t *st)
     st->cursors_evicted = z->cursors_evicted;
     st->repairs = z->repairs;
     st->collapsed = z->collapsed;
+    st->bytes = z->size;
+    st->entry_bytes = sizeof(pd_msg_entry_t);
+    st->buckets = z->mask + 1;
+    st->mailbox_bytes = sizeof(pd_msg_mailbox_t);
+    st->max_mailboxes = z->max_mailboxes;
+    st->cursor_bytes = sizeof(pd_msg_cursor_t);
+    st->max_cursors = z->max_cursors;
 
     pd_msg_unlock(z);
 

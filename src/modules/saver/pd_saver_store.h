@@ -58,6 +58,13 @@ typedef struct {
     uint64_t     cursors_evicted;
     uint64_t     repairs;          /* times a dead holder's mess was fixed */
     uint64_t     collapsed;        /* entries replaced by a newer one */
+    uint64_t     bytes;            /* the zone, as formatted */
+    uint32_t     entry_bytes;      /* one (uid, message) entry */
+    uint32_t     buckets;          /* (uid, seq) hash chains, 4 bytes each */
+    uint32_t     mailbox_bytes;    /* one (uid, app) mailbox */
+    uint32_t     max_mailboxes;
+    uint32_t     cursor_bytes;     /* one (uid, app) broadcast cursor */
+    uint32_t     max_cursors;
 } pd_msg_stats_t;
 
 
