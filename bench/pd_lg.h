@@ -136,6 +136,8 @@ int pd_lg_cpu_ticks(const pid_t *pids, int n, uint64_t *user,
 int64_t pd_lg_meminfo_kb(const char *key);
 void pd_lg_token(char *hex, const char *uid, const char *device,
     long expires);
+ssize_t pd_lg_http_get(const char *path, char *out, size_t size);
+double pd_lg_json_num(const char *json, const char *obj, const char *key);
 
 /* pd_lg_sub.c: the children */
 void pd_lg_child(int slot, int lo, int hi);

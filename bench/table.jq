@@ -50,6 +50,21 @@ def row($name; $cells):
          [get("idle-pushd-\($n)"; .marginal_per_conn_b | num),
           get("idle-nchan-\($n)"; .marginal_per_conn_b | num),
           get("idle-bare-\($n)"; .marginal_per_conn_b | num)]),
+     row("  of it outside shared memory (B/conn)";
+         [get("idle-pushd-\($n)"; .private_marginal_per_conn_b | num),
+          get("idle-nchan-\($n)"; .private_marginal_per_conn_b | num),
+          get("idle-bare-\($n)"; .private_marginal_per_conn_b | num)]),
+     row("  + register entry, chain head, per-IP (B)";
+         [get("idle-pushd-\($n)"; "\(.zone_entry_b | num) + \(.zone_bucket_b | num) + \(.zone_ip_b | num)"),
+          "", ""]),
+     row("  counted per conn (B): see bench/README";
+         [get("idle-pushd-\($n)"; .counted_per_conn_b | num),
+          get("idle-nchan-\($n)"; .marginal_per_conn_b | num),
+          get("idle-bare-\($n)"; .marginal_per_conn_b | num)]),
+     row("  whole server PSS / N, zones for N (B)";
+         [get("idle-pushd-\($n)"; .whole_pss_per_conn_b | num),
+          get("idle-nchan-\($n)"; .whole_pss_per_conn_b | num),
+          get("idle-bare-\($n)"; .whole_pss_per_conn_b | num)]),
      row("  of the mean, in shared zones (B)";
          [get("idle-pushd-\($n)"; .shmem_per_conn_b | num),
           get("idle-nchan-\($n)"; .shmem_per_conn_b | num),
