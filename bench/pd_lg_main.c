@@ -23,6 +23,8 @@
 
 pd_lg_opts_t    pd_lg_opts;
 pd_lg_board_t  *pd_lg_board;
+pd_lg_sub_t    *pd_lg_subs;
+uint32_t       *pd_lg_first;
 
 static pid_t     pd_lg_children[PD_LG_MAX_PROCS];
 static int       pd_lg_nchildren;
@@ -417,6 +419,11 @@ pd_lg_next_push(u_char *buf, size_t size, uint64_t *seq, int *owed,
 
     if (ul < 0) {
         return -1;
+    }
+
+    /* the receivers check that a message came to a uid it was for */
+    if (*seq < PD_LG_SEQ_MAX) {
+        __atomic_store_n(&pd_lg_first[*seq], first, __ATOMIC_RELEASE);
     }
 
     if (pd_lg_opts.target == PD_LG_PUSHD) {
@@ -814,6 +821,70 @@ pd_lg_report_idle(int conns)
     }
 }
 
+/*
+ * The fan-out, subscriber by subscriber: each whose session came up
+ * must have received every accepted message once and in order.  A
+ * subscriber is whole when its receipts are as many as the accepted
+ * messages, their sequence numbers add up to theirs, and none came at
+ * or before the one before it (strictly increasing: no duplicate, no
+ * reordering).  lost and dups are summed per subscriber, so that one's
+ * loss cannot hide another's duplicate.
+ */
+static void
+pd_lg_subs_check(uint64_t *lost, uint64_t *dups)
+{
+    pd_lg_sub_t  *sub;
+    uint64_t      want, sum, s, up, whole, shrt, over, dis, disorder;
+    int           i;
+
+    want = 0;
+    sum = 0;
+
+    for (s = 0; s < pd_lg_seq && s < PD_LG_SEQ_MAX; s++) {
+        if (pd_lg_accepted[s]) {
+            want++;
+            sum += s;
+        }
+    }
+
+    *lost = 0;
+    *dups = 0;
+    up = whole = shrt = over = dis = disorder = 0;
+
+    for (i = 0; i < pd_lg_opts.conns; i++) {
+        sub = &pd_lg_subs[i];
+
+        if (!sub->up) {
+            continue;
+        }
+
+        up++;
+        disorder += sub->disorder;
+
+        if (sub->rx < want) {
+            *lost += want - sub->rx;
+            shrt++;
+        } else if (sub->rx > want) {
+            *dups += sub->rx - want;
+            over++;
+        }
+
+        if (sub->disorder) {
+            dis++;
+        }
+
+        if (sub->rx == want && sub->seq_sum == sum && sub->disorder == 0) {
+            whole++;
+        }
+    }
+
+    printf(",\"subs\":%lu,\"subs_whole\":%lu,\"subs_short\":%lu,"
+           "\"subs_over\":%lu,\"subs_disorder\":%lu,\"disorder\":%lu",
+           (unsigned long) up, (unsigned long) whole, (unsigned long) shrt,
+           (unsigned long) over, (unsigned long) dis,
+           (unsigned long) disorder);
+}
+
 static void
 pd_lg_report(void)
 {
@@ -858,18 +929,17 @@ pd_lg_report(void)
     if (o->scenario == PD_LG_IDLE) {
         pd_lg_report_idle(conns);
     } else {
-        lost = (o->scenario == PD_LG_FANOUT) ? 0 : pd_lg_lost(&dups);
         if (o->scenario == PD_LG_FANOUT) {
-            lost = pd_lg_pubstat.expected > rx
-                   ? pd_lg_pubstat.expected - rx : 0;
-            dups = rx > pd_lg_pubstat.expected
-                   ? rx - pd_lg_pubstat.expected : 0;
+            pd_lg_subs_check(&lost, &dups);
+        } else {
+            lost = pd_lg_lost(&dups);
         }
 
         printf(",\"sent\":%lu,\"accepted\":%lu,\"api_errors\":%lu,"
                "\"api_5xx\":%lu,\"api_4xx\":%lu,\"lost_in_flight\":%lu,"
                "\"expected\":%lu,\"received\":%lu,\"lost\":%lu,"
-               "\"dups\":%lu,\"bad\":%lu,\"stale\":%lu,\"acks\":%lu,"
+               "\"dups\":%lu,\"wrong_uid\":%lu,\"bad\":%lu,\"stale\":%lu,"
+               "\"acks\":%lu,"
                "\"seconds\":%.3f,"
                "\"requests_per_s\":%.0f,\"deliveries_per_s\":%.0f,"
                "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
@@ -885,6 +955,7 @@ pd_lg_report(void)
                (unsigned long) pd_lg_pubstat.lost_in_flight,
                (unsigned long) pd_lg_pubstat.expected, (unsigned long) rx,
                (unsigned long) lost, (unsigned long) dups,
+               (unsigned long) pd_lg_board->wrong_uid,
                (unsigned long) pd_lg_board->bad,
                (unsigned long) pd_lg_board->stale,
                (unsigned long) pd_lg_board->acks, secs,
@@ -939,8 +1010,16 @@ main(int argc, char **argv)
     pd_lg_board = mmap(NULL, sizeof(pd_lg_board_t), PROT_READ | PROT_WRITE,
                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     pd_lg_accepted = calloc(PD_LG_SEQ_MAX, 1);
+    pd_lg_subs = mmap(NULL, sizeof(pd_lg_sub_t) * (size_t) o->conns,
+                      PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                      -1, 0);
+    pd_lg_first = mmap(NULL, sizeof(uint32_t) * PD_LG_SEQ_MAX,
+                       PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                       -1, 0);
 
-    if (pd_lg_board == MAP_FAILED || pd_lg_accepted == NULL) {
+    if (pd_lg_board == MAP_FAILED || pd_lg_accepted == NULL
+        || pd_lg_subs == MAP_FAILED || pd_lg_first == MAP_FAILED)
+    {
         perror("loadgen: mmap");
         return 1;
     }
