@@ -118,6 +118,8 @@ typedef struct {
     uint32_t     ip_count;  /* live IP nodes */
     uint16_t     app_free;
     uint16_t     napps;     /* live app names */
+    uint32_t     top;       /* entries ever handed out (pd_shtable.h) */
+    uint32_t     ip_top;    /* IP nodes ever handed out */
     uint32_t     pad;
 
     uint64_t     buckets;   /* offsets from the zone of its arrays */

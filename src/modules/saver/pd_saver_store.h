@@ -185,6 +185,9 @@ typedef struct {
     uint32_t     nbcasts;
     uint32_t     hand;        /* the expiry sweep's next entry */
     uint32_t     cur_hand;    /* the next cursor evicted */
+    uint32_t     top;         /* entries, mailboxes and cursors ever */
+    uint32_t     mb_top;      /* handed out: the tables grow with use */
+    uint32_t     cur_top;     /* (pd_shtable.h) */
 
     uint32_t     granules;    /* in the payload area */
     uint32_t     bump;        /* granules carved so far */
