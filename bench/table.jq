@@ -224,7 +224,7 @@ def row($name; $cells):
      "tails: p999 and max of every run reported above; over 50 ms (marked !):",
      (if ([.tails[] | select(.over_50ms)] | length) == 0 then "   none"
       else (.tails[] | select(.over_50ms)
-            | "   \(.label): p999 \(.p999_ms | num) ms, max \(.max_ms | num) ms\(if .saturated then " (saturated: published as fast as taken)" else "" end)")
+            | "   \(.label): p999 \(.p999_ms | num) ms, max \(.max_ms | num) ms\(if .saturated then " (saturated: published as fast as taken)" elif .offline then " (stored while offline: the latency counts the wait for the reconnect)" else "" end)")
       end),
      "" else empty end),
   "targets, figures of this run:",
