@@ -7,7 +7,12 @@
  * sockets, one write per socket per message.  Nothing else: no auth, no
  * routing, no queues beyond a partial write.
  *
- *   baseline -l PORT -c CTLPORT [-w WORKERS] [-a ADDR]
+ * With -b N (the coalescing baseline) a worker takes the messages it
+ * read from its pipe in one go, up to N at a time, and writes them to
+ * each socket in one writev(), as pushd puts up to 4 queued frames in
+ * one writev(): the fair comparison for pushd's fan-out.
+ *
+ *   baseline -l PORT -c CTLPORT [-w WORKERS] [-a ADDR] [-b BATCH]
  */
 
 #define _GNU_SOURCE
@@ -28,6 +33,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 
 #include <openssl/evp.h>
@@ -35,6 +41,7 @@
 #define PD_BL_MAX_WORKERS  64
 #define PD_BL_MAX_FRAME    (16 * 1024)
 #define PD_BL_HEAD_MAX     2048
+#define PD_BL_MAX_BATCH    64
 
 typedef unsigned char  u_char;
 
@@ -47,6 +54,7 @@ typedef struct {
 
 static const char   *pd_bl_addr = "127.0.0.1";
 static int           pd_bl_port, pd_bl_ctl_port, pd_bl_workers = 1;
+static int           pd_bl_batch = 1;   /* messages per write */
 static int           pd_bl_pipes[PD_BL_MAX_WORKERS][2];
 static pid_t         pd_bl_pids[PD_BL_MAX_WORKERS];
 static volatile int  pd_bl_stop;
@@ -302,14 +310,23 @@ pd_bl_flush(int fd)
     return 0;
 }
 
-/* one message to every socket: one write each, the rest kept */
+/*
+ * n messages to every socket: one write() (one message) or writev()
+ * each, what the socket did not take kept for EPOLLOUT
+ */
 static void
-pd_bl_fanout(const u_char *frame, size_t len)
+pd_bl_fanout(const struct iovec *iov, int niov)
 {
     pd_bl_conn_t  *c;
     ssize_t        n;
+    size_t         total, skip, rest;
     u_char        *nb;
-    int            i, fd;
+    int            i, k, fd;
+
+    total = 0;
+    for (k = 0; k < niov; k++) {
+        total += iov[k].iov_len;
+    }
 
     for (i = 0; i < pd_bl_ndense; i++) {
         fd = pd_bl_dense[i];
@@ -317,8 +334,9 @@ pd_bl_fanout(const u_char *frame, size_t len)
         n = 0;
 
         if (c->plen == 0) {
-            n = write(fd, frame, len);
-            if (n == (ssize_t) len) {
+            n = niov == 1 ? write(fd, iov[0].iov_base, iov[0].iov_len)
+                          : writev(fd, iov, niov);
+            if (n == (ssize_t) total) {
                 continue;
             }
             if (n == -1 && errno != EAGAIN) {
@@ -331,21 +349,33 @@ pd_bl_fanout(const u_char *frame, size_t len)
             }
         }
 
-        nb = realloc(c->pending, c->plen + len - (size_t) n);
+        nb = realloc(c->pending, c->plen + total - (size_t) n);
         if (nb == NULL) {
             pd_bl_close(fd);
             i--;
             continue;
         }
 
-        memcpy(nb + c->plen, frame + n, len - (size_t) n);
         c->pending = nb;
 
         if (c->plen == 0) {
             pd_bl_epoll(EPOLL_CTL_MOD, fd, EPOLLIN | EPOLLOUT);
         }
 
-        c->plen += (uint32_t) (len - (size_t) n);
+        /* what the socket did not take, the first n bytes skipped */
+        skip = (size_t) n;
+
+        for (k = 0; k < niov; k++) {
+            if (skip >= iov[k].iov_len) {
+                skip -= iov[k].iov_len;
+                continue;
+            }
+
+            rest = iov[k].iov_len - skip;
+            memcpy(nb + c->plen, (u_char *) iov[k].iov_base + skip, rest);
+            c->plen += (uint32_t) rest;
+            skip = 0;
+        }
     }
 }
 
@@ -353,10 +383,13 @@ pd_bl_fanout(const u_char *frame, size_t len)
 static void
 pd_bl_pipe(int fd)
 {
-    static u_char   buf[PD_BL_MAX_FRAME + 8];
+    static u_char   buf[4 * (PD_BL_MAX_FRAME + 8)];
     static size_t   have;
+    struct iovec    iov[PD_BL_MAX_BATCH];
     uint32_t        len;
     ssize_t         n;
+    size_t          off;
+    int             niov;
 
     for ( ;; ) {
         n = read(fd, buf + have, sizeof(buf) - have);
@@ -368,17 +401,33 @@ pd_bl_pipe(int fd)
         }
 
         have += (size_t) n;
+        off = 0;
+        niov = 0;
 
-        while (have >= 4) {
-            memcpy(&len, buf, 4);
-            if (have < 4 + len) {
+        /* the whole messages read, pd_bl_batch to a write */
+        while (have - off >= 4) {
+            memcpy(&len, buf + off, 4);
+            if (have - off < 4 + len) {
                 break;
             }
 
-            pd_bl_fanout(buf + 4, len);
-            memmove(buf, buf + 4 + len, have - 4 - len);
-            have -= 4 + len;
+            iov[niov].iov_base = buf + off + 4;
+            iov[niov].iov_len = len;
+            niov++;
+            off += 4 + len;
+
+            if (niov == pd_bl_batch) {
+                pd_bl_fanout(iov, niov);
+                niov = 0;
+            }
         }
+
+        if (niov > 0) {
+            pd_bl_fanout(iov, niov);
+        }
+
+        memmove(buf, buf + off, have - off);
+        have -= off;
     }
 }
 
@@ -633,21 +682,23 @@ main(int argc, char **argv)
     struct rlimit     rl;
     int               ch, i;
 
-    while ((ch = getopt(argc, argv, "l:c:w:a:")) != -1) {
+    while ((ch = getopt(argc, argv, "l:c:w:a:b:")) != -1) {
         switch (ch) {
+        case 'b': pd_bl_batch = atoi(optarg); break;
         case 'l': pd_bl_port = atoi(optarg); break;
         case 'c': pd_bl_ctl_port = atoi(optarg); break;
         case 'w': pd_bl_workers = atoi(optarg); break;
         case 'a': pd_bl_addr = optarg; break;
         default:
             fprintf(stderr, "usage: baseline -l PORT -c CTLPORT "
-                    "[-w WORKERS] [-a ADDR]\n");
+                    "[-w WORKERS] [-a ADDR] [-b BATCH]\n");
             return 2;
         }
     }
 
     if (pd_bl_port <= 0 || pd_bl_ctl_port <= 0 || pd_bl_workers < 1
-        || pd_bl_workers > PD_BL_MAX_WORKERS)
+        || pd_bl_workers > PD_BL_MAX_WORKERS || pd_bl_batch < 1
+        || pd_bl_batch > PD_BL_MAX_BATCH)
     {
         fprintf(stderr, "usage: baseline -l PORT -c CTLPORT [-w WORKERS]\n");
         return 2;

@@ -103,6 +103,7 @@ typedef struct {
     uint64_t       bad;              /* messages we could not parse */
     uint64_t       stale;            /* messages of an earlier run */
     uint64_t       acks;
+    uint64_t       wrong_uid;        /* a message to another uid */
     uint64_t       first_conn_ns;
     uint64_t       last_conn_ns;
     uint64_t       last_rx_ns;
@@ -113,8 +114,24 @@ typedef struct {
     uint16_t       counts[PD_LG_SEQ_MAX];  /* receipts per message */
 } pd_lg_board_t;
 
+/*
+ * What one subscriber received in a run, in a shared mapping indexed by
+ * its global number (uid u<idx>): the fan-out's per-subscriber check
+ * (each accepted message once, in order) and the unicast's (the uid a
+ * message was pushed to is the one that got it).
+ */
+typedef struct {
+    uint32_t       up;               /* a session came up this run */
+    uint32_t       rx;               /* messages of this run */
+    uint64_t       seq_sum;          /* of their sequence numbers */
+    uint32_t       last;             /* the last sequence number + 1 */
+    uint32_t       disorder;         /* receipts not after the last one */
+} pd_lg_sub_t;
+
 extern pd_lg_opts_t    pd_lg_opts;
 extern pd_lg_board_t  *pd_lg_board;
+extern pd_lg_sub_t    *pd_lg_subs;       /* opts.conns of them */
+extern uint32_t       *pd_lg_first;      /* per seq: its first uid */
 
 /* pd_lg_util.c */
 uint64_t pd_lg_now(void);
@@ -136,6 +153,8 @@ int pd_lg_cpu_ticks(const pid_t *pids, int n, uint64_t *user,
 int64_t pd_lg_meminfo_kb(const char *key);
 void pd_lg_token(char *hex, const char *uid, const char *device,
     long expires);
+ssize_t pd_lg_http_get(const char *path, char *out, size_t size);
+double pd_lg_json_num(const char *json, const char *obj, const char *key);
 
 /* pd_lg_sub.c: the children */
 void pd_lg_child(int slot, int lo, int hi);

@@ -23,6 +23,8 @@
 
 pd_lg_opts_t    pd_lg_opts;
 pd_lg_board_t  *pd_lg_board;
+pd_lg_sub_t    *pd_lg_subs;
+uint32_t       *pd_lg_first;
 
 static pid_t     pd_lg_children[PD_LG_MAX_PROCS];
 static int       pd_lg_nchildren;
@@ -49,6 +51,15 @@ typedef struct {
     uint64_t   run_end;
     uint64_t   received0;
     double     extra[8];
+    int        zones;        /* pushd's /v1/stats zones were read */
+    double     reg_entry;    /* bytes of one register entry */
+    double     reg_bucket;   /* its hash chain heads per entry */
+    double     reg_ip;       /* a per-address count and its chain head */
+    double     reg_used;
+    double     reg_capacity;
+    double     reg_ips_used;
+    double     reg_bytes;
+    double     store_bytes;
 } pd_lg_result_t;
 
 static pd_lg_result_t  pd_lg_res;
@@ -410,6 +421,11 @@ pd_lg_next_push(u_char *buf, size_t size, uint64_t *seq, int *owed,
         return -1;
     }
 
+    /* the receivers check that a message came to a uid it was for */
+    if (*seq < PD_LG_SEQ_MAX) {
+        __atomic_store_n(&pd_lg_first[*seq], first, __ATOMIC_RELEASE);
+    }
+
     if (pd_lg_opts.target == PD_LG_PUSHD) {
         bl = snprintf((char *) body, sizeof(body),
                       "{\"app\":\"%s\",\"uids\":[%.*s],\"qos\":%d,"
@@ -711,6 +727,164 @@ pd_lg_lost(uint64_t *dups_out)
     return lost;
 }
 
+/*
+ * pushd's register zone, with the connections held: what one connection
+ * occupies in it.  Its pages may be in the PSS already (touched when
+ * the zone was formatted, or by this connection): the report counts the
+ * PSS outside shared memory plus these bytes, so each byte counts once.
+ */
+static void
+pd_lg_read_zones(void)
+{
+    static char  buf[256 * 1024];
+    double       cap, buckets, bb, ipcap, ipb, ipe;
+
+    if (pd_lg_opts.target != PD_LG_PUSHD || pd_lg_opts.api_port <= 0
+        || pd_lg_http_get("/v1/stats", buf, sizeof(buf)) < 0)
+    {
+        return;
+    }
+
+    cap = pd_lg_json_num(buf, "register", "capacity");
+    buckets = pd_lg_json_num(buf, "register", "buckets");
+    bb = pd_lg_json_num(buf, "register", "bucket_bytes");
+    ipcap = pd_lg_json_num(buf, "register", "ips_capacity");
+    ipb = pd_lg_json_num(buf, "register", "ip_buckets");
+    ipe = pd_lg_json_num(buf, "register", "ip_entry_bytes");
+
+    if (cap <= 0 || buckets <= 0 || bb <= 0 || ipcap <= 0 || ipb <= 0
+        || ipe <= 0)
+    {
+        fprintf(stderr, "loadgen: no register zone in /v1/stats\n");
+        return;
+    }
+
+    pd_lg_res.zones = 1;
+    pd_lg_res.reg_entry = pd_lg_json_num(buf, "register", "entry_bytes");
+    pd_lg_res.reg_bucket = buckets * bb / cap;
+    pd_lg_res.reg_ip = ipe + ipb * bb / ipcap;
+    pd_lg_res.reg_used = pd_lg_json_num(buf, "register", "used");
+    pd_lg_res.reg_capacity = cap;
+    pd_lg_res.reg_ips_used = pd_lg_json_num(buf, "register", "ips_used");
+    pd_lg_res.reg_bytes = pd_lg_json_num(buf, "register", "bytes");
+    pd_lg_res.store_bytes = pd_lg_json_num(buf, "store", "bytes");
+}
+
+/*
+ * Idle memory.  pss_per_conn_b: all processes' PSS growth over N;
+ * marginal: the second half's growth over its connections, and the
+ * same outside shared memory (private_marginal); zone_per_conn_b: the
+ * register bytes one connection occupies (entry, its share of the hash
+ * chain heads, and a per-address count as if each client came from its
+ * own address: the worst case); counted_per_conn_b: the last two added,
+ * each byte once; whole_pss_per_conn_b: every process's PSS with N held,
+ * baseline included, over N.
+ */
+static void
+pd_lg_report_idle(int conns)
+{
+    pd_lg_result_t  *r = &pd_lg_res;
+    double           half, marginal, shm_marginal, zone;
+
+    half = conns > r->half && r->pss_half > 0 ? conns - r->half : 0;
+    marginal = half ? (r->pss1 - r->pss_half) * 1024.0 / half : -1;
+    shm_marginal = half ? (r->shm1 - r->shm_half) * 1024.0 / half : -1;
+    zone = r->zones ? r->reg_entry + r->reg_bucket + r->reg_ip : 0;
+
+    printf(",\"pss_before_kb\":%ld,\"pss_after_kb\":%ld,"
+           "\"pss_per_conn_b\":%.0f,\"shmem_per_conn_b\":%.0f,"
+           "\"marginal_per_conn_b\":%.0f,"
+           "\"marginal_shmem_per_conn_b\":%.0f,"
+           "\"private_marginal_per_conn_b\":%.0f,"
+           "\"whole_pss_per_conn_b\":%.0f,"
+           "\"slab_per_conn_b\":%.0f",
+           (long) r->pss0, (long) r->pss1,
+           conns && r->pss0 >= 0 && r->pss1 >= 0
+           ? (r->pss1 - r->pss0) * 1024.0 / conns : -1,
+           conns && r->pss0 >= 0 && r->pss1 >= 0
+           ? (r->shm1 - r->shm0) * 1024.0 / conns : -1,
+           marginal, shm_marginal,
+           half ? marginal - shm_marginal : -1,
+           conns && r->pss1 >= 0 ? r->pss1 * 1024.0 / conns : -1,
+           conns ? (r->slab1 - r->slab0) * 1024.0 / conns : -1);
+
+    if (r->zones) {
+        printf(",\"zone_entry_b\":%.0f,\"zone_bucket_b\":%.1f,"
+               "\"zone_ip_b\":%.1f,\"zone_per_conn_b\":%.0f,"
+               "\"counted_per_conn_b\":%.0f,\"register_used\":%.0f,"
+               "\"register_capacity\":%.0f,\"register_ips_used\":%.0f,"
+               "\"register_bytes\":%.0f,\"store_bytes\":%.0f",
+               r->reg_entry, r->reg_bucket, r->reg_ip, zone,
+               half ? marginal - shm_marginal + zone : -1, r->reg_used,
+               r->reg_capacity, r->reg_ips_used, r->reg_bytes,
+               r->store_bytes);
+    }
+}
+
+/*
+ * The fan-out, subscriber by subscriber: each whose session came up
+ * must have received every accepted message once and in order.  A
+ * subscriber is whole when its receipts are as many as the accepted
+ * messages, their sequence numbers add up to theirs, and none came at
+ * or before the one before it (strictly increasing: no duplicate, no
+ * reordering).  lost and dups are summed per subscriber, so that one's
+ * loss cannot hide another's duplicate.
+ */
+static void
+pd_lg_subs_check(uint64_t *lost, uint64_t *dups)
+{
+    pd_lg_sub_t  *sub;
+    uint64_t      want, sum, s, up, whole, shrt, over, dis, disorder;
+    int           i;
+
+    want = 0;
+    sum = 0;
+
+    for (s = 0; s < pd_lg_seq && s < PD_LG_SEQ_MAX; s++) {
+        if (pd_lg_accepted[s]) {
+            want++;
+            sum += s;
+        }
+    }
+
+    *lost = 0;
+    *dups = 0;
+    up = whole = shrt = over = dis = disorder = 0;
+
+    for (i = 0; i < pd_lg_opts.conns; i++) {
+        sub = &pd_lg_subs[i];
+
+        if (!sub->up) {
+            continue;
+        }
+
+        up++;
+        disorder += sub->disorder;
+
+        if (sub->rx < want) {
+            *lost += want - sub->rx;
+            shrt++;
+        } else if (sub->rx > want) {
+            *dups += sub->rx - want;
+            over++;
+        }
+
+        if (sub->disorder) {
+            dis++;
+        }
+
+        if (sub->rx == want && sub->seq_sum == sum && sub->disorder == 0) {
+            whole++;
+        }
+    }
+
+    printf(",\"subs\":%lu,\"subs_whole\":%lu,\"subs_short\":%lu,"
+           "\"subs_over\":%lu,\"subs_disorder\":%lu,\"disorder\":%lu",
+           (unsigned long) up, (unsigned long) whole, (unsigned long) shrt,
+           (unsigned long) over, (unsigned long) dis,
+           (unsigned long) disorder);
+}
+
 static void
 pd_lg_report(void)
 {
@@ -753,33 +927,19 @@ pd_lg_report(void)
            pd_lg_hist_pct(&cl, 0.99));
 
     if (o->scenario == PD_LG_IDLE) {
-        printf(",\"pss_before_kb\":%ld,\"pss_after_kb\":%ld,"
-               "\"pss_per_conn_b\":%.0f,\"shmem_per_conn_b\":%.0f,"
-               "\"marginal_per_conn_b\":%.0f,"
-               "\"slab_per_conn_b\":%.0f",
-               (long) pd_lg_res.pss0, (long) pd_lg_res.pss1,
-               conns && pd_lg_res.pss0 >= 0 && pd_lg_res.pss1 >= 0
-               ? (pd_lg_res.pss1 - pd_lg_res.pss0) * 1024.0 / conns : -1,
-               conns && pd_lg_res.pss0 >= 0 && pd_lg_res.pss1 >= 0
-               ? (pd_lg_res.shm1 - pd_lg_res.shm0) * 1024.0 / conns : -1,
-               conns > pd_lg_res.half && pd_lg_res.pss_half > 0
-               ? (pd_lg_res.pss1 - pd_lg_res.pss_half) * 1024.0
-                 / (conns - pd_lg_res.half) : -1,
-               conns ? (pd_lg_res.slab1 - pd_lg_res.slab0) * 1024.0 / conns
-               : -1);
+        pd_lg_report_idle(conns);
     } else {
-        lost = (o->scenario == PD_LG_FANOUT) ? 0 : pd_lg_lost(&dups);
         if (o->scenario == PD_LG_FANOUT) {
-            lost = pd_lg_pubstat.expected > rx
-                   ? pd_lg_pubstat.expected - rx : 0;
-            dups = rx > pd_lg_pubstat.expected
-                   ? rx - pd_lg_pubstat.expected : 0;
+            pd_lg_subs_check(&lost, &dups);
+        } else {
+            lost = pd_lg_lost(&dups);
         }
 
         printf(",\"sent\":%lu,\"accepted\":%lu,\"api_errors\":%lu,"
                "\"api_5xx\":%lu,\"api_4xx\":%lu,\"lost_in_flight\":%lu,"
                "\"expected\":%lu,\"received\":%lu,\"lost\":%lu,"
-               "\"dups\":%lu,\"bad\":%lu,\"stale\":%lu,\"acks\":%lu,"
+               "\"dups\":%lu,\"wrong_uid\":%lu,\"bad\":%lu,\"stale\":%lu,"
+               "\"acks\":%lu,"
                "\"seconds\":%.3f,"
                "\"requests_per_s\":%.0f,\"deliveries_per_s\":%.0f,"
                "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
@@ -795,6 +955,7 @@ pd_lg_report(void)
                (unsigned long) pd_lg_pubstat.lost_in_flight,
                (unsigned long) pd_lg_pubstat.expected, (unsigned long) rx,
                (unsigned long) lost, (unsigned long) dups,
+               (unsigned long) pd_lg_board->wrong_uid,
                (unsigned long) pd_lg_board->bad,
                (unsigned long) pd_lg_board->stale,
                (unsigned long) pd_lg_board->acks, secs,
@@ -849,8 +1010,16 @@ main(int argc, char **argv)
     pd_lg_board = mmap(NULL, sizeof(pd_lg_board_t), PROT_READ | PROT_WRITE,
                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     pd_lg_accepted = calloc(PD_LG_SEQ_MAX, 1);
+    pd_lg_subs = mmap(NULL, sizeof(pd_lg_sub_t) * (size_t) o->conns,
+                      PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                      -1, 0);
+    pd_lg_first = mmap(NULL, sizeof(uint32_t) * PD_LG_SEQ_MAX,
+                       PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                       -1, 0);
 
-    if (pd_lg_board == MAP_FAILED || pd_lg_accepted == NULL) {
+    if (pd_lg_board == MAP_FAILED || pd_lg_accepted == NULL
+        || pd_lg_subs == MAP_FAILED || pd_lg_first == MAP_FAILED)
+    {
         perror("loadgen: mmap");
         return 1;
     }
@@ -874,6 +1043,7 @@ main(int argc, char **argv)
         pd_lg_res.pss1 = pd_lg_pss_kb(o->pids, o->npids,
                                       &pd_lg_res.shm1);
         pd_lg_res.slab1 = pd_lg_meminfo_kb("Slab");
+        pd_lg_read_zones();
         pd_lg_finish();
         pd_lg_report();
         return 0;

@@ -227,6 +227,7 @@ pd_lg_connected(pd_lg_conn_t *c)
     int       me = pd_lg_slot;
 
     c->state = PD_LG_C_OPEN;
+    pd_lg_subs[c->idx].up = 1;
     pd_lg_inflight--;
     pd_lg_settle();
 
@@ -241,6 +242,41 @@ pd_lg_connected(pd_lg_conn_t *c)
                                            __ATOMIC_RELAXED))
     {
         /* old was reloaded */
+    }
+}
+
+/*
+ * One subscriber's record of a message of this run: its count, its
+ * order, and for a push whether it was meant for this uid (the uids of
+ * a push are first, first + step, ... modulo the connections).
+ */
+static void
+pd_lg_receipt(pd_lg_conn_t *c, uint64_t seq)
+{
+    pd_lg_sub_t  *sub = &pd_lg_subs[c->idx];
+    uint32_t      n, k, step, first, d;
+
+    sub->rx++;
+    sub->seq_sum += seq;
+
+    if (seq < sub->last) {
+        sub->disorder++;
+    } else {
+        sub->last = (uint32_t) seq + 1;
+    }
+
+    if (pd_lg_opts.scenario == PD_LG_FANOUT || seq >= PD_LG_SEQ_MAX) {
+        return;
+    }
+
+    n = (uint32_t) pd_lg_opts.conns;
+    k = pd_lg_opts.scenario == PD_LG_STORM ? 1 : (uint32_t) pd_lg_opts.uids;
+    step = n / k;
+    first = __atomic_load_n(&pd_lg_first[seq], __ATOMIC_ACQUIRE);
+    d = (c->idx + n - first % n) % n;
+
+    if (d % step != 0 || d / step >= k) {
+        __atomic_fetch_add(&pd_lg_board->wrong_uid, 1, __ATOMIC_RELAXED);
     }
 }
 
@@ -292,6 +328,8 @@ pd_lg_message(pd_lg_conn_t *c, const u_char *p, size_t len)
     {
         /* old was reloaded */
     }
+
+    pd_lg_receipt(c, seq);
 
     if (pd_lg_opts.scenario != PD_LG_FANOUT && seq < PD_LG_SEQ_MAX) {
         if (__atomic_fetch_add(&pd_lg_board->counts[seq], 1,

@@ -1,7 +1,7 @@
 /*
  * pd_lg_util.c: the load generator's helpers: clock, histograms, the
  * message data with its send stamp, WebSocket client frames, sockets on
- * spread source addresses and readings of /proc.
+ * spread source addresses, readings of /proc and of pushd's /v1/stats.
  */
 
 #define _GNU_SOURCE
@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -461,4 +462,93 @@ pd_lg_token(char *hex, const char *uid, const char *device, long expires)
     }
 
     hex[2 * mdlen] = '\0';
+}
+
+/*
+ * GET path from the API port on host with the API key, blocking, the
+ * answer's body NUL-terminated into out; the body's length, or -1.
+ * Used between phases (pushd's /v1/stats), never while publishing.
+ */
+ssize_t
+pd_lg_http_get(const char *path, char *out, size_t size)
+{
+    struct sockaddr_in  sin;
+    struct timeval      tv = { 5, 0 };
+    char                req[512], *body;
+    size_t              len;
+    ssize_t             n;
+    int                 fd;
+
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd == -1) {
+        return -1;
+    }
+
+    (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t) pd_lg_opts.api_port);
+
+    if (inet_pton(AF_INET, pd_lg_opts.host, &sin.sin_addr) != 1
+        || connect(fd, (struct sockaddr *) &sin, sizeof(sin)) == -1)
+    {
+        close(fd);
+        return -1;
+    }
+
+    n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 "Authorization: Bearer %s\r\nConnection: close\r\n\r\n",
+                 path, pd_lg_opts.api_key);
+
+    if (n < 0 || (size_t) n >= sizeof(req) || write(fd, req, (size_t) n) != n)
+    {
+        close(fd);
+        return -1;
+    }
+
+    len = 0;
+
+    while (len + 1 < size
+           && (n = read(fd, out + len, size - 1 - len)) > 0)
+    {
+        len += (size_t) n;
+    }
+
+    close(fd);
+    out[len] = '\0';
+
+    body = strstr(out, "\r\n\r\n");
+    if (strncmp(out, "HTTP/1.1 200", 12) != 0 || body == NULL) {
+        return -1;
+    }
+
+    body += 4;
+    len -= (size_t) (body - out);
+    memmove(out, body, len + 1);
+
+    return (ssize_t) len;
+}
+
+/* the number of "key" in the object "obj" of json ("obj" may be NULL:
+ * anywhere), or -1 */
+double
+pd_lg_json_num(const char *json, const char *obj, const char *key)
+{
+    char         pat[80];
+    const char  *p;
+
+    p = json;
+
+    if (obj != NULL) {
+        (void) snprintf(pat, sizeof(pat), "\"%s\":{", obj);
+        p = strstr(json, pat);
+        if (p == NULL) {
+            return -1;
+        }
+    }
+
+    (void) snprintf(pat, sizeof(pat), "\"%s\":", key);
+    p = strstr(p, pat);
+
+    return p != NULL ? strtod(p + strlen(pat), NULL) : -1;
 }

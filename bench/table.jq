@@ -14,7 +14,7 @@ def num:
   elif . >= 10 then ((. * 10 | round) / 10 | tostring)
   else ((. * 1000 | round) / 1000 | tostring) end;
 
-def lat: "\(.p50_ms | num) / \(.p99_ms | num) / \(.p999_ms | num)";
+def lat: "\(.p50_ms | num)/\(.p99_ms | num)/\(.p999_ms | num)/\(.max_ms | num)\(if (.p999_ms // 0) > 50 or (.max_ms // 0) > 50 then "!" else "" end)";
 
 def row($name; $cells):
   "   " + ($name | rpad(40)) + ($cells | map(lpad(22)) | join(""))
@@ -33,6 +33,7 @@ def row($name; $cells):
   def cells3($prefix; f):
     [get("\($prefix)-pushd"; f), get("\($prefix)-nchan"; f),
      get("\($prefix)-bare"; f)];
+  def cells4($prefix; f): cells3($prefix; f) + [get("\($prefix)-bare4"; f)];
 
   "pushd benchmarks, \(.date): \(.host.cores) cores, \(.host.mem_gb) GB, Linux \(.host.kernel)",
   "\(.versions.pushd) (\(.versions.pushd_commit)); nginx \(.versions.nginx) + nchan \(.versions.nchan)",
@@ -50,6 +51,21 @@ def row($name; $cells):
          [get("idle-pushd-\($n)"; .marginal_per_conn_b | num),
           get("idle-nchan-\($n)"; .marginal_per_conn_b | num),
           get("idle-bare-\($n)"; .marginal_per_conn_b | num)]),
+     row("  of it outside shared memory (B/conn)";
+         [get("idle-pushd-\($n)"; .private_marginal_per_conn_b | num),
+          get("idle-nchan-\($n)"; .private_marginal_per_conn_b | num),
+          get("idle-bare-\($n)"; .private_marginal_per_conn_b | num)]),
+     row("  + register entry, chain head, per-IP (B)";
+         [get("idle-pushd-\($n)"; "\(.zone_entry_b | num) + \(.zone_bucket_b | num) + \(.zone_ip_b | num)"),
+          "", ""]),
+     row("  counted per conn (B): see bench/README";
+         [get("idle-pushd-\($n)"; .counted_per_conn_b | num),
+          get("idle-nchan-\($n)"; .marginal_per_conn_b | num),
+          get("idle-bare-\($n)"; .marginal_per_conn_b | num)]),
+     row("  whole server PSS / N, zones for N (B)";
+         [get("idle-pushd-\($n)"; .whole_pss_per_conn_b | num),
+          get("idle-nchan-\($n)"; .whole_pss_per_conn_b | num),
+          get("idle-bare-\($n)"; .whole_pss_per_conn_b | num)]),
      row("  of the mean, in shared zones (B)";
          [get("idle-pushd-\($n)"; .shmem_per_conn_b | num),
           get("idle-nchan-\($n)"; .shmem_per_conn_b | num),
@@ -76,17 +92,23 @@ def row($name; $cells):
   "" else empty end),
   (if has("fanout-") then
   row("2. fan-out: \($s.conns) subscribers, 256 B";
-      ["pushd broadcast", "nchan 1 channel", "bare epoll"]),
-  row("deliveries/s"; cells3("fanout"; .deliveries_per_s | num)),
+      ["pushd broadcast", "nchan 1 channel", "bare epoll", "bare, writev x4"]),
+  row("deliveries/s"; cells4("fanout"; .deliveries_per_s | num)),
   row("ratio to bare"; [ratio("fanout-pushd"; "fanout-bare"),
-                        ratio("fanout-nchan"; "fanout-bare"), "1x"]),
-  row("latency p50 / p99 / p999 (ms)"; cells3("fanout"; lat)),
+                        ratio("fanout-nchan"; "fanout-bare"), "1x",
+                        ratio("fanout-bare4"; "fanout-bare")]),
+  row("ratio to bare, writev x4"; [ratio("fanout-pushd"; "fanout-bare4"),
+                        ratio("fanout-nchan"; "fanout-bare4"),
+                        ratio("fanout-bare"; "fanout-bare4"), "1x"]),
+  row("latency p50/p99/p999/max (ms)"; cells4("fanout"; lat)),
   row("server user CPU per delivery (us)";
-      cells3("fanout"; .user_us_per_delivery | num)),
+      cells4("fanout"; .user_us_per_delivery | num)),
   row("server sys CPU per delivery (us)";
-      cells3("fanout"; .sys_us_per_delivery | num)),
-  row("messages / lost deliveries";
-      cells3("fanout"; "\(.accepted) / \(.lost)")),
+      cells4("fanout"; .sys_us_per_delivery | num)),
+  row("messages / lost / duplicates";
+      cells4("fanout"; "\(.accepted) / \(.lost) / \(.dups)")),
+  row("subscribers: all in order / not";
+      cells4("fanout"; "\(.subs_whole) / \((.subs // 0) - (.subs_whole // 0))")),
   "" else empty end),
   (if has("unicast") then
   row("3. unicast: \($s.conns) uids, \($s.pubconns) x \($s.pipeline) pipelined";
@@ -95,27 +117,27 @@ def row($name; $cells):
       [get("unicast-pushd"; .deliveries_per_s | num),
        get("unicast-nchan"; .deliveries_per_s | num), ""]),
   row("ratio pushd / nchan"; [ratio("unicast-pushd"; "unicast-nchan"), "", ""]),
-  row("latency p50 / p99 / p999 (ms)";
+  row("latency p50/p99/p999/max (ms)";
       [get("unicast-pushd"; lat), get("unicast-nchan"; lat), ""]),
-  row("accepted / lost / duplicates";
-      [get("unicast-pushd"; "\(.accepted) / \(.lost) / \(.dups)"),
-       get("unicast-nchan"; "\(.accepted) / \(.lost) / \(.dups)"), ""]),
+  row("accepted / lost / dups / wrong uid";
+      [get("unicast-pushd"; "\(.accepted) / \(.lost) / \(.dups) / \(.wrong_uid)"),
+       get("unicast-nchan"; "\(.accepted) / \(.lost) / \(.dups) / \(.wrong_uid)"), ""]),
   row("server user CPU per message (us)";
       [get("unicast-pushd"; .user_us_per_delivery | num),
        get("unicast-nchan"; .user_us_per_delivery | num), ""]),
   row("paced at \($s.paced_rate)/s: achieved/s";
       [get("unicast-paced-pushd"; .deliveries_per_s | num),
        get("unicast-paced-nchan"; .deliveries_per_s | num), ""]),
-  row("  latency p50 / p99 / p999 (ms)";
+  row("  latency p50/p99/p999/max (ms)";
       [get("unicast-paced-pushd"; lat), get("unicast-paced-nchan"; lat), ""]),
   row("  max latency (ms) / lost";
       [get("unicast-paced-pushd"; "\(.max_ms | num) / \(.lost)"),
        get("unicast-paced-nchan"; "\(.max_ms | num) / \(.lost)"), ""]),
   row("100 uids per request: deliveries/s";
       [get("unicast100-pushd"; .deliveries_per_s | num), "", ""]),
-  row("  latency p50 / p99 / p999 (ms)"; [get("unicast100-pushd"; lat), "", ""]),
-  row("  expected / lost / duplicates";
-      [get("unicast100-pushd"; "\(.expected) / \(.lost) / \(.dups)"), "", ""]),
+  row("  latency p50/p99/p999/max (ms)"; [get("unicast100-pushd"; lat), "", ""]),
+  row("  expected / lost / dups / wrong uid";
+      [get("unicast100-pushd"; "\(.expected) / \(.lost) / \(.dups) / \(.wrong_uid)"), "", ""]),
   "" else empty end),
   (if has("storm-") then
   row("4. reconnect storm: \($s.conns) clients"; ["pushd", "", ""]),
@@ -124,8 +146,8 @@ def row($name; $cells):
   row("sessions/s on reconnect"; [get("storm-pushd"; .sessions_per_s | num), "", ""]),
   row("all pending delivered after (s)";
       [get("storm-pushd"; .all_delivered_s | num), "", ""]),
-  row("sessions / lost / duplicates";
-      [get("storm-pushd"; "\(.connected) / \(.lost) / \(.dups)"), "", ""]),
+  row("sessions / lost / dups / wrong uid";
+      [get("storm-pushd"; "\(.connected) / \(.lost) / \(.dups) / \(.wrong_uid)"), "", ""]),
   "" else empty end),
   (if has("scale-") or has("fanout-pushd") or has("unicast-pushd") then
   ([$r | keys[] | select(test("^scale-fanout-pushd-w"))
@@ -166,7 +188,7 @@ def row($name; $cells):
       [get("cluster-via-b-pushd"; .halves_runs | map(num) | join(" ")),
        get("cluster-via-a-pushd"; .halves_runs | map(num) | join(" ")),
        get("cluster-single-pushd"; .halves_runs | map(num) | join(" "))]),
-  row("latency p50 / p99 / p999 (ms)";
+  row("latency p50/p99/p999/max (ms)";
       [get("cluster-via-b-pushd"; lat), get("cluster-via-a-pushd"; lat),
        get("cluster-single-pushd"; lat)]),
   row("accepted / lost / duplicates";
@@ -197,6 +219,13 @@ def row($name; $cells):
   "" else empty end),
   (if (.crashes.crashed_runs // 0) > 0 then
      "note: a pushd worker died during \(.crashes.crashed_runs) of \(.crashes.pushd_runs) pushd runs (\(.crashes.labels | join(", "))); their figures include the crash",
+     "" else empty end),
+  (if (.tails | length) > 0 then
+     "tails: p999 and max of every run reported above; over 50 ms (marked !):",
+     (if ([.tails[] | select(.over_50ms)] | length) == 0 then "   none"
+      else (.tails[] | select(.over_50ms)
+            | "   \(.label): p999 \(.p999_ms | num) ms, max \(.max_ms | num) ms\(if .saturated then " (saturated: published as fast as taken)" elif .offline then " (stored while offline: the latency counts the wait for the reconnect)" else "" end)")
+      end),
      "" else empty end),
   "targets, figures of this run:",
   (.targets[] | select(.met != null)

@@ -13,41 +13,28 @@ static pd_cycle_t  *pd_conn_cycle;
 pd_int_t
 pd_connection_init_array(pd_cycle_t *cycle, pd_uint_t n)
 {
-    pd_connection_t  *c, *next;
-    pd_event_t       *rev, *wev;
-    pd_uint_t         i;
-
-    cycle->connections = pd_calloc(sizeof(pd_connection_t) * n, cycle->log);
-    cycle->read_events = pd_calloc(sizeof(pd_event_t) * n, cycle->log);
-    cycle->write_events = pd_calloc(sizeof(pd_event_t) * n, cycle->log);
+    /*
+     * calloc(), not pd_calloc(): arrays this large come zeroed from
+     * mmap() and are not written here, so a slot's page costs memory
+     * only once a connection first needs it (pd_get_connection takes
+     * the free list first, then the next never-used slot); a worker
+     * sized for 19,000 connections that holds 100 keeps 100 slots.
+     */
+    cycle->connections = calloc(n, sizeof(pd_connection_t));
+    cycle->read_events = calloc(n, sizeof(pd_event_t));
+    cycle->write_events = calloc(n, sizeof(pd_event_t));
 
     if (cycle->connections == NULL || cycle->read_events == NULL
         || cycle->write_events == NULL)
     {
+        pd_log_error(PD_LOG_EMERG, cycle->log, errno,
+                     "calloc() of %lu connections failed", (unsigned long) n);
         return PD_ERROR;
     }
 
-    c = cycle->connections;
-    rev = cycle->read_events;
-    wev = cycle->write_events;
-    next = NULL;
-
-    for (i = n; i-- > 0; ) {
-        c[i].data = next;
-        c[i].read = &rev[i];
-        c[i].write = &wev[i];
-        c[i].fd = -1;
-
-        rev[i].closed = 1;
-        rev[i].instance = 1;
-        wev[i].closed = 1;
-        wev[i].write = 1;
-
-        next = &c[i];
-    }
-
     cycle->connection_n = n;
-    cycle->free_connections = next;
+    cycle->connection_top = 0;
+    cycle->free_connections = NULL;
     cycle->free_connection_n = n;
     pd_queue_init(&cycle->reusable_connections);
 
@@ -108,7 +95,7 @@ pd_get_connection(pd_socket_t fd, pd_log_t *log)
 {
     pd_connection_t  *c;
     pd_event_t       *rev, *wev;
-    pd_uint_t         instance;
+    pd_uint_t         instance, i;
 
     if (pd_conn_cycle->free_connection_n < pd_conn_cycle->connection_n / 16) {
         pd_drain_connections();
@@ -116,14 +103,24 @@ pd_get_connection(pd_socket_t fd, pd_log_t *log)
 
     c = pd_conn_cycle->free_connections;
 
-    if (c == NULL) {
+    if (c != NULL) {
+        pd_conn_cycle->free_connections = c->data;
+
+    } else if (pd_conn_cycle->connection_top < pd_conn_cycle->connection_n) {
+        /* a slot never used: its events are found by its index */
+        i = pd_conn_cycle->connection_top++;
+        c = &pd_conn_cycle->connections[i];
+        c->read = &pd_conn_cycle->read_events[i];
+        c->write = &pd_conn_cycle->write_events[i];
+        c->read->instance = 1;
+
+    } else {
         pd_log_error(PD_LOG_ALERT, log, 0,
                      "%lu worker_connections are not enough",
                      (unsigned long) pd_conn_cycle->connection_n);
         return NULL;
     }
 
-    pd_conn_cycle->free_connections = c->data;
     pd_conn_cycle->free_connection_n--;
 
     rev = c->read;

@@ -44,6 +44,16 @@ struct pd_connection_s {
     pd_event_t          *write;
     pd_socket_t          fd;
 
+    /* beside fd, in what would be padding: two of these per connection
+     * slot are worker_connections x 8 bytes */
+    unsigned             close:1;
+    unsigned             destroyed:1;
+    unsigned             timedout:1;
+    unsigned             error:1;
+    unsigned             idle:1;      /* may be closed at shutdown */
+    unsigned             reusable:1;
+    unsigned             shared:1;    /* listener / channel, not from accept */
+
     pd_recv_pt           recv;
     pd_send_pt           send;
     pd_send_chain_pt     send_chain;
@@ -60,14 +70,6 @@ struct pd_connection_s {
     pd_queue_t           queue;       /* reusable / module lists */
     pd_uint_t            number;      /* the "*N" in log lines */
     off_t                sent;
-
-    unsigned             close:1;
-    unsigned             destroyed:1;
-    unsigned             timedout:1;
-    unsigned             error:1;
-    unsigned             idle:1;      /* may be closed at shutdown */
-    unsigned             reusable:1;
-    unsigned             shared:1;    /* listener / channel, not from accept */
 };
 
 extern pd_uint_t   pd_connection_counter;

@@ -63,11 +63,12 @@ struct pd_cycle_s {
     pd_array_t         listening;      /* pd_listening_t */
     pd_array_t         shared_memory;  /* pd_shm_zone_t */
 
-    pd_connection_t   *connections;    /* preallocated array */
+    pd_connection_t   *connections;    /* reserved array, written as used */
     pd_event_t        *read_events;
     pd_event_t        *write_events;
     pd_connection_t   *free_connections;
     pd_uint_t          connection_n;
+    pd_uint_t          connection_top; /* slots ever handed out: [0, top) */
     pd_uint_t          free_connection_n;
     pd_queue_t         reusable_connections;
 

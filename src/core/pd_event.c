@@ -247,7 +247,6 @@ pd_event_dispatch(struct epoll_event *ee)
 
     if ((revents & EPOLLIN) && rev->active) {
         rev->ready = 1;
-        rev->available = pd_accept_per_turn;
 
         if (revents & EPOLLRDHUP) {
             rev->pending_eof = 1;

@@ -11,7 +11,6 @@ struct pd_event_s {
     pd_event_handler_pt  handler;
     pd_timer_t           timer;
     pd_queue_t           queue;       /* posted link */
-    pd_uint_t            available;   /* accept: how many per turn */
 
     unsigned             write:1;
     unsigned             accept:1;

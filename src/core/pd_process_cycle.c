@@ -647,7 +647,7 @@ pd_worker_process_exit(pd_cycle_t *cycle)
 
     if (pd_exiting) {
         c = cycle->connections;
-        for (i = 0; i < cycle->connection_n; i++) {
+        for (i = 0; i < cycle->connection_top; i++) {
             if (c[i].fd != -1 && !c[i].shared) {
                 pd_log_error(PD_LOG_ALERT, cycle->log, 0,
                              "*%lu open socket left in connection %lu",
@@ -721,7 +721,7 @@ pd_shutdown_timer_handler(pd_timer_t *t)
 
     c = cycle->connections;
 
-    for (i = 0; i < cycle->connection_n; i++) {
+    for (i = 0; i < cycle->connection_top; i++) {
         if (c[i].fd != -1 && !c[i].shared && c[i].read->handler) {
             c[i].close = 1;
             c[i].read->handler(c[i].read);

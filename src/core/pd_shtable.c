@@ -20,8 +20,12 @@ pd_shtable_rebuild(pd_shtable_t *t)
     *t->free = PD_SHTABLE_NIL;
     *t->count = 0;
 
+    if (t->top != NULL && *t->top > t->nslots) {
+        *t->top = t->nslots;
+    }
+
     /* backwards, so that the free list hands out low slots first */
-    for (i = t->nslots; i-- > 0; /* void */) {
+    for (i = pd_shtable_used_slots(t); i-- > 0; /* void */) {
         slot = pd_shtable_slot(t, i);
 
         if (*pd_shtable_state(t, i) == PD_SHTABLE_USED
@@ -50,7 +54,23 @@ pd_shtable_alloc(pd_shtable_t *t)
 
     if (i != PD_SHTABLE_NIL) {
         *t->free = *pd_shtable_u32(t, i, t->type->free_link);
+        return i;
     }
+
+    if (t->top == NULL || *t->top >= t->nslots) {
+        return PD_SHTABLE_NIL;
+    }
+
+    /*
+     * A slot never written: free before the top passes it, so that a
+     * crash anywhere after leaves it free (the memory need not have
+     * been zeroed)
+     */
+    i = *t->top;
+    *pd_shtable_state(t, i) = PD_SHTABLE_FREE;
+    pd_shtable_fence();
+    *t->top = i + 1;
+    pd_shtable_fence();
 
     return i;
 }

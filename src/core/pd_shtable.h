@@ -6,6 +6,12 @@
  * caller fills in (pointers are not kept in shared memory, so the zone
  * means the same wherever it is mapped).
  *
+ * A table with a top grows with use: slots are handed out from the free
+ * list, else the next never-used one, so a slot's page is first written
+ * when a slot on it is first needed, and a zone formatted for a million
+ * connections costs nothing until they come (PSS counts pages written).
+ * Every walk over the slots stops at the top.
+ *
  * Crash consistency: a slot's state byte is the only fact; it is stored
  * after the fields it commits (pd_shtable_commit) and cleared before
  * they are reused (pd_shtable_uncommit).  The chains, the free list and
@@ -54,6 +60,10 @@ typedef struct {
     uint32_t                 *buckets;   /* mask + 1 chain heads */
     uint32_t                 *free;      /* the free list's head, and */
     uint32_t                 *count;     /* the chained slots, in the zone */
+    uint32_t                 *top;       /* in the zone: slots [0, top)
+                                          * were handed out at least once,
+                                          * the others never written;
+                                          * NULL: all on the free list */
     uint32_t                  nslots;
     uint32_t                  mask;      /* buckets - 1, a power of two - 1 */
     void                     *data;      /* for hash() and keep() */
@@ -100,15 +110,17 @@ pd_shtable_next(pd_shtable_t *t, uint32_t i)
 /*
  * Derives the chains, the free list and the count from the slots' states:
  * a used slot that keep() accepts is chained by hash(), any other is
- * marked free and put on the free list, low slots first.  Idempotent and
- * O(slots); formatting a zeroed table is a rebuild too.
+ * marked free and put on the free list, low slots first; with a top,
+ * only the slots below it.  Idempotent and O(slots); formatting a table
+ * (a zeroed one, or one whose top is 0) is a rebuild too.
  */
 void pd_shtable_rebuild(pd_shtable_t *t);
 
 /*
- * Takes a slot off the free list, its state still free: the caller
- * stores its fields, then pd_shtable_insert() (or pd_shtable_commit()
- * and pd_shtable_link()).  PD_SHTABLE_NIL when the table is full.
+ * Takes a slot off the free list, or the top's, its state free: the
+ * caller stores its fields, then pd_shtable_insert() (or
+ * pd_shtable_commit() and pd_shtable_link()).  PD_SHTABLE_NIL when the
+ * table is full.
  */
 uint32_t pd_shtable_alloc(pd_shtable_t *t);
 
@@ -126,6 +138,21 @@ void pd_shtable_unlink(pd_shtable_t *t, uint32_t i, uint32_t hash);
 
 /* puts an uncommitted, unlinked slot i on the free list */
 void pd_shtable_free(pd_shtable_t *t, uint32_t i);
+
+/* slots ever handed out: the end of any walk over them */
+static inline uint32_t
+pd_shtable_used_slots(pd_shtable_t *t)
+{
+    return t->top != NULL ? pd_min(*t->top, t->nslots) : t->nslots;
+}
+
+/* whether pd_shtable_alloc() would find no slot */
+static inline int
+pd_shtable_full(pd_shtable_t *t)
+{
+    return *t->free == PD_SHTABLE_NIL
+           && (t->top == NULL || *t->top >= t->nslots);
+}
 
 /* pd_shtable_commit(), then pd_shtable_link() */
 void pd_shtable_insert(pd_shtable_t *t, uint32_t i, uint32_t hash);

@@ -8,6 +8,7 @@
 #include "pd_center.h"
 #include "pd_room.h"
 #include "pd_saver.h"
+#include "pd_register.h"
 
 #define PD_CENTER_JSON_MAX  (64 * 1024)
 
@@ -102,6 +103,59 @@ pd_center_worker_counters(u_char *p, u_char *last, pd_stats_slot_t *s)
     return p;
 }
 
+/*
+ * The shared zones: what each holds, what it could hold and the bytes of
+ * one slot, so that an operator can size them (and the bench count the
+ * bytes a connection occupies in them, which the processes' PSS shows
+ * only as the pages are touched).
+ */
+static u_char *
+pd_center_zones(u_char *p, u_char *last)
+{
+    pd_reg_zone_stats_t  rz;
+    pd_msg_stats_t       st;
+    const char          *sep;
+
+    p = pd_slprintf(p, last, ",\"zones\":{");
+    sep = "";
+
+    if (pd_register_zone != NULL
+        && pd_reg_zone_stats(pd_register_zone, &rz) == PD_OK)
+    {
+        p = pd_slprintf(p, last, "\"register\":{\"bytes\":%lu,"
+                        "\"entry_bytes\":%u,\"used\":%u,\"capacity\":%u,"
+                        "\"bucket_bytes\":%u,\"buckets\":%u,"
+                        "\"ip_entry_bytes\":%u,\"ips_used\":%u,"
+                        "\"ips_capacity\":%u,\"ip_buckets\":%u}",
+                        (unsigned long) rz.bytes, rz.entry_bytes, rz.used,
+                        rz.capacity, rz.bucket_bytes, rz.buckets,
+                        rz.ip_entry_bytes, rz.ips_used, rz.ips_capacity,
+                        rz.ip_buckets);
+        sep = ",";
+    }
+
+    if (pd_saver_stats(&st) == PD_OK) {
+        p = pd_slprintf(p, last, "%s\"store\":{\"bytes\":%lu,"
+                        "\"entry_bytes\":%u,\"used\":%lu,\"capacity\":%lu,"
+                        "\"bucket_bytes\":4,\"buckets\":%u,"
+                        "\"mailbox_bytes\":%u,\"mailboxes_used\":%lu,"
+                        "\"mailboxes_capacity\":%u,\"cursor_bytes\":%u,"
+                        "\"cursors_used\":%lu,\"cursors_capacity\":%u,"
+                        "\"payload_bytes_used\":%lu,"
+                        "\"payload_bytes_capacity\":%lu}",
+                        sep, (unsigned long) st.bytes, st.entry_bytes,
+                        (unsigned long) st.entries,
+                        (unsigned long) st.max_entries, st.buckets,
+                        st.mailbox_bytes, (unsigned long) st.mailboxes,
+                        st.max_mailboxes, st.cursor_bytes,
+                        (unsigned long) st.cursors, st.max_cursors,
+                        (unsigned long) st.bytes_used,
+                        (unsigned long) st.bytes_capacity);
+    }
+
+    return pd_slprintf(p, last, "}");
+}
+
 void
 pd_center_stats(pd_http_conn_t *hc)
 {
@@ -148,8 +202,10 @@ pd_center_stats(pd_http_conn_t *hc)
         first = 0;
     }
 
-    p = pd_slprintf(p, last, "],\"connections\":%lu}\n",
+    p = pd_slprintf(p, last, "],\"connections\":%lu",
                     (unsigned long) conns);
+    p = pd_center_zones(p, last);
+    p = pd_slprintf(p, last, "}\n");
 
     (void) pd_http_send_response(hc, 200, "application/json", NULL, buf,
                                  (size_t) (p - buf));
@@ -448,7 +504,7 @@ pd_center_metrics(pd_http_conn_t *hc)
                      (unsigned long) cum, (unsigned long) sum,
                      (unsigned long) cum);
 
-    if (pd_saver != NULL && pd_saver_stats(&st) == PD_OK) {
+    if (pd_saver_stats(&st) == PD_OK) {
         pd_center_printf(&t,
             "# TYPE pushd_store_messages gauge\n"
             "pushd_store_messages %lu\n"

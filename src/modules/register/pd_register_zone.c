@@ -181,6 +181,7 @@ pd_reg_entry_table(pd_reg_zone_t *z, pd_shtable_t *t)
     t->buckets = pd_reg_buckets(z);
     t->free = &z->free;
     t->count = &z->count;
+    t->top = &z->top;
     t->nslots = z->max_conns;
     t->mask = z->mask;
     t->data = z;
@@ -293,6 +294,7 @@ pd_reg_ip_table(pd_reg_zone_t *z, pd_shtable_t *t)
     t->buckets = pd_reg_ip_buckets(z);
     t->free = &z->ip_free;
     t->count = &z->ip_count;
+    t->top = &z->ip_top;
     t->nslots = z->max_ips;
     t->mask = z->ip_mask;
     t->data = z;
@@ -379,9 +381,9 @@ pd_reg_zone_format(pd_reg_zone_t *z, size_t size, uint32_t max_conns,
     (void) pd_reg_layout(max_conns, max_ips, z);
     z->size = size;
 
-    pd_memzero(pd_reg_entries(z), (size_t) max_conns * sizeof(pd_reg_entry_t));
+    /* the entries and IP nodes are written as they are first used
+     * (their tops are 0): a large zone costs nothing until then */
     pd_memzero(pd_reg_apps(z), PD_REG_APP_TABLE * sizeof(pd_reg_app_t));
-    pd_memzero(pd_reg_ips(z), (size_t) max_ips * sizeof(pd_reg_ip_t));
 
     pd_reg_rebuild(z);
 
@@ -731,12 +733,13 @@ pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info)
         return PD_DECLINED;
     }
 
-    if (z->free == PD_REG_NIL || pd_reg_app_intern(z, &names) != PD_OK) {
+    pd_reg_entry_table(z, &t);
+
+    if (pd_shtable_full(&t) || pd_reg_app_intern(z, &names) != PD_OK) {
         pd_reg_unlock(z);
         return PD_BUSY;
     }
 
-    pd_reg_entry_table(z, &t);
     i = pd_shtable_alloc(&t);
     e = &pd_reg_entries(z)[i];
 
@@ -949,6 +952,30 @@ pd_reg_count(pd_reg_zone_t *z)
 }
 
 
+pd_int_t
+pd_reg_zone_stats(pd_reg_zone_t *z, pd_reg_zone_stats_t *st)
+{
+    if (pd_reg_lock(z) != PD_OK) {
+        return PD_ERROR;
+    }
+
+    st->bytes = z->size;
+    st->entry_bytes = sizeof(pd_reg_entry_t);
+    st->bucket_bytes = sizeof(uint32_t);
+    st->used = z->count;
+    st->capacity = z->max_conns;
+    st->buckets = z->mask + 1;
+    st->ip_entry_bytes = sizeof(pd_reg_ip_t);
+    st->ips_used = z->ip_count;
+    st->ips_capacity = z->max_ips;
+    st->ip_buckets = z->ip_mask + 1;
+
+    pd_reg_unlock(z);
+
+    return PD_OK;
+}
+
+
 /* removes pid's entries among slots [from, to); the lock is held */
 static pd_uint_t
 pd_reg_purge_entries(pd_reg_zone_t *z, int32_t pid, uint32_t from,
@@ -1017,13 +1044,16 @@ pd_reg_purge_ips(pd_reg_zone_t *z, int32_t pid, uint32_t from, uint32_t to)
 pd_uint_t
 pd_reg_purge_pid(pd_reg_zone_t *z, int32_t pid)
 {
-    uint32_t   from, to;
+    uint32_t   from, to, top;
     pd_uint_t  n;
 
     n = 0;
 
-    for (from = 0; from < z->max_conns; from = to) {
-        to = from + pd_min(z->max_conns - from, PD_REG_PURGE_BATCH);
+    /* the tops only grow, and the dead pid adds nothing past them */
+    top = __atomic_load_n(&z->top, __ATOMIC_ACQUIRE);
+
+    for (from = 0; from < top; from = to) {
+        to = from + pd_min(top - from, PD_REG_PURGE_BATCH);
 
         if (pd_reg_lock(z) != PD_OK) {
             return n;
@@ -1034,8 +1064,10 @@ pd_reg_purge_pid(pd_reg_zone_t *z, int32_t pid)
         pd_reg_unlock(z);
     }
 
-    for (from = 0; from < z->max_ips; from = to) {
-        to = from + pd_min(z->max_ips - from, PD_REG_PURGE_BATCH);
+    top = __atomic_load_n(&z->ip_top, __ATOMIC_ACQUIRE);
+
+    for (from = 0; from < top; from = to) {
+        to = from + pd_min(top - from, PD_REG_PURGE_BATCH);
 
         if (pd_reg_lock(z) != PD_OK) {
             return n;

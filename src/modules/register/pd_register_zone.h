@@ -118,6 +118,8 @@ typedef struct {
     uint32_t     ip_count;  /* live IP nodes */
     uint16_t     app_free;
     uint16_t     napps;     /* live app names */
+    uint32_t     top;       /* entries ever handed out (pd_shtable.h) */
+    uint32_t     ip_top;    /* IP nodes ever handed out */
     uint32_t     pad;
 
     uint64_t     buckets;   /* offsets from the zone of its arrays */
@@ -194,6 +196,23 @@ pd_uint_t pd_reg_purge_pid(pd_reg_zone_t *z, int32_t pid);
 
 /* live entries */
 pd_uint_t pd_reg_count(pd_reg_zone_t *z);
+
+/* what the zone holds and what one slot of each table costs, for stats */
+typedef struct {
+    uint64_t     bytes;          /* the zone, as formatted */
+    uint32_t     entry_bytes;    /* one connection's entry */
+    uint32_t     bucket_bytes;   /* one hash-chain head */
+    uint32_t     used;           /* live entries */
+    uint32_t     capacity;       /* entries the zone holds */
+    uint32_t     buckets;        /* entry hash chains */
+    uint32_t     ip_entry_bytes; /* one (address, worker) count */
+    uint32_t     ips_used;
+    uint32_t     ips_capacity;
+    uint32_t     ip_buckets;
+} pd_reg_zone_stats_t;
+
+/* PD_OK, or PD_ERROR on an unrecoverable lock */
+pd_int_t pd_reg_zone_stats(pd_reg_zone_t *z, pd_reg_zone_stats_t *st);
 
 /*
  * Counts one more connection from sa's address (AF_INET or AF_INET6;

@@ -1051,7 +1051,8 @@ pd_room_find(uint64_t id)
 
     index = id >> 32;
 
-    if (index >= cycle->connection_n) {
+    /* a slot past the top was never used: it has no events yet */
+    if (index >= cycle->connection_top) {
         return NULL;
     }
 

@@ -359,6 +359,7 @@ pd_msg_cursor_table(pd_msg_zone_t *z, pd_shtable_t *t)
     t->buckets = pd_msg_cur_buckets(z);
     t->free = &z->cur_free;
     t->count = &z->ncursors;
+    t->top = &z->cur_top;
     t->nslots = z->max_cursors;
     t->mask = z->cur_mask;
     t->data = z;

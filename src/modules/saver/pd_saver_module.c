@@ -526,5 +526,9 @@ pd_saver_cursor_set(pd_str_t *uid, pd_str_t *app, uint64_t seq)
 pd_int_t
 pd_saver_stats(pd_msg_stats_t *st)
 {
+    if (pd_saver_zone == NULL) {
+        return PD_DECLINED;
+    }
+
     return pd_msg_stats(pd_saver_zone, st);
 }

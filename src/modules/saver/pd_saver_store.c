@@ -439,7 +439,7 @@ pd_msg_rebuild_list(pd_msg_zone_t *z, uint32_t mi)
     prev = PD_MSG_NIL;
     count = 0;
 
-    for (i = m->head; i < z->max_entries; i = next) {
+    for (i = m->head; i < z->top; i = next) {
         e = &entries[i];
 
         if (e->state != PD_MSG_USED || e->mailbox != mi || e->mark != 0) {
@@ -502,6 +502,7 @@ pd_msg_entry_table(pd_msg_zone_t *z, pd_shtable_t *t)
     t->buckets = pd_msg_buckets(z);
     t->free = &z->free;
     t->count = &z->nentries;
+    t->top = &z->top;
     t->nslots = z->max_entries;
     t->mask = z->mask;
     t->data = z;
@@ -560,6 +561,7 @@ pd_msg_mailbox_table(pd_msg_zone_t *z, pd_shtable_t *t)
     t->buckets = pd_msg_mb_buckets(z);
     t->free = &z->mb_free;
     t->count = &z->nmailboxes;
+    t->top = &z->mb_top;
     t->nslots = z->max_mailboxes;
     t->mask = z->mb_mask;
     t->data = z;
@@ -597,13 +599,17 @@ pd_msg_rebuild(pd_msg_zone_t *z)
     uint32_t           i;
     pd_msg_mailbox_t  *m;
 
-    for (i = 0; i < z->max_entries; i++) {
+    /* only the slots ever handed out were written (pd_shtable.h) */
+    z->top = pd_min(z->top, z->max_entries);
+    z->mb_top = pd_min(z->mb_top, z->max_mailboxes);
+
+    for (i = 0; i < z->top; i++) {
         pd_msg_entries(z)[i].mark = 0;
     }
 
     pd_msg_rebuild_area(z);
 
-    for (i = 0; i < z->max_mailboxes; i++) {
+    for (i = 0; i < z->mb_top; i++) {
         m = &pd_msg_mailboxes(z)[i];
 
         if (m->state != PD_MSG_USED) {
@@ -692,12 +698,8 @@ pd_msg_format(pd_msg_zone_t *z, size_t size)
     (void) clock_gettime(CLOCK_REALTIME, &ts);
     z->seq = ((uint64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000) << 12;
 
-    pd_memzero(pd_msg_entries(z),
-               (size_t) z->max_entries * sizeof(pd_msg_entry_t));
-    pd_memzero(pd_msg_mailboxes(z),
-               (size_t) z->max_mailboxes * sizeof(pd_msg_mailbox_t));
-    pd_memzero(pd_msg_cursors(z),
-               (size_t) z->max_cursors * sizeof(pd_msg_cursor_t));
+    /* entries, mailboxes and cursors are written as they are first
+     * used (their tops are 0): a large store costs nothing until then */
     pd_memzero(pd_msg_bapps(z), PD_MSG_BCAST_APPS * sizeof(pd_msg_bapp_t));
 
     pd_msg_rebuild(z);
@@ -1491,9 +1493,10 @@ pd_msg_expire(pd_msg_zone_t *z, uint64_t now_ms, pd_uint_t max_scan)
 
     n = 0;
 
-    for (k = 0; k < max_scan && k < z->max_entries; k++) {
-        i = z->hand;
-        z->hand = (i + 1 == z->max_entries) ? 0 : i + 1;
+    /* the slots ever handed out: those past the top hold nothing */
+    for (k = 0; k < max_scan && k < z->top; k++) {
+        i = z->hand < z->top ? z->hand : 0;
+        z->hand = (i + 1 >= z->top) ? 0 : i + 1;
         e = &pd_msg_entries(z)[i];
 
         if (e->state == PD_MSG_USED && e->expires <= now_ms) {
@@ -1537,6 +1540,13 @@ pd_msg_stats(pd_msg_zone_t *z, pd_msg_stats_t *st)
     st->cursors_evicted = z->cursors_evicted;
     st->repairs = z->repairs;
     st->collapsed = z->collapsed;
+    st->bytes = z->size;
+    st->entry_bytes = sizeof(pd_msg_entry_t);
+    st->buckets = z->mask + 1;
+    st->mailbox_bytes = sizeof(pd_msg_mailbox_t);
+    st->max_mailboxes = z->max_mailboxes;
+    st->cursor_bytes = sizeof(pd_msg_cursor_t);
+    st->max_cursors = z->max_cursors;
 
     pd_msg_unlock(z);
 

@@ -58,6 +58,13 @@ typedef struct {
     uint64_t     cursors_evicted;
     uint64_t     repairs;          /* times a dead holder's mess was fixed */
     uint64_t     collapsed;        /* entries replaced by a newer one */
+    uint64_t     bytes;            /* the zone, as formatted */
+    uint32_t     entry_bytes;      /* one (uid, message) entry */
+    uint32_t     buckets;          /* (uid, seq) hash chains, 4 bytes each */
+    uint32_t     mailbox_bytes;    /* one (uid, app) mailbox */
+    uint32_t     max_mailboxes;
+    uint32_t     cursor_bytes;     /* one (uid, app) broadcast cursor */
+    uint32_t     max_cursors;
 } pd_msg_stats_t;
 
 
@@ -178,6 +185,9 @@ typedef struct {
     uint32_t     nbcasts;
     uint32_t     hand;        /* the expiry sweep's next entry */
     uint32_t     cur_hand;    /* the next cursor evicted */
+    uint32_t     top;         /* entries, mailboxes and cursors ever */
+    uint32_t     mb_top;      /* handed out: the tables grow with use */
+    uint32_t     cur_top;     /* (pd_shtable.h) */
 
     uint32_t     granules;    /* in the payload area */
     uint32_t     bump;        /* granules carved so far */

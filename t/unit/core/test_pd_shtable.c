@@ -25,6 +25,7 @@ typedef struct {
     uint32_t        free;
     uint32_t        count;
     uint32_t        kept;   /* keep() calls that said yes */
+    uint32_t        top;    /* pd_test_grow: slots ever handed out */
     pd_shtable_t    t;
 } pd_test_table_t;
 
@@ -340,6 +341,82 @@ pd_test_keep_refused(void **state)
 }
 
 
+/*
+ * With a top, the table grows with use: formatting writes no slot, slots
+ * come from the free list first and then past the top, low ones first;
+ * a rebuild (after a crash) looks at the slots below the top only, and
+ * a slot past it is never read (its garbage here would say "used").
+ */
+static void
+pd_test_grow(void **state)
+{
+    pd_test_table_t  tt;
+    uint32_t         i;
+
+    (void) state;
+
+    pd_test_init(&tt);
+    tt.t.top = &tt.top;
+
+    /* garbage past the top: never written before use, never read */
+    for (i = 0; i < PD_TEST_SLOTS; i++) {
+        tt.slots[i].state = PD_SHTABLE_USED;
+        tt.slots[i].key = 0xdead;
+    }
+
+    pd_shtable_rebuild(&tt.t);
+    assert_int_equal(tt.count, 0);
+    assert_int_equal(tt.free, PD_SHTABLE_NIL);
+    assert_int_equal(tt.kept, 0);
+    assert_false(pd_shtable_full(&tt.t));
+    assert_int_equal(pd_shtable_used_slots(&tt.t), 0);
+
+    /* handed out in order, each free until committed */
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(pd_shtable_alloc(&tt.t), i);
+        assert_int_equal(tt.slots[i].state, PD_SHTABLE_FREE);
+        tt.slots[i].key = i + 1;
+        pd_shtable_insert(&tt.t, i, i + 1);
+    }
+
+    assert_int_equal(tt.top, 3);
+    assert_int_equal(tt.count, 3);
+
+    /* a freed slot is used again before the top moves */
+    pd_shtable_remove(&tt.t, 1, 2);
+    assert_int_equal(pd_shtable_alloc(&tt.t), 1);
+    assert_int_equal(tt.top, 3);
+    assert_int_equal(pd_shtable_alloc(&tt.t), 3);
+    assert_int_equal(tt.top, 4);
+
+    /* a crash: slot 3 taken but never committed, 1 left uncommitted; the
+     * rebuild keeps 0 and 2, frees 1 and 3, and stops at the top */
+    tt.kept = 0;
+    pd_shtable_rebuild(&tt.t);
+    assert_int_equal(tt.count, 2);
+    assert_int_equal(tt.kept, 2);
+    assert_int_equal(tt.top, 4);
+    assert_int_equal(tt.free, 1);
+    assert_int_equal(tt.slots[1].next, 3);
+    assert_int_equal(tt.slots[3].next, PD_SHTABLE_NIL);
+    assert_int_equal(tt.slots[5].state, PD_SHTABLE_USED);
+
+    /* full only when the free list is empty and the top at the end */
+    for (i = 0; i < PD_TEST_SLOTS - 2; i++) {
+        assert_int_not_equal(pd_shtable_alloc(&tt.t), PD_SHTABLE_NIL);
+    }
+
+    assert_true(pd_shtable_full(&tt.t));
+    assert_int_equal(pd_shtable_alloc(&tt.t), PD_SHTABLE_NIL);
+    assert_int_equal(tt.top, PD_TEST_SLOTS);
+
+    /* a top beyond the table (a torn store) is taken back to its end */
+    tt.top = PD_TEST_SLOTS + 5;
+    pd_shtable_rebuild(&tt.t);
+    assert_int_equal(tt.top, PD_TEST_SLOTS);
+}
+
+
 int
 main(void)
 {
@@ -349,6 +426,7 @@ main(void)
         cmocka_unit_test(pd_test_unlink),
         cmocka_unit_test(pd_test_torn_update),
         cmocka_unit_test(pd_test_keep_refused),
+        cmocka_unit_test(pd_test_grow),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -797,6 +797,104 @@ pd_test_attach(void **state)
 
 
 /* xorshift64*: repeatable, so a failure can be replayed */
+/* resident pages of [p, p + len) of a shared mapping */
+static size_t
+pd_test_resident(void *p, size_t len)
+{
+    unsigned char  *vec;
+    uintptr_t       start, end;
+    size_t          page, i, n, resident;
+
+    page = (size_t) sysconf(_SC_PAGESIZE);
+    start = (uintptr_t) p & ~(page - 1);
+    end = ((uintptr_t) p + len + page - 1) & ~(page - 1);
+    n = (end - start) / page;
+
+    vec = malloc(n);
+    assert_non_null(vec);
+    assert_int_equal(mincore((void *) start, end - start, vec), 0);
+
+    resident = 0;
+    for (i = 0; i < n; i++) {
+        resident += vec[i] & 1;
+    }
+
+    free(vec);
+
+    return resident;
+}
+
+
+/*
+ * The zone grows with use: formatting a zone for 100,000 connections
+ * writes none of its entries, 1,000 connections write about their own
+ * pages, a slot freed is used again before the top moves, and the
+ * stats tell the geometry and the use.
+ */
+static void
+pd_test_grows_with_use(void **state)
+{
+    char                 uid[16];
+    size_t               size, page, ents;
+    uint32_t             i;
+    pd_reg_zone_t       *z;
+    pd_reg_zone_stats_t  st;
+
+    (void) state;
+
+    page = (size_t) sysconf(_SC_PAGESIZE);
+    z = pd_test_shared_zone(100000, 64, 0, &size);
+    ents = (size_t) z->max_conns * sizeof(pd_reg_entry_t);
+
+    assert_int_equal(z->top, 0);
+    assert_int_equal(z->ip_top, 0);
+    /* at most the pages the entries share with the buckets and apps */
+    assert_true(pd_test_resident(pd_test_entries(z), ents) <= 2);
+
+    assert_int_equal(pd_reg_zone_stats(z, &st), PD_OK);
+    assert_int_equal(st.bytes, size);
+    assert_int_equal(st.entry_bytes, sizeof(pd_reg_entry_t));
+    assert_int_equal(st.bucket_bytes, 4);
+    assert_int_equal(st.capacity, 100000);
+    assert_int_equal(st.buckets, 131072);
+    assert_int_equal(st.used, 0);
+    assert_int_equal(st.ips_capacity, 64);
+    assert_int_equal(st.ip_entry_bytes, sizeof(pd_reg_ip_t));
+
+    for (i = 0; i < 1000; i++) {
+        (void) snprintf(uid, sizeof(uid), "g%u", i);
+        assert_int_equal(pd_test_add(z, uid, "d", 1, i, NULL), PD_OK);
+    }
+
+    assert_int_equal(z->top, 1000);
+    assert_true(pd_test_resident(pd_test_entries(z), ents)
+                <= 1000 * sizeof(pd_reg_entry_t) / page + 3);
+
+    /* freed slots first */
+    for (i = 0; i < 10; i++) {
+        (void) snprintf(uid, sizeof(uid), "g%u", i);
+        assert_int_equal(pd_test_remove(z, uid, 1, i), PD_OK);
+    }
+
+    for (i = 0; i < 10; i++) {
+        (void) snprintf(uid, sizeof(uid), "h%u", i);
+        assert_int_equal(pd_test_add(z, uid, "d", 1, i, NULL), PD_OK);
+    }
+
+    assert_int_equal(z->top, 1000);
+    assert_int_equal(pd_reg_zone_stats(z, &st), PD_OK);
+    assert_int_equal(st.used, 1000);
+
+    /* a purge walks the slots ever used, and frees them all */
+    assert_int_equal(pd_reg_purge_pid(z, 1), 1000);
+    assert_int_equal(pd_reg_count(z), 0);
+    assert_true(pd_test_resident(pd_test_entries(z), ents)
+                <= 1000 * sizeof(pd_reg_entry_t) / page + 3);
+
+    assert_int_equal(munmap(z, size), 0);
+}
+
+
 static uint64_t  pd_test_rand_state = 0x9e3779b97f4a7c15ULL;
 
 static uint32_t
@@ -1400,9 +1498,15 @@ pd_test_tear(pd_reg_zone_t *z)
     uint32_t         i, j;
     pd_reg_entry_t  *e;
 
+    /* the next slot as pd_shtable_alloc() takes it: off the free list,
+     * else past the top (a zone that grows with use) */
     i = z->free;
+    if (i != PD_REG_NIL) {
+        z->free = pd_test_entries(z)[i].next;
+    } else {
+        i = z->top++;
+    }
     e = &pd_test_entries(z)[i];
-    z->free = e->next;
 
     e->hash = (uint32_t) pd_siphash24(z->seed, (u_char *) "ivan", 4);
     e->pid = 1;
@@ -1510,6 +1614,7 @@ main(void)
         cmocka_unit_test(pd_test_ip_limit),
         cmocka_unit_test(pd_test_ip_table_full),
         cmocka_unit_test(pd_test_attach),
+        cmocka_unit_test(pd_test_grows_with_use),
         cmocka_unit_test(pd_test_churn),
         cmocka_unit_test(pd_test_fork_concurrent),
         cmocka_unit_test(pd_test_owner_dead),

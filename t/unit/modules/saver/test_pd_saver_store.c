@@ -398,6 +398,11 @@ pd_test_check(pd_msg_zone_t *z)
 
     assert_int_equal(z->open_stamp, 0);
 
+    /* the tables grow with use: the slots past a top were never used */
+    assert_true(z->top <= z->max_entries);
+    assert_true(z->mb_top <= z->max_mailboxes);
+    assert_true(z->cur_top <= z->max_cursors);
+
     pd_test_check_lists(z);
 
     n = 0;
@@ -416,7 +421,7 @@ pd_test_check(pd_msg_zone_t *z)
                                    offsetof(pd_msg_entry_t, next),
                                    offsetof(pd_msg_entry_t, state),
                                    PD_MSG_FREE),
-                     z->max_entries - z->nentries);
+                     z->top - z->nentries);
 
     n = 0;
 
@@ -434,7 +439,7 @@ pd_test_check(pd_msg_zone_t *z)
                                    offsetof(pd_msg_mailbox_t, next),
                                    offsetof(pd_msg_mailbox_t, state),
                                    PD_MSG_FREE),
-                     z->max_mailboxes - z->nmailboxes);
+                     z->mb_top - z->nmailboxes);
 
     n = 0;
 
@@ -452,7 +457,7 @@ pd_test_check(pd_msg_zone_t *z)
                                    offsetof(pd_msg_cursor_t, next),
                                    offsetof(pd_msg_cursor_t, state),
                                    PD_MSG_FREE),
-                     z->max_cursors - z->ncursors);
+                     z->cur_top - z->ncursors);
 
     nb = 0;
 
@@ -1138,10 +1143,14 @@ pd_test_expiry(void **state)
     assert_int_equal(pd_test_stats(z).entries, 0);
     assert_int_equal(pd_test_stats(z).expired, 23);
 
-    /* the hand wraps */
-    z->hand = z->max_entries - 1;
+    /* the hand wraps at the top: the slots past it were never used */
+    assert_true(z->top >= 20 && z->top < z->max_entries);
+    z->hand = z->top - 1;
     assert_int_equal(pd_msg_expire(z, 5000, 3), 0);
     assert_int_equal(z->hand, 2);
+    z->hand = z->max_entries - 1;
+    assert_int_equal(pd_msg_expire(z, 5000, 3), 0);
+    assert_int_equal(z->hand, 3);
 
     pd_test_check(z);
     pd_test_zone_free(z);
