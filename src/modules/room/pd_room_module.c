@@ -217,6 +217,12 @@ static pd_stats_counter_t  pd_room_counters[] = {
     { "pushd_sessions_resumed_total", NULL, "resumed",
       "reconnects that got their session back (resumed:true)",
       PD_STATS_COUNTER },
+    { "pushd_handed_over_total", NULL, "handed_over",
+      "connections handed to the next generation of workers (reload)",
+      PD_STATS_COUNTER },
+    { "pushd_adopted_total", NULL, "adopted",
+      "connections taken over from a retiring worker (reload)",
+      PD_STATS_COUNTER },
     { NULL, NULL, NULL, NULL, 0 }
 };
 
