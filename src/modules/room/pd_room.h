@@ -190,6 +190,8 @@ void pd_room_upgrade(pd_http_conn_t *hc);
 
 /* output */
 pd_int_t pd_room_send_shared(pd_room_conn_t *rc, pd_shbuf_t *sb);
+pd_int_t pd_room_send_at(pd_room_conn_t *rc, pd_shbuf_t *sb,
+    pd_chain_t ***at);
 pd_int_t pd_room_send_text(pd_room_conn_t *rc, const u_char *json,
     size_t len);
 pd_shbuf_t *pd_room_frame(pd_uint_t opcode, const u_char *payload,
@@ -362,6 +364,9 @@ pd_uint_t pd_room_handover_seen(pd_room_conn_t *rc, uint64_t seq);
 void pd_room_handover_forward(pd_room_conn_t *rc);
 void pd_room_handover_drop(pd_room_conn_t *rc);
 void pd_room_handover_forget(pd_room_conn_t *rc);
+/* held: an adopted connection waits for its old worker's last frames */
+pd_uint_t pd_room_handover_held(pd_room_conn_t *rc);
+void pd_room_handover_unhold(pd_room_conn_t *rc);
 pd_int_t pd_room_handover_kick(pd_room_conn_t *rc, const u_char *reason,
     size_t len);
 void pd_room_handover_init(void);

@@ -56,6 +56,9 @@
                                            * last connection moved */
 #define PD_ROOM_HANDOVER_DEDUP    10000   /* ms an adopted connection
                                            * remembers its broadcasts */
+#define PD_ROOM_HANDOVER_HOLD     1000    /* ms an adopted connection waits
+                                           * at most for the old worker's
+                                           * last forwarded frames */
 
 /* what a connection in transit keeps, on either side; one per
  * connection slot, only while it is moving, moved or just adopted */
@@ -66,6 +69,9 @@ typedef struct {
     uint32_t         packed;        /* moving: output links sent along */
     uint32_t         nseen;
     pd_msec_t        until;         /* adopted: seen matters until then */
+    pd_chain_t     **hold;          /* adopted: where the old worker's
+                                     * forwarded frames go, until it says
+                                     * it has no more; NULL: not held */
     uint64_t         seen[PD_ROOM_SEEN_MAX];
 } pd_room_ho_t;
 
@@ -117,6 +123,7 @@ static pd_uint_t       pd_room_ho_told;      /* sent away instead */
 static pd_uint_t       pd_room_ho_rr;
 static pd_timer_t      pd_room_ho_timer;
 static pd_timer_t      pd_room_ho_grace;
+static pd_timer_t      pd_room_ho_hold;
 
 static u_char          pd_room_ho_buf[PD_CHANNEL_MAX_DATA];
 
@@ -180,6 +187,55 @@ pd_room_handover_forget(pd_room_conn_t *rc)
     }
 
     rc->adopted = 0;
+}
+
+pd_uint_t
+pd_room_handover_held(pd_room_conn_t *rc)
+{
+    pd_room_ho_t  *ho = pd_room_ho_of(rc);
+
+    return ho != NULL && ho->hold != NULL;
+}
+
+void
+pd_room_handover_unhold(pd_room_conn_t *rc)
+{
+    pd_room_ho_t  *ho = pd_room_ho_of(rc);
+
+    if (ho != NULL && ho->hold != NULL) {
+        ho->hold = NULL;
+
+        if (rc->out != NULL && !rc->lingering) {
+            pd_room_flush(rc);
+        }
+    }
+}
+
+/* an old worker that never said it was done (it died): what is held goes */
+static void
+pd_room_handover_hold_handler(pd_timer_t *t)
+{
+    pd_room_conn_t  *rc;
+    pd_uint_t        i, n;
+
+    (void) t;
+    n = 0;
+
+    for (i = 0; i < pd_room_slots(); i++) {
+        rc = pd_room_slot(i);
+
+        if (rc->adopted && pd_room_handover_held(rc)) {
+            n++;
+            pd_room_handover_unhold(rc);
+        }
+    }
+
+    if (n) {
+        pd_log_error(PD_LOG_WARN, pd_log_root, 0, "hand-over: %lu adopted "
+                     "connections did not hear the end of their old "
+                     "worker's frames in %d ms", (unsigned long) n,
+                     PD_ROOM_HANDOVER_HOLD);
+    }
 }
 
 pd_uint_t
@@ -619,6 +675,12 @@ pd_room_handover_slice(pd_timer_t *t)
             continue;
         }
 
+        if (rc->adopted && pd_room_handover_held(rc)) {
+            /* adopted a moment ago, its old worker's frames still due:
+             * they would come after it left */
+            break;
+        }
+
         rv = pd_room_hand(rc, pd_room_ho_next);
 
         if (rv == PD_AGAIN && ++pd_room_ho_busy < PD_ROOM_HANDOVER_BUSY) {
@@ -747,6 +809,7 @@ pd_room_channel_moved(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     u_char *data)
 {
     pd_room_conf_t   *rcf = pd_get_conf(cycle, pd_room_module);
+    pd_room_fwd_t     fwd;
     pd_room_conn_t   *rc;
     pd_room_ho_t     *ho;
     pd_connection_t  *c;
@@ -821,9 +884,11 @@ pd_room_channel_moved(pd_cycle_t *cycle, pd_channel_msg_t *msg,
 
     pd_room_stat_add(PD_ROOM_STAT_WS, -1);
 
-    if (rc->out != NULL) {
-        pd_room_handover_forward(rc);
-    }
+    /* what came meanwhile, then word that nothing more of that is due */
+    pd_room_handover_forward(rc);
+    pd_memzero(&fwd, sizeof(fwd));
+    (void) pd_channel_send_pid(ho->to_pid, PD_CMD_ROOM_FWD, ho->to_id,
+                               (u_char *) &fwd, sizeof(fwd));
 
     pd_room_handover_settle();
 }
@@ -1034,6 +1099,7 @@ pd_room_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     pd_listening_t      *ls;
     pd_connection_t     *c;
     pd_room_conn_t      *rc;
+    pd_room_ho_t        *ho;
     pd_shbuf_t          *sb;
     pd_pool_t           *pool;
     pd_socket_t          fd = msg->fd;
@@ -1146,6 +1212,22 @@ pd_room_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
         pd_shbuf_unref(sb);
     }
 
+    /* frames the old worker forwards go here, before any that come
+     * straight here from now on (a push routed there just before the
+     * register moved must not be overtaken by one routed here after) */
+    ho = pd_room_ho_of(rc);
+    if (ho != NULL) {
+        ho->hold = rc->out_last;
+
+        if (pd_room_ho_hold.handler == NULL) {
+            pd_timer_init(&pd_room_ho_hold, pd_room_handover_hold_handler,
+                          NULL);
+        }
+
+        (void) pd_timer_add(&pd_timers, &pd_room_ho_hold, pd_current_msec,
+                            PD_ROOM_HANDOVER_HOLD);
+    }
+
     /* bytes that came meanwhile wait in the socket */
     pd_room_read_handler(c->read);
     return;
@@ -1169,23 +1251,35 @@ refuse:
     pd_room_moved_answer(msg->pid, msg->arg, 0, 0);
 }
 
-/* PD_CMD_ROOM_FWD: a frame the old worker got for an adopted connection */
+/* PD_CMD_ROOM_FWD: a frame the old worker got for an adopted connection,
+ * or (no frame) its word that no more of those queued there are due */
 static void
 pd_room_channel_fwd(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
 {
     pd_room_fwd_t    hdr;
     pd_room_conn_t  *rc;
+    pd_room_ho_t    *ho;
     pd_shbuf_t      *sb;
+    pd_int_t         rv;
 
     (void) cycle;
 
-    if (msg->len <= sizeof(hdr)) {
+    if (msg->len < sizeof(hdr)) {
         return;
     }
 
     rc = pd_room_find(msg->arg);
     if (rc == NULL) {
         /* closed here since */
+        return;
+    }
+
+    ho = rc->adopted ? pd_room_ho_of(rc) : NULL;
+
+    if (msg->len == sizeof(hdr)) {
+        if (ho != NULL) {
+            pd_room_handover_unhold(rc);
+        }
         return;
     }
 
@@ -1205,7 +1299,19 @@ pd_room_channel_fwd(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
     sb->stamp = hdr.stamp;
     sb->seq = hdr.seq;
 
-    (void) pd_room_deliver(rc, sb);
+    /* ho may be gone: seen() forgets an expired record */
+    ho = rc->adopted ? pd_room_ho_of(rc) : NULL;
+
+    if (ho != NULL && ho->hold != NULL && !rc->lingering) {
+        rv = pd_room_send_at(rc, sb, &ho->hold);
+    } else {
+        rv = pd_room_send_shared(rc, sb);
+    }
+
+    if (rv == PD_OK) {
+        pd_room_stat_add(PD_ROOM_STAT_DELIVERED, 1);
+    }
+
     pd_shbuf_unref(sb);
 }
 

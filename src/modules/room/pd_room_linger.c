@@ -140,6 +140,11 @@ pd_room_linger_start(pd_room_conn_t *rc, pd_uint_t reason)
         return PD_DECLINED;
     }
 
+    if (rc->adopted) {
+        /* the queue changes under its insertion point */
+        pd_room_handover_unhold(rc);
+    }
+
     pd_room_out_drop(rc, pd_room_linger_drop);
 
     pd_free(rc->in);

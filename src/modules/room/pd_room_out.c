@@ -160,6 +160,17 @@ pd_room_frame(pd_uint_t opcode, const u_char *payload, size_t len)
 pd_int_t
 pd_room_send_shared(pd_room_conn_t *rc, pd_shbuf_t *sb)
 {
+    return pd_room_send_at(rc, sb, NULL);
+}
+
+/*
+ * The same at *at in the queue instead of its tail (at NULL: the tail),
+ * *at moving past it: a connection adopted in a reload gets the frames
+ * its old worker forwards before those that came here since.
+ */
+pd_int_t
+pd_room_send_at(pd_room_conn_t *rc, pd_shbuf_t *sb, pd_chain_t ***at)
+{
     pd_connection_t  *c = rc->connection;
     pd_room_link_t   *l;
 
@@ -193,10 +204,22 @@ pd_room_send_shared(pd_room_conn_t *rc, pd_shbuf_t *sb)
     l->buf.end = l->buf.last;
     l->buf.shared = pd_shbuf_ref(sb);
     l->cl.buf = &l->buf;
-    l->cl.next = NULL;
 
-    *rc->out_last = &l->cl;
-    rc->out_last = &l->cl.next;
+    if (at == NULL || *at == rc->out_last) {
+        l->cl.next = NULL;
+        *rc->out_last = &l->cl;
+        rc->out_last = &l->cl.next;
+
+        if (at != NULL) {
+            *at = rc->out_last;
+        }
+
+    } else {
+        l->cl.next = **at;
+        **at = &l->cl;
+        *at = &l->cl.next;
+    }
+
     rc->out_bytes += sb->len;
     pd_room_stat_add(PD_ROOM_STAT_QUEUED, sb->len);
 
@@ -258,6 +281,11 @@ pd_room_flush(pd_room_conn_t *rc)
     if (rc->moved) {
         /* what came here for it goes to the worker that has it */
         pd_room_handover_forward(rc);
+        return;
+    }
+
+    if (rc->adopted && pd_room_handover_held(rc)) {
+        /* what its old worker forwards goes first */
         return;
     }
 
