@@ -28,6 +28,7 @@ typedef struct {
     pd_int_t         handshake_rate;
     size_t           output_limit;
     pd_msec_t        reconnect_window;
+    pd_int_t         reload_handover;
     pd_msec_t        linger;         /* 0: no resume */
     size_t           linger_buffer;
     pd_int_t         max_bad_frames;

@@ -719,7 +719,9 @@ pd_room_handover_slice(pd_timer_t *t)
 pd_int_t
 pd_room_handover_begin(pd_cycle_t *cycle)
 {
-    if (pd_room_handover_target() == -1) {
+    pd_room_conf_t  *rcf = pd_get_conf(cycle, pd_room_module);
+
+    if (!rcf->reload_handover || pd_room_handover_target() == -1) {
         return PD_DECLINED;
     }
 
