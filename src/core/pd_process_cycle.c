@@ -13,7 +13,12 @@ sig_atomic_t  pd_terminate;
 sig_atomic_t  pd_reconfigure;
 sig_atomic_t  pd_reopen;
 sig_atomic_t  pd_noaccept;
-sig_atomic_t  pd_unsupported;       /* a signal we take but do not act on */
+sig_atomic_t  pd_change_binary;     /* USR2: exec the new binary */
+
+/* the new binary's master while it runs (a child of this one), or 0 */
+static pid_t  pd_new_binary;
+/* WINCH: the workers stopped accepting (the new binary's take over) */
+static pd_uint_t  pd_noaccepting;
 
 pd_uint_t     pd_process;
 pd_uint_t     pd_exiting;
@@ -166,6 +171,9 @@ pd_master_process_cycle(pd_cycle_t *cycle)
             cycle = new_cycle;
             pd_cycle = cycle;
 
+            /* after WINCH, a rollback: new workers accept again */
+            pd_noaccepting = 0;
+
             pd_start_worker_processes(cycle);
             pd_signal_worker_processes(cycle, SIGQUIT,
                                        (pd_int_t) cycle->generation);
@@ -179,11 +187,29 @@ pd_master_process_cycle(pd_cycle_t *cycle)
             pd_signal_worker_processes(cycle, SIGUSR1, -1);
         }
 
-        if (pd_unsupported) {
-            pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "%s ignored: binary "
-                         "upgrade is not supported yet",
-                         pd_unsupported == SIGUSR2 ? "SIGUSR2" : "SIGWINCH");
-            pd_unsupported = 0;
+        if (pd_change_binary) {
+            pd_change_binary = 0;
+
+            if (pd_new_binary) {
+                pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "SIGUSR2 "
+                             "ignored: the new binary %d runs already",
+                             (int) pd_new_binary);
+            } else {
+                pd_log_error(PD_LOG_NOTICE, cycle->log, 0,
+                             "changing binary");
+                pd_new_binary = pd_exec_new_binary(cycle);
+                if (pd_new_binary == -1) {
+                    pd_new_binary = 0;
+                }
+            }
+        }
+
+        if (pd_noaccept) {
+            pd_noaccept = 0;
+            pd_noaccepting = 1;
+            pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "the workers stop "
+                         "accepting; their clients stay");
+            pd_signal_worker_processes(cycle, SIGWINCH, -1);
         }
     }
 }
@@ -263,6 +289,9 @@ pd_signal_worker_processes(pd_cycle_t *cycle, int signo,
     case SIGUSR1:
         msg.command = PD_CMD_REOPEN;
         break;
+    case SIGWINCH:
+        msg.command = PD_CMD_NOACCEPT;
+        break;
     default:
         msg.command = 0;
     }
@@ -298,7 +327,7 @@ pd_signal_worker_processes(pd_cycle_t *cycle, int signo,
             continue;
         }
 
-        if (signo != SIGUSR1) {
+        if (signo != SIGUSR1 && signo != SIGWINCH) {
             p->exiting = 1;
         }
     }
@@ -320,6 +349,16 @@ pd_reap_children(pd_cycle_t *cycle)
 
         if (pid <= 0) {
             break;
+        }
+
+        if (pid == pd_new_binary) {
+            /* a failed upgrade, or the rollback's QUIT to the new one */
+            pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "the new binary %d "
+                         "exited (status %d): this master is the one again",
+                         (int) pid, status);
+            pd_new_binary = 0;
+            pd_pidfile_rename_back(cycle->log);
+            continue;
         }
 
         for (i = 0; i < pd_last_process; i++) {
@@ -741,6 +780,13 @@ pd_channel_command(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
 
     case PD_CMD_REOPEN:
         pd_reopen = 1;
+        break;
+
+    case PD_CMD_NOACCEPT:
+        /* the master's copies stay open: the new binary's workers take
+         * what comes on them */
+        pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "no longer accepting");
+        pd_close_listening_sockets(cycle);
         break;
 
     case PD_CMD_OPEN_CHANNEL:

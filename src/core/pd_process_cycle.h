@@ -13,7 +13,7 @@ extern sig_atomic_t  pd_terminate;
 extern sig_atomic_t  pd_reconfigure;
 extern sig_atomic_t  pd_reopen;
 extern sig_atomic_t  pd_noaccept;
-extern sig_atomic_t  pd_unsupported;
+extern sig_atomic_t  pd_change_binary;
 
 extern pd_uint_t     pd_process;   /* PD_PROCESS_MASTER / _WORKER / _SINGLE */
 extern pd_uint_t     pd_exiting;   /* worker is retiring */

@@ -1,0 +1,344 @@
+/*
+ * pd_upgrade.c: the binary upgrade (USR2), as nginx does it.  The master
+ * forks and the child execs the binary it was started from (the path,
+ * resolved at start: a new file there is the new version) with the same
+ * arguments, handing down:
+ *
+ *   PUSHD_LISTEN  "fd.worker;..."  its listening sockets (one per worker
+ *                 slot per address, SO_REUSEPORT), so the new master binds
+ *                 nothing: the ports are never closed, nothing is refused;
+ *   PUSHD_ZONES   "name:fd:size;..."  the register's and the message
+ *                 store's shared memory (memfd), which the new master maps
+ *                 and attaches to: presence and stored messages are kept,
+ *                 both masters' workers share them.
+ *
+ * The old master renames its pid file to "<pid>.oldbin" first, keeping
+ * its lock on it, so the new master passes the "already running" check
+ * and writes the pid file itself; the inherited sockets are its own, so
+ * it passes the "port held by another process" check.  If the new binary
+ * fails, the old master renames the file back.
+ */
+
+#include "pd_core.h"
+
+#define PD_UPGRADE_LISTEN  "PUSHD_LISTEN"
+#define PD_UPGRADE_ZONES   "PUSHD_ZONES"
+#define PD_UPGRADE_MAX     (2 * PD_MAX_PROCESSES * 16)
+
+typedef struct {
+    int          fd;
+    pd_int_t     worker;
+    unsigned     used:1;
+} pd_inherited_ls_t;
+
+typedef struct {
+    char         name[32];
+    int          fd;
+    size_t       size;
+    unsigned     used:1;
+} pd_inherited_zone_t;
+
+static char                **pd_upgrade_argv;
+static char                  pd_upgrade_path[PATH_MAX];
+static pd_inherited_ls_t     pd_inherited_ls[PD_UPGRADE_MAX];
+static pd_uint_t             pd_ninherited_ls;
+static pd_inherited_zone_t   pd_inherited_zones[PD_SHM_MAX_ZONES];
+static pd_uint_t             pd_ninherited_zones;
+static pd_uint_t             pd_upgrade_inherited;
+
+/* the zones whose contents outlive an upgrade (position independent, no
+ * per-process slots) */
+static const char  *pd_upgrade_zone_names[] = {
+    "pd_register", "pd_saver", NULL
+};
+
+/*
+ * At start, before the process title overwrites argv: the arguments,
+ * the binary's path, and what a previous master handed down.
+ */
+void
+pd_upgrade_init(int argc, char **argv)
+{
+    char       *env, *p, *end;
+    pd_int_t    i;
+    long        fd, w, size;
+
+    pd_upgrade_argv = calloc((size_t) argc + 1, sizeof(char *));
+    if (pd_upgrade_argv != NULL) {
+        for (i = 0; i < argc; i++) {
+            pd_upgrade_argv[i] = strdup(argv[i]);
+        }
+    }
+
+    if (strchr(argv[0], '/') == NULL
+        || realpath(argv[0], pd_upgrade_path) == NULL)
+    {
+        /* found in $PATH: so is the new one */
+        (void) snprintf(pd_upgrade_path, sizeof(pd_upgrade_path), "%s",
+                        argv[0]);
+    }
+
+    env = getenv(PD_UPGRADE_LISTEN);
+
+    for (p = env; p != NULL && *p && pd_ninherited_ls < PD_UPGRADE_MAX; ) {
+        fd = strtol(p, &end, 10);
+        if (end == p || *end != '.') {
+            break;
+        }
+        w = strtol(end + 1, &p, 10);
+
+        if (fd > STDERR_FILENO && fcntl((int) fd, F_GETFD) != -1) {
+            pd_inherited_ls[pd_ninherited_ls].fd = (int) fd;
+            pd_inherited_ls[pd_ninherited_ls].worker = w;
+            pd_ninherited_ls++;
+        }
+
+        if (*p == ';') {
+            p++;
+        }
+    }
+
+    env = getenv(PD_UPGRADE_ZONES);
+
+    for (p = env; p != NULL && *p
+                  && pd_ninherited_zones < PD_SHM_MAX_ZONES; )
+    {
+        end = strchr(p, ':');
+        if (end == NULL || (size_t) (end - p) >= 32) {
+            break;
+        }
+
+        pd_memcpy(pd_inherited_zones[pd_ninherited_zones].name, p,
+                  (size_t) (end - p));
+        pd_inherited_zones[pd_ninherited_zones].name[end - p] = '\0';
+
+        fd = strtol(end + 1, &p, 10);
+        if (*p != ':') {
+            break;
+        }
+        size = strtol(p + 1, &p, 10);
+
+        if (fd > STDERR_FILENO && size > 0
+            && fcntl((int) fd, F_GETFD) != -1)
+        {
+            pd_inherited_zones[pd_ninherited_zones].fd = (int) fd;
+            pd_inherited_zones[pd_ninherited_zones].size = (size_t) size;
+            pd_ninherited_zones++;
+        }
+
+        if (*p == ';') {
+            p++;
+        }
+    }
+
+    pd_upgrade_inherited = (env != NULL || getenv(PD_UPGRADE_LISTEN) != NULL);
+
+    /* not for what this master may exec in turn */
+    (void) unsetenv(PD_UPGRADE_LISTEN);
+    (void) unsetenv(PD_UPGRADE_ZONES);
+}
+
+pd_uint_t
+pd_upgrade_is_inherited(void)
+{
+    return pd_upgrade_inherited;
+}
+
+/* the inherited listening socket for ls (same worker slot and address),
+ * or -1 */
+int
+pd_upgrade_listening(pd_listening_t *ls)
+{
+    struct sockaddr_storage  sa;
+    socklen_t                len;
+    pd_uint_t                i;
+
+    for (i = 0; i < pd_ninherited_ls; i++) {
+        if (pd_inherited_ls[i].used
+            || pd_inherited_ls[i].worker != ls->worker)
+        {
+            continue;
+        }
+
+        len = sizeof(sa);
+        if (getsockname(pd_inherited_ls[i].fd, (struct sockaddr *) &sa, &len)
+            == -1)
+        {
+            continue;
+        }
+
+        if (pd_cmp_sockaddr((struct sockaddr *) &sa, len,
+                            (struct sockaddr *) &ls->sockaddr, ls->socklen)
+            == PD_OK)
+        {
+            pd_inherited_ls[i].used = 1;
+            return pd_inherited_ls[i].fd;
+        }
+    }
+
+    return -1;
+}
+
+/* maps the inherited zone of shm's name and size: PD_OK, or PD_DECLINED */
+pd_int_t
+pd_upgrade_zone(pd_shm_t *shm)
+{
+    pd_inherited_zone_t  *z;
+    void                 *addr;
+    pd_uint_t             i;
+
+    for (i = 0; i < pd_ninherited_zones; i++) {
+        z = &pd_inherited_zones[i];
+
+        if (z->used || strlen(z->name) != shm->name.len
+            || memcmp(z->name, shm->name.data, shm->name.len) != 0)
+        {
+            continue;
+        }
+
+        if (z->size != shm->size) {
+            pd_log_error(PD_LOG_WARN, shm->log, 0, "zone \"%s\" of the old "
+                         "binary is %lu bytes, this configuration wants %lu: "
+                         "it starts empty", z->name, (unsigned long) z->size,
+                         (unsigned long) shm->size);
+            return PD_DECLINED;
+        }
+
+        addr = mmap(NULL, shm->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                    z->fd, 0);
+        if (addr == MAP_FAILED) {
+            pd_log_error(PD_LOG_ALERT, shm->log, errno, "mmap() of the "
+                         "inherited zone \"%s\" failed", z->name);
+            return PD_DECLINED;
+        }
+
+        (void) fcntl(z->fd, F_SETFD, FD_CLOEXEC);
+        z->used = 1;
+        shm->addr = addr;
+        shm->fd = z->fd;
+        shm->memfd = 1;
+
+        pd_log_error(PD_LOG_NOTICE, shm->log, 0, "zone \"%s\" taken over from "
+                     "the old binary", z->name);
+        return PD_OK;
+    }
+
+    return PD_DECLINED;
+}
+
+/* after the first cycle: what was handed down and not taken goes */
+void
+pd_upgrade_close_unused(void)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < pd_ninherited_ls; i++) {
+        if (!pd_inherited_ls[i].used) {
+            (void) close(pd_inherited_ls[i].fd);
+        }
+    }
+
+    for (i = 0; i < pd_ninherited_zones; i++) {
+        if (!pd_inherited_zones[i].used) {
+            (void) close(pd_inherited_zones[i].fd);
+        }
+    }
+
+    pd_ninherited_ls = 0;
+    pd_ninherited_zones = 0;
+}
+
+static pd_uint_t
+pd_upgrade_zone_kept(pd_str_t *name)
+{
+    pd_uint_t  i;
+
+    for (i = 0; pd_upgrade_zone_names[i] != NULL; i++) {
+        if (strlen(pd_upgrade_zone_names[i]) == name->len
+            && memcmp(pd_upgrade_zone_names[i], name->data, name->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+/*
+ * USR2: the new binary, a child of this master.  Its pid, or -1 (the pid
+ * file is back then).
+ */
+pid_t
+pd_exec_new_binary(pd_cycle_t *cycle)
+{
+    pd_listening_t  *ls;
+    pd_shm_zone_t   *zone;
+    static char      listen[PD_UPGRADE_MAX * 24], zones[1024];
+    size_t           n;
+    pd_uint_t        i;
+    pid_t            pid;
+
+    if (pd_upgrade_argv == NULL) {
+        return -1;
+    }
+
+    n = 0;
+    ls = cycle->listening.elts;
+
+    for (i = 0; i < cycle->listening.nelts && n < sizeof(listen) - 32; i++) {
+        if (ls[i].fd != -1) {
+            n += (size_t) snprintf(listen + n, sizeof(listen) - n, "%d.%ld;",
+                                   ls[i].fd, (long) ls[i].worker);
+        }
+    }
+
+    n = 0;
+    zone = cycle->shared_memory.elts;
+
+    for (i = 0; i < cycle->shared_memory.nelts && n < sizeof(zones) - 96; i++)
+    {
+        if (zone[i].shm.memfd && pd_upgrade_zone_kept(&zone[i].shm.name)) {
+            n += (size_t) snprintf(zones + n, sizeof(zones) - n,
+                                   "%.*s:%d:%lu;", (int) zone[i].shm.name.len,
+                                   zone[i].shm.name.data, zone[i].shm.fd,
+                                   (unsigned long) zone[i].shm.size);
+        }
+    }
+
+    if (pd_pidfile_rename_oldbin(cycle->log) != PD_OK) {
+        return -1;
+    }
+
+    pid = fork();
+
+    switch (pid) {
+
+    case -1:
+        pd_log_error(PD_LOG_ALERT, cycle->log, errno,
+                     "fork() of the new binary failed");
+        pd_pidfile_rename_back(cycle->log);
+        return -1;
+
+    case 0:
+        /* the shared zones cross exec; the sockets do already */
+        for (i = 0; i < cycle->shared_memory.nelts; i++) {
+            if (zone[i].shm.memfd) {
+                (void) fcntl(zone[i].shm.fd, F_SETFD, 0);
+            }
+        }
+
+        (void) setenv(PD_UPGRADE_LISTEN, listen, 1);
+        (void) setenv(PD_UPGRADE_ZONES, zones, 1);
+
+        execv(pd_upgrade_path, pd_upgrade_argv);
+
+        pd_log_error(PD_LOG_ALERT, cycle->log, errno, "execv(\"%s\") failed",
+                     pd_upgrade_path);
+        _exit(1);
+    }
+
+    pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "start new binary process %d "
+                 "(%s)", (int) pid, pd_upgrade_path);
+
+    return pid;
+}
