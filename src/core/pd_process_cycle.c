@@ -29,7 +29,6 @@ char          pd_master_title[512];
 static pid_t  pd_master_pid;
 
 static void pd_start_worker_processes(pd_cycle_t *cycle);
-static void pd_pass_open_channel(pd_cycle_t *cycle, pd_int_t slot);
 static void pd_signal_worker_processes(pd_cycle_t *cycle, int signo,
     pd_int_t generation);
 static pd_uint_t pd_reap_children(pd_cycle_t *cycle);
@@ -101,6 +100,9 @@ pd_master_process_cycle(pd_cycle_t *cycle)
     pd_init_process_table();
     pd_start_worker_processes(cycle);
 
+    /* a new binary: the old master's workers and ours meet */
+    pd_upgrade_start(cycle);
+
     delay = 0;
     live = 1;
 
@@ -149,7 +151,14 @@ pd_master_process_cycle(pd_cycle_t *cycle)
             continue;
         }
 
+        if (pd_sigio) {
+            pd_sigio = 0;
+            pd_upgrade_read(cycle);
+        }
+
         if (pd_quit) {
+            /* the other master's workers, if any, take our clients */
+            pd_upgrade_successors(cycle);
             pd_signal_worker_processes(cycle, SIGQUIT, -1);
             pd_close_listening_sockets(cycle);
             continue;
@@ -239,7 +248,7 @@ pd_start_worker_processes(pd_cycle_t *cycle)
 }
 
 /* tells every other live process about the new one's channel */
-static void
+void
 pd_pass_open_channel(pd_cycle_t *cycle, pd_int_t slot)
 {
     pd_channel_msg_t  msg;
@@ -257,13 +266,18 @@ pd_pass_open_channel(pd_cycle_t *cycle, pd_int_t slot)
 
     for (i = 0; i < pd_last_process; i++) {
         if (i == slot || pd_processes[i].pid == -1
-            || pd_processes[i].channel[0] == -1)
+            || pd_processes[i].channel[0] == -1 || pd_processes[i].foreign)
         {
             continue;
         }
 
         (void) pd_write_channel(pd_processes[i].channel[0], &msg, NULL,
                                 cycle->log);
+    }
+
+    if (!np->foreign) {
+        /* and the other master, during a binary upgrade */
+        pd_upgrade_announce(cycle, slot);
     }
 }
 
@@ -299,7 +313,7 @@ pd_signal_worker_processes(pd_cycle_t *cycle, int signo,
     for (i = 0; i < pd_last_process; i++) {
         p = &pd_processes[i];
 
-        if (p->pid == -1 || p->exited) {
+        if (p->pid == -1 || p->exited || p->foreign) {
             continue;
         }
 
@@ -404,7 +418,7 @@ pd_reap_children(pd_cycle_t *cycle)
     for (i = 0; i < pd_last_process; i++) {
         p = &pd_processes[i];
 
-        if (p->pid == -1) {
+        if (p->pid == -1 || p->foreign) {
             continue;
         }
 
@@ -412,6 +426,8 @@ pd_reap_children(pd_cycle_t *cycle)
             live = 1;
             continue;
         }
+
+        pd_upgrade_gone(p->pid);
 
         /* tell the siblings this channel is gone */
         msg.command = PD_CMD_CLOSE_CHANNEL;
@@ -423,7 +439,7 @@ pd_reap_children(pd_cycle_t *cycle)
 
         for (j = 0; j < pd_last_process; j++) {
             if (j != i && pd_processes[j].pid != -1
-                && !pd_processes[j].exited
+                && !pd_processes[j].exited && !pd_processes[j].foreign
                 && pd_processes[j].channel[0] != -1)
             {
                 (void) pd_write_channel(pd_processes[j].channel[0], &msg,
@@ -543,6 +559,7 @@ pd_worker_process_init(pd_cycle_t *cycle, pd_int_t wslot)
 
     /* a worker left draining by a dead master must not hold the lock */
     pd_pidfile_close();
+    pd_upgrade_worker_init();
 
     pd_stats_claim(pd_process_slot, wslot, cycle->generation);
 

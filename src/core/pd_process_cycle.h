@@ -24,4 +24,7 @@ extern pd_uint_t     pd_exiting;   /* worker is retiring */
 
 void pd_master_process_cycle(pd_cycle_t *cycle);
 
+/* tells every live worker of ours about the process in slot */
+void pd_pass_open_channel(pd_cycle_t *cycle, pd_int_t slot);
+
 #endif /* PD_PROCESS_CYCLE_H */

@@ -12,6 +12,15 @@
  *                 and attaches to: presence and stored messages are kept,
  *                 both masters' workers share them.
  *
+ *   PUSHD_UPGRADE "fd"  one end of a socketpair between the two masters:
+ *                 each tells the other of its workers (their channels,
+ *                 SCM_RIGHTS) and of their exits, and tells its own
+ *                 workers, so the workers of both can reach each other:
+ *                 pushes and broadcasts cross, and a master told to QUIT
+ *                 has its workers hand their clients to the other's
+ *                 (pd_room_handover.c), which they see as a newer
+ *                 generation then.
+ *
  * The old master renames its pid file to "<pid>.oldbin" first, keeping
  * its lock on it, so the new master passes the "already running" check
  * and writes the pid file itself; the inherited sockets are its own, so
@@ -23,6 +32,11 @@
 
 #define PD_UPGRADE_LISTEN  "PUSHD_LISTEN"
 #define PD_UPGRADE_ZONES   "PUSHD_ZONES"
+#define PD_UPGRADE_CHANNEL "PUSHD_UPGRADE"
+
+/* the generation the other master's workers are told as once this one
+ * quits: above any of ours, so they are where our clients go */
+#define PD_UPGRADE_SUCCESSOR  ((pd_uint_t) 1 << 40)
 #define PD_UPGRADE_MAX     (2 * PD_MAX_PROCESSES * 16)
 
 typedef struct {
@@ -45,6 +59,12 @@ static pd_uint_t             pd_ninherited_ls;
 static pd_inherited_zone_t   pd_inherited_zones[PD_SHM_MAX_ZONES];
 static pd_uint_t             pd_ninherited_zones;
 static pd_uint_t             pd_upgrade_inherited;
+
+/* the socket to the other master, -1 when there is none */
+static int                   pd_upgrade_fd = -1;
+static pd_uint_t             pd_upgrade_succeeded;
+/* the other master's workers' generations, as they are there */
+static pd_uint_t             pd_upgrade_gen[PD_MAX_PROCESSES];
 
 /* the zones whose contents outlive an upgrade (position independent, no
  * per-process slots) */
@@ -133,9 +153,20 @@ pd_upgrade_init(int argc, char **argv)
 
     pd_upgrade_inherited = (env != NULL || getenv(PD_UPGRADE_LISTEN) != NULL);
 
+    env = getenv(PD_UPGRADE_CHANNEL);
+    if (env != NULL) {
+        fd = strtol(env, &end, 10);
+        if (*end == '\0' && fd > STDERR_FILENO
+            && fcntl((int) fd, F_SETFD, FD_CLOEXEC) != -1)
+        {
+            pd_upgrade_fd = (int) fd;
+        }
+    }
+
     /* not for what this master may exec in turn */
     (void) unsetenv(PD_UPGRADE_LISTEN);
     (void) unsetenv(PD_UPGRADE_ZONES);
+    (void) unsetenv(PD_UPGRADE_CHANNEL);
 }
 
 pd_uint_t
@@ -277,6 +308,8 @@ pd_exec_new_binary(pd_cycle_t *cycle)
     size_t           n;
     pd_uint_t        i;
     pid_t            pid;
+    int              up[2];
+    char             chan[16];
 
     if (pd_upgrade_argv == NULL) {
         return -1;
@@ -305,7 +338,22 @@ pd_exec_new_binary(pd_cycle_t *cycle)
         }
     }
 
+    if (pd_upgrade_fd != -1) {
+        /* the socket to a previous binary (the new binary of the last
+         * upgrade went, or this master is one): one at a time */
+        (void) close(pd_upgrade_fd);
+        pd_upgrade_fd = -1;
+    }
+
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, up) == -1) {
+        pd_log_error(PD_LOG_ALERT, cycle->log, errno,
+                     "socketpair() for the new binary failed");
+        return -1;
+    }
+
     if (pd_pidfile_rename_oldbin(cycle->log) != PD_OK) {
+        (void) close(up[0]);
+        (void) close(up[1]);
         return -1;
     }
 
@@ -317,9 +365,15 @@ pd_exec_new_binary(pd_cycle_t *cycle)
         pd_log_error(PD_LOG_ALERT, cycle->log, errno,
                      "fork() of the new binary failed");
         pd_pidfile_rename_back(cycle->log);
+        (void) close(up[0]);
+        (void) close(up[1]);
         return -1;
 
     case 0:
+        (void) fcntl(up[1], F_SETFD, 0);
+        (void) snprintf(chan, sizeof(chan), "%d", up[1]);
+        (void) setenv(PD_UPGRADE_CHANNEL, chan, 1);
+
         /* the shared zones cross exec; the sockets do already */
         for (i = 0; i < cycle->shared_memory.nelts; i++) {
             if (zone[i].shm.memfd) {
@@ -340,5 +394,232 @@ pd_exec_new_binary(pd_cycle_t *cycle)
     pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "start new binary process %d "
                  "(%s)", (int) pid, pd_upgrade_path);
 
+    (void) close(up[1]);
+    pd_upgrade_fd = up[0];
+    pd_upgrade_succeeded = 0;
+    pd_upgrade_start(cycle);
+
     return pid;
+}
+
+/* a message to the other master; its fd, if any, goes along */
+static void
+pd_upgrade_send(pd_cycle_t *cycle, pd_uint_t command, pid_t pid,
+    uint64_t arg, int fd)
+{
+    pd_channel_msg_t  msg;
+
+    if (pd_upgrade_fd == -1) {
+        return;
+    }
+
+    pd_memzero(&msg, sizeof(msg));
+    msg.command = (uint32_t) command;
+    msg.pid = pid;
+    msg.slot = -1;
+    msg.fd = fd;
+    msg.arg = arg;
+
+    if (pd_write_channel(pd_upgrade_fd, &msg, NULL, cycle->log) != PD_OK) {
+        pd_log_error(PD_LOG_ALERT, cycle->log, 0, "the other master did not "
+                     "take word of worker %d", (int) pid);
+    }
+}
+
+/* our worker in slot, to the other master */
+void
+pd_upgrade_announce(pd_cycle_t *cycle, pd_int_t slot)
+{
+    pd_process_t  *p = &pd_processes[slot];
+
+    if (pd_upgrade_fd != -1 && p->channel[0] != -1) {
+        pd_upgrade_send(cycle, PD_CMD_OPEN_CHANNEL, p->pid,
+                        ((uint64_t) p->generation << 16)
+                        | (uint64_t) p->wslot, p->channel[0]);
+    }
+}
+
+/* our worker pid exited */
+void
+pd_upgrade_gone(pid_t pid)
+{
+    pd_upgrade_send((pd_cycle_t *) pd_cycle, PD_CMD_CLOSE_CHANNEL, pid, 0,
+                    -1);
+}
+
+/* the socket to the other master is watched (SIGIO), and told of ours */
+void
+pd_upgrade_start(pd_cycle_t *cycle)
+{
+    pd_int_t  i;
+
+    if (pd_upgrade_fd == -1) {
+        return;
+    }
+
+    if (fcntl(pd_upgrade_fd, F_SETOWN, getpid()) == -1
+        || fcntl(pd_upgrade_fd, F_SETFL, O_NONBLOCK | O_ASYNC) == -1)
+    {
+        pd_log_error(PD_LOG_ALERT, cycle->log, errno, "fcntl() of the "
+                     "socket to the other master failed");
+        (void) close(pd_upgrade_fd);
+        pd_upgrade_fd = -1;
+        return;
+    }
+
+    for (i = 0; i < pd_last_process; i++) {
+        if (pd_processes[i].pid != -1 && !pd_processes[i].foreign
+            && !pd_processes[i].exited)
+        {
+            pd_upgrade_announce(cycle, i);
+        }
+    }
+
+    /* what came before SIGIO was asked for */
+    pd_upgrade_read(cycle);
+}
+
+static void
+pd_upgrade_forget(pd_cycle_t *cycle, pd_int_t s)
+{
+    pd_channel_msg_t  msg;
+    pd_process_t     *p = &pd_processes[s];
+    pd_int_t          j;
+
+    pd_memzero(&msg, sizeof(msg));
+    msg.command = PD_CMD_CLOSE_CHANNEL;
+    msg.pid = p->pid;
+    msg.slot = (int32_t) s;
+    msg.fd = -1;
+
+    for (j = 0; j < pd_last_process; j++) {
+        if (j != s && pd_processes[j].pid != -1 && !pd_processes[j].foreign
+            && !pd_processes[j].exited && pd_processes[j].channel[0] != -1)
+        {
+            (void) pd_write_channel(pd_processes[j].channel[0], &msg, NULL,
+                                    cycle->log);
+        }
+    }
+
+    if (p->channel[0] != -1) {
+        (void) close(p->channel[0]);
+    }
+
+    p->channel[0] = -1;
+    p->pid = -1;
+    p->foreign = 0;
+
+    if (s == pd_last_process - 1) {
+        pd_last_process--;
+    }
+}
+
+/* SIGIO: what the other master said */
+void
+pd_upgrade_read(pd_cycle_t *cycle)
+{
+    static u_char      data[PD_CHANNEL_BATCH_MAX];
+    pd_channel_msg_t   msg;
+    pd_process_t      *p;
+    pd_int_t           rc, s;
+
+    while (pd_upgrade_fd != -1) {
+        rc = pd_read_channel(pd_upgrade_fd, &msg, data, cycle->log);
+
+        if (rc == PD_AGAIN) {
+            return;
+        }
+
+        if (rc == PD_ERROR) {
+            /* it is gone; the exits of its workers came before */
+            (void) close(pd_upgrade_fd);
+            pd_upgrade_fd = -1;
+
+            for (s = 0; s < pd_last_process; s++) {
+                if (pd_processes[s].foreign) {
+                    pd_upgrade_forget(cycle, s);
+                }
+            }
+            return;
+        }
+
+        if (msg.command == PD_CMD_CLOSE_CHANNEL) {
+            for (s = 0; s < pd_last_process; s++) {
+                if (pd_processes[s].foreign && pd_processes[s].pid == msg.pid)
+                {
+                    pd_upgrade_forget(cycle, s);
+                }
+            }
+            continue;
+        }
+
+        if (msg.command != PD_CMD_OPEN_CHANNEL || msg.fd == -1) {
+            if (msg.fd != -1) {
+                (void) close(msg.fd);
+            }
+            continue;
+        }
+
+        for (s = 0; s < PD_MAX_PROCESSES; s++) {
+            if (pd_processes[s].pid == -1) {
+                break;
+            }
+        }
+
+        if (s == PD_MAX_PROCESSES) {
+            (void) close(msg.fd);
+            continue;
+        }
+
+        p = &pd_processes[s];
+        pd_memzero(p, sizeof(pd_process_t));
+        p->pid = msg.pid;
+        p->channel[0] = msg.fd;
+        p->channel[1] = -1;
+        p->wslot = (pd_int_t) (msg.arg & 0xffff);
+        p->name = "worker process of the other master";
+        p->foreign = 1;
+        pd_upgrade_gen[s] = (pd_uint_t) (msg.arg >> 16);
+
+        /* a generation ours never hand clients to, until we quit */
+        p->generation = pd_upgrade_succeeded
+                        ? PD_UPGRADE_SUCCESSOR + pd_upgrade_gen[s] : 0;
+
+        if (s >= pd_last_process) {
+            pd_last_process = s + 1;
+        }
+
+        pd_pass_open_channel(cycle, s);
+    }
+}
+
+/* this master quits: the other's workers become our workers' successors */
+void
+pd_upgrade_successors(pd_cycle_t *cycle)
+{
+    pd_int_t  s;
+
+    if (pd_upgrade_succeeded || pd_upgrade_fd == -1) {
+        return;
+    }
+
+    pd_upgrade_succeeded = 1;
+
+    for (s = 0; s < pd_last_process; s++) {
+        if (pd_processes[s].foreign) {
+            pd_processes[s].generation = PD_UPGRADE_SUCCESSOR
+                                         + pd_upgrade_gen[s];
+            pd_pass_open_channel(cycle, s);
+        }
+    }
+}
+
+/* a worker: the socket between the masters is theirs */
+void
+pd_upgrade_worker_init(void)
+{
+    if (pd_upgrade_fd != -1) {
+        (void) close(pd_upgrade_fd);
+        pd_upgrade_fd = -1;
+    }
 }

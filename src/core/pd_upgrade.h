@@ -19,4 +19,15 @@ void pd_upgrade_close_unused(void);
 /* USR2: forks and execs the new binary; its pid or -1 */
 pid_t pd_exec_new_binary(pd_cycle_t *cycle);
 
+/* between the two masters of an upgrade: our worker in slot is told to
+ * the other (announce), and its exit (gone); SIGIO: what the other said
+ * (read); start: at the new master's start and after the exec; on QUIT,
+ * the other's workers take our clients (successors) */
+void pd_upgrade_announce(pd_cycle_t *cycle, pd_int_t slot);
+void pd_upgrade_gone(pid_t pid);
+void pd_upgrade_read(pd_cycle_t *cycle);
+void pd_upgrade_start(pd_cycle_t *cycle);
+void pd_upgrade_successors(pd_cycle_t *cycle);
+void pd_upgrade_worker_init(void);
+
 #endif /* PD_UPGRADE_H */

@@ -5,7 +5,8 @@
  * register's and store's shared memory handed down; the old pid file
  * becomes pushd.pid.oldbin and the new master writes pushd.pid; the
  * ports never close; presence and stored messages survive.  QUIT to the
- * old master then leaves the new one alone; or, to roll back, WINCH
+ * old master then hands its plain clients to the new master's workers
+ * and leaves the new one alone; or, to roll back, WINCH
  * stops the old workers accepting, HUP to the old master starts its
  * workers again, and QUIT to the new master leaves the old one alone.
  */
@@ -89,9 +90,17 @@ test('USR2 then QUIT to the old master: the new binary takes over, with '
                   'pushd.pid.oldbin removed');
         assert.strictEqual(readPid(d.pidPath), fresh);
 
-        /* the old master's client was sent away, spread */
-        const rc = await online.op('reconnect', 5000);
-        assert.ok(rc.after_ms < 500);
+        /* the old master's client was handed to the new master's
+         * workers: the same connection, no reconnect, and it is served */
+        await push(d, 'u1', { after: 1 }, 1);
+        const got = await online.op('msg', 5000);
+        assert.deepStrictEqual(got.data, { after: 1 });
+        assert.strictEqual(online.tcpClosed, false);
+        assert.strictEqual(online.frames.items.filter((f) => f.json
+            && f.json.op === 'reconnect').length, 0, 'no reconnect');
+        assert.ok(workersOf(fresh).includes(
+            L.connOwner(d.roomPort, online.sock.localPort)),
+                  'held by a worker of the new master');
 
         /* what was stored before the upgrade is still there */
         const ws = await W.rawOpen(d.roomPort, 'away1', 'phone');
