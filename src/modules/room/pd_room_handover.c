@@ -553,12 +553,15 @@ pd_room_ho_drop_packed(pd_buf_t *b)
 }
 
 /* a moved connection's slot goes: nothing more can come for it */
+static void pd_room_handover_settle(void);
+
 static void
 pd_room_handover_release(pd_room_conn_t *rc)
 {
     pd_connection_t  *c = rc->connection;
+    pd_uint_t         moving = rc->moving;
 
-    if (rc->moving) {
+    if (moving) {
         pd_room_ho_moving--;
     }
 
@@ -602,6 +605,12 @@ pd_room_handover_release(pd_room_conn_t *rc)
     pd_free(rc->resume);
     rc->resume = NULL;
     pd_room_conn_free(rc);
+
+    if (moving) {
+        /* it never heard back (the new worker died, the backstop fired):
+         * the last one in flight may be this one */
+        pd_room_handover_settle();
+    }
 }
 
 void
