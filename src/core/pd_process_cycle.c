@@ -372,6 +372,11 @@ pd_reap_children(pd_cycle_t *cycle)
                          (int) pid, status);
             pd_new_binary = 0;
             pd_pidfile_rename_back(cycle->log);
+
+            if (pd_noaccepting) {
+                /* nobody accepts now: workers again, as on HUP */
+                pd_reconfigure = 1;
+            }
             continue;
         }
 
