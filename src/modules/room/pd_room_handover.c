@@ -72,6 +72,9 @@ typedef struct {
     pd_chain_t     **hold;          /* adopted: where the old worker's
                                      * forwarded frames go, until it says
                                      * it has no more; NULL: not held */
+    u_char          *kick;          /* moving: a kick that came meanwhile
+                                     * (its reason, kick_len bytes) */
+    size_t           kick_len;
     uint64_t         seen[PD_ROOM_SEEN_MAX];
 } pd_room_ho_t;
 
@@ -168,6 +171,9 @@ pd_room_ho_new(pd_room_conn_t *rc)
             return NULL;
         }
         pd_room_ho[i] = ho;
+
+    } else {
+        pd_free(ho->kick);
     }
 
     pd_memzero(ho, sizeof(pd_room_ho_t));
@@ -182,6 +188,7 @@ pd_room_handover_forget(pd_room_conn_t *rc)
     uint64_t  i = rc->id >> 32;
 
     if (pd_room_ho_of(rc) != NULL) {
+        pd_free(pd_room_ho[i]->kick);
         pd_free(pd_room_ho[i]);
         pd_room_ho[i] = NULL;
     }
@@ -792,14 +799,30 @@ pd_room_handover_kick(pd_room_conn_t *rc, const u_char *reason, size_t len)
 
     ho = pd_room_ho_of(rc);
 
-    if (!rc->moved || ho == NULL) {
-        pd_log_error(PD_LOG_WARN, rc->connection->log, 0, "a kick for a "
-                     "connection being handed over is lost");
+    if (ho == NULL) {
         return PD_DECLINED;
     }
 
-    return pd_channel_send_pid(ho->to_pid, PD_CMD_ROOM_KICK, ho->to_id,
-                               reason, len);
+    if (rc->moved) {
+        return pd_channel_send_pid(ho->to_pid, PD_CMD_ROOM_KICK, ho->to_id,
+                                   reason, len);
+    }
+
+    /* in flight: it follows the connection once its new id is known (or
+     * is done here if the new worker refuses it); the last kick wins */
+    len = pd_min(len, PD_ROOM_KICK_MAX);
+
+    pd_free(ho->kick);
+    ho->kick = pd_alloc(len + 1, rc->connection->log);
+    if (ho->kick == NULL) {
+        ho->kick_len = 0;
+        return PD_ERROR;
+    }
+
+    pd_memcpy(ho->kick, reason, len);
+    ho->kick_len = len;
+
+    return PD_OK;
 }
 
 /* the new worker's answer to the old one: the connection's id here
@@ -824,6 +847,8 @@ pd_room_channel_moved(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     pd_room_conn_t   *rc;
     pd_room_ho_t     *ho;
     pd_connection_t  *c;
+    u_char           *kick;
+    size_t            kick_len;
 
     rc = pd_room_find(msg->arg);
     if (rc == NULL || !rc->moving) {
@@ -847,7 +872,17 @@ pd_room_channel_moved(pd_cycle_t *cycle, pd_channel_msg_t *msg,
 
     if (msg->len != sizeof(uint64_t) || ho == NULL) {
         /* refused: the socket and the session are ours again, and the
-         * client goes, with what was queued for it */
+         * client goes, with what was queued for it (a kick that came
+         * meanwhile first) */
+        kick = NULL;
+        kick_len = 0;
+
+        if (ho != NULL && ho->kick != NULL) {
+            kick = ho->kick;
+            kick_len = ho->kick_len;
+            ho->kick = NULL;
+        }
+
         pd_room_handover_forget(rc);
         pd_room_ho_told++;
         pd_room_ho_handed--;
@@ -859,9 +894,15 @@ pd_room_channel_moved(pd_cycle_t *cycle, pd_channel_msg_t *msg,
         } else {
             rc->last_in = pd_current_msec;
             pd_event_add_timer(c->read, rc->idle);
-            pd_room_send_away(rc, rcf->reconnect_window);
+
+            if (kick != NULL) {
+                pd_room_kick(rc, kick, kick_len);
+            } else {
+                pd_room_send_away(rc, rcf->reconnect_window);
+            }
         }
 
+        pd_free(kick);
         pd_room_handover_settle();
         return;
     }
@@ -900,6 +941,14 @@ pd_room_channel_moved(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     pd_memzero(&fwd, sizeof(fwd));
     (void) pd_channel_send_pid(ho->to_pid, PD_CMD_ROOM_FWD, ho->to_id,
                                (u_char *) &fwd, sizeof(fwd));
+
+    if (ho->kick != NULL) {
+        /* after the frames it was queued behind */
+        (void) pd_channel_send_pid(ho->to_pid, PD_CMD_ROOM_KICK, ho->to_id,
+                                   ho->kick, ho->kick_len);
+        pd_free(ho->kick);
+        ho->kick = NULL;
+    }
 
     pd_room_handover_settle();
 }
