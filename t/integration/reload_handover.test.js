@@ -276,6 +276,30 @@ test('a message half sent in fragments is finished on the new worker', T,
     });
 });
 
+test('a session too large for the channel is sent away, the others are '
+     + 'handed over', T, async () => {
+    await L.withPushd(conf({ workers: 1, room: { max_message: '64k' } }),
+                      async (d) => {
+        const old = d.workerPids();
+        const small = await open(d, 'sm1');
+        const big = await open(d, 'bg1');
+        /* 20 KB of a message being joined: more than one channel
+         * message holds; a ping after it says the server has it */
+        big.sock.write(Buffer.concat([
+            W.encodeFrame({ opcode: W.OP.TEXT, fin: false,
+                            payload: '{"op":"ping","x":"'
+                                     + 'y'.repeat(20000) }),
+            W.encodeFrame({ opcode: W.OP.PING, payload: 'p' })]));
+        await L.waitFor(() => big.log.some((f) => f.opcode === W.OP.PONG),
+                        5000, 'the pong');
+        const fresh = await reload(d, old);
+        assert.ok(big.log.some((f) => f.json && f.json.op === 'reconnect'),
+                  'the big session was told to reconnect');
+        assertKept(d, [small], fresh);
+        assert.match(d.logText(), /session too large to hand over/);
+    });
+});
+
 test('TLS clients get the spread reconnect, plain ones are handed over', T,
      async () => {
     await L.withPushd(conf({ roomSsl: true }), async (d) => {
