@@ -182,7 +182,7 @@ pd_http_read_handler(pd_event_t *ev)
         n = c->recv(c, b->last, (size_t) (b->end - b->last));
 
         if (n == PD_AGAIN) {
-            if (c->reusable == 0 && b->last == b->pos) {
+            if (!c->idle && b->last == b->pos) {
                 pd_http_set_keepalive(hc);
             }
             return;
@@ -193,9 +193,13 @@ pd_http_read_handler(pd_event_t *ev)
             return;
         }
 
-        if (c->reusable) {
-            pd_queue_remove(&c->queue);
-            c->reusable = 0;
+        if (c->idle) {
+            /* a request begins on an idle connection */
+            if (c->reusable) {
+                pd_queue_remove(&c->queue);
+                c->reusable = 0;
+            }
+
             c->idle = 0;
             pd_event_del_timer(c->read);
             pd_event_add_timer(c->read, hc->srv->read_timeout);
@@ -410,6 +414,12 @@ pd_http_send_response(pd_http_conn_t *hc, pd_uint_t status,
         hc->keepalive = 0;
     }
 
+    if (pd_exiting) {
+        /* the worker retired while this request was served: the client
+         * learns it must go elsewhere from the answer itself */
+        hc->keepalive = 0;
+    }
+
     if (hc->req.method == PD_HTTP_HEAD) {
         body = NULL;
     }
@@ -562,29 +572,35 @@ pd_http_finalize(pd_http_conn_t *hc)
     }
 }
 
-/* an idle connection between requests: cheap to close on shutdown */
+/*
+ * An idle connection between requests.  Closing it races with a request
+ * the client may be writing, so only three things do: keepalive_timeout,
+ * slot pressure (the reusable queue, longest idle first) and the end of
+ * a retiring worker's grace.  A retiring worker keeps it, off that
+ * queue, and answers a request on it with "Connection: close".
+ */
 static void
 pd_http_set_keepalive(pd_http_conn_t *hc)
 {
     pd_connection_t  *c = hc->connection;
     pd_cycle_t       *cycle = (pd_cycle_t *) pd_cycle;
 
-    if (hc->requests == 0 || c->reusable) {
+    if (hc->requests == 0 || c->idle) {
         /* a request is still due on a new connection: it is served,
          * even by a retiring worker */
         return;
     }
 
+    c->idle = 1;
+    pd_event_del_timer(c->read);
+    pd_event_add_timer(c->read, hc->srv->keepalive_timeout);
+
     if (pd_exiting) {
-        pd_http_close(hc);
         return;
     }
 
-    c->idle = 1;
     c->reusable = 1;
     pd_queue_insert_tail(&cycle->reusable_connections, &c->queue);
-    pd_event_del_timer(c->read);
-    pd_event_add_timer(c->read, hc->srv->keepalive_timeout);
 }
 
 /*

@@ -747,15 +747,21 @@ pd_worker_retire(pd_cycle_t *cycle)
         }
     }
 
-    /* idle keep-alive connections go now; their handlers see pd_exiting */
+    /*
+     * Idle keep-alive connections are not closed now: a client may have
+     * written its next request at this very moment, and closing would
+     * lose it (with a RST that may not even say so).  They stay open
+     * through the grace; a request on one is answered with "Connection:
+     * close" (pd_http_process sees pd_exiting), and the shutdown timer
+     * closes those still idle at its end.  They leave the reusable
+     * queue, which only slot pressure walks.
+     */
     while (!pd_queue_empty(&cycle->reusable_connections)) {
         q = pd_queue_head(&cycle->reusable_connections);
         c = pd_queue_data(q, pd_connection_t, queue);
 
         pd_queue_remove(q);
         c->reusable = 0;
-        c->close = 1;
-        c->read->handler(c->read);
     }
 
     pd_timer_init(&pd_shutdown_timer, pd_shutdown_timer_handler, cycle);

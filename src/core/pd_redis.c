@@ -29,6 +29,7 @@
 #include "pd_core.h"
 
 #include <sys/ioctl.h>
+#include <openssl/sha.h>
 
 #define PD_REDIS_IDLE        0   /* created, not started */
 #define PD_REDIS_CONNECTING  1   /* connect(2) in progress */
@@ -42,6 +43,28 @@
 
 /* "[" addr "]:" port */
 #define PD_REDIS_ADDR_LEN    (INET6_ADDRSTRLEN + sizeof("[]:65535"))
+
+/*
+ * EVAL sends a script's whole text with every call, and the server
+ * hashes it every time to find its compiled copy: a few hundred bytes
+ * and a SHA1 per message in the saver's hot path.  So an EVAL of a
+ * script seen before goes as EVALSHA, the script having gone once per
+ * link as SCRIPT LOAD ahead of it in the same pipeline (so it is there
+ * when the EVALSHA is read).  The scripts are the modules' static
+ * strings, known by their address; a server that lost them (SCRIPT
+ * FLUSH) answers NOSCRIPT once, and they go again.
+ */
+#define PD_REDIS_SCRIPTS     16
+#define PD_REDIS_EVAL_ARGS   256    /* beyond, EVAL as it came */
+
+typedef struct {
+    const char           *text;
+    size_t                len;
+    char                  sha[SHA_DIGEST_LENGTH * 2];
+} pd_redis_script_t;
+
+static pd_redis_script_t  pd_redis_scripts[PD_REDIS_SCRIPTS];
+static pd_uint_t          pd_redis_nscripts;
 
 typedef struct pd_redis_cmd_s      pd_redis_cmd_t;
 typedef struct pd_redis_channel_s  pd_redis_channel_t;
@@ -85,6 +108,8 @@ struct pd_redis_s {
     pd_uint_t             state;
     pd_uint_t             busy;       /* depth of calls into hiredis */
     int                   port;
+    uint32_t              loaded;     /* bit i: pd_redis_scripts[i] was
+                                       * sent on this link */
 
     unsigned              want_write:1;  /* hiredis has output queued */
     unsigned              writing:1;     /* inside redisAsyncHandleWrite */
@@ -131,6 +156,11 @@ static void pd_redis_sub_resend(pd_redis_t *r);
 static pd_int_t pd_redis_sub_probe(pd_redis_t *r);
 static pd_redis_channel_t *pd_redis_channel_find(pd_redis_t *r,
     const char *name, size_t len);
+static pd_int_t pd_redis_send(pd_redis_t *r, pd_redis_reply_pt cb,
+    void *data, int argc, const char **argv, const size_t *argvlen);
+static pd_int_t pd_redis_script(const char *text, size_t len);
+static void pd_redis_script_loaded(pd_redis_t *r, redisReply *reply,
+    void *data);
 
 
 pd_redis_t *
@@ -278,6 +308,103 @@ pd_redis_pending(pd_redis_t *r)
 
 pd_int_t
 pd_redis_command(pd_redis_t *r, pd_redis_reply_pt cb, void *data, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    const char  *av[PD_REDIS_EVAL_ARGS], *load[3];
+    size_t       avlen[PD_REDIS_EVAL_ARGS], loadlen[3];
+    pd_int_t     i;
+    int          k;
+
+    if (argc < 3 || argvlen == NULL || argc > PD_REDIS_EVAL_ARGS
+        || argvlen[0] != 4 || strncasecmp(argv[0], "EVAL", 4) != 0
+        || r->state != PD_REDIS_CONNECTED || r->subscriber)
+    {
+        return pd_redis_send(r, cb, data, argc, argv, argvlen);
+    }
+
+    i = pd_redis_script(argv[1], argvlen[1]);
+    if (i < 0) {
+        return pd_redis_send(r, cb, data, argc, argv, argvlen);
+    }
+
+    if (!(r->loaded & (1u << i))) {
+        load[0] = "SCRIPT";
+        loadlen[0] = 6;
+        load[1] = "LOAD";
+        loadlen[1] = 4;
+        load[2] = argv[1];
+        loadlen[2] = argvlen[1];
+
+        if (pd_redis_send(r, pd_redis_script_loaded, NULL, 3, load, loadlen)
+            != PD_OK)
+        {
+            return pd_redis_send(r, cb, data, argc, argv, argvlen);
+        }
+
+        r->loaded |= 1u << i;
+    }
+
+    av[0] = "EVALSHA";
+    avlen[0] = 7;
+    av[1] = pd_redis_scripts[i].sha;
+    avlen[1] = sizeof(pd_redis_scripts[i].sha);
+
+    for (k = 2; k < argc; k++) {
+        av[k] = argv[k];
+        avlen[k] = argvlen[k];
+    }
+
+    return pd_redis_send(r, cb, data, argc, av, avlen);
+}
+
+
+/* the index of a script by its text's address (new ones hashed once);
+ * -1 when the table is full */
+static pd_int_t
+pd_redis_script(const char *text, size_t len)
+{
+    pd_redis_script_t  *s;
+    u_char              md[SHA_DIGEST_LENGTH];
+    pd_uint_t           i;
+
+    for (i = 0; i < pd_redis_nscripts; i++) {
+        if (pd_redis_scripts[i].text == text
+            && pd_redis_scripts[i].len == len)
+        {
+            return (pd_int_t) i;
+        }
+    }
+
+    if (pd_redis_nscripts == PD_REDIS_SCRIPTS) {
+        return -1;
+    }
+
+    s = &pd_redis_scripts[pd_redis_nscripts];
+    (void) SHA1((const u_char *) text, len, md);
+    (void) pd_hex_dump((u_char *) s->sha, md, SHA_DIGEST_LENGTH);
+    s->text = text;
+    s->len = len;
+
+    return (pd_int_t) pd_redis_nscripts++;
+}
+
+
+static void
+pd_redis_script_loaded(pd_redis_t *r, redisReply *reply, void *data)
+{
+    (void) data;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        /* its EVALSHA fails with NOSCRIPT, and the next call loads it */
+        pd_log_error(PD_LOG_ERR, r->log, 0, "redis %s: SCRIPT LOAD: %s",
+                     r->addr, reply->str);
+        r->loaded = 0;
+    }
+}
+
+
+static pd_int_t
+pd_redis_send(pd_redis_t *r, pd_redis_reply_pt cb, void *data, int argc,
     const char **argv, const size_t *argvlen)
 {
     pd_redis_cmd_t    *cmd;
@@ -928,6 +1055,7 @@ pd_redis_ready(pd_redis_t *r)
 {
     r->state = PD_REDIS_CONNECTED;
     r->notify = 1;
+    r->loaded = 0;          /* a new server may not have them */
 
     pd_log_error(PD_LOG_NOTICE, r->log, 0, "redis %s: connected%s%s%s",
                  r->addr, r->password ? ", authenticated" : "",
@@ -964,6 +1092,14 @@ pd_redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     } else {
         /* the server answers: the next loss starts the backoff anew */
         r->backoff = PD_REDIS_BACKOFF_MIN;
+
+        if (((redisReply *) reply)->type == REDIS_REPLY_ERROR
+            && strncmp(((redisReply *) reply)->str, "NOSCRIPT", 8) == 0)
+        {
+            pd_log_error(PD_LOG_WARN, r->log, 0, "redis %s lost the "
+                         "scripts (SCRIPT FLUSH?): they go again", r->addr);
+            r->loaded = 0;
+        }
     }
 
     if (handler) {

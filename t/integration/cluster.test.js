@@ -8,7 +8,10 @@
  * qos 1 through Redis and PostgreSQL, and saver.redis, the store on a
  * Redis of its own.  The test starts its own redis-server and
  * PostgreSQL on free ports; without them it is skipped, which make
- * test counts as a failure (PD_TEST_STRICT).
+ * test counts as a failure (PD_TEST_STRICT).  A request that gets no
+ * answer while a server is away is a failure, never taken for a
+ * refusal; faults under a stream of qos 1 with reconnecting clients are
+ * in cluster_faults.test.js.
  */
 
 const test = require('node:test');
@@ -134,8 +137,22 @@ function node(name, redisPort, pgPort) {
     };
 }
 
-async function presence(d, uid) {
-    const r = await L.centerGet(d, `/v1/users/${uid}`);
+/*
+ * The uid's presence through d.  With noAnswer, a request that got no
+ * answer (a socket error, a timeout) is put there, for the test to fail
+ * on, and a 503 or the like throws: inside L.waitFor both would only be
+ * tried again, and a no-answer must not pass for a refusal.
+ */
+async function presence(d, uid, noAnswer) {
+    let r;
+    try {
+        r = await L.centerGet(d, `/v1/users/${uid}`, { timeout: 5000 });
+    } catch (e) {
+        if (noAnswer) {
+            noAnswer.push(`presence of ${uid}: ${e.message}`);
+        }
+        throw e;
+    }
     assert.strictEqual(r.status, 200, r.body);
     return JSON.parse(r.body);
 }
@@ -251,11 +268,12 @@ test('cluster: a killed node\'s users vanish within node_ttl; a Redis '
                                 && 'redis-server is not installed' },
      async () => {
     await withCluster(async ([a, b, c], redis) => {
+        const noAnswer = [];
         const cb = await W.connect(b.roomPort, 'kim', 'phone',
                                    { apps: ['chat'] });
         const cc = await W.connect(c.roomPort, 'kim', 'tablet',
                                    { apps: ['chat'] });
-        await L.waitFor(async () => (await presence(a, 'kim'))
+        await L.waitFor(async () => (await presence(a, 'kim', noAnswer))
                         .connections.length === 2, 10000, 'both sessions');
 
         /* node-b dies without a word: within node_ttl (3 s) its session
@@ -263,7 +281,7 @@ test('cluster: a killed node\'s users vanish within node_ttl; a Redis '
         const t0 = Date.now();
         b.killHard();
         await L.waitFor(async () => {
-            const v = await presence(a, 'kim');
+            const v = await presence(a, 'kim', noAnswer);
             return v.connections.length === 1
                 && v.connections[0].node === 'node-c';
         }, 8000, 'node-b\'s session to vanish');
@@ -273,7 +291,7 @@ test('cluster: a killed node\'s users vanish within node_ttl; a Redis '
          * announce their sessions again */
         await redis.restart();
         await L.waitFor(async () => {
-            const v = await presence(a, 'kim');
+            const v = await presence(a, 'kim', noAnswer);
             return v.connections.length === 1
                 && v.connections[0].node === 'node-c';
         }, 15000, 'node-c\'s session back in the register');
@@ -284,6 +302,7 @@ test('cluster: a killed node\'s users vanish within node_ttl; a Redis '
         assert.strictEqual(r.status, 200, r.body);
         const m = await cc.op('msg', 5000);
         assert.strictEqual(m.data, 'after');
+        assert.deepStrictEqual(noAnswer, [], 'requests with no answer');
         cc.close();
         cb.close();
     });
@@ -369,22 +388,36 @@ test('cluster qos 1: stored through one node, delivered on another, '
     }, true);
 });
 
+/*
+ * A push that must be answered.  Inside L.waitFor a thrown request would
+ * only be tried again, as if it had been refused: a socket error or a
+ * timeout goes to noAnswer instead, which the test asserts empty.
+ */
+async function answered(d, body, noAnswer) {
+    try {
+        return await L.centerPost(d, '/v1/push', body, { timeout: 5000 });
+    } catch (e) {
+        noAnswer.push(e.message);
+        return { status: 0 };
+    }
+}
+
 test('cluster qos 1: Redis or PostgreSQL down -> 503 and recovery; qos 0 '
      + 'still reaches the node\'s own users', PG, async () => {
     await withCluster(async ([a], redis, pg) => {
         const cl = await W.connect(a.roomPort, 'max', 'phone',
                                    { apps: ['chat'] });
+        const noAnswer = [];
+        const push = (data) => answered(a, { app: 'chat', uids: ['max'],
+                                             data }, noAnswer);
 
         pg.stop();
-        await L.waitFor(async () => (await L.centerPost(a, '/v1/push', {
-            app: 'chat', uids: ['max'], data: 1,
-        })).status === 503, 10000, '503 with postgres down');
+        await L.waitFor(async () => (await push(1)).status === 503, 10000,
+                        '503 with postgres down');
 
         await pg.start();
         const ok = await L.waitFor(async () => {
-            const r = await L.centerPost(a, '/v1/push', {
-                app: 'chat', uids: ['max'], data: 2,
-            });
+            const r = await push(2);
             return r.status === 200 && r;
         }, 20000, '200 again once postgres is back');
         assert.strictEqual((await cl.next((m) => m.op === 'msg'
@@ -393,9 +426,7 @@ test('cluster qos 1: Redis or PostgreSQL down -> 503 and recovery; qos 0 '
 
         await redis.stop();
         const r = await L.waitFor(async () => {
-            const x = await L.centerPost(a, '/v1/push', {
-                app: 'chat', uids: ['max'], data: 3,
-            });
+            const x = await push(3);
             return x.status === 503 && x;
         }, 10000, '503 with redis down');
         assert.strictEqual(typeof r.json.error, 'string');
@@ -411,19 +442,20 @@ test('cluster qos 1: Redis or PostgreSQL down -> 503 and recovery; qos 0 '
         assert.ok(cl.open, 'the client stayed connected');
 
         await redis.start();
-        await L.waitFor(async () => (await L.centerPost(a, '/v1/push', {
-            app: 'chat', uids: ['max'], data: 5,
-        })).status === 200, 20000, '200 again once redis is back');
+        await L.waitFor(async () => (await push(5)).status === 200, 20000,
+                        '200 again once redis is back');
+        assert.deepStrictEqual(noAnswer, [], 'pushes with no answer');
         cl.close();
     }, true);
 });
 
 test('cluster qos 1: Redis restarted during a stream of pushes: every 200 '
-     + 'is delivered after recovery, every other push got an error', PG,
+     + 'is delivered after recovery, every other push got a 503', PG,
      async (t) => {
     await withCluster(async ([a, b, c], redis) => {
         const uids = ['s0', 's1', 's2', 's3', 's4'];
         const ok = new Map();           /* id -> uid */
+        const unanswered = [];          /* no answer: a failure */
         let errors = 0, other = 0, restarted = false;
         const nodes = [a, b, c];
 
@@ -440,7 +472,7 @@ test('cluster qos 1: Redis restarted during a stream of pushes: every 200 '
                     app: 'chat', uids: [uid], data: { i },
                 }, { timeout: 5000 });
             } catch (e) {
-                errors++;
+                unanswered.push(`${i}: ${e.message}`);
                 continue;
             }
             if (r.status === 200) {
@@ -455,6 +487,7 @@ test('cluster qos 1: Redis restarted during a stream of pushes: every 200 '
         await L.waitFor(() => restarted, 20000, 'redis to be back');
         t.diagnostic(`${ok.size} accepted, ${errors} refused (503) while `
                      + 'Redis restarted');
+        assert.deepStrictEqual(unanswered, [], 'pushes with no answer');
         assert.strictEqual(other, 0, 'only 200 or 503');
         assert.ok(ok.size > 0, 'some were accepted');
 

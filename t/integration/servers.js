@@ -67,7 +67,8 @@ function redisCli(port, args) {
 
 /*
  * A throw-away PostgreSQL on a free port (as the postgres user when we
- * are root: it refuses to run as root); {port, remove()}.
+ * are root: it refuses to run as root); {port, conninfo, stop(),
+ * start(), remove()}.
  */
 async function startPostgres() {
     const bin = pgBin();
@@ -87,23 +88,32 @@ async function startPostgres() {
     }
     run(`${bin}/initdb`, ['-D', `${dir}/data`, '-A', 'trust', '-U',
                           'postgres']);
-    run(`${bin}/pg_ctl`, ['-D', `${dir}/data`, '-w', '-l', `${dir}/log`,
-                          '-o', `-p ${port} -k ${dir} `
-                                + '-c listen_addresses=127.0.0.1', 'start']);
-    await L.waitFor(() => L.tcpConnects(port), 10000, 'postgres');
-    return {
+    const pg = {
         port,
         conninfo: `host=127.0.0.1 port=${port} dbname=postgres user=postgres`,
-        remove: () => {
+        /* started again on the same port and data (a restart) */
+        start: async () => {
+            run(`${bin}/pg_ctl`, ['-D', `${dir}/data`, '-w', '-l',
+                                  `${dir}/log`, '-o', `-p ${port} -k ${dir} `
+                                  + '-c listen_addresses=127.0.0.1', 'start']);
+            await L.waitFor(() => L.tcpConnects(port), 10000, 'postgres');
+        },
+        /* a fast shutdown: sessions are cut, the data stays */
+        stop: () => {
             try {
                 run(`${bin}/pg_ctl`, ['-D', `${dir}/data`, '-m', 'fast',
                                       '-w', 'stop']);
             } catch (e) {
                 /* not running */
             }
+        },
+        remove: () => {
+            pg.stop();
             fs.rmSync(dir, { recursive: true, force: true });
         },
     };
+    await pg.start();
+    return pg;
 }
 
 module.exports = { haveRedis, pgBin, startRedis, redisCli, startPostgres };

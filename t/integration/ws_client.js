@@ -422,10 +422,12 @@ function rawConnect(port, target, opts = {}) {
     return new Promise((resolve, reject) => {
         const key = crypto.randomBytes(16).toString('base64');
         const host = opts.host || '127.0.0.1';
+        /* opts.localAddress: a source address of its own (127.0.0.x) */
+        const la = opts.localAddress;
         const sock = opts.tls
             ? tls.connect({ port, host, rejectUnauthorized: false,
-                            servername: 'localhost' })
-            : net.connect({ port, host });
+                            servername: 'localhost', localAddress: la })
+            : net.connect({ port, host, localAddress: la });
         let buf = Buffer.alloc(0), done = false;
         const timer = setTimeout(() => fail(new Error(
             `no upgrade response within ${timeout} ms: `

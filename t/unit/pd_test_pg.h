@@ -14,17 +14,11 @@
 #include <ftw.h>
 #include <glob.h>
 
+#include "pd_test_loop.h"
+
 /* "name=value" settings a test may add to the server's command line */
 #define PD_TEST_PG_SETTINGS  8
 
-
-typedef int (*pd_test_cond_pt)(void *data);
-
-
-static pd_log_t     pd_test_log = { PD_LOG_STDERR, 2, pd_null_string, 0,
-                                    NULL, NULL, NULL };
-static pd_cycle_t   pd_test_cycle;
-static pd_timer_t   pd_test_tick;
 
 static char         pd_test_bindir[PATH_MAX];
 static char         pd_test_dir[PATH_MAX];      /* temporary, ours */
@@ -36,49 +30,6 @@ static int          pd_test_drop;               /* root: become them */
 static pid_t        pd_test_pg_pid = -1;
 static int          pd_test_port;
 static const char  *pd_test_pg_settings[PD_TEST_PG_SETTINGS];
-
-
-/* the event loop, bounded */
-
-static void
-pd_test_tick_handler(pd_timer_t *t)
-{
-    /* only wakes epoll_wait() so that the condition is polled */
-    (void) t;
-}
-
-
-/* runs loop turns until cond(data) holds (1) or ms pass (0) */
-static int
-pd_test_run(pd_test_cond_pt cond, void *data, pd_msec_t ms)
-{
-    pd_msec_t  deadline;
-    int        ok;
-
-    pd_time_update();
-    deadline = pd_current_msec + ms;
-
-    for ( ;; ) {
-        ok = cond(data);
-
-        if (ok || pd_current_msec >= deadline) {
-            break;
-        }
-
-        if (!pd_timer_is_set(&pd_test_tick)) {
-            (void) pd_timer_add(&pd_timers, &pd_test_tick, pd_current_msec,
-                                10);
-        }
-
-        pd_process_events_and_timers(&pd_test_cycle);
-    }
-
-    if (pd_timer_is_set(&pd_test_tick)) {
-        pd_timer_del(&pd_timers, &pd_test_tick);
-    }
-
-    return ok;
-}
 
 
 /* the postgres child */

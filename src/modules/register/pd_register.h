@@ -21,6 +21,7 @@ typedef struct {
 
 typedef void (*pd_register_lookup_pt)(void *data, pd_int_t rc,
     pd_reg_info_t *info, pd_uint_t n);
+typedef void (*pd_register_done_pt)(void *data);
 
 typedef struct {
     const char  *name;
@@ -40,6 +41,15 @@ typedef struct {
     void       (*ip_release)(const struct sockaddr *sa);
     pd_uint_t  (*purge)(pid_t pid);
     pd_uint_t  (*count)(void);
+    /*
+     * done(data) once every change of uid sent so far is what any node's
+     * lookup sees (PD_OK), never from inside the call; PD_DECLINED when
+     * they are seen already (the memory backend) or cannot be waited
+     * for.  A connect fetches its stored messages after it: a push
+     * stored later then finds the connection.
+     */
+    pd_int_t   (*barrier)(const u_char *uid, size_t len,
+                          pd_register_done_pt done, void *data);
 } pd_register_backend_t;
 
 typedef struct {

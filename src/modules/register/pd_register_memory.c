@@ -139,6 +139,20 @@ pd_register_memory_count(void)
     return pd_reg_count(pd_register_zone);
 }
 
+/* the zone is every worker's view at once: nothing to wait for */
+static pd_int_t
+pd_register_memory_barrier(const u_char *uid, size_t len,
+    pd_register_done_pt done, void *data)
+{
+    (void) uid;
+    (void) len;
+    (void) done;
+    (void) data;
+
+    return PD_DECLINED;
+}
+
+
 pd_register_backend_t  pd_register_memory_backend = {
     "memory",
     pd_register_memory_add,
@@ -150,5 +164,6 @@ pd_register_backend_t  pd_register_memory_backend = {
     pd_register_memory_ip_acquire,
     pd_register_memory_ip_release,
     pd_register_memory_purge,
-    pd_register_memory_count
+    pd_register_memory_count,
+    pd_register_memory_barrier
 };

@@ -909,6 +909,61 @@ pd_register_redis_exit_process(pd_cycle_t *cycle)
     pd_register_nshards = 0;
 }
 
+/*
+ * A connect's announcement (HSET) goes without waiting: a PING behind it
+ * on the uid's shard link is answered once the server has run it, so
+ * from then on every node's lookup finds the connection.
+ */
+typedef struct {
+    pd_register_done_pt   done;
+    void                 *data;
+} pd_rr_barrier_t;
+
+static void
+pd_rr_barrier_reply(pd_redis_t *r, redisReply *reply, void *data)
+{
+    pd_rr_barrier_t  *b = data;
+
+    (void) r;
+    (void) reply;
+
+    /* an error or a lost link ends the wait all the same: the fetch
+     * goes, and finds what was stored */
+    b->done(b->data);
+    pd_free(b);
+}
+
+static pd_int_t
+pd_rr_barrier(const u_char *uid, size_t len, pd_register_done_pt done,
+    void *data)
+{
+    pd_rr_barrier_t  *b;
+    const char       *argv[1];
+    size_t            alen[1];
+
+    b = pd_alloc(sizeof(pd_rr_barrier_t), pd_cycle->log);
+    if (b == NULL) {
+        return PD_DECLINED;
+    }
+
+    b->done = done;
+    b->data = data;
+
+    argv[0] = "PING";
+    alen[0] = 4;
+
+    if (pd_redis_command(pd_rr_shard(uid, len), pd_rr_barrier_reply, b, 1,
+                         argv, alen)
+        != PD_OK)
+    {
+        pd_free(b);
+        return PD_DECLINED;
+    }
+
+    return PD_OK;
+}
+
+
 pd_register_backend_t  pd_register_redis_backend = {
     "redis",
     pd_rr_add,
@@ -920,5 +975,6 @@ pd_register_backend_t  pd_register_redis_backend = {
     pd_rr_ip_acquire,
     pd_rr_ip_release,
     pd_rr_purge,
-    pd_rr_count
+    pd_rr_count,
+    pd_rr_barrier
 };

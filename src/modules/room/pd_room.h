@@ -53,9 +53,15 @@ struct pd_room_link_s {
 typedef struct pd_room_conn_s  pd_room_conn_t;
 
 /* where a stored backlog larger than the output bound goes on, per app:
- * the saver's cursor (PD_SAVER_CURSOR_SIZE, NUL-terminated) */
+ * the saver's cursor (PD_SAVER_CURSOR_SIZE, NUL-terminated); and, while
+ * a resumed session's stored messages are fetched (rc->resuming), where
+ * they go: after the welcome, before the frames kept while it lingered */
 typedef struct {
     u_char           cursor[PD_APPS_MAX][PD_MSG_ID_SIZE];
+    pd_chain_t     **ins;
+    pd_uint_t        fetching;      /* the resume's fetches in flight */
+    pd_uint_t        serial;        /* which resume: a fetch of an
+                                     * earlier one no longer counts */
 } pd_room_resume_t;
 
 struct pd_room_conn_s {
@@ -85,6 +91,8 @@ struct pd_room_conn_s {
                                      * counted, cursors saved at close */
     unsigned         lingering:1;   /* no socket: kept for room.linger */
     unsigned         linger_lost:1; /* frames dropped while it was */
+    unsigned         resuming:1;    /* output held until the resume's
+                                     * stored messages are in place */
     unsigned         moving:1;      /* its socket was sent to a worker of
                                      * the next generation: no answer yet */
     unsigned         moved:1;       /* it lives there now: what comes for
@@ -191,13 +199,14 @@ void pd_room_upgrade(pd_http_conn_t *hc);
 
 /* output */
 pd_int_t pd_room_send_shared(pd_room_conn_t *rc, pd_shbuf_t *sb);
-pd_int_t pd_room_send_at(pd_room_conn_t *rc, pd_shbuf_t *sb,
+pd_int_t pd_room_send_shared_at(pd_room_conn_t *rc, pd_shbuf_t *sb,
     pd_chain_t ***at);
 pd_int_t pd_room_send_text(pd_room_conn_t *rc, const u_char *json,
     size_t len);
 pd_shbuf_t *pd_room_frame(pd_uint_t opcode, const u_char *payload,
     size_t len);
 void pd_room_flush(pd_room_conn_t *rc);
+void pd_room_flush_later(pd_room_conn_t *rc);
 void pd_room_write_handler(pd_event_t *ev);
 void pd_room_out_free(pd_room_conn_t *rc);
 /*
@@ -217,8 +226,11 @@ pd_shbuf_t *pd_room_msg_frame_id(pd_str_t *id, pd_str_t *app, pd_uint_t qos,
     const u_char *data, size_t len, pd_msec_t stamp);
 pd_int_t pd_room_deliver(pd_room_conn_t *rc, pd_shbuf_t *frame);
 pd_int_t pd_room_load(pd_room_conn_t *rc);
+pd_int_t pd_room_load_first(pd_room_conn_t *rc);
 pd_int_t pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i);
 void pd_room_load_more(pd_room_conn_t *rc);
+pd_int_t pd_room_resume_start(pd_room_conn_t *rc, pd_chain_t **ins);
+void pd_room_resume_release(pd_room_conn_t *rc, pd_uint_t serial);
 void pd_room_save_cursors(pd_room_conn_t *rc);
 pd_int_t pd_room_ack(pd_room_conn_t *rc, const char **ids, pd_uint_t n);
 void pd_room_deliver_init(void);

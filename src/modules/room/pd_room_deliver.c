@@ -11,6 +11,7 @@
 #include "pd_core.h"
 #include "pd_room.h"
 #include "pd_room_wire.h"
+#include "pd_register.h"
 #include "pd_saver.h"
 
 #define PD_ROOM_BCAST_TICK   10      /* ms between pacing steps */
@@ -210,6 +211,8 @@ typedef struct {
     uint64_t         id;
     pd_uint_t        app_index;
     pd_uint_t        taken;
+    pd_uint_t        resume;        /* the serial of the resume it is
+                                     * of (rc->resuming), or 0 */
     u_char           app[PD_APP_MAX + 1];
 } pd_room_fetch_t;
 
@@ -252,9 +255,51 @@ pd_room_fetch_conn(pd_room_fetch_t *f)
 }
 
 /*
+ * Whether a frame queued from cl on is the message sb (the same id, app
+ * and qos 1: the head of a message frame is ours, byte for byte).
+ */
+static pd_uint_t
+pd_room_queued(pd_chain_t *cl, pd_shbuf_t *sb)
+{
+    size_t   hl, n;
+    u_char  *p;
+
+    /* the frame's head up to its data: the same in both */
+    hl = (sb->data[1] & 0x7f) == 127 ? 10 : (sb->data[1] & 0x7f) == 126
+         ? 4 : 2;
+    p = memmem(sb->data + hl, pd_min(sb->len - hl, 256), ",\"data\":", 8);
+    if (p == NULL) {
+        return 0;
+    }
+
+    n = (size_t) (p - (sb->data + hl));
+
+    for ( /* void */ ; cl != NULL; cl = cl->next) {
+        u_char  *d = cl->buf->start;
+        size_t   len = (size_t) (cl->buf->end - d);
+
+        if (len < 2 || cl->buf->pos != d) {
+            continue;
+        }
+
+        hl = (d[1] & 0x7f) == 127 ? 10 : (d[1] & 0x7f) == 126 ? 4 : 2;
+
+        if (len > hl + n
+            && memcmp(d + hl, p - n, n) == 0 && d[hl + n] == ',')
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+/*
  * One stored message: framed and queued while the queue is within the
  * output bound; at the bound the fetch stops there, the message not
- * taken (the rest follows as the queue drains).
+ * taken (the rest follows as the queue drains).  For a resume, it goes
+ * before the frames kept while the session lingered (those were sent
+ * later), unless one of them is this message already.
  */
 static pd_int_t
 pd_room_take(void *data, pd_saver_msg_t *m)
@@ -280,7 +325,18 @@ pd_room_take(void *data, pd_saver_msg_t *m)
         return PD_DONE;
     }
 
-    (void) pd_room_send_shared(rc, sb);
+    if (f->resume && rc->resuming && f->resume == rc->resume->serial) {
+        if (pd_room_queued(*rc->resume->ins, sb)) {
+            pd_shbuf_unref(sb);
+            return PD_OK;
+        }
+
+        (void) pd_room_send_shared_at(rc, sb, &rc->resume->ins);
+
+    } else {
+        (void) pd_room_send_shared(rc, sb);
+    }
+
     pd_shbuf_unref(sb);
 
     f->taken++;
@@ -301,6 +357,10 @@ pd_room_fetched(void *data, pd_int_t rc_, pd_uint_t more, pd_str_t *cursor)
     if (rc == NULL) {
         pd_free(f);
         return;
+    }
+
+    if (f->resume) {
+        pd_room_resume_release(rc, f->resume);
     }
 
     if (rc_ != PD_OK) {
@@ -361,9 +421,18 @@ pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i)
     /* in flight: a drained queue must not ask again meanwhile */
     rc->backlog &= (uint8_t) ~(1 << i);
 
+    if (rc->resuming) {
+        f->resume = rc->resume->serial;
+        rc->resume->fetching++;
+    }
+
     if (pd_saver_fetch(&uid, &app, &after, pd_room_take, pd_room_fetched, f)
         != PD_OK)
     {
+        if (f->resume) {
+            pd_room_resume_release(rc, f->resume);
+        }
+
         pd_free(f);
 
         /* the store is out of reach: what it keeps comes next time */
@@ -389,6 +458,133 @@ pd_room_load_more(pd_room_conn_t *rc)
         pd_free(rc->resume);
         rc->resume = NULL;
     }
+}
+
+/*
+ * A resumed session's output waits while its fetches are in flight, so
+ * that what the dropped socket had not delivered (the saver's) goes
+ * before what was kept while it lingered, in the order sent.  The count
+ * is held across pd_room_load: the memory store answers inside the
+ * fetch, and the first app's answer must not end the wait of the next.
+ */
+pd_int_t
+pd_room_resume_start(pd_room_conn_t *rc, pd_chain_t **ins)
+{
+    static pd_uint_t  serial;
+
+    pd_free(rc->resume);
+    rc->backlog = 0;
+
+    rc->resume = pd_calloc(sizeof(pd_room_resume_t), rc->connection->log);
+    if (rc->resume == NULL) {
+        return PD_ERROR;
+    }
+
+    rc->resume->ins = ins;
+    rc->resume->fetching = 1;
+    rc->resume->serial = ++serial;
+    rc->resuming = 1;
+
+    return PD_OK;
+}
+
+void
+pd_room_resume_release(pd_room_conn_t *rc, pd_uint_t serial)
+{
+    if (!rc->resuming || rc->resume->serial != serial
+        || --rc->resume->fetching)
+    {
+        return;
+    }
+
+    rc->resuming = 0;
+    rc->resume->ins = NULL;
+
+    if (rc->backlog == 0) {
+        pd_free(rc->resume);
+        rc->resume = NULL;
+    }
+
+    /* not now: this may run inside the store's answer */
+    pd_room_flush_later(rc);
+}
+
+/*
+ * A connect's stored messages.  With a register other nodes read (Redis)
+ * the connection's announcement may still be on its way: a push stored
+ * after the fetch whose lookup ran before the announcement would reach
+ * neither.  So the fetch waits for the register's barrier, and the
+ * output waits for the fetch (the welcome and what came live meanwhile
+ * held; the stored messages go before what came live, those that came
+ * both ways once).
+ */
+typedef struct {
+    uint64_t         id;
+    pd_uint_t        serial;        /* of the hold, 0: none */
+} pd_room_barrier_t;
+
+static void
+pd_room_load_barrier(void *data)
+{
+    pd_room_barrier_t  *b = data;
+    pd_room_conn_t     *rc;
+    pd_uint_t           serial = b->serial;
+
+    rc = pd_room_find(b->id);
+    pd_free(b);
+
+    if (rc == NULL) {
+        return;
+    }
+
+    if (serial == 0) {
+        (void) pd_room_load(rc);
+        return;
+    }
+
+    if (!rc->resuming || rc->resume->serial != serial) {
+        /* it dropped meanwhile; its resume, if any, loads on its own */
+        return;
+    }
+
+    (void) pd_room_load(rc);
+
+    if (rc->resuming) {
+        pd_room_resume_release(rc, serial);
+    }
+}
+
+pd_int_t
+pd_room_load_first(pd_room_conn_t *rc)
+{
+    pd_room_barrier_t  *b;
+
+    if (pd_saver == NULL || rc->napps == 0) {
+        return pd_room_load(rc);
+    }
+
+    b = pd_alloc(sizeof(pd_room_barrier_t), rc->connection->log);
+    if (b == NULL) {
+        return pd_room_load(rc);
+    }
+
+    b->id = rc->id;
+    b->serial = 0;
+
+    if (pd_register->barrier(rc->uid, rc->uid_len, pd_room_load_barrier, b)
+        != PD_OK)
+    {
+        /* seen at once (the memory backend): no wait */
+        pd_free(b);
+        return pd_room_load(rc);
+    }
+
+    /* the welcome is queued: what the fetch finds goes right after it */
+    if (pd_room_resume_start(rc, rc->out_last) == PD_OK) {
+        b->serial = rc->resume->serial;
+    }
+
+    return PD_OK;
 }
 
 pd_int_t

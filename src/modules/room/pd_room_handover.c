@@ -450,7 +450,8 @@ pd_room_hand(pd_room_conn_t *rc, pd_uint_t slot)
     pid_t             pid;
     pd_int_t          rv;
 
-    if (c->ssl != NULL || rc->closing) {
+    /* resuming: its stored messages are being fetched into the queue */
+    if (c->ssl != NULL || rc->closing || rc->resuming) {
         return PD_DECLINED;
     }
 
@@ -1363,7 +1364,7 @@ pd_room_channel_fwd(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
     ho = rc->adopted ? pd_room_ho_of(rc) : NULL;
 
     if (ho != NULL && ho->hold != NULL && !rc->lingering) {
-        rv = pd_room_send_at(rc, sb, &ho->hold);
+        rv = pd_room_send_shared_at(rc, sb, &ho->hold);
     } else {
         rv = pd_room_send_shared(rc, sb);
     }

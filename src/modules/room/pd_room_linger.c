@@ -9,19 +9,22 @@
  * connection slot (so its id, and the sid told to the client, stay
  * valid), without a socket, for room.linger.  Meanwhile:
  *
- *   - qos 0 messages and broadcasts for it are kept, in order, up to
- *     room.linger_buffer bytes (beyond, dropped: the resume says
- *     resumed:false);
- *   - qos 1 messages are not kept: the saver has them until acked, and
- *     the resume fetches every unacked one, in order, those the dropped
- *     socket never delivered included;
+ *   - the frames for it (qos 0 and qos 1 messages, broadcasts) are kept,
+ *     in order, up to room.linger_buffer bytes (beyond, dropped: the
+ *     resume says resumed:false); so are those queued and not yet
+ *     written when the socket dropped;
  *   - presence still lists it; no offline event is sent.
  *
  * A reconnect with &sid=<its sid> and a valid token for the same uid and
  * device gets it back: the new socket moves into the session's slot
- * (pd_room_take_back), the welcome says resumed:true, the kept frames
- * follow, then the saver's unacked qos 1 and retained broadcasts past
- * the cursors, as on a connect.  SO_REUSEPORT may hand the reconnect to
+ * (pd_room_take_back), the welcome says resumed:true, then the saver's
+ * qos 1 messages not acked that are not among the kept frames (those
+ * the dropped socket had written, which the client may not have read:
+ * they were sent before the kept ones), then the kept frames in the
+ * order sent, then retained broadcasts past the cursors, as on a
+ * connect.  The output waits for the saver's answer (one round trip to
+ * the cluster's store; none for the memory store), so the order holds
+ * across qos 0 and qos 1.  SO_REUSEPORT may hand the reconnect to
  * any worker: the sid names the session's worker (a keyed hash of its
  * pid and connection id, the key the same in every worker), the worker
  * that got it finds the entry in the node's register zone, and a plain
@@ -82,25 +85,10 @@ pd_room_session_id(pd_room_conn_t *rc, u_char *buf, size_t size)
     return pd_room_sid_text((uint32_t) pd_pid, rc->id, buf, size);
 }
 
-/* whether sb is a qos 1 message frame: its head is ours, names in it
- * are validated, so the first "qos" member is the message's */
-static pd_uint_t
-pd_room_frame_qos1(pd_shbuf_t *sb)
-{
-    size_t  n = pd_min(sb->len, 256);
-
-    return memmem(sb->data, n, "{\"op\":\"msg\"", 11) != NULL
-           && memmem(sb->data, n, "\",\"qos\":1,", 10) != NULL;
-}
-
 /* a frame for a lingering session: 1 when it is not kept */
 pd_uint_t
 pd_room_linger_skip(pd_room_conn_t *rc, pd_shbuf_t *sb)
 {
-    if (pd_saver != NULL && pd_room_frame_qos1(sb)) {
-        return 1;
-    }
-
     if (rc->out_bytes + sb->len > rc->conf->linger_buffer) {
         if (!rc->linger_lost) {
             pd_log_error(PD_LOG_INFO, rc->connection->log, 0,
@@ -117,14 +105,13 @@ pd_room_linger_skip(pd_room_conn_t *rc, pd_shbuf_t *sb)
 
 /*
  * What stays queued when the socket drops: a frame partly written is cut
- * (its rest means nothing to a new connection), qos 1 ones go (the
- * resume fetches them from the saver), the others stay for the resume.
+ * (its rest means nothing to a new connection; a qos 1 one comes again
+ * from the saver), the others stay for the resume.
  */
 static pd_uint_t
 pd_room_linger_drop(pd_buf_t *b)
 {
-    return b->pos != b->start
-           || (pd_saver != NULL && pd_room_frame_qos1(b->shared));
+    return b->pos != b->start;
 }
 
 pd_int_t
@@ -146,6 +133,9 @@ pd_room_linger_start(pd_room_conn_t *rc, pd_uint_t reason)
     }
 
     pd_room_out_drop(rc, pd_room_linger_drop);
+
+    /* a resume cut short: its fetches' answers go to the end, kept */
+    rc->resuming = 0;
 
     pd_free(rc->in);
     rc->in = NULL;

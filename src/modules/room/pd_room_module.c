@@ -141,9 +141,9 @@ static pd_command_t  pd_room_commands[] = {
 
     { "linger_buffer", PD_CONF_SIZE, pd_conf_set_size_slot,
       offsetof(pd_room_conf_t, linger_buffer), &pd_room_linger_buffer_bounds,
-      "bytes of frames a lingering session keeps for its client (qos 1 "
-      "messages wait in the saver instead); beyond, the resume says "
-      "resumed:false (default: 64k)" },
+      "bytes of frames (qos 0 and qos 1 messages, broadcasts) a lingering "
+      "session keeps for its client, in order; beyond, the resume says "
+      "resumed:false and qos 1 come from the saver (default: 64k)" },
 
     { "max_bad_frames", PD_CONF_NUMBER, pd_conf_set_num_slot,
       offsetof(pd_room_conf_t, max_bad_frames), &pd_room_bad_frames_bounds,

@@ -63,8 +63,9 @@ pd_room_flush_dirty(pd_event_t *ev)
     pd_room_ndirty = 0;
 }
 
-static void
-pd_room_mark_dirty(pd_room_conn_t *rc)
+/* flushed at the end of the loop turn, with the others */
+void
+pd_room_flush_later(pd_room_conn_t *rc)
 {
     pd_room_conn_t  **d;
     pd_uint_t         n;
@@ -154,22 +155,12 @@ pd_room_frame(pd_uint_t opcode, const u_char *payload, size_t len)
 }
 
 /*
- * Queues a reference to sb.  PD_DECLINED when the connection is closing,
- * PD_ERROR when it was closed as a slow consumer (rc is gone then).
+ * Queues a reference to sb at *at (NULL: at the end).  PD_DECLINED when
+ * the connection is closing, PD_ERROR when it was closed as a slow
+ * consumer (rc is gone then).
  */
-pd_int_t
-pd_room_send_shared(pd_room_conn_t *rc, pd_shbuf_t *sb)
-{
-    return pd_room_send_at(rc, sb, NULL);
-}
-
-/*
- * The same at *at in the queue instead of its tail (at NULL: the tail),
- * *at moving past it: a connection adopted in a reload gets the frames
- * its old worker forwards before those that came here since.
- */
-pd_int_t
-pd_room_send_at(pd_room_conn_t *rc, pd_shbuf_t *sb, pd_chain_t ***at)
+static pd_int_t
+pd_room_queue(pd_room_conn_t *rc, pd_shbuf_t *sb, pd_chain_t ***at)
 {
     pd_connection_t  *c = rc->connection;
     pd_room_link_t   *l;
@@ -210,13 +201,12 @@ pd_room_send_at(pd_room_conn_t *rc, pd_shbuf_t *sb, pd_chain_t ***at)
         *rc->out_last = &l->cl;
         rc->out_last = &l->cl.next;
 
-        if (at != NULL) {
-            *at = rc->out_last;
-        }
-
     } else {
         l->cl.next = **at;
         **at = &l->cl;
+    }
+
+    if (at != NULL) {
         *at = &l->cl.next;
     }
 
@@ -228,10 +218,24 @@ pd_room_send_at(pd_room_conn_t *rc, pd_shbuf_t *sb, pd_chain_t ***at)
     /* flushed at the end of the loop turn, with whatever else is queued;
      * a lingering session's wait for its resume */
     if (!rc->lingering) {
-        pd_room_mark_dirty(rc);
+        pd_room_flush_later(rc);
     }
 
     return PD_OK;
+}
+
+pd_int_t
+pd_room_send_shared(pd_room_conn_t *rc, pd_shbuf_t *sb)
+{
+    return pd_room_queue(rc, sb, NULL);
+}
+
+/* queues sb at *at, which then points past it: a resume's stored
+ * messages go in before the frames kept while the session lingered */
+pd_int_t
+pd_room_send_shared_at(pd_room_conn_t *rc, pd_shbuf_t *sb, pd_chain_t ***at)
+{
+    return pd_room_queue(rc, sb, at);
 }
 
 pd_int_t
@@ -274,7 +278,7 @@ pd_room_flush(pd_room_conn_t *rc)
     pd_chain_t       *cl, *next;
     size_t            n;
 
-    if (rc->out == NULL || rc->lingering || rc->moving) {
+    if (rc->out == NULL || rc->lingering || rc->resuming || rc->moving) {
         return;
     }
 

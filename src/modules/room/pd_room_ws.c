@@ -180,7 +180,7 @@ pd_room_take_over(pd_room_conn_t *rc, pd_http_conn_t *hc, u_char *rest,
     pd_event_add_timer(c->read, rc->idle);
 
     /* what was kept for this uid goes first, before anything live */
-    if (pd_room_load(rc) != PD_OK) {
+    if (pd_room_load_first(rc) != PD_OK) {
         return;
     }
 
@@ -204,7 +204,7 @@ pd_room_take_back(pd_room_conn_t *rc, pd_http_conn_t *hc, uint32_t hb)
 {
     pd_connection_t  *c = rc->connection, *nc = hc->connection;
     pd_room_conf_t   *rcf = rc->conf;
-    pd_chain_t       *kept, **kept_last;
+    pd_chain_t       *kept, **kept_last, **ins;
     pd_str_t         *key, sid;
     u_char            sidbuf[64];
     size_t            kept_bytes, rest, used;
@@ -237,6 +237,9 @@ pd_room_take_back(pd_room_conn_t *rc, pd_http_conn_t *hc, uint32_t hb)
     rc->hb = hb;
 
     rv = pd_room_send_welcome(rc, key, &sid, resumed);
+
+    /* where the saver's messages go: before the kept frames */
+    ins = rc->out_last;
 
     if (kept != NULL) {
         *rc->out_last = kept;
@@ -311,7 +314,24 @@ pd_room_take_back(pd_room_conn_t *rc, pd_http_conn_t *hc, uint32_t hb)
     pd_free(rc->resume);
     rc->resume = NULL;
 
-    if (pd_room_load(rc) != PD_OK) {
+    /*
+     * The saver's messages not acked are those the dropped socket may not
+     * have delivered, all sent before the kept frames: they go first, the
+     * output held until every app's answer is in (one held count for the
+     * loop below).  Without memory for that, they follow the kept frames,
+     * as on a connect.
+     */
+    if (kept != NULL && pd_saver != NULL) {
+        (void) pd_room_resume_start(rc, ins);
+    }
+
+    rv = pd_room_load(rc);
+
+    if (rc->resuming) {
+        pd_room_resume_release(rc, rc->resume->serial);
+    }
+
+    if (rv != PD_OK) {
         return PD_OK;
     }
 

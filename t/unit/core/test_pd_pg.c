@@ -79,14 +79,6 @@ pd_test_run_blocked(pd_test_cond_pt cond, pd_msec_t ms)
 
 
 static int
-pd_test_never(void *data)
-{
-    (void) data;
-    return 0;
-}
-
-
-static int
 pd_test_is_connected(void *data)
 {
     return pd_pg_connected(data) == 1;

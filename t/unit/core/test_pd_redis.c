@@ -11,6 +11,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "../pd_test_loop.h"
+
 
 #define PD_TEST_NINCR      10000
 #define PD_TEST_BIG        (1024 * 1024)
@@ -18,8 +20,6 @@
 #define PD_TEST_NINFLIGHT  100
 #define PD_TEST_NMSG       1000
 
-
-typedef int (*pd_test_cond_pt)(void *data);
 
 /* what the callbacks of one command saw */
 typedef struct {
@@ -64,11 +64,6 @@ typedef struct {
 } pd_test_sub_t;
 
 
-static pd_log_t     pd_test_log = { PD_LOG_STDERR, 2, pd_null_string, 0,
-                                    NULL, NULL, NULL };
-static pd_cycle_t   pd_test_cycle;
-static pd_timer_t   pd_test_tick;
-
 static char         pd_test_redis_bin[PATH_MAX];
 static int          pd_test_debug_command;   /* redis >= 7 needs a flag */
 static pid_t        pd_test_redis_pid = -1;
@@ -80,57 +75,6 @@ static pd_uint_t    pd_test_connects;
  * test's own blocking client then sends */
 static const char  **pd_test_redis_args;
 static const char   *pd_test_sync_pass;
-
-
-/* the event loop, bounded */
-
-static void
-pd_test_tick_handler(pd_timer_t *t)
-{
-    /* only wakes epoll_wait() so that the condition is polled */
-    (void) t;
-}
-
-
-/* runs loop turns until cond(data) holds (1) or ms pass (0) */
-static int
-pd_test_run(pd_test_cond_pt cond, void *data, pd_msec_t ms)
-{
-    pd_msec_t  deadline;
-    int        ok;
-
-    pd_time_update();
-    deadline = pd_current_msec + ms;
-
-    for ( ;; ) {
-        ok = cond(data);
-
-        if (ok || pd_current_msec >= deadline) {
-            break;
-        }
-
-        if (!pd_timer_is_set(&pd_test_tick)) {
-            (void) pd_timer_add(&pd_timers, &pd_test_tick, pd_current_msec,
-                                10);
-        }
-
-        pd_process_events_and_timers(&pd_test_cycle);
-    }
-
-    if (pd_timer_is_set(&pd_test_tick)) {
-        pd_timer_del(&pd_timers, &pd_test_tick);
-    }
-
-    return ok;
-}
-
-
-static int
-pd_test_never(void *data)
-{
-    (void) data;
-    return 0;
-}
 
 
 static int
@@ -962,6 +906,100 @@ test_pipeline_incr(void **state)
     free(del.str);
     free(tags);
     free(p);
+}
+
+
+/* calls of the command name in INFO commandstats; 0 when not there */
+static long
+pd_test_calls(const char *name)
+{
+    char   info[8192], key[64], *p;
+
+    assert_true(pd_test_sync("INFO commandstats", info, sizeof(info)));
+    (void) snprintf(key, sizeof(key), "cmdstat_%s:calls=", name);
+
+    p = strstr(info, key);
+    return p ? atol(p + strlen(key)) : 0;
+}
+
+
+static const char  pd_test_lua[] = "return ARGV[1]";
+
+static pd_int_t
+pd_test_eval(pd_redis_t *r, pd_test_reply_t *rep, const char *arg)
+{
+    const char  *argv[4];
+    size_t       len[4];
+
+    argv[0] = "EVAL";
+    len[0] = 4;
+    argv[1] = pd_test_lua;
+    len[1] = sizeof(pd_test_lua) - 1;
+    argv[2] = "0";
+    len[2] = 1;
+    argv[3] = arg;
+    len[3] = strlen(arg);
+
+    return pd_redis_command(r, pd_test_record, rep, 4, argv, len);
+}
+
+
+/*
+ * An EVAL goes as EVALSHA, its script loaded once per link ahead of it;
+ * a server that lost its scripts fails one call with NOSCRIPT, and the
+ * next loads it again.
+ */
+static void
+test_eval_sha(void **state)
+{
+    pd_test_reply_t   rep[4];
+    pd_redis_t       *r;
+    pd_uint_t         i;
+
+    (void) state;
+
+    pd_test_need_redis();
+    pd_memzero(rep, sizeof(rep));
+
+    r = pd_test_connect(5000);
+    assert_true(pd_test_sync("CONFIG RESETSTAT", NULL, 0));
+    assert_true(pd_test_sync("SCRIPT FLUSH", NULL, 0));
+
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(pd_test_eval(r, &rep[i], i == 1 ? "b" : "a"),
+                         PD_OK);
+    }
+
+    assert_true(pd_test_run(pd_test_no_pending, r, 5000));
+
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(rep[i].calls, 1);
+        assert_int_equal(rep[i].type, REDIS_REPLY_STRING);
+        assert_string_equal(rep[i].str, i == 1 ? "b" : "a");
+    }
+
+    assert_int_equal(pd_test_calls("script|load"), 1);
+    assert_int_equal(pd_test_calls("evalsha"), 3);
+    assert_int_equal(pd_test_calls("eval"), 0);
+
+    /* the server forgets them: one NOSCRIPT, then loaded again */
+    assert_true(pd_test_sync("SCRIPT FLUSH", NULL, 0));
+    assert_int_equal(pd_test_eval(r, &rep[3], "c"), PD_OK);
+    assert_true(pd_test_run(pd_test_no_pending, r, 5000));
+    assert_int_equal(rep[3].type, REDIS_REPLY_ERROR);
+    assert_memory_equal(rep[3].str, "NOSCRIPT", 8);
+
+    assert_int_equal(pd_test_eval(r, &rep[0], "d"), PD_OK);
+    assert_true(pd_test_run(pd_test_no_pending, r, 5000));
+    assert_int_equal(rep[0].calls, 2);
+    assert_string_equal(rep[0].str, "d");
+    assert_int_equal(pd_test_calls("script|load"), 2);
+
+    pd_redis_destroy(r);
+
+    for (i = 0; i < 4; i++) {
+        free(rep[i].str);
+    }
 }
 
 
@@ -2080,6 +2118,7 @@ main(void)
         cmocka_unit_test(test_declined_and_retry),
         cmocka_unit_test(test_ping),
         cmocka_unit_test(test_pipeline_incr),
+        cmocka_unit_test(test_eval_sha),
         cmocka_unit_test(test_binary_values),
         cmocka_unit_test(test_destroy_in_callback),
         cmocka_unit_test(test_kill_in_flight),

@@ -172,14 +172,6 @@ pd_test_fresh(void)
 }
 
 
-static int
-pd_test_never(void *data)
-{
-    (void) data;
-    return 0;
-}
-
-
 /* connected, and the schema's statements answered: a test that locks
  * the table must not catch a CREATE INDEX still on its way */
 static int
