@@ -25,6 +25,7 @@ pd_shbuf_alloc(size_t len)
     sb->refcount = 1;
     sb->len = len;
     sb->stamp = 0;
+    sb->seq = 0;
 
     return sb;
 }

@@ -15,6 +15,8 @@ struct pd_shbuf_s {
     size_t       len;
     pd_msec_t    stamp;       /* when the API accepted it (monotonic ms),
                                * for the latency histogram; 0: none */
+    uint64_t     seq;         /* a broadcast's id, so a connection handed
+                               * to another worker gets it once; 0: none */
     u_char       data[];
 };
 

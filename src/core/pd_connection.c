@@ -631,6 +631,12 @@ pd_open_listening_sockets(pd_cycle_t *cycle, char *err, size_t len)
             continue;
         }
 
+        /* a binary upgrade: the old master's socket, never closed */
+        ls[i].fd = pd_upgrade_listening(&ls[i]);
+        if (ls[i].fd != -1) {
+            continue;
+        }
+
         if (!pd_listening_held(&ls[i], ls, i)
             && !pd_listening_held(&ls[i], ols, nold)
             && pd_listening_probe(cycle, &ls[i], err, len) != PD_OK)

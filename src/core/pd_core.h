@@ -102,5 +102,6 @@ typedef void (*pd_connection_handler_pt)(pd_connection_t *c);
 #include "pd_shlock.h"
 #include "pd_redis.h"
 #include "pd_pg.h"
+#include "pd_upgrade.h"
 
 #endif /* PD_CORE_H */

@@ -301,6 +301,9 @@ pd_cycle_init_shm(pd_cycle_t *cycle, pd_cycle_t *old)
             {
                 /* same zone: the workers of both generations share it */
                 zone[i].shm.addr = oz[j].shm.addr;
+                zone[i].shm.fd = oz[j].shm.fd;
+                zone[i].shm.memfd = oz[j].shm.memfd;
+                oz[j].shm.memfd = 0;
                 zone[i].shm.exists = 1;
                 odata = oz[j].data;
                 oz[j].shm.addr = NULL;
@@ -310,7 +313,12 @@ pd_cycle_init_shm(pd_cycle_t *cycle, pd_cycle_t *old)
 
         if (zone[i].shm.addr == NULL) {
             zone[i].shm.log = cycle->log;
-            if (pd_shm_alloc(&zone[i].shm) != PD_OK) {
+
+            if (pd_upgrade_zone(&zone[i].shm) == PD_OK) {
+                /* the old binary's: attached to, not formatted */
+                odata = zone[i].data;
+
+            } else if (pd_shm_alloc(&zone[i].shm) != PD_OK) {
                 goto failed;
             }
         }

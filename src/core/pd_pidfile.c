@@ -122,6 +122,61 @@ pd_pidfile_abandon(void)
 }
 
 
+/*
+ * A binary upgrade: the file becomes "<pid>.oldbin", still ours and
+ * locked (the lock is the open file's), so the new master finds no pid
+ * file and writes its own; deleted at our exit under its new name.
+ */
+pd_int_t
+pd_pidfile_rename_oldbin(pd_log_t *log)
+{
+    char  to[PATH_MAX + 8];
+
+    if (pd_pidfile_fd == PD_INVALID_FILE
+        || (size_t) snprintf(to, sizeof(to), "%s.oldbin", pd_pidfile_path)
+           >= sizeof(pd_pidfile_path))
+    {
+        pd_log_error(PD_LOG_ALERT, log, 0, "no pid file to rename: the "
+                     "binary upgrade is not started");
+        return PD_ERROR;
+    }
+
+    if (rename(pd_pidfile_path, to) == -1) {
+        pd_log_error(PD_LOG_ALERT, log, errno, "rename() \"%s\" to \"%s\" "
+                     "failed: the binary upgrade is not started",
+                     pd_pidfile_path, to);
+        return PD_ERROR;
+    }
+
+    pd_memcpy(pd_pidfile_path, to, strlen(to) + 1);
+    return PD_OK;
+}
+
+/* the new binary failed or left: the file is the pid file again */
+void
+pd_pidfile_rename_back(pd_log_t *log)
+{
+    char    to[PATH_MAX];
+    size_t  n = strlen(pd_pidfile_path);
+
+    if (pd_pidfile_fd == PD_INVALID_FILE || n < 7
+        || strcmp(pd_pidfile_path + n - 7, ".oldbin") != 0)
+    {
+        return;
+    }
+
+    pd_memcpy(to, pd_pidfile_path, n - 7);
+    to[n - 7] = '\0';
+
+    if (rename(pd_pidfile_path, to) == -1) {
+        pd_log_error(PD_LOG_ALERT, log, errno, "rename() \"%s\" back to "
+                     "\"%s\" failed", pd_pidfile_path, to);
+        return;
+    }
+
+    pd_memcpy(pd_pidfile_path, to, n - 6);
+}
+
 void
 pd_pidfile_close(void)
 {

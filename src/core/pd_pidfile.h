@@ -29,6 +29,9 @@ void pd_pidfile_close(void);
 
 /* the master's exit: unlinks the file, then lets go of the lock */
 void pd_pidfile_delete(pd_log_t *log);
+/* a binary upgrade: renamed to "<path>.oldbin", and back if it fails */
+pd_int_t pd_pidfile_rename_oldbin(pd_log_t *log);
+void pd_pidfile_rename_back(pd_log_t *log);
 
 /*
  * pushd -s: sends sig ("stop", "quit", "reload", "reopen") to the master

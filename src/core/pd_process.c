@@ -26,8 +26,7 @@ static pd_signal_t  pd_signals[] = {
     { SIGCHLD, "SIGCHLD" },
     { SIGALRM, "SIGALRM" },
     { SIGIO,   "SIGIO" },
-    /* nginx's binary upgrade and "stop the workers": not here yet, but
-     * an operator's habit must not kill the master (the default action) */
+    /* nginx's binary upgrade and "stop accepting" (pd_upgrade.c) */
     { SIGUSR2, "SIGUSR2" },
     { SIGWINCH, "SIGWINCH" },
     { 0, NULL }
@@ -219,8 +218,15 @@ pd_signal_handler(int signo)
         break;
 
     case SIGUSR2:
+        if (pd_process == PD_PROCESS_MASTER) {
+            pd_change_binary = 1;
+        }
+        break;
+
     case SIGWINCH:
-        pd_unsupported = signo;
+        if (pd_process == PD_PROCESS_MASTER) {
+            pd_noaccept = 1;
+        }
         break;
     }
 

@@ -20,6 +20,9 @@ typedef struct {
     unsigned           just_spawn:1;
     unsigned           exiting:1;
     unsigned           exited:1;
+    unsigned           foreign:1;   /* the other master's worker during a
+                                     * binary upgrade (pd_upgrade.c):
+                                     * not ours to signal or reap */
 } pd_process_t;
 
 #define PD_PROCESS_NORESPAWN  -1

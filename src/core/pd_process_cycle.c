@@ -13,7 +13,12 @@ sig_atomic_t  pd_terminate;
 sig_atomic_t  pd_reconfigure;
 sig_atomic_t  pd_reopen;
 sig_atomic_t  pd_noaccept;
-sig_atomic_t  pd_unsupported;       /* a signal we take but do not act on */
+sig_atomic_t  pd_change_binary;     /* USR2: exec the new binary */
+
+/* the new binary's master while it runs (a child of this one), or 0 */
+static pid_t  pd_new_binary;
+/* WINCH: the workers stopped accepting (the new binary's take over) */
+static pd_uint_t  pd_noaccepting;
 
 pd_uint_t     pd_process;
 pd_uint_t     pd_exiting;
@@ -24,7 +29,6 @@ char          pd_master_title[512];
 static pid_t  pd_master_pid;
 
 static void pd_start_worker_processes(pd_cycle_t *cycle);
-static void pd_pass_open_channel(pd_cycle_t *cycle, pd_int_t slot);
 static void pd_signal_worker_processes(pd_cycle_t *cycle, int signo,
     pd_int_t generation);
 static pd_uint_t pd_reap_children(pd_cycle_t *cycle);
@@ -96,6 +100,9 @@ pd_master_process_cycle(pd_cycle_t *cycle)
     pd_init_process_table();
     pd_start_worker_processes(cycle);
 
+    /* a new binary: the old master's workers and ours meet */
+    pd_upgrade_start(cycle);
+
     delay = 0;
     live = 1;
 
@@ -144,7 +151,14 @@ pd_master_process_cycle(pd_cycle_t *cycle)
             continue;
         }
 
+        if (pd_sigio) {
+            pd_sigio = 0;
+            pd_upgrade_read(cycle);
+        }
+
         if (pd_quit) {
+            /* the other master's workers, if any, take our clients */
+            pd_upgrade_successors(cycle);
             pd_signal_worker_processes(cycle, SIGQUIT, -1);
             pd_close_listening_sockets(cycle);
             continue;
@@ -166,6 +180,9 @@ pd_master_process_cycle(pd_cycle_t *cycle)
             cycle = new_cycle;
             pd_cycle = cycle;
 
+            /* after WINCH, a rollback: new workers accept again */
+            pd_noaccepting = 0;
+
             pd_start_worker_processes(cycle);
             pd_signal_worker_processes(cycle, SIGQUIT,
                                        (pd_int_t) cycle->generation);
@@ -179,11 +196,29 @@ pd_master_process_cycle(pd_cycle_t *cycle)
             pd_signal_worker_processes(cycle, SIGUSR1, -1);
         }
 
-        if (pd_unsupported) {
-            pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "%s ignored: binary "
-                         "upgrade is not supported yet",
-                         pd_unsupported == SIGUSR2 ? "SIGUSR2" : "SIGWINCH");
-            pd_unsupported = 0;
+        if (pd_change_binary) {
+            pd_change_binary = 0;
+
+            if (pd_new_binary) {
+                pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "SIGUSR2 "
+                             "ignored: the new binary %d runs already",
+                             (int) pd_new_binary);
+            } else {
+                pd_log_error(PD_LOG_NOTICE, cycle->log, 0,
+                             "changing binary");
+                pd_new_binary = pd_exec_new_binary(cycle);
+                if (pd_new_binary == -1) {
+                    pd_new_binary = 0;
+                }
+            }
+        }
+
+        if (pd_noaccept) {
+            pd_noaccept = 0;
+            pd_noaccepting = 1;
+            pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "the workers stop "
+                         "accepting; their clients stay");
+            pd_signal_worker_processes(cycle, SIGWINCH, -1);
         }
     }
 }
@@ -213,7 +248,7 @@ pd_start_worker_processes(pd_cycle_t *cycle)
 }
 
 /* tells every other live process about the new one's channel */
-static void
+void
 pd_pass_open_channel(pd_cycle_t *cycle, pd_int_t slot)
 {
     pd_channel_msg_t  msg;
@@ -231,13 +266,18 @@ pd_pass_open_channel(pd_cycle_t *cycle, pd_int_t slot)
 
     for (i = 0; i < pd_last_process; i++) {
         if (i == slot || pd_processes[i].pid == -1
-            || pd_processes[i].channel[0] == -1)
+            || pd_processes[i].channel[0] == -1 || pd_processes[i].foreign)
         {
             continue;
         }
 
         (void) pd_write_channel(pd_processes[i].channel[0], &msg, NULL,
                                 cycle->log);
+    }
+
+    if (!np->foreign) {
+        /* and the other master, during a binary upgrade */
+        pd_upgrade_announce(cycle, slot);
     }
 }
 
@@ -263,6 +303,9 @@ pd_signal_worker_processes(pd_cycle_t *cycle, int signo,
     case SIGUSR1:
         msg.command = PD_CMD_REOPEN;
         break;
+    case SIGWINCH:
+        msg.command = PD_CMD_NOACCEPT;
+        break;
     default:
         msg.command = 0;
     }
@@ -270,7 +313,7 @@ pd_signal_worker_processes(pd_cycle_t *cycle, int signo,
     for (i = 0; i < pd_last_process; i++) {
         p = &pd_processes[i];
 
-        if (p->pid == -1 || p->exited) {
+        if (p->pid == -1 || p->exited || p->foreign) {
             continue;
         }
 
@@ -298,7 +341,7 @@ pd_signal_worker_processes(pd_cycle_t *cycle, int signo,
             continue;
         }
 
-        if (signo != SIGUSR1) {
+        if (signo != SIGUSR1 && signo != SIGWINCH) {
             p->exiting = 1;
         }
     }
@@ -320,6 +363,21 @@ pd_reap_children(pd_cycle_t *cycle)
 
         if (pid <= 0) {
             break;
+        }
+
+        if (pid == pd_new_binary) {
+            /* a failed upgrade, or the rollback's QUIT to the new one */
+            pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "the new binary %d "
+                         "exited (status %d): this master is the one again",
+                         (int) pid, status);
+            pd_new_binary = 0;
+            pd_pidfile_rename_back(cycle->log);
+
+            if (pd_noaccepting) {
+                /* nobody accepts now: workers again, as on HUP */
+                pd_reconfigure = 1;
+            }
+            continue;
         }
 
         for (i = 0; i < pd_last_process; i++) {
@@ -365,7 +423,7 @@ pd_reap_children(pd_cycle_t *cycle)
     for (i = 0; i < pd_last_process; i++) {
         p = &pd_processes[i];
 
-        if (p->pid == -1) {
+        if (p->pid == -1 || p->foreign) {
             continue;
         }
 
@@ -373,6 +431,8 @@ pd_reap_children(pd_cycle_t *cycle)
             live = 1;
             continue;
         }
+
+        pd_upgrade_gone(p->pid);
 
         /* tell the siblings this channel is gone */
         msg.command = PD_CMD_CLOSE_CHANNEL;
@@ -384,7 +444,7 @@ pd_reap_children(pd_cycle_t *cycle)
 
         for (j = 0; j < pd_last_process; j++) {
             if (j != i && pd_processes[j].pid != -1
-                && !pd_processes[j].exited
+                && !pd_processes[j].exited && !pd_processes[j].foreign
                 && pd_processes[j].channel[0] != -1)
             {
                 (void) pd_write_channel(pd_processes[j].channel[0], &msg,
@@ -504,6 +564,7 @@ pd_worker_process_init(pd_cycle_t *cycle, pd_int_t wslot)
 
     /* a worker left draining by a dead master must not hold the lock */
     pd_pidfile_close();
+    pd_upgrade_worker_init();
 
     pd_stats_claim(pd_process_slot, wslot, cycle->generation);
 
@@ -747,6 +808,13 @@ pd_channel_command(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
 
     case PD_CMD_REOPEN:
         pd_reopen = 1;
+        break;
+
+    case PD_CMD_NOACCEPT:
+        /* the master's copies stay open: the new binary's workers take
+         * what comes on them */
+        pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "no longer accepting");
+        pd_close_listening_sockets(cycle);
         break;
 
     case PD_CMD_OPEN_CHANNEL:

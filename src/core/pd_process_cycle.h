@@ -13,7 +13,7 @@ extern sig_atomic_t  pd_terminate;
 extern sig_atomic_t  pd_reconfigure;
 extern sig_atomic_t  pd_reopen;
 extern sig_atomic_t  pd_noaccept;
-extern sig_atomic_t  pd_unsupported;
+extern sig_atomic_t  pd_change_binary;
 
 extern pd_uint_t     pd_process;   /* PD_PROCESS_MASTER / _WORKER / _SINGLE */
 extern pd_uint_t     pd_exiting;   /* worker is retiring */
@@ -23,5 +23,8 @@ extern pd_uint_t     pd_exiting;   /* worker is retiring */
 #define PD_PROCESS_WORKER   2
 
 void pd_master_process_cycle(pd_cycle_t *cycle);
+
+/* tells every live worker of ours about the process in slot */
+void pd_pass_open_channel(pd_cycle_t *cycle, pd_int_t slot);
 
 #endif /* PD_PROCESS_CYCLE_H */

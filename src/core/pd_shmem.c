@@ -13,6 +13,29 @@ pd_int_t
 pd_shm_alloc(pd_shm_t *shm)
 {
     void  *addr;
+    int    fd;
+
+    if (shm->memfd) {
+        /* the same pages, but with a name a new binary can be given */
+        fd = memfd_create((char *) shm->name.data, MFD_CLOEXEC);
+
+        if (fd != -1 && ftruncate(fd, (off_t) shm->size) == 0) {
+            addr = mmap(NULL, shm->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                        fd, 0);
+            if (addr != MAP_FAILED) {
+                shm->addr = addr;
+                shm->fd = fd;
+                return PD_OK;
+            }
+        }
+
+        if (fd != -1) {
+            (void) close(fd);
+        }
+
+        /* an anonymous mapping then: it cannot cross an upgrade */
+        shm->memfd = 0;
+    }
 
     addr = mmap(NULL, shm->size, PROT_READ | PROT_WRITE,
                 MAP_ANONYMOUS | MAP_SHARED, -1, 0);
@@ -107,6 +130,11 @@ pd_shm_free(pd_shm_t *shm)
     }
 
     shm->addr = NULL;
+
+    if (shm->memfd) {
+        (void) close(shm->fd);
+        shm->memfd = 0;
+    }
 }
 
 
@@ -204,6 +232,8 @@ pd_shared_memory_add(pd_cycle_t *cycle, pd_str_t *name, size_t size,
     zone->shm.name.len = name->len;
     zone->shm.name.data = data;
     zone->shm.log = cycle->log;
+    zone->shm.fd = -1;
+    zone->shm.memfd = 1;
     zone->tag = tag;
 
     return zone;

@@ -12,7 +12,10 @@ typedef struct {
     size_t       size;
     pd_str_t     name;
     pd_log_t    *log;
+    int          fd;         /* its memfd, when memfd is set */
     unsigned     exists:1;   /* taken over from the old cycle */
+    unsigned     memfd:1;    /* a cycle's zone: backed by a memfd, which
+                              * a binary upgrade hands down (pd_upgrade) */
 } pd_shm_t;
 
 typedef struct pd_shm_zone_s  pd_shm_zone_t;

@@ -36,6 +36,9 @@ main(int argc, char **argv)
         return 1;
     }
 
+    /* before the process title takes argv's memory */
+    pd_upgrade_init(argc, argv);
+
     /* asked for, not a diagnostic: stdout, so "pushd -h | less" works */
     if (pd_show_version) {
         printf("pushd version " PD_VERSION "\n");
@@ -116,8 +119,14 @@ main(int argc, char **argv)
         return 1;
     }
 
-    /* the pid file was opened and locked with the cycle, before binding */
-    if (ccf->daemon && pd_daemon(cycle->log) != PD_OK) {
+    /* what an old binary handed down and this configuration left */
+    pd_upgrade_close_unused();
+
+    /* the pid file was opened and locked with the cycle, before binding;
+     * a new binary stays the old master's child, as nginx's does */
+    if (ccf->daemon && !pd_upgrade_is_inherited()
+        && pd_daemon(cycle->log) != PD_OK)
+    {
         return 1;
     }
 

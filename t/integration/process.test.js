@@ -183,23 +183,47 @@ test('workers leave when their master is SIGKILLed', T, async () => {
     });
 });
 
-test('USR2 and WINCH are taken and logged, not fatal', T, async () => {
+test('USR2 and WINCH to a worker are not fatal; to the master they '
+     + 'start an upgrade and stop the accepting', T, async () => {
     await L.withPushd({ workers: 2 }, async (d) => {
         const w = d.workerPids();
-        for (const sig of ['SIGUSR2', 'SIGWINCH']) {
-            L.kill(d.masterPid, sig);
-            await L.waitFor(() => d.logText().includes(
-                `${sig} ignored: binary upgrade is not supported yet`),
-                5000, `the ${sig} notice`);
-        }
+        /* a worker ignores them: they are the master's */
         for (const p of w) {
             L.kill(p, 'SIGUSR2');
             L.kill(p, 'SIGWINCH');
         }
-        /* a request through every worker's port still works */
-        const r = await L.request(d.roomPort, 'GET', '/');
+        let r = await L.request(d.roomPort, 'GET', '/');
         assert.strictEqual(r.status, 200);
-        assert.ok(L.procAlive(d.masterPid), 'the master lives');
         assert.deepStrictEqual(d.workerPids(), w, 'the same workers');
+
+        /* USR2: a new binary (upgrade.test.js has the rest); a second
+         * one while it runs is refused, logged */
+        const old = d.masterPid;
+        L.kill(old, 'SIGUSR2');
+        await L.waitFor(() => d.readPid() && d.readPid() !== old, 10000,
+                        'the new master\'s pid file');
+        L.kill(old, 'SIGUSR2');
+        await L.waitFor(() => d.logText().includes('SIGUSR2 ignored: the '
+                        + 'new binary'), 5000, 'the second USR2 refused');
+        L.kill(old, 'SIGWINCH');
+        await L.waitFor(() => d.logText().includes('the workers stop '
+                        + 'accepting'), 5000, 'the WINCH notice');
+        r = await L.request(d.roomPort, 'GET', '/');
+        assert.strictEqual(r.status, 200, 'the new binary answers');
+        assert.ok(L.procAlive(old), 'the old master lives');
+        assert.deepStrictEqual(d.workerPids(), w, 'with its workers');
+
+        /* QUIT to the new one: the old master is the one again */
+        const fresh = d.readPid();
+        L.kill(fresh, 'SIGQUIT');
+        await L.waitFor(() => !L.procAlive(fresh) && d.readPid() === old,
+                        10000, 'the pid file back to the old master');
+        /* which starts workers again: its own stopped accepting */
+        await L.waitFor(() => {
+            const now = d.workerPids();
+            return now.length === 2 && now.every((p) => !w.includes(p));
+        }, 10000, 'the old master\'s new workers');
+        r = await L.request(d.roomPort, 'GET', '/');
+        assert.strictEqual(r.status, 200);
     });
 });

@@ -546,9 +546,10 @@ test('handshake_rate: past the rate a handshake gets 503 with '
     });
 });
 
-test('reload: old connections get reconnect frames then 1001; new ones '
-     + 'work', { timeout: 90000 }, async () => {
-    await L.withPushd(conf({ reconnect_window: '5s' }), async (d) => {
+test('reload without hand-over: old connections get reconnect frames then '
+     + '1001; new ones work', { timeout: 90000 }, async () => {
+    await L.withPushd(conf({ reconnect_window: '5s', reload_handover: false }),
+                      async (d) => {
         const clients = [];
         for (let i = 0; i < 8; i++) {
             clients.push(await W.connect(d.roomPort, 'rl', `d${i}`));

@@ -86,6 +86,14 @@ pd_register_memory_set_apps(const u_char *uid, size_t len, uint64_t conn,
 }
 
 static pd_int_t
+pd_register_memory_move(const u_char *uid, size_t len, pid_t pid,
+    uint64_t old_conn, uint64_t conn)
+{
+    return pd_reg_move(pd_register_zone, uid, len, (int32_t) pid, old_conn,
+                       (int32_t) pd_pid, (int32_t) pd_worker, conn);
+}
+
+static pd_int_t
 pd_register_memory_lookup(const u_char *uid, size_t len,
     pd_register_lookup_pt handler, void *data)
 {
@@ -151,6 +159,7 @@ pd_register_backend_t  pd_register_memory_backend = {
     pd_register_memory_remove,
     pd_register_memory_set_apps,
     pd_register_memory_set_lingering,
+    pd_register_memory_move,
     pd_register_memory_lookup,
     pd_register_memory_ip_acquire,
     pd_register_memory_ip_release,

@@ -229,6 +229,64 @@ pd_rr_set_lingering(const u_char *uid, size_t len, uint64_t conn,
     return PD_OK;
 }
 
+/*
+ * A connection handed over by worker pid (a reload): the node's zone
+ * moves the entry at once; Redis gets the new field and loses the old
+ * one in one transaction, so another node's lookup never sees both.
+ */
+static pd_int_t
+pd_rr_move(const u_char *uid, size_t len, pid_t pid, uint64_t old_conn,
+    uint64_t conn)
+{
+    pd_reg_info_t  info[PD_REGISTER_LOOKUP_MAX];
+    pd_redis_t    *r;
+    char           key[8 + PD_UID_MAX], field[PD_RR_FIELD_MAX];
+    const char    *argv[3];
+    size_t         alen[3];
+    pd_uint_t      n, i;
+    pd_int_t       rv;
+
+    rv = pd_register_memory_backend.move(uid, len, pid, old_conn, conn);
+    if (rv != PD_OK) {
+        return rv;
+    }
+
+    n = pd_reg_lookup(pd_register_zone, uid, len, info,
+                      PD_REGISTER_LOOKUP_MAX);
+
+    for (i = 0; i < pd_min(n, PD_REGISTER_LOOKUP_MAX); i++) {
+        if (info[i].pid == (int32_t) pd_pid && info[i].conn == conn) {
+            break;
+        }
+    }
+
+    if (i == pd_min(n, PD_REGISTER_LOOKUP_MAX)) {
+        return PD_OK;
+    }
+
+    r = pd_rr_shard(uid, len);
+
+    argv[0] = "MULTI";
+    alen[0] = 5;
+    (void) pd_rr_send(r, 1, argv, alen);
+
+    pd_register_redis_announce(&info[i]);
+
+    argv[0] = "HDEL";
+    alen[0] = 4;
+    argv[1] = key;
+    alen[1] = pd_rr_key(key, sizeof(key), uid, len);
+    argv[2] = field;
+    alen[2] = pd_rr_field(field, sizeof(field), pid, old_conn);
+    (void) pd_rr_send(r, 3, argv, alen);
+
+    argv[0] = "EXEC";
+    alen[0] = 4;
+    (void) pd_rr_send(r, 1, argv, alen);
+
+    return PD_OK;
+}
+
 /* the local zone's answer, while Redis is away */
 static void
 pd_rr_local_lookup(const u_char *uid, size_t len,
@@ -912,6 +970,7 @@ pd_register_backend_t  pd_register_redis_backend = {
     pd_rr_remove,
     pd_rr_set_apps,
     pd_rr_set_lingering,
+    pd_rr_move,
     pd_rr_lookup,
     pd_rr_ip_acquire,
     pd_rr_ip_release,

@@ -891,6 +891,50 @@ pd_reg_set_lingering(pd_reg_zone_t *z, const u_char *uid, size_t len,
     return i == PD_REG_NIL ? PD_DECLINED : PD_OK;
 }
 
+/*
+ * A connection changes worker (a reload's live hand-over): its entry
+ * names the new pid, worker slot and connection id from now on, in one
+ * step under the lock, so a lookup finds it once, never twice or not at
+ * all.  The entry's place in its chain does not change (same uid).
+ */
+pd_int_t
+pd_reg_move(pd_reg_zone_t *z, const u_char *uid, size_t len, int32_t pid,
+    uint64_t conn, int32_t to_pid, int32_t to_wslot, uint64_t to_conn)
+{
+    pd_reg_entry_t  *e;
+    uint32_t         i, hash;
+
+    if (len == 0 || len > PD_UID_MAX) {
+        return PD_DECLINED;
+    }
+
+    hash = (uint32_t) pd_siphash24(z->seed, uid, len);
+
+    if (pd_reg_lock(z) != PD_OK) {
+        return PD_ERROR;
+    }
+
+    i = pd_reg_find(z, hash, uid, len, to_pid, to_conn);
+
+    if (i == PD_REG_NIL) {
+        i = pd_reg_find(z, hash, uid, len, pid, conn);
+    } else {
+        /* moved already */
+        i = PD_REG_NIL;
+    }
+
+    if (i != PD_REG_NIL) {
+        e = &pd_reg_entries(z)[i];
+        e->pid = to_pid;
+        e->wslot = to_wslot;
+        e->conn = to_conn;
+    }
+
+    pd_reg_unlock(z);
+
+    return i == PD_REG_NIL ? PD_DECLINED : PD_OK;
+}
+
 pd_uint_t
 pd_reg_lookup(pd_reg_zone_t *z, const u_char *uid, size_t len,
     pd_reg_info_t *out, pd_uint_t max)

@@ -172,6 +172,12 @@ pd_int_t pd_reg_remove(pd_reg_zone_t *z, const u_char *uid, size_t len,
 pd_int_t pd_reg_set_lingering(pd_reg_zone_t *z, const u_char *uid,
     size_t len, int32_t pid, uint64_t conn, pd_uint_t on);
 
+/* the entry of (uid, pid, conn) now names (to_pid, to_wslot, to_conn),
+ * atomically: PD_OK, PD_DECLINED when it is not registered, PD_ERROR */
+pd_int_t pd_reg_move(pd_reg_zone_t *z, const u_char *uid, size_t len,
+    int32_t pid, uint64_t conn, int32_t to_pid, int32_t to_wslot,
+    uint64_t to_conn);
+
 /*
  * Replaces the apps bound to one connection (bind / unbind), as for
  * pd_reg_add: PD_OK, PD_DECLINED when not registered, PD_BUSY when the

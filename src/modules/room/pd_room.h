@@ -28,6 +28,7 @@ typedef struct {
     pd_int_t         handshake_rate;
     size_t           output_limit;
     pd_msec_t        reconnect_window;
+    pd_int_t         reload_handover;
     pd_msec_t        linger;         /* 0: no resume */
     size_t           linger_buffer;
     pd_int_t         max_bad_frames;
@@ -92,6 +93,12 @@ struct pd_room_conn_s {
     unsigned         linger_lost:1; /* frames dropped while it was */
     unsigned         resuming:1;    /* output held until the resume's
                                      * stored messages are in place */
+    unsigned         moving:1;      /* its socket was sent to a worker of
+                                     * the next generation: no answer yet */
+    unsigned         moved:1;       /* it lives there now: what comes for
+                                     * it here is forwarded */
+    unsigned         adopted:1;     /* came from a retiring worker: the
+                                     * broadcasts it got there are known */
     uint16_t         apps[PD_APPS_MAX];    /* pd_room_app_get() ids */
 
     uint64_t        *bcast_seq;    /* last retained broadcast per app,
@@ -134,7 +141,9 @@ void pd_room_app_put(pd_uint_t id);
 const u_char *pd_room_app_name(pd_uint_t id, size_t *len);
 #define pd_room_app(rc, i)  pd_room_app_name((rc)->apps[i], NULL)
 
-/* the slots of the room's connection chunks, free ones too (!rc->ws) */
+/* the slots of the room's connection chunks, free ones too (!rc->ws);
+ * each chunk is PD_ROOM_CHUNK_SLOTS slots side by side */
+#define PD_ROOM_CHUNK_SLOTS  256
 pd_uint_t pd_room_slots(void);
 pd_room_conn_t *pd_room_slot(pd_uint_t i);
 
@@ -171,7 +180,9 @@ pd_int_t pd_room_bseq_set(pd_room_conn_t *rc, pd_uint_t i, uint64_t seq);
 #define PD_ROOM_STAT_BCAST_SENT     21   /* broadcast frames queued */
 #define PD_ROOM_STAT_LINGERING      22   /* sessions without a socket */
 #define PD_ROOM_STAT_RESUMED        23
-#define PD_ROOM_STAT_N              24
+#define PD_ROOM_STAT_HANDED_OVER    24   /* to the next generation */
+#define PD_ROOM_STAT_ADOPTED        25   /* from a retiring worker */
+#define PD_ROOM_STAT_N              26
 
 #define pd_room_stat(i)         pd_stats_module_add(pd_room_module, i, 1)
 #define pd_room_stat_add(i, n)  pd_stats_module_add(pd_room_module, i, n)
@@ -350,6 +361,31 @@ pd_int_t pd_room_send_welcome(pd_room_conn_t *rc, pd_str_t *key,
 void pd_room_linger_init(void);
 /* drops the queued frames drop() picks (pd_room_out.c) */
 void pd_room_out_drop(pd_room_conn_t *rc, pd_uint_t (*drop)(pd_buf_t *b));
+
+/*
+ * A reload's live hand-over (pd_room_handover.c).  begin: a retiring
+ * worker hands its plain WebSocket connections to the next generation
+ * in slices (PD_DECLINED: there is none, send them away as before).
+ * seen: whether an adopted connection got broadcast seq already (and
+ * from now on it has).  forward: a moved connection's queued frames go
+ * to its new worker.  drop: a moving or moved connection ends here
+ * quietly (it lives on there).  send_away: the spread reconnect.
+ */
+#define PD_ROOM_SEEN_MAX  32
+pd_int_t pd_room_handover_begin(pd_cycle_t *cycle);
+pd_uint_t pd_room_handover_seen(pd_room_conn_t *rc, uint64_t seq);
+void pd_room_handover_forward(pd_room_conn_t *rc);
+void pd_room_handover_drop(pd_room_conn_t *rc);
+void pd_room_handover_forget(pd_room_conn_t *rc);
+/* held: an adopted connection waits for its old worker's last frames */
+pd_uint_t pd_room_handover_held(pd_room_conn_t *rc);
+void pd_room_handover_unhold(pd_room_conn_t *rc);
+pd_int_t pd_room_handover_kick(pd_room_conn_t *rc, const u_char *reason,
+    size_t len);
+void pd_room_handover_init(void);
+void pd_room_send_away(pd_room_conn_t *rc, pd_msec_t window);
+/* the recent broadcasts this worker is done with for slot (deliver.c) */
+pd_uint_t pd_room_bcast_passed(pd_uint_t slot, uint64_t *out, pd_uint_t max);
 
 /* lifecycle */
 pd_room_conn_t *pd_room_conn_alloc(void);

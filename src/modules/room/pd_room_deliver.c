@@ -30,9 +30,17 @@ typedef struct {
     uint8_t          app_len;
     u_char           app[PD_APP_MAX + 1];
     unsigned         retained:1;     /* has a ttl: move the users' cursors */
+    pd_queue_t       queue;          /* in pd_room_walks */
 } pd_room_bcast_t;
 
 static pd_uint_t  pd_room_nbcasts;
+
+/* the walks under way, and the ids of the last broadcasts started here:
+ * a connection handed to another worker takes along which of them it
+ * was walked past (pd_room_bcast_passed) */
+static pd_queue_t  pd_room_walks;
+static uint64_t    pd_room_recent[PD_ROOM_SEEN_MAX];
+static pd_uint_t   pd_room_nrecent;
 
 
 /* this node's id of message seq (pd_msg_id), no NUL */
@@ -696,10 +704,49 @@ pd_room_channel_send(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
     pd_shbuf_unref(sb);
 }
 
+/*
+ * The ids of the recent broadcasts this worker's walks are done with for
+ * the connection in slot (passed it, or finished), at most max, into out.
+ */
+pd_uint_t
+pd_room_bcast_passed(pd_uint_t slot, uint64_t *out, pd_uint_t max)
+{
+    pd_room_bcast_t  *b;
+    pd_queue_t       *q;
+    pd_uint_t         i, n;
+    uint64_t          seq;
+
+    n = 0;
+
+    for (i = 0; i < pd_min(pd_room_nrecent, PD_ROOM_SEEN_MAX) && n < max;
+         i++)
+    {
+        seq = pd_room_recent[i];
+
+        for (q = pd_queue_head(&pd_room_walks);
+             q != pd_queue_sentinel(&pd_room_walks);
+             q = pd_queue_next(q))
+        {
+            b = pd_queue_data(q, pd_room_bcast_t, queue);
+
+            if (b->seq == seq && b->next <= slot) {
+                break;
+            }
+        }
+
+        if (q == pd_queue_sentinel(&pd_room_walks)) {
+            out[n++] = seq;
+        }
+    }
+
+    return n;
+}
+
 static void
 pd_room_bcast_free(pd_room_bcast_t *b)
 {
     pd_room_nbcasts--;
+    pd_queue_remove(&b->queue);
 
     if (pd_timer_is_set(&b->timer)) {
         pd_timer_del(&pd_timers, &b->timer);
@@ -755,6 +802,11 @@ pd_room_bcast_step(pd_timer_t *t)
             continue;
         }
 
+        /* it was handed over by a worker that sent it this one */
+        if (rc->adopted && pd_room_handover_seen(rc, b->seq)) {
+            continue;
+        }
+
         if (b->retained) {
             /* without memory for its cursor it may get this one again */
             (void) pd_room_bseq_set(rc, a, b->seq);
@@ -807,6 +859,7 @@ pd_room_bcast_start(pd_room_bcast_hdr_t *hdr, const u_char *app,
 
     pd_memcpy(b->frame->data, frame, hdr->frame_len);
     b->frame->stamp = hdr->stamp;
+    b->frame->seq = hdr->seq;
     b->seq = hdr->seq;
     b->rate = hdr->rate ? hdr->rate : 1;
     b->retained = hdr->retained;
@@ -819,6 +872,9 @@ pd_room_bcast_start(pd_room_bcast_hdr_t *hdr, const u_char *app,
 
     pd_timer_init(&b->timer, pd_room_bcast_step, b);
     pd_room_nbcasts++;
+
+    pd_queue_insert_tail(&pd_room_walks, &b->queue);
+    pd_room_recent[pd_room_nrecent++ % PD_ROOM_SEEN_MAX] = b->seq;
 
     pd_room_bcast_step(&b->timer);
 }
@@ -852,4 +908,5 @@ pd_room_deliver_init(void)
     pd_channel_set_handler(PD_CMD_ROOM_SEND, pd_room_channel_send);
     pd_channel_set_handler(PD_CMD_ROOM_BCAST, pd_room_channel_bcast);
     pd_room_out_on_drain(pd_room_load_more);
+    pd_queue_init(&pd_room_walks);
 }

@@ -127,6 +127,11 @@ pd_room_linger_start(pd_room_conn_t *rc, pd_uint_t reason)
         return PD_DECLINED;
     }
 
+    if (rc->adopted) {
+        /* the queue changes under its insertion point */
+        pd_room_handover_unhold(rc);
+    }
+
     pd_room_out_drop(rc, pd_room_linger_drop);
 
     /* a resume cut short: its fetches' answers go to the end, kept */
@@ -335,32 +340,20 @@ pd_room_port(struct sockaddr *sa)
     return ((struct sockaddr_in *) sa)->sin_port;
 }
 
-/* a sibling's resumed connection: answered here, as if accepted here */
-static void
-pd_room_channel_resume(pd_cycle_t *cycle, pd_channel_msg_t *msg,
-    u_char *data)
+pd_listening_t *
+pd_room_listener_for(pd_cycle_t *cycle, pd_socket_t fd)
 {
     pd_room_conf_t          *rcf = pd_get_conf(cycle, pd_room_module);
-    pd_listening_t          *ls, *l;
-    pd_connection_t         *c;
+    pd_listening_t          *l;
     struct sockaddr_storage  local;
     socklen_t                llen = sizeof(local);
     pd_uint_t                i;
-    pd_socket_t              fd = msg->fd;
-
-    if (fd == -1) {
-        return;
-    }
-
-    msg->fd = -1;       /* ours from here */
 
     if (getsockname(fd, (struct sockaddr *) &local, &llen) == -1) {
-        (void) close(fd);
-        return;
+        return NULL;
     }
 
     /* the room listener it came in on: the same port, plain */
-    ls = NULL;
     l = cycle->listening.elts;
 
     for (i = 0; i < cycle->listening.nelts; i++) {
@@ -369,10 +362,29 @@ pd_room_channel_resume(pd_cycle_t *cycle, pd_channel_msg_t *msg,
             && pd_room_port((struct sockaddr *) &l[i].sockaddr)
                == pd_room_port((struct sockaddr *) &local))
         {
-            ls = &l[i];
-            break;
+            return &l[i];
         }
     }
+
+    return NULL;
+}
+
+/* a sibling's resumed connection: answered here, as if accepted here */
+static void
+pd_room_channel_resume(pd_cycle_t *cycle, pd_channel_msg_t *msg,
+    u_char *data)
+{
+    pd_listening_t          *ls;
+    pd_connection_t         *c;
+    pd_socket_t              fd = msg->fd;
+
+    if (fd == -1) {
+        return;
+    }
+
+    msg->fd = -1;       /* ours from here */
+
+    ls = pd_room_listener_for(cycle, fd);
 
     if (ls == NULL) {
         pd_log_error(PD_LOG_WARN, cycle->log, 0, "a resumed connection "

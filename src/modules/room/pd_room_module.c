@@ -125,6 +125,13 @@ static pd_command_t  pd_room_commands[] = {
       "on reload or graceful stop clients are told to reconnect after a "
       "random delay up to this (default: 30s)" },
 
+    { "reload_handover", PD_CONF_FLAG, pd_conf_set_flag_slot,
+      offsetof(pd_room_conf_t, reload_handover), NULL,
+      "on reload, plain WebSocket connections move to the new workers with "
+      "their sessions, unnoticed by the clients; TLS ones, and all with "
+      "`false`, are told to reconnect within reconnect_window.  The "
+      "retiring workers' value decides (default: true)" },
+
     { "linger", PD_CONF_DURATION, pd_conf_set_msec_slot,
       offsetof(pd_room_conf_t, linger), &pd_room_linger_bounds,
       "how long a session outlives a connection that dropped without a "
@@ -217,6 +224,12 @@ static pd_stats_counter_t  pd_room_counters[] = {
     { "pushd_sessions_resumed_total", NULL, "resumed",
       "reconnects that got their session back (resumed:true)",
       PD_STATS_COUNTER },
+    { "pushd_handed_over_total", NULL, "handed_over",
+      "connections handed to the next generation of workers (reload)",
+      PD_STATS_COUNTER },
+    { "pushd_adopted_total", NULL, "adopted",
+      "connections taken over from a retiring worker (reload)",
+      PD_STATS_COUNTER },
     { NULL, NULL, NULL, NULL, 0 }
 };
 
@@ -263,6 +276,7 @@ pd_room_create_conf(pd_cycle_t *cycle)
     rcf->linger = PD_CONF_UNSET_MSEC;
     rcf->linger_buffer = PD_CONF_UNSET_SIZE;
     rcf->reconnect_window = PD_CONF_UNSET_MSEC;
+    rcf->reload_handover = PD_CONF_UNSET;
     rcf->max_bad_frames = PD_CONF_UNSET;
     rcf->max_auth_failures = PD_CONF_UNSET;
 
@@ -292,6 +306,7 @@ pd_room_init_conf(pd_cycle_t *cycle, void *conf)
     pd_conf_init_size(rcf->output_limit, 256 * 1024);
     pd_conf_init_msec(rcf->linger, 30000);
     pd_conf_init_size(rcf->linger_buffer, 64 * 1024);
+    pd_conf_init_value(rcf->reload_handover, 1);
     pd_conf_init_msec(rcf->reconnect_window, 30000);
     pd_conf_init_value(rcf->max_bad_frames, 10);
     pd_conf_init_value(rcf->max_auth_failures, 20);

@@ -278,7 +278,18 @@ pd_room_flush(pd_room_conn_t *rc)
     pd_chain_t       *cl, *next;
     size_t            n;
 
-    if (rc->out == NULL || rc->lingering || rc->resuming) {
+    if (rc->out == NULL || rc->lingering || rc->resuming || rc->moving) {
+        return;
+    }
+
+    if (rc->moved) {
+        /* what came here for it goes to the worker that has it */
+        pd_room_handover_forward(rc);
+        return;
+    }
+
+    if (rc->adopted && pd_room_handover_held(rc)) {
+        /* what its old worker forwards goes first */
         return;
     }
 

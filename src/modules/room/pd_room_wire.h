@@ -17,6 +17,12 @@
 #define PD_CMD_ROOM_RESUME (PD_CMD_MODULE_BASE + 3)
 /* a lingering session ends: its client has a fresh one elsewhere */
 #define PD_CMD_ROOM_END    (PD_CMD_MODULE_BASE + 4)
+/* a reload's live hand-over (pd_room_handover.c): a retiring worker's
+ * connection, its fd and session; the answer (the id it has now, or
+ * none: refused); a frame that came for it to the old worker after */
+#define PD_CMD_ROOM_ADOPT  (PD_CMD_MODULE_BASE + 5)
+#define PD_CMD_ROOM_MOVED  (PD_CMD_MODULE_BASE + 6)
+#define PD_CMD_ROOM_FWD    (PD_CMD_MODULE_BASE + 7)
 
 /* a delivery batch: this, nconns uint64 connection ids, the frame */
 typedef struct {
@@ -37,5 +43,15 @@ typedef struct {
 
 void pd_room_bcast_start(pd_room_bcast_hdr_t *hdr, const u_char *app,
     const u_char *frame);
+
+/* a forwarded frame: this, then the frame */
+typedef struct {
+    pd_msec_t        stamp;
+    uint64_t         seq;           /* a broadcast's, else 0 */
+} pd_room_fwd_t;
+
+/* the room listener of this worker a plain socket came in on (its local
+ * port), for a socket a sibling sends; NULL if none */
+pd_listening_t *pd_room_listener_for(pd_cycle_t *cycle, pd_socket_t fd);
 
 #endif /* PD_ROOM_WIRE_H */

@@ -54,7 +54,7 @@ static pd_int_t pd_room_reply(pd_room_conn_t *rc, const char *op,
  * pages behind, not holes between long-lived connections.  Chunks are
  * kept for the worker's life, bounded by its peak of connections.
  */
-#define PD_ROOM_CHUNK  256
+#define PD_ROOM_CHUNK  PD_ROOM_CHUNK_SLOTS
 
 static pd_room_conn_t  *pd_room_free_conns;
 
@@ -129,6 +129,10 @@ pd_room_conn_free(pd_room_conn_t *rc)
     }
 
     pd_free(rc->bcast_seq);
+
+    if (rc->moving || rc->moved || rc->adopted) {
+        pd_room_handover_forget(rc);
+    }
 
     rc->ws = 0;
     rc->taken = 0;
@@ -961,6 +965,12 @@ pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
     pd_pool_t        *pool;
     pd_uint_t         lingered = rc->lingering;
 
+    if (rc->moving || rc->moved) {
+        /* its session lives on in the worker it was handed to */
+        pd_room_handover_drop(rc);
+        return;
+    }
+
     if (lingered) {
         /* the end of a lingering session: its socket is gone already */
         rc->lingering = 0;
@@ -1068,18 +1078,40 @@ pd_room_find(uint64_t id)
     return c->data;
 }
 
-/* a retiring worker sends its clients away, spread over the window */
+/* the reconnect of a retiring worker's client, at a random moment of
+ * the window so that its clients do not all come back at once */
+void
+pd_room_send_away(pd_room_conn_t *rc, pd_msec_t window)
+{
+    u_char  json[64], *p;
+
+    p = pd_slprintf(json, json + sizeof(json),
+                    "{\"op\":\"reconnect\",\"after_ms\":%lu}",
+                    (unsigned long) ((pd_msec_t) random() % pd_max(window, 1)));
+
+    if (pd_room_send_text(rc, json, (size_t) (p - json)) == PD_OK) {
+        pd_room_close_with(rc, PD_WS_CLOSE_GOING_AWAY, "server restart",
+                           PD_ROOM_CLOSE_SHUTDOWN);
+    }
+}
+
+/*
+ * A retiring worker: its plain clients go to the next generation with
+ * their sessions when there is one (a reload); otherwise (a stop, TLS)
+ * they are sent away, spread over the window.
+ */
 void
 pd_room_retire(pd_cycle_t *cycle)
 {
     pd_room_conf_t  *rcf;
     pd_room_conn_t  *rc;
     pd_uint_t        i;
-    u_char           json[64], *p;
-    pd_msec_t        window;
+
+    if (pd_room_handover_begin(cycle) == PD_OK) {
+        return;
+    }
 
     rcf = pd_get_conf(cycle, pd_room_module);
-    window = rcf->reconnect_window ? rcf->reconnect_window : 1;
 
     for (i = 0; i < pd_room_slots(); i++) {
         rc = pd_room_slot(i);
@@ -1094,14 +1126,7 @@ pd_room_retire(pd_cycle_t *cycle)
             continue;
         }
 
-        p = pd_slprintf(json, json + sizeof(json),
-                        "{\"op\":\"reconnect\",\"after_ms\":%lu}",
-                        (unsigned long) ((pd_msec_t) random() % window));
-
-        if (pd_room_send_text(rc, json, (size_t) (p - json)) == PD_OK) {
-            pd_room_close_with(rc, PD_WS_CLOSE_GOING_AWAY, "server restart",
-                               PD_ROOM_CLOSE_SHUTDOWN);
-        }
+        pd_room_send_away(rc, rcf->reconnect_window);
     }
 }
 
@@ -1153,9 +1178,17 @@ pd_room_channel_kick(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
     (void) cycle;
 
     rc = pd_room_find(msg->arg);
-    if (rc != NULL) {
-        pd_room_kick(rc, data, msg->len);
+    if (rc == NULL) {
+        return;
     }
+
+    if (rc->moving || rc->moved) {
+        /* it lives in another worker now */
+        (void) pd_room_handover_kick(rc, data, msg->len);
+        return;
+    }
+
+    pd_room_kick(rc, data, msg->len);
 }
 
 pd_int_t
@@ -1165,6 +1198,7 @@ pd_room_init_channel(pd_cycle_t *cycle)
 
     pd_channel_set_handler(PD_CMD_ROOM_KICK, pd_room_channel_kick);
     pd_room_linger_init();
+    pd_room_handover_init();
 
     return pd_register_on_connect(pd_room_resync);
 }

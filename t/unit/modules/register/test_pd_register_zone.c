@@ -1598,6 +1598,62 @@ pd_test_torn_update(void **state)
 }
 
 
+/*
+ * A connection handed to another worker (a reload): its one entry names
+ * the new pid, slot and id at once, keeps its device, apps and since;
+ * the old (pid, conn) is gone, a second move of the same is refused,
+ * and so is one of an entry that does not exist.
+ */
+static void
+pd_test_move(void **state)
+{
+    pd_reg_zone_t  *z;
+    pd_reg_info_t   out[4];
+    const char     *apps[] = { "news", "chat", NULL };
+
+    (void) state;
+
+    z = pd_test_zone(64, 16, NULL);
+
+    assert_int_equal(pd_test_add(z, "mv", "phone", 100, 7, apps), PD_OK);
+    assert_int_equal(pd_test_add(z, "mv", "tab", 101, 8, NULL), PD_OK);
+
+    assert_int_equal(pd_reg_move(z, (const u_char *) "mv", 2, 100, 7,
+                                 200, 3, 42), PD_OK);
+
+    assert_int_equal(pd_test_lookup(z, "mv", out, 4), 2);
+
+    {
+        pd_reg_info_t  *m = out[0].pid == 200 ? &out[0] : &out[1];
+        pd_reg_info_t  *o = out[0].pid == 200 ? &out[1] : &out[0];
+
+        assert_int_equal(m->pid, 200);
+        assert_int_equal(m->wslot, 3);
+        assert_int_equal(m->conn, 42);
+        assert_string_equal((char *) m->device, "phone");
+        assert_int_equal(m->napps, 2);
+        assert_int_equal(m->since, 1700000000000ULL + 7);
+        assert_int_equal(o->pid, 101);
+    }
+
+    /* the old (pid, conn) is no longer there */
+    assert_int_equal(pd_test_remove(z, "mv", 100, 7), PD_DECLINED);
+    assert_int_equal(pd_reg_move(z, (const u_char *) "mv", 2, 100, 7,
+                                 200, 3, 42), PD_DECLINED);
+    assert_int_equal(pd_reg_move(z, (const u_char *) "none", 4, 100, 7,
+                                 200, 3, 43), PD_DECLINED);
+    assert_int_equal(pd_reg_move(z, (const u_char *) "", 0, 100, 7,
+                                 200, 3, 43), PD_DECLINED);
+
+    /* the moved entry is the new worker's to remove */
+    assert_int_equal(pd_test_remove(z, "mv", 200, 42), PD_OK);
+    assert_int_equal(pd_test_lookup(z, "mv", out, 4), 1);
+    assert_int_equal(pd_reg_count(z), 1);
+
+    pd_test_zone_free(z);
+}
+
+
 int
 main(void)
 {
@@ -1607,6 +1663,7 @@ main(void)
         cmocka_unit_test(pd_test_bad_arguments),
         cmocka_unit_test(pd_test_several_devices),
         cmocka_unit_test(pd_test_set_apps),
+        cmocka_unit_test(pd_test_move),
         cmocka_unit_test(pd_test_app_table_full),
         cmocka_unit_test(pd_test_full_zone),
         cmocka_unit_test(pd_test_collisions),

@@ -1,0 +1,411 @@
+'use strict';
+/*
+ * reload_handover.test.js: a reload (HUP) hands the plain WebSocket
+ * clients of the retiring workers to the new ones with their sessions:
+ * the same TCP connection (same local port, no close, no reconnect
+ * frame, no second welcome), every message pushed before, during and
+ * after the reload delivered once and in order (qos 0 and qos 1), a
+ * message being sent in fragments finished on the new worker, two
+ * reloads in a row; TLS clients still get the spread reconnect.
+ */
+
+const test = require('node:test');
+const assert = require('node:assert');
+const L = require('./lib.js');
+const W = require('./ws_client.js');
+
+const T = { timeout: 120000 };
+
+function conf(o = {}) {
+    return {
+        workers: o.workers || 2,
+        roomSsl: o.roomSsl,
+        top: Object.assign({
+            register: { memory: '8m' },
+            saver: { memory: '16m' },
+        }, o.top || {}),
+        room: Object.assign({ auth_secret: W.SECRET,
+                              reconnect_window: '1s' }, o.room || {}),
+    };
+}
+
+/* every frame of ws from now on goes to ws.log; qos 1 ones are acked */
+function track(ws) {
+    ws.log = [];
+    ws.onFrame = (f) => {
+        ws.log.push(f);
+        if (f.json && f.json.op === 'msg' && f.json.qos === 1) {
+            ws.sendJson({ op: 'ack', ids: [f.json.id] });
+        }
+    };
+    for (const f of ws.frames.items.splice(0)) {
+        ws.onFrame(f);
+    }
+    return ws;
+}
+
+/* pushes (their data has n), broadcasts (b) apart: only pushes to one
+ * uid are ordered; broadcasts are walked at a pace, each worker its own */
+const msgs = (ws) => ws.log.filter((f) => f.json && f.json.op === 'msg'
+                                   && f.json.data.n !== undefined)
+    .map((f) => f.json.data);
+const bcasts = (ws) => ws.log.filter((f) => f.json && f.json.op === 'msg'
+                                     && f.json.data.b !== undefined)
+    .map((f) => f.json.data.b);
+
+/*
+ * Broadcasts to app a, one every few ms at a low rate (so their walks
+ * are under way while connections move), until stopped; b counts the
+ * accepted ones.
+ */
+function broadcaster(d) {
+    const st = { b: 0, stop: false, unsure: new Set(), sure: [] };
+    st.run = (async () => {
+        while (!st.stop) {
+            const b = st.b++;
+            if (await post(d, '/v1/broadcast',
+                           { app: 'a', data: { b }, qos: 0, rate: 200 })
+                === null)
+            {
+                st.unsure.add(b);
+            } else {
+                st.sure.push(b);
+            }
+            await L.delay(20);
+        }
+    })();
+    /* every client got each broadcast once */
+    st.check = async (clients) => {
+        st.stop = true;
+        await st.run;
+        const got = (c) => bcasts(c).filter((b) => !st.unsure.has(b));
+        for (const c of clients) {
+            await L.waitFor(() => got(c).length >= st.sure.length, 10000,
+                            `${st.sure.length} broadcasts for ${c.uid}, `
+                            + `got ${got(c).length}`);
+            assert.deepStrictEqual(got(c).sort((x, y) => x - y), st.sure,
+                                   `${c.uid}: each broadcast once`);
+            assert.strictEqual(new Set(bcasts(c)).size, bcasts(c).length,
+                               `${c.uid}: none twice`);
+        }
+    };
+    return st;
+}
+
+/* frames a client must never see on a hand-over */
+function unexpected(ws) {
+    return ws.log.filter((f) => f.opcode === W.OP.CLOSE
+        || (f.json && f.json.op !== 'msg' && f.json.op !== 'pong'));
+}
+
+async function push(d, uid, data, qos, app = 'a') {
+    const r = await L.centerPost(d, '/v1/push',
+                                 { app, uids: [uid], data, qos });
+    assert.strictEqual(r.status, 200, r.body);
+    return r.json;
+}
+
+/*
+ * A push or broadcast during reloads whose request got no answer at all
+ * (the center's side of a reload, not the hand-over's): it may or may
+ * not have been taken, so it is checked as "at most once" only.  Any
+ * answer but 200 fails.
+ */
+async function post(d, target, body) {
+    let r;
+    try {
+        r = await L.centerPost(d, target, body);
+    } catch (e) {
+        if (/no complete response/.test(e.message)) {
+            return null;
+        }
+        throw e;
+    }
+    assert.strictEqual(r.status, 200, r.body);
+    return r.json;
+}
+
+async function open(d, uid, opts = {}) {
+    const ws = track(await W.rawOpen(opts.tls ? d.sslPort : d.roomPort,
+                                     uid, 'phone', opts));
+    ws.uid = uid;
+    ws.port = ws.sock.localPort;
+    if (!opts.tls) {
+        ws.owner = await L.waitFor(() => L.connOwner(d.roomPort, ws.port),
+                                   5000, `the worker holding ${uid}`);
+    }
+    return ws;
+}
+
+/*
+ * Pushes to each client in turn, qos 0 and 1 alternating, recording
+ * what each was sent (only what the center accepted).
+ */
+function pusher(d, clients) {
+    const st = { n: 0, sent: new Map(clients.map((c) => [c, []])),
+                 unsure: new Set() };
+    st.round = async (phase) => {
+        for (const c of clients) {
+            const qos = st.n % 2;
+            const data = { n: st.n++, phase };
+            if (await post(d, '/v1/push', { app: 'a', uids: [c.uid], data,
+                                            qos }) === null)
+            {
+                st.unsure.add(data.n);
+                continue;
+            }
+            st.sent.get(c).push(data);
+        }
+    };
+    /* what c got of the pushes whose answer came */
+    const sure = (c) => msgs(c).filter((m) => !st.unsure.has(m.n));
+    /* each client got exactly what it was sent, in order */
+    st.check = async () => {
+        for (const c of clients) {
+            const want = st.sent.get(c);
+            await L.waitFor(() => sure(c).length >= want.length, 10000,
+                            `${want.length} messages for ${c.uid}, got `
+                            + `${sure(c).length}`);
+        }
+        /* one more each, so a late duplicate would have shown by then */
+        await st.round('end');
+        for (const c of clients) {
+            const want = st.sent.get(c);
+            await L.waitFor(() => sure(c).length >= want.length, 10000,
+                            `the last message for ${c.uid}`);
+            assert.deepStrictEqual(sure(c), want,
+                                   `${c.uid}: once each, in order`);
+            const ns = msgs(c).map((m) => m.n);
+            assert.strictEqual(new Set(ns).size, ns.length,
+                               `${c.uid}: none twice`);
+        }
+        return st.unsure.size;
+    };
+    return st;
+}
+
+/* HUP; resolves once the workers are all new and the old ones gone */
+async function reload(d, old) {
+    const n = old.length;
+    process.kill(d.masterPid, 'SIGHUP');
+    await L.waitFor(() => {
+        const now = d.workerPids();
+        return now.length === n && now.every((p) => !old.includes(p));
+    }, 15000, 'the new workers');
+    await L.waitFor(() => old.every((p) => !L.procAlive(p)), 15000,
+                    `the old workers ${old.join(',')} to exit`);
+    return d.workerPids();
+}
+
+function assertKept(d, clients, fresh) {
+    for (const c of clients) {
+        assert.strictEqual(c.tcpClosed, false, `${c.uid} kept its socket`);
+        assert.deepStrictEqual(unexpected(c), [],
+                               `${c.uid}: no close, no reconnect`);
+        const now = L.connOwner(d.roomPort, c.port);
+        assert.ok(fresh.includes(now),
+                  `${c.uid}'s connection (port ${c.port}) is held by a `
+                  + `new worker (${now}, new: ${fresh.join(',')})`);
+    }
+}
+
+test('HUP hands plain clients over: same connection, every message once, '
+     + 'in order', T, async (t) => {
+    await L.withPushd(conf(), async (d) => {
+        const old = d.workerPids();
+        const clients = [];
+        for (let i = 0; i < 8; i++) {
+            clients.push(await open(d, `h${i}`));
+        }
+        t.diagnostic('owners before: '
+                     + clients.map((c) => c.owner).join(','));
+
+        const p = pusher(d, clients);
+        await p.round('before');
+        await p.round('before');
+        const b = broadcaster(d);
+
+        /* pushes and broadcasts go on while the workers change */
+        let stop = false;
+        const during = (async () => {
+            while (!stop) {
+                await p.round('during');
+            }
+        })();
+        let fresh;
+        try {
+            fresh = await reload(d, old);
+        } finally {
+            stop = true;
+            await during;
+        }
+
+        await p.round('after');
+        await p.check();
+        await b.check(clients);
+        assertKept(d, clients, fresh);
+        t.diagnostic(`${b.b} broadcasts`);
+
+        const log = d.logText();
+        const m = [...log.matchAll(/hand-over: (\d+) connections handed to the new workers, (\d+) told to reconnect/g)];
+        assert.strictEqual(m.length, old.length, 'each old worker handed');
+        const handed = m.reduce((s, x) => s + Number(x[1]), 0);
+        const told = m.reduce((s, x) => s + Number(x[2]), 0);
+        assert.strictEqual(handed, clients.length, 'all clients handed');
+        assert.strictEqual(told, 0, 'none told to reconnect');
+        t.diagnostic(`${p.n} messages, ${handed} connections handed over`);
+
+        /* presence names the new worker's connection, once */
+        const r = await L.centerGet(d, '/v1/users/h0');
+        assert.strictEqual(r.status, 200, r.body);
+        assert.strictEqual(JSON.stringify(r.json).match(/phone/g).length, 1,
+                           r.body);
+
+        /* the adopted sessions work on: ops, acks, a kick */
+        clients[1].sendJson({ op: 'ping' });
+        await L.waitFor(() => clients[1].log.some((f) => f.json
+                        && f.json.op === 'pong'), 5000, 'a pong');
+        const k = await L.centerPost(d, '/v1/users/h2/kick',
+                                     { reason: 'bye' });
+        assert.strictEqual(k.status, 200, k.body);
+        await L.waitFor(() => clients[2].log.some((f) => f.json
+                        && f.json.op === 'kick'), 5000, 'the kick');
+    });
+});
+
+test('a message half sent in fragments is finished on the new worker', T,
+     async () => {
+    await L.withPushd(conf({ workers: 1 }), async (d) => {
+        const old = d.workerPids();
+        const ws = await open(d, 'f1');
+
+        /*
+         * A bind in two fragments, a UTF-8 character cut between them,
+         * with a ping between: the first fragment, the ping and half of
+         * the second fragment's frame go in one write, so the pong says
+         * the server read them all (the half frame stays partial).
+         */
+        const f1 = W.encodeFrame({ opcode: W.OP.TEXT, fin: false,
+            payload: Buffer.from('{"op":"bind","note":"caf\u00e9 \u00e9', 'utf8')
+                .subarray(0, -1) });
+        const ping = W.encodeFrame({ opcode: W.OP.PING, payload: 'p1' });
+        const f2 = W.encodeFrame({ opcode: W.OP.CONT, fin: true,
+            payload: Buffer.concat([Buffer.from([0xa9]),
+                                    Buffer.from('","app":"z2"}')]) });
+        const cut = f2.length - 6;
+        ws.sock.write(Buffer.concat([f1, ping, f2.subarray(0, cut)]));
+        await L.waitFor(() => ws.log.some((f) => f.opcode === W.OP.PONG),
+                        5000, 'the pong');
+
+        const fresh = await reload(d, old);
+        assert.notStrictEqual(L.connOwner(d.roomPort, ws.port), old[0]);
+
+        ws.sock.write(f2.subarray(cut));
+        /* the bind took effect: a push to z2 reaches it */
+        await L.waitFor(async () => {
+            const r = await L.centerPost(d, '/v1/push',
+                { app: 'z2', uids: ['f1'], data: { z: 1 }, qos: 0 });
+            return r.status === 200 && r.json.online === 1;
+        }, 5000, 'the bind of z2 to take effect');
+        await L.waitFor(() => ws.log.some((f) => f.json
+                        && f.json.op === 'msg' && f.json.data.z === 1), 5000,
+                        'the message of z2: '
+                        + JSON.stringify(ws.log.map((f) => f.json || f.opcode)));
+        assertKept(d, [ws], fresh);
+    });
+});
+
+test('a session too large for the channel is sent away, the others are '
+     + 'handed over', T, async () => {
+    await L.withPushd(conf({ workers: 1, room: { max_message: '64k' } }),
+                      async (d) => {
+        const old = d.workerPids();
+        const small = await open(d, 'sm1');
+        const big = await open(d, 'bg1');
+        /* 20 KB of a message being joined: more than one channel
+         * message holds; a ping after it says the server has it */
+        big.sock.write(Buffer.concat([
+            W.encodeFrame({ opcode: W.OP.TEXT, fin: false,
+                            payload: '{"op":"ping","x":"'
+                                     + 'y'.repeat(20000) }),
+            W.encodeFrame({ opcode: W.OP.PING, payload: 'p' })]));
+        await L.waitFor(() => big.log.some((f) => f.opcode === W.OP.PONG),
+                        5000, 'the pong');
+        const fresh = await reload(d, old);
+        assert.ok(big.log.some((f) => f.json && f.json.op === 'reconnect'),
+                  'the big session was told to reconnect');
+        assertKept(d, [small], fresh);
+        assert.match(d.logText(), /session too large to hand over/);
+    });
+});
+
+test('TLS clients get the spread reconnect, plain ones are handed over', T,
+     async () => {
+    await L.withPushd(conf({ roomSsl: true }), async (d) => {
+        const old = d.workerPids();
+        const plain = await open(d, 'p1');
+        const secure = await open(d, 's1', { tls: true });
+        const fresh = await reload(d, old);
+
+        const rc = secure.log.find((f) => f.json
+                                   && f.json.op === 'reconnect');
+        assert.ok(rc, 'the TLS client was told to reconnect: '
+                  + JSON.stringify(secure.log.map((f) => f.json || f.opcode)));
+        assert.ok(rc.json.after_ms >= 0 && rc.json.after_ms < 1000,
+                  `after_ms ${rc.json.after_ms} within the window`);
+        await secure.waitEnd(5000);
+
+        assertKept(d, [plain], fresh);
+        const p = pusher(d, [plain]);
+        await p.round('after');
+        await p.check();
+    });
+});
+
+test('two reloads in a row: the clients stay, messages come once', T,
+     async (t) => {
+    await L.withPushd(conf(), async (d) => {
+        const first = d.workerPids();
+        const clients = [];
+        for (let i = 0; i < 6; i++) {
+            clients.push(await open(d, `t${i}`));
+        }
+        const p = pusher(d, clients);
+        await p.round('before');
+        const b = broadcaster(d);
+
+        let stop = false;
+        const during = (async () => {
+            while (!stop) {
+                await p.round('during');
+            }
+        })();
+        let fresh;
+        try {
+            process.kill(d.masterPid, 'SIGHUP');
+            const second = await L.waitFor(() => {
+                const now = d.workerPids().filter((x) => !first.includes(x));
+                return now.length === 2 ? now : null;
+            }, 15000, 'the second generation');
+            /* at once, while the first hands its clients to the second */
+            process.kill(d.masterPid, 'SIGHUP');
+            const all = [...first, ...second];
+            fresh = await L.waitFor(() => {
+                const now = d.workerPids();
+                return now.length === 2 && now.every((x) => !all.includes(x))
+                    && all.every((x) => !L.procAlive(x)) ? now : null;
+            }, 20000, 'the third generation alone');
+        } finally {
+            stop = true;
+            await during;
+        }
+        await p.round('after');
+        const unsure = await p.check();
+        await b.check(clients);
+        assertKept(d, clients, fresh);
+        if (unsure || b.unsure.size) {
+            t.diagnostic(`${unsure} pushes and ${b.unsure.size} broadcasts `
+                         + 'got no answer from the center');
+        }
+    });
+});

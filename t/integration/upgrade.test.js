@@ -1,0 +1,174 @@
+'use strict';
+/*
+ * upgrade.test.js: the binary upgrade, as nginx does it.  USR2 to the
+ * master execs the binary again with the listening sockets and the
+ * register's and store's shared memory handed down; the old pid file
+ * becomes pushd.pid.oldbin and the new master writes pushd.pid; the
+ * ports never close; presence and stored messages survive.  QUIT to the
+ * old master then hands its plain clients to the new master's workers
+ * and leaves the new one alone; or, to roll back, WINCH
+ * stops the old workers accepting, HUP to the old master starts its
+ * workers again, and QUIT to the new master leaves the old one alone.
+ */
+
+const test = require('node:test');
+const assert = require('node:assert');
+const fs = require('node:fs');
+const L = require('./lib.js');
+const W = require('./ws_client.js');
+
+const T = { timeout: 120000 };
+
+function conf() {
+    return {
+        workers: 2,
+        top: {
+            register: { memory: '8m' },
+            saver: { memory: '16m' },
+        },
+        room: { auth_secret: W.SECRET, reconnect_window: '500ms' },
+    };
+}
+
+function readPid(path) {
+    try {
+        return Number(fs.readFileSync(path, 'utf8'));
+    } catch (e) {
+        return null;
+    }
+}
+
+const workersOf = (pid) => L.childrenOf(pid)
+    .filter((p) => /^pushd: worker process/.test(p.args)).map((p) => p.pid);
+
+/* USR2; the new master's pid once it wrote the pid file and runs its
+ * workers */
+async function upgrade(d) {
+    const old = d.masterPid;
+    process.kill(old, 'SIGUSR2');
+    const fresh = await L.waitFor(() => {
+        const p = readPid(d.pidPath);
+        return p && p !== old && workersOf(p).length === 2 ? p : null;
+    }, 15000, 'the new master and its workers');
+    assert.strictEqual(readPid(`${d.pidPath}.oldbin`), old,
+                       'the old pid file is pushd.pid.oldbin');
+    assert.ok(L.procAlive(old), 'the old master runs on');
+    return fresh;
+}
+
+async function push(d, uid, data, qos) {
+    const r = await L.centerPost(d, '/v1/push',
+                                 { app: 'a', uids: [uid], data, qos });
+    assert.strictEqual(r.status, 200, r.body);
+    return r.json;
+}
+
+test('USR2 then QUIT to the old master: the new binary takes over, with '
+     + 'presence and stored messages', T, async (t) => {
+    await L.withPushd(conf(), async (d) => {
+        const old = d.masterPid;
+        const oldWorkers = d.workerPids();
+        const online = await W.rawOpen(d.roomPort, 'u1', 'phone');
+        /* stored for a client that is away */
+        await push(d, 'away1', { kept: 1 }, 1);
+
+        const fresh = await upgrade(d);
+        t.diagnostic(`old master ${old}, new ${fresh}`);
+        assert.ok(!d.logText().includes('bind() failed'), 'nothing bound');
+
+        /* presence crosses: the new master's center sees the old
+         * master's client (the register zone is shared) */
+        const pres = await L.centerGet(d, '/v1/users/u1');
+        assert.strictEqual(pres.status, 200, pres.body);
+        assert.strictEqual(pres.json.online, true, pres.body);
+
+        process.kill(old, 'SIGQUIT');
+        await L.waitFor(() => !L.procAlive(old)
+                        && oldWorkers.every((p) => !L.procAlive(p)), 15000,
+                        'the old master and its workers to exit');
+        assert.ok(!fs.existsSync(`${d.pidPath}.oldbin`),
+                  'pushd.pid.oldbin removed');
+        assert.strictEqual(readPid(d.pidPath), fresh);
+
+        /* the old master's client was handed to the new master's
+         * workers: the same connection, no reconnect, and it is served */
+        await push(d, 'u1', { after: 1 }, 1);
+        const got = await online.op('msg', 5000);
+        assert.deepStrictEqual(got.data, { after: 1 });
+        assert.strictEqual(online.tcpClosed, false);
+        assert.strictEqual(online.frames.items.filter((f) => f.json
+            && f.json.op === 'reconnect').length, 0, 'no reconnect');
+        assert.ok(workersOf(fresh).includes(
+            L.connOwner(d.roomPort, online.sock.localPort)),
+                  'held by a worker of the new master');
+
+        /* what was stored before the upgrade is still there */
+        const ws = await W.rawOpen(d.roomPort, 'away1', 'phone');
+        const m = await ws.op('msg', 5000);
+        assert.deepStrictEqual(m.data, { kept: 1 });
+        assert.ok(workersOf(fresh).includes(
+            L.connOwner(d.roomPort, ws.sock.localPort)));
+        ws.destroy();
+
+        /* the new master is the daemon now: -s reaches it */
+        d.masterPid = fresh;
+        const r = d.run('-s', 'reload');
+        assert.strictEqual(r.status, 0, r.out);
+        await L.waitFor(() => workersOf(fresh).length === 2
+                        && d.logText().includes('reconfiguring'), 10000,
+                        'the new master to reload');
+    });
+});
+
+test('rollback: USR2, WINCH and HUP to the old master, QUIT to the new one',
+     T, async () => {
+    await L.withPushd(conf(), async (d) => {
+        const old = d.masterPid;
+        /* a client of the old master's workers */
+        const kept = await W.rawOpen(d.roomPort, 'k1', 'phone');
+        const fresh = await upgrade(d);
+
+        /* WINCH: the old workers stop accepting, their clients stay */
+        const oldWorkers = workersOf(old);
+        process.kill(old, 'SIGWINCH');
+        await L.waitFor(() => (d.logText().match(/no longer accepting/g)
+                               || []).length === 2, 10000,
+                        'both old workers to stop accepting');
+        for (let i = 0; i < 4; i++) {
+            const ws = await W.rawOpen(d.roomPort, `n${i}`, 'phone');
+            const owner = L.connOwner(d.roomPort, ws.sock.localPort);
+            assert.ok(workersOf(fresh).includes(owner),
+                      `a new connection goes to the new binary (${owner})`);
+            ws.destroy();
+        }
+        assert.ok(oldWorkers.every((p) => L.procAlive(p)));
+        kept.sendJson({ op: 'ping' });
+        await kept.op('pong');
+
+        /* HUP to the old master: its workers again, then QUIT the new */
+        process.kill(old, 'SIGHUP');
+        await L.waitFor(() => {
+            const w = workersOf(old);
+            return w.length === 2 && w.every((p) => !oldWorkers.includes(p));
+        }, 15000, 'the old master\'s new workers');
+        process.kill(fresh, 'SIGQUIT');
+        await L.waitFor(() => !L.procAlive(fresh), 15000,
+                        'the new master to exit');
+        await L.waitFor(() => readPid(d.pidPath) === old, 5000,
+                        'pushd.pid naming the old master again');
+        assert.ok(!fs.existsSync(`${d.pidPath}.oldbin`));
+
+        /* its client moved to its new workers, unnoticed */
+        kept.sendJson({ op: 'ping' });
+        await kept.op('pong');
+        assert.strictEqual(kept.frames.items.filter((f) => f.json
+            && f.json.op === 'reconnect').length, 0, 'no reconnect');
+        assert.ok(workersOf(old).includes(
+            L.connOwner(d.roomPort, kept.sock.localPort)));
+
+        const ws = await W.rawOpen(d.roomPort, 'after', 'phone');
+        assert.ok(workersOf(old).includes(
+            L.connOwner(d.roomPort, ws.sock.localPort)));
+        ws.destroy();
+    });
+});
