@@ -176,12 +176,36 @@ pd_rr_remove(const u_char *uid, size_t len, uint64_t conn)
     return pd_register_memory_backend.remove(uid, len, conn);
 }
 
+/*
+ * This worker's entry conn of uid as the node's zone holds it after a
+ * change there: the whole value Redis is told (device, since, apps,
+ * lingering).  0 when it is not there.
+ */
+static pd_uint_t
+pd_rr_own_entry(const u_char *uid, size_t len, uint64_t conn,
+    pd_reg_info_t *own)
+{
+    pd_reg_info_t  info[PD_REGISTER_LOOKUP_MAX];
+    pd_uint_t      n, i;
+
+    n = pd_reg_lookup(pd_register_zone, uid, len, info,
+                      PD_REGISTER_LOOKUP_MAX);
+
+    for (i = 0; i < pd_min(n, PD_REGISTER_LOOKUP_MAX); i++) {
+        if (info[i].pid == (int32_t) pd_pid && info[i].conn == conn) {
+            *own = info[i];
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
 static pd_int_t
 pd_rr_set_apps(const u_char *uid, size_t len, uint64_t conn,
     u_char apps[][PD_APP_MAX + 1], uint32_t napps)
 {
-    pd_reg_info_t  info[PD_REGISTER_LOOKUP_MAX];
-    pd_uint_t      n, i;
+    pd_reg_info_t  own;
     pd_int_t       rv;
 
     rv = pd_register_memory_backend.set_apps(uid, len, conn, apps, napps);
@@ -189,15 +213,8 @@ pd_rr_set_apps(const u_char *uid, size_t len, uint64_t conn,
         return rv;
     }
 
-    /* the rest of the value (device, since) comes from the zone */
-    n = pd_reg_lookup(pd_register_zone, uid, len, info,
-                      PD_REGISTER_LOOKUP_MAX);
-
-    for (i = 0; i < pd_min(n, PD_REGISTER_LOOKUP_MAX); i++) {
-        if (info[i].pid == (int32_t) pd_pid && info[i].conn == conn) {
-            pd_register_redis_announce(&info[i]);
-            break;
-        }
+    if (pd_rr_own_entry(uid, len, conn, &own)) {
+        pd_register_redis_announce(&own);
     }
 
     return PD_OK;
@@ -207,8 +224,7 @@ static pd_int_t
 pd_rr_set_lingering(const u_char *uid, size_t len, uint64_t conn,
     pd_uint_t on)
 {
-    pd_reg_info_t  info[PD_REGISTER_LOOKUP_MAX];
-    pd_uint_t      n, i;
+    pd_reg_info_t  own;
     pd_int_t       rv;
 
     rv = pd_register_memory_backend.set_lingering(uid, len, conn, on);
@@ -216,14 +232,8 @@ pd_rr_set_lingering(const u_char *uid, size_t len, uint64_t conn,
         return rv;
     }
 
-    n = pd_reg_lookup(pd_register_zone, uid, len, info,
-                      PD_REGISTER_LOOKUP_MAX);
-
-    for (i = 0; i < pd_min(n, PD_REGISTER_LOOKUP_MAX); i++) {
-        if (info[i].pid == (int32_t) pd_pid && info[i].conn == conn) {
-            pd_register_redis_announce(&info[i]);
-            break;
-        }
+    if (pd_rr_own_entry(uid, len, conn, &own)) {
+        pd_register_redis_announce(&own);
     }
 
     return PD_OK;
@@ -238,12 +248,11 @@ static pd_int_t
 pd_rr_move(const u_char *uid, size_t len, pid_t pid, uint64_t old_conn,
     uint64_t conn)
 {
-    pd_reg_info_t  info[PD_REGISTER_LOOKUP_MAX];
+    pd_reg_info_t  own;
     pd_redis_t    *r;
     char           key[8 + PD_UID_MAX], field[PD_RR_FIELD_MAX];
     const char    *argv[3];
     size_t         alen[3];
-    pd_uint_t      n, i;
     pd_int_t       rv;
 
     rv = pd_register_memory_backend.move(uid, len, pid, old_conn, conn);
@@ -251,16 +260,7 @@ pd_rr_move(const u_char *uid, size_t len, pid_t pid, uint64_t old_conn,
         return rv;
     }
 
-    n = pd_reg_lookup(pd_register_zone, uid, len, info,
-                      PD_REGISTER_LOOKUP_MAX);
-
-    for (i = 0; i < pd_min(n, PD_REGISTER_LOOKUP_MAX); i++) {
-        if (info[i].pid == (int32_t) pd_pid && info[i].conn == conn) {
-            break;
-        }
-    }
-
-    if (i == pd_min(n, PD_REGISTER_LOOKUP_MAX)) {
+    if (!pd_rr_own_entry(uid, len, conn, &own)) {
         return PD_OK;
     }
 
@@ -270,7 +270,7 @@ pd_rr_move(const u_char *uid, size_t len, pid_t pid, uint64_t old_conn,
     alen[0] = 5;
     (void) pd_rr_send(r, 1, argv, alen);
 
-    pd_register_redis_announce(&info[i]);
+    pd_register_redis_announce(&own);
 
     argv[0] = "HDEL";
     alen[0] = 4;
