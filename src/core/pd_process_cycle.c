@@ -22,6 +22,10 @@ static pd_uint_t  pd_noaccepting;
 
 pd_uint_t     pd_process;
 pd_uint_t     pd_exiting;
+pd_uint_t     pd_exit_holds;
+
+/* worker_shutdown_timeout passed: the holds are no longer waited for */
+static pd_uint_t  pd_shutdown_expired;
 
 char          pd_master_title[512];
 
@@ -518,7 +522,9 @@ pd_worker_process_cycle(pd_cycle_t *cycle, void *data)
 
     for ( ;; ) {
 
-        if (pd_exiting && pd_active_connections == 0) {
+        if (pd_exiting && pd_active_connections == 0
+            && (pd_exit_holds == 0 || pd_shutdown_expired))
+        {
             pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "exiting");
             pd_worker_process_exit(cycle);
         }
@@ -779,6 +785,8 @@ pd_shutdown_timer_handler(pd_timer_t *t)
     pd_log_error(PD_LOG_NOTICE, cycle->log, 0,
                  "worker_shutdown_timeout: closing %lu connections",
                  (unsigned long) pd_active_connections);
+
+    pd_shutdown_expired = 1;
 
     c = cycle->connections;
 

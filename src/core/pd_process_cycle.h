@@ -17,6 +17,12 @@ extern sig_atomic_t  pd_change_binary;
 
 extern pd_uint_t     pd_process;   /* PD_PROCESS_MASTER / _WORKER / _SINGLE */
 extern pd_uint_t     pd_exiting;   /* worker is retiring */
+/*
+ * Work a retiring worker must finish before it exits although no client
+ * is left (state events to send): a module counts each of its holds up
+ * and down again.  worker_shutdown_timeout ends the wait all the same.
+ */
+extern pd_uint_t     pd_exit_holds;
 
 #define PD_PROCESS_SINGLE   0
 #define PD_PROCESS_MASTER   1

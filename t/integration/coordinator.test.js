@@ -563,3 +563,60 @@ test('state_debounce: a flapping client\'s offlines are held and dropped; '
         await rx.close();
     }
 });
+
+test('a retiring worker sends its queued and held state events before it '
+     + 'exits: a HUP hand-over gives no offline, QUIT the client\'s own',
+     T, async () => {
+    const rx = await receiver();
+    try {
+        /* nothing would leave before a minute without the retirement */
+        await L.withPushd(conf({ state_flush: '60s', state_debounce: '60s',
+                                 state_batch: 1000 }, [
+            { app: 'chat', uplink: rx.url('/up'), state: rx.url('/state') },
+        ]), async (d) => {
+            const a = await W.connect(d.roomPort, 'r1', 'pa',
+                                      { apps: ['chat'] });
+            const b = await W.connect(d.roomPort, 'r2', 'pb',
+                                      { apps: ['chat'] });
+            b.close();
+            await b.closed;
+            /* two online queued, r2's offline held by the debounce */
+            await L.waitFor(async () => (await L.metrics(d))
+                            .get('pushd_coordinator_queued_events') === 2,
+                            5000, 'two events queued');
+            assert.strictEqual(rx.on('/state').length, 0,
+                               'nothing sent yet');
+
+            const old = d.workerPids();
+            process.kill(d.masterPid, 'SIGHUP');
+            await L.waitFor(() => old.every((p) => !L.procAlive(p)),
+                            15000, 'the old worker to exit');
+            const events = () => rx.on('/state')
+                .flatMap((e) => e.json.events)
+                .map((e) => `${e.uid} ${e.state}`);
+            await L.waitFor(() => events().length >= 3, 5000,
+                            'the old worker\'s events');
+            assert.deepStrictEqual(events().sort(),
+                                   ['r1 online', 'r2 offline', 'r2 online']);
+            assert.ok(rx.on('/state').every((e) => e.signed));
+
+            /* r1 lives on in the new worker: no offline, no new online */
+            const ping = { op: 'ping' };
+            a.send(ping);
+            await a.next((x) => x && x.op === 'pong', 5000, 'a pong');
+
+            /* QUIT: r1 is told to reconnect and goes, as a client does;
+             * its offline leaves before the worker does */
+            const stopped = d.stop('SIGQUIT', 20000);
+            await a.next((x) => x && x.op === 'reconnect', 10000,
+                         'the reconnect order');
+            a.close();
+            await stopped;
+            assert.deepStrictEqual(events().sort(),
+                                   ['r1 offline', 'r1 online', 'r2 offline',
+                                    'r2 online']);
+        });
+    } finally {
+        await rx.close();
+    }
+});

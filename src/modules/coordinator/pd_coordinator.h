@@ -169,6 +169,19 @@ pd_msec_t pd_coord_batch_backoff(pd_coord_batch_t *b, pd_msec_t base,
     pd_msec_t max, uint32_t rnd);
 void pd_coord_batch_free(pd_coord_batch_t *b);
 
+/*
+ * A retiring worker sends its state events before it exits: the held
+ * offlines are decided, the queues sent without waiting for state_flush,
+ * and the worker's exit waits (pd_exit_holds) while any is left, up to
+ * worker_shutdown_timeout.  pd_coord_exit_hold() takes or drops that
+ * hold; it is called wherever the queues change.
+ */
+void pd_coord_exit_hold(void);
+void pd_coord_state_retire(void);
+pd_uint_t pd_coord_state_busy(void);
+void pd_coord_debounce_retire(void);
+pd_uint_t pd_coord_debounce_busy(void);
+
 /* the room's hooks (pd_coordinator_up.c, pd_coordinator_state.c) */
 pd_int_t pd_coord_up(pd_room_conn_t *rc, pd_room_up_t *up);
 void pd_coord_state(pd_room_conn_t *rc, const pd_str_t *device,

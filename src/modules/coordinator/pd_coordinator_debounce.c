@@ -13,8 +13,9 @@
  * The held events are formatted already (their seq was taken when they
  * happened) and all wait the same time, so a FIFO is in due order and
  * one timer serves it.  At most state_queue of them per worker; beyond,
- * an offline is queued at once, undebounced.  Held events still waiting
- * when the worker exits are lost, as queued ones are (logged).
+ * an offline is queued at once, undebounced.  A retiring worker decides
+ * the held ones at once (pd_coord_debounce_retire), so they are sent
+ * before it exits rather than lost with it.
  */
 
 #include "pd_core.h"
@@ -36,6 +37,7 @@ typedef struct {
 
 static pd_queue_t   pd_coord_held;
 static pd_uint_t    pd_coord_nheld;
+static pd_uint_t    pd_coord_asking;    /* register lookups out */
 static pd_timer_t   pd_coord_held_timer;
 
 static void pd_coord_debounce_due(pd_timer_t *t);
@@ -83,8 +85,10 @@ pd_coord_debounce_hold(pd_coord_upstream_t *up, const u_char *uid,
 {
     pd_coord_held_t  *h;
 
+    /* a retiring worker cannot wait: its offlines go as they come */
     if (pd_coord_conf->state_debounce == 0 || pd_register == NULL
-        || pd_coord_nheld >= (pd_uint_t) pd_coord_conf->state_queue)
+        || pd_coord_nheld >= (pd_uint_t) pd_coord_conf->state_queue
+        || pd_exiting)
     {
         return PD_DECLINED;
     }
@@ -134,6 +138,7 @@ pd_coord_debounce_due(pd_timer_t *t)
 
         pd_queue_remove(q);
         pd_coord_nheld--;
+        pd_coord_asking++;
 
         /* the memory register answers now, Redis later */
         if (pd_register->lookup(h->uid, strlen((char *) h->uid),
@@ -151,6 +156,8 @@ pd_coord_debounce_answer(void *data, pd_int_t rc, pd_reg_info_t *info,
 {
     pd_coord_held_t  *h = data;
     pd_uint_t         i, j;
+
+    pd_coord_asking--;
 
     if (pd_coord_conf == NULL) {
         /* answered after the worker's exit began */
@@ -173,6 +180,7 @@ pd_coord_debounce_answer(void *data, pd_int_t rc, pd_reg_info_t *info,
             if (strcmp((char *) info[i].apps[j], (char *) h->app) == 0) {
                 pd_coord_ustat(h->up, PD_COORD_STAT_DEBOUNCED, 1);
                 pd_free(h);
+                pd_coord_exit_hold();
                 return;
             }
         }
@@ -181,4 +189,35 @@ pd_coord_debounce_answer(void *data, pd_int_t rc, pd_reg_info_t *info,
     /* still offline, or the register could not tell: send it */
     pd_coord_state_queue(h->up, h->json, h->len);
     pd_free(h);
+}
+
+
+/* the worker retires: every held offline is due now */
+void
+pd_coord_debounce_retire(void)
+{
+    pd_coord_held_t  *h;
+    pd_queue_t       *q;
+
+    for (q = pd_queue_head(&pd_coord_held);
+         q != pd_queue_sentinel(&pd_coord_held);
+         q = pd_queue_next(q))
+    {
+        h = pd_queue_data(q, pd_coord_held_t, queue);
+        h->due = pd_current_msec;
+    }
+
+    if (pd_timer_is_set(&pd_coord_held_timer)) {
+        pd_timer_del(&pd_timers, &pd_coord_held_timer);
+    }
+
+    pd_coord_debounce_due(&pd_coord_held_timer);
+}
+
+
+/* offlines held, or waiting for the register's answer */
+pd_uint_t
+pd_coord_debounce_busy(void)
+{
+    return pd_coord_nheld || pd_coord_asking;
 }

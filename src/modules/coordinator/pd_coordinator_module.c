@@ -14,6 +14,7 @@ static const char *pd_coord_set_apps(pd_conf_t *cf, pd_command_t *cmd,
 static pd_int_t pd_coord_init_module(pd_cycle_t *cycle);
 static pd_int_t pd_coord_init_process(pd_cycle_t *cycle);
 static void pd_coord_exit_process(pd_cycle_t *cycle);
+static void pd_coord_retire_process(pd_cycle_t *cycle);
 
 pd_coord_conf_t  *pd_coord_conf;
 
@@ -152,7 +153,7 @@ pd_module_t  pd_coordinator_module = {
     pd_coord_exit_process,
     NULL,
     0,
-    NULL,
+    pd_coord_retire_process,
     NULL,
     pd_coord_counters,
     0,
@@ -598,6 +599,41 @@ pd_coord_init_process(pd_cycle_t *cycle)
     pd_room_state_handler = pd_coord_state;
 
     return PD_OK;
+}
+
+/* this worker's share of pd_exit_holds */
+static pd_uint_t  pd_coord_holding;
+
+static void
+pd_coord_retire_process(pd_cycle_t *cycle)
+{
+    (void) cycle;
+
+    if (pd_coord_conf == NULL) {
+        return;
+    }
+
+    pd_coord_debounce_retire();
+    pd_coord_state_retire();
+    pd_coord_exit_hold();
+}
+
+void
+pd_coord_exit_hold(void)
+{
+    pd_uint_t  want;
+
+    want = pd_exiting && pd_coord_conf != NULL
+           && (pd_coord_state_busy() || pd_coord_debounce_busy());
+
+    if (want && !pd_coord_holding) {
+        pd_exit_holds++;
+
+    } else if (!want && pd_coord_holding) {
+        pd_exit_holds--;
+    }
+
+    pd_coord_holding = want;
 }
 
 static void

@@ -37,6 +37,9 @@ typedef struct {
 
 #define PD_COORD_SEQ_TTL  "86400000"
 
+/* events waiting for their seq from Redis */
+static pd_uint_t  pd_coord_seq_pending;
+
 /* KEYS[1] pd:s:{uid}, ARGV: the clock's floor, events, ttl (ms); returns
  * the last event's seq.  Lua numbers are doubles: exact below 2^53, and
  * ms x 1024 stays below it until the year 2248. */
@@ -167,6 +170,7 @@ pd_coord_state(pd_room_conn_t *rc, const pd_str_t *device, pd_int_t app,
     }
 
     *p = s;
+    pd_coord_seq_pending++;
     pd_coord_state_seq(p);
 }
 
@@ -250,8 +254,10 @@ pd_coord_state_seq_done(pd_redis_t *r, redisReply *reply, void *data)
         s->seq = pd_coord_now() << 10;
     }
 
+    pd_coord_seq_pending--;
     pd_coord_state_emit(s);
     pd_free(s);
+    pd_coord_exit_hold();
 }
 
 /* a cluster register: seq is the uid's, from its Redis shard */
@@ -319,6 +325,7 @@ pd_coord_state_queue(pd_coord_upstream_t *up, const u_char *json,
 
     pd_coord_ustat(up, PD_COORD_STAT_QUEUED, 1);
     pd_coord_state_schedule(up);
+    pd_coord_exit_hold();
 }
 
 static void
@@ -328,7 +335,10 @@ pd_coord_state_schedule(pd_coord_upstream_t *up)
         return;
     }
 
-    if (up->batch.n >= up->batch.batch || pd_coord_conf->state_flush == 0) {
+    /* a retiring worker does not wait for a fuller batch */
+    if (up->batch.n >= up->batch.batch || pd_coord_conf->state_flush == 0
+        || pd_exiting)
+    {
         pd_coord_state_send(up);
         return;
     }
@@ -419,4 +429,41 @@ pd_coord_state_done(void *data, pd_coord_answer_t *a)
     pd_coord_ustat(up, PD_COORD_STAT_EVENTS, (int64_t) n);
 
     pd_coord_state_schedule(up);
+    pd_coord_exit_hold();
+}
+
+
+/* a retiring worker sends what it holds now, without waiting for a batch */
+void
+pd_coord_state_retire(void)
+{
+    pd_coord_upstream_t  **ups = pd_coord_conf->upstreams->elts;
+    pd_uint_t              i;
+
+    for (i = 0; i < pd_coord_conf->upstreams->nelts; i++) {
+        if (ups[i]->state) {
+            pd_coord_state_schedule(ups[i]);
+        }
+    }
+}
+
+
+/* events queued, out, or waiting for their seq */
+pd_uint_t
+pd_coord_state_busy(void)
+{
+    pd_coord_upstream_t  **ups = pd_coord_conf->upstreams->elts;
+    pd_uint_t              i;
+
+    if (pd_coord_seq_pending) {
+        return 1;
+    }
+
+    for (i = 0; i < pd_coord_conf->upstreams->nelts; i++) {
+        if (ups[i]->state && (ups[i]->batch.n || ups[i]->busy)) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
