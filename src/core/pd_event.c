@@ -326,7 +326,15 @@ pd_process_events_and_timers(pd_cycle_t *cycle)
         pd_event_process_posted(cycle, &now);
     }
 
-    pd_timer_expire(&pd_timers, pd_current_msec);
+    /*
+     * At most PD_EVENT_TIMERS_TURN timers a turn: timers set together
+     * expire together (a few thousand slowloris connections opened in one
+     * burst time out in one), and closing them all in one turn would hold
+     * every other client of the worker for milliseconds.  The rest stay
+     * due, so the next epoll_wait() does not sleep; sockets that became
+     * ready meanwhile are served between the slices.
+     */
+    pd_timer_expire_max(&pd_timers, pd_current_msec, PD_EVENT_TIMERS_TURN);
 
     /* posted writes last: everything queued this turn goes in one writev */
     pd_event_process_posted(cycle, &pd_posted_events);

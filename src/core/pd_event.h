@@ -35,6 +35,10 @@ extern pd_queue_t       pd_posted_events;
  */
 extern pd_queue_t       pd_posted_next_events;
 extern pd_uint_t        pd_event_turn;     /* counts loop turns */
+
+/* timers run per turn, at most (pd_process_events_and_timers) */
+#define PD_EVENT_TIMERS_TURN  128
+
 extern pd_timer_heap_t  pd_timers;
 extern pd_uint_t        pd_accept_per_turn;
 

@@ -161,11 +161,18 @@ pd_timer_find(pd_timer_heap_t *th, pd_msec_t now)
 pd_uint_t
 pd_timer_expire(pd_timer_heap_t *th, pd_msec_t now)
 {
+    return pd_timer_expire_max(th, now, th->n);
+}
+
+
+pd_uint_t
+pd_timer_expire_max(pd_timer_heap_t *th, pd_msec_t now, pd_uint_t max)
+{
     pd_uint_t    ran, budget;
     pd_timer_t  *t;
 
     ran = 0;
-    budget = th->n;
+    budget = pd_min(th->n, max);
 
     while (ran < budget && th->n != 0 && th->heap[0]->key <= now) {
         t = th->heap[0];

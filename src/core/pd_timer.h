@@ -44,5 +44,9 @@ void pd_timer_del(pd_timer_heap_t *th, pd_timer_t *t);
 pd_msec_t pd_timer_find(pd_timer_heap_t *th, pd_msec_t now);
 /* runs (and unsets) every timer with key <= now; returns how many ran */
 pd_uint_t pd_timer_expire(pd_timer_heap_t *th, pd_msec_t now);
+/* the same, at most max of them, nearest first: the rest stay due, and
+ * pd_timer_find() says 0 for them */
+pd_uint_t pd_timer_expire_max(pd_timer_heap_t *th, pd_msec_t now,
+    pd_uint_t max);
 
 #endif /* PD_TIMER_H */

@@ -252,3 +252,53 @@ test('abuse on every port while a normal client is served', T,
         assert.doesNotMatch(d.logText(), /exited on signal/);
     });
 });
+
+test('a flood is read in slices across loop turns: every ping answered '
+     + 'once and in order, a 60 KB frame whole, another client served',
+     T, async () => {
+    await L.withPushd(Object.assign(conf(), { workers: 1 }), async (d) => {
+        const flood = await W.rawOpen(d.roomPort, 'flooder', 'phone');
+        const other = await W.rawOpen(d.roomPort, 'other', 'phone');
+
+        /* 3000 pings in one write (about 36 KB, nine 4 KB slices), a
+         * 60 KB text frame in the middle, 3000 more */
+        const parts = [];
+        for (let i = 0; i < 6000; i++) {
+            if (i === 3000) {
+                parts.push(W.encodeFrame({
+                    opcode: W.OP.TEXT,
+                    payload: JSON.stringify({ op: 'ping',
+                                              pad: 'x'.repeat(60000) }) }));
+            }
+            parts.push(W.encodeFrame({ opcode: W.OP.PING,
+                                       payload: String(i) }));
+        }
+        flood.send(Buffer.concat(parts));
+
+        /* meanwhile a push to the other client on the same worker */
+        const r = await L.centerPost(d, '/v1/push', { app: 'a',
+            uids: ['other'], data: 'served' });
+        assert.strictEqual(r.status, 200, r.body);
+        const m = await other.op('msg', 10000);
+        assert.strictEqual(m.data, 'served');
+
+        const got = [];
+        for (;;) {
+            const f = await flood.next(() => true, 20000, `frame ${got.length}`);
+            got.push(f.opcode === W.OP.PONG ? f.payload.toString()
+                     : f.json && f.json.op);
+            if (got.length === 6001) {
+                break;
+            }
+        }
+        const want = [];
+        for (let i = 0; i < 6000; i++) {
+            if (i === 3000) {
+                want.push('pong');
+            }
+            want.push(String(i));
+        }
+        assert.deepStrictEqual(got, want);
+        assert.strictEqual(flood.tcpClosed, false);
+    });
+});

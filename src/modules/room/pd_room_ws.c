@@ -30,6 +30,8 @@ typedef struct {
 /* frames are read here first; a connection keeps bytes of its own only
  * while a frame is incomplete, so an idle connection holds no buffer */
 #define PD_ROOM_RBUF  (64 * 1024)
+/* bytes a connection may read in one loop turn (pd_room_read_handler) */
+#define PD_ROOM_READ_TURN  4096
 
 static u_char  pd_room_rbuf[PD_ROOM_RBUF];
 
@@ -365,7 +367,7 @@ pd_room_read_handler(pd_event_t *ev)
     pd_room_conn_t   *rc = c->data;
     pd_buf_t         *in;
     ssize_t           n;
-    size_t            used, size;
+    size_t            used, size, left;
     u_char           *p;
 
     if (rc->lingering) {
@@ -398,6 +400,14 @@ pd_room_read_handler(pd_event_t *ev)
         return;
     }
 
+    /*
+     * A connection reads at most PD_ROOM_READ_TURN bytes a turn and then
+     * waits for the next one (pd_posted_next_events), so a client that
+     * floods (5000 pings in one write: 5000 pongs) costs the worker's
+     * other clients a slice, not the whole flood.
+     */
+    left = PD_ROOM_READ_TURN;
+
     for ( ;; ) {
         in = rc->in;
 
@@ -408,6 +418,8 @@ pd_room_read_handler(pd_event_t *ev)
             p = pd_room_rbuf;
             size = sizeof(pd_room_rbuf);
         }
+
+        size = pd_min(size, left);
 
         n = c->recv(c, p, size);
 
@@ -437,6 +449,13 @@ pd_room_read_handler(pd_event_t *ev)
 
         if (!c->read->ready) {
             /* a short read drained the socket (pd_unix_recv) */
+            return;
+        }
+
+        left -= (size_t) n;
+
+        if (left == 0) {
+            pd_post_event(c->read, &pd_posted_next_events);
             return;
         }
     }

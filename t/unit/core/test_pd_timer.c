@@ -579,6 +579,45 @@ pd_test_unbounded_growth(void **state)
 }
 
 
+
+/* a burst due together leaves in slices of max, nearest first, and what
+ * is left stays due */
+static void
+pd_test_expire_max(void **state)
+{
+    pd_timer_heap_t  th;
+    pd_uint_t        i;
+
+    (void) state;
+
+    pd_test_setup_run();
+    assert_int_equal(pd_timer_heap_init(&th, 0, 0), PD_OK);
+
+    for (i = 0; i < 300; i++) {
+        pd_timer_init(&pd_test_timers[i], pd_test_record, NULL);
+        assert_int_equal(pd_timer_add(&th, &pd_test_timers[i], 0,
+                                      1000 - i), PD_OK);
+    }
+
+    pd_test_now = 2000;
+    assert_int_equal(pd_timer_expire_max(&th, pd_test_now, 128), 128);
+    assert_int_equal(th.n, 172);
+    assert_int_equal(pd_timer_find(&th, pd_test_now), 0);
+    pd_test_check_heap(&th);
+
+    assert_int_equal(pd_timer_expire_max(&th, pd_test_now, 128), 128);
+    assert_int_equal(pd_timer_expire_max(&th, pd_test_now, 128), 44);
+    assert_int_equal(pd_timer_expire_max(&th, pd_test_now, 128), 0);
+    assert_int_equal(th.n, 0);
+
+    assert_int_equal(pd_test_nfired, 300);
+    for (i = 1; i < pd_test_nfired; i++) {
+        assert_true(pd_test_fired[i - 1] <= pd_test_fired[i]);
+    }
+
+    pd_timer_heap_free(&th);
+}
+
 int
 main(void)
 {
@@ -593,6 +632,7 @@ main(void)
         cmocka_unit_test(pd_test_handler_touches_others),
         cmocka_unit_test(pd_test_bound),
         cmocka_unit_test(pd_test_unbounded_growth),
+        cmocka_unit_test(pd_test_expire_max),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
