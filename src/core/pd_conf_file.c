@@ -1290,6 +1290,43 @@ pd_conf_set_listen_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf)
 }
 
 
+const char *
+pd_conf_set_each(pd_conf_t *cf, void *conf, pd_array_t **ap, size_t size,
+    pd_uint_t n, pd_uint_t nonempty, const char *what, pd_conf_item_pt item)
+{
+    const char        *rv;
+    yaml_node_t       *node = cf->node;
+    yaml_node_item_t  *i;
+
+    if (*ap != NULL) {
+        return pd_conf_duplicate;
+    }
+
+    if (node->type != YAML_SEQUENCE_NODE
+        || (nonempty && node->data.sequence.items.start
+                        == node->data.sequence.items.top))
+    {
+        return what;
+    }
+
+    *ap = pd_array_create(cf->pool, n, size);
+    if (*ap == NULL) {
+        return "out of memory";
+    }
+
+    for (i = node->data.sequence.items.start;
+         i < node->data.sequence.items.top; i++)
+    {
+        rv = item(cf, conf, yaml_document_get_node(cf->doc, *i));
+        if (rv != PD_CONF_OK) {
+            return rv;
+        }
+    }
+
+    return PD_CONF_OK;
+}
+
+
 /* the shared walk of LIST and LISTEN; a bad item becomes cf->err_node */
 static const char *
 pd_conf_set_scalars(pd_conf_t *cf, pd_array_t **ap, size_t size,

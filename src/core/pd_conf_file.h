@@ -136,6 +136,20 @@ const char *pd_conf_set_listen_slot(pd_conf_t *cf, pd_command_t *cmd,
     void *conf);
 const char *pd_conf_set_addr_slot(pd_conf_t *cf, pd_command_t *cmd, void *conf);
 
+/*
+ * A list of mappings (the coordinator's routes, the dispatcher's nodes)
+ * into *ap, a new array of size-byte elements (n at first): "is
+ * duplicate" when it is set already, what when the node is not a list
+ * (or is empty and nonempty is set), else item() on each member in turn,
+ * which pushes and fills its own element and says what is wrong with it.
+ */
+typedef const char *(*pd_conf_item_pt)(pd_conf_t *cf, void *conf,
+    yaml_node_t *node);
+
+const char *pd_conf_set_each(pd_conf_t *cf, void *conf, pd_array_t **ap,
+    size_t size, pd_uint_t n, pd_uint_t nonempty, const char *what,
+    pd_conf_item_pt item);
+
 /* value parsers shared with the setters and unit tests; -1 on error */
 int64_t pd_parse_size(pd_str_t *s);
 int64_t pd_parse_duration(pd_str_t *s);   /* milliseconds */

@@ -446,3 +446,18 @@ test('error_log level: lines below it are not written, lines at or above '
         }
     });
 });
+
+test('lists of mappings: not a list, an empty one, an item that is not a '
+     + 'mapping, each at its own place', () => {
+    const room = 'worker_processes: 1\nroom:\n'
+               + '  listen:\n    - "127.0.0.1:28080"\n'
+               + `  auth_secret: "${L.AUTH_SECRET}"\n`;
+    const coord = 'coordinator:\n'
+                + '  secret: "coordinator-secret-0123456789"\n';
+    expectError('apps_scalar', `${room}${coord}  apps: chat\n`,
+                '8:9: "apps" must be a list of {app, uplink, types, state}');
+    expectError('apps_item', `${room}${coord}  apps:\n    - chat\n`,
+                '9:7: "apps" must be a list of {app, uplink, types, state}');
+    expectError('nodes_empty', `${room}dispatcher:\n  nodes: []\n`,
+                '7:10: "nodes" must be a list of {addr, idc, weight, net}');
+});

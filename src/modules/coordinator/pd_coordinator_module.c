@@ -410,8 +410,9 @@ pd_coord_set_types(pd_conf_t *cf, yaml_node_t *node, pd_coord_app_t *app)
 
 /* one route: {app, uplink, types, state} */
 static const char *
-pd_coord_set_app(pd_conf_t *cf, pd_coord_conf_t *ccf, yaml_node_t *node)
+pd_coord_set_app(pd_conf_t *cf, void *conf, yaml_node_t *node)
 {
+    pd_coord_conf_t   *ccf = conf;
     pd_coord_app_t    *app;
     const char        *rv, *key;
     yaml_node_t       *k, *v;
@@ -486,36 +487,13 @@ pd_coord_set_app(pd_conf_t *cf, pd_coord_conf_t *ccf, yaml_node_t *node)
 static const char *
 pd_coord_set_apps(pd_conf_t *cf, pd_command_t *cmd, void *conf)
 {
-    pd_coord_conf_t   *ccf = conf;
-    const char        *rv;
-    yaml_node_item_t  *i;
+    pd_coord_conf_t  *ccf = conf;
 
     (void) cmd;
 
-    if (ccf->apps != NULL) {
-        return "is duplicate";
-    }
-
-    if (cf->node->type != YAML_SEQUENCE_NODE) {
-        return "must be a list of {app, uplink, types, state}";
-    }
-
-    ccf->apps = pd_array_create(cf->pool, 4, sizeof(pd_coord_app_t));
-    if (ccf->apps == NULL) {
-        return "out of memory";
-    }
-
-    for (i = cf->node->data.sequence.items.start;
-         i < cf->node->data.sequence.items.top; i++)
-    {
-        rv = pd_coord_set_app(cf, ccf,
-                              yaml_document_get_node(cf->doc, *i));
-        if (rv != PD_CONF_OK) {
-            return rv;
-        }
-    }
-
-    return PD_CONF_OK;
+    return pd_conf_set_each(cf, ccf, &ccf->apps, sizeof(pd_coord_app_t), 4,
+                            0, "must be a list of {app, uplink, types, "
+                            "state}", pd_coord_set_app);
 }
 
 /* the route of app among those before last (the one being added) */

@@ -253,9 +253,9 @@ pd_dispatch_node_nets(pd_conf_t *cf, yaml_node_t *v, pd_dispatch_node_t *n)
 
 /* one node: {addr, idc, weight, net} */
 static const char *
-pd_dispatch_set_node(pd_conf_t *cf, pd_dispatch_conf_t *dcf,
-    yaml_node_t *node)
+pd_dispatch_set_node(pd_conf_t *cf, void *conf, yaml_node_t *node)
 {
+    pd_dispatch_conf_t  *dcf = conf;
     pd_dispatch_node_t  *n;
     const char          *rv, *key;
     yaml_node_t         *k, *v;
@@ -340,38 +340,12 @@ static const char *
 pd_dispatch_set_nodes(pd_conf_t *cf, pd_command_t *cmd, void *conf)
 {
     pd_dispatch_conf_t  *dcf = conf;
-    const char          *rv;
-    yaml_node_item_t    *i;
 
     (void) cmd;
 
-    if (dcf->nodes != NULL) {
-        return "is duplicate";
-    }
-
-    if (cf->node->type != YAML_SEQUENCE_NODE
-        || cf->node->data.sequence.items.start
-           == cf->node->data.sequence.items.top)
-    {
-        return "must be a list of {addr, idc, weight, net}";
-    }
-
-    dcf->nodes = pd_array_create(cf->pool, 8, sizeof(pd_dispatch_node_t));
-    if (dcf->nodes == NULL) {
-        return "out of memory";
-    }
-
-    for (i = cf->node->data.sequence.items.start;
-         i < cf->node->data.sequence.items.top; i++)
-    {
-        rv = pd_dispatch_set_node(cf, dcf,
-                                  yaml_document_get_node(cf->doc, *i));
-        if (rv != PD_CONF_OK) {
-            return rv;
-        }
-    }
-
-    return PD_CONF_OK;
+    return pd_conf_set_each(cf, dcf, &dcf->nodes, sizeof(pd_dispatch_node_t),
+                            8, 1, "must be a list of {addr, idc, weight, "
+                            "net}", pd_dispatch_set_node);
 }
 
 /* this node as it publishes itself: room.advertise and the directives */
