@@ -487,6 +487,25 @@ pd_reg_unlock(pd_reg_zone_t *z)
 
 
 /*
+ * The start of every call on one uid: PD_DECLINED for a uid no entry
+ * can have (nothing locked), PD_ERROR as pd_reg_lock(), PD_OK with its
+ * chain's hash in *hash and the zone locked.
+ */
+static pd_int_t
+pd_reg_lock_uid(pd_reg_zone_t *z, const u_char *uid, size_t len,
+    uint32_t *hash)
+{
+    if (len == 0 || len > PD_UID_MAX) {
+        return PD_DECLINED;
+    }
+
+    *hash = (uint32_t) pd_siphash24(z->seed, uid, len);
+
+    return pd_reg_lock(z);
+}
+
+
+/*
  * Checks and hashes napps NUL-terminated names laid out every
  * PD_APP_MAX + 1 bytes from first, dropping repeats (the client
  * wrote "apps=a,a").  PD_ERROR on a bad count or length.
@@ -773,15 +792,11 @@ pd_reg_remove(pd_reg_zone_t *z, const u_char *uid, size_t len, int32_t pid,
     uint64_t conn)
 {
     uint32_t  i, hash;
+    pd_int_t  rv;
 
-    if (len == 0 || len > PD_UID_MAX) {
-        return PD_DECLINED;
-    }
-
-    hash = (uint32_t) pd_siphash24(z->seed, uid, len);
-
-    if (pd_reg_lock(z) != PD_OK) {
-        return PD_ERROR;
+    rv = pd_reg_lock_uid(z, uid, len, &hash);
+    if (rv != PD_OK) {
+        return rv;
     }
 
     i = pd_reg_find(z, hash, uid, len, pid, conn);
@@ -806,12 +821,9 @@ pd_reg_set_apps(pd_reg_zone_t *z, const u_char *uid, size_t len,
 {
     uint16_t         old[PD_APPS_MAX];
     uint32_t         i, j, nold, hash;
+    pd_int_t         rv;
     pd_reg_names_t   names;
     pd_reg_entry_t  *e;
-
-    if (len == 0 || len > PD_UID_MAX) {
-        return PD_DECLINED;
-    }
 
     if (pd_reg_names_prepare(z, &names, (const u_char *) apps, napps)
         != PD_OK)
@@ -819,10 +831,9 @@ pd_reg_set_apps(pd_reg_zone_t *z, const u_char *uid, size_t len,
         return PD_ERROR;
     }
 
-    hash = (uint32_t) pd_siphash24(z->seed, uid, len);
-
-    if (pd_reg_lock(z) != PD_OK) {
-        return PD_ERROR;
+    rv = pd_reg_lock_uid(z, uid, len, &hash);
+    if (rv != PD_OK) {
+        return rv;
     }
 
     i = pd_reg_find(z, hash, uid, len, pid, conn);
@@ -869,15 +880,11 @@ pd_reg_set_lingering(pd_reg_zone_t *z, const u_char *uid, size_t len,
     int32_t pid, uint64_t conn, pd_uint_t on)
 {
     uint32_t  i, hash;
+    pd_int_t  rv;
 
-    if (len == 0 || len > PD_UID_MAX) {
-        return PD_DECLINED;
-    }
-
-    hash = (uint32_t) pd_siphash24(z->seed, uid, len);
-
-    if (pd_reg_lock(z) != PD_OK) {
-        return PD_ERROR;
+    rv = pd_reg_lock_uid(z, uid, len, &hash);
+    if (rv != PD_OK) {
+        return rv;
     }
 
     i = pd_reg_find(z, hash, uid, len, pid, conn);
@@ -903,15 +910,11 @@ pd_reg_move(pd_reg_zone_t *z, const u_char *uid, size_t len, int32_t pid,
 {
     pd_reg_entry_t  *e;
     uint32_t         i, hash;
+    pd_int_t         rv;
 
-    if (len == 0 || len > PD_UID_MAX) {
-        return PD_DECLINED;
-    }
-
-    hash = (uint32_t) pd_siphash24(z->seed, uid, len);
-
-    if (pd_reg_lock(z) != PD_OK) {
-        return PD_ERROR;
+    rv = pd_reg_lock_uid(z, uid, len, &hash);
+    if (rv != PD_OK) {
+        return rv;
     }
 
     i = pd_reg_find(z, hash, uid, len, to_pid, to_conn);
@@ -943,13 +946,7 @@ pd_reg_lookup(pd_reg_zone_t *z, const u_char *uid, size_t len,
     pd_uint_t        n;
     pd_reg_entry_t  *entries, *e;
 
-    if (len == 0 || len > PD_UID_MAX) {
-        return 0;
-    }
-
-    hash = (uint32_t) pd_siphash24(z->seed, uid, len);
-
-    if (pd_reg_lock(z) != PD_OK) {
+    if (pd_reg_lock_uid(z, uid, len, &hash) != PD_OK) {
         return 0;
     }
 
