@@ -96,7 +96,9 @@ function slowloris(port, n, head, count) {
     let stopped = false;
     const open = () => {
         const s = sock(port, false);
-        s.off = 5;
+        /* not s.off: that would hide the socket's own off(), which
+         * net.Socket calls while it connects */
+        s.headSent = 5;
         s.on('error', () => {});
         s.on('data', () => {});
         s.on('close', () => {
@@ -117,9 +119,9 @@ function slowloris(port, n, head, count) {
     }
     const timer = setInterval(() => {
         for (const s of live) {
-            if (s.off < head.length) {
-                s.write(head.subarray(s.off, s.off + 1));
-                s.off++;
+            if (s.headSent < head.length) {
+                s.write(head.subarray(s.headSent, s.headSent + 1));
+                s.headSent++;
             }
         }
     }, 1000);
