@@ -39,8 +39,10 @@
  * Bounded: PD_ROOM_HANDOVER_SLICE connections per loop turn, so neither
  * generation stalls; the old worker keeps the slots of moved connections
  * (for their ids) until PD_ROOM_HANDOVER_GRACE after the last answer,
- * then leaves.  A session's sid names its worker: after a hand-over a
- * flash reconnect with the old sid is a fresh session.
+ * then leaves.  The session keeps its sid: the adoption carries the one
+ * its client holds, and the new worker keeps it (pd_room_sid_keep) and
+ * puts 24 bits of it in the register entry as it moves it, so a flash
+ * reconnect with it finds the session (pd_room_linger.c).
  */
 
 #include "pd_core.h"
@@ -83,6 +85,7 @@ typedef struct {
  * PD_MSG_ID_SIZE bytes per backlog bit, nseen broadcast ids, the partial
  * frame, the fragments joined so far, the output not yet written */
 typedef struct {
+    uint64_t         sid;           /* the one its client holds */
     uint64_t         message_len;   /* the parser's */
     uint32_t         since;
     uint32_t         idle;
@@ -350,6 +353,7 @@ pd_room_handover_pack(pd_room_conn_t *rc, uint64_t *seen, pd_uint_t nseen,
 
     pd_memzero(&a, sizeof(a));
 
+    a.sid = pd_room_sid_hash(rc);
     a.since = rc->since;
     a.idle = rc->idle;
     a.hb = rc->hb;
@@ -1137,6 +1141,11 @@ pd_room_adopt_session(pd_room_conn_t *rc, pd_room_adoption_t *ad)
         }
     }
 
+    /* the client's sid stays its session's */
+    if (pd_room_sid_keep(rc, ad->a.sid) != PD_OK) {
+        return PD_ERROR;
+    }
+
     ho = pd_room_ho_new(rc);
     if (ho == NULL) {
         return PD_ERROR;
@@ -1213,7 +1222,8 @@ pd_room_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     if (ad.a.flags & PD_ROOM_ADOPT_REGISTERED) {
         if (pd_register == NULL
             || pd_register->move(rc->uid, rc->uid_len, msg->pid, msg->arg,
-                                 rc->id) != PD_OK)
+                                 rc->id, pd_room_sid_tag(ad.a.sid))
+               != PD_OK)
         {
             pd_log_error(PD_LOG_WARN, c->log, 0, "a connection handed over "
                          "by worker %d is refused: its register entry is "
