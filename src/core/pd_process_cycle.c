@@ -680,6 +680,8 @@ pd_worker_process_init(pd_cycle_t *cycle, pd_int_t wslot)
         exit(2);
     }
 
+    pd_http_init_process();
+
     pd_channel_cork();
 
     for (i = 0; pd_modules[i] != NULL; i++) {
@@ -763,6 +765,10 @@ pd_worker_retire(pd_cycle_t *cycle)
         pd_queue_remove(q);
         c->reusable = 0;
     }
+
+    /* on a reload, better still: those with no request under way go to
+     * the next generation, so none is closed under a late request */
+    pd_http_retire(cycle);
 
     pd_timer_init(&pd_shutdown_timer, pd_shutdown_timer_handler, cycle);
     (void) pd_timer_add(&pd_timers, &pd_shutdown_timer, pd_current_msec,

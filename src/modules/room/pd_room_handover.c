@@ -272,69 +272,11 @@ pd_room_handover_seen(pd_room_conn_t *rc, uint64_t seq)
     return 0;
 }
 
-/*
- * A worker of the newest generation, newer than ours: the one in our
- * worker slot if there is one, else in turn.  -1: there is none (a stop,
- * not a reload).
- */
+/* the next generation's worker that takes our connections (core) */
 static pid_t
 pd_room_handover_target(void)
 {
-    pd_process_t  *p;
-    pd_uint_t      gen, n;
-    pd_int_t       i, same;
-
-    gen = pd_cycle->generation;
-    n = 0;
-    same = -1;
-
-    for (i = 0; i < pd_last_process; i++) {
-        p = &pd_processes[i];
-
-        if (p->pid == -1 || i == pd_process_slot || p->channel[0] == -1
-            || p->generation < gen)
-        {
-            continue;
-        }
-
-        if (p->generation > gen) {
-            gen = p->generation;
-            n = 0;
-            same = -1;
-        }
-
-        if (p->generation == pd_cycle->generation) {
-            continue;
-        }
-
-        n++;
-
-        if (p->wslot == pd_worker) {
-            same = i;
-        }
-    }
-
-    if (n == 0) {
-        return -1;
-    }
-
-    if (same != -1) {
-        return pd_processes[same].pid;
-    }
-
-    n = pd_room_ho_rr++ % n;
-
-    for (i = 0; i < pd_last_process; i++) {
-        p = &pd_processes[i];
-
-        if (p->pid != -1 && i != pd_process_slot && p->channel[0] != -1
-            && p->generation == gen && n-- == 0)
-        {
-            return p->pid;
-        }
-    }
-
-    return -1;
+    return pd_process_successor(&pd_room_ho_rr);
 }
 
 /* the session of rc, walked past by the broadcasts of seen, into buf;
