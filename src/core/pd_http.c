@@ -57,7 +57,8 @@ pd_http_init_connection(pd_connection_t *c)
     pd_http_init_connection_with(c, NULL, 0);
 }
 
-/* as a fresh one, with bytes another worker read from it (a resume) */
+/* as a fresh one, with bytes another worker read from it (a resume, a
+ * reload's hand-over) */
 void
 pd_http_init_connection_with(pd_connection_t *c, const u_char *pre,
     size_t n)
@@ -671,28 +672,28 @@ pd_http_close(pd_http_conn_t *hc)
 
 /*
  * A reload or an upgrade's QUIT.  A retiring worker would keep a
- * connection with no request under way (a new one whose first request
- * has not come, an idle keep-alive one) until worker_shutdown_timeout
- * and close it then; a request the client writes after that, or in the
- * instant of the close, finds a closed socket and is reset, unanswered
- * (a client the kernel connected just before the reload may be slow to
- * write).  Nothing has been read from such a connection, so its socket
- * can simply go to a worker of the next generation (SCM_RIGHTS), which
- * serves it as a connection of its own: whatever the client writes,
- * before or after, is read there.  TLS ones cannot move (their OpenSSL
- * state lives here): they keep today's grace.  A busy channel stops the
- * walk; the rest stay here as before.
+ * connection with no request being answered (a new one whose first
+ * request has not come or has come in part, an idle keep-alive one)
+ * until worker_shutdown_timeout and close it then; a request the client
+ * writes after that, or in the instant of the close, finds a closed
+ * socket and is reset, unanswered (a client the kernel connected just
+ * before the reload may be slow to write).  Such a connection's whole
+ * state is its socket and the bytes of a head read so far, so both go
+ * to a worker of the next generation (SCM_RIGHTS and the channel
+ * message), which serves it as its own, the bytes first: whatever the
+ * client writes, before or after, is read there.  TLS ones cannot move
+ * (their OpenSSL state lives here): they keep the grace.  A busy
+ * channel stops the walk; the rest stay here as before.
  */
 static pd_uint_t
-pd_http_unstarted(pd_connection_t *c)
+pd_http_movable(pd_connection_t *c)
 {
     pd_http_conn_t  *hc = c->data;
 
     return c->ssl == NULL && c->listening != NULL && !c->listening->ssl
-           && hc != NULL && !hc->processing && !hc->pipelined
-           && hc->out == NULL && hc->body.data == NULL
-           && hc->in->pos == hc->in->last && hc->req.state == 0
-           && (c->idle || hc->requests == 0);
+           && hc != NULL && !hc->processing && hc->out == NULL
+           && hc->body.data == NULL
+           && (size_t) (hc->in->last - hc->in->pos) <= PD_CHANNEL_MAX_DATA;
 }
 
 /* our copy goes quietly: not answered, not closed for the client */
@@ -723,6 +724,7 @@ void
 pd_http_retire(pd_cycle_t *cycle)
 {
     pd_connection_t  *c;
+    pd_http_conn_t   *hc;
     pd_uint_t         i, n, rr;
     pd_int_t          rv;
     pid_t             pid;
@@ -741,12 +743,15 @@ pd_http_retire(pd_cycle_t *cycle)
     for (i = 0; i < cycle->connection_top; i++) {
         if (c[i].fd == -1 || c[i].shared
             || c[i].read->handler != pd_http_read_handler
-            || !pd_http_unstarted(&c[i]))
+            || !pd_http_movable(&c[i]))
         {
             continue;
         }
 
-        rv = pd_channel_send_fd(pid, PD_CMD_HTTP_ADOPT, 0, c[i].fd, NULL, 0);
+        hc = c[i].data;
+        rv = pd_channel_send_fd(pid, PD_CMD_HTTP_ADOPT, 0, c[i].fd,
+                                hc->in->pos,
+                                (size_t) (hc->in->last - hc->in->pos));
         if (rv != PD_OK) {
             break;
         }
@@ -763,7 +768,8 @@ pd_http_retire(pd_cycle_t *cycle)
     }
 }
 
-/* PD_CMD_HTTP_ADOPT: served here as if accepted here */
+/* PD_CMD_HTTP_ADOPT: served here as if accepted here, after the bytes
+ * the old worker had read of its head */
 static void
 pd_http_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     u_char *data)
@@ -773,8 +779,6 @@ pd_http_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     pd_socket_t       fd = msg->fd;
     pd_uint_t         rr;
     pid_t             pid;
-
-    (void) data;
 
     if (fd == -1) {
         return;
@@ -788,7 +792,8 @@ pd_http_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
         pid = pd_process_successor(&rr);
 
         if (pid != -1
-            && pd_channel_send_fd(pid, PD_CMD_HTTP_ADOPT, 0, fd, NULL, 0)
+            && pd_channel_send_fd(pid, PD_CMD_HTTP_ADOPT, 0, fd, data,
+                                  msg->len)
                == PD_OK)
         {
             (void) close(fd);
@@ -812,7 +817,7 @@ pd_http_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
         return;
     }
 
-    pd_http_init_connection(c);
+    pd_http_init_connection_with(c, data, msg->len);
 }
 
 void

@@ -766,8 +766,9 @@ pd_worker_retire(pd_cycle_t *cycle)
         c->reusable = 0;
     }
 
-    /* on a reload, better still: those with no request under way go to
-     * the next generation, so none is closed under a late request */
+    /* on a reload or an upgrade's QUIT, better still: the plain ones
+     * with no request being answered go to the next generation, so none
+     * is closed under a late request (pd_http.c) */
     pd_http_retire(cycle);
 
     pd_timer_init(&pd_shutdown_timer, pd_shutdown_timer_handler, cycle);

@@ -1,9 +1,10 @@
 'use strict';
 /*
  * reload_http.test.js: plain HTTP connections through a reload.  A
- * retiring worker hands each one with no request under way (a new one
- * whose first request has not come, an idle keep-alive one) to a worker
- * of the next generation with its socket, instead of keeping it until
+ * retiring worker hands each one with no request being answered (a new
+ * one whose first request has not come, an idle keep-alive one; one
+ * with part of a head: reload.test.js) to a worker of the next
+ * generation with its socket, instead of keeping it until
  * worker_shutdown_timeout and closing it then: a request written after
  * that (a slow client, one the kernel had connected before the reload)
  * is answered by the new worker, never reset.
