@@ -456,10 +456,18 @@ async function resumeAfter(t, hups) {
         await L.waitFor(async () => await metric('pushd_sessions_lingering')
                         === clients.length, 5000, 'the sessions lingering');
 
-        /* while away: qos 0 and qos 1, interleaved */
+        /* while away: qos 0 and qos 1, interleaved, through one API
+         * connection (order is per sender: pushes on connections that
+         * different workers serve have none between them) */
+        const api = await L.centerConn(d);
+        const send = async (uid, data, qos) => {
+            const r = await api.post('/v1/push', { app: 'a', uids: [uid],
+                                                   data, qos });
+            assert.strictEqual(r.status, 200, r.body);
+        };
         for (let n = 2; n <= 7; n++) {
             for (const c of clients) {
-                await push(d, c.uid, { n }, n % 2);
+                await send(c.uid, { n }, n % 2);
             }
         }
 
@@ -487,7 +495,7 @@ async function resumeAfter(t, hups) {
             assert.strictEqual(back.welcome.resumed, true,
                                `${c.uid} resumed after ${hups} reloads`);
             assert.strictEqual(back.welcome.sid, c.sid, 'the same sid');
-            await push(d, c.uid, { n: 'end' }, 1);
+            await send(c.uid, { n: 'end' }, 1);
             await L.waitFor(() => msgs(back).some((m) => m.n === 'end'),
                             5000, `the last message for ${c.uid}`);
             /* the gap, each once, in the order sent across qos 0 and 1 */
@@ -514,9 +522,11 @@ async function resumeAfter(t, hups) {
             if (away > 0 && here > 0) {
                 break;
             }
+            /* the fresh sessions above linger too */
+            const was = await metric('pushd_sessions_lingering');
             c.back.destroy();
             await L.waitFor(async () => await metric(
-                'pushd_sessions_lingering') === 1, 5000, 'lingering');
+                'pushd_sessions_lingering') === was + 1, 5000, 'lingering');
             c.back = await W.rawOpen(d.roomPort, c.uid, 'phone',
                                      { extra: `sid=${c.sid}` });
             assert.strictEqual(c.back.welcome.resumed, true, 'a flap');
@@ -527,6 +537,7 @@ async function resumeAfter(t, hups) {
         for (const x of clients) {
             x.back.destroy();
         }
+        api.close();
     });
 }
 

@@ -205,15 +205,22 @@ test('USR2+QUIT: a flash reconnect resumes with the sid of the old binary',
         ws.destroy();
         await L.waitFor(async () => await metric('pushd_sessions_lingering')
                         === 1, 5000, 'the session lingering');
+        /* one API connection: order is per sender */
+        const api = await L.centerConn(d);
+        const send = async (data, qos) => {
+            const r = await api.post('/v1/push', { app: 'a', uids: ['fl1'],
+                                                   data, qos });
+            assert.strictEqual(r.status, 200, r.body);
+        };
         for (let n = 1; n <= 4; n++) {
-            await push(d, 'fl1', { n }, n % 2);
+            await send({ n }, n % 2);
         }
 
         const back = await W.rawOpen(d.roomPort, 'fl1', 'phone',
                                      { extra: `sid=${sid}` });
         assert.strictEqual(back.welcome.resumed, true, 'resumed');
         assert.strictEqual(back.welcome.sid, sid, 'the same sid');
-        await push(d, 'fl1', { n: 'end' }, 1);
+        await send({ n: 'end' }, 1);
         const got = [];
         for (;;) {
             const m = await back.op('msg', 5000);
@@ -227,5 +234,6 @@ test('USR2+QUIT: a flash reconnect resumes with the sid of the old binary',
         }
         assert.deepStrictEqual(got, [1, 2, 3, 4, 'end']);
         back.destroy();
+        api.close();
     });
 });
