@@ -25,6 +25,8 @@
 #define PD_CMD_PONG           7
 #define PD_CMD_BATCH          8   /* corked records of one loop turn */
 #define PD_CMD_NOACCEPT       9   /* stop accepting, keep the clients */
+#define PD_CMD_HTTP_ADOPT    10   /* fd: a retiring worker's HTTP
+                                   * connection with no request under way */
 #define PD_CMD_MODULE_BASE   16   /* modules register commands from here */
 #define PD_CMD_MAX           64
 

@@ -65,6 +65,9 @@ void pd_event_del_timer(pd_event_t *ev);
 void pd_event_accept(pd_event_t *ev);
 /* a connection accepted by a sibling, sent here: see pd_event_accept.c */
 pd_connection_t *pd_event_adopt(pd_listening_t *ls, pd_socket_t fd);
+/* the listener of this worker a client's socket fd came in on (its port,
+ * its address or the wildcard one), NULL: none, or no longer listening */
+pd_listening_t *pd_event_listener_of(pd_cycle_t *cycle, pd_socket_t fd);
 /* enables/disables accepting on this worker's listeners (retirement) */
 pd_int_t pd_enable_accept_events(pd_cycle_t *cycle);
 /*

@@ -437,3 +437,74 @@ pd_event_adopt(pd_listening_t *ls, pd_socket_t fd)
 
     return c;
 }
+
+/* 2: ls listens on exactly sa's address, 1: on its port at a wildcard
+ * address, 0: not on sa */
+static pd_uint_t
+pd_event_listener_match(pd_listening_t *ls, struct sockaddr *sa)
+{
+    struct sockaddr_in   *l4, *s4;
+    struct sockaddr_in6  *l6, *s6;
+
+    if (ls->sockaddr.ss_family != sa->sa_family) {
+        return 0;
+    }
+
+    if (sa->sa_family == AF_INET) {
+        l4 = (struct sockaddr_in *) &ls->sockaddr;
+        s4 = (struct sockaddr_in *) sa;
+
+        if (l4->sin_port != s4->sin_port) {
+            return 0;
+        }
+
+        return l4->sin_addr.s_addr == s4->sin_addr.s_addr ? 2
+               : l4->sin_addr.s_addr == htonl(INADDR_ANY);
+    }
+
+    if (sa->sa_family == AF_INET6) {
+        l6 = (struct sockaddr_in6 *) &ls->sockaddr;
+        s6 = (struct sockaddr_in6 *) sa;
+
+        if (l6->sin6_port != s6->sin6_port) {
+            return 0;
+        }
+
+        return IN6_ARE_ADDR_EQUAL(&l6->sin6_addr, &s6->sin6_addr) ? 2
+               : IN6_IS_ADDR_UNSPECIFIED(&l6->sin6_addr);
+    }
+
+    return 0;
+}
+
+pd_listening_t *
+pd_event_listener_of(pd_cycle_t *cycle, pd_socket_t fd)
+{
+    pd_listening_t           *ls, *found;
+    struct sockaddr_storage   local;
+    socklen_t                 len = sizeof(local);
+    pd_uint_t                 i, m, best;
+
+    if (getsockname(fd, (struct sockaddr *) &local, &len) == -1) {
+        return NULL;
+    }
+
+    ls = cycle->listening.elts;
+    found = NULL;
+    best = 0;
+
+    for (i = 0; i < cycle->listening.nelts; i++) {
+        if (ls[i].connection == NULL) {
+            continue;
+        }
+
+        m = pd_event_listener_match(&ls[i], (struct sockaddr *) &local);
+
+        if (m > best) {
+            best = m;
+            found = &ls[i];
+        }
+    }
+
+    return found;
+}

@@ -57,7 +57,8 @@ pd_http_init_connection(pd_connection_t *c)
     pd_http_init_connection_with(c, NULL, 0);
 }
 
-/* as a fresh one, with bytes another worker read from it (a resume) */
+/* as a fresh one, with bytes another worker read from it (a resume, a
+ * reload's hand-over) */
 void
 pd_http_init_connection_with(pd_connection_t *c, const u_char *pre,
     size_t n)
@@ -666,4 +667,161 @@ pd_http_close(pd_http_conn_t *hc)
     pd_destroy_pool(hc->pool);
     pd_close_connection(c);
     pd_destroy_pool(pool);
+}
+
+
+/*
+ * A reload or an upgrade's QUIT.  A retiring worker would keep a
+ * connection with no request being answered (a new one whose first
+ * request has not come or has come in part, an idle keep-alive one)
+ * until worker_shutdown_timeout and close it then; a request the client
+ * writes after that, or in the instant of the close, finds a closed
+ * socket and is reset, unanswered (a client the kernel connected just
+ * before the reload may be slow to write).  Such a connection's whole
+ * state is its socket and the bytes of a head read so far, so both go
+ * to a worker of the next generation (SCM_RIGHTS and the channel
+ * message), which serves it as its own, the bytes first: whatever the
+ * client writes, before or after, is read there.  TLS ones cannot move
+ * (their OpenSSL state lives here): they keep the grace.  A busy
+ * channel stops the walk; the rest stay here as before.
+ */
+static pd_uint_t
+pd_http_movable(pd_connection_t *c)
+{
+    pd_http_conn_t  *hc = c->data;
+
+    return c->ssl == NULL && c->listening != NULL && !c->listening->ssl
+           && hc != NULL && !hc->processing && hc->out == NULL
+           && hc->body.data == NULL
+           && (size_t) (hc->in->last - hc->in->pos) <= PD_CHANNEL_MAX_DATA;
+}
+
+/* our copy goes quietly: not answered, not closed for the client */
+static void
+pd_http_release_moved(pd_http_conn_t *hc)
+{
+    pd_connection_t  *c = hc->connection;
+    pd_pool_t        *pool = c->pool;
+    pd_socket_t       fd = c->fd;
+
+    pd_destroy_pool(hc->pool);
+
+    if (c->reusable) {
+        pd_queue_remove(&c->queue);
+        c->reusable = 0;
+    }
+
+    pd_active_connections--;
+    pd_stats_dec(PD_STAT_CONNECTIONS);
+
+    /* out of our epoll set first: the socket lives on there */
+    pd_release_connection(c, 1);
+    (void) close(fd);
+    pd_destroy_pool(pool);
+}
+
+void
+pd_http_retire(pd_cycle_t *cycle)
+{
+    pd_connection_t  *c;
+    pd_http_conn_t   *hc;
+    pd_uint_t         i, n, rr;
+    pd_int_t          rv;
+    pid_t             pid;
+
+    rr = 0;
+    pid = pd_process_successor(&rr);
+
+    if (pid == -1) {
+        return;
+    }
+
+    c = cycle->connections;
+    n = 0;
+    rv = PD_OK;
+
+    for (i = 0; i < cycle->connection_top; i++) {
+        if (c[i].fd == -1 || c[i].shared
+            || c[i].read->handler != pd_http_read_handler
+            || !pd_http_movable(&c[i]))
+        {
+            continue;
+        }
+
+        hc = c[i].data;
+        rv = pd_channel_send_fd(pid, PD_CMD_HTTP_ADOPT, 0, c[i].fd,
+                                hc->in->pos,
+                                (size_t) (hc->in->last - hc->in->pos));
+        if (rv != PD_OK) {
+            break;
+        }
+
+        pd_http_release_moved(c[i].data);
+        n++;
+    }
+
+    if (n || rv != PD_OK) {
+        pd_log_error(PD_LOG_NOTICE, cycle->log, 0, "%lu HTTP connections "
+                     "handed to worker %d%s", (unsigned long) n, (int) pid,
+                     rv != PD_OK ? ", the others kept: its channel is busy"
+                     : "");
+    }
+}
+
+/* PD_CMD_HTTP_ADOPT: served here as if accepted here, after the bytes
+ * the old worker had read of its head */
+static void
+pd_http_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
+    u_char *data)
+{
+    pd_listening_t   *ls;
+    pd_connection_t  *c;
+    pd_socket_t       fd = msg->fd;
+    pd_uint_t         rr;
+    pid_t             pid;
+
+    if (fd == -1) {
+        return;
+    }
+
+    msg->fd = -1;       /* ours from here */
+
+    if (pd_exiting) {
+        /* retiring too (reloads in a row): on to the newest */
+        rr = 0;
+        pid = pd_process_successor(&rr);
+
+        if (pid != -1
+            && pd_channel_send_fd(pid, PD_CMD_HTTP_ADOPT, 0, fd, data,
+                                  msg->len)
+               == PD_OK)
+        {
+            (void) close(fd);
+            return;
+        }
+    }
+
+    ls = pd_event_listener_of(cycle, fd);
+
+    if (ls == NULL || ls->ssl || ls->handler != pd_http_init_connection) {
+        pd_log_error(PD_LOG_WARN, cycle->log, 0, "an HTTP connection handed "
+                     "over by worker %d is closed: %s", (int) msg->pid,
+                     pd_exiting ? "this worker is retiring too"
+                     : "no plain HTTP listener on its address here");
+        (void) close(fd);
+        return;
+    }
+
+    c = pd_event_adopt(ls, fd);
+    if (c == NULL) {
+        return;
+    }
+
+    pd_http_init_connection_with(c, data, msg->len);
+}
+
+void
+pd_http_init_process(void)
+{
+    pd_channel_set_handler(PD_CMD_HTTP_ADOPT, pd_http_channel_adopt);
 }

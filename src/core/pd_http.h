@@ -84,4 +84,13 @@ pd_int_t pd_http_send_error(pd_http_conn_t *hc, pd_uint_t status,
     const char *message);
 void pd_http_close(pd_http_conn_t *hc);
 
+/*
+ * A retiring worker's plain HTTP connections with no request being
+ * answered go to the next generation (pd_process_successor) with their
+ * sockets and the bytes of a head read so far; init sets the channel
+ * handler that adopts them.
+ */
+void pd_http_retire(pd_cycle_t *cycle);
+void pd_http_init_process(void);
+
 #endif /* PD_HTTP_H */

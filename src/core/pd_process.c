@@ -47,6 +47,66 @@ pd_init_process_table(void)
 }
 
 pid_t
+pd_process_successor(pd_uint_t *rr)
+{
+    pd_process_t  *p;
+    pd_uint_t      gen, n;
+    pd_int_t       i, same;
+
+    gen = pd_cycle->generation;
+    n = 0;
+    same = -1;
+
+    for (i = 0; i < pd_last_process; i++) {
+        p = &pd_processes[i];
+
+        if (p->pid == -1 || i == pd_process_slot || p->channel[0] == -1
+            || p->generation < gen)
+        {
+            continue;
+        }
+
+        if (p->generation > gen) {
+            gen = p->generation;
+            n = 0;
+            same = -1;
+        }
+
+        if (p->generation == pd_cycle->generation) {
+            continue;
+        }
+
+        n++;
+
+        if (p->wslot == pd_worker) {
+            same = i;
+        }
+    }
+
+    if (n == 0) {
+        return -1;
+    }
+
+    if (same != -1) {
+        return pd_processes[same].pid;
+    }
+
+    n = (*rr)++ % n;
+
+    for (i = 0; i < pd_last_process; i++) {
+        p = &pd_processes[i];
+
+        if (p->pid != -1 && i != pd_process_slot && p->channel[0] != -1
+            && p->generation == gen && n-- == 0)
+        {
+            return p->pid;
+        }
+    }
+
+    return -1;
+}
+
+pid_t
 pd_spawn_process(pd_cycle_t *cycle, pd_spawn_proc_pt proc, void *data,
     const char *name, pd_int_t respawn)
 {

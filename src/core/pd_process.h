@@ -34,6 +34,13 @@ extern pd_int_t      pd_last_process;
 extern pd_socket_t   pd_channel;        /* own channel, worker side */
 
 void pd_init_process_table(void);
+/*
+ * A worker of the newest generation, newer than ours, that takes over
+ * our connections on a reload or an upgrade's QUIT: the one in our
+ * worker slot if there is one, else in turn (*rr turns).  -1: there is
+ * none (a stop, not a reload).
+ */
+pid_t pd_process_successor(pd_uint_t *rr);
 pid_t pd_spawn_process(pd_cycle_t *cycle, pd_spawn_proc_pt proc, void *data,
     const char *name, pd_int_t respawn);
 pd_int_t pd_init_signals(pd_log_t *log);

@@ -686,6 +686,8 @@ pd_worker_process_init(pd_cycle_t *cycle, pd_int_t wslot)
         exit(2);
     }
 
+    pd_http_init_process();
+
     pd_channel_cork();
 
     for (i = 0; pd_modules[i] != NULL; i++) {
@@ -728,8 +730,9 @@ pd_worker_process_exit(pd_cycle_t *cycle)
 
 /*
  * Retirement: stop accepting (the sockets live on in the master and the
- * next generation), let modules send their clients away, close what is
- * idle, and arm the shutdown timer as the backstop.
+ * next generation), hand the HTTP connections with no request being
+ * answered to the next generation, let modules send their clients away
+ * (or hand them over), and arm the shutdown timer as the backstop.
  */
 static void
 pd_worker_retire(pd_cycle_t *cycle)
@@ -747,6 +750,14 @@ pd_worker_retire(pd_cycle_t *cycle)
 
     pd_close_listening_sockets(cycle);
 
+    /*
+     * On a reload or an upgrade's QUIT, the plain HTTP connections with
+     * no request being answered go to the next generation, so none is
+     * closed under a late request (pd_http.c).  First: they are few and
+     * small, and the room's hand-over may fill the channel next.
+     */
+    pd_http_retire(cycle);
+
     for (i = 0; pd_modules[i] != NULL; i++) {
         if (pd_modules[i]->retire_process && cycle->enabled[i]) {
             pd_modules[i]->retire_process(cycle);
@@ -754,13 +765,14 @@ pd_worker_retire(pd_cycle_t *cycle)
     }
 
     /*
-     * Idle keep-alive connections are not closed now: a client may have
-     * written its next request at this very moment, and closing would
-     * lose it (with a RST that may not even say so).  They stay open
-     * through the grace; a request on one is answered with "Connection:
-     * close" (pd_http_process sees pd_exiting), and the shutdown timer
-     * closes those still idle at its end.  They leave the reusable
-     * queue, which only slot pressure walks.
+     * Idle keep-alive connections left here (TLS ones, or no next
+     * generation) are not closed now: a client may have written its
+     * next request at this very moment, and closing would lose it (with
+     * a RST that may not even say so).  They stay open through the
+     * grace; a request on one is answered with "Connection: close"
+     * (pd_http_process sees pd_exiting), and the shutdown timer closes
+     * those still idle at its end.  They leave the reusable queue,
+     * which only slot pressure walks.
      */
     while (!pd_queue_empty(&cycle->reusable_connections)) {
         q = pd_queue_head(&cycle->reusable_connections);

@@ -409,3 +409,140 @@ test('two reloads in a row: the clients stay, messages come once', T,
         }
     });
 });
+
+/*
+ * A flash reconnect after a hand-over: the session moved to a new
+ * worker (a new pid and connection id there), and the sid the client
+ * holds is the one its first worker's welcome told.  Each client gets a
+ * qos 0 and a qos 1 (acked), then hups reloads; its socket is cut
+ * without a close frame; qos 0 and qos 1 pushes go out while it
+ * lingers; the reconnect with its sid (on whichever worker
+ * SO_REUSEPORT picks) resumes the session with the gap, once and in
+ * order.  A sid with another device, and one a digit off, never resume.
+ */
+async function resumeAfter(t, hups) {
+    await L.withPushd(conf({ room: { linger: '20s' } }), async (d) => {
+        const metric = async (name) => (await L.metrics(d)).get(name) || 0;
+        const clients = [];
+        for (let i = 0; i < 4; i++) {
+            const ws = await open(d, `rs${hups}-${i}`);
+            ws.sid = ws.welcome.sid;
+            clients.push(ws);
+        }
+        for (const c of clients) {
+            await push(d, c.uid, { n: 0 }, 0);
+            await push(d, c.uid, { n: 1 }, 1);
+            await L.waitFor(() => msgs(c).length === 2, 5000,
+                            `the first two messages for ${c.uid}`);
+            /* the ack (sent on receipt) is read before the pong */
+            c.sendJson({ op: 'ping' });
+            await L.waitFor(() => c.log.some((f) => f.json
+                            && f.json.op === 'pong'), 5000, 'a pong');
+        }
+
+        let workers = d.workerPids();
+        for (let h = 1; h <= hups; h++) {
+            workers = await reload(d, workers);
+            /* the counters are the live workers': the new generation's */
+            await L.waitFor(async () => await metric('pushd_adopted_total')
+                            >= clients.length, 10000,
+                            `${clients.length} adopted (reload ${h})`);
+        }
+        assertKept(d, clients, workers);
+
+        for (const c of clients) {
+            c.destroy();
+        }
+        await L.waitFor(async () => await metric('pushd_sessions_lingering')
+                        === clients.length, 5000, 'the sessions lingering');
+
+        /* while away: qos 0 and qos 1, interleaved, through one API
+         * connection (order is per sender: pushes on connections that
+         * different workers serve have none between them) */
+        const api = await L.centerConn(d);
+        const send = async (uid, data, qos) => {
+            const r = await api.post('/v1/push', { app: 'a', uids: [uid],
+                                                   data, qos });
+            assert.strictEqual(r.status, 200, r.body);
+        };
+        for (let n = 2; n <= 7; n++) {
+            for (const c of clients) {
+                await send(c.uid, { n }, n % 2);
+            }
+        }
+
+        /* not this session's: another device with its sid, and its sid
+         * a digit off, are fresh sessions (closed at once) */
+        const other = await W.rawOpen(d.roomPort, clients[0].uid, 'tablet',
+                                      { extra: `sid=${clients[0].sid}` });
+        assert.strictEqual(other.welcome.resumed, false, 'another device');
+        other.destroy();
+
+        const last = clients[0].sid.slice(-1) === '0' ? '1' : '0';
+        const off = clients[0].sid.slice(0, -1) + last;
+        const wrong = await W.rawOpen(d.roomPort, clients[1].uid + 'x',
+                                      'phone', { extra: `sid=${off}` });
+        assert.strictEqual(wrong.welcome.resumed, false, 'a wrong sid');
+        wrong.destroy();
+
+        const resumedBefore = await metric('pushd_sessions_resumed_total');
+        const handed = () => (d.logText().match(/resume handed to worker/g)
+                              || []).length;
+        const handedBefore = handed();
+        for (const c of clients) {
+            const back = track(await W.rawOpen(d.roomPort, c.uid, 'phone',
+                                               { extra: `sid=${c.sid}` }));
+            assert.strictEqual(back.welcome.resumed, true,
+                               `${c.uid} resumed after ${hups} reloads`);
+            assert.strictEqual(back.welcome.sid, c.sid, 'the same sid');
+            await send(c.uid, { n: 'end' }, 1);
+            await L.waitFor(() => msgs(back).some((m) => m.n === 'end'),
+                            5000, `the last message for ${c.uid}`);
+            /* the gap, each once, in the order sent across qos 0 and 1 */
+            assert.deepStrictEqual(msgs(back).map((m) => m.n),
+                                   [2, 3, 4, 5, 6, 7, 'end'], c.uid);
+            c.back = back;
+        }
+        assert.strictEqual(await metric('pushd_sessions_resumed_total')
+                           - resumedBefore, clients.length);
+        t.diagnostic(`${handed() - handedBefore} of ${clients.length} `
+                     + 'resumes handed to another worker');
+
+        /* both ways must have been taken: the worker that got the
+         * reconnect holds the session, or hands the socket to the one
+         * that does (it checks the whole sid); more flaps until so */
+        const c = clients[0];
+        const ways = async () => {
+            const h = handed() - handedBefore;
+            return [h, await metric('pushd_sessions_resumed_total')
+                       - resumedBefore - h];
+        };
+        for (let i = 0; i < 40; i++) {
+            const [away, here] = await ways();
+            if (away > 0 && here > 0) {
+                break;
+            }
+            /* the fresh sessions above linger too */
+            const was = await metric('pushd_sessions_lingering');
+            c.back.destroy();
+            await L.waitFor(async () => await metric(
+                'pushd_sessions_lingering') === was + 1, 5000, 'lingering');
+            c.back = await W.rawOpen(d.roomPort, c.uid, 'phone',
+                                     { extra: `sid=${c.sid}` });
+            assert.strictEqual(c.back.welcome.resumed, true, 'a flap');
+            assert.strictEqual(c.back.welcome.sid, c.sid, 'its sid still');
+        }
+        const [away, here] = await ways();
+        assert.ok(away > 0 && here > 0, `resumes handed ${away}, here ${here}`);
+        for (const x of clients) {
+            x.back.destroy();
+        }
+        api.close();
+    });
+}
+
+test('a flash reconnect after a hand-over resumes with the sid it holds',
+     T, (t) => resumeAfter(t, 1));
+
+test('a flash reconnect after two reloads resumes with the sid it holds',
+     T, (t) => resumeAfter(t, 2));

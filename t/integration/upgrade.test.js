@@ -19,14 +19,15 @@ const W = require('./ws_client.js');
 
 const T = { timeout: 120000 };
 
-function conf() {
+function conf(room = {}) {
     return {
         workers: 2,
         top: {
             register: { memory: '8m' },
             saver: { memory: '16m' },
         },
-        room: { auth_secret: W.SECRET, reconnect_window: '500ms' },
+        room: Object.assign({ auth_secret: W.SECRET,
+                              reconnect_window: '500ms' }, room),
     };
 }
 
@@ -170,5 +171,69 @@ test('rollback: USR2, WINCH and HUP to the old master, QUIT to the new one',
         assert.ok(workersOf(old).includes(
             L.connOwner(d.roomPort, ws.sock.localPort)));
         ws.destroy();
+    });
+});
+
+/*
+ * A flash reconnect after USR2 and QUIT: the session was handed to a
+ * worker of the new master, whose sid key is not the old master's, and
+ * the client still holds the old master's worker's sid: it resumes
+ * with the gap (qos 0 and qos 1) once and in order.
+ */
+test('USR2+QUIT: a flash reconnect resumes with the sid of the old binary',
+     T, async () => {
+    await L.withPushd(conf({ linger: '20s' }), async (d) => {
+        const old = d.masterPid;
+        const oldWorkers = d.workerPids();
+        const metric = async (name) => (await L.metrics(d)).get(name) || 0;
+        const ws = await W.rawOpen(d.roomPort, 'fl1', 'phone');
+        const sid = ws.welcome.sid;
+        await push(d, 'fl1', { n: 0 }, 0);
+        assert.deepStrictEqual((await ws.op('msg', 5000)).data, { n: 0 });
+
+        const fresh = await upgrade(d);
+        process.kill(old, 'SIGQUIT');
+        await L.waitFor(() => !L.procAlive(old)
+                        && oldWorkers.every((p) => !L.procAlive(p)), 15000,
+                        'the old master and its workers to exit');
+        d.masterPid = fresh;
+        assert.ok(workersOf(fresh).includes(
+            L.connOwner(d.roomPort, ws.sock.localPort)),
+                  'held by a worker of the new master');
+        assert.strictEqual(await metric('pushd_adopted_total'), 1);
+
+        ws.destroy();
+        await L.waitFor(async () => await metric('pushd_sessions_lingering')
+                        === 1, 5000, 'the session lingering');
+        /* one API connection: order is per sender */
+        const api = await L.centerConn(d);
+        const send = async (data, qos) => {
+            const r = await api.post('/v1/push', { app: 'a', uids: ['fl1'],
+                                                   data, qos });
+            assert.strictEqual(r.status, 200, r.body);
+        };
+        for (let n = 1; n <= 4; n++) {
+            await send({ n }, n % 2);
+        }
+
+        const back = await W.rawOpen(d.roomPort, 'fl1', 'phone',
+                                     { extra: `sid=${sid}` });
+        assert.strictEqual(back.welcome.resumed, true, 'resumed');
+        assert.strictEqual(back.welcome.sid, sid, 'the same sid');
+        await send({ n: 'end' }, 1);
+        const got = [];
+        for (;;) {
+            const m = await back.op('msg', 5000);
+            got.push(m.data.n);
+            if (m.qos === 1) {
+                back.sendJson({ op: 'ack', ids: [m.id] });
+            }
+            if (m.data.n === 'end') {
+                break;
+            }
+        }
+        assert.deepStrictEqual(got, [1, 2, 3, 4, 'end']);
+        back.destroy();
+        api.close();
     });
 });

@@ -32,9 +32,10 @@ typedef struct {
                            uint32_t napps);
     pd_int_t   (*set_lingering)(const u_char *uid, size_t len,
                                 uint64_t conn, pd_uint_t on);
-    /* a connection of worker pid, handed to this worker, is conn here */
+    /* a connection of worker pid, handed to this worker, is conn here;
+     * the node's zone keeps sid_tag with it (pd_reg_info_t.sid_tag) */
     pd_int_t   (*move)(const u_char *uid, size_t len, pid_t pid,
-                       uint64_t old_conn, uint64_t conn);
+                       uint64_t old_conn, uint64_t conn, uint32_t sid_tag);
     pd_int_t   (*lookup)(const u_char *uid, size_t len,
                          pd_register_lookup_pt handler, void *data);
     pd_int_t   (*ip_acquire)(const struct sockaddr *sa, uint32_t limit);

@@ -87,10 +87,10 @@ pd_register_memory_set_apps(const u_char *uid, size_t len, uint64_t conn,
 
 static pd_int_t
 pd_register_memory_move(const u_char *uid, size_t len, pid_t pid,
-    uint64_t old_conn, uint64_t conn)
+    uint64_t old_conn, uint64_t conn, uint32_t sid_tag)
 {
     return pd_reg_move(pd_register_zone, uid, len, (int32_t) pid, old_conn,
-                       (int32_t) pd_pid, (int32_t) pd_worker, conn);
+                       (int32_t) pd_pid, (int32_t) pd_worker, conn, sid_tag);
 }
 
 static pd_int_t

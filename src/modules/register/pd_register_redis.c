@@ -246,7 +246,7 @@ pd_rr_set_lingering(const u_char *uid, size_t len, uint64_t conn,
  */
 static pd_int_t
 pd_rr_move(const u_char *uid, size_t len, pid_t pid, uint64_t old_conn,
-    uint64_t conn)
+    uint64_t conn, uint32_t sid_tag)
 {
     pd_reg_info_t  own;
     pd_redis_t    *r;
@@ -255,7 +255,9 @@ pd_rr_move(const u_char *uid, size_t len, pid_t pid, uint64_t old_conn,
     size_t         alen[3];
     pd_int_t       rv;
 
-    rv = pd_register_memory_backend.move(uid, len, pid, old_conn, conn);
+    /* the tag stays in the zone: a resume looks only there */
+    rv = pd_register_memory_backend.move(uid, len, pid, old_conn, conn,
+                                         sid_tag);
     if (rv != PD_OK) {
         return rv;
     }
@@ -407,6 +409,7 @@ pd_rr_parse_value(const char *v, size_t len, pd_reg_info_t *info)
 
     p = buf;
     t = strsep(&p, "\t");
+    info->sid_tag = 0;      /* the node's zone alone keeps tags */
     info->lingering = (*t == 'L');
     info->wslot = (int32_t) strtol(t + info->lingering, NULL, 16);
     t = p ? strsep(&p, "\t") : NULL;

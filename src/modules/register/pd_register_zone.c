@@ -40,10 +40,29 @@ typedef struct {
 
 _Static_assert(sizeof(pd_reg_entry_t) <= 200,
                "a register entry is a per-connection cost: keep it small");
+_Static_assert(sizeof(pd_reg_entry_t) == 184,
+               "the sid tag lives in the entry's tail padding");
 _Static_assert(PD_REG_APP_TABLE < PD_REG_APP_NIL,
                "app indices are 16 bits");
 _Static_assert((PD_REG_APP_TABLE & (PD_REG_APP_TABLE - 1)) == 0,
                "the app table is its own power-of-two index");
+
+
+/* an entry's 24-bit sid tag, kept in three bytes of its tail padding */
+static void
+pd_reg_tag_set(pd_reg_entry_t *e, uint32_t tag)
+{
+    e->sid_tag[0] = (u_char) tag;
+    e->sid_tag[1] = (u_char) (tag >> 8);
+    e->sid_tag[2] = (u_char) (tag >> 16);
+}
+
+static uint32_t
+pd_reg_tag_get(const pd_reg_entry_t *e)
+{
+    return (uint32_t) e->sid_tag[0] | (uint32_t) e->sid_tag[1] << 8
+           | (uint32_t) e->sid_tag[2] << 16;
+}
 
 
 static uint32_t pd_reg_entry_hash(void *slot, void *data);
@@ -715,6 +734,7 @@ pd_reg_entry_copy(pd_reg_zone_t *z, pd_reg_entry_t *e, pd_reg_info_t *out)
     out->wslot = e->wslot;
     out->conn = e->conn;
     out->since = e->since;
+    out->sid_tag = pd_reg_tag_get(e);
 }
 
 
@@ -776,6 +796,8 @@ pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info)
     e->uid_len = (uint8_t) uid_len;
     e->device_len = (uint8_t) device_len;
     e->lingering = info->lingering ? 1 : 0;
+    /* a reused slot may hold an old connection's tag */
+    pd_reg_tag_set(e, info->sid_tag);
     pd_memcpy(e->uid, info->uid, uid_len);
     pd_memcpy(e->device, info->device, device_len);
 
@@ -906,7 +928,8 @@ pd_reg_set_lingering(pd_reg_zone_t *z, const u_char *uid, size_t len,
  */
 pd_int_t
 pd_reg_move(pd_reg_zone_t *z, const u_char *uid, size_t len, int32_t pid,
-    uint64_t conn, int32_t to_pid, int32_t to_wslot, uint64_t to_conn)
+    uint64_t conn, int32_t to_pid, int32_t to_wslot, uint64_t to_conn,
+    uint32_t sid_tag)
 {
     pd_reg_entry_t  *e;
     uint32_t         i, hash;
@@ -931,6 +954,7 @@ pd_reg_move(pd_reg_zone_t *z, const u_char *uid, size_t len, int32_t pid,
         e->pid = to_pid;
         e->wslot = to_wslot;
         e->conn = to_conn;
+        pd_reg_tag_set(e, sid_tag);
     }
 
     pd_reg_unlock(z);

@@ -29,6 +29,10 @@ typedef struct {
     int32_t      wslot;     /* its worker slot */
     uint64_t     conn;      /* connection id, unique within the pid */
     uint64_t     since;     /* unix ms */
+    /* a connection handed over by a reload: 24 bits of the session id
+     * its client holds (pd_room_sid_tag), which no longer follows from
+     * pid and conn; 0 for every other (pd_reg_move sets it) */
+    uint32_t     sid_tag;
     /* its node, for a cluster register; empty: this node (the zone
      * leaves it so) */
     u_char       node[PD_NODE_ID_SIZE];
@@ -66,6 +70,9 @@ typedef struct {
     uint8_t      lingering; /* in the tail padding: the size stays */
     u_char       uid[PD_UID_MAX];     /* not NUL-terminated */
     u_char       device[PD_DEVICE_MAX];
+    u_char       sid_tag[3];          /* pd_reg_info_t.sid_tag, little
+                                       * end first: the last 3 bytes of
+                                       * the tail padding, the size stays */
 } pd_reg_entry_t;
 
 typedef struct {
@@ -172,11 +179,12 @@ pd_int_t pd_reg_remove(pd_reg_zone_t *z, const u_char *uid, size_t len,
 pd_int_t pd_reg_set_lingering(pd_reg_zone_t *z, const u_char *uid,
     size_t len, int32_t pid, uint64_t conn, pd_uint_t on);
 
-/* the entry of (uid, pid, conn) now names (to_pid, to_wslot, to_conn),
- * atomically: PD_OK, PD_DECLINED when it is not registered, PD_ERROR */
+/* the entry of (uid, pid, conn) now names (to_pid, to_wslot, to_conn)
+ * and carries sid_tag (24 bits), atomically: PD_OK, PD_DECLINED when it
+ * is not registered, PD_ERROR */
 pd_int_t pd_reg_move(pd_reg_zone_t *z, const u_char *uid, size_t len,
     int32_t pid, uint64_t conn, int32_t to_pid, int32_t to_wslot,
-    uint64_t to_conn);
+    uint64_t to_conn, uint32_t sid_tag);
 
 /*
  * Replaces the apps bound to one connection (bind / unbind), as for

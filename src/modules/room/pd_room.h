@@ -99,6 +99,8 @@ struct pd_room_conn_s {
                                      * it here is forwarded */
     unsigned         adopted:1;     /* came from a retiring worker: the
                                      * broadcasts it got there are known */
+    unsigned         sid_kept:1;    /* its client holds the sid of an
+                                     * earlier worker (pd_room_sid_keep) */
     uint16_t         apps[PD_APPS_MAX];    /* pd_room_app_get() ids */
 
     uint64_t        *bcast_seq;    /* last retained broadcast per app,
@@ -339,6 +341,16 @@ extern pd_room_dispatch_pt  pd_room_dispatch_handler;
 /* the session id the welcome frame told, into buf; returns its length */
 size_t pd_room_session_id(pd_room_conn_t *rc, u_char *buf, size_t size);
 uint64_t pd_room_sid_of(uint32_t pid, uint64_t id);
+/*
+ * A session's sid for its life: hash is the one its client holds (of an
+ * earlier worker after a hand-over); keep records that one for an
+ * adopted rc (PD_ERROR without memory), forget drops it (rc freed);
+ * tag is the 24 bits of it the register entry keeps.
+ */
+uint64_t pd_room_sid_hash(pd_room_conn_t *rc);
+pd_int_t pd_room_sid_keep(pd_room_conn_t *rc, uint64_t sid);
+void pd_room_sid_forget(pd_room_conn_t *rc);
+uint32_t pd_room_sid_tag(uint64_t sid);
 
 /*
  * Resume (pd_room_linger.c).  linger_start: PD_OK when rc now lingers

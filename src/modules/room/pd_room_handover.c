@@ -39,8 +39,10 @@
  * Bounded: PD_ROOM_HANDOVER_SLICE connections per loop turn, so neither
  * generation stalls; the old worker keeps the slots of moved connections
  * (for their ids) until PD_ROOM_HANDOVER_GRACE after the last answer,
- * then leaves.  A session's sid names its worker: after a hand-over a
- * flash reconnect with the old sid is a fresh session.
+ * then leaves.  The session keeps its sid: the adoption carries the one
+ * its client holds, and the new worker keeps it (pd_room_sid_keep) and
+ * puts 24 bits of it in the register entry as it moves it, so a flash
+ * reconnect with it finds the session (pd_room_linger.c).
  */
 
 #include "pd_core.h"
@@ -83,6 +85,7 @@ typedef struct {
  * PD_MSG_ID_SIZE bytes per backlog bit, nseen broadcast ids, the partial
  * frame, the fragments joined so far, the output not yet written */
 typedef struct {
+    uint64_t         sid;           /* the one its client holds */
     uint64_t         message_len;   /* the parser's */
     uint32_t         since;
     uint32_t         idle;
@@ -269,69 +272,11 @@ pd_room_handover_seen(pd_room_conn_t *rc, uint64_t seq)
     return 0;
 }
 
-/*
- * A worker of the newest generation, newer than ours: the one in our
- * worker slot if there is one, else in turn.  -1: there is none (a stop,
- * not a reload).
- */
+/* the next generation's worker that takes our connections (core) */
 static pid_t
 pd_room_handover_target(void)
 {
-    pd_process_t  *p;
-    pd_uint_t      gen, n;
-    pd_int_t       i, same;
-
-    gen = pd_cycle->generation;
-    n = 0;
-    same = -1;
-
-    for (i = 0; i < pd_last_process; i++) {
-        p = &pd_processes[i];
-
-        if (p->pid == -1 || i == pd_process_slot || p->channel[0] == -1
-            || p->generation < gen)
-        {
-            continue;
-        }
-
-        if (p->generation > gen) {
-            gen = p->generation;
-            n = 0;
-            same = -1;
-        }
-
-        if (p->generation == pd_cycle->generation) {
-            continue;
-        }
-
-        n++;
-
-        if (p->wslot == pd_worker) {
-            same = i;
-        }
-    }
-
-    if (n == 0) {
-        return -1;
-    }
-
-    if (same != -1) {
-        return pd_processes[same].pid;
-    }
-
-    n = pd_room_ho_rr++ % n;
-
-    for (i = 0; i < pd_last_process; i++) {
-        p = &pd_processes[i];
-
-        if (p->pid != -1 && i != pd_process_slot && p->channel[0] != -1
-            && p->generation == gen && n-- == 0)
-        {
-            return p->pid;
-        }
-    }
-
-    return -1;
+    return pd_process_successor(&pd_room_ho_rr);
 }
 
 /* the session of rc, walked past by the broadcasts of seen, into buf;
@@ -350,6 +295,7 @@ pd_room_handover_pack(pd_room_conn_t *rc, uint64_t *seen, pd_uint_t nseen,
 
     pd_memzero(&a, sizeof(a));
 
+    a.sid = pd_room_sid_hash(rc);
     a.since = rc->since;
     a.idle = rc->idle;
     a.hb = rc->hb;
@@ -1137,6 +1083,11 @@ pd_room_adopt_session(pd_room_conn_t *rc, pd_room_adoption_t *ad)
         }
     }
 
+    /* the client's sid stays its session's */
+    if (pd_room_sid_keep(rc, ad->a.sid) != PD_OK) {
+        return PD_ERROR;
+    }
+
     ho = pd_room_ho_new(rc);
     if (ho == NULL) {
         return PD_ERROR;
@@ -1213,7 +1164,8 @@ pd_room_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     if (ad.a.flags & PD_ROOM_ADOPT_REGISTERED) {
         if (pd_register == NULL
             || pd_register->move(rc->uid, rc->uid_len, msg->pid, msg->arg,
-                                 rc->id) != PD_OK)
+                                 rc->id, pd_room_sid_tag(ad.a.sid))
+               != PD_OK)
         {
             pd_log_error(PD_LOG_WARN, c->log, 0, "a connection handed over "
                          "by worker %d is refused: its register entry is "

@@ -36,6 +36,16 @@
  * A clean close (close frame) or a kick ends a session at once; an
  * unknown or expired sid is a fresh session (resumed:false), never an
  * error.
+ *
+ * A session keeps its sid for its life, across reloads too.  A
+ * connection handed to a new worker (pd_room_handover.c) has a new pid
+ * and id there, so its sid no longer follows from them: the adoption
+ * carries the sid, the new worker keeps it in a side record made only
+ * for adopted connections (pd_room_sids, by connection slot), and the
+ * register entry keeps 24 bits of it (sid_tag, in the entry's tail
+ * padding).  A resume whose sid names no entry directly goes to the
+ * worker of the uid and device's entry with that tag, which compares
+ * the whole sid with its record; a mismatch is a fresh session there.
  */
 
 #include "pd_core.h"
@@ -65,24 +75,119 @@ pd_room_sid_of(uint32_t pid, uint64_t id)
     return pd_siphash24(pd_stats->sid_key, in, sizeof(in));
 }
 
-/* "node-hash": the sid of connection id of worker pid, into buf */
-static size_t
-pd_room_sid_text(uint32_t pid, uint64_t id, u_char *buf, size_t size)
+/*
+ * The sids the clients of adopted connections hold, by connection slot
+ * (0: none; rc->sid_kept says a slot's is set).  Made at the first
+ * adoption with calloc: a large block is fresh zero pages, written only
+ * as slots are used, so the cost is 8 bytes per slot in use in a worker
+ * that adopted, none in the others.
+ */
+static uint64_t  *pd_room_sids;
+
+pd_int_t
+pd_room_sid_keep(pd_room_conn_t *rc, uint64_t sid)
 {
-    pd_core_conf_t  *ccf;
+    uint64_t  i = rc->id >> 32;
 
-    ccf = pd_get_conf(pd_cycle, pd_core_module);
+    if (i >= pd_cycle->connection_n) {
+        return PD_ERROR;
+    }
 
-    return (size_t) (pd_slprintf(buf, buf + size, "%.*s-%016lx",
-                                 (int) ccf->node_id.len, ccf->node_id.data,
-                                 (unsigned long) pd_room_sid_of(pid, id))
-                     - buf);
+    if (pd_room_sids == NULL) {
+        pd_room_sids = calloc(pd_cycle->connection_n, sizeof(uint64_t));
+        if (pd_room_sids == NULL) {
+            pd_log_error(PD_LOG_ALERT, pd_log_root, errno,
+                         "calloc() of the adopted sessions' ids failed");
+            return PD_ERROR;
+        }
+    }
+
+    pd_room_sids[i] = sid;
+    rc->sid_kept = 1;
+
+    return PD_OK;
+}
+
+void
+pd_room_sid_forget(pd_room_conn_t *rc)
+{
+    if (rc->sid_kept) {
+        pd_room_sids[rc->id >> 32] = 0;
+        rc->sid_kept = 0;
+    }
+}
+
+/* the sid the client of rc holds */
+uint64_t
+pd_room_sid_hash(pd_room_conn_t *rc)
+{
+    if (rc->sid_kept) {
+        return pd_room_sids[rc->id >> 32];
+    }
+
+    return pd_room_sid_of((uint32_t) pd_pid, rc->id);
+}
+
+/* the 24 bits of a sid the register entry keeps (never 0: no tag) */
+uint32_t
+pd_room_sid_tag(uint64_t sid)
+{
+    uint32_t  tag = (uint32_t) (sid >> 40);
+
+    return tag ? tag : 1;
 }
 
 size_t
 pd_room_session_id(pd_room_conn_t *rc, u_char *buf, size_t size)
 {
-    return pd_room_sid_text((uint32_t) pd_pid, rc->id, buf, size);
+    pd_core_conf_t  *ccf;
+
+    ccf = pd_get_conf(pd_cycle, pd_core_module);
+
+    /* "node-hash" */
+    return (size_t) (pd_slprintf(buf, buf + size, "%.*s-%016lx",
+                                 (int) ccf->node_id.len, ccf->node_id.data,
+                                 (unsigned long) pd_room_sid_hash(rc))
+                     - buf);
+}
+
+/* a client's "node-hash" of this node into *out: PD_OK, else PD_ERROR
+ * (another node's, or not a sid at all) */
+static pd_int_t
+pd_room_sid_parse(pd_str_t *sid, uint64_t *out)
+{
+    pd_core_conf_t  *ccf;
+    const u_char    *p;
+    uint64_t         v;
+    pd_uint_t        i, d;
+
+    ccf = pd_get_conf(pd_cycle, pd_core_module);
+
+    if (sid->len != ccf->node_id.len + 17
+        || memcmp(sid->data, ccf->node_id.data, ccf->node_id.len) != 0
+        || sid->data[ccf->node_id.len] != '-')
+    {
+        return PD_ERROR;
+    }
+
+    p = sid->data + ccf->node_id.len + 1;
+    v = 0;
+
+    for (i = 0; i < 16; i++) {
+        if (p[i] >= '0' && p[i] <= '9') {
+            d = p[i] - '0';
+        } else if (p[i] >= 'a' && p[i] <= 'f') {
+            d = p[i] - 'a' + 10;
+        } else {
+            return PD_ERROR;
+        }
+
+        v = v << 4 | d;
+    }
+
+    *out = v;
+
+    return PD_OK;
 }
 
 /* a frame for a lingering session: 1 when it is not kept */
@@ -191,7 +296,7 @@ pd_room_linger_start(pd_room_conn_t *rc, pd_uint_t reason)
 
 /* the register's entry of the uid on this node whose session id is sid */
 typedef struct {
-    pd_str_t        *sid;
+    uint64_t         sid;
     pd_str_t        *device;
     pd_reg_info_t    found;
     pd_uint_t        n;
@@ -202,25 +307,50 @@ pd_room_sid_found(void *data, pd_int_t rc, pd_reg_info_t *info,
     pd_uint_t n)
 {
     pd_room_sid_find_t  *f = data;
-    u_char               buf[64];
-    size_t               len;
+    pd_room_conn_t      *r;
+    uint32_t             tag;
     pd_uint_t            i;
 
     if (rc != PD_OK) {
         return;
     }
 
-    for (i = 0; i < n; i++) {
-        len = pd_room_sid_text((uint32_t) info[i].pid, info[i].conn, buf,
-                               sizeof(buf));
+    tag = pd_room_sid_tag(f->sid);
 
-        if (len == f->sid->len && memcmp(buf, f->sid->data, len) == 0
-            && strlen((char *) info[i].device) == f->device->len
-            && memcmp(info[i].device, f->device->data, f->device->len) == 0)
+    for (i = 0; i < n; i++) {
+        if (strlen((char *) info[i].device) != f->device->len
+            || memcmp(info[i].device, f->device->data, f->device->len) != 0)
         {
+            continue;
+        }
+
+        if (pd_room_sid_of((uint32_t) info[i].pid, info[i].conn) == f->sid) {
             f->found = info[i];
             f->n = 1;
             return;
+        }
+
+        /* an adopted connection's: the whole sid is its worker's to
+         * compare; ours now, another's when it gets the request */
+        if (info[i].sid_tag != tag) {
+            continue;
+        }
+
+        if (info[i].pid == (int32_t) pd_pid) {
+            r = pd_room_find(info[i].conn);
+
+            if (r != NULL && r->sid_kept && pd_room_sid_hash(r) == f->sid) {
+                f->found = info[i];
+                f->n = 1;
+                return;
+            }
+
+            continue;
+        }
+
+        if (f->n == 0) {
+            f->found = info[i];
+            f->n = 1;
         }
     }
 }
@@ -280,7 +410,10 @@ pd_room_resume(pd_http_conn_t *hc, pd_str_t *uid, pd_str_t *device,
         return PD_DECLINED;
     }
 
-    f.sid = sid;
+    if (pd_room_sid_parse(sid, &f.sid) != PD_OK) {
+        return PD_DECLINED;
+    }
+
     f.device = device;
     f.n = 0;
 
@@ -297,9 +430,11 @@ pd_room_resume(pd_http_conn_t *hc, pd_str_t *uid, pd_str_t *device,
         }
 
         /* a fresh session here: the lingering one ends now, or it would
-         * take this client's messages until it expired */
+         * take this client's messages until it expired (if the sid is
+         * its: the worker checks) */
         (void) pd_channel_send_pid(f.found.pid, PD_CMD_ROOM_END,
-                                   f.found.conn, NULL, 0);
+                                   f.found.conn, (u_char *) &f.sid,
+                                   sizeof(f.sid));
         return PD_DECLINED;
     }
 
@@ -403,17 +538,24 @@ pd_room_channel_resume(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     pd_room_handed = 0;
 }
 
-/* a sibling started a fresh session for a lingering one of ours */
+/* a sibling started a fresh session for a lingering one of ours (the
+ * sid the client gave: a tag's match may be another session's) */
 static void
 pd_room_channel_end(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
 {
     pd_room_conn_t  *rc;
+    uint64_t         sid;
 
     (void) cycle;
-    (void) data;
+
+    if (msg->len != sizeof(sid)) {
+        return;
+    }
+
+    pd_memcpy(&sid, data, sizeof(sid));
 
     rc = pd_room_find(msg->arg);
-    if (rc != NULL && rc->lingering) {
+    if (rc != NULL && rc->lingering && pd_room_sid_hash(rc) == sid) {
         pd_room_close(rc, PD_ROOM_CLOSE_CLIENT);
     }
 }

@@ -136,6 +136,8 @@ pd_room_conn_free(pd_room_conn_t *rc)
         pd_room_handover_forget(rc);
     }
 
+    pd_room_sid_forget(rc);
+
     rc->ws = 0;
     rc->taken = 0;
     rc->dirty = 0;

@@ -1600,7 +1600,8 @@ pd_test_torn_update(void **state)
 
 /*
  * A connection handed to another worker (a reload): its one entry names
- * the new pid, slot and id at once, keeps its device, apps and since;
+ * the new pid, slot and id at once, keeps its device, apps and since,
+ * and takes the session id's tag (a reused slot's add clears it);
  * the old (pid, conn) is gone, a second move of the same is refused,
  * and so is one of an entry that does not exist.
  */
@@ -1619,7 +1620,7 @@ pd_test_move(void **state)
     assert_int_equal(pd_test_add(z, "mv", "tab", 101, 8, NULL), PD_OK);
 
     assert_int_equal(pd_reg_move(z, (const u_char *) "mv", 2, 100, 7,
-                                 200, 3, 42), PD_OK);
+                                 200, 3, 42, 0x123456), PD_OK);
 
     assert_int_equal(pd_test_lookup(z, "mv", out, 4), 2);
 
@@ -1633,22 +1634,31 @@ pd_test_move(void **state)
         assert_string_equal((char *) m->device, "phone");
         assert_int_equal(m->napps, 2);
         assert_int_equal(m->since, 1700000000000ULL + 7);
+        assert_int_equal(m->sid_tag, 0x123456);
         assert_int_equal(o->pid, 101);
+        assert_int_equal(o->sid_tag, 0);
     }
 
     /* the old (pid, conn) is no longer there */
     assert_int_equal(pd_test_remove(z, "mv", 100, 7), PD_DECLINED);
     assert_int_equal(pd_reg_move(z, (const u_char *) "mv", 2, 100, 7,
-                                 200, 3, 42), PD_DECLINED);
+                                 200, 3, 42, 0x123456), PD_DECLINED);
     assert_int_equal(pd_reg_move(z, (const u_char *) "none", 4, 100, 7,
-                                 200, 3, 43), PD_DECLINED);
+                                 200, 3, 43, 0x123456), PD_DECLINED);
     assert_int_equal(pd_reg_move(z, (const u_char *) "", 0, 100, 7,
-                                 200, 3, 43), PD_DECLINED);
+                                 200, 3, 43, 0x123456), PD_DECLINED);
 
     /* the moved entry is the new worker's to remove */
     assert_int_equal(pd_test_remove(z, "mv", 200, 42), PD_OK);
     assert_int_equal(pd_test_lookup(z, "mv", out, 4), 1);
     assert_int_equal(pd_reg_count(z), 1);
+
+    /* its slot, reused by a plain add, carries no tag of it */
+    assert_int_equal(pd_test_add(z, "mv", "phone", 102, 9, NULL), PD_OK);
+    assert_int_equal(pd_test_lookup(z, "mv", out, 4), 2);
+    assert_int_equal(out[0].sid_tag, 0);
+    assert_int_equal(out[1].sid_tag, 0);
+    assert_int_equal(pd_test_remove(z, "mv", 102, 9), PD_OK);
 
     pd_test_zone_free(z);
 }
