@@ -159,6 +159,21 @@ function pusher(d, clients) {
             st.sent.get(c).push(data);
         }
     };
+    /* rounds of 'during' pushes for as long as work() runs; its value */
+    st.during = async (work) => {
+        let stop = false;
+        const rounds = (async () => {
+            while (!stop) {
+                await st.round('during');
+            }
+        })();
+        try {
+            return await work();
+        } finally {
+            stop = true;
+            await rounds;
+        }
+    };
     /* what c got of the pushes whose answer came */
     const sure = (c) => msgs(c).filter((m) => !st.unsure.has(m.n));
     /* each client got exactly what it was sent, in order */
@@ -232,19 +247,7 @@ test('HUP hands plain clients over: same connection, every message once, '
         const b = broadcaster(d);
 
         /* pushes and broadcasts go on while the workers change */
-        let stop = false;
-        const during = (async () => {
-            while (!stop) {
-                await p.round('during');
-            }
-        })();
-        let fresh;
-        try {
-            fresh = await reload(d, old);
-        } finally {
-            stop = true;
-            await during;
-        }
+        const fresh = await p.during(() => reload(d, old));
 
         await p.round('after');
         await p.check();
@@ -380,14 +383,7 @@ test('two reloads in a row: the clients stay, messages come once', T,
         await p.round('before');
         const b = broadcaster(d);
 
-        let stop = false;
-        const during = (async () => {
-            while (!stop) {
-                await p.round('during');
-            }
-        })();
-        let fresh;
-        try {
+        const fresh = await p.during(async () => {
             process.kill(d.masterPid, 'SIGHUP');
             const second = await L.waitFor(() => {
                 const now = d.workerPids().filter((x) => !first.includes(x));
@@ -396,15 +392,12 @@ test('two reloads in a row: the clients stay, messages come once', T,
             /* at once, while the first hands its clients to the second */
             process.kill(d.masterPid, 'SIGHUP');
             const all = [...first, ...second];
-            fresh = await L.waitFor(() => {
+            return L.waitFor(() => {
                 const now = d.workerPids();
                 return now.length === 2 && now.every((x) => !all.includes(x))
                     && all.every((x) => !L.procAlive(x)) ? now : null;
             }, 20000, 'the third generation alone');
-        } finally {
-            stop = true;
-            await during;
-        }
+        });
         await p.round('after');
         await p.check();
         await b.check(clients);
