@@ -642,6 +642,24 @@ pd_channel_send_pid(pid_t pid, pd_uint_t command, uint64_t arg,
     return PD_DECLINED;
 }
 
+/* whether pid is a sibling we still have a channel to: the master closes
+ * it (PD_CMD_CLOSE_CHANNEL) once the process has exited */
+pd_uint_t
+pd_channel_has_pid(pid_t pid)
+{
+    pd_int_t  i;
+
+    for (i = 0; i < pd_last_process; i++) {
+        if (pd_processes[i].pid == pid && i != pd_process_slot
+            && pd_processes[i].channel[0] != -1)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
 /*
  * A descriptor travels with a message, to the worker pid: written at
  * once, after what this turn corked for it (so it does not overtake

@@ -97,6 +97,7 @@ void pd_channel_forget(pd_int_t slot);
 
 /* sends to the worker with this pid, whatever its generation (a reload
  * leaves connections on retiring workers); PD_DECLINED if unknown */
+pd_uint_t pd_channel_has_pid(pid_t pid);
 pd_int_t pd_channel_send_pid(pid_t pid, pd_uint_t command, uint64_t arg,
     const u_char *data, size_t len);
 /* the same with a descriptor (the sibling gets its own copy); see .c */

@@ -58,9 +58,12 @@
                                            * last connection moved */
 #define PD_ROOM_HANDOVER_DEDUP    10000   /* ms an adopted connection
                                            * remembers its broadcasts */
-#define PD_ROOM_HANDOVER_HOLD     1000    /* ms an adopted connection waits
-                                           * at most for the old worker's
-                                           * last forwarded frames */
+#define PD_ROOM_HANDOVER_HOLD     100     /* ms between looks at whether
+                                           * a held connection's old
+                                           * worker is still there */
+#define PD_ROOM_HANDOVER_HOLD_MAX 60000   /* ms an adopted connection waits
+                                           * at most for its old worker's
+                                           * word, with the worker alive */
 
 /* what a connection in transit keeps, on either side; one per
  * connection slot, only while it is moving, moved or just adopted */
@@ -71,6 +74,8 @@ typedef struct {
     uint32_t         packed;        /* moving: output links sent along */
     uint32_t         nseen;
     pd_msec_t        until;         /* adopted: seen matters until then */
+    pd_msec_t        held;          /* adopted: when the hold began */
+    pid_t            from_pid;      /* adopted: the old worker */
     pd_chain_t     **hold;          /* adopted: where the old worker's
                                      * forwarded frames go, until it says
                                      * it has no more; NULL: not held */
@@ -132,6 +137,18 @@ static pd_timer_t      pd_room_ho_grace;
 static pd_timer_t      pd_room_ho_hold;
 
 static u_char          pd_room_ho_buf[PD_CHANNEL_MAX_DATA];
+
+/* moved connections whose "no more" waits for a loop turn to end after
+ * the one that moved them (pd_room_handover_nomore) */
+typedef struct {
+    uint64_t         id;
+    pd_uint_t        turn;
+} pd_room_ho_due_t;
+
+static pd_room_ho_due_t  *pd_room_ho_due;
+static pd_uint_t          pd_room_ho_ndue;
+static pd_uint_t          pd_room_ho_due_alloc;
+static pd_event_t         pd_room_ho_due_ev;
 
 static pd_room_ho_t *
 pd_room_ho_of(pd_room_conn_t *rc)
@@ -221,30 +238,58 @@ pd_room_handover_unhold(pd_room_conn_t *rc)
     }
 }
 
-/* an old worker that never said it was done (it died): what is held goes */
+/*
+ * What a held connection waits for comes from its old worker, on the
+ * channel, behind the adoption's answer.  A busy old worker (a slice of
+ * hand-overs, a sanitizer build beside a busy core) may take seconds to
+ * read that answer: the hold lasts until its word comes or it is gone
+ * (the master closed our channel to it), since releasing earlier lets a
+ * frame it forwards later land behind newer ones.  PD_ROOM_HANDOVER_HOLD_MAX
+ * bounds a live old worker that never answers (it should not happen).
+ */
 static void
 pd_room_handover_hold_handler(pd_timer_t *t)
 {
     pd_room_conn_t  *rc;
-    pd_uint_t        i, n;
+    pd_room_ho_t    *ho;
+    pd_uint_t        i, n, held;
 
-    (void) t;
     n = 0;
+    held = 0;
 
     for (i = 0; i < pd_room_slots(); i++) {
         rc = pd_room_slot(i);
 
-        if (rc->adopted && pd_room_handover_held(rc)) {
+        if (!rc->adopted || !pd_room_handover_held(rc)) {
+            continue;
+        }
+
+        ho = pd_room_ho_of(rc);
+
+        if (!pd_channel_has_pid(ho->from_pid)) {
+            pd_room_handover_unhold(rc);
+            continue;
+        }
+
+        if (pd_current_msec - ho->held >= PD_ROOM_HANDOVER_HOLD_MAX) {
             n++;
             pd_room_handover_unhold(rc);
+            continue;
         }
+
+        held++;
+    }
+
+    if (held) {
+        (void) pd_timer_add(&pd_timers, t, pd_current_msec,
+                            PD_ROOM_HANDOVER_HOLD);
     }
 
     if (n) {
         pd_log_error(PD_LOG_WARN, pd_log_root, 0, "hand-over: %lu adopted "
                      "connections did not hear the end of their old "
                      "worker's frames in %d ms", (unsigned long) n,
-                     PD_ROOM_HANDOVER_HOLD);
+                     PD_ROOM_HANDOVER_HOLD_MAX);
     }
 }
 
@@ -772,6 +817,108 @@ pd_room_handover_kick(pd_room_conn_t *rc, const u_char *reason, size_t len)
     return PD_OK;
 }
 
+/*
+ * "No more" tells the new worker that every frame this worker had for a
+ * moved connection was forwarded, so it may write what came to it
+ * directly since.  A push routed here before the move may still sit
+ * unread in another sibling's channel (its sender looked the register
+ * up just before the new worker moved the entry): said at once, the
+ * word would overtake it, and the push would come after newer ones.
+ * So it waits for the end of the next loop turn, whose epoll_wait()
+ * reads every channel readable by then; what is read meanwhile is
+ * forwarded first.  A kick that came while the connection moved follows
+ * the word.
+ */
+static void
+pd_room_handover_say_nomore(pd_room_ho_t *ho)
+{
+    pd_room_fwd_t  fwd;
+
+    pd_memzero(&fwd, sizeof(fwd));
+    (void) pd_channel_send_pid(ho->to_pid, PD_CMD_ROOM_FWD, ho->to_id,
+                               (u_char *) &fwd, sizeof(fwd));
+
+    if (ho->kick != NULL) {
+        (void) pd_channel_send_pid(ho->to_pid, PD_CMD_ROOM_KICK, ho->to_id,
+                                   ho->kick, ho->kick_len);
+        pd_free(ho->kick);
+        ho->kick = NULL;
+    }
+}
+
+static void
+pd_room_handover_nomore(pd_event_t *ev)
+{
+    pd_room_conn_t  *rc;
+    pd_room_ho_t    *ho;
+    pd_uint_t        i, kept;
+
+    kept = 0;
+
+    for (i = 0; i < pd_room_ho_ndue; i++) {
+        if (pd_room_ho_due[i].turn == pd_event_turn) {
+            /* moved in this turn: the next one's reads first */
+            pd_room_ho_due[kept++] = pd_room_ho_due[i];
+            continue;
+        }
+
+        rc = pd_room_find(pd_room_ho_due[i].id);
+        ho = (rc != NULL && rc->moved) ? pd_room_ho_of(rc) : NULL;
+
+        if (ho != NULL) {
+            /* what this turn queued for it (its flush runs after us) */
+            pd_room_handover_forward(rc);
+            pd_room_handover_say_nomore(ho);
+        }
+    }
+
+    pd_room_ho_ndue = kept;
+
+    if (kept) {
+        pd_post_event(ev, &pd_posted_next_events);
+    }
+}
+
+static void
+pd_room_handover_nomore_due(pd_room_conn_t *rc, pd_room_ho_t *ho)
+{
+    pd_room_ho_due_t  *due;
+    pd_uint_t          n;
+
+    if (pd_room_ho_ndue == pd_room_ho_due_alloc) {
+        /* bounded by the connections moved in two turns */
+        n = pd_max(pd_room_ho_due_alloc * 2, PD_ROOM_HANDOVER_SLICE);
+        due = pd_alloc(n * sizeof(pd_room_ho_due_t), pd_log_root);
+
+        if (due == NULL) {
+            /* said at once: a late push may come after newer ones */
+            pd_room_handover_say_nomore(ho);
+            return;
+        }
+
+        if (pd_room_ho_ndue) {
+            pd_memcpy(due, pd_room_ho_due,
+                      pd_room_ho_ndue * sizeof(pd_room_ho_due_t));
+        }
+
+        pd_free(pd_room_ho_due);
+        pd_room_ho_due = due;
+        pd_room_ho_due_alloc = n;
+    }
+
+    pd_room_ho_due[pd_room_ho_ndue].id = rc->id;
+    pd_room_ho_due[pd_room_ho_ndue].turn = pd_event_turn;
+    pd_room_ho_ndue++;
+
+    if (pd_room_ho_due_ev.handler == NULL) {
+        pd_room_ho_due_ev.handler = pd_room_handover_nomore;
+    }
+
+    if (!pd_room_ho_due_ev.posted) {
+        pd_post_event(&pd_room_ho_due_ev, &pd_posted_next_events);
+    }
+}
+
 /* the new worker's answer to the old one: the connection's id here
  * (len 8), a refusal (0), or a refusal for another to take it (1) */
 static void
@@ -790,7 +937,6 @@ pd_room_channel_moved(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     u_char *data)
 {
     pd_room_conf_t   *rcf = pd_get_conf(cycle, pd_room_module);
-    pd_room_fwd_t     fwd;
     pd_room_conn_t   *rc;
     pd_room_ho_t     *ho;
     pd_connection_t  *c;
@@ -883,19 +1029,10 @@ pd_room_channel_moved(pd_cycle_t *cycle, pd_channel_msg_t *msg,
 
     pd_room_stat_add(PD_ROOM_STAT_WS, -1);
 
-    /* what came meanwhile, then word that nothing more of that is due */
+    /* what came meanwhile; word that nothing more is due follows once
+     * the sockets had another turn (pd_room_handover_nomore) */
     pd_room_handover_forward(rc);
-    pd_memzero(&fwd, sizeof(fwd));
-    (void) pd_channel_send_pid(ho->to_pid, PD_CMD_ROOM_FWD, ho->to_id,
-                               (u_char *) &fwd, sizeof(fwd));
-
-    if (ho->kick != NULL) {
-        /* after the frames it was queued behind */
-        (void) pd_channel_send_pid(ho->to_pid, PD_CMD_ROOM_KICK, ho->to_id,
-                                   ho->kick, ho->kick_len);
-        pd_free(ho->kick);
-        ho->kick = NULL;
-    }
+    pd_room_handover_nomore_due(rc, ho);
 
     pd_room_handover_settle();
 }
@@ -1231,14 +1368,18 @@ pd_room_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     ho = pd_room_ho_of(rc);
     if (ho != NULL) {
         ho->hold = rc->out_last;
+        ho->held = pd_current_msec;
+        ho->from_pid = msg->pid;
 
         if (pd_room_ho_hold.handler == NULL) {
             pd_timer_init(&pd_room_ho_hold, pd_room_handover_hold_handler,
                           NULL);
         }
 
-        (void) pd_timer_add(&pd_timers, &pd_room_ho_hold, pd_current_msec,
-                            PD_ROOM_HANDOVER_HOLD);
+        if (!pd_timer_is_set(&pd_room_ho_hold)) {
+            (void) pd_timer_add(&pd_timers, &pd_room_ho_hold,
+                                pd_current_msec, PD_ROOM_HANDOVER_HOLD);
+        }
     }
 
     /* bytes that came meanwhile wait in the socket */
