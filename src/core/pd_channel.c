@@ -173,6 +173,7 @@ pd_add_channel_event(pd_cycle_t *cycle, pd_socket_t fd,
     }
 
     c->shared = 1;
+    c->channel = 1;
     c->log = cycle->log;
     c->read->handler = handler;
 
@@ -640,6 +641,12 @@ pd_channel_send_pid(pid_t pid, pd_uint_t command, uint64_t arg,
     }
 
     return PD_DECLINED;
+}
+
+pd_uint_t
+pd_channel_corked_now(void)
+{
+    return pd_channel_ncorked;
 }
 
 /* whether pid is a sibling we still have a channel to: the master closes

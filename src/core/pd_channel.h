@@ -82,6 +82,8 @@ pd_int_t pd_channel_batch_next(const u_char *data, size_t len, size_t *pos,
  * pd_channel_uncork(), which the worker loop runs after each turn */
 void pd_channel_cork(void);
 void pd_channel_uncork(void);
+/* how many siblings have messages corked this turn */
+pd_uint_t pd_channel_corked_now(void);
 
 /*
  * Whether a sibling's channel is backed up (messages wait in its

@@ -53,6 +53,8 @@ struct pd_connection_s {
     unsigned             idle:1;      /* may be closed at shutdown */
     unsigned             reusable:1;
     unsigned             shared:1;    /* listener / channel, not from accept */
+    unsigned             channel:1;   /* what the master and siblings send
+                                       * here: read first in a turn */
 
     pd_recv_pt           recv;
     pd_send_pt           send;

@@ -13,6 +13,7 @@
 pd_queue_t        pd_posted_accept_events;
 pd_queue_t        pd_posted_events;
 pd_queue_t        pd_posted_next_events;
+pd_queue_t        pd_posted_answers;
 pd_uint_t         pd_event_turn;
 pd_timer_heap_t   pd_timers;
 /*
@@ -37,6 +38,7 @@ pd_event_init(pd_cycle_t *cycle)
     pd_queue_init(&pd_posted_accept_events);
     pd_queue_init(&pd_posted_events);
     pd_queue_init(&pd_posted_next_events);
+    pd_queue_init(&pd_posted_answers);
 
     /* every connection holds at most two timers (read and write) */
     if (pd_timer_heap_init(&pd_timers, 64, 2 * cycle->connection_n + 64)
@@ -228,6 +230,17 @@ pd_event_del_timer(pd_event_t *ev)
     }
 }
 
+/* what the master and the siblings send here (pd_add_channel_event) */
+static pd_uint_t
+pd_event_is_channel(struct epoll_event *ee)
+{
+    pd_connection_t  *c;
+
+    c = (pd_connection_t *) ((uintptr_t) ee->data.ptr & ~(uintptr_t) 1);
+
+    return c->fd != -1 && c->channel;
+}
+
 static void
 pd_event_dispatch(struct epoll_event *ee)
 {
@@ -291,6 +304,7 @@ pd_process_events_and_timers(pd_cycle_t *cycle)
 
     if (!pd_queue_empty(&pd_posted_events)
         || !pd_queue_empty(&pd_posted_next_events)
+        || !pd_queue_empty(&pd_posted_answers)
         || !pd_queue_empty(&pd_posted_accept_events))
     {
         timeout = 0;
@@ -315,8 +329,23 @@ pd_process_events_and_timers(pd_cycle_t *cycle)
         }
 
     } else {
+        /*
+         * The siblings' channel first: a push another worker routed here
+         * and then answered must be queued for its client before a push
+         * that the answered client sent next, read here in this turn on
+         * a kept-alive connection, is (README, "Center API").
+         */
         for (i = 0; i < n; i++) {
-            pd_event_dispatch(&pd_event_list[i]);
+            if (pd_event_is_channel(&pd_event_list[i])) {
+                pd_event_dispatch(&pd_event_list[i]);
+                pd_event_list[i].events = 0;
+            }
+        }
+
+        for (i = 0; i < n; i++) {
+            if (pd_event_list[i].events) {
+                pd_event_dispatch(&pd_event_list[i]);
+            }
         }
     }
 

@@ -34,6 +34,13 @@ extern pd_queue_t       pd_posted_events;
  * channel, clients' acks) would be read meanwhile.
  */
 extern pd_queue_t       pd_posted_next_events;
+/*
+ * Answers that must not leave before what this turn handed to siblings:
+ * an HTTP response written while a push sits corked for a sibling's
+ * channel lets the client send the next push, through another worker,
+ * ahead of it.  The worker loop runs them after pd_channel_uncork().
+ */
+extern pd_queue_t       pd_posted_answers;
 extern pd_uint_t        pd_event_turn;     /* counts loop turns */
 
 /* timers run per turn, at most (pd_process_events_and_timers) */

@@ -484,6 +484,14 @@ pd_http_write_handler(pd_event_t *ev)
         return;
     }
 
+    if (pd_channel_corked_now()) {
+        /* a push this turn routed to a sibling leaves first: the client
+         * may act on the answer (send the next push, through another
+         * worker) at once; here from the answer and from EPOLLOUT */
+        pd_post_event(ev, &pd_posted_answers);
+        return;
+    }
+
     cl = c->send_chain(c, hc->out, 0);
 
     if (cl == PD_CHAIN_ERROR) {

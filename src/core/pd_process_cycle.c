@@ -531,7 +531,11 @@ pd_worker_process_cycle(pd_cycle_t *cycle, void *data)
 
         pd_process_events_and_timers(cycle);
 
-        /* what this turn handed to siblings leaves in one packet each */
+        /* what this turn handed to siblings leaves in one packet each,
+         * then the answers that must follow it (their writes may cork
+         * nothing more: a next request waits for the next turn) */
+        pd_channel_uncork();
+        pd_event_process_posted(cycle, &pd_posted_answers);
         pd_channel_uncork();
 
         if (pd_terminate) {

@@ -269,6 +269,55 @@ test('unicast: online connections on both workers each get their '
     });
 });
 
+/*
+ * A push answered 200 is on its way: the next one, sent after that
+ * answer through whichever worker takes it, comes after it.  A worker
+ * used to write the answer before the turn's corked channel messages
+ * left (pd_channel_uncork at the turn's end), so a push routed to a
+ * sibling could be overtaken by the next one, taken by the sibling
+ * itself and delivered at once.  Each push here is a new connection
+ * (SO_REUSEPORT spreads them), two clients on different workers, both
+ * named in every push; the sanitizer build saw it most.
+ */
+test('unicast: pushes answered in turn arrive in turn, whichever worker '
+     + 'takes each request', T, async () => {
+    await L.withPushd(conf(), async (d) => {
+        const conns = [null, null];
+        for (let i = 0; i < 40 && (!conns[0] || !conns[1]); i++) {
+            const ws = await open(d, `or${i}`, 'd');
+            const slot = await slotOf(d, `or${i}`, 'd');
+            if (conns[slot] === null) {
+                conns[slot] = { uid: `or${i}`, ws, got: [] };
+            } else {
+                ws.destroy();
+            }
+        }
+        assert.ok(conns[0] && conns[1], 'a client on each worker');
+        for (const c of conns) {
+            c.ws.onFrame = (f) => {
+                if (f.json && f.json.op === 'msg') {
+                    c.got.push(f.json.data.n);
+                }
+            };
+        }
+        const N = 1500;
+        const uids = conns.map((c) => c.uid);
+        for (let n = 0; n < N; n++) {
+            const r = await L.centerPost(d, '/v1/push',
+                                         { app: 'a', uids, qos: 0,
+                                           data: { n } });
+            assert.strictEqual(r.status, 200, r.body);
+        }
+        const want = [...Array(N).keys()];
+        for (const c of conns) {
+            await L.waitFor(() => c.got.length >= N, 10000,
+                            `${N} pushes for ${c.uid}, got ${c.got.length}`);
+            assert.deepStrictEqual(c.got, want, `${c.uid}: in order`);
+            c.ws.destroy();
+        }
+    });
+});
+
 test('unicast: every device of a uid on both workers gets one copy; a '
      + 'connection without the app gets it on bind', T, async () => {
     await L.withPushd(conf(), async (d) => {
