@@ -5,7 +5,7 @@
  * without it, in one run.
  *
  *   node bench/abuse.js [--workers W] [--duration S] [--rate R]
- *                       [--slow-room N] [--slow-center N] [--pin]
+ *                       [--slow-room N] [--slow-center N] [--pin | --pin-server]
  *                       [--out FILE]
  *
  * One daemon (W workers, default 2; plain and TLS room listeners, the
@@ -316,12 +316,16 @@ async function main() {
     const slowRoom = Number(arg('slow-room', 2000));
     const slowCenter = Number(arg('slow-center', 500));
     const ncpu = os.cpus().length;
-    const PIN = process.argv.includes('--pin') && ncpu >= 2;
+    /* --pin-server: the server alone on its CPUs, the measuring client
+     * beside the (nice) abuser on the last one */
+    const PIN_SERVER = process.argv.includes('--pin-server') && ncpu >= 2;
+    const PIN = (process.argv.includes('--pin') || PIN_SERVER) && ncpu >= 2;
     const serverCpus = ncpu > 2 ? `0-${ncpu - 2}` : '0';
     const abuserCpu = String(ncpu - 1);
-    const pin = (pid) => cp.execFileSync('taskset',
-                                         ['-a', '-p', '-c', serverCpus,
-                                          String(pid)], { stdio: 'ignore' });
+    const pin = (pid, cpus) => cp.execFileSync('taskset',
+                                               ['-a', '-p', '-c', cpus,
+                                                String(pid)],
+                                               { stdio: 'ignore' });
 
     const d = await L.startPushd({
         workers: WORKERS,
@@ -339,13 +343,15 @@ async function main() {
             .toString().trim(),
         date: new Date().toISOString(), workers: WORKERS,
         duration_s: DURATION, rate: RATE, goal_ratio: GOAL,
-        pinned: PIN ? { server_and_client_cpus: serverCpus,
+        pinned: PIN ? { server_cpus: serverCpus,
+                        client_cpu: PIN_SERVER ? abuserCpu : serverCpus,
                         abuser_cpu: abuserCpu } : null,
     };
     if (PIN) {
-        for (const pid of [d.masterPid, ...d.workerPids(), process.pid]) {
-            pin(pid);
+        for (const pid of [d.masterPid, ...d.workerPids()]) {
+            pin(pid, serverCpus);
         }
+        pin(process.pid, PIN_SERVER ? abuserCpu : serverCpus);
     }
 
     let child = null;
@@ -494,8 +500,9 @@ async function main() {
         + `${result[k].p99_ms} ms (${result[k].deliveries} deliveries, `
         + `${result[k].lost} lost)`;
     console.log(`abuse bench at ${result.commit}`
-                + `${PIN ? ` (server and client on CPU ${serverCpus}, `
-                         + `abuser on CPU ${abuserCpu})` : ''}: `
+                + `${PIN ? ` (server on CPU ${serverCpus}, client on CPU `
+                         + `${PIN_SERVER ? abuserCpu : serverCpus}, abuser `
+                         + `on CPU ${abuserCpu})` : ''}: `
                 + `${line('without')}; `
                 + `${line('under_abuse')}; ${line('without_after')}; `
                 + `ratio p50 ${result.ratio_p50} p99 ${result.ratio_p99} `
