@@ -35,6 +35,9 @@
  * results/abuse-ab.txt), while in life it comes from other hosts.  The
  * server still does all the work the abuse asks of it (accepts, parses,
  * cuts), on its own cores.
+ * --pin-server: the server alone on its CPUs, the measuring client on the
+ * last one beside the abuser (at nice 19), as if both came from other
+ * hosts; the baseline is weaker there (each message crosses CPUs).
  *
  * Reports p50 and p99 per phase, the ratio of the abuse phase to the
  * two phases without (pooled), against the goal of 2x, the pushes lost
