@@ -90,18 +90,6 @@ static const pd_shtable_type_t  pd_reg_ip_type = {
 };
 
 
-/* the smallest power of two >= n (n >= 1, at most 2^30) */
-static uint32_t
-pd_reg_pow2(uint32_t n)
-{
-    uint32_t  p;
-
-    for (p = 1; p < n; p <<= 1) { /* void */ }
-
-    return p;
-}
-
-
 /*
  * Places the arrays after the header; fills the offsets and masks of z
  * when it is not NULL.  Returns the bytes needed, 0 for a bad geometry.
@@ -118,8 +106,8 @@ pd_reg_layout(uint32_t max_conns, uint32_t max_ips, pd_reg_zone_t *z)
         return 0;
     }
 
-    nbuckets = pd_reg_pow2(max_conns);
-    nip_buckets = pd_reg_pow2(max_ips);
+    nbuckets = pd_shtable_pow2(max_conns);
+    nip_buckets = pd_shtable_pow2(max_ips);
 
     off = pd_align(sizeof(pd_reg_zone_t), 64);
 

@@ -61,18 +61,6 @@ static const pd_shtable_type_t  pd_msg_mailbox_type = {
 };
 
 
-/* the smallest power of two >= n (n at most 2^30) */
-static uint32_t
-pd_msg_pow2(uint32_t n)
-{
-    uint32_t  p;
-
-    for (p = 1; p < n; p <<= 1) { /* void */ }
-
-    return p;
-}
-
-
 /* the class of the block holding len payload bytes */
 static uint32_t
 pd_msg_class(size_t len)
@@ -100,9 +88,9 @@ pd_msg_tables(uint32_t n, size_t off, pd_msg_zone_t *z)
     uint32_t  m, nb, nmb, ncb;
 
     m = pd_max(n / 2, 1);
-    nb = pd_msg_pow2(pd_max(n, 1));
-    nmb = pd_msg_pow2(m);
-    ncb = pd_msg_pow2(m);
+    nb = pd_shtable_pow2(pd_max(n, 1));
+    nmb = pd_shtable_pow2(m);
+    ncb = pd_shtable_pow2(m);
 
     buckets = off;
     off = pd_align(off + (size_t) nb * sizeof(uint32_t), 8);

@@ -417,6 +417,23 @@ pd_test_grow(void **state)
 }
 
 
+/* bucket counts: the smallest power of two at or above n */
+static void
+pd_test_pow2(void **state)
+{
+    (void) state;
+
+    assert_int_equal(pd_shtable_pow2(0), 1);
+    assert_int_equal(pd_shtable_pow2(1), 1);
+    assert_int_equal(pd_shtable_pow2(2), 2);
+    assert_int_equal(pd_shtable_pow2(3), 4);
+    assert_int_equal(pd_shtable_pow2(1000), 1024);
+    assert_int_equal(pd_shtable_pow2(1024), 1024);
+    assert_int_equal(pd_shtable_pow2(1025), 2048);
+    assert_int_equal(pd_shtable_pow2(1u << 30), 1u << 30);
+}
+
+
 int
 main(void)
 {
@@ -427,6 +444,7 @@ main(void)
         cmocka_unit_test(pd_test_torn_update),
         cmocka_unit_test(pd_test_keep_refused),
         cmocka_unit_test(pd_test_grow),
+        cmocka_unit_test(pd_test_pow2),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
