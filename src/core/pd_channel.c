@@ -625,22 +625,32 @@ pd_channel_send_worker(pd_int_t wslot, pd_uint_t command, uint64_t arg,
     return PD_DECLINED;
 }
 
+/* the slot of the sibling with this pid that we still have a channel
+ * to (the master closes it, PD_CMD_CLOSE_CHANNEL, once the process has
+ * exited), -1 when there is none */
+static pd_int_t
+pd_channel_slot_of(pid_t pid)
+{
+    pd_int_t  i;
+
+    for (i = 0; i < pd_last_process; i++) {
+        if (pd_processes[i].pid == pid && i != pd_process_slot
+            && pd_processes[i].channel[0] != -1)
+        {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
 pd_int_t
 pd_channel_send_pid(pid_t pid, pd_uint_t command, uint64_t arg,
     const u_char *data, size_t len)
 {
-    pd_process_t  *p;
-    pd_int_t       i;
+    pd_int_t  i = pd_channel_slot_of(pid);
 
-    for (i = 0; i < pd_last_process; i++) {
-        p = &pd_processes[i];
-
-        if (p->pid == pid && i != pd_process_slot && p->channel[0] != -1) {
-            return pd_channel_send(i, command, arg, data, len);
-        }
-    }
-
-    return PD_DECLINED;
+    return i == -1 ? PD_DECLINED : pd_channel_send(i, command, arg, data, len);
 }
 
 pd_uint_t
@@ -649,22 +659,10 @@ pd_channel_corked_now(void)
     return pd_channel_ncorked;
 }
 
-/* whether pid is a sibling we still have a channel to: the master closes
- * it (PD_CMD_CLOSE_CHANNEL) once the process has exited */
 pd_uint_t
 pd_channel_has_pid(pid_t pid)
 {
-    pd_int_t  i;
-
-    for (i = 0; i < pd_last_process; i++) {
-        if (pd_processes[i].pid == pid && i != pd_process_slot
-            && pd_processes[i].channel[0] != -1)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
+    return pd_channel_slot_of(pid) != -1;
 }
 
 /*
@@ -678,38 +676,31 @@ pd_int_t
 pd_channel_send_fd(pid_t pid, pd_uint_t command, uint64_t arg, pd_socket_t fd,
     const u_char *data, size_t len)
 {
-    pd_channel_queue_t  *q;
-    pd_channel_msg_t     msg;
-    pd_process_t        *p;
-    pd_int_t             i;
+    pd_channel_msg_t  msg;
+    pd_int_t          i;
 
     if (len > PD_CHANNEL_MAX_DATA) {
         return PD_ERROR;
     }
 
-    for (i = 0; i < pd_last_process; i++) {
-        p = &pd_processes[i];
-
-        if (p->pid != pid || i == pd_process_slot || p->channel[0] == -1) {
-            continue;
-        }
-
-        pd_channel_flush_cork(i);
-
-        q = &pd_channel_queues[i];
-        if (q->head != NULL) {
-            return PD_AGAIN;
-        }
-
-        msg.command = (uint32_t) command;
-        msg.pid = pd_pid;
-        msg.slot = (int32_t) pd_process_slot;
-        msg.fd = fd;
-        msg.arg = arg;
-        msg.len = (uint32_t) len;
-
-        return pd_write_channel(p->channel[0], &msg, data, pd_log_root);
+    i = pd_channel_slot_of(pid);
+    if (i == -1) {
+        return PD_DECLINED;
     }
 
-    return PD_DECLINED;
+    pd_channel_flush_cork(i);
+
+    if (pd_channel_queues[i].head != NULL) {
+        return PD_AGAIN;
+    }
+
+    msg.command = (uint32_t) command;
+    msg.pid = pd_pid;
+    msg.slot = (int32_t) pd_process_slot;
+    msg.fd = fd;
+    msg.arg = arg;
+    msg.len = (uint32_t) len;
+
+    return pd_write_channel(pd_processes[i].channel[0], &msg, data,
+                            pd_log_root);
 }

@@ -97,9 +97,11 @@ void pd_channel_on_drain(pd_event_t *ev);
 /* a sibling's channel closed: drops what waited for it, closes its fd */
 void pd_channel_forget(pd_int_t slot);
 
+/* whether pid is a sibling we still have a channel to: the master
+ * closes it once the process has exited */
+pd_uint_t pd_channel_has_pid(pid_t pid);
 /* sends to the worker with this pid, whatever its generation (a reload
  * leaves connections on retiring workers); PD_DECLINED if unknown */
-pd_uint_t pd_channel_has_pid(pid_t pid);
 pd_int_t pd_channel_send_pid(pid_t pid, pd_uint_t command, uint64_t arg,
     const u_char *data, size_t len);
 /* the same with a descriptor (the sibling gets its own copy); see .c */

@@ -154,7 +154,6 @@ pd_shtable_full(pd_shtable_t *t)
            && (t->top == NULL || *t->top >= t->nslots);
 }
 
-/* pd_shtable_commit(), then pd_shtable_link() */
 /* the smallest power of two >= n (n at most 2^30): a bucket count */
 static inline uint32_t
 pd_shtable_pow2(uint32_t n)
@@ -166,6 +165,7 @@ pd_shtable_pow2(uint32_t n)
     return p;
 }
 
+/* pd_shtable_commit(), then pd_shtable_link() */
 void pd_shtable_insert(pd_shtable_t *t, uint32_t i, uint32_t hash);
 
 /* pd_shtable_uncommit(), pd_shtable_unlink(), then pd_shtable_free() */
