@@ -388,6 +388,88 @@ test('cluster qos 1: stored through one node, delivered on another, '
     }, true);
 });
 
+test('cluster qos 1: an ack made while PostgreSQL is read back into '
+     + 'Redis is played again after the reload, not undone by it',
+     PG, async () => {
+    const S = require('./servers.js');
+    await withCluster(async ([a, b, c], redis, pg) => {
+        const cli = (...args) => S.redisCli(redis.port, args);
+        await L.waitFor(() => cli('GET', 'pd:saver:ok') === '1', 10000,
+                        'the store marked whole');
+
+        /* the server "loses" its data: the test holds the reload back */
+        assert.strictEqual(cli('SET', 'pd:saver:reloading', 'test', 'PX',
+                               '60000'), 'OK');
+        cli('DEL', 'pd:saver:ok');
+
+        const r = await L.centerPost(a, '/v1/push', {
+            app: 'chat', uids: ['kai'], data: 'once',
+        });
+        assert.strictEqual(r.status, 200, r.body);
+        assert.strictEqual(r.json.stored, 1, r.body);
+
+        /* a session holds the row: the ack's DELETE waits behind it */
+        const held = cp.spawn(`${pgBin()}/psql`,
+                              ['-h', '127.0.0.1', '-p', String(pg.port),
+                               '-U', 'postgres', '-d', 'postgres', '-At'],
+                              { stdio: ['pipe', 'pipe', 'inherit'] });
+        let out = '';
+        held.stdout.on('data', (d) => { out += d; });
+        const stopped = [b, c].flatMap((d) => [d.masterPid,
+                                               ...d.workerPids()]);
+        let cl = null;
+        try {
+            held.stdin.write('BEGIN; SELECT id FROM pd_messages '
+                             + "WHERE uid = 'kai' FOR UPDATE;\n");
+            await L.waitFor(() => out.includes(r.json.id), 10000,
+                            'the row held');
+
+            cl = await W.connect(b.roomPort, 'kai', 'phone',
+                                 { apps: ['chat'] });
+            const m = await cl.op('msg', 5000);
+            assert.strictEqual(m.id, r.json.id);
+            cl.send({ op: 'ack', ids: [m.id] });
+            await L.waitFor(() => cli('LLEN', 'pd:q:kai') === '0', 10000,
+                            'the ack in Redis');
+            await L.waitFor(() => pg.sql('SELECT count(*) FROM '
+                                         + 'pg_stat_activity WHERE '
+                                         + "wait_event_type = 'Lock'")
+                                  === '1', 10000, 'the DELETE waiting');
+
+            /* only node-a may reload: it reads the row the DELETE
+             * waits for */
+            for (const pid of stopped) {
+                process.kill(pid, 'SIGSTOP');
+            }
+            cli('DEL', 'pd:saver:reloading');
+            await L.waitFor(() => cli('GET', 'pd:saver:ok') === '1', 10000,
+                            'the reload done');
+            assert.match(a.logText(),
+                         /reloaded unacked messages from postgres \(1 rows\)/);
+            assert.match(a.logText(),
+                         /1 acks made during the reload played again/);
+            assert.strictEqual(cli('LLEN', 'pd:q:kai'), '0',
+                               'the acked id not brought back');
+            assert.strictEqual(cli('EXISTS', 'pd:saver:acked'), '0');
+        } finally {
+            held.stdin.end('COMMIT;\n');
+            for (const pid of stopped) {
+                process.kill(pid, 'SIGCONT');
+            }
+        }
+        await L.waitFor(() => pg.sql('SELECT count(*) FROM pd_messages')
+                              === '0', 10000, 'the row deleted');
+
+        /* acked: a new connection gets nothing */
+        cl.close();
+        await cl.waitClose();
+        const again = await W.connect(a.roomPort, 'kai', 'tablet',
+                                      { apps: ['chat'] });
+        await assert.rejects(again.op('msg', 1000), 'nothing after the ack');
+        again.close();
+    }, true);
+});
+
 /*
  * A push that must be answered.  Inside L.waitFor a thrown request would
  * only be tried again, as if it had been refused: a socket error or a

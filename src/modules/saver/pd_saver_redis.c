@@ -128,8 +128,13 @@ static const char  pd_sr_pending_lua[] =
     "table.insert(out, 1, drop) table.insert(out, 1, exp) "
     "return out";
 
-/* KEYS: q, dl, c; ARGV: id.  An id that held a collapse key lets go
- * of it, unless a newer one holds it already */
+/*
+ * KEYS: q, dl, c, pd:saver:ok, pd:saver:acked; ARGV: id, "uid\nid".  An
+ * id that held a collapse key lets go of it, unless a newer one holds it
+ * already.  While the server lacks pd:saver:ok a reload may be reading
+ * PostgreSQL, where this ack's DELETE has not yet come: the ack is noted
+ * in pd:saver:acked, and the reload plays it again after its stores.
+ */
 static const char  pd_sr_ack_lua[] =
     "redis.call('HDEL', KEYS[2], ARGV[1]) "
     "local k = redis.call('HGET', KEYS[3], ARGV[1]) "
@@ -139,6 +144,10 @@ static const char  pd_sr_ack_lua[] =
     "    redis.call('HDEL', KEYS[3], k) "
     "  end "
     "end "
+    "if redis.call('EXISTS', KEYS[4]) == 0 then "
+    "  redis.call('SADD', KEYS[5], ARGV[2]) "
+    "  redis.call('PEXPIRE', KEYS[5], 600000) "
+    "end "
     "return redis.call('LREM', KEYS[1], 0, ARGV[1])";
 
 static pd_saver_pg_t  *pd_sr_log;
@@ -147,6 +156,8 @@ static pd_uint_t     pd_sr_reloading;
 
 static void pd_saver_reload_done(void *data, pd_int_t rc, pd_uint_t stored,
     pd_uint_t full);
+static void pd_sr_reload_acked(pd_redis_t *r, redisReply *reply,
+    void *data);
 
 typedef struct {
     pd_saver_done_pt     done;
@@ -714,26 +725,20 @@ done:
     return rc;
 }
 
-static pd_int_t
-pd_sr_ack(pd_str_t *uid, pd_str_t *id)
+/* the Redis part of an ack: uid and id are valid names */
+static void
+pd_sr_ack_redis(pd_redis_t *shard, pd_str_t *uid, pd_str_t *id)
 {
-    const char  *argv[7];
-    size_t       len[7];
+    const char  *argv[10];
+    size_t       len[10];
     char         q[8 + PD_UID_MAX], dl[8 + PD_UID_MAX], c[8 + PD_UID_MAX];
-    pd_str_t     sid;
-
-    /* the client's word: it goes into statements other acks share */
-    sid = *id;
-
-    if (pd_token_valid_name(&sid, PD_MSG_ID_LEN) != PD_OK) {
-        return PD_DECLINED;
-    }
+    u_char       both[PD_UID_MAX + 1 + PD_MSG_ID_LEN];
 
     argv[0] = "EVAL";
     len[0] = 4;
     argv[1] = pd_sr_ack_lua;
     len[1] = sizeof(pd_sr_ack_lua) - 1;
-    argv[2] = "3";
+    argv[2] = "5";
     len[2] = 1;
     argv[3] = q;
     len[3] = (size_t) snprintf(q, sizeof(q), "pd:q:%.*s", (int) uid->len,
@@ -744,11 +749,34 @@ pd_sr_ack(pd_str_t *uid, pd_str_t *id)
     argv[5] = c;
     len[5] = (size_t) snprintf(c, sizeof(c), "pd:c:%.*s", (int) uid->len,
                                uid->data);
-    argv[6] = (const char *) sid.data;
-    len[6] = sid.len;
+    argv[6] = "pd:saver:ok";
+    len[6] = sizeof("pd:saver:ok") - 1;
+    argv[7] = "pd:saver:acked";
+    len[7] = sizeof("pd:saver:acked") - 1;
+    argv[8] = (const char *) id->data;
+    len[8] = id->len;
+    argv[9] = (const char *) both;
+    len[9] = (size_t) (pd_slprintf(both, both + sizeof(both), "%.*s\n%.*s",
+                                   (int) uid->len, uid->data,
+                                   (int) id->len, id->data)
+                       - both);
 
-    (void) pd_redis_command(pd_sr_shard(uid->data, uid->len), NULL, NULL, 7,
-                            argv, len);
+    (void) pd_redis_command(shard, NULL, NULL, 10, argv, len);
+}
+
+static pd_int_t
+pd_sr_ack(pd_str_t *uid, pd_str_t *id)
+{
+    pd_str_t  sid;
+
+    /* the client's word: it goes into statements other acks share */
+    sid = *id;
+
+    if (pd_token_valid_name(&sid, PD_MSG_ID_LEN) != PD_OK) {
+        return PD_DECLINED;
+    }
+
+    pd_sr_ack_redis(pd_sr_shard(uid->data, uid->len), uid, &sid);
 
     /* the row goes with this loop turn's DELETE */
     (void) pd_saver_pg_ack(pd_sr_log, uid, &sid);
@@ -932,6 +960,70 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
                      (unsigned long) bad);
     }
 
+    /* the acks this server saw while the rows were read come after the
+     * stores: on one link Redis runs them in the order sent */
+    argv[0] = "SMEMBERS";
+    len[0] = 8;
+    argv[1] = "pd:saver:acked";
+    len[1] = sizeof("pd:saver:acked") - 1;
+
+    (void) pd_redis_command(shard, pd_sr_reload_acked, NULL, 2, argv, len);
+
+    pd_log_error(PD_LOG_NOTICE, pd_log_root, 0,
+                 "saver: reloaded unacked messages from postgres (%lu rows)",
+                 (unsigned long) n);
+}
+
+/* the acks noted while the server lacked pd:saver:ok, played again
+ * after the reload's stores; then the server holds what the log holds */
+static void
+pd_sr_reload_acked(pd_redis_t *r, redisReply *reply, void *data)
+{
+    redisReply  *m;
+    pd_str_t     uid, id;
+    pd_uint_t    i, again;
+    const char  *argv[3];
+    size_t       len[3];
+    u_char      *nl;
+
+    (void) data;
+
+    /* no answer: no marker either, and the next check reloads again */
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+
+    again = 0;
+
+    for (i = 0; i < reply->elements; i++) {
+        m = reply->element[i];
+
+        if (m->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        nl = memchr(m->str, '\n', m->len);
+        if (nl == NULL) {
+            continue;
+        }
+
+        uid.data = (u_char *) m->str;
+        uid.len = (size_t) (nl - uid.data);
+        id.data = nl + 1;
+        id.len = m->len - uid.len - 1;
+
+        /* the set is pushd's own, but it sits in a shared server */
+        if (pd_token_valid_name(&uid, PD_UID_MAX) != PD_OK
+            || pd_token_valid_name(&id, PD_MSG_ID_LEN) != PD_OK
+            || pd_sr_shard(uid.data, uid.len) != r)
+        {
+            continue;
+        }
+
+        pd_sr_ack_redis(r, &uid, &id);
+        again++;
+    }
+
     argv[0] = "SET";
     len[0] = 3;
     argv[1] = "pd:saver:ok";
@@ -939,18 +1031,25 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
     argv[2] = "1";
     len[2] = 1;
 
-    (void) pd_redis_command(shard, NULL, NULL, 3, argv, len);
+    (void) pd_redis_command(r, NULL, NULL, 3, argv, len);
 
     argv[0] = "DEL";
     len[0] = 3;
+    argv[1] = "pd:saver:acked";
+    len[1] = sizeof("pd:saver:acked") - 1;
+
+    (void) pd_redis_command(r, NULL, NULL, 2, argv, len);
+
     argv[1] = "pd:saver:reloading";
     len[1] = sizeof("pd:saver:reloading") - 1;
 
-    (void) pd_redis_command(shard, NULL, NULL, 2, argv, len);
+    (void) pd_redis_command(r, NULL, NULL, 2, argv, len);
 
-    pd_log_error(PD_LOG_NOTICE, pd_log_root, 0,
-                 "saver: reloaded unacked messages from postgres (%lu rows)",
-                 (unsigned long) n);
+    if (again) {
+        pd_log_error(PD_LOG_NOTICE, pd_log_root, 0,
+                     "saver: %lu acks made during the reload played again",
+                     (unsigned long) again);
+    }
 }
 
 static void
