@@ -217,6 +217,44 @@ test('ping: {"op":"ping"} gets {"op":"pong"}, ping frames get pong frames',
     });
 });
 
+test('a flood of pings in one write: the pongs still unsent answer only '
+     + 'the latest ping (RFC 6455 5.5.3), in order; a pong is not moved '
+     + 'past a message', T, async () => {
+    await L.withPushd(conf(), async (d) => {
+        const r = await W.rawOpen(d.roomPort, 'flood', 'd1');
+        const N = 3000;
+        r.send(Buffer.concat(Array.from({ length: N }, (_, i) =>
+            W.encodeFrame({ opcode: OP.PING, payload: `p${i}` }))));
+        r.sendJson({ op: 'ping' });
+        await r.op('pong', 10000);
+        const pongs = r.frames.items.filter((f) => f.opcode === OP.PONG)
+            .map((f) => Number(f.payload.toString().slice(1)));
+        assert.ok(pongs.length >= 1 && pongs.length < N / 10,
+                  `${pongs.length} pongs for ${N} pings`);
+        assert.strictEqual(pongs[pongs.length - 1], N - 1,
+                           'the last pong answers the last ping');
+        for (let i = 1; i < pongs.length; i++) {
+            assert.ok(pongs[i] > pongs[i - 1], `in order: ${pongs}`);
+        }
+
+        /* ping, a message's answer, ping: two pongs around it */
+        r.frames.items.length = 0;
+        r.send(Buffer.concat([
+            W.encodeFrame({ opcode: OP.PING, payload: 'a' }),
+            W.encodeFrame({ opcode: OP.TEXT, payload: '{"op":"ping"}' }),
+            W.encodeFrame({ opcode: OP.PING, payload: 'b' }),
+        ]));
+        const seen = [];
+        for (let i = 0; i < 3; i++) {
+            const f = await r.next(() => true, 5000, 'a frame');
+            seen.push(f.opcode === OP.PONG ? f.payload.toString()
+                                           : f.json.op);
+        }
+        assert.deepStrictEqual(seen, ['a', 'pong', 'b']);
+        r.destroy();
+    });
+});
+
 test('unknown op, bad JSON and binary frames get error frames; the '
      + 'connection stays', T, async () => {
     await L.withPushd(conf(), async (d) => {

@@ -201,6 +201,9 @@ void pd_room_upgrade(pd_http_conn_t *hc);
 
 /* output */
 pd_int_t pd_room_send_shared(pd_room_conn_t *rc, pd_shbuf_t *sb);
+/* a pong that replaces one still unsent at the queue's end */
+pd_int_t pd_room_send_pong(pd_room_conn_t *rc, const u_char *payload,
+    size_t len);
 pd_int_t pd_room_send_shared_at(pd_room_conn_t *rc, pd_shbuf_t *sb,
     pd_chain_t ***at);
 pd_int_t pd_room_send_text(pd_room_conn_t *rc, const u_char *json,

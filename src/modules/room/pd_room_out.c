@@ -256,6 +256,57 @@ pd_room_send_text(pd_room_conn_t *rc, const u_char *json, size_t len)
     return rv;
 }
 
+/*
+ * The answer to a ping.  A pong still unsent at the end of the queue
+ * answers an earlier ping, and RFC 6455 5.5.3 lets an endpoint answer
+ * only the latest: the new pong takes its place.  A flood of pings then
+ * costs a frame a loop turn, not a frame (and an iovec of a writev) each.
+ */
+pd_int_t
+pd_room_send_pong(pd_room_conn_t *rc, const u_char *payload, size_t len)
+{
+    pd_room_link_t  *l;
+    pd_shbuf_t      *sb;
+    pd_int_t         rv;
+    size_t           old;
+
+    sb = pd_room_frame(PD_WS_PONG, payload, len);
+    if (sb == NULL) {
+        pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
+        return PD_ERROR;
+    }
+
+    if (rc->out != NULL && !rc->close_sent && !rc->lingering) {
+        l = (pd_room_link_t *) ((u_char *) rc->out_last
+                                - offsetof(pd_chain_t, next));
+        old = (size_t) (l->buf.end - l->buf.start);
+
+        /* not begun (a partly sent head stays as it is), and no larger:
+         * the output bound holds without a check */
+        if (l->buf.pos == l->buf.start
+            && l->buf.start[0] == (0x80 | PD_WS_PONG)
+            && sb->len <= old)
+        {
+            pd_shbuf_unref(l->buf.shared);
+            l->buf.start = sb->data;
+            l->buf.pos = sb->data;
+            l->buf.last = sb->data + sb->len;
+            l->buf.end = l->buf.last;
+            l->buf.shared = sb;
+
+            rc->out_bytes -= old - sb->len;
+            pd_room_stat_add(PD_ROOM_STAT_QUEUED, -(old - sb->len));
+
+            return PD_OK;
+        }
+    }
+
+    rv = pd_room_queue(rc, sb, NULL);
+    pd_shbuf_unref(sb);
+
+    return rv;
+}
+
 void
 pd_room_write_handler(pd_event_t *ev)
 {

@@ -545,19 +545,12 @@ pd_room_frame_in(pd_room_conn_t *rc, pd_ws_frame_t *f)
 {
     pd_connection_t  *c = rc->connection;
     pd_buf_t         *m;
-    pd_shbuf_t       *sb;
     pd_int_t          rv;
 
     switch (f->opcode) {
 
     case PD_WS_PING:
-        sb = pd_room_frame(PD_WS_PONG, f->payload, f->payload_len);
-        if (sb == NULL) {
-            pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
-            return PD_DONE;
-        }
-        rv = pd_room_send_shared(rc, sb);
-        pd_shbuf_unref(sb);
+        rv = pd_room_send_pong(rc, f->payload, f->payload_len);
         return rv == PD_ERROR ? PD_DONE : PD_OK;
 
     case PD_WS_PONG:
