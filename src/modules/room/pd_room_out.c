@@ -281,10 +281,17 @@ pd_room_send_pong(pd_room_conn_t *rc, const u_char *payload, size_t len)
                                 - offsetof(pd_chain_t, next));
         old = (size_t) (l->buf.end - l->buf.start);
 
-        /* not begun (a partly sent head stays as it is), and no larger:
-         * the output bound holds without a check */
+        /*
+         * The link is one whole pong and nothing else (an adopted
+         * connection's pending output is one buffer of several frames,
+         * which may begin with a pong), not begun (a partly sent head
+         * stays as it is), and no shorter than the new one: the output
+         * bound holds without a check.
+         */
         if (l->buf.pos == l->buf.start
+            && old >= 2
             && l->buf.start[0] == (0x80 | PD_WS_PONG)
+            && old == 2 + (size_t) l->buf.start[1]
             && sb->len <= old)
         {
             pd_shbuf_unref(l->buf.shared);
