@@ -470,6 +470,51 @@ test('cluster qos 1: an ack made while PostgreSQL is read back into '
     }, true);
 });
 
+test('cluster qos 1: the acks of a loop turn go to Redis in one script '
+     + 'call', PG, async () => {
+    const S = require('./servers.js');
+    await withCluster(async ([a, b], redis) => {
+        const scripts = () => {
+            let n = 0;
+            for (const line of S.redisCli(redis.port, ['INFO',
+                                                       'commandstats'])
+                .split('\n')) {
+                const m = /^cmdstat_(eval|evalsha):calls=(\d+)/.exec(line);
+                if (m) {
+                    n += Number(m[2]);
+                }
+            }
+            return n;
+        };
+        const ids = [];
+        for (let i = 0; i < 20; i++) {
+            const r = await L.centerPost(a, '/v1/push', {
+                app: 'chat', uids: ['ivy'], data: { i },
+            });
+            assert.strictEqual(r.status, 200, r.body);
+            ids.push(r.json.id);
+        }
+        const cl = await W.connect(b.roomPort, 'ivy', 'phone',
+                                   { apps: ['chat'] });
+        const got = [];
+        for (let i = 0; i < 20; i++) {
+            got.push((await cl.op('msg', 5000)).id);
+        }
+        assert.deepStrictEqual(got, ids);
+
+        /* twenty acks in one frame: one call (each was one call before;
+         * the nodes' own periodic scripts may add a few) */
+        const before = scripts();
+        cl.send({ op: 'ack', ids });
+        await L.waitFor(() => S.redisCli(redis.port, ['LLEN', 'pd:q:ivy'])
+                              === '0', 10000, 'the acks in Redis');
+        const calls = scripts() - before;
+        assert.ok(calls >= 1 && calls < 10, `${calls} script calls for 20 acks`);
+        cl.close();
+        await cl.waitClose();
+    }, true);
+});
+
 /*
  * A push that must be answered.  Inside L.waitFor a thrown request would
  * only be tried again, as if it had been refused: a socket error or a

@@ -129,26 +129,49 @@ static const char  pd_sr_pending_lua[] =
     "return out";
 
 /*
- * KEYS: q, dl, c, pd:saver:ok, pd:saver:acked; ARGV: id, "uid\nid".  An
- * id that held a collapse key lets go of it, unless a newer one holds it
- * already.  While the server lacks pd:saver:ok a reload may be reading
- * PostgreSQL, where this ack's DELETE has not yet come: the ack is noted
- * in pd:saver:acked, and the reload plays it again after its stores.
+ * The acks of a loop turn for one server.  KEYS: pd:saver:ok,
+ * pd:saver:acked, then q, dl, c of each ack; ARGV: id, "uid\nid" of
+ * each.  An id that held a collapse key lets go of it, unless a newer
+ * one holds it already.  While the server lacks pd:saver:ok a reload
+ * may be reading PostgreSQL, where these acks' DELETE has not yet come:
+ * they are noted in pd:saver:acked, and the reload plays them again
+ * after its stores.
  */
 static const char  pd_sr_ack_lua[] =
-    "redis.call('HDEL', KEYS[2], ARGV[1]) "
-    "local k = redis.call('HGET', KEYS[3], ARGV[1]) "
-    "if k then "
-    "  redis.call('HDEL', KEYS[3], ARGV[1]) "
-    "  if redis.call('HGET', KEYS[3], k) == ARGV[1] then "
-    "    redis.call('HDEL', KEYS[3], k) "
+    "local ok = redis.call('EXISTS', KEYS[1]) == 1 "
+    "for i = 1, #ARGV / 2 do "
+    "  local q, id = 3 + (i - 1) * 3, ARGV[2 * i - 1] "
+    "  redis.call('HDEL', KEYS[q + 1], id) "
+    "  local k = redis.call('HGET', KEYS[q + 2], id) "
+    "  if k then "
+    "    redis.call('HDEL', KEYS[q + 2], id) "
+    "    if redis.call('HGET', KEYS[q + 2], k) == id then "
+    "      redis.call('HDEL', KEYS[q + 2], k) "
+    "    end "
     "  end "
+    "  redis.call('LREM', KEYS[q], 0, id) "
+    "  if not ok then redis.call('SADD', KEYS[2], ARGV[2 * i]) end "
     "end "
-    "if redis.call('EXISTS', KEYS[4]) == 0 then "
-    "  redis.call('SADD', KEYS[5], ARGV[2]) "
-    "  redis.call('PEXPIRE', KEYS[5], 600000) "
-    "end "
-    "return redis.call('LREM', KEYS[1], 0, ARGV[1])";
+    "if not ok then redis.call('PEXPIRE', KEYS[2], 600000) end "
+    "return #ARGV / 2";
+
+/*
+ * The acks waiting for the end of the loop turn, per server: one script
+ * call for all of them instead of one each (a call costs Redis about as
+ * much as the work of three acks).  Each entry: uid length, uid, id
+ * length, id.
+ */
+#define PD_SR_ACK_BATCH  128
+
+typedef struct {
+    pd_uint_t            n;
+    size_t               len;
+    u_char               buf[PD_SR_ACK_BATCH * (2 + PD_UID_MAX
+                                                + PD_MSG_ID_LEN)];
+} pd_sr_acks_t;
+
+static pd_sr_acks_t  *pd_sr_acks;       /* one per server */
+static pd_event_t     pd_sr_acks_ev;
 
 static pd_saver_pg_t  *pd_sr_log;
 static pd_timer_t       pd_sr_check_timer;
@@ -158,6 +181,7 @@ static void pd_saver_reload_done(void *data, pd_int_t rc, pd_uint_t stored,
     pd_uint_t full);
 static void pd_sr_reload_acked(pd_redis_t *r, redisReply *reply,
     void *data);
+static void pd_sr_acks_before(pd_redis_t *shard);
 
 typedef struct {
     pd_saver_done_pt     done;
@@ -669,6 +693,9 @@ pd_sr_fetch_send(pd_sr_fetch_t *f, redisReply **ids, pd_uint_t nids)
         size += sizeof("pd:m:") - 1 + ids[i]->len;
     }
 
+    /* an ack its client sent earlier in this turn goes first */
+    pd_sr_acks_before(f->shard);
+
     argc = 3 + 2 + nids + 4;
     argv = pd_alloc(argc * sizeof(char *), pd_log_root);
     len = pd_alloc(argc * sizeof(size_t), pd_log_root);
@@ -725,43 +752,138 @@ done:
     return rc;
 }
 
-/* the Redis part of an ack: uid and id are valid names */
+/* the acks kept for server i, in one script call */
 static void
-pd_sr_ack_redis(pd_redis_t *shard, pd_str_t *uid, pd_str_t *id)
+pd_sr_acks_flush(pd_uint_t i)
 {
-    const char  *argv[10];
-    size_t       len[10];
-    char         q[8 + PD_UID_MAX], dl[8 + PD_UID_MAX], c[8 + PD_UID_MAX];
-    u_char       both[PD_UID_MAX + 1 + PD_MSG_ID_LEN];
+    static const char  *argv[3 + 2 + 5 * PD_SR_ACK_BATCH];
+    static size_t       len[3 + 2 + 5 * PD_SR_ACK_BATCH];
+    static char         keys[3 * PD_SR_ACK_BATCH][8 + PD_UID_MAX];
+    static u_char       both[PD_SR_ACK_BATCH][PD_UID_MAX + 1
+                                             + PD_MSG_ID_LEN];
+    static const char  *kinds[3] = { "pd:q:", "pd:dl:", "pd:c:" };
+    char                nkeys[24];
+    pd_sr_acks_t       *a = &pd_sr_acks[i];
+    pd_uint_t           k, j, argc, n;
+    u_char             *p, *uid, *id;
+    size_t              ulen, ilen;
+
+    n = a->n;
+
+    if (n == 0) {
+        return;
+    }
 
     argv[0] = "EVAL";
     len[0] = 4;
     argv[1] = pd_sr_ack_lua;
     len[1] = sizeof(pd_sr_ack_lua) - 1;
-    argv[2] = "5";
-    len[2] = 1;
-    argv[3] = q;
-    len[3] = (size_t) snprintf(q, sizeof(q), "pd:q:%.*s", (int) uid->len,
-                               uid->data);
-    argv[4] = dl;
-    len[4] = (size_t) snprintf(dl, sizeof(dl), "pd:dl:%.*s", (int) uid->len,
-                               uid->data);
-    argv[5] = c;
-    len[5] = (size_t) snprintf(c, sizeof(c), "pd:c:%.*s", (int) uid->len,
-                               uid->data);
-    argv[6] = "pd:saver:ok";
-    len[6] = sizeof("pd:saver:ok") - 1;
-    argv[7] = "pd:saver:acked";
-    len[7] = sizeof("pd:saver:acked") - 1;
-    argv[8] = (const char *) id->data;
-    len[8] = id->len;
-    argv[9] = (const char *) both;
-    len[9] = (size_t) (pd_slprintf(both, both + sizeof(both), "%.*s\n%.*s",
-                                   (int) uid->len, uid->data,
-                                   (int) id->len, id->data)
-                       - both);
+    argv[2] = nkeys;
+    len[2] = (size_t) snprintf(nkeys, sizeof(nkeys), "%lu",
+                               (unsigned long) (2 + 3 * n));
+    argv[3] = "pd:saver:ok";
+    len[3] = sizeof("pd:saver:ok") - 1;
+    argv[4] = "pd:saver:acked";
+    len[4] = sizeof("pd:saver:acked") - 1;
 
-    (void) pd_redis_command(shard, NULL, NULL, 10, argv, len);
+    p = a->buf;
+
+    for (k = 0; k < n; k++) {
+        ulen = *p++;
+        uid = p;
+        p += ulen;
+        ilen = *p++;
+        id = p;
+        p += ilen;
+
+        for (j = 0; j < 3; j++) {
+            argv[5 + 3 * k + j] = keys[3 * k + j];
+            len[5 + 3 * k + j] = (size_t) snprintf(keys[3 * k + j],
+                                                   8 + PD_UID_MAX, "%s%.*s",
+                                                   kinds[j], (int) ulen,
+                                                   uid);
+        }
+
+        argc = 5 + 3 * n + 2 * k;
+        argv[argc] = (const char *) id;
+        len[argc] = ilen;
+        argv[argc + 1] = (const char *) both[k];
+        len[argc + 1] = (size_t) (pd_slprintf(both[k],
+                                              both[k] + sizeof(both[k]),
+                                              "%.*s\n%.*s", (int) ulen, uid,
+                                              (int) ilen, id)
+                                  - both[k]);
+    }
+
+    /* the arguments are copied: the batch is free again at once */
+    (void) pd_redis_command(pd_sr_shards[i], NULL, NULL,
+                            (int) (5 + 5 * n), argv, len);
+
+    a->n = 0;
+    a->len = 0;
+}
+
+static void
+pd_sr_acks_handler(pd_event_t *ev)
+{
+    pd_uint_t  i;
+
+    (void) ev;
+
+    for (i = 0; i < pd_sr_nshards; i++) {
+        pd_sr_acks_flush(i);
+    }
+}
+
+/* what is sent to a server after the acks kept for it: a fetch must not
+ * find an id its client acked earlier in this turn */
+static void
+pd_sr_acks_before(pd_redis_t *shard)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < pd_sr_nshards; i++) {
+        if (pd_sr_shards[i] == shard) {
+            pd_sr_acks_flush(i);
+            return;
+        }
+    }
+}
+
+/* the Redis part of an ack, kept for the end of the loop turn; uid and
+ * id are valid names */
+static void
+pd_sr_ack_redis(pd_redis_t *shard, pd_str_t *uid, pd_str_t *id)
+{
+    pd_sr_acks_t  *a;
+    pd_uint_t      i;
+    u_char        *p;
+
+    for (i = 0; i < pd_sr_nshards && pd_sr_shards[i] != shard; i++) {
+        /* void */
+    }
+
+    if (i == pd_sr_nshards || pd_sr_acks == NULL) {
+        return;
+    }
+
+    a = &pd_sr_acks[i];
+
+    if (a->n == PD_SR_ACK_BATCH) {
+        pd_sr_acks_flush(i);
+    }
+
+    p = a->buf + a->len;
+    *p++ = (u_char) uid->len;
+    p = pd_cpymem(p, uid->data, uid->len);
+    *p++ = (u_char) id->len;
+    p = pd_cpymem(p, id->data, id->len);
+    a->len = (size_t) (p - a->buf);
+    a->n++;
+
+    if (!pd_sr_acks_ev.posted) {
+        pd_post_event(&pd_sr_acks_ev, &pd_posted_events);
+    }
 }
 
 static pd_int_t
@@ -1024,6 +1146,9 @@ pd_sr_reload_acked(pd_redis_t *r, redisReply *reply, void *data)
         again++;
     }
 
+    /* the acks played again go before the marker */
+    pd_sr_acks_before(r);
+
     argv[0] = "SET";
     len[0] = 3;
     argv[1] = "pd:saver:ok";
@@ -1228,6 +1353,14 @@ pd_sr_init_process(pd_cycle_t *cycle, pd_saver_conf_t *scf)
         return PD_ERROR;
     }
 
+    pd_sr_acks = pd_calloc(sizeof(pd_sr_acks_t) * pd_sr_nshards,
+                           cycle->log);
+    if (pd_sr_acks == NULL) {
+        return PD_ERROR;
+    }
+
+    pd_sr_acks_ev.handler = pd_sr_acks_handler;
+
     if (pd_worker == 0) {
         pd_timer_init(&pd_sr_check_timer, pd_sr_check, NULL);
         (void) pd_timer_add(&pd_timers, &pd_sr_check_timer, pd_current_msec,
@@ -1241,6 +1374,14 @@ static void
 pd_sr_exit_process(void)
 {
     pd_uint_t  i;
+
+    if (pd_sr_acks != NULL) {
+        /* a worker that leaves mid-turn: what it was told goes out */
+        pd_sr_acks_handler(&pd_sr_acks_ev);
+        pd_delete_posted_event(&pd_sr_acks_ev);
+        pd_free(pd_sr_acks);
+        pd_sr_acks = NULL;
+    }
 
     if (pd_sr_log != NULL) {
         pd_saver_pg_destroy(pd_sr_log);
