@@ -223,6 +223,22 @@ pd_sr_shard(const u_char *uid, size_t len)
                                              (uint32_t) pd_sr_nshards)];
 }
 
+/* the head of a script call: EVAL, the script, its number of keys
+ * (written into nkeys, PD_SR_NKEYS bytes); the keys go from argv[3] */
+#define PD_SR_NKEYS  24
+
+static void
+pd_sr_eval(const char **argv, size_t *len, const char *lua, size_t lua_len,
+    char *nkeys, pd_uint_t n)
+{
+    argv[0] = "EVAL";
+    len[0] = 4;
+    argv[1] = lua;
+    len[1] = lua_len;
+    argv[2] = nkeys;
+    len[2] = (size_t) snprintf(nkeys, PD_SR_NKEYS, "%lu", (unsigned long) n);
+}
+
 static void
 pd_sr_store_answer(pd_sr_store_t *st)
 {
@@ -357,7 +373,8 @@ pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
 {
     const char          **argv;
     size_t               *len;
-    char                 *keys, nkeys[24], sexp[24], smax[24], sttl[24];
+    char                 *keys, nkeys[PD_SR_NKEYS], sexp[24], smax[24];
+    char                  sttl[24];
     u_char               *field;
     pd_uint_t             i, argc, per, j;
     pd_int_t              rc;
@@ -378,14 +395,14 @@ pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
         return PD_ERROR;
     }
 
-    argv[0] = "EVAL";
-    len[0] = 4;
-    argv[1] = collapse->len ? pd_sr_store_collapse_lua : pd_sr_store_lua;
-    len[1] = collapse->len ? sizeof(pd_sr_store_collapse_lua) - 1
-                           : sizeof(pd_sr_store_lua) - 1;
-    argv[2] = nkeys;
-    len[2] = (size_t) snprintf(nkeys, sizeof(nkeys), "%lu",
-                               (unsigned long) (per * npick + 1));
+    if (collapse->len) {
+        pd_sr_eval(argv, len, pd_sr_store_collapse_lua,
+                   sizeof(pd_sr_store_collapse_lua) - 1, nkeys,
+                   per * npick + 1);
+    } else {
+        pd_sr_eval(argv, len, pd_sr_store_lua, sizeof(pd_sr_store_lua) - 1,
+                   nkeys, per * npick + 1);
+    }
 
     argv[3] = keys;
     len[3] = (size_t) snprintf(keys, 8 + PD_UID_MAX, "pd:m:%.*s",
@@ -681,7 +698,7 @@ pd_sr_fetch_send(pd_sr_fetch_t *f, redisReply **ids, pd_uint_t nids)
     size_t       *len, size;
     u_char       *keys, *k;
     char          q[8 + PD_UID_MAX], dl[8 + PD_UID_MAX];
-    char          nkeys[24], smax[24], slim[24];
+    char          nkeys[PD_SR_NKEYS], smax[24], slim[24];
     pd_uint_t     i, argc;
     pd_int_t      rc;
 
@@ -706,13 +723,8 @@ pd_sr_fetch_send(pd_sr_fetch_t *f, redisReply **ids, pd_uint_t nids)
         goto done;
     }
 
-    argv[0] = "EVAL";
-    len[0] = 4;
-    argv[1] = pd_sr_pending_lua;
-    len[1] = sizeof(pd_sr_pending_lua) - 1;
-    argv[2] = nkeys;
-    len[2] = (size_t) snprintf(nkeys, sizeof(nkeys), "%lu",
-                               (unsigned long) (2 + nids));
+    pd_sr_eval(argv, len, pd_sr_pending_lua, sizeof(pd_sr_pending_lua) - 1,
+               nkeys, 2 + nids);
     argv[3] = q;
     len[3] = (size_t) snprintf(q, sizeof(q), "pd:q:%.*s",
                                (int) f->uid.len, f->uid.data);
@@ -762,7 +774,7 @@ pd_sr_acks_flush(pd_uint_t i)
     static u_char       both[PD_SR_ACK_BATCH][PD_UID_MAX + 1
                                              + PD_MSG_ID_LEN];
     static const char  *kinds[3] = { "pd:q:", "pd:dl:", "pd:c:" };
-    char                nkeys[24];
+    char                nkeys[PD_SR_NKEYS];
     pd_sr_acks_t       *a = &pd_sr_acks[i];
     pd_uint_t           k, j, argc, n;
     u_char             *p, *uid, *id;
@@ -774,13 +786,8 @@ pd_sr_acks_flush(pd_uint_t i)
         return;
     }
 
-    argv[0] = "EVAL";
-    len[0] = 4;
-    argv[1] = pd_sr_ack_lua;
-    len[1] = sizeof(pd_sr_ack_lua) - 1;
-    argv[2] = nkeys;
-    len[2] = (size_t) snprintf(nkeys, sizeof(nkeys), "%lu",
-                               (unsigned long) (2 + 3 * n));
+    pd_sr_eval(argv, len, pd_sr_ack_lua, sizeof(pd_sr_ack_lua) - 1, nkeys,
+               2 + 3 * n);
     argv[3] = "pd:saver:ok";
     len[3] = sizeof("pd:saver:ok") - 1;
     argv[4] = "pd:saver:acked";
