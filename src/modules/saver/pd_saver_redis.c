@@ -1383,8 +1383,9 @@ pd_sr_exit_process(void)
     pd_uint_t  i;
 
     if (pd_sr_acks != NULL) {
-        /* a worker that leaves mid-turn: what it was told goes out */
-        pd_sr_acks_handler(&pd_sr_acks_ev);
+        /* none are kept here between turns (the posted event sends them
+         * in the turn they came), and the register's links, which these
+         * may be, are gone already: nothing is sent from here */
         pd_delete_posted_event(&pd_sr_acks_ev);
         pd_free(pd_sr_acks);
         pd_sr_acks = NULL;
