@@ -352,3 +352,55 @@ test('a retained broadcast past its ttl reaches nobody new', T,
         later.destroy();
     });
 });
+
+test('a worker walking nearly all the broadcasts it may: the API refuses '
+     + 'more with 503, and none is dropped after its 200', T, async () => {
+    await L.withPushd(Object.assign(conf(), { workers: 1 }), async (d) => {
+        /* ten clients of "slow": a walk at 1 a second lasts ~10 s */
+        const cls = [];
+        for (let i = 0; i < 10; i++) {
+            cls.push(await W.connect(d.roomPort, `slow${i}`, 'd',
+                                     { apps: ['slow'] }));
+        }
+        const conns = [];
+        for (let j = 0; j < 8; j++) {
+            conns.push(await L.centerConn(d));
+        }
+        const N = 4096 + 100;
+        let ok = 0, refused = 0;
+        const other = [];
+        await Promise.all(conns.map(async (k, j) => {
+            for (let i = j; i < N; i += 8) {
+                const r = await k.post('/v1/broadcast',
+                                       { app: 'slow', data: { i }, qos: 0,
+                                         rate: 1 });
+                if (r.status === 200) {
+                    ok++;
+                } else if (r.status === 503
+                           && /too many broadcasts/.test(r.body)) {
+                    /* a 503 closes its connection: this lane is done */
+                    refused++;
+                    break;
+                } else {
+                    other.push(`${r.status} ${r.body}`);
+                    break;
+                }
+            }
+        }));
+        assert.deepStrictEqual(other.slice(0, 5), []);
+        /* below the bound every one is taken; then each lane is refused */
+        assert.ok(ok >= 4096 - 64 && ok < N, `${ok} taken, ${refused} refused`);
+        assert.ok(refused >= 1, `${ok} taken, ${refused} refused`);
+        const st = await L.centerGet(d, '/v1/stats');
+        const walks = st.json.workers.reduce((n, w) => n + w.broadcast_walks,
+                                             0);
+        assert.ok(walks >= 1 && walks <= 4096 - 64, `${walks} walks`);
+        assert.doesNotMatch(d.logText(), /dropped: \d+ broadcasts running/);
+        for (const k of conns) {
+            k.close();
+        }
+        for (const c of cls) {
+            c.close();
+        }
+    });
+});

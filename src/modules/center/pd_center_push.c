@@ -573,6 +573,12 @@ pd_center_broadcast(pd_http_conn_t *hc)
 
     rc = pd_room_broadcast(&msg, m.rate, &out);
 
+    if (rc == PD_AGAIN) {
+        (void) pd_http_send_error(hc, 503, "too many broadcasts are being "
+                                  "delivered; try again later");
+        return;
+    }
+
     if (rc != PD_OK) {
         (void) pd_http_send_error(hc, rc == PD_BUSY ? 503 : 500,
                                   rc == PD_BUSY ? "the message store is full"

@@ -184,7 +184,19 @@ pd_int_t pd_room_bseq_set(pd_room_conn_t *rc, pd_uint_t i, uint64_t seq);
 #define PD_ROOM_STAT_RESUMED        23
 #define PD_ROOM_STAT_HANDED_OVER    24   /* to the next generation */
 #define PD_ROOM_STAT_ADOPTED        25   /* from a retiring worker */
-#define PD_ROOM_STAT_N              26
+#define PD_ROOM_STAT_WALKS          26   /* broadcasts being walked, gauge */
+#define PD_ROOM_STAT_N              27
+
+/*
+ * Broadcasts a worker walks at once: each holds only its frame (at most
+ * center.max_message and a header), so the bound is memory, ~50 MB.  A
+ * worker at the bound drops a broadcast (logged), so the API refuses one
+ * (503) while some worker of the node walks PD_ROOM_BCAST_ROOM fewer (its
+ * broadcast_walks gauge): the room is for the broadcasts other workers'
+ * centers send at the same moment, before the gauge shows them.
+ */
+#define PD_ROOM_BCAST_MAX    4096
+#define PD_ROOM_BCAST_ROOM   64
 
 #define pd_room_stat(i)         pd_stats_module_add(pd_room_module, i, 1)
 #define pd_room_stat_add(i, n)  pd_stats_module_add(pd_room_module, i, n)
@@ -290,7 +302,8 @@ typedef struct {
 /*
  * Frames msg once, retains it when it has a ttl, and starts every worker
  * (and every node) walking its connections bound to the app at its share
- * of rate per second.  PD_OK, PD_BUSY (the store is full), PD_ERROR.
+ * of rate per second.  PD_OK, PD_BUSY (the store is full), PD_AGAIN (a
+ * worker walks nearly PD_ROOM_BCAST_MAX broadcasts), PD_ERROR.
  */
 pd_int_t pd_room_broadcast(pd_room_msg_t *msg, pd_uint_t rate,
     pd_room_bcast_answer_t *out);

@@ -15,9 +15,6 @@
 #include "pd_saver.h"
 
 #define PD_ROOM_BCAST_TICK   10      /* ms between pacing steps */
-/* broadcasts a worker walks at once: each holds only its frame (at most
- * center.max_message and a header), so the bound is memory, ~50 MB */
-#define PD_ROOM_BCAST_MAX    4096
 
 typedef struct {
     pd_shbuf_t      *frame;
@@ -746,6 +743,7 @@ static void
 pd_room_bcast_free(pd_room_bcast_t *b)
 {
     pd_room_nbcasts--;
+    pd_room_stat_add(PD_ROOM_STAT_WALKS, -1);
     pd_queue_remove(&b->queue);
 
     if (pd_timer_is_set(&b->timer)) {
@@ -872,6 +870,7 @@ pd_room_bcast_start(pd_room_bcast_hdr_t *hdr, const u_char *app,
 
     pd_timer_init(&b->timer, pd_room_bcast_step, b);
     pd_room_nbcasts++;
+    pd_room_stat_add(PD_ROOM_STAT_WALKS, 1);
 
     pd_queue_insert_tail(&pd_room_walks, &b->queue);
     pd_room_recent[pd_room_nrecent++ % PD_ROOM_SEEN_MAX] = b->seq;

@@ -230,6 +230,8 @@ static pd_stats_counter_t  pd_room_counters[] = {
     { "pushd_adopted_total", NULL, "adopted",
       "connections taken over from a retiring worker (reload)",
       PD_STATS_COUNTER },
+    { "pushd_broadcast_walks", NULL, "broadcast_walks",
+      "broadcasts being delivered (walked) by the worker", PD_STATS_GAUGE },
     { NULL, NULL, NULL, NULL, 0 }
 };
 

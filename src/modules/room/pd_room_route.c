@@ -417,6 +417,30 @@ pd_room_push_finish(pd_room_push_t *p, pd_int_t rc)
 }
 
 
+/* some worker of this node walks nearly as many broadcasts as it may */
+static pd_uint_t
+pd_room_bcast_busy(void)
+{
+    pd_uint_t  i, at;
+
+    if (pd_stats == NULL) {
+        return 0;
+    }
+
+    at = pd_room_module.stats_base + PD_ROOM_STAT_WALKS;
+
+    for (i = 0; i < PD_MAX_PROCESSES; i++) {
+        if (pd_stats->slots[i].pid != 0
+            && pd_stats->slots[i].counters[at]
+               >= PD_ROOM_BCAST_MAX - PD_ROOM_BCAST_ROOM)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
 pd_int_t
 pd_room_broadcast(pd_room_msg_t *msg, pd_uint_t rate,
     pd_room_bcast_answer_t *out)
@@ -429,9 +453,15 @@ pd_room_broadcast(pd_room_msg_t *msg, pd_uint_t rate,
     pd_int_t              i;
     uint64_t              seq;
 
+    out->seq = 0;
+    out->workers = 0;
+
+    if (pd_room_bcast_busy()) {
+        return PD_AGAIN;
+    }
+
     seq = pd_stats_next_seq();
     out->seq = seq;
-    out->workers = 0;
 
     if (msg->ttl && pd_saver != NULL
         && pd_saver_bcast_store(&msg->app, seq, &msg->data, msg->ttl)
