@@ -33,14 +33,46 @@ function once(ws, type, ms = 5000) {
     });
 }
 
-/* the next message event's data, parsed */
-async function nextJson(ws, pred = () => true, ms = 5000) {
-    for (;;) {
-        const m = JSON.parse((await once(ws, 'message', ms)).data);
-        if (pred(m)) {
-            return m;
+/*
+ * Every message event of ws from now on, parsed and kept: a frame that
+ * comes before the test waits for it (a push's msg ahead of the push's
+ * 200) is not lost, as it was with a listener added per wait.
+ * next(pred) takes the first kept one that pred accepts, dropping the
+ * ones before it.
+ */
+function inbox(ws) {
+    const q = [];
+    let wake = null;
+    ws.addEventListener('message', (ev) => {
+        q.push(JSON.parse(ev.data));
+        if (wake) {
+            wake();
         }
-    }
+    });
+    return {
+        async next(pred = () => true, ms = 5000) {
+            const end = Date.now() + ms;
+            for (;;) {
+                const i = q.findIndex(pred);
+                if (i >= 0) {
+                    const [m] = q.splice(0, i + 1).slice(-1);
+                    return m;
+                }
+                q.length = 0;
+                const left = end - Date.now();
+                if (left <= 0) {
+                    throw new Error(`no message event within ${ms} ms`);
+                }
+                let timer;
+                await new Promise((r) => {
+                    wake = r;
+                    timer = setTimeout(r, left);
+                });
+                clearTimeout(timer);
+                wake = null;
+            }
+        },
+    };
 }
 
 test('RawWebSocket: open, messages, ack, a kick closes it 1008 "kicked"', T,
@@ -51,19 +83,19 @@ test('RawWebSocket: open, messages, ack, a kick closes it 1008 "kicked"', T,
         const ws = new W.RawWebSocket(url);
         let viaProperty = 0;
         ws.onmessage = () => { viaProperty++; };
-        const welcome = nextJson(ws);
+        const box = inbox(ws);
         await once(ws, 'open');
         assert.strictEqual(ws.readyState, 1);
-        assert.strictEqual((await welcome).op, 'welcome');
+        assert.strictEqual((await box.next()).op, 'welcome');
 
         ws.send('{"op":"ping"}');
-        assert.strictEqual((await nextJson(ws)).op, 'pong');
+        assert.strictEqual((await box.next()).op, 'pong');
 
         const acked = (await L.metrics(d)).get('pushd_messages_acked_total');
         const r = await L.centerPost(d, '/v1/push', {
             app: 'chat', uids: ['rw'], data: { text: 'hi' } });
         assert.strictEqual(r.status, 200, r.body);
-        const m = await nextJson(ws, (x) => x.op === 'msg');
+        const m = await box.next((x) => x.op === 'msg');
         assert.deepStrictEqual(m, { op: 'msg', id: r.json.id, app: 'chat',
                                     qos: 1, data: { text: 'hi' } });
         ws.send(JSON.stringify({ op: 'ack', ids: [m.id] }));
@@ -76,7 +108,7 @@ test('RawWebSocket: open, messages, ack, a kick closes it 1008 "kicked"', T,
         const k = await L.centerPost(d, '/v1/users/rw/kick',
                                      { reason: 'logged out' });
         assert.deepStrictEqual(k.json, { uid: 'rw', kicked: 1 });
-        assert.deepStrictEqual(await nextJson(ws),
+        assert.deepStrictEqual(await box.next(),
                                { op: 'kick', reason: 'logged out' });
         const c = await closed;
         assert.deepStrictEqual([c.code, c.reason, c.wasClean],
