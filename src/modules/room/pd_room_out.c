@@ -154,6 +154,18 @@ pd_room_frame(pd_uint_t opcode, const u_char *payload, size_t len)
     return sb;
 }
 
+/* the link's buffer: all of sb, unsent, with a reference of its own */
+static void
+pd_room_link_set(pd_room_link_t *l, pd_shbuf_t *sb)
+{
+    pd_memzero(&l->buf, sizeof(pd_buf_t));
+    l->buf.start = sb->data;
+    l->buf.pos = sb->data;
+    l->buf.last = sb->data + sb->len;
+    l->buf.end = l->buf.last;
+    l->buf.shared = pd_shbuf_ref(sb);
+}
+
 /*
  * Queues a reference to sb at *at (NULL: at the end).  PD_DECLINED when
  * the connection is closing, PD_ERROR when it was closed as a slow
@@ -188,12 +200,7 @@ pd_room_queue(pd_room_conn_t *rc, pd_shbuf_t *sb, pd_chain_t ***at)
         return PD_ERROR;
     }
 
-    pd_memzero(&l->buf, sizeof(pd_buf_t));
-    l->buf.start = sb->data;
-    l->buf.pos = sb->data;
-    l->buf.last = sb->data + sb->len;
-    l->buf.end = l->buf.last;
-    l->buf.shared = pd_shbuf_ref(sb);
+    pd_room_link_set(l, sb);
     l->cl.buf = &l->buf;
 
     if (at == NULL || *at == rc->out_last) {
@@ -257,6 +264,37 @@ pd_room_send_text(pd_room_conn_t *rc, const u_char *json, size_t len)
 }
 
 /*
+ * The link at the end of rc's queue when it is one whole pong and
+ * nothing else (an adopted connection's pending output is one buffer of
+ * several frames, which may begin with a pong), not begun (a partly sent
+ * head stays as it is); else NULL.
+ */
+static pd_room_link_t *
+pd_room_unsent_pong(pd_room_conn_t *rc)
+{
+    pd_room_link_t  *l;
+    size_t           n;
+
+    if (rc->out == NULL || rc->close_sent || rc->lingering) {
+        return NULL;
+    }
+
+    l = (pd_room_link_t *) ((u_char *) rc->out_last
+                            - offsetof(pd_chain_t, next));
+    n = (size_t) (l->buf.end - l->buf.start);
+
+    if (l->buf.pos != l->buf.start
+        || n < 2
+        || l->buf.start[0] != (0x80 | PD_WS_PONG)
+        || n != 2 + (size_t) l->buf.start[1])
+    {
+        return NULL;
+    }
+
+    return l;
+}
+
+/*
  * The answer to a ping.  A pong still unsent at the end of the queue
  * answers an earlier ping, and RFC 6455 5.5.3 lets an endpoint answer
  * only the latest: the new pong takes its place.  A flood of pings then
@@ -276,39 +314,22 @@ pd_room_send_pong(pd_room_conn_t *rc, const u_char *payload, size_t len)
         return PD_ERROR;
     }
 
-    if (rc->out != NULL && !rc->close_sent && !rc->lingering) {
-        l = (pd_room_link_t *) ((u_char *) rc->out_last
-                                - offsetof(pd_chain_t, next));
-        old = (size_t) (l->buf.end - l->buf.start);
+    l = pd_room_unsent_pong(rc);
+    old = l ? (size_t) (l->buf.end - l->buf.start) : 0;
 
-        /*
-         * The link is one whole pong and nothing else (an adopted
-         * connection's pending output is one buffer of several frames,
-         * which may begin with a pong), not begun (a partly sent head
-         * stays as it is), and no shorter than the new one: the output
-         * bound holds without a check.
-         */
-        if (l->buf.pos == l->buf.start
-            && old >= 2
-            && l->buf.start[0] == (0x80 | PD_WS_PONG)
-            && old == 2 + (size_t) l->buf.start[1]
-            && sb->len <= old)
-        {
-            pd_shbuf_unref(l->buf.shared);
-            l->buf.start = sb->data;
-            l->buf.pos = sb->data;
-            l->buf.last = sb->data + sb->len;
-            l->buf.end = l->buf.last;
-            l->buf.shared = sb;
+    /* no longer than the one it replaces: the output bound holds */
+    if (l != NULL && sb->len <= old) {
+        pd_shbuf_unref(l->buf.shared);
+        pd_room_link_set(l, sb);
 
-            rc->out_bytes -= old - sb->len;
-            pd_room_stat_add(PD_ROOM_STAT_QUEUED, -(old - sb->len));
+        rc->out_bytes -= old - sb->len;
+        pd_room_stat_add(PD_ROOM_STAT_QUEUED, -(old - sb->len));
+        rv = PD_OK;
 
-            return PD_OK;
-        }
+    } else {
+        rv = pd_room_queue(rc, sb, NULL);
     }
 
-    rv = pd_room_queue(rc, sb, NULL);
     pd_shbuf_unref(sb);
 
     return rv;

@@ -842,18 +842,28 @@ pd_sr_acks_handler(pd_event_t *ev)
     }
 }
 
+/* the index of a server in pd_sr_shards, pd_sr_nshards if none */
+static pd_uint_t
+pd_sr_shard_index(pd_redis_t *shard)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < pd_sr_nshards && pd_sr_shards[i] != shard; i++) {
+        /* void */
+    }
+
+    return i;
+}
+
 /* what is sent to a server after the acks kept for it: a fetch must not
  * find an id its client acked earlier in this turn */
 static void
 pd_sr_acks_before(pd_redis_t *shard)
 {
-    pd_uint_t  i;
+    pd_uint_t  i = pd_sr_shard_index(shard);
 
-    for (i = 0; i < pd_sr_nshards; i++) {
-        if (pd_sr_shards[i] == shard) {
-            pd_sr_acks_flush(i);
-            return;
-        }
+    if (i < pd_sr_nshards) {
+        pd_sr_acks_flush(i);
     }
 }
 
@@ -866,9 +876,7 @@ pd_sr_ack_redis(pd_redis_t *shard, pd_str_t *uid, pd_str_t *id)
     pd_uint_t      i;
     u_char        *p;
 
-    for (i = 0; i < pd_sr_nshards && pd_sr_shards[i] != shard; i++) {
-        /* void */
-    }
+    i = pd_sr_shard_index(shard);
 
     if (i == pd_sr_nshards || pd_sr_acks == NULL) {
         return;
