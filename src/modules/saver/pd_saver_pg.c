@@ -14,6 +14,12 @@
  * after PD_SAVER_PG_ACK_WAIT when no store comes (a node that only
  * delivers what other nodes store), or when their batch is full.
  *
+ * An INSERT has no conflict check on its first try: a (uid, id) is new
+ * unless a store is made again, and the check costs the server about a
+ * quarter of each row.  A batch that meets a row of its own goes again
+ * as pd_store_again, which keeps the rows there; the acks its failure
+ * rolled back join the next DELETE.
+ *
  * Every statement reaches its rows through an index, whatever the
  * table's size (the test of this file EXPLAINs each under a generic
  * plan); expired rows leave in slices of a bounded DELETE.
@@ -77,20 +83,27 @@ const char  *pd_saver_pg_setup[] = {
 };
 
 
+#define PD_SP_STORE                                                        \
+    "INSERT INTO pd_messages (uid, id, app, data, expires, collapse)"      \
+    " SELECT u.uid, m.id, m.app, m.data, m.expires, m.collapse"            \
+    " FROM unnest($1::text[], $2::int8[]) AS u (uid, n)"                   \
+    " JOIN unnest($3::text[], $4::text[], $5::text[], $6::int8[],"         \
+    " $7::text[])"                                                         \
+    " WITH ORDINALITY AS m (id, app, data, expires, collapse, n)"          \
+    " USING (n)"
+
 const pd_saver_pg_stmt_t  pd_saver_pg_stmts[] = {
 
     /* $1 the uids, $2 the message (1-based) of each; $3-$7 the id, app,
      * data, expiry and collapse key of each message: a multicast's data
      * goes once */
-    { "pd_store",
-      "INSERT INTO pd_messages (uid, id, app, data, expires, collapse)"
-      " SELECT u.uid, m.id, m.app, m.data, m.expires, m.collapse"
-      " FROM unnest($1::text[], $2::int8[]) AS u (uid, n)"
-      " JOIN unnest($3::text[], $4::text[], $5::text[], $6::int8[],"
-      " $7::text[])"
-      " WITH ORDINALITY AS m (id, app, data, expires, collapse, n)"
-      " USING (n)"
-      " ON CONFLICT DO NOTHING", 7 },
+    { "pd_store", PD_SP_STORE, 7 },
+
+    /* the same batch again when a row of it was there already (23505),
+     * or when another statement of its segment failed: a row of the
+     * same (uid, id) is a store made before, and stays.  Not the first
+     * try: the conflict check costs the server a quarter of an insert */
+    { "pd_store_again", PD_SP_STORE " ON CONFLICT DO NOTHING", 7 },
 
     /* $1 uids, $2 ids: the pairs acked */
     { "pd_ack",
@@ -127,13 +140,27 @@ typedef struct {
     void                *data;
 } pd_sp_waiter_t;
 
-/* the stores of one INSERT: whoever waits for it */
+#define PD_SP_STORE_PARAMS  7
+
+/* the stores of one INSERT: whoever waits for it, and its parameters,
+ * kept until it is answered for pd_store_again */
 typedef struct {
     pd_saver_pg_t       *sp;
+    u_char              *params;
+    int                  lens[PD_SP_STORE_PARAMS];
+    unsigned             again:1;
     pd_uint_t            n;
     pd_uint_t            size;
     pd_sp_waiter_t       w[];
 } pd_sp_flight_t;
+
+/* the acks of one DELETE, kept to go again if their segment is rolled
+ * back by another statement's failure (a store's conflict) */
+typedef struct {
+    pd_saver_pg_t       *sp;
+    int                  lens[2];
+    u_char               params[];
+} pd_sp_acks_t;
 
 struct pd_saver_pg_s {
     pd_pg_t             *pg;
@@ -174,6 +201,11 @@ static void pd_sp_answered(pd_saver_pg_t *sp);
 static void pd_sp_ack_wait(pd_timer_t *t);
 static void pd_sp_flush_stores(pd_saver_pg_t *sp);
 static void pd_sp_flush_acks(pd_saver_pg_t *sp);
+static pd_int_t pd_sp_exec_store(pd_saver_pg_t *sp, pd_sp_flight_t *fl,
+    const char *name);
+static pd_int_t pd_sp_ack_add(pd_saver_pg_t *sp, const u_char *uid,
+    size_t ulen, const u_char *id, size_t ilen);
+static void pd_sp_acks_again(pd_saver_pg_t *sp, pd_sp_acks_t *ak);
 static void pd_sp_stored(pd_pg_t *pg, PGresult *res, void *data);
 static void pd_sp_acked(pd_pg_t *pg, PGresult *res, void *data);
 static void pd_sp_answer(pd_sp_flight_t *fl, pd_int_t rc);
@@ -352,19 +384,28 @@ pd_saver_pg_ack(pd_saver_pg_t *sp, pd_str_t *uid, pd_str_t *id)
         return PD_DECLINED;
     }
 
+    return pd_sp_ack_add(sp, uid->data, uid->len, id->data, id->len);
+}
+
+
+/* one ack into the open DELETE */
+static pd_int_t
+pd_sp_ack_add(pd_saver_pg_t *sp, const u_char *uid, size_t ulen,
+    const u_char *id, size_t ilen)
+{
     /* full: these wait for the next batch */
     if (sp->ack_uids.n >= PD_SAVER_PG_BATCH_ROWS) {
         pd_sp_flush_acks(sp);
     }
 
-    if (pd_sp_arr_reserve(&sp->ack_uids, 4 + uid->len, sp->log) != PD_OK
-        || pd_sp_arr_reserve(&sp->ack_ids, 4 + id->len, sp->log) != PD_OK)
+    if (pd_sp_arr_reserve(&sp->ack_uids, 4 + ulen, sp->log) != PD_OK
+        || pd_sp_arr_reserve(&sp->ack_ids, 4 + ilen, sp->log) != PD_OK)
     {
         return PD_ERROR;
     }
 
-    pd_sp_arr_text(&sp->ack_uids, uid->data, uid->len);
-    pd_sp_arr_text(&sp->ack_ids, id->data, id->len);
+    pd_sp_arr_text(&sp->ack_uids, uid, ulen);
+    pd_sp_arr_text(&sp->ack_ids, id, ilen);
 
     if (!pd_timer_is_set(&sp->ack_timer) && !sp->acks_due) {
         (void) pd_timer_add(&pd_timers, &sp->ack_timer, pd_current_msec,
@@ -535,9 +576,10 @@ static void
 pd_sp_flush_stores(pd_saver_pg_t *sp)
 {
     pd_sp_flight_t  *fl;
-    const char      *values[7];
-    int              lens[7], formats[7], i;
-    pd_int_t         rc;
+    pd_sp_arr_t     *arr[PD_SP_STORE_PARAMS];
+    u_char          *p;
+    size_t           total;
+    int              i;
 
     fl = sp->stores;
 
@@ -547,46 +589,71 @@ pd_sp_flush_stores(pd_saver_pg_t *sp)
 
     sp->stores = NULL;
 
-    values[0] = pd_sp_arr_finish(&sp->uids, &lens[0]);
-    values[1] = pd_sp_arr_finish(&sp->msgno, &lens[1]);
-    values[2] = pd_sp_arr_finish(&sp->ids, &lens[2]);
-    values[3] = pd_sp_arr_finish(&sp->apps, &lens[3]);
-    values[4] = pd_sp_arr_finish(&sp->data, &lens[4]);
-    values[5] = pd_sp_arr_finish(&sp->expires, &lens[5]);
-    values[6] = pd_sp_arr_finish(&sp->collapse, &lens[6]);
+    arr[0] = &sp->uids;
+    arr[1] = &sp->msgno;
+    arr[2] = &sp->ids;
+    arr[3] = &sp->apps;
+    arr[4] = &sp->data;
+    arr[5] = &sp->expires;
+    arr[6] = &sp->collapse;
 
-    for (i = 0; i < 7; i++) {
-        formats[i] = 1;
+    total = 0;
+    for (i = 0; i < PD_SP_STORE_PARAMS; i++) {
+        (void) pd_sp_arr_finish(arr[i], &fl->lens[i]);
+        total += (size_t) fl->lens[i];
     }
 
-    /* libpq copies the values: the arrays are free again at once */
-    rc = pd_pg_exec(sp->pg, "pd_store", 7, values, lens, formats,
-                    pd_sp_stored, fl);
+    /* kept for pd_store_again; the arrays are free again at once */
+    fl->params = pd_alloc(total, sp->log);
 
-    if (rc == PD_OK) {
-        sp->inflight++;
+    if (fl->params) {
+        p = fl->params;
+        for (i = 0; i < PD_SP_STORE_PARAMS; i++) {
+            p = pd_cpymem(p, arr[i]->buf, fl->lens[i]);
+        }
     }
 
-    pd_sp_arr_reset(&sp->uids);
-    pd_sp_arr_reset(&sp->msgno);
-    pd_sp_arr_reset(&sp->ids);
-    pd_sp_arr_reset(&sp->apps);
-    pd_sp_arr_reset(&sp->data);
-    pd_sp_arr_reset(&sp->expires);
-    pd_sp_arr_reset(&sp->collapse);
+    for (i = 0; i < PD_SP_STORE_PARAMS; i++) {
+        pd_sp_arr_reset(arr[i]);
+    }
+
     sp->bytes = 0;
 
-    if (rc != PD_OK) {
+    if (fl->params == NULL || pd_sp_exec_store(sp, fl, "pd_store") != PD_OK) {
         pd_sp_answer(fl, PD_ERROR);
+        return;
     }
+
+    sp->inflight++;
+}
+
+
+static pd_int_t
+pd_sp_exec_store(pd_saver_pg_t *sp, pd_sp_flight_t *fl, const char *name)
+{
+    const char  *values[PD_SP_STORE_PARAMS];
+    int          formats[PD_SP_STORE_PARAMS], i;
+    u_char      *p;
+
+    p = fl->params;
+
+    for (i = 0; i < PD_SP_STORE_PARAMS; i++) {
+        values[i] = (const char *) p;
+        formats[i] = 1;
+        p += fl->lens[i];
+    }
+
+    return pd_pg_exec(sp->pg, name, PD_SP_STORE_PARAMS, values, fl->lens,
+                      formats, pd_sp_stored, fl);
 }
 
 
 static void
 pd_sp_flush_acks(pd_saver_pg_t *sp)
 {
-    const char  *values[2];
-    int          lens[2], formats[2];
+    pd_sp_acks_t  *ak;
+    const char    *values[2];
+    int            lens[2], formats[2];
 
     sp->acks_due = 0;
 
@@ -605,14 +672,52 @@ pd_sp_flush_acks(pd_saver_pg_t *sp)
 
     /* a lost ack leaves the row until it expires, which costs nothing
      * unless Redis loses its data: then it is delivered once more */
-    if (pd_pg_exec(sp->pg, "pd_ack", 2, values, lens, formats, pd_sp_acked,
-                   sp) == PD_OK)
-    {
-        sp->inflight++;
+    ak = pd_alloc(sizeof(pd_sp_acks_t) + (size_t) lens[0] + (size_t) lens[1],
+                  sp->log);
+
+    if (ak != NULL) {
+        ak->sp = sp;
+        ak->lens[0] = lens[0];
+        ak->lens[1] = lens[1];
+        pd_memcpy(ak->params, values[0], lens[0]);
+        pd_memcpy(ak->params + lens[0], values[1], lens[1]);
+
+        if (pd_pg_exec(sp->pg, "pd_ack", 2, values, lens, formats,
+                       pd_sp_acked, ak) == PD_OK)
+        {
+            sp->inflight++;
+
+        } else {
+            pd_free(ak);
+        }
     }
 
     pd_sp_arr_reset(&sp->ack_uids);
     pd_sp_arr_reset(&sp->ack_ids);
+}
+
+
+/*
+ * 1 when the batch may go again as pd_store_again: a row of the same
+ * (uid, id) was there (a store made before), or the segment was rolled
+ * back by another statement's failure
+ */
+static pd_int_t
+pd_sp_conflict(PGresult *res)
+{
+    const char  *state;
+
+    if (res == NULL) {
+        return 0;
+    }
+
+    if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+        return 1;
+    }
+
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    return state != NULL && strcmp(state, "23505") == 0;
 }
 
 
@@ -621,11 +726,29 @@ pd_sp_stored(pd_pg_t *pg, PGresult *res, void *data)
 {
     pd_sp_flight_t  *fl = data;
     pd_saver_pg_t   *sp = fl->sp;
+    const char      *msg;
 
     (void) pg;
 
     if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
         pd_sp_answer(fl, PD_OK);
+
+    } else if (!fl->again && pd_sp_conflict(res)) {
+        msg = PQresultErrorMessage(res);
+        pd_log_error(PD_LOG_INFO, sp->log, 0, "saver: postgres: a batch of "
+                     "%lu stores goes again, keeping the rows there: %s",
+                     (unsigned long) fl->n,
+                     *msg ? msg : "its segment was rolled back");
+
+        fl->again = 1;
+
+        /* still in flight: the batch's place among the in-flight ones
+         * passes to its second try */
+        if (pd_sp_exec_store(sp, fl, "pd_store_again") == PD_OK) {
+            return;
+        }
+
+        pd_sp_answer(fl, PD_ERROR);
 
     } else {
         pd_sp_log_result(sp, res, "storing");
@@ -639,15 +762,58 @@ pd_sp_stored(pd_pg_t *pg, PGresult *res, void *data)
 static void
 pd_sp_acked(pd_pg_t *pg, PGresult *res, void *data)
 {
-    pd_saver_pg_t  *sp = data;
+    pd_sp_acks_t   *ak = data;
+    pd_saver_pg_t  *sp = ak->sp;
 
     (void) pg;
+    if (res != NULL && PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+        /* rolled back with a store of its segment: the next DELETE */
+        pd_sp_acks_again(sp, ak);
 
-    if (res != NULL && PQresultStatus(res) != PGRES_COMMAND_OK) {
+    } else if (res != NULL && PQresultStatus(res) != PGRES_COMMAND_OK) {
         pd_sp_log_result(sp, res, "deleting acked messages");
     }
 
+    pd_free(ak);
     pd_sp_answered(sp);
+}
+
+
+/* the elements of a binary text array made by pd_sp_arr_finish */
+static const u_char *
+pd_sp_arr_next(const u_char *p, const u_char **elt, size_t *len)
+{
+    *len = ((size_t) p[0] << 24) | ((size_t) p[1] << 16)
+           | ((size_t) p[2] << 8) | p[3];
+    *elt = p + 4;
+
+    return p + 4 + *len;
+}
+
+
+static void
+pd_sp_acks_again(pd_saver_pg_t *sp, pd_sp_acks_t *ak)
+{
+    const u_char  *u, *i, *uid, *id;
+    size_t         ulen, ilen;
+    uint32_t       k, n;
+
+    u = ak->params;
+    i = ak->params + ak->lens[0];
+    n = ((uint32_t) u[12] << 24) | ((uint32_t) u[13] << 16)
+        | ((uint32_t) u[14] << 8) | u[15];
+
+    u += PD_SP_ARR_HEAD;
+    i += PD_SP_ARR_HEAD;
+
+    for (k = 0; k < n; k++) {
+        u = pd_sp_arr_next(u, &uid, &ulen);
+        i = pd_sp_arr_next(i, &id, &ilen);
+
+        if (pd_sp_ack_add(sp, uid, ulen, id, ilen) != PD_OK) {
+            return;
+        }
+    }
 }
 
 
@@ -661,6 +827,7 @@ pd_sp_answer(pd_sp_flight_t *fl, pd_int_t rc)
         fl->w[i].done(fl->w[i].data, rc);
     }
 
+    pd_free(fl->params);
     pd_free(fl);
 }
 
@@ -686,6 +853,8 @@ pd_sp_flight_add(pd_saver_pg_t *sp, pd_saver_pg_done_pt done, void *ctx)
 
         if (sp->stores == NULL) {
             fl->sp = sp;
+            fl->params = NULL;
+            fl->again = 0;
             fl->n = 0;
         }
 

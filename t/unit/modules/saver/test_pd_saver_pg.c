@@ -6,7 +6,9 @@
  * earlier version made, where the old ack is caught reading it whole);
  * the stores of a loop turn are one INSERT, bounded, answered once
  * committed, and while batches are being committed the next turns'
- * stores wait and join; acks are one DELETE; expired rows go in bounded
+ * stores wait and join; acks are one DELETE; a batch that meets a row
+ * already there goes again with the conflict check, and the acks rolled
+ * back with it go with the next DELETE; expired rows go in bounded
  * slices; a lost link fails what it held.
  */
 
@@ -63,6 +65,8 @@ static const struct {
 } pd_test_args[] = {
     { "pd_store", "('{u1,u2}', '{1,1}', '{n-1}', '{a}', '{x}', '{99}',"
                   " '{\"\"}')" },
+    { "pd_store_again", "('{u1,u2}', '{1,1}', '{n-1}', '{a}', '{x}',"
+                        " '{99}', '{\"\"}')" },
     { "pd_ack", "('{u1}', '{n-1}')" },
     { "pd_reload", "(5)" },
     { "pd_sweep", "(5, 1000)" },
@@ -373,8 +377,8 @@ pd_test_check_plans(PGconn *c, int old)
                      st->name);
         }
 
-        /* the INSERT reads nothing; the others find their rows */
-        if (strcmp(st->name, "pd_store") != 0 && !indexed) {
+        /* the INSERTs read nothing; the others find their rows */
+        if (strncmp(st->name, "pd_store", 8) != 0 && !indexed) {
             fail_msg("the generic plan of \"%s\" uses no index", st->name);
         }
     }
@@ -527,13 +531,19 @@ test_store_one_insert_per_turn(void **state)
                                   " WHERE id = 'n-2' AND app = 'chat'"
                                   " AND expires = 4000000000000"), 3);
 
-    /* a retry of a stored message: no new row, and stored all the same */
+    /* the first try has no conflict check */
+    assert_int_equal(pd_test_stat("pd_store_again", "calls"), 0);
+
+    /* a retry of a stored message: no new row, and stored all the same
+     * (the first try fails on the primary key, the second keeps the
+     * rows there) */
     pd_memzero(done, sizeof(pd_test_done_t));
     assert_int_equal(pd_test_store(sp, "u", 3, "n-2", "{\"k\":1}",
                                    4000000000000ULL, &done[0]), PD_OK);
     pd_test_wait_done(done, 1);
     assert_int_equal(done[0].rc, PD_OK);
     assert_int_equal(pd_test_long(sql), rows);
+    assert_int_equal(pd_test_stat("pd_store_again", "calls"), 1);
 
     free(done);
     pd_saver_pg_destroy(sp);
@@ -738,6 +748,62 @@ test_acks_one_delete_per_turn(void **state)
                                   " WHERE uid = 'a0'"), 4);
     assert_int_equal(pd_test_long("SELECT count(*) FROM pd_messages"
                                   " WHERE uid = 'a1'"), 10);
+
+    pd_saver_pg_destroy(sp);
+}
+
+
+/*
+ * A store that meets a row of its own (uid, id) fails its segment, and
+ * the acks of the same turn with it: the stores go again with the
+ * conflict check (a new message of the batch is stored, the old row is
+ * kept), and the acks with the next DELETE.
+ */
+static void
+test_conflict_stores_again_and_keeps_acks(void **state)
+{
+    pd_saver_pg_t   *sp;
+    pd_test_done_t   done[5];
+    long             left;
+
+    (void) state;
+
+    pd_test_fresh();
+    sp = pd_test_log_create(0);
+    pd_memzero(done, sizeof(done));
+
+    assert_int_equal(pd_test_store(sp, "c", 1, "n-1", "\"old\"",
+                                   4000000000000ULL, &done[0]), PD_OK);
+    assert_int_equal(pd_test_store(sp, "c", 1, "n-2", "1",
+                                   4000000000000ULL, &done[1]), PD_OK);
+    pd_test_wait_done(done, 2);
+    assert_int_equal(done[0].rc, PD_OK);
+    assert_int_equal(done[1].rc, PD_OK);
+
+    /* one turn: an ack, a store of an id that is there, a new one */
+    assert_int_equal(pd_test_ack(sp, "c0", "n-2"), PD_OK);
+    assert_int_equal(pd_test_store(sp, "c", 1, "n-1", "\"new\"",
+                                   4000000000000ULL, &done[2]), PD_OK);
+    assert_int_equal(pd_test_store(sp, "c", 1, "n-3", "1",
+                                   4000000000000ULL, &done[3]), PD_OK);
+    pd_test_wait_done(&done[2], 2);
+
+    assert_int_equal(done[2].rc, PD_OK);
+    assert_int_equal(done[3].rc, PD_OK);
+    assert_int_equal(pd_test_stat("pd_store_again", "calls"), 1);
+
+    /* the row there stays as it was; the new message is in */
+    assert_int_equal(pd_test_long("SELECT count(*) FROM pd_messages"
+                                  " WHERE id = 'n-1' AND data = '\"old\"'"),
+                     1);
+    assert_int_equal(pd_test_long("SELECT count(*) FROM pd_messages"
+                                  " WHERE id = 'n-3'"), 1);
+
+    /* the ack rolled back with the first try went again */
+    left = 2;
+    assert_true(pd_test_run(pd_test_rows_left, &left, 10000));
+    assert_int_equal(pd_test_long("SELECT count(*) FROM pd_messages"
+                                  " WHERE id = 'n-2'"), 0);
 
     pd_saver_pg_destroy(sp);
 }
@@ -955,6 +1021,7 @@ main(void)
         cmocka_unit_test(test_stores_wait_for_the_commit_in_flight),
         cmocka_unit_test(test_store_failure_fails_the_batch),
         cmocka_unit_test(test_acks_one_delete_per_turn),
+        cmocka_unit_test(test_conflict_stores_again_and_keeps_acks),
         cmocka_unit_test(test_sweep_in_bounded_slices),
         cmocka_unit_test(test_reload_unacked_unexpired_in_order),
         cmocka_unit_test(test_lost_link_fails_stores),
