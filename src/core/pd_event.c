@@ -13,6 +13,7 @@
 pd_queue_t        pd_posted_accept_events;
 pd_queue_t        pd_posted_events;
 pd_queue_t        pd_posted_next_events;
+pd_queue_t        pd_posted_last_events;
 pd_queue_t        pd_posted_answers;
 pd_uint_t         pd_event_turn;
 pd_timer_heap_t   pd_timers;
@@ -38,6 +39,7 @@ pd_event_init(pd_cycle_t *cycle)
     pd_queue_init(&pd_posted_accept_events);
     pd_queue_init(&pd_posted_events);
     pd_queue_init(&pd_posted_next_events);
+    pd_queue_init(&pd_posted_last_events);
     pd_queue_init(&pd_posted_answers);
 
     /* every connection holds at most two timers (read and write) */
@@ -304,6 +306,7 @@ pd_process_events_and_timers(pd_cycle_t *cycle)
 
     if (!pd_queue_empty(&pd_posted_events)
         || !pd_queue_empty(&pd_posted_next_events)
+        || !pd_queue_empty(&pd_posted_last_events)
         || !pd_queue_empty(&pd_posted_answers)
         || !pd_queue_empty(&pd_posted_accept_events))
     {
@@ -373,6 +376,15 @@ pd_process_events_and_timers(pd_cycle_t *cycle)
      */
     pd_timer_expire_max(&pd_timers, pd_current_msec, PD_EVENT_TIMERS_TURN);
 
-    /* posted writes last: everything queued this turn goes in one writev */
-    pd_event_process_posted(cycle, &pd_posted_events);
+    /*
+     * Posted writes last: everything queued this turn goes in one
+     * writev().  The last events after all the others, pipelined
+     * requests served from the posted events included, and again while
+     * they post more: the broadcasts and pushes of a whole turn are
+     * queued on a connection before its frames leave.
+     */
+    do {
+        pd_event_process_posted(cycle, &pd_posted_events);
+        pd_event_process_posted(cycle, &pd_posted_last_events);
+    } while (!pd_queue_empty(&pd_posted_events));
 }

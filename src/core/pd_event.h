@@ -35,6 +35,13 @@ extern pd_queue_t       pd_posted_events;
  */
 extern pd_queue_t       pd_posted_next_events;
 /*
+ * Run after every other posted event of the turn: the room's flush of
+ * the connections written to, so that everything a turn queues on a
+ * connection (the broadcasts of pipelined requests among them) leaves
+ * in one writev().
+ */
+extern pd_queue_t       pd_posted_last_events;
+/*
  * Answers that must not leave before what this turn handed to siblings:
  * an HTTP response written while a push sits corked for a sibling's
  * channel lets the client send the next push, through another worker,

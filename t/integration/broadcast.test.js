@@ -353,6 +353,59 @@ test('a retained broadcast past its ttl reaches nobody new', T,
     });
 });
 
+/* the sum of a room counter over the workers */
+async function counter(d, name) {
+    const st = await L.centerGet(d, '/v1/stats');
+    assert.strictEqual(st.status, 200, st.body);
+    return st.json.workers.reduce((n, w) => {
+        assert.strictEqual(typeof w[name], 'number', `${name} in stats`);
+        return n + w[name];
+    }, 0);
+}
+
+test('the broadcasts of one loop turn leave in one write per connection: '
+     + 'eight pipelined requests, one writev() to the client', T,
+async () => {
+    await L.withPushd(Object.assign(conf(), { workers: 1 }), async (d) => {
+        const ws = await open(d, 'coal', 'd');
+        /* the welcome's write is counted before the base is taken */
+        const w0 = await L.waitFor(async () => {
+            const a = await counter(d, 'writes');
+            return a >= 1 && a === await counter(d, 'writes') && a;
+        }, 5000, 'the welcome written');
+        const f0 = await counter(d, 'frames_out');
+
+        /* eight requests in one segment: the first is served by the
+         * socket's read handler, the next seven by the turn's posted
+         * events (PD_HTTP_TURN_REQUESTS); the frames go at its end */
+        const N = 8;
+        let bytes = '';
+        for (let i = 0; i < N; i++) {
+            const body = rawBody({ app: 'a', data: `{"i":${i}}`, qos: 0 });
+            bytes += 'POST /v1/broadcast HTTP/1.1\r\nHost: x\r\n'
+                + `Authorization: Bearer ${d.apiKey}\r\n`
+                + 'Content-Type: application/json\r\n'
+                + `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n`
+                + body;
+        }
+        const r = await L.httpRaw(d.centerPort, bytes, { responses: N });
+        assert.deepStrictEqual(r.responses.map((x) => x.status),
+                               Array(N).fill(200), r.text.slice(0, 300));
+
+        for (let i = 0; i < N; i++) {
+            const f = await ws.next(isMsg, 5000, `broadcast ${i}`);
+            assert.deepStrictEqual(f.json.data, { i }, 'in order');
+        }
+        assert.strictEqual(await counter(d, 'frames_out') - f0, N);
+        /* one write (two if TCP split the requests); a flush per request
+         * before made it eight */
+        const writes = await counter(d, 'writes') - w0;
+        assert.ok(writes >= 1 && writes <= 2, `${writes} writes for ${N} `
+                  + 'frames');
+        ws.destroy();
+    });
+});
+
 test('a worker walking nearly all the broadcasts it may: the API refuses '
      + 'more with 503, and none is dropped after its 200', T, async () => {
     await L.withPushd(Object.assign(conf(), { workers: 1 }), async (d) => {

@@ -185,7 +185,8 @@ pd_int_t pd_room_bseq_set(pd_room_conn_t *rc, pd_uint_t i, uint64_t seq);
 #define PD_ROOM_STAT_HANDED_OVER    24   /* to the next generation */
 #define PD_ROOM_STAT_ADOPTED        25   /* from a retiring worker */
 #define PD_ROOM_STAT_WALKS          26   /* broadcasts being walked, gauge */
-#define PD_ROOM_STAT_N              27
+#define PD_ROOM_STAT_WRITES         27   /* flushes of a queue to a socket */
+#define PD_ROOM_STAT_N              28
 
 /*
  * Broadcasts a worker walks at once: each holds only its frame (at most

@@ -232,6 +232,10 @@ static pd_stats_counter_t  pd_room_counters[] = {
       PD_STATS_COUNTER },
     { "pushd_broadcast_walks", NULL, "broadcast_walks",
       "broadcasts being delivered (walked) by the worker", PD_STATS_GAUGE },
+    { "pushd_writes_total", NULL, "writes",
+      "writes of queued frames to clients (a writev() or SSL_write(); "
+      "frames_out over writes is the frames a write carries)",
+      PD_STATS_COUNTER },
     { NULL, NULL, NULL, NULL, 0 }
 };
 

@@ -95,7 +95,7 @@ pd_room_flush_later(pd_room_conn_t *rc)
         pd_room_flush_ev.handler = pd_room_flush_dirty;
     }
 
-    pd_post_event(&pd_room_flush_ev, &pd_posted_events);
+    pd_post_event(&pd_room_flush_ev, &pd_posted_last_events);
 }
 
 static pd_room_link_t *
@@ -371,6 +371,8 @@ pd_room_flush(pd_room_conn_t *rc)
         /* what its old worker forwards goes first */
         return;
     }
+
+    pd_room_stat(PD_ROOM_STAT_WRITES);
 
     cl = c->send_chain(c, rc->out, 0);
 

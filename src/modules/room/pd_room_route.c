@@ -517,6 +517,16 @@ pd_room_broadcast(pd_room_msg_t *msg, pd_uint_t rate,
         }
     }
 
+    /*
+     * To the siblings now, not at the end of this turn: they start their
+     * walks in their next turn instead of one of this worker's turns
+     * later, so every worker walks the same broadcasts in a turn, and a
+     * connection gets the frames of consecutive broadcasts in one
+     * writev().  Earlier never breaks an order (what was corked before
+     * goes first).
+     */
+    pd_channel_uncork();
+
     /* other nodes, when the register is a cluster one */
     (void) pd_register_broadcast(PD_CMD_ROOM_BCAST, pd_room_batch_buf,
                                  (size_t) (b - pd_room_batch_buf));
