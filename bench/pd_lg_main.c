@@ -47,6 +47,8 @@ typedef struct {
     uint64_t   cpu_user;
     uint64_t   cpu_sys;
     int        cpu_valid;
+    uint64_t   lg_user;        /* this load generator's own, all procs */
+    uint64_t   lg_sys;
     uint64_t   run_start;
     uint64_t   run_end;
     uint64_t   received0;
@@ -508,10 +510,27 @@ pd_lg_connect_phase(int phase, int permille)
     return pd_lg_connected_n > 0 ? 0 : -1;
 }
 
+/* the load generator's own ticks: this process and its subscribers */
+static void
+pd_lg_self_ticks(uint64_t *u, uint64_t *s)
+{
+    pid_t  pids[PD_LG_MAX_PROCS + 1];
+    int    i;
+
+    pids[0] = getpid();
+    for (i = 0; i < pd_lg_nchildren; i++) {
+        pids[i + 1] = pd_lg_children[i];
+    }
+
+    (void) pd_lg_cpu_ticks(pids, pd_lg_nchildren + 1, u, s);
+}
+
 static void
 pd_lg_cpu_begin(void)
 {
     uint64_t  u, s;
+
+    pd_lg_self_ticks(&pd_lg_res.lg_user, &pd_lg_res.lg_sys);
 
     pd_lg_res.cpu_valid = pd_lg_cpu_ticks(pd_lg_opts.pids,
                                           pd_lg_opts.npids, &u, &s)
@@ -534,6 +553,10 @@ pd_lg_cpu_end(void)
 
     pd_lg_res.cpu_user = u - pd_lg_res.cpu_user;
     pd_lg_res.cpu_sys = s - pd_lg_res.cpu_sys;
+
+    pd_lg_self_ticks(&u, &s);
+    pd_lg_res.lg_user = u - pd_lg_res.lg_user;
+    pd_lg_res.lg_sys = s - pd_lg_res.lg_sys;
 }
 
 /*
@@ -946,7 +969,9 @@ pd_lg_report(void)
                "\"max_ms\":%.3f,\"api_p50_ms\":%.3f,\"api_p99_ms\":%.3f,"
                "\"cpu_user_s\":%.2f,\"cpu_sys_s\":%.2f,"
                "\"user_us_per_delivery\":%.3f,"
-               "\"sys_us_per_delivery\":%.3f",
+               "\"sys_us_per_delivery\":%.3f,"
+               "\"lg_user_us_per_delivery\":%.3f,"
+               "\"lg_sys_us_per_delivery\":%.3f",
                (unsigned long) pd_lg_pubstat.sent,
                (unsigned long) pd_lg_pubstat.accepted,
                (unsigned long) pd_lg_pubstat.errors,
@@ -968,7 +993,9 @@ pd_lg_report(void)
                cpu_ok ? pd_lg_res.cpu_user / tick : -1,
                cpu_ok ? pd_lg_res.cpu_sys / tick : -1,
                cpu_ok ? pd_lg_res.cpu_user / tick * 1e6 / rx : -1,
-               cpu_ok ? pd_lg_res.cpu_sys / tick * 1e6 / rx : -1);
+               cpu_ok ? pd_lg_res.cpu_sys / tick * 1e6 / rx : -1,
+               rx ? pd_lg_res.lg_user / tick * 1e6 / rx : -1,
+               rx ? pd_lg_res.lg_sys / tick * 1e6 / rx : -1);
     }
 
     /* receipts in each second of publishing (the last may be partial) */

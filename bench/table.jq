@@ -16,6 +16,11 @@ def num:
 
 def lat: "\(.p50_ms | num)/\(.p99_ms | num)/\(.p999_ms | num)/\(.max_ms | num)\(if (.p999_ms // 0) > 50 or (.max_ms // 0) > 50 then "!" else "" end)";
 
+# the load generator's own user+sys CPU per delivery ("-": not measured)
+def lgcpu:
+  if .lg_user_us_per_delivery == null then "-"
+  else "\(.lg_user_us_per_delivery | num)+\(.lg_sys_us_per_delivery | num)" end;
+
 def row($name; $cells):
   "   " + ($name | rpad(40)) + ($cells | map(lpad(22)) | join(""))
   | sub(" +$"; "");
@@ -105,6 +110,8 @@ def row($name; $cells):
       cells4("fanout"; .user_us_per_delivery | num)),
   row("server sys CPU per delivery (us)";
       cells4("fanout"; .sys_us_per_delivery | num)),
+  row("load generator user+sys CPU per delivery (us)";
+      cells4("fanout"; lgcpu)),
   row("messages / lost / duplicates";
       cells4("fanout"; "\(.accepted) / \(.lost) / \(.dups)")),
   row("subscribers: all in order / not";
@@ -125,6 +132,12 @@ def row($name; $cells):
   row("server user CPU per message (us)";
       [get("unicast-pushd"; .user_us_per_delivery | num),
        get("unicast-nchan"; .user_us_per_delivery | num), ""]),
+  row("server user+sys CPU per message (us)";
+      [get("unicast-pushd"; "\(.user_us_per_delivery | num)+\(.sys_us_per_delivery | num)"),
+       get("unicast-nchan"; "\(.user_us_per_delivery | num)+\(.sys_us_per_delivery | num)"), ""]),
+  row("load generator user+sys CPU per message (us)";
+      [get("unicast-pushd"; lgcpu),
+       get("unicast-nchan"; lgcpu), ""]),
   row("paced at \($s.paced_rate)/s: achieved/s";
       [get("unicast-paced-pushd"; .deliveries_per_s | num),
        get("unicast-paced-nchan"; .deliveries_per_s | num), ""]),
