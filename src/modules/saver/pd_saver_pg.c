@@ -218,6 +218,7 @@ static void pd_sp_log_result(pd_saver_pg_t *sp, PGresult *res,
 static void pd_sp_arr_init(pd_sp_arr_t *a, uint32_t oid);
 static pd_int_t pd_sp_arr_reserve(pd_sp_arr_t *a, size_t more,
     pd_log_t *log);
+static uint32_t pd_sp_get32(const u_char *p);
 static void pd_sp_arr_text(pd_sp_arr_t *a, const u_char *p, size_t len);
 static void pd_sp_arr_int8(pd_sp_arr_t *a, uint64_t v);
 static const char *pd_sp_arr_finish(pd_sp_arr_t *a, int *len);
@@ -783,8 +784,7 @@ pd_sp_acked(pd_pg_t *pg, PGresult *res, void *data)
 static const u_char *
 pd_sp_arr_next(const u_char *p, const u_char **elt, size_t *len)
 {
-    *len = ((size_t) p[0] << 24) | ((size_t) p[1] << 16)
-           | ((size_t) p[2] << 8) | p[3];
+    *len = pd_sp_get32(p);
     *elt = p + 4;
 
     return p + 4 + *len;
@@ -800,8 +800,7 @@ pd_sp_acks_again(pd_saver_pg_t *sp, pd_sp_acks_t *ak)
 
     u = ak->params;
     i = ak->params + ak->lens[0];
-    n = ((uint32_t) u[12] << 24) | ((uint32_t) u[13] << 16)
-        | ((uint32_t) u[14] << 8) | u[15];
+    n = pd_sp_get32(u + 12);        /* the header's element count */
 
     u += PD_SP_ARR_HEAD;
     i += PD_SP_ARR_HEAD;
@@ -1001,6 +1000,14 @@ pd_sp_put32(u_char *p, uint32_t v)
     p[1] = (u_char) (v >> 16);
     p[2] = (u_char) (v >> 8);
     p[3] = (u_char) v;
+}
+
+
+static uint32_t
+pd_sp_get32(const u_char *p)
+{
+    return ((uint32_t) p[0] << 24) | ((uint32_t) p[1] << 16)
+           | ((uint32_t) p[2] << 8) | p[3];
 }
 
 
