@@ -515,6 +515,85 @@ test('cluster qos 1: the acks of a loop turn go to Redis in one script '
     }, true);
 });
 
+test('cluster qos 1: a message\'s body leaves Redis with the last list '
+     + 'that holds it (acks, a second ack, the no-ack guard, an older '
+     + 'body)', PG, async () => {
+    const S = require('./servers.js');
+    await withCluster(async ([a, b], redis) => {
+        const cli = (...args) => S.redisCli(redis.port, args);
+        const push = async (uids, data) => {
+            const r = await L.centerPost(a, '/v1/push', {
+                app: 'chat', uids, data,
+            });
+            assert.strictEqual(r.status, 200, r.body);
+            assert.strictEqual(r.json.stored, uids.length, r.body);
+            return r.json.id;
+        };
+        const take = async (uid, id, acks) => {
+            const cl = await W.connect(b.roomPort, uid, 'phone',
+                                       { apps: ['chat'] });
+            const m = await cl.op('msg', 5000);
+            assert.strictEqual(m.id, id);
+            for (let i = 0; i < acks; i++) {
+                cl.send({ op: 'ack', ids: [id] });
+            }
+            await L.waitFor(() => cli('LLEN', `pd:q:${uid}`) === '0',
+                            10000, `the ack of ${uid} in Redis`);
+            cl.close();
+            await cl.waitClose();
+        };
+
+        /* the first look at the empty server reloads it from
+         * PostgreSQL (a row the guard drops below would come back) */
+        await L.waitFor(() => cli('EXISTS', 'pd:saver:ok') === '1', 10000,
+                        'pd:saver:ok');
+
+        /* two uids hold one body: the first's acks (two of them, the
+         * second finds nothing to let go) leave it to the other */
+        const id = await push(['ana', 'bo'], { n: 1 });
+        assert.strictEqual(cli('HGET', `pd:m:${id}`, 'n'), '2');
+        await take('ana', id, 2);
+        assert.strictEqual(cli('HGET', `pd:m:${id}`, 'n'), '1');
+        assert.strictEqual(cli('HGET', `pd:m:${id}`, 'a'), 'chat');
+        await take('bo', id, 1);
+        assert.strictEqual(cli('EXISTS', `pd:m:${id}`), '0',
+                           'the body gone with the last ack');
+
+        /* a body an older pushd wrote (no count) is left to expire */
+        const old = await push(['cy'], { n: 2 });
+        cli('HDEL', `pd:m:${old}`, 'n');
+        await take('cy', old, 1);
+        assert.strictEqual(cli('HGET', `pd:m:${old}`, 'a'), 'chat');
+        assert.strictEqual(cli('HEXISTS', `pd:m:${old}`, 'n'), '0');
+        assert.ok(Number(cli('PTTL', `pd:m:${old}`)) > 0, 'still expires');
+
+        /* never acked: the no-ack guard (max_redeliveries 5) drops it
+         * from the list, and the body goes with it */
+        const lost = await push(['dag'], { n: 3 });
+        let seen = 0;
+        for (;;) {
+            const cl = await W.connect(b.roomPort, 'dag', 'phone',
+                                       { apps: ['chat'] });
+            const m = await cl.op('msg', 1500).catch(() => null);
+            cl.close();
+            await cl.waitClose();
+            if (!m) {
+                break;
+            }
+            assert.strictEqual(m.id, lost);
+            assert.ok(++seen <= 6, `delivered ${seen} times`);
+        }
+        assert.ok(seen >= 5, `delivered ${seen} times before the drop`);
+        assert.strictEqual(cli('LLEN', 'pd:q:dag'), '0');
+        assert.strictEqual(cli('EXISTS', `pd:m:${lost}`), '0',
+                           'the dropped message\'s body gone');
+
+        /* nothing else left behind */
+        assert.deepStrictEqual(cli('KEYS', 'pd:m:*').split('\n')
+                                   .filter((k) => k !== ''), [`pd:m:${old}`]);
+    }, true);
+});
+
 /*
  * A push that must be answered.  Inside L.waitFor a thrown request would
  * only be tried again, as if it had been refused: a socket error or a
@@ -703,6 +782,8 @@ test('saver.redis: the store on its own Redis, apart from the register\'s; '
                         10000, 'the acked rows deleted');
         await L.waitFor(() => keys(store.port, 'pd:q:*').length === 0,
                         10000, 'the acked ids gone from the store');
+        assert.deepStrictEqual(keys(store.port, 'pd:m:*'), [],
+                               'the acked bodies gone from the store');
 
         /* the register's Redis is the register's alone: presence */
         const p = await presence(a, 'ola');

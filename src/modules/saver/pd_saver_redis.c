@@ -7,8 +7,9 @@
  *   pd:q:{uid}     list of message ids ("node-seq": unique in the
  *                  cluster), in store order (the mailboxes of all the
  *                  uid's apps: one list, filtered by app)
- *   pd:m:{id}      hash {a: app, d: data}, expiring with the message
- *                  (written to every server a multicast touches)
+ *   pd:m:{id}      hash {a: app, d: data, n: the lists q holding it},
+ *                  written to every server a multicast touches; gone
+ *                  when its last q lets go of it, else when it expires
  *   pd:dl:{uid}    hash id -> deliveries, for the no-ack guard
  *   pd:c:{uid}     hash "app\ncollapse" -> the id holding that key, and
  *                  id -> "app\ncollapse" (so that its ack cleans both),
@@ -29,18 +30,43 @@
 
 #define PD_SR_CHECK      2000    /* ms between looks for pd:saver:ok */
 
+/*
+ * The body of a message, m, counts the lists q that hold its id (field
+ * n): a list that lets go of the id (an ack, the no-ack guard) takes one
+ * off, and the last deletes m.  Without it every body stayed in Redis
+ * for its whole ttl after the ack (a day by default), and the keyspace
+ * grew with the traffic.  A body with no n (stored by an older pushd, or
+ * gone) reads -1 here: the field is taken back off and the body left to
+ * expire.  A body a collapse key replaced keeps its count (its key is
+ * not known beforehand) and expires.
+ */
+#define PD_SR_UNREF_LUA                                                    \
+    "local function unref(m) "                                             \
+    "  local n = redis.call('HINCRBY', m, 'n', -1) "                       \
+    "  if n == 0 then redis.call('DEL', m) "                               \
+    "  elseif n < 0 then redis.call('HDEL', m, 'n') end "                  \
+    "end "
+
+/* m's fields and expiry, and its count of the lists that took it now: a
+ * body no list holds is not written */
+#define PD_SR_BODY_LUA                                                     \
+    "if s > 0 then "                                                       \
+    "  redis.call('HSET', KEYS[1], 'a', ARGV[1], 'd', ARGV[2]) "           \
+    "  redis.call('PEXPIREAT', KEYS[1], ARGV[3]) "                         \
+    "  if p > 0 then redis.call('HINCRBY', KEYS[1], 'n', p) end "          \
+    "end "
+
 /* KEYS: m, q...; ARGV: app, data, expires, max per mailbox, id; a retry
  * (or a reload racing a store) finds the id there and adds nothing */
 static const char  pd_sr_store_lua[] =
-    "local max = tonumber(ARGV[4]) local s, f = 0, 0 "
+    "local max = tonumber(ARGV[4]) local s, f, p = 0, 0, 0 "
     "for i = 2, #KEYS do "
     "  if redis.call('LPOS', KEYS[i], ARGV[5]) then s = s + 1 "
     "  elseif redis.call('LLEN', KEYS[i]) < max then "
-    "    redis.call('RPUSH', KEYS[i], ARGV[5]) s = s + 1 "
+    "    redis.call('RPUSH', KEYS[i], ARGV[5]) s = s + 1 p = p + 1 "
     "  else f = f + 1 end "
     "end "
-    "redis.call('HSET', KEYS[1], 'a', ARGV[1], 'd', ARGV[2]) "
-    "redis.call('PEXPIREAT', KEYS[1], ARGV[3]) "
+    PD_SR_BODY_LUA
     "return {s, f}";
 
 /*
@@ -54,14 +80,14 @@ static const char  pd_sr_store_lua[] =
  */
 static const char  pd_sr_store_collapse_lua[] =
     "local max = tonumber(ARGV[4]) local ttl = tonumber(ARGV[7]) "
-    "local s, f, out = 0, 0, {} "
+    "local s, f, p, out = 0, 0, 0, {} "
     "for i = 2, #KEYS, 3 do "
     "  if redis.call('LPOS', KEYS[i], ARGV[5]) then s = s + 1 "
     "  else "
     "    local prev = redis.call('HGET', KEYS[i + 1], ARGV[6]) "
     "    local held = prev and redis.call('LPOS', KEYS[i], prev) "
     "    if held or redis.call('LLEN', KEYS[i]) < max then "
-    "      redis.call('RPUSH', KEYS[i], ARGV[5]) s = s + 1 "
+    "      redis.call('RPUSH', KEYS[i], ARGV[5]) s = s + 1 p = p + 1 "
     "      if held then "
     "        redis.call('LREM', KEYS[i], 0, prev) "
     "        redis.call('HDEL', KEYS[i + 2], prev) "
@@ -76,8 +102,7 @@ static const char  pd_sr_store_collapse_lua[] =
     "    else f = f + 1 end "
     "  end "
     "end "
-    "redis.call('HSET', KEYS[1], 'a', ARGV[1], 'd', ARGV[2]) "
-    "redis.call('PEXPIREAT', KEYS[1], ARGV[3]) "
+    PD_SR_BODY_LUA
     "table.insert(out, 1, f) table.insert(out, 1, s) "
     "return out";
 
@@ -91,6 +116,7 @@ static const char  pd_sr_store_collapse_lua[] =
  * passes none: an empty mailbox costs one call, others two.
  */
 static const char  pd_sr_pending_lua[] =
+    PD_SR_UNREF_LUA
     "local out = {} local list = redis.call('LRANGE', KEYS[1], 0, -1) "
     "local max = tonumber(ARGV[3]) local lim = tonumber(ARGV[4]) "
     "local exp, drop, from = 0, 0, 1 "
@@ -119,6 +145,7 @@ static const char  pd_sr_pending_lua[] =
     "    if max > 0 and n > max then "
     "      redis.call('LREM', KEYS[1], 0, id) "
     "      redis.call('HDEL', KEYS[2], id) drop = drop + 1 "
+    "      unref(KEYS[key['pd:m:' .. id]]) "
     "    else "
     "      out[#out + 1] = id out[#out + 1] = m[2] "
     "      if #out >= 2 * lim then break end "
@@ -130,17 +157,19 @@ static const char  pd_sr_pending_lua[] =
 
 /*
  * The acks of a loop turn for one server.  KEYS: pd:saver:ok,
- * pd:saver:acked, then q, dl, c of each ack; ARGV: id, "uid\nid" of
- * each.  An id that held a collapse key lets go of it, unless a newer
+ * pd:saver:acked, then q, dl, c, m of each ack; ARGV: id, "uid\nid" of
+ * each.  An ack of an id its q no longer holds (a second ack) leaves m
+ * alone.  An id that held a collapse key lets go of it, unless a newer
  * one holds it already.  While the server lacks pd:saver:ok a reload
  * may be reading PostgreSQL, where these acks' DELETE has not yet come:
  * they are noted in pd:saver:acked, and the reload plays them again
  * after its stores.
  */
 static const char  pd_sr_ack_lua[] =
+    PD_SR_UNREF_LUA
     "local ok = redis.call('EXISTS', KEYS[1]) == 1 "
     "for i = 1, #ARGV / 2 do "
-    "  local q, id = 3 + (i - 1) * 3, ARGV[2 * i - 1] "
+    "  local q, id = 3 + (i - 1) * 4, ARGV[2 * i - 1] "
     "  redis.call('HDEL', KEYS[q + 1], id) "
     "  local k = redis.call('HGET', KEYS[q + 2], id) "
     "  if k then "
@@ -149,7 +178,9 @@ static const char  pd_sr_ack_lua[] =
     "      redis.call('HDEL', KEYS[q + 2], k) "
     "    end "
     "  end "
-    "  redis.call('LREM', KEYS[q], 0, id) "
+    "  if redis.call('LREM', KEYS[q], 0, id) > 0 then "
+    "    unref(KEYS[q + 3]) "
+    "  end "
     "  if not ok then redis.call('SADD', KEYS[2], ARGV[2 * i]) end "
     "end "
     "if not ok then redis.call('PEXPIRE', KEYS[2], 600000) end "
@@ -768,12 +799,13 @@ done:
 static void
 pd_sr_acks_flush(pd_uint_t i)
 {
-    static const char  *argv[3 + 2 + 5 * PD_SR_ACK_BATCH];
-    static size_t       len[3 + 2 + 5 * PD_SR_ACK_BATCH];
-    static char         keys[3 * PD_SR_ACK_BATCH][8 + PD_UID_MAX];
+    static const char  *argv[3 + 2 + 6 * PD_SR_ACK_BATCH];
+    static size_t       len[3 + 2 + 6 * PD_SR_ACK_BATCH];
+    static char         keys[4 * PD_SR_ACK_BATCH][8 + PD_UID_MAX];
     static u_char       both[PD_SR_ACK_BATCH][PD_UID_MAX + 1
                                              + PD_MSG_ID_LEN];
     static const char  *kinds[3] = { "pd:q:", "pd:dl:", "pd:c:" };
+    char               *m;
     char                nkeys[PD_SR_NKEYS];
     pd_sr_acks_t       *a = &pd_sr_acks[i];
     pd_uint_t           k, j, argc, n;
@@ -787,7 +819,7 @@ pd_sr_acks_flush(pd_uint_t i)
     }
 
     pd_sr_eval(argv, len, pd_sr_ack_lua, sizeof(pd_sr_ack_lua) - 1, nkeys,
-               2 + 3 * n);
+               2 + 4 * n);
     argv[3] = "pd:saver:ok";
     len[3] = sizeof("pd:saver:ok") - 1;
     argv[4] = "pd:saver:acked";
@@ -804,14 +836,20 @@ pd_sr_acks_flush(pd_uint_t i)
         p += ilen;
 
         for (j = 0; j < 3; j++) {
-            argv[5 + 3 * k + j] = keys[3 * k + j];
-            len[5 + 3 * k + j] = (size_t) snprintf(keys[3 * k + j],
+            argv[5 + 4 * k + j] = keys[4 * k + j];
+            len[5 + 4 * k + j] = (size_t) snprintf(keys[4 * k + j],
                                                    8 + PD_UID_MAX, "%s%.*s",
                                                    kinds[j], (int) ulen,
                                                    uid);
         }
 
-        argc = 5 + 3 * n + 2 * k;
+        /* the message's body, on the uid's server like its q */
+        m = keys[4 * k + 3];
+        argv[5 + 4 * k + 3] = m;
+        len[5 + 4 * k + 3] = (size_t) snprintf(m, 8 + PD_UID_MAX, "pd:m:%.*s",
+                                               (int) ilen, id);
+
+        argc = 5 + 4 * n + 2 * k;
         argv[argc] = (const char *) id;
         len[argc] = ilen;
         argv[argc + 1] = (const char *) both[k];
@@ -824,7 +862,7 @@ pd_sr_acks_flush(pd_uint_t i)
 
     /* the arguments are copied: the batch is free again at once */
     (void) pd_redis_command(pd_sr_shards[i], NULL, NULL,
-                            (int) (5 + 5 * n), argv, len);
+                            (int) (5 + 6 * n), argv, len);
 
     a->n = 0;
     a->len = 0;
