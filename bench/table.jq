@@ -22,7 +22,7 @@ def lgcpu:
   else "\(.lg_user_us_per_delivery | num)+\(.lg_sys_us_per_delivery | num)" end;
 
 def row($name; $cells):
-  "   " + ($name | rpad(40)) + ($cells | map(lpad(22)) | join(""))
+  "   " + ($name | rpad(40)) + ($cells | map(" " + lpad(21)) | join(""))
   | sub(" +$"; "");
 
 .results as $r
@@ -119,7 +119,7 @@ def row($name; $cells):
   "" else empty end),
   (if has("unicast") then
   row("3. unicast: \($s.conns) uids, \($s.pubconns) x \($s.pipeline) pipelined";
-      ["pushd qos 1 + ack", "nchan chan/uid", ""]),
+      ["pushd qos 1 + ack", "nchan chan/uid", "host floor"]),
   row("messages/s end to end";
       [get("unicast-pushd"; .deliveries_per_s | num),
        get("unicast-nchan"; .deliveries_per_s | num), ""]),
@@ -140,12 +140,19 @@ def row($name; $cells):
        get("unicast-nchan"; lgcpu), ""]),
   row("paced at \($s.paced_rate)/s: achieved/s";
       [get("unicast-paced-pushd"; .deliveries_per_s | num),
-       get("unicast-paced-nchan"; .deliveries_per_s | num), ""]),
+       get("unicast-paced-nchan"; .deliveries_per_s | num),
+       get("unicast-paced-floor"; .deliveries_per_s | num)]),
   row("  latency p50/p99/p999/max (ms)";
-      [get("unicast-paced-pushd"; lat), get("unicast-paced-nchan"; lat), ""]),
+      [get("unicast-paced-pushd"; lat), get("unicast-paced-nchan"; lat),
+       get("unicast-paced-floor"; lat)]),
   row("  max latency (ms) / lost";
       [get("unicast-paced-pushd"; "\(.max_ms | num) / \(.lost)"),
-       get("unicast-paced-nchan"; "\(.max_ms | num) / \(.lost)"), ""]),
+       get("unicast-paced-nchan"; "\(.max_ms | num) / \(.lost)"),
+       get("unicast-paced-floor"; "\(.max_ms | num) / \(.lost)")]),
+  row("  p99 of each run (ms)";
+      [get("unicast-paced-pushd"; .p99_runs | map(num) | join(" ")),
+       get("unicast-paced-nchan"; .p99_runs | map(num) | join(" ")),
+       get("unicast-paced-floor"; .p99_runs | map(num) | join(" "))]),
   row("100 uids per request: deliveries/s";
       [get("unicast100-pushd"; .deliveries_per_s | num), "", ""]),
   row("  latency p50/p99/p999/max (ms)"; [get("unicast100-pushd"; lat), "", ""]),
