@@ -23,6 +23,10 @@ static void pd_http_set_keepalive(pd_http_conn_t *hc);
 static void pd_http_lingering_close(pd_http_conn_t *hc);
 static void pd_http_lingering_handler(pd_event_t *ev);
 static void pd_http_send_simple(pd_http_conn_t *hc, pd_uint_t status);
+static pd_int_t pd_http_batch_add(pd_http_conn_t *hc, const u_char *p,
+    size_t n);
+static pd_int_t pd_http_batch_answer(pd_http_conn_t *hc, pd_buf_t *b);
+static pd_uint_t pd_http_batch_empty(pd_http_conn_t *hc);
 
 pd_int_t
 pd_http_add_listeners(pd_cycle_t *cycle, pd_array_t *listen,
@@ -323,7 +327,18 @@ pd_http_read_body(pd_http_conn_t *hc)
         }
 
         if (hc->req.expect_continue && hc->body.len < need) {
-            (void) c->send(c, (u_char *) cont, sizeof(cont) - 1);
+            if (pd_http_batch_empty(hc)) {
+                (void) c->send(c, (u_char *) cont, sizeof(cont) - 1);
+
+            } else {
+                /* after the answers kept for this turn's write (no room:
+                 * none, and the client sends the body after its wait) */
+                if (pd_http_batch_add(hc, (u_char *) cont,
+                                      sizeof(cont) - 1) == PD_OK)
+                {
+                    pd_post_event(c->write, &pd_posted_last_events);
+                }
+            }
         }
     }
 
@@ -407,7 +422,7 @@ pd_http_send_response(pd_http_conn_t *hc, pd_uint_t status,
 {
     pd_connection_t  *c = hc->connection;
     pd_buf_t         *b;
-    pd_chain_t       *cl;
+    pd_chain_t       *cl, *ln;
     size_t            size;
 
     if (status >= 400 && status != 404 && status != 401 && status != 429) {
@@ -455,15 +470,124 @@ pd_http_send_response(pd_http_conn_t *hc, pd_uint_t status,
     }
 
     hc->status = status;
+
+    if (pd_http_batch_answer(hc, b) == PD_OK) {
+        /* kept for one write with the next ones: on to the next */
+        pd_http_finalize(hc);
+        return PD_OK;
+    }
+
     cl->buf = b;
     cl->next = NULL;
-    hc->out = cl;
+
+    if (hc->out != NULL) {
+        /* the kept answers are being written: this one follows */
+        for (ln = hc->out; ln->next != NULL; ln = ln->next) { /* void */ }
+        ln->next = cl;
+        hc->flushing = 0;
+
+    } else if (!pd_http_batch_empty(hc)) {
+        hc->batch_link->next = cl;
+        hc->out = hc->batch_link;
+
+    } else {
+        hc->out = cl;
+    }
 
     c->log->action = "sending HTTP response";
     pd_event_add_timer(c->write, hc->srv->read_timeout);
 
     pd_http_write_handler(c->write);
     return PD_OK;
+}
+
+/*
+ * Pipelined answers, one write.  A client that writes many requests at
+ * once (the business's push pipeline) got each answer in a writev() of
+ * its own: a system call per request on both sides.  An answer made
+ * while more of the next request is already in the buffer is kept
+ * instead, in the connection's batch, and the next request is served;
+ * the last answer of the run goes out with the kept ones in one write.
+ * Whatever else stops the run (the next request incomplete, handled
+ * later, or past this turn's share) leaves the batch to the flush at
+ * the end of the loop turn (the write event, posted last), so an answer
+ * waits for the turn's end at most.  Only a kept-alive, fully read
+ * request's answer is kept, and only on servers that ask for it (the
+ * center: the room's port may hand a connection over to a WebSocket).
+ */
+static pd_int_t
+pd_http_batch_answer(pd_http_conn_t *hc, pd_buf_t *b)
+{
+    pd_connection_t  *c = hc->connection;
+    pd_buf_t         *in = hc->in;
+    size_t            used;
+
+    if (!hc->srv->batch_answers || !hc->keepalive || pd_exiting
+        || hc->out != NULL)
+    {
+        return PD_DECLINED;
+    }
+
+    if (hc->req.content_length > 0
+        && (!hc->body_in_head
+            || hc->body.len < (size_t) hc->req.content_length))
+    {
+        return PD_DECLINED;
+    }
+
+    used = hc->req.header_len
+           + (hc->req.content_length > 0 ? (size_t) hc->req.content_length
+                                         : 0);
+
+    if ((size_t) (in->last - in->pos) <= used) {
+        /* nothing of a next request yet: this answer goes now */
+        return PD_DECLINED;
+    }
+
+    if (pd_http_batch_add(hc, b->pos, (size_t) (b->last - b->pos))
+        != PD_OK)
+    {
+        return PD_DECLINED;
+    }
+
+    pd_post_event(c->write, &pd_posted_last_events);
+    return PD_OK;
+}
+
+/* appends to the batch, made at first use; PD_DECLINED when it is full */
+static pd_int_t
+pd_http_batch_add(pd_http_conn_t *hc, const u_char *p, size_t n)
+{
+    pd_connection_t  *c = hc->connection;
+    pd_buf_t         *b;
+
+    if (hc->batch == NULL) {
+        hc->batch = pd_create_temp_buf(c->pool, PD_HTTP_BATCH_SIZE);
+        hc->batch_link = pd_alloc_chain_link(c->pool);
+
+        if (hc->batch == NULL || hc->batch_link == NULL) {
+            hc->batch = NULL;
+            return PD_DECLINED;
+        }
+
+        hc->batch_link->buf = hc->batch;
+        hc->batch_link->next = NULL;
+    }
+
+    b = hc->batch;
+
+    if (n > (size_t) (b->end - b->last)) {
+        return PD_DECLINED;
+    }
+
+    b->last = pd_cpymem(b->last, p, n);
+    return PD_OK;
+}
+
+static pd_uint_t
+pd_http_batch_empty(pd_http_conn_t *hc)
+{
+    return hc->batch == NULL || hc->batch->pos == hc->batch->last;
 }
 
 static void
@@ -481,7 +605,15 @@ pd_http_write_handler(pd_event_t *ev)
     }
 
     if (hc->out == NULL) {
-        return;
+        if (pd_http_batch_empty(hc)) {
+            return;
+        }
+
+        /* the end of the turn: the answers kept in it leave */
+        hc->batch_link->next = NULL;
+        hc->out = hc->batch_link;
+        hc->flushing = 1;
+        pd_event_add_timer(c->write, hc->srv->read_timeout);
     }
 
     if (pd_channel_corked_now()) {
@@ -491,6 +623,8 @@ pd_http_write_handler(pd_event_t *ev)
         pd_post_event(ev, &pd_posted_answers);
         return;
     }
+
+    pd_stats_inc(PD_STAT_HTTP_WRITES);
 
     cl = c->send_chain(c, hc->out, 0);
 
@@ -506,6 +640,26 @@ pd_http_write_handler(pd_event_t *ev)
     }
 
     pd_event_del_timer(c->write);
+
+    if (hc->batch != NULL) {
+        hc->batch->pos = hc->batch->start;
+        hc->batch->last = hc->batch->start;
+    }
+
+    if (hc->flushing) {
+        /* only the kept answers: the request being served, if any,
+         * answers later; one that waited for the write goes on */
+        hc->flushing = 0;
+
+        if (!hc->processing
+            && (c->read->ready || hc->in->last > hc->in->pos))
+        {
+            pd_post_event(c->read, &pd_posted_events);
+        }
+
+        return;
+    }
+
     pd_http_finalize(hc);
 }
 
@@ -700,7 +854,7 @@ pd_http_movable(pd_connection_t *c)
 
     return c->ssl == NULL && c->listening != NULL && !c->listening->ssl
            && hc != NULL && !hc->processing && hc->out == NULL
-           && hc->body.data == NULL
+           && pd_http_batch_empty(hc) && hc->body.data == NULL
            && (size_t) (hc->in->last - hc->in->pos) <= PD_CHANNEL_MAX_DATA;
 }
 

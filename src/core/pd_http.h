@@ -36,10 +36,16 @@ struct pd_http_srv_s {
     pd_http_check_pt     head_handler; /* after the head, before the body */
     void                *ctx;                 /* the module's conf */
     const char          *server_name;         /* "Server:" header */
+    unsigned             batch_answers:1;     /* pipelined answers of a
+                                               * turn in one write */
 };
 
 /* requests one connection gets answered in one loop turn, at most */
 #define PD_HTTP_TURN_REQUESTS  8
+
+/* room for the answers of pipelined requests kept for one write; an
+ * answer that does not fit goes out at once, after those kept */
+#define PD_HTTP_BATCH_SIZE     4096
 
 struct pd_http_conn_s {
     pd_connection_t     *connection;
@@ -49,6 +55,9 @@ struct pd_http_conn_s {
     pd_buf_t            *in;          /* head + body, one buffer */
     pd_chain_t          *out;
     pd_pool_t           *pool;        /* per request, reset between */
+    pd_buf_t            *batch;       /* answers kept for one write (the
+                                       * connection's pool, at first use) */
+    pd_chain_t          *batch_link;  /* its link in `out` */
     pd_uint_t            requests;
     pd_uint_t            turn;        /* the loop turn of turn_requests */
     pd_uint_t            turn_requests;
@@ -57,6 +66,7 @@ struct pd_http_conn_s {
     unsigned             body_in_head:1;  /* body.data points into in */
     unsigned             processing:1;    /* handler owns the request */
     unsigned             pipelined:1;     /* the next head is in `in` */
+    unsigned             flushing:1;      /* `out` is only the batch */
 };
 
 /*

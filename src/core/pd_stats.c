@@ -29,6 +29,9 @@ pd_stats_counter_t  pd_core_counters[] = {
       "bytes written", PD_STATS_COUNTER },
     { "pushd_channel_full_total", NULL, NULL,
       "delivery batches a worker's channel refused", PD_STATS_COUNTER },
+    { "pushd_http_writes_total", NULL, "http_writes",
+      "writes of HTTP answers (pipelined ones share one)",
+      PD_STATS_COUNTER },
     { NULL, NULL, NULL, NULL, 0 }
 };
 

@@ -102,6 +102,78 @@ test('center keep-alive: requests one after another on one connection, '
     });
 });
 
+test('center pipelining: the answers of requests written at once leave '
+     + 'in one write; a request cut short does not hold back the answers '
+     + 'before it', T, async () => {
+    await L.withPushd({ workers: 1,
+                        top: { register: { memory: '8m' },
+                               saver: { memory: '8m' } },
+                        room: { auth_secret: WS.SECRET } }, async (d) => {
+        const k = await L.keepAlive(d.centerPort);
+        const stats = await L.centerConn(d);
+        const auth = { Authorization: `Bearer ${d.apiKey}`,
+                       'Content-Type': 'application/json' };
+        const push = (i) => k.format('POST', '/v1/push', auth,
+                                     JSON.stringify({ app: 'a',
+                                                      uids: [`u${i}`],
+                                                      data: { i },
+                                                      qos: 1 }));
+        const writes = async () => {
+            const r = await stats.request('GET', '/v1/stats', auth);
+            assert.strictEqual(r.status, 200, r.body);
+            return r.json.workers.reduce((n, w) => n + w.http_writes, 0);
+        };
+
+        /* eight pushes in one segment: eight answers, in order, from
+         * one write (two if the segment was read in two parts); each
+         * in its own write before.  The stats answer of `before` is
+         * the one more write counted. */
+        const before = await writes();
+        const reqs = [];
+        for (let i = 0; i < 8; i++) {
+            reqs.push(push(i));
+        }
+        const res = await k.sendRaw(reqs.join(''), 8);
+        const after = await writes();
+        assert.deepStrictEqual(res.map((r) => r.status), Array(8).fill(200),
+                               res.map((r) => r.body).join('\n'));
+        const seqs = res.map((r) => BigInt(`0x${r.json.id.split('-')
+                                                 .pop()}`));
+        for (let i = 1; i < seqs.length; i++) {
+            assert.ok(seqs[i] > seqs[i - 1], 'answered in order');
+        }
+        assert.ok(after - before - 1 <= 2,
+                  `${after - before - 1} writes for 8 pipelined answers`);
+
+        /* three whole requests and the first half of a fourth: the
+         * three answers come without the fourth; its rest, later, is
+         * answered too */
+        const fourth = push(8);
+        const cut = Math.floor(fourth.length / 2);
+        const three = await k.sendRaw(reqs.slice(0, 3).join('')
+                                      + fourth.slice(0, cut), 3, 5000);
+        assert.deepStrictEqual(three.map((r) => r.status), [200, 200, 200]);
+        const last = await k.sendRaw(fourth.slice(cut), 1, 5000);
+        assert.strictEqual(last[0].status, 200, last[0].body);
+        assert.strictEqual(last[0].json.stored, 1, last[0].body);
+
+        /* a body announced with Expect: 100-continue behind a whole
+         * request: the 100 comes after the first answer, not before */
+        const body = JSON.stringify({ app: 'a', uids: ['u9'], data: 9 });
+        const expect = `POST /v1/push HTTP/1.1\r\nHost: x\r\n`
+            + `Authorization: Bearer ${d.apiKey}\r\n`
+            + 'Content-Type: application/json\r\n'
+            + `Content-Length: ${body.length}\r\n`
+            + 'Expect: 100-continue\r\n\r\n';
+        const two = await k.sendRaw(push(10) + expect, 2, 5000);
+        assert.deepStrictEqual(two.map((r) => r.status), [200, 100]);
+        const fin = await k.sendRaw(body, 1, 5000);
+        assert.strictEqual(fin[0].status, 200, fin[0].body);
+        k.close();
+        stats.close();
+    });
+});
+
 test('center pipelining: requests written at once are answered in order, '
      + 'each its own, a 404 among them; a bad one last closes', T,
      async () => {

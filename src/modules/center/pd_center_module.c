@@ -170,6 +170,7 @@ pd_center_init_conf(pd_cycle_t *cycle, void *conf)
     ccf->http.handler = pd_center_http_handler;
     ccf->http.access = pd_center_access;
     ccf->http.head_handler = pd_center_head;
+    ccf->http.batch_answers = 1;
     ccf->http.ctx = ccf;
 
     if (ccf->listen == NULL) {
