@@ -111,6 +111,13 @@ pd_fuzz_saver(const redisReply *reply, pd_uint_t stop)
 
     (void) pd_sr_fetch_retry(reply);
 
+    /* the dropped ids it counts are all in the reply */
+    if (pd_sr_fetch_dropped(reply, &more) == PD_OK
+        && (size_t) more + 2 > reply->elements)
+    {
+        abort();
+    }
+
     t.taken = 0;
     t.stop = stop;
     t.sum = 0;

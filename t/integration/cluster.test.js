@@ -519,7 +519,7 @@ test('cluster qos 1: a message\'s body leaves Redis with the last list '
      + 'that holds it (acks, a second ack, the no-ack guard, an older '
      + 'body)', PG, async () => {
     const S = require('./servers.js');
-    await withCluster(async ([a, b], redis) => {
+    await withCluster(async ([a, b], redis, pg) => {
         const cli = (...args) => S.redisCli(redis.port, args);
         const push = async (uids, data) => {
             const r = await L.centerPost(a, '/v1/push', {
@@ -587,6 +587,11 @@ test('cluster qos 1: a message\'s body leaves Redis with the last list '
         assert.strictEqual(cli('LLEN', 'pd:q:dag'), '0');
         assert.strictEqual(cli('EXISTS', `pd:m:${lost}`), '0',
                            'the dropped message\'s body gone');
+        /* and its row in the durable log, which a reload would bring
+         * back with its count started again */
+        await L.waitFor(() => Number(pg.sql('SELECT count(*) FROM '
+                                            + "pd_messages WHERE uid = 'dag'"))
+                              === 0, 10000, 'the dropped row deleted');
 
         /* nothing else left behind */
         assert.deepStrictEqual(cli('KEYS', 'pd:m:*').split('\n')

@@ -139,8 +139,13 @@ void pd_saver_redis_connected(pd_redis_t *r);
  * pd_sr_fetch_retry: 1 when the pending script asks to be called again
  * with the ids that follow its first element (a -1).
  *
+ * pd_sr_fetch_dropped: how many ids the pending script's no-ack guard
+ * dropped (its second element; the ids follow it).  PD_ERROR for a
+ * reply that is not the script's.
+ *
  * pd_sr_fetch_walk: the pending script's messages (id, payload pairs
- * after two elements of its own) handed to take in order until it says
+ * after two elements of its own and the dropped ids) handed to take in
+ * order until it says
  * stop or PD_SAVER_FETCH_MAX were taken; *cursor becomes the last id
  * taken (left as it was when none), *more 1 when some may be left.
  * PD_ERROR for a reply that is not the script's.
@@ -151,6 +156,7 @@ void pd_saver_redis_connected(pd_redis_t *r);
  * that is not a number.
  */
 pd_uint_t pd_sr_fetch_retry(const redisReply *reply);
+pd_int_t pd_sr_fetch_dropped(const redisReply *reply, pd_uint_t *n);
 pd_int_t pd_sr_fetch_walk(const redisReply *reply, pd_saver_take_pt take,
     void *data, pd_str_t *cursor, pd_uint_t *more);
 pd_int_t pd_sr_reload_row(const PGresult *res, int row, pd_str_t *uid,

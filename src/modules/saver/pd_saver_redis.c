@@ -119,7 +119,7 @@ static const char  pd_sr_pending_lua[] =
     PD_SR_UNREF_LUA
     "local out = {} local list = redis.call('LRANGE', KEYS[1], 0, -1) "
     "local max = tonumber(ARGV[3]) local lim = tonumber(ARGV[4]) "
-    "local exp, drop, from = 0, 0, 1 "
+    "local exp, drop, from = 0, {}, 1 "
     "if ARGV[2] ~= '' then "
     "  for i, id in ipairs(list) do "
     "    if id == ARGV[2] then from = i + 1 break end "
@@ -144,7 +144,7 @@ static const char  pd_sr_pending_lua[] =
     "    local n = redis.call('HINCRBY', KEYS[2], id, 1) "
     "    if max > 0 and n > max then "
     "      redis.call('LREM', KEYS[1], 0, id) "
-    "      redis.call('HDEL', KEYS[2], id) drop = drop + 1 "
+    "      redis.call('HDEL', KEYS[2], id) drop[#drop + 1] = id "
     "      unref(KEYS[key['pd:m:' .. id]]) "
     "    else "
     "      out[#out + 1] = id out[#out + 1] = m[2] "
@@ -152,8 +152,10 @@ static const char  pd_sr_pending_lua[] =
     "    end "
     "  end "
     "end "
-    "table.insert(out, 1, drop) table.insert(out, 1, exp) "
-    "return out";
+    "local res = {exp, #drop} "
+    "for _, id in ipairs(drop) do res[#res + 1] = id end "
+    "for _, v in ipairs(out) do res[#res + 1] = v end "
+    "return res";
 
 /*
  * The acks of a loop turn for one server.  KEYS: pd:saver:ok,
@@ -600,22 +602,39 @@ pd_sr_fetch_retry(const redisReply *reply)
 }
 
 pd_int_t
+pd_sr_fetch_dropped(const redisReply *reply, pd_uint_t *n)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements < 2
+        || reply->element[1]->type != REDIS_REPLY_INTEGER
+        || reply->element[1]->integer < 0
+        || (size_t) reply->element[1]->integer > reply->elements - 2)
+    {
+        return PD_ERROR;
+    }
+
+    *n = (pd_uint_t) reply->element[1]->integer;
+    return PD_OK;
+}
+
+pd_int_t
 pd_sr_fetch_walk(const redisReply *reply, pd_saver_take_pt take, void *data,
     pd_str_t *cursor, pd_uint_t *more)
 {
     pd_saver_msg_t  m;
-    pd_uint_t       i, n;
+    pd_uint_t       i, n, dropped;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements < 2)
-    {
+    if (pd_sr_fetch_dropped(reply, &dropped) != PD_OK) {
         return PD_ERROR;
     }
 
     n = 0;
     *more = 0;
 
-    for (i = 2; i + 1 < reply->elements && n < PD_SAVER_FETCH_MAX; i += 2) {
+    for (i = 2 + dropped;
+         i + 1 < reply->elements && n < PD_SAVER_FETCH_MAX;
+         i += 2)
+    {
         if (reply->element[i]->type != REDIS_REPLY_STRING
             || reply->element[i + 1]->type != REDIS_REPLY_STRING
             || reply->element[i]->len >= PD_SAVER_CURSOR_SIZE)
@@ -644,6 +663,48 @@ pd_sr_fetch_walk(const redisReply *reply, pd_saver_take_pt take, void *data,
     return PD_OK;
 }
 
+/*
+ * The ids the no-ack guard took out of the mailbox in this call (after
+ * max_redeliveries deliveries without an ack) leave the durable log too,
+ * with the turn's acks: a row left there would come back with a reload
+ * of the server, its count started again.
+ */
+static void
+pd_sr_forget_dropped(pd_sr_fetch_t *f, redisReply *reply)
+{
+    redisReply  *e;
+    pd_uint_t    i, n;
+    pd_str_t     id;
+
+    if (pd_sr_fetch_dropped(reply, &n) != PD_OK || n == 0) {
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        e = reply->element[2 + i];
+
+        if (e->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+
+        id.data = (u_char *) e->str;
+        id.len = e->len;
+
+        /* the server is shared: only an id pushd could have made */
+        if (pd_token_valid_name(&id, PD_MSG_ID_LEN) != PD_OK) {
+            continue;
+        }
+
+        (void) pd_saver_pg_ack(pd_sr_log, &f->uid, &id);
+    }
+
+    pd_log_error(PD_LOG_INFO, pd_log_root, 0,
+                 "saver: %lu messages of \"%.*s\" dropped after %ld "
+                 "deliveries without an ack", (unsigned long) n,
+                 (int) f->uid.len, f->uid.data,
+                 (long) pd_saver->max_redeliveries);
+}
+
 static void
 pd_sr_fetched(pd_redis_t *r, redisReply *reply, void *data)
 {
@@ -670,6 +731,8 @@ pd_sr_fetched(pd_redis_t *r, redisReply *reply, void *data)
 
     /* the cursor is the last id taken: the script goes on after it */
     cursor = f->after;
+
+    pd_sr_forget_dropped(f, reply);
 
     if (pd_sr_fetch_walk(reply, f->take, f->data, &cursor, &more) != PD_OK) {
         f->fetched(f->data, PD_ERROR, 0, &f->after);

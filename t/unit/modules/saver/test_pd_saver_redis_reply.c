@@ -108,6 +108,35 @@ test_fetch_walk(void **state)
                                       &more), PD_ERROR);
     assert_false(pd_sr_fetch_retry(NULL));
 
+    /* ids the no-ack guard dropped come first, counted by the second
+     * element: they are not taken */
+    r = pd_test_reply("*6\r\n:0\r\n:2\r\n$3\r\nn-7\r\n$3\r\nn-8\r\n"
+                      "$3\r\nn-9\r\n$2\r\nhi\r\n");
+    assert_int_equal(pd_sr_fetch_dropped(r, &more), PD_OK);
+    assert_int_equal(more, 2);
+    pd_memzero(&t, sizeof(t));
+    cursor = after;
+    assert_int_equal(pd_sr_fetch_walk(r, pd_test_take, &t, &cursor, &more),
+                     PD_OK);
+    assert_int_equal(t.taken, 1);
+    assert_string_equal(t.ids[0], "n-9");
+    freeReplyObject(r);
+
+    /* a count past the reply's end, or below 0: not the script's */
+    r = pd_test_reply("*3\r\n:0\r\n:2\r\n$3\r\nn-7\r\n");
+    assert_int_equal(pd_sr_fetch_dropped(r, &more), PD_ERROR);
+    assert_int_equal(pd_sr_fetch_walk(r, pd_test_take, &t, &cursor, &more),
+                     PD_ERROR);
+    freeReplyObject(r);
+
+    r = pd_test_reply("*2\r\n:0\r\n:-1\r\n");
+    assert_int_equal(pd_sr_fetch_dropped(r, &more), PD_ERROR);
+    freeReplyObject(r);
+
+    r = pd_test_reply("*2\r\n:0\r\n$1\r\n1\r\n");
+    assert_int_equal(pd_sr_fetch_dropped(r, &more), PD_ERROR);
+    freeReplyObject(r);
+
     /* -1 first: called again with the ids that follow */
     r = pd_test_reply("*3\r\n:-1\r\n$3\r\nn-5\r\n$3\r\nn-6\r\n");
     assert_true(pd_sr_fetch_retry(r));
