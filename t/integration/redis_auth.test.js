@@ -70,11 +70,27 @@ test('every key a Lua script touches is passed in KEYS', () => {
                 continue;
             }
             const src = fs.readFileSync(path.join(dir, mod, f), 'utf8');
-            /* the C string literals of each `static const char x_lua[]` */
-            const re = /_lua\[\]\s*=\s*((?:\s*"(?:[^"\\]|\\.)*")+)\s*;/g;
-            for (const m of src.matchAll(re)) {
-                const lua = [...m[1].matchAll(/"((?:[^"\\]|\\.)*)"/g)]
+            /* the pieces a script may share: `#define PD_..._LUA` string
+             * macros, expanded where a script names them */
+            const macros = {};
+            for (const d of src.matchAll(
+                /#define\s+(PD_\w+_LUA)\s*\\\n((?:.*\\\n)*.*)/g)) {
+                macros[d[1]] = [...d[2].matchAll(/"((?:[^"\\]|\\.)*)"/g)]
                     .map((x) => x[1]).join('');
+            }
+            /* the C string literals (and macros) of each `static const
+             * char x_lua[]` */
+            const piece = /"((?:[^"\\]|\\.)*)"|(PD_\w+_LUA)/g;
+            const re = new RegExp('_lua\\[\\]\\s*=\\s*((?:\\s*(?:'
+                                  + piece.source + '))+)\\s*;', 'g');
+            for (const m of src.matchAll(re)) {
+                const lua = [...m[1].matchAll(piece)].map((x) => {
+                    if (x[2] === undefined) {
+                        return x[1];
+                    }
+                    assert.ok(x[2] in macros, `${f}: ${x[2]} not defined`);
+                    return macros[x[2]];
+                }).join('');
                 scripts++;
                 for (const c of lua.matchAll(/redis\.call\('(\w+)',\s*/g)) {
                     calls++;

@@ -37,14 +37,15 @@
  * for its whole ttl after the ack (a day by default), and the keyspace
  * grew with the traffic.  A body with no n (stored by an older pushd, or
  * gone) reads -1 here: the field is taken back off and the body left to
- * expire.  A body a collapse key replaced keeps its count (its key is
+ * expire.  unref() takes the KEYS index, so that every key a call names
+ * is visibly in KEYS.  A body a collapse key replaced keeps its count (its key is
  * not known beforehand) and expires.
  */
 #define PD_SR_UNREF_LUA                                                    \
-    "local function unref(m) "                                             \
-    "  local n = redis.call('HINCRBY', m, 'n', -1) "                       \
-    "  if n == 0 then redis.call('DEL', m) "                               \
-    "  elseif n < 0 then redis.call('HDEL', m, 'n') end "                  \
+    "local function unref(i) "                                             \
+    "  local n = redis.call('HINCRBY', KEYS[i], 'n', -1) "                 \
+    "  if n == 0 then redis.call('DEL', KEYS[i]) "                         \
+    "  elseif n < 0 then redis.call('HDEL', KEYS[i], 'n') end "            \
     "end "
 
 /* m's fields and expiry, and its count of the lists that took it now: a
@@ -145,7 +146,7 @@ static const char  pd_sr_pending_lua[] =
     "    if max > 0 and n > max then "
     "      redis.call('LREM', KEYS[1], 0, id) "
     "      redis.call('HDEL', KEYS[2], id) drop[#drop + 1] = id "
-    "      unref(KEYS[key['pd:m:' .. id]]) "
+    "      unref(key['pd:m:' .. id]) "
     "    else "
     "      out[#out + 1] = id out[#out + 1] = m[2] "
     "      if #out >= 2 * lim then break end "
@@ -181,7 +182,7 @@ static const char  pd_sr_ack_lua[] =
     "    end "
     "  end "
     "  if redis.call('LREM', KEYS[q], 0, id) > 0 then "
-    "    unref(KEYS[q + 3]) "
+    "    unref(q + 3) "
     "  end "
     "  if not ok then redis.call('SADD', KEYS[2], ARGV[2 * i]) end "
     "end "
