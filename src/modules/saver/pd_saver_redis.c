@@ -38,8 +38,8 @@
  * grew with the traffic.  A body with no n (stored by an older pushd, or
  * gone) reads -1 here: the field is taken back off and the body left to
  * expire.  unref() takes the KEYS index, so that every key a call names
- * is visibly in KEYS.  A body a collapse key replaced keeps its count (its key is
- * not known beforehand) and expires.
+ * is visibly in KEYS.  A body a collapse key replaced keeps its count
+ * (its key is not known beforehand) and expires.
  */
 #define PD_SR_UNREF_LUA                                                    \
     "local function unref(i) "                                             \
