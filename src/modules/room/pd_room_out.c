@@ -79,8 +79,9 @@ pd_room_flush_later(pd_room_conn_t *rc)
         d = realloc(pd_room_dirty, n * sizeof(pd_room_conn_t *));
 
         if (d == NULL) {
-            /* the connection's own write event does it, as before */
-            pd_post_event(rc->connection->write, &pd_posted_events);
+            /* the connection's own write event does it, at the same
+             * place in the turn as the list would */
+            pd_post_event(rc->connection->write, &pd_posted_last_events);
             return;
         }
 
