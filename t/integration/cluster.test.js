@@ -592,6 +592,14 @@ test('cluster qos 1: a message\'s body leaves Redis with the last list '
         await L.waitFor(() => Number(pg.sql('SELECT count(*) FROM '
                                             + "pd_messages WHERE uid = 'dag'"))
                               === 0, 10000, 'the dropped row deleted');
+        /* counted where the fetch dropped it */
+        const st = await L.centerGet(b, '/v1/stats');
+        assert.strictEqual(st.status, 200, st.body);
+        assert.strictEqual(st.json.workers.reduce(
+            (n, w) => n + w.cluster_dropped_noack, 0), 1, st.body);
+        const mt = await L.request(b.centerPort, 'GET', '/metrics',
+                                   { Authorization: `Bearer ${b.apiKey}` });
+        assert.match(mt.body, /^pushd_cluster_dropped_noack_total/m);
 
         /* nothing else left behind */
         assert.deepStrictEqual(cli('KEYS', 'pd:m:*').split('\n')

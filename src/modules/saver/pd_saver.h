@@ -97,6 +97,9 @@ extern pd_saver_backend_t  pd_saver_memory_backend;
 extern pd_saver_backend_t  pd_saver_redis_backend;
 
 extern pd_module_t         pd_saver_module;
+
+/* the saver's counters (pd_saver_counters, pd_saver_module.c) */
+#define PD_SAVER_STAT_CLUSTER_DROPPED_NOACK  0
 extern pd_saver_conf_t    *pd_saver;      /* NULL: no saver section */
 extern pd_saver_backend_t *pd_saver_backend;
 

@@ -112,6 +112,15 @@ static pd_command_t  pd_saver_commands[] = {
     pd_null_command
 };
 
+/* in the order of PD_SAVER_STAT_*; the memory store's own drops are
+ * its zone's (pushd_store_dropped_noack_total) */
+static pd_stats_counter_t  pd_saver_counters[] = {
+    { "pushd_cluster_dropped_noack_total", NULL, "cluster_dropped_noack",
+      "qos 1 messages the cluster store's no-ack guard dropped after "
+      "max_redeliveries deliveries", PD_STATS_COUNTER },
+    { NULL, NULL, NULL, NULL, 0 }
+};
+
 pd_module_t  pd_saver_module = {
     "saver",
     0,
@@ -125,7 +134,7 @@ pd_module_t  pd_saver_module = {
     0,
     NULL,
     NULL,
-    NULL,
+    pd_saver_counters,
     0,
     NULL
 };

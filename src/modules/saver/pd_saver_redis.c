@@ -699,6 +699,9 @@ pd_sr_forget_dropped(pd_sr_fetch_t *f, redisReply *reply)
         (void) pd_saver_pg_ack(pd_sr_log, &f->uid, &id);
     }
 
+    pd_stats_module_add(pd_saver_module, PD_SAVER_STAT_CLUSTER_DROPPED_NOACK,
+                        n);
+
     pd_log_error(PD_LOG_INFO, pd_log_root, 0,
                  "saver: %lu messages of \"%.*s\" dropped after %ld "
                  "deliveries without an ack", (unsigned long) n,
