@@ -56,6 +56,34 @@ pd_wk_die(const char *what)
     exit(1);
 }
 
+/* a TCP socket, and in *sin the loopback address with port (0: any) */
+static int
+pd_wk_socket(struct sockaddr_in *sin, uint16_t port)
+{
+    int  fd;
+
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd == -1) {
+        pd_wk_die("socket");
+    }
+
+    memset(sin, 0, sizeof(*sin));
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin->sin_port = htons(port);
+
+    return fd;
+}
+
+/* records leave as they are written, as pushd's frames do */
+static void
+pd_wk_nodelay(int fd)
+{
+    int  one = 1;
+
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 /* a listener on 127.0.0.1 and an ephemeral port; the port in *port */
 static int
 pd_wk_listen(uint16_t *port)
@@ -64,14 +92,7 @@ pd_wk_listen(uint16_t *port)
     socklen_t           len = sizeof(sin);
     int                 fd;
 
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd == -1) {
-        pd_wk_die("socket");
-    }
-
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = pd_wk_socket(&sin, 0);
 
     if (bind(fd, (struct sockaddr *) &sin, sizeof(sin)) == -1
         || listen(fd, 1) == -1
@@ -88,38 +109,29 @@ static int
 pd_wk_connect(uint16_t port)
 {
     struct sockaddr_in  sin;
-    int                 fd, one = 1;
+    int                 fd;
 
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd == -1) {
-        pd_wk_die("socket");
-    }
-
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sin.sin_port = htons(port);
+    fd = pd_wk_socket(&sin, port);
 
     if (connect(fd, (struct sockaddr *) &sin, sizeof(sin)) == -1) {
         pd_wk_die("connect");
     }
 
-    /* records leave as they are written, as pushd's frames do */
-    (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    pd_wk_nodelay(fd);
     return fd;
 }
 
 static int
 pd_wk_accept(int lfd)
 {
-    int  fd, one = 1;
+    int  fd;
 
     fd = accept(lfd, NULL, NULL);
     if (fd == -1) {
         pd_wk_die("accept");
     }
 
-    (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    pd_wk_nodelay(fd);
     close(lfd);
     return fd;
 }

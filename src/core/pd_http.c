@@ -27,6 +27,7 @@ static pd_int_t pd_http_batch_add(pd_http_conn_t *hc, const u_char *p,
     size_t n);
 static pd_int_t pd_http_batch_answer(pd_http_conn_t *hc, pd_buf_t *b);
 static pd_uint_t pd_http_batch_empty(pd_http_conn_t *hc);
+static size_t pd_http_request_bytes(pd_http_conn_t *hc);
 
 pd_int_t
 pd_http_add_listeners(pd_cycle_t *cycle, pd_array_t *listen,
@@ -535,9 +536,7 @@ pd_http_batch_answer(pd_http_conn_t *hc, pd_buf_t *b)
         return PD_DECLINED;
     }
 
-    used = hc->req.header_len
-           + (hc->req.content_length > 0 ? (size_t) hc->req.content_length
-                                         : 0);
+    used = pd_http_request_bytes(hc);
 
     if ((size_t) (in->last - in->pos) <= used) {
         /* nothing of a next request yet: this answer goes now */
@@ -588,6 +587,20 @@ static pd_uint_t
 pd_http_batch_empty(pd_http_conn_t *hc)
 {
     return hc->batch == NULL || hc->batch->pos == hc->batch->last;
+}
+
+/* the bytes of the request being served in `in`: its head, and its body
+ * when the body was read there */
+static size_t
+pd_http_request_bytes(pd_http_conn_t *hc)
+{
+    size_t  used = hc->req.header_len;
+
+    if (hc->req.content_length > 0 && hc->body_in_head) {
+        used += (size_t) hc->req.content_length;
+    }
+
+    return used;
 }
 
 static void
@@ -686,11 +699,7 @@ pd_http_finalize(pd_http_conn_t *hc)
         return;
     }
 
-    used = hc->req.header_len;
-    if (hc->req.content_length > 0) {
-        used += hc->body_in_head ? (size_t) hc->req.content_length : 0;
-    }
-
+    used = pd_http_request_bytes(hc);
     rest = (size_t) (b->last - b->pos);
     rest = (rest > used) ? rest - used : 0;
 
