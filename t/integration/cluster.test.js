@@ -515,65 +515,6 @@ test('cluster qos 1: the acks of a loop turn go to Redis in one script '
     }, true);
 });
 
-test('cluster qos 1: the store reads the uid\'s presence in its own '
-     + 'script: no lookup command of its own, delivered live either way',
-     PG, async () => {
-    const S = require('./servers.js');
-    await withCluster(async ([a, b], redis) => {
-        const cl = await W.connect(b.roomPort, 'uma', 'phone',
-                                   { apps: ['chat'] });
-
-        /* MONITOR shows the commands a script runs as "[0 lua]", the
-         * ones a client sends with its address */
-        const mon = cp.spawn('redis-cli', ['-p', String(redis.port),
-                                           'MONITOR']);
-        let seen = '';
-        mon.stdout.setEncoding('utf8');
-        mon.stdout.on('data', (d) => { seen += d; });
-        await L.waitFor(() => seen.startsWith('OK'), 5000, 'MONITOR on');
-
-        try {
-            const ids = [];
-            for (const [via, i] of [[a, 0], [b, 1], [a, 2], [b, 3]]) {
-                const r = await L.centerPost(via, '/v1/push', {
-                    app: 'chat', uids: ['uma'], data: { i },
-                });
-                assert.strictEqual(r.status, 200, r.body);
-                assert.strictEqual(r.json.online, 1, r.body);
-                ids.push(r.json.id);
-            }
-            const got = [];
-            for (let i = 0; i < 4; i++) {
-                got.push((await cl.op('msg', 5000)).id);
-            }
-            assert.deepStrictEqual(got, ids, 'each once, in order');
-
-            /* qos 0 is not stored: its lookup is a command of its own */
-            const r = await L.centerPost(a, '/v1/push', {
-                app: 'chat', uids: ['uma'], data: { q: 0 }, qos: 0,
-            });
-            assert.strictEqual(r.status, 200, r.body);
-            assert.strictEqual((await cl.op('msg', 5000)).data.q, 0);
-            await L.waitFor(() => seen.split('\n').some(
-                (l) => /"HGETALL" "pd:u:uma"/.test(l)
-                       && !/\[\d+ lua\]/.test(l)),
-                            5000, 'the qos 0 lookup seen');
-        } finally {
-            mon.kill();
-        }
-
-        const reads = seen.split('\n')
-            .filter((l) => /"HGETALL" "pd:u:uma"/.test(l));
-        const inScript = reads.filter((l) => /\[\d+ lua\]/.test(l));
-        assert.strictEqual(inScript.length, 4, reads.join('\n'));
-        assert.strictEqual(reads.length - inScript.length, 1,
-                           'only the qos 0 push looked up by itself:\n'
-                           + reads.join('\n'));
-        cl.close();
-        await cl.waitClose();
-    }, true);
-});
-
 test('cluster qos 1: a message\'s body leaves Redis with the last list '
      + 'that holds it (acks, a second ack, the no-ack guard, an older '
      + 'body)', PG, async () => {
@@ -861,17 +802,6 @@ test('saver.redis: the store on its own Redis, apart from the register\'s; '
         const p = await presence(a, 'ola');
         assert.strictEqual(p.connections[0].node, 'node-b');
         assert.deepStrictEqual(keys(reg.port, 'pd:u:*'), ['pd:u:ola']);
-
-        /* live: the store's script cannot read presence on the store's
-         * servers, so the push looks the uid up on the register's */
-        const live = await L.centerPost(a, '/v1/push', {
-            app: 'chat', uids: ['ola'], data: { live: 1 },
-        });
-        assert.strictEqual(live.status, 200, live.body);
-        assert.strictEqual(live.json.online, 1, live.body);
-        const m = await cl.op('msg', 5000);
-        assert.strictEqual(m.id, live.json.id);
-        assert.deepStrictEqual(m.data, { live: 1 });
         cl.close();
         await L.stopAllChecked(nodes);
     } finally {

@@ -51,15 +51,6 @@ typedef struct {
      */
     pd_int_t   (*barrier)(const u_char *uid, size_t len,
                           pd_register_done_pt done, void *data);
-    /*
-     * A lookup whose entries were read already, with a qos 1 store
-     * (pd_saver_store()'s seen): answers handler as lookup() would, and
-     * takes read.  read_free() lets go of one not answered.  NULL in a
-     * backend whose lookups cost no round trip (the memory one).
-     */
-    pd_int_t   (*lookup_read)(void *read, pd_register_lookup_pt handler,
-                              void *data);
-    void       (*read_free)(void *read);
 } pd_register_backend_t;
 
 typedef struct {
@@ -114,18 +105,6 @@ extern pd_uint_t                  pd_register_nshards;
 #define PD_REGISTER_SUBSCRIBERS  8
 typedef void (*pd_register_connected_pt)(pd_redis_t *r);
 pd_int_t pd_register_on_connect(pd_register_connected_pt handler);
-
-/*
- * The saver's store script reads the uids' entries (HGETALL of pd:u:{uid})
- * when the store and the register share their servers: read atomically
- * after the store, on the uid's server, they are what a lookup made
- * after the store would find, one Redis command and one round trip
- * fewer per push.  This keeps such a reply, parsed, for lookup_read();
- * NULL when it is not a lookup's reply (or on no memory): then the push
- * looks the uid up as before.
- */
-void *pd_register_redis_read(const u_char *uid, size_t len,
-    const redisReply *entries);
 
 /* writes one entry to the cluster register only (the resync's step) */
 void pd_register_redis_announce(const pd_reg_info_t *info);

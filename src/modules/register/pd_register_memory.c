@@ -165,7 +165,5 @@ pd_register_backend_t  pd_register_memory_backend = {
     pd_register_memory_ip_release,
     pd_register_memory_purge,
     pd_register_memory_count,
-    pd_register_memory_barrier,
-    NULL,
-    NULL
+    pd_register_memory_barrier
 };

@@ -626,11 +626,24 @@ pd_rr_ask_node(pd_rr_lookup_t *lk, const char *name, size_t len)
     }
 }
 
-/* the entries of an HGETALL reply into lk; PD_ERROR on no memory */
-static pd_int_t
-pd_rr_lookup_parse(pd_rr_lookup_t *lk, const redisReply *reply)
+static void
+pd_rr_entries_reply(pd_redis_t *r, redisReply *reply, void *data)
 {
-    pd_uint_t  n;
+    pd_rr_lookup_t  *lk = data;
+    pd_reg_info_t    tmp;
+    const char      *argv[1 + PD_RR_NODES], *slash, *boot;
+    size_t           alen[1 + PD_RR_NODES], boot_len, len;
+    char             keys[PD_RR_NODES][56], name[48];
+    pd_uint_t        i, n;
+    pid_t            pid;
+
+    (void) r;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        pd_rr_local_lookup(lk->uid, lk->uid_len, lk->handler, lk->data);
+        pd_rr_lookup_free(lk);
+        return;
+    }
 
     n = pd_min(reply->elements / 2, PD_REGISTER_LOOKUP_MAX);
 
@@ -638,25 +651,14 @@ pd_rr_lookup_parse(pd_rr_lookup_t *lk, const redisReply *reply)
     lk->field = pd_calloc(PD_RR_FIELD_MAX * (n ? n : 1), pd_log_root);
 
     if (lk->info == NULL || lk->field == NULL) {
-        return PD_ERROR;
+        lk->handler(lk->data, PD_ERROR, NULL, 0);
+        pd_rr_lookup_free(lk);
+        return;
     }
 
     lk->n = pd_rr_parse_entries(reply, lk->info, lk->field, n);
 
-    return PD_OK;
-}
-
-/* the liveness of the other nodes' workers named, then the answer */
-static void
-pd_rr_lookup_nodes(pd_rr_lookup_t *lk)
-{
-    pd_reg_info_t    tmp;
-    const char      *argv[1 + PD_RR_NODES], *slash, *boot;
-    size_t           alen[1 + PD_RR_NODES], boot_len, len;
-    char             keys[PD_RR_NODES][56], name[48];
-    pd_uint_t        i;
-    pid_t            pid;
-
+    /* the other nodes' workers named: their liveness is asked next */
     for (i = 0; i < lk->n; i++) {
         len = strlen(lk->field[i]);
         slash = memchr(lk->field[i], '/', len);
@@ -693,82 +695,6 @@ pd_rr_lookup_nodes(pd_rr_lookup_t *lk)
     {
         pd_rr_lookup_finish(lk);
     }
-}
-
-static void
-pd_rr_entries_reply(pd_redis_t *r, redisReply *reply, void *data)
-{
-    pd_rr_lookup_t  *lk = data;
-
-    (void) r;
-
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        pd_rr_local_lookup(lk->uid, lk->uid_len, lk->handler, lk->data);
-        pd_rr_lookup_free(lk);
-        return;
-    }
-
-    if (pd_rr_lookup_parse(lk, reply) != PD_OK) {
-        lk->handler(lk->data, PD_ERROR, NULL, 0);
-        pd_rr_lookup_free(lk);
-        return;
-    }
-
-    pd_rr_lookup_nodes(lk);
-}
-
-/*
- * A lookup read by the saver's store script (pd_register.h): the reply
- * of its HGETALL, made on the uid's server after the store, kept parsed
- * until the store is answered; then pd_rr_lookup_read() finishes it as
- * a lookup's own reply would be.
- */
-void *
-pd_register_redis_read(const u_char *uid, size_t len,
-    const redisReply *entries)
-{
-    pd_rr_lookup_t  *lk;
-
-    if (entries == NULL || entries->type != REDIS_REPLY_ARRAY
-        || len > PD_UID_MAX || pd_register_nshards == 0)
-    {
-        return NULL;
-    }
-
-    lk = pd_calloc(sizeof(pd_rr_lookup_t), pd_log_root);
-    if (lk == NULL) {
-        return NULL;
-    }
-
-    lk->shard = pd_rr_shard(uid, len);
-    lk->uid_len = len;
-    pd_memcpy(lk->uid, uid, len);
-
-    if (pd_rr_lookup_parse(lk, entries) != PD_OK) {
-        pd_rr_lookup_free(lk);
-        return NULL;
-    }
-
-    return lk;
-}
-
-static void
-pd_rr_read_free(void *read)
-{
-    pd_rr_lookup_free(read);
-}
-
-static pd_int_t
-pd_rr_lookup_read(void *read, pd_register_lookup_pt handler, void *data)
-{
-    pd_rr_lookup_t  *lk = read;
-
-    lk->handler = handler;
-    lk->data = data;
-
-    pd_rr_lookup_nodes(lk);
-
-    return PD_OK;
 }
 
 static pd_int_t
@@ -1053,7 +979,5 @@ pd_register_backend_t  pd_register_redis_backend = {
     pd_rr_ip_release,
     pd_rr_purge,
     pd_rr_count,
-    pd_rr_barrier,
-    pd_rr_lookup_read,
-    pd_rr_read_free
+    pd_rr_barrier
 };

@@ -44,7 +44,6 @@ struct pd_room_push_s {
     pd_room_push_pt      done;           /* NULL once released */
     void                *data;
     pd_str_t            *uids;           /* for the store */
-    void               **seen;           /* read with the store, or NULL */
     pd_uint_t            nuids;
     pd_shbuf_t          *frame;
     uint64_t             seq;
@@ -87,8 +86,7 @@ pd_room_push_create(pd_room_msg_t *msg, pd_str_t *uids, pd_uint_t n,
     }
 
     p = pd_alloc(sizeof(pd_room_push_t)
-                 + n * (sizeof(pd_room_lookup_t) + sizeof(pd_str_t)
-                        + sizeof(void *))
+                 + n * (sizeof(pd_room_lookup_t) + sizeof(pd_str_t))
                  + bytes, pd_log_root);
     if (p == NULL) {
         return NULL;
@@ -111,8 +109,7 @@ pd_room_push_create(pd_room_msg_t *msg, pd_str_t *uids, pd_uint_t n,
 
     lk = (pd_room_lookup_t *) (p + 1);
     p->uids = (pd_str_t *) (lk + n);
-    p->seen = (void **) (p->uids + n);
-    b = (u_char *) (p->seen + n);
+    b = (u_char *) (p->uids + n);
 
     for (i = 0; i < n; i++) {
         lk[i].p = p;
@@ -121,7 +118,6 @@ pd_room_push_create(pd_room_msg_t *msg, pd_str_t *uids, pd_uint_t n,
         b = pd_cpymem(b, uids[i].data, uids[i].len);
         *b++ = '\0';
         p->uids[i] = lk[i].uid;
-        p->seen[i] = NULL;
     }
 
     return p;
@@ -134,13 +130,6 @@ pd_room_push_free(pd_room_push_t *p)
 
     for (i = 0; i < p->ntargets; i++) {
         pd_free(p->targets[i].conns);
-    }
-
-    /* reads the store made that no lookup took (a failed store) */
-    for (i = 0; i < p->nuids; i++) {
-        if (p->seen[i] != NULL) {
-            pd_register->read_free(p->seen[i]);
-        }
     }
 
     pd_shbuf_unref(p->frame);
@@ -182,11 +171,8 @@ pd_room_push_start(pd_room_push_t *p)
     /* stored before it is sent: an answer of PD_OK means it is kept */
     p->pending = 1;
 
-    /* a register whose lookups cost a round trip may have them read
-     * with the store, on the same server, after it */
     rv = pd_saver_store(p->uids, p->nuids, &p->m.app, &p->m.collapse,
-                        p->seq, &p->m.data, p->m.ttl,
-                        pd_register->lookup_read ? p->seen : NULL, p->pool,
+                        p->seq, &p->m.data, p->m.ttl, p->pool,
                         pd_room_push_stored, p);
     if (rv != PD_OK) {
         p->pending = 0;
@@ -362,15 +348,12 @@ pd_room_route_uid(void *data, pd_int_t rc, pd_reg_info_t *info, pd_uint_t n)
     }
 }
 
-/* frames once, then asks the register where each uid is (or finishes
- * the lookups the store read) */
+/* frames once, then asks the register where each uid is */
 static void
 pd_room_push_route(pd_room_push_t *p)
 {
     pd_room_lookup_t  *lk;
     pd_uint_t          i;
-    pd_int_t           rc;
-    void              *read;
 
     lk = (pd_room_lookup_t *) (p + 1);
 
@@ -392,17 +375,10 @@ pd_room_push_route(pd_room_push_t *p)
     p->pending = p->nuids + 1;
 
     for (i = 0; i < p->nuids; i++) {
-        if (p->seen[i] != NULL) {
-            read = p->seen[i];
-            p->seen[i] = NULL;
-            rc = pd_register->lookup_read(read, pd_room_route_uid, &lk[i]);
-
-        } else {
-            rc = pd_register->lookup(lk[i].uid.data, lk[i].uid.len,
-                                     pd_room_route_uid, &lk[i]);
-        }
-
-        if (rc != PD_OK) {
+        if (pd_register->lookup(lk[i].uid.data, lk[i].uid.len,
+                                pd_room_route_uid, &lk[i])
+            != PD_OK)
+        {
             pd_room_route_uid(&lk[i], PD_ERROR, NULL, 0);
         }
     }

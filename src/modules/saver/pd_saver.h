@@ -81,8 +81,8 @@ typedef struct {
     pd_int_t       (*store)(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
                             pd_str_t *collapse, uint64_t seq,
                             pd_str_t *payload, uint64_t expires,
-                            void **seen, pd_pool_t *pool,
-                            pd_saver_done_pt done, void *data);
+                            pd_pool_t *pool, pd_saver_done_pt done,
+                            void *data);
     /* pd_saver_fetch() below */
     pd_int_t       (*fetch)(pd_str_t *uid, pd_str_t *app, pd_str_t *after,
                             pd_saver_take_pt take, pd_saver_fetched_pt fetched,
@@ -114,16 +114,10 @@ extern pd_saver_backend_t *pd_saver_backend;
  * this one is kept, that one is gone from the store (and, in a cluster,
  * from the durable log), so a client that comes later gets only the
  * newest.
- *
- * seen (NULL: not wanted) is n slots, NULL on the call and valid until
- * done: a store that reads the uids' presence with it (the cluster
- * store on the register's own servers) puts there, for each uid it
- * could, a read for pd_register->lookup_read(); the caller owns them
- * once done is called, answered or not (pd_register->read_free()).
  */
 pd_int_t pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
     pd_str_t *collapse, uint64_t seq, pd_str_t *payload, pd_msec_t ttl,
-    void **seen, pd_pool_t *pool, pd_saver_done_pt done, void *data);
+    pd_pool_t *pool, pd_saver_done_pt done, void *data);
 /*
  * The unacked messages of (uid, app) after the cursor after (empty: from
  * the start; one no longer valid also means from the start: at least

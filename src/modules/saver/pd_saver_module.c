@@ -311,11 +311,10 @@ pd_saver_sweep(pd_timer_t *t)
 pd_int_t
 pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
     pd_str_t *collapse, uint64_t seq, pd_str_t *payload, pd_msec_t ttl,
-    void **seen, pd_pool_t *pool, pd_saver_done_pt done, void *data)
+    pd_pool_t *pool, pd_saver_done_pt done, void *data)
 {
     return pd_saver_backend->store(uids, n, app, collapse, seq, payload,
-                                   pd_saver_now() + ttl, seen, pool, done,
-                                   data);
+                                   pd_saver_now() + ttl, pool, done, data);
 }
 
 pd_int_t
@@ -343,14 +342,11 @@ pd_saver_delivered(pd_str_t *uid, uint64_t seq)
 static pd_int_t
 pd_saver_memory_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
     pd_str_t *collapse, uint64_t seq, pd_str_t *payload, uint64_t expires,
-    void **seen, pd_pool_t *pool, pd_saver_done_pt done, void *data)
+    pd_pool_t *pool, pd_saver_done_pt done, void *data)
 {
     pd_msg_addr_t  *to;
     pd_uint_t       i, stored, full;
     pd_int_t        rv;
-
-    /* the memory register answers lookups with no round trip */
-    (void) seen;
 
     to = pd_palloc(pool, n * sizeof(pd_msg_addr_t));
     if (to == NULL) {

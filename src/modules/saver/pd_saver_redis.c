@@ -57,29 +57,18 @@
     "  if p > 0 then redis.call('HINCRBY', KEYS[1], 'n', p) end "          \
     "end "
 
-/*
- * KEYS: m, q of each uid, then, when the store reads presence, u (the
- * register's pd:u:) of each; ARGV: app, data, expires, max per mailbox,
- * id, the number of uids.  A retry (or a reload racing a store) finds
- * the id there and adds nothing.  Answers {stored, full, then the
- * entries of each u}: read in the same script, they are what a lookup
- * made once the store is done would find, without its round trip.
- */
+/* KEYS: m, q...; ARGV: app, data, expires, max per mailbox, id; a retry
+ * (or a reload racing a store) finds the id there and adds nothing */
 static const char  pd_sr_store_lua[] =
-    "local max, nq = tonumber(ARGV[4]), tonumber(ARGV[6]) "
-    "local s, f, p = 0, 0, 0 "
-    "for i = 2, nq + 1 do "
+    "local max = tonumber(ARGV[4]) local s, f, p = 0, 0, 0 "
+    "for i = 2, #KEYS do "
     "  if redis.call('LPOS', KEYS[i], ARGV[5]) then s = s + 1 "
     "  elseif redis.call('LLEN', KEYS[i]) < max then "
     "    redis.call('RPUSH', KEYS[i], ARGV[5]) s = s + 1 p = p + 1 "
     "  else f = f + 1 end "
     "end "
     PD_SR_BODY_LUA
-    "local out = {s, f} "
-    "for i = nq + 2, #KEYS do "
-    "  out[#out + 1] = redis.call('HGETALL', KEYS[i]) "
-    "end "
-    "return out";
+    "return {s, f}";
 
 /*
  * With a collapse key.  KEYS: m, then q, c, dl of each uid (KEYS[i],
@@ -248,15 +237,12 @@ typedef struct {
     pd_uint_t            full;
 } pd_sr_store_t;
 
-/* one server's part of a store with a collapse key, or that reads
- * presence: the uids it holds, for the durable log to forget the rows of
- * the replaced ids, or for the reads of their entries (seen[i]: the
- * caller's slot of uids[i]) */
+/* one server's part of a store with a collapse key: the uids it holds,
+ * for the durable log to forget the rows of the replaced ids */
 typedef struct {
     pd_sr_store_t       *st;
     pd_uint_t            n;
-    void              ***seen;       /* NULL: none read */
-    pd_str_t             uids[];     /* then seen's slots, the bytes */
+    pd_str_t             uids[];     /* then their bytes */
 } pd_sr_shard_call_t;
 
 static char  pd_sr_node[PD_NODE_ID_SIZE];
@@ -374,27 +360,6 @@ pd_sr_stored_collapse(pd_redis_t *r, redisReply *reply, void *data)
     pd_free(call);
 }
 
-/* a store that read presence: each uid's entries, for its lookup */
-static void
-pd_sr_stored_seen(pd_redis_t *r, redisReply *reply, void *data)
-{
-    pd_sr_shard_call_t  *call = data;
-    pd_uint_t            i;
-
-    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
-        && reply->elements == 2 + call->n)
-    {
-        for (i = 0; i < call->n; i++) {
-            *call->seen[i] = pd_register_redis_read(call->uids[i].data,
-                                                    call->uids[i].len,
-                                                    reply->element[2 + i]);
-        }
-    }
-
-    pd_sr_stored_redis(r, reply, call->st);
-    pd_free(call);
-}
-
 static void
 pd_sr_stored_pg(void *data, pd_int_t rc)
 {
@@ -414,14 +379,14 @@ pd_sr_stored_pg(void *data, pd_int_t rc)
  */
 static pd_sr_shard_call_t *
 pd_sr_shard_call(pd_str_t *uids, pd_uint_t *pick, pd_uint_t npick,
-    pd_sr_store_t *st, void **seen)
+    pd_sr_store_t *st)
 {
     pd_sr_shard_call_t  *call;
     size_t               bytes;
     pd_uint_t            i;
     u_char              *p;
 
-    bytes = seen ? npick * sizeof(void **) : 0;
+    bytes = 0;
     for (i = 0; i < npick; i++) {
         bytes += uids[pick[i]].len;
     }
@@ -434,16 +399,7 @@ pd_sr_shard_call(pd_str_t *uids, pd_uint_t *pick, pd_uint_t npick,
 
     call->st = st;
     call->n = npick;
-    call->seen = NULL;
     p = (u_char *) &call->uids[npick];
-
-    if (seen != NULL) {
-        call->seen = (void ***) p;
-        for (i = 0; i < npick; i++) {
-            call->seen[i] = &seen[pick[i]];
-        }
-        p += npick * sizeof(void **);
-    }
 
     for (i = 0; i < npick; i++) {
         call->uids[i].data = p;
@@ -454,22 +410,18 @@ pd_sr_shard_call(pd_str_t *uids, pd_uint_t *pick, pd_uint_t npick,
     return call;
 }
 
-/*
- * The uids of one server into one script call; seen (NULL: not wanted,
- * and never with a collapse key) gets the reads of their entries.
- */
+/* the uids of one server into one script call */
 static pd_int_t
 pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
     pd_uint_t npick, pd_str_t *app, pd_str_t *collapse, pd_str_t *id,
-    pd_str_t *payload, uint64_t expires, void **seen, pd_sr_store_t *st,
-    pd_pool_t *pool)
+    pd_str_t *payload, uint64_t expires, pd_sr_store_t *st, pd_pool_t *pool)
 {
     const char          **argv;
     size_t               *len;
-    char                 *keys, *k, nkeys[PD_SR_NKEYS], sexp[24], smax[24];
-    char                  sttl[24], snq[24];
+    char                 *keys, nkeys[PD_SR_NKEYS], sexp[24], smax[24];
+    char                  sttl[24];
     u_char               *field;
-    pd_uint_t             i, argc, per, j, nk;
+    pd_uint_t             i, argc, per, j;
     pd_int_t              rc;
     uint64_t              now;
     pd_sr_shard_call_t   *call;
@@ -478,17 +430,10 @@ pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
     /* with a collapse key each uid brings q, c and dl */
     per = collapse->len ? 3 : 1;
 
-    if (collapse->len) {
-        seen = NULL;
-    }
-
-    /* the keys after m: per uid, then its u when presence is read */
-    nk = per * npick + (seen ? npick : 0);
-
-    argc = 3 + 1 + nk + 7;
+    argc = 3 + 1 + per * npick + 7;
     argv = pd_palloc(pool, argc * sizeof(char *));
     len = pd_palloc(pool, argc * sizeof(size_t));
-    keys = pd_pnalloc(pool, (nk + 1) * (8 + PD_UID_MAX));
+    keys = pd_pnalloc(pool, (per * npick + 1) * (8 + PD_UID_MAX));
     field = pd_pnalloc(pool, PD_APP_MAX + 1 + PD_COLLAPSE_MAX);
 
     if (argv == NULL || len == NULL || keys == NULL || field == NULL) {
@@ -497,28 +442,30 @@ pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
 
     if (collapse->len) {
         pd_sr_eval(argv, len, pd_sr_store_collapse_lua,
-                   sizeof(pd_sr_store_collapse_lua) - 1, nkeys, nk + 1);
+                   sizeof(pd_sr_store_collapse_lua) - 1, nkeys,
+                   per * npick + 1);
     } else {
         pd_sr_eval(argv, len, pd_sr_store_lua, sizeof(pd_sr_store_lua) - 1,
-                   nkeys, nk + 1);
+                   nkeys, per * npick + 1);
     }
 
     argv[3] = keys;
     len[3] = (size_t) snprintf(keys, 8 + PD_UID_MAX, "pd:m:%.*s",
                                (int) id->len, id->data);
 
-    for (i = 0; i < nk; i++) {
-        k = keys + (i + 1) * (8 + PD_UID_MAX);
-        j = i < per * npick ? pick[i / per] : pick[i - per * npick];
+    for (i = 0; i < npick; i++) {
+        for (j = 0; j < per; j++) {
+            char  *k = keys + (per * i + j + 1) * (8 + PD_UID_MAX);
 
-        argv[4 + i] = k;
-        len[4 + i] = (size_t) snprintf(k, 8 + PD_UID_MAX, "%s%.*s",
-                                       i < per * npick ? kinds[i % per]
-                                                       : "pd:u:",
-                                       (int) uids[j].len, uids[j].data);
+            argv[4 + per * i + j] = k;
+            len[4 + per * i + j] = (size_t) snprintf(k, 8 + PD_UID_MAX,
+                                                "%s%.*s", kinds[j],
+                                                (int) uids[pick[i]].len,
+                                                uids[pick[i]].data);
+        }
     }
 
-    i = 4 + nk;
+    i = 4 + per * npick;
     argv[i] = (const char *) app->data;
     len[i++] = app->len;
     argv[i] = (const char *) payload->data;
@@ -533,27 +480,8 @@ pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
     len[i++] = id->len;
 
     if (collapse->len == 0) {
-        argv[i] = snq;
-        len[i++] = (size_t) snprintf(snq, sizeof(snq), "%lu",
-                                     (unsigned long) npick);
-
-        if (seen == NULL) {
-            return pd_redis_command(shard, pd_sr_stored_redis, st, (int) i,
-                                    argv, len);
-        }
-
-        call = pd_sr_shard_call(uids, pick, npick, st, seen);
-        if (call == NULL) {
-            return PD_ERROR;
-        }
-
-        rc = pd_redis_command(shard, pd_sr_stored_seen, call, (int) i, argv,
-                              len);
-        if (rc != PD_OK) {
-            pd_free(call);
-        }
-
-        return rc;
+        return pd_redis_command(shard, pd_sr_stored_redis, st, (int) i,
+                                argv, len);
     }
 
     argv[i] = (const char *) field;
@@ -570,7 +498,7 @@ pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
                                  (unsigned long) (expires > now
                                                   ? expires - now : 1));
 
-    call = pd_sr_shard_call(uids, pick, npick, st, NULL);
+    call = pd_sr_shard_call(uids, pick, npick, st);
     if (call == NULL) {
         return PD_ERROR;
     }
@@ -586,8 +514,8 @@ pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
 
 static pd_int_t
 pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, pd_str_t *collapse,
-    uint64_t seq, pd_str_t *payload, uint64_t expires, void **seen,
-    pd_pool_t *pool, pd_saver_done_pt done, void *data)
+    uint64_t seq, pd_str_t *payload, uint64_t expires, pd_pool_t *pool,
+    pd_saver_done_pt done, void *data)
 {
     pd_sr_store_t  *st;
     pd_uint_t      *pick, npick, s, i;
@@ -619,12 +547,7 @@ pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, pd_str_t *collapse,
     id.data = idbuf;
     id.len = pd_sr_id(idbuf, sizeof(idbuf), seq);
 
-    /*
-     * One script per server holding some of the uids.  On the register's
-     * own servers (no saver.redis) it reads the uids' presence too: a
-     * uid's pd:u: is on the server of its q, the same hash of the same
-     * list (pd_redis_shard()).
-     */
+    /* one script per server holding some of the uids */
     for (s = 0; s < pd_sr_nshards; s++) {
         npick = 0;
         for (i = 0; i < n; i++) {
@@ -642,8 +565,7 @@ pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, pd_str_t *collapse,
         st->waiting++;
 
         if (pd_sr_store_shard(pd_sr_shards[s], uids, pick, npick, app,
-                              collapse, &id, payload, expires,
-                              pd_sr_own ? NULL : seen, st, pool)
+                              collapse, &id, payload, expires, st, pool)
             != PD_OK)
         {
             st->waiting--;
@@ -1351,8 +1273,7 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
         pick = 0;
 
         if (pd_sr_store_shard(shard, &uid, &pick, 1, &app, &collapse,
-                              &id, &payload, expires, NULL, st, pool)
-            != PD_OK)
+                              &id, &payload, expires, st, pool) != PD_OK)
         {
             pd_free(st);
         }
