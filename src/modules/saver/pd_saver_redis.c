@@ -190,19 +190,9 @@ static const char  pd_sr_ack_lua[] =
     "return #ARGV / 2";
 
 /*
- * The no-ack guard's counts of a loop turn for one server (a live send
- * counts as a delivery).  KEYS: dl of each send; ARGV: its id.
- */
-static const char  pd_sr_delivered_lua[] =
-    "for i = 1, #KEYS do redis.call('HINCRBY', KEYS[i], ARGV[i], 1) end "
-    "return #KEYS";
-
-/*
- * The acks, and the sends the guard counts, waiting for the end of the
- * loop turn, per server: one script call for all the acks and one for
- * all the sends, instead of one each (a call costs Redis about as much
- * as the work of three acks; a send's HINCRBY was a command of its own
- * for every qos 1 message delivered).  Each entry: uid length, uid, id
+ * The acks waiting for the end of the loop turn, per server: one script
+ * call for all of them instead of one each (a call costs Redis about as
+ * much as the work of three acks).  Each entry: uid length, uid, id
  * length, id.
  */
 #define PD_SR_ACK_BATCH  128
@@ -215,7 +205,6 @@ typedef struct {
 } pd_sr_acks_t;
 
 static pd_sr_acks_t  *pd_sr_acks;       /* one per server */
-static pd_sr_acks_t  *pd_sr_sends;      /* one per server */
 static pd_event_t     pd_sr_acks_ev;
 
 static pd_saver_pg_t  *pd_sr_log;
@@ -873,62 +862,6 @@ done:
     return rc;
 }
 
-/* the next (uid, id) of a batch; the cursor p moves past it */
-static u_char *
-pd_sr_pair_next(u_char *p, pd_str_t *uid, pd_str_t *id)
-{
-    uid->len = *p++;
-    uid->data = p;
-    p += uid->len;
-    id->len = *p++;
-    id->data = p;
-
-    return p + id->len;
-}
-
-/* the sends kept for server i, counted in one script call */
-static void
-pd_sr_sends_flush(pd_uint_t i)
-{
-    static const char  *argv[3 + 2 * PD_SR_ACK_BATCH];
-    static size_t       len[3 + 2 * PD_SR_ACK_BATCH];
-    static char         keys[PD_SR_ACK_BATCH][8 + PD_UID_MAX];
-    char                nkeys[PD_SR_NKEYS];
-    pd_sr_acks_t       *a = &pd_sr_sends[i];
-    pd_uint_t           k, n;
-    pd_str_t            uid, id;
-    u_char             *p;
-
-    n = a->n;
-
-    if (n == 0) {
-        return;
-    }
-
-    pd_sr_eval(argv, len, pd_sr_delivered_lua,
-               sizeof(pd_sr_delivered_lua) - 1, nkeys, n);
-
-    p = a->buf;
-
-    for (k = 0; k < n; k++) {
-        p = pd_sr_pair_next(p, &uid, &id);
-
-        argv[3 + k] = keys[k];
-        len[3 + k] = (size_t) snprintf(keys[k], 8 + PD_UID_MAX,
-                                       "pd:dl:%.*s", (int) uid.len,
-                                       uid.data);
-        argv[3 + n + k] = (const char *) id.data;
-        len[3 + n + k] = id.len;
-    }
-
-    /* the arguments are copied: the batch is free again at once */
-    (void) pd_redis_command(pd_sr_shards[i], NULL, NULL, (int) (3 + 2 * n),
-                            argv, len);
-
-    a->n = 0;
-    a->len = 0;
-}
-
 /* the acks kept for server i, in one script call */
 static void
 pd_sr_acks_flush(pd_uint_t i)
@@ -945,7 +878,6 @@ pd_sr_acks_flush(pd_uint_t i)
     pd_uint_t           k, j, argc, n;
     u_char             *p, *uid, *id;
     size_t              ulen, ilen;
-    pd_str_t            suid, sid;
 
     n = a->n;
 
@@ -963,11 +895,12 @@ pd_sr_acks_flush(pd_uint_t i)
     p = a->buf;
 
     for (k = 0; k < n; k++) {
-        p = pd_sr_pair_next(p, &suid, &sid);
-        uid = suid.data;
-        ulen = suid.len;
-        id = sid.data;
-        ilen = sid.len;
+        ulen = *p++;
+        uid = p;
+        p += ulen;
+        ilen = *p++;
+        id = p;
+        p += ilen;
 
         for (j = 0; j < 3; j++) {
             argv[5 + 4 * k + j] = keys[4 * k + j];
@@ -1010,7 +943,6 @@ pd_sr_acks_handler(pd_event_t *ev)
     (void) ev;
 
     for (i = 0; i < pd_sr_nshards; i++) {
-        pd_sr_sends_flush(i);
         pd_sr_acks_flush(i);
     }
 }
@@ -1028,40 +960,37 @@ pd_sr_shard_index(pd_redis_t *shard)
     return i;
 }
 
-/* what is sent to a server after the sends and acks kept for it: a
- * fetch must not find an id its client acked earlier in this turn, and
- * sees the deliveries counted */
+/* what is sent to a server after the acks kept for it: a fetch must not
+ * find an id its client acked earlier in this turn */
 static void
 pd_sr_acks_before(pd_redis_t *shard)
 {
     pd_uint_t  i = pd_sr_shard_index(shard);
 
     if (i < pd_sr_nshards) {
-        pd_sr_sends_flush(i);
         pd_sr_acks_flush(i);
     }
 }
 
-/*
- * (uid, id) into the batch of server i, kept for the end of the loop
- * turn; uid and id are valid names.  A send is counted before an ack
- * that follows it (a full batch of sends goes first, as at the end of
- * the turn): the ack's HDEL must not meet a count made after it.
- */
+/* the Redis part of an ack, kept for the end of the loop turn; uid and
+ * id are valid names */
 static void
-pd_sr_turn_add(pd_sr_acks_t *batch, pd_uint_t i, pd_str_t *uid,
-    pd_str_t *id)
+pd_sr_ack_redis(pd_redis_t *shard, pd_str_t *uid, pd_str_t *id)
 {
     pd_sr_acks_t  *a;
+    pd_uint_t      i;
     u_char        *p;
 
-    a = &batch[i];
+    i = pd_sr_shard_index(shard);
+
+    if (i == pd_sr_nshards || pd_sr_acks == NULL) {
+        return;
+    }
+
+    a = &pd_sr_acks[i];
 
     if (a->n == PD_SR_ACK_BATCH) {
-        pd_sr_sends_flush(i);
-        if (batch == pd_sr_acks) {
-            pd_sr_acks_flush(i);
-        }
+        pd_sr_acks_flush(i);
     }
 
     p = a->buf + a->len;
@@ -1074,18 +1003,6 @@ pd_sr_turn_add(pd_sr_acks_t *batch, pd_uint_t i, pd_str_t *uid,
 
     if (!pd_sr_acks_ev.posted) {
         pd_post_event(&pd_sr_acks_ev, &pd_posted_events);
-    }
-}
-
-static void
-pd_sr_ack_redis(pd_redis_t *shard, pd_str_t *uid, pd_str_t *id)
-{
-    pd_uint_t  i;
-
-    i = pd_sr_shard_index(shard);
-
-    if (i < pd_sr_nshards && pd_sr_acks != NULL) {
-        pd_sr_turn_add(pd_sr_acks, i, uid, id);
     }
 }
 
@@ -1109,31 +1026,27 @@ pd_sr_ack(pd_str_t *uid, pd_str_t *id)
     return PD_OK;
 }
 
-/* a live send counts as a delivery (with the turn's others, in one
- * call); the guard acts on the next fetch */
+/* a live send counts as a delivery; the guard acts on the next fetch */
 static pd_int_t
 pd_sr_delivered(pd_str_t *uid, uint64_t seq)
 {
-    u_char     idbuf[80];
-    pd_str_t   id;
-    pd_uint_t  i;
+    const char  *argv[4];
+    size_t       len[4];
+    char         dl[8 + PD_UID_MAX];
+    u_char       id[80];
 
-    if (uid->len > PD_UID_MAX || pd_sr_sends == NULL) {
-        return PD_OK;
-    }
+    argv[0] = "HINCRBY";
+    len[0] = 7;
+    argv[1] = dl;
+    len[1] = (size_t) snprintf(dl, sizeof(dl), "pd:dl:%.*s", (int) uid->len,
+                               uid->data);
+    argv[2] = (const char *) id;
+    len[2] = pd_sr_id(id, sizeof(id), seq);
+    argv[3] = "1";
+    len[3] = 1;
 
-    id.data = idbuf;
-    id.len = pd_sr_id(idbuf, sizeof(idbuf), seq);
-
-    if (id.len > PD_MSG_ID_LEN) {
-        return PD_OK;
-    }
-
-    i = pd_sr_shard_index(pd_sr_shard(uid->data, uid->len));
-
-    if (i < pd_sr_nshards) {
-        pd_sr_turn_add(pd_sr_sends, i, uid, &id);
-    }
+    (void) pd_redis_command(pd_sr_shard(uid->data, uid->len), NULL, NULL, 4,
+                            argv, len);
 
     /* the cluster's guard counts here and acts on the next fetch */
     return PD_OK;
@@ -1562,9 +1475,7 @@ pd_sr_init_process(pd_cycle_t *cycle, pd_saver_conf_t *scf)
 
     pd_sr_acks = pd_calloc(sizeof(pd_sr_acks_t) * pd_sr_nshards,
                            cycle->log);
-    pd_sr_sends = pd_calloc(sizeof(pd_sr_acks_t) * pd_sr_nshards,
-                            cycle->log);
-    if (pd_sr_acks == NULL || pd_sr_sends == NULL) {
+    if (pd_sr_acks == NULL) {
         return PD_ERROR;
     }
 
@@ -1592,9 +1503,6 @@ pd_sr_exit_process(void)
         pd_free(pd_sr_acks);
         pd_sr_acks = NULL;
     }
-
-    pd_free(pd_sr_sends);
-    pd_sr_sends = NULL;
 
     if (pd_sr_log != NULL) {
         pd_saver_pg_destroy(pd_sr_log);
