@@ -15,6 +15,7 @@
 #include "pd_saver.h"
 
 #define PD_ROOM_BCAST_TICK   10      /* ms between pacing steps */
+#define PD_ROOM_WALK_AHEAD   4       /* connections the walk looks ahead */
 
 typedef struct {
     pd_shbuf_t      *frame;
@@ -784,6 +785,18 @@ pd_room_bcast_step(pd_timer_t *t)
     }
 
     while (b->next < slots && b->budget >= 1.0) {
+        /*
+         * Queueing a frame writes where the connection's queue ends (its
+         * last link, or its own head): asked for a few connections ahead,
+         * as the flush does (pd_room_out.c), so that the walk does not
+         * wait for each in turn.  A slot that is not a connection only
+         * wastes the prefetch, which never faults.
+         */
+        if (b->next + PD_ROOM_WALK_AHEAD < slots) {
+            __builtin_prefetch(pd_room_slot(b->next + PD_ROOM_WALK_AHEAD)
+                               ->out_last, 1);
+        }
+
         rc = pd_room_slot(b->next++);
 
         if (!rc->ws || rc->close_sent) {

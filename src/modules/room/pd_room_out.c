@@ -12,8 +12,20 @@
 
 #define PD_ROOM_LINKS_CHUNK  256
 
-/* recycled links; chunks are owned by the worker for its lifetime */
-static pd_room_link_t  *pd_room_free_links;
+/*
+ * Recycled links, a stack of pointers; chunks are owned by the worker
+ * for its lifetime, and the stack has room for every link of them.  A
+ * list threaded through the free links made each take a dependent load
+ * of a link no longer in the cache (a broadcast to 10,000 connections
+ * takes 10,000 in a row): a tenth of the fan-out's user CPU.  Popped
+ * from the dense array, the link is only written, and the next pop does
+ * not wait for it.
+ */
+_Static_assert(sizeof(pd_room_link_t) == 64, "a link is one cache line");
+
+static pd_room_link_t **pd_room_free_links;
+static pd_uint_t        pd_room_nfree;
+static pd_uint_t        pd_room_nlinks;     /* allocated, free or not */
 
 /*
  * Connections with frames queued this turn, flushed at its end by one
@@ -38,6 +50,33 @@ pd_room_out_on_drain(pd_room_drain_pt handler)
     pd_room_drained = handler;
 }
 
+/*
+ * What the flush of the connection PD_ROOM_AHEAD places on reads, asked
+ * for while the ones before it are written: its connection, its first
+ * link and its socket's connection slot (the connection itself was asked
+ * for twice as far ahead, so its fields can be read by now).  With
+ * thousands of connections flushed in a turn each of these is a cache
+ * miss, and waited for one after another they were most of the flush's
+ * user CPU.  A slot cleared meanwhile is only a wasted prefetch.
+ */
+#define PD_ROOM_AHEAD  4
+
+static void
+pd_room_flush_prefetch(pd_uint_t i)
+{
+    pd_room_conn_t  *rc;
+
+    if (i + 2 * PD_ROOM_AHEAD < pd_room_ndirty) {
+        __builtin_prefetch(pd_room_dirty[i + 2 * PD_ROOM_AHEAD], 1);
+    }
+
+    if (i + PD_ROOM_AHEAD < pd_room_ndirty) {
+        rc = pd_room_dirty[i + PD_ROOM_AHEAD];
+        __builtin_prefetch(rc->out, 1);
+        __builtin_prefetch(rc->connection, 0);
+    }
+}
+
 static void
 pd_room_flush_dirty(pd_event_t *ev)
 {
@@ -49,6 +88,8 @@ pd_room_flush_dirty(pd_event_t *ev)
     /* a flush may queue more (the next slice of a backlog): the bound
      * is read again each time */
     for (i = 0; i < pd_room_ndirty; i++) {
+        pd_room_flush_prefetch(i);
+
         rc = pd_room_dirty[i];
 
         /* cleared when it was closed (its slot may be in use again) */
@@ -102,26 +143,41 @@ pd_room_flush_later(pd_room_conn_t *rc)
 static pd_room_link_t *
 pd_room_link_get(void)
 {
-    pd_room_link_t  *l;
-    pd_uint_t        i;
+    pd_room_link_t   *l, **stack;
+    pd_uint_t         i;
 
-    if (pd_room_free_links == NULL) {
-        l = pd_alloc(sizeof(pd_room_link_t) * PD_ROOM_LINKS_CHUNK,
-                     pd_log_root);
-        if (l == NULL) {
+    if (pd_room_nfree == 0) {
+        stack = realloc(pd_room_free_links,
+                        (pd_room_nlinks + PD_ROOM_LINKS_CHUNK)
+                        * sizeof(pd_room_link_t *));
+        if (stack == NULL) {
             return NULL;
         }
 
-        for (i = 0; i < PD_ROOM_LINKS_CHUNK; i++) {
-            l[i].cl.next = (pd_chain_t *) pd_room_free_links;
-            pd_room_free_links = &l[i];
+        pd_room_free_links = stack;
+
+        /* a link on one cache line, not across two */
+        if (posix_memalign((void **) &l, 64,
+                           sizeof(pd_room_link_t) * PD_ROOM_LINKS_CHUNK)
+            != 0)
+        {
+            pd_log_error(PD_LOG_ALERT, pd_log_root, 0,
+                         "no memory for %d output links",
+                         PD_ROOM_LINKS_CHUNK);
+            return NULL;
         }
+
+        pd_room_nlinks += PD_ROOM_LINKS_CHUNK;
+
+        /* the first of the chunk is taken first */
+        for (i = 0; i < PD_ROOM_LINKS_CHUNK; i++) {
+            stack[i] = &l[PD_ROOM_LINKS_CHUNK - 1 - i];
+        }
+
+        pd_room_nfree = PD_ROOM_LINKS_CHUNK;
     }
 
-    l = pd_room_free_links;
-    pd_room_free_links = (pd_room_link_t *) l->cl.next;
-
-    return l;
+    return pd_room_free_links[--pd_room_nfree];
 }
 
 static void
@@ -129,8 +185,9 @@ pd_room_link_put(pd_room_link_t *l)
 {
     pd_shbuf_unref(l->buf.shared);
     l->buf.shared = NULL;
-    l->cl.next = (pd_chain_t *) pd_room_free_links;
-    pd_room_free_links = l;
+
+    /* never past pd_room_nlinks: each link was taken from here */
+    pd_room_free_links[pd_room_nfree++] = l;
 }
 
 pd_shbuf_t *
