@@ -51,13 +51,14 @@ pd_room_out_on_drain(pd_room_drain_pt handler)
 }
 
 /*
- * What the flush of the connection PD_ROOM_AHEAD places on reads, asked
- * for while the ones before it are written: its connection, its first
- * link and its socket's connection slot (the connection itself was asked
- * for twice as far ahead, so its fields can be read by now).  With
- * thousands of connections flushed in a turn each of these is a cache
- * miss, and waited for one after another they were most of the flush's
- * user CPU.  A slot cleared meanwhile is only a wasted prefetch.
+ * Asks for what the flush of a connection further down the dirty list
+ * reads, while the ones before it are written: the room connection
+ * itself 2 x PD_ROOM_AHEAD places on, then, PD_ROOM_AHEAD on (its
+ * fields are in by then), its first link and its socket's connection
+ * slot.  With thousands of connections flushed in a turn each of these
+ * is a cache miss, and waited for one after another they were most of
+ * the flush's user CPU.  A connection cleared meanwhile only wastes a
+ * prefetch, which never faults.
  */
 #define PD_ROOM_AHEAD  4
 
@@ -150,19 +151,18 @@ pd_room_link_get(void)
         stack = realloc(pd_room_free_links,
                         (pd_room_nlinks + PD_ROOM_LINKS_CHUNK)
                         * sizeof(pd_room_link_t *));
-        if (stack == NULL) {
-            return NULL;
+        if (stack != NULL) {
+            pd_room_free_links = stack;
         }
 
-        pd_room_free_links = stack;
-
         /* a link on one cache line, not across two */
-        if (posix_memalign((void **) &l, 64,
-                           sizeof(pd_room_link_t) * PD_ROOM_LINKS_CHUNK)
-            != 0)
+        if (stack == NULL
+            || posix_memalign((void **) &l, 64,
+                              sizeof(pd_room_link_t) * PD_ROOM_LINKS_CHUNK)
+               != 0)
         {
             pd_log_error(PD_LOG_ALERT, pd_log_root, 0,
-                         "no memory for %d output links",
+                         "no memory for %d more output links",
                          PD_ROOM_LINKS_CHUNK);
             return NULL;
         }
