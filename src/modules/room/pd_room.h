@@ -41,6 +41,14 @@ typedef struct {
     unsigned         ssl:1;        /* some listener is TLS */
 } pd_room_conf_t;
 
+/*
+ * How many connections ahead the broadcast walk (pd_room_deliver.c) and
+ * the turn's flush (pd_room_out.c) prefetch what they will touch: far
+ * enough that a cache miss is in by then, near enough that the lines
+ * are still there.
+ */
+#define PD_ROOM_AHEAD  4
+
 /* one output frame queued on a connection: a reference into a shared
  * framed message, so a broadcast costs one of these per receiver */
 typedef struct pd_room_link_s  pd_room_link_t;

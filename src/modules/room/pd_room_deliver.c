@@ -15,7 +15,6 @@
 #include "pd_saver.h"
 
 #define PD_ROOM_BCAST_TICK   10      /* ms between pacing steps */
-#define PD_ROOM_WALK_AHEAD   4       /* connections the walk looks ahead */
 
 typedef struct {
     pd_shbuf_t      *frame;
@@ -792,8 +791,8 @@ pd_room_bcast_step(pd_timer_t *t)
          * wait for each in turn.  A slot that is not a connection only
          * wastes the prefetch, which never faults.
          */
-        if (b->next + PD_ROOM_WALK_AHEAD < slots) {
-            __builtin_prefetch(pd_room_slot(b->next + PD_ROOM_WALK_AHEAD)
+        if (b->next + PD_ROOM_AHEAD < slots) {
+            __builtin_prefetch(pd_room_slot(b->next + PD_ROOM_AHEAD)
                                ->out_last, 1);
         }
 

@@ -60,8 +60,6 @@ pd_room_out_on_drain(pd_room_drain_pt handler)
  * the flush's user CPU.  A connection cleared meanwhile only wastes a
  * prefetch, which never faults.
  */
-#define PD_ROOM_AHEAD  4
-
 static void
 pd_room_flush_prefetch(pd_uint_t i)
 {
