@@ -135,6 +135,8 @@ static pd_uint_t       pd_room_ho_rr;
 static pd_timer_t      pd_room_ho_timer;
 static pd_timer_t      pd_room_ho_grace;
 static pd_timer_t      pd_room_ho_hold;
+static pd_timer_t      pd_room_ho_wait;      /* closed while moving */
+static pd_msec_t       pd_room_ho_wait_since;
 
 static u_char          pd_room_ho_buf[PD_CHANNEL_MAX_DATA];
 
@@ -612,10 +614,104 @@ pd_room_handover_release(pd_room_conn_t *rc)
     }
 }
 
+static void pd_room_handover_back(pd_room_conn_t *rc, pd_room_ho_t *ho);
+
+/*
+ * A close of a connection in transit, above all the sweep of
+ * worker_shutdown_timeout, which can run before the new worker's answers
+ * are read (this worker was stopped, or slow, and the timer and the
+ * answers are due in the same turn).  Released then, the frames queued
+ * for it here were lost, and the new worker, never told "no more", held
+ * the client's output until this worker had gone: a test that stops the
+ * old worker during a hand-over saw clients get none of their pushes.
+ * So a moving connection stays while its new worker lives: the answer
+ * moves it (its frames are forwarded, "no more" follows) or gives it
+ * back; and a moved one (its socket is closed, the sweep does not see
+ * it) goes at the end of the grace.  Both are bounded: the grace, and
+ * a new worker gone without answering gives the connection back
+ * (pd_room_handover_wait, every PD_ROOM_HANDOVER_HOLD ms).
+ */
 void
 pd_room_handover_drop(pd_room_conn_t *rc)
 {
+    pd_room_ho_t  *ho = pd_room_ho_of(rc);
+
+    if (ho != NULL && rc->moving && pd_channel_has_pid(ho->to_pid)
+        && (!pd_timer_is_set(&pd_room_ho_wait)
+            || pd_current_msec - pd_room_ho_wait_since
+               < PD_ROOM_HANDOVER_HOLD_MAX))
+    {
+        if (!pd_timer_is_set(&pd_room_ho_wait)) {
+            pd_log_error(PD_LOG_NOTICE, pd_log_root, 0, "hand-over: "
+                         "connections in transit wait for the answers of "
+                         "the new workers");
+            pd_room_ho_wait_since = pd_current_msec;
+            (void) pd_timer_add(&pd_timers, &pd_room_ho_wait,
+                                pd_current_msec, PD_ROOM_HANDOVER_HOLD);
+        }
+        return;
+    }
+
+    if (ho != NULL && rc->moved) {
+        return;
+    }
+
     pd_room_handover_release(rc);
+}
+
+/*
+ * Connections kept in transit at their close: the new worker of one may
+ * have gone without answering; it is given back to be sent away then.
+ * A new worker that lives and never answers (stopped) is waited for as
+ * long as an adopter waits for its old worker's word, then the old
+ * behaviour: dropped, with a warning.
+ */
+static void
+pd_room_handover_wait(pd_timer_t *t)
+{
+    pd_room_conn_t  *rc;
+    pd_room_ho_t    *ho;
+    pd_uint_t        i, waiting, expired;
+
+    waiting = 0;
+    expired = (pd_current_msec - pd_room_ho_wait_since
+               >= PD_ROOM_HANDOVER_HOLD_MAX);
+
+    for (i = 0; i < pd_room_slots(); i++) {
+        rc = pd_room_slot(i);
+        ho = rc->moving ? pd_room_ho_of(rc) : NULL;
+
+        if (ho == NULL) {
+            continue;
+        }
+
+        if (pd_channel_has_pid(ho->to_pid)) {
+            if (expired) {
+                pd_log_error(PD_LOG_WARN, rc->connection->log, 0,
+                             "hand-over: no answer from worker %d in %d ms: "
+                             "the connection is dropped here",
+                             (int) ho->to_pid, PD_ROOM_HANDOVER_HOLD_MAX);
+                pd_room_handover_release(rc);
+                continue;
+            }
+
+            waiting++;
+            continue;
+        }
+
+        pd_log_error(PD_LOG_NOTICE, rc->connection->log, 0, "hand-over: "
+                     "worker %d is gone without an answer: the connection "
+                     "is sent away", (int) ho->to_pid);
+
+        rc->moving = 0;
+        pd_room_ho_moving--;
+        pd_room_handover_back(rc, ho);
+    }
+
+    if (waiting) {
+        (void) pd_timer_add(&pd_timers, t, pd_current_msec,
+                            PD_ROOM_HANDOVER_HOLD);
+    }
 }
 
 /* the grace is over: the moved connections' slots go, the worker leaves */
@@ -737,6 +833,9 @@ pd_room_handover_begin(pd_cycle_t *cycle)
     pd_room_ho_next = 0;
 
     pd_timer_init(&pd_room_ho_timer, pd_room_handover_slice, NULL);
+    if (pd_room_ho_wait.handler == NULL) {
+        pd_timer_init(&pd_room_ho_wait, pd_room_handover_wait, NULL);
+    }
     pd_room_handover_slice(&pd_room_ho_timer);
 
     return PD_OK;
@@ -931,17 +1030,61 @@ pd_room_moved_answer(pid_t pid, uint64_t old_id, uint64_t id, size_t len)
                                len);
 }
 
+/*
+ * Refused, or its new worker gone without a word: the socket (our copy
+ * stayed open) and the session are ours again, and the client goes,
+ * with what was queued for it (a kick that came meanwhile first).
+ */
+static void
+pd_room_handover_back(pd_room_conn_t *rc, pd_room_ho_t *ho)
+{
+    pd_room_conf_t   *rcf = pd_get_conf(pd_cycle, pd_room_module);
+    pd_connection_t  *c = rc->connection;
+    u_char           *kick;
+    size_t            kick_len;
+
+    kick = NULL;
+    kick_len = 0;
+
+    if (ho != NULL && ho->kick != NULL) {
+        kick = ho->kick;
+        kick_len = ho->kick_len;
+        ho->kick = NULL;
+    }
+
+    pd_room_handover_forget(rc);
+    pd_room_ho_told++;
+    pd_room_ho_handed--;
+    pd_room_stat_add(PD_ROOM_STAT_HANDED_OVER, -1);
+
+    if (pd_add_conn(c) != PD_OK) {
+        pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
+
+    } else {
+        rc->last_in = pd_current_msec;
+        pd_event_add_timer(c->read, rc->idle);
+
+        if (kick != NULL) {
+            pd_room_kick(rc, kick, kick_len);
+        } else {
+            pd_room_send_away(rc, rcf->reconnect_window);
+        }
+    }
+
+    pd_free(kick);
+    pd_room_handover_settle();
+}
+
 /* PD_CMD_ROOM_MOVED, in the old worker */
 static void
 pd_room_channel_moved(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     u_char *data)
 {
-    pd_room_conf_t   *rcf = pd_get_conf(cycle, pd_room_module);
     pd_room_conn_t   *rc;
     pd_room_ho_t     *ho;
     pd_connection_t  *c;
-    u_char           *kick;
-    size_t            kick_len;
+
+    (void) cycle;
 
     rc = pd_room_find(msg->arg);
     if (rc == NULL || !rc->moving) {
@@ -964,39 +1107,7 @@ pd_room_channel_moved(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     pd_room_ho_moving--;
 
     if (msg->len != sizeof(uint64_t) || ho == NULL) {
-        /* refused: the socket and the session are ours again, and the
-         * client goes, with what was queued for it (a kick that came
-         * meanwhile first) */
-        kick = NULL;
-        kick_len = 0;
-
-        if (ho != NULL && ho->kick != NULL) {
-            kick = ho->kick;
-            kick_len = ho->kick_len;
-            ho->kick = NULL;
-        }
-
-        pd_room_handover_forget(rc);
-        pd_room_ho_told++;
-        pd_room_ho_handed--;
-        pd_room_stat_add(PD_ROOM_STAT_HANDED_OVER, -1);
-
-        if (pd_add_conn(c) != PD_OK) {
-            pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
-
-        } else {
-            rc->last_in = pd_current_msec;
-            pd_event_add_timer(c->read, rc->idle);
-
-            if (kick != NULL) {
-                pd_room_kick(rc, kick, kick_len);
-            } else {
-                pd_room_send_away(rc, rcf->reconnect_window);
-            }
-        }
-
-        pd_free(kick);
-        pd_room_handover_settle();
+        pd_room_handover_back(rc, ho);
         return;
     }
 
