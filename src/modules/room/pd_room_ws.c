@@ -160,22 +160,14 @@ pd_room_take_over(pd_room_conn_t *rc, pd_http_conn_t *hc, u_char *rest,
         pd_memcpy(pd_room_rbuf, rest, len);
     }
 
-    /* the log moves into rc; a plain connection then needs no pool at
-     * all (a TLS one keeps it: its SSL state lives there) */
+    /* the log moves into rc; the connection then needs no pool at all
+     * (a TLS one's state is its own allocation, pd_ssl_create_connection) */
     rc->log = *c->log;
     c->log = &rc->log;
 
     pd_destroy_pool(hc->pool);
-
-    if (c->ssl == NULL) {
-        pd_destroy_pool(c->pool);
-        c->pool = NULL;
-
-    } else {
-        (void) pd_pfree(c->pool, hc->in->start);
-        (void) pd_pfree(c->pool, hc);
-        c->pool->log = c->log;
-    }
+    pd_destroy_pool(c->pool);
+    c->pool = NULL;
 
     rc->taken = 1;
     pd_room_stat(PD_ROOM_STAT_WS);
@@ -271,17 +263,8 @@ pd_room_take_back(pd_room_conn_t *rc, pd_http_conn_t *hc, uint32_t hb)
     pd_destroy_pool(hc->pool);
     hc->pool = NULL;
 
-    if (nc->ssl == NULL) {
-        pd_destroy_pool(nc->pool);
-
-    } else {
-        /* its SSL state lives in the pool: it comes along */
-        (void) pd_pfree(nc->pool, hc->in->start);
-        (void) pd_pfree(nc->pool, hc);
-        c->pool = nc->pool;
-        c->pool->log = c->log;
-    }
-
+    /* its SSL state, if any, is not the pool's: it comes along below */
+    pd_destroy_pool(nc->pool);
     nc->pool = NULL;
 
     pd_event_del_timer(c->read);
