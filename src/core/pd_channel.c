@@ -419,7 +419,7 @@ pd_channel_enqueue(pd_int_t slot, pd_channel_msg_t *msg, const u_char *data)
         pd_channel_backed_up++;
 
         if (pd_channel_retry.handler == NULL) {
-            pd_timer_init(&pd_channel_retry, pd_channel_retry_handler, NULL);
+            pd_timer_init(&pd_channel_retry, pd_channel_retry_handler);
         }
 
         if (!pd_timer_is_set(&pd_channel_retry)) {

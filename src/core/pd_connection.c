@@ -135,9 +135,7 @@ pd_get_connection(pd_socket_t fd, pd_log_t *log)
     c->write = wev;
     c->fd = fd;
     c->log = log;
-    c->recv = pd_unix_recv;
-    c->send = pd_unix_send;
-    c->send_chain = pd_writev_chain;
+    c->io = &pd_unix_io;
 
     /* a stale event for the previous user of this slot will not match */
     rev->instance = !instance;
@@ -236,9 +234,7 @@ void
 pd_attach_connection(pd_connection_t *c, pd_connection_t *from)
 {
     c->fd = from->fd;
-    c->recv = from->recv;
-    c->send = from->send;
-    c->send_chain = from->send_chain;
+    c->io = from->io;
     c->ssl = from->ssl;
     c->listening = from->listening;
     pd_memcpy(&c->sockaddr, &from->sockaddr, from->socklen);
@@ -346,7 +342,6 @@ pd_unix_send(pd_connection_t *c, u_char *buf, size_t size)
             if ((size_t) n < size) {
                 c->write->ready = 0;
             }
-            c->sent += n;
             pd_stats_add(PD_STAT_BYTES_OUT, n);
             return n;
         }
@@ -411,7 +406,6 @@ pd_writev_chain(pd_connection_t *c, pd_chain_t *in, size_t limit)
             return PD_CHAIN_ERROR;
         }
 
-        c->sent += n;
         pd_stats_add(PD_STAT_BYTES_OUT, n);
         limit -= (size_t) n;
         in = pd_chain_update_sent(in, (size_t) n);
@@ -702,3 +696,9 @@ pd_close_other_workers_listening(pd_cycle_t *cycle, pd_int_t worker)
         }
     }
 }
+
+const pd_conn_io_t  pd_unix_io = {
+    pd_unix_recv,
+    pd_unix_send,
+    pd_writev_chain
+};

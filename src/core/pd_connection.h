@@ -1,8 +1,8 @@
 /*
  * pd_connection.h: connections and listening sockets.  Connections come
  * from a per-worker preallocated array with a free list; the I/O vtable
- * (recv/send/send_chain) is swapped for TLS after the handshake so no
- * module code branches on TLS.
+ * (c->io: recv/send/send_chain) is swapped for TLS after the handshake so
+ * no module code branches on TLS.
  */
 
 #ifndef PD_CONNECTION_H
@@ -16,6 +16,14 @@ typedef pd_chain_t *(*pd_send_chain_pt)(pd_connection_t *c, pd_chain_t *in,
     size_t limit);
 
 #define PD_CHAIN_ERROR  (pd_chain_t *) PD_ERROR
+
+/* one table per kind of socket, shared: a connection holds a pointer to
+ * it, not three (pd_unix_io here, pd_ssl_io in pd_ssl.c) */
+typedef struct {
+    pd_recv_pt                recv;
+    pd_send_pt                send;
+    pd_send_chain_pt          send_chain;
+} pd_conn_io_t;
 
 typedef struct pd_ssl_connection_s  pd_ssl_connection_t;
 
@@ -56,9 +64,7 @@ struct pd_connection_s {
     unsigned             channel:1;   /* what the master and siblings send
                                        * here: read first in a turn */
 
-    pd_recv_pt           recv;
-    pd_send_pt           send;
-    pd_send_chain_pt     send_chain;
+    const pd_conn_io_t  *io;
 
     pd_listening_t      *listening;
     pd_pool_t           *pool;
@@ -68,11 +74,14 @@ struct pd_connection_s {
     pd_sockaddr_t        sockaddr;    /* the client's */
     socklen_t            socklen;
 
-    pd_buf_t            *buffer;
     pd_queue_t           queue;       /* reusable / module lists */
     pd_uint_t            number;      /* the "*N" in log lines */
-    off_t                sent;
 };
+
+/* two cache lines: every connection slot is written by its first use,
+ * so each byte here is a byte of every idle connection's cost */
+_Static_assert(sizeof(pd_connection_t) <= 128,
+               "a connection slot is at most two cache lines");
 
 extern pd_uint_t   pd_connection_counter;
 extern pd_uint_t   pd_active_connections;
@@ -113,6 +122,7 @@ pd_int_t pd_connection_init_array(pd_cycle_t *cycle, pd_uint_t n);
 ssize_t pd_unix_recv(pd_connection_t *c, u_char *buf, size_t size);
 ssize_t pd_unix_send(pd_connection_t *c, u_char *buf, size_t size);
 pd_chain_t *pd_writev_chain(pd_connection_t *c, pd_chain_t *in, size_t limit);
+extern const pd_conn_io_t  pd_unix_io;
 
 /* listeners */
 pd_listening_t *pd_create_listening(pd_cycle_t *cycle,

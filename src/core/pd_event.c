@@ -202,7 +202,7 @@ pd_event_process_posted(pd_cycle_t *cycle, pd_queue_t *posted)
 static void
 pd_event_timer_handler(pd_timer_t *t)
 {
-    pd_event_t  *ev = t->data;
+    pd_event_t  *ev = pd_timer_owner(t, pd_event_t, timer);
 
     ev->timedout = 1;
     ev->handler(ev);
@@ -212,7 +212,7 @@ void
 pd_event_add_timer(pd_event_t *ev, pd_msec_t msec)
 {
     if (ev->timer.handler == NULL) {
-        pd_timer_init(&ev->timer, pd_event_timer_handler, ev);
+        pd_timer_init(&ev->timer, pd_event_timer_handler);
     }
 
     if (pd_timer_add(&pd_timers, &ev->timer, pd_current_msec, msec)

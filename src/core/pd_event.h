@@ -25,6 +25,9 @@ struct pd_event_s {
     unsigned             pending_eof:1;
 };
 
+/* one cache line: two per connection slot, each written at first use */
+_Static_assert(sizeof(pd_event_t) <= 64, "an event is one cache line");
+
 extern pd_queue_t       pd_posted_accept_events;
 extern pd_queue_t       pd_posted_events;
 /*

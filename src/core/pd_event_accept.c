@@ -331,8 +331,7 @@ pd_disable_accept_events(pd_uint_t why)
     pd_accept_state = why;
 
     if (why == PD_ACCEPT_BACKOFF) {
-        pd_timer_init(&pd_accept_backoff_timer, pd_accept_backoff_handler,
-                      NULL);
+        pd_timer_init(&pd_accept_backoff_timer, pd_accept_backoff_handler);
         (void) pd_timer_add(&pd_timers, &pd_accept_backoff_timer,
                             pd_current_msec, PD_ACCEPT_BACKOFF_MSEC);
     }

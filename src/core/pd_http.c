@@ -185,7 +185,7 @@ pd_http_read_handler(pd_event_t *ev)
             return;
         }
 
-        n = c->recv(c, b->last, (size_t) (b->end - b->last));
+        n = c->io->recv(c, b->last, (size_t) (b->end - b->last));
 
         if (n == PD_AGAIN) {
             if (!c->idle && b->last == b->pos) {
@@ -329,7 +329,7 @@ pd_http_read_body(pd_http_conn_t *hc)
 
         if (hc->req.expect_continue && hc->body.len < need) {
             if (pd_http_batch_empty(hc)) {
-                (void) c->send(c, (u_char *) cont, sizeof(cont) - 1);
+                (void) c->io->send(c, (u_char *) cont, sizeof(cont) - 1);
 
             } else {
                 /* after the answers kept for this turn's write (no room:
@@ -345,9 +345,9 @@ pd_http_read_body(pd_http_conn_t *hc)
 
     while (hc->body.len < need) {
         if (hc->body_in_head) {
-            n = c->recv(c, b->last, (size_t) (b->end - b->last));
+            n = c->io->recv(c, b->last, (size_t) (b->end - b->last));
         } else {
-            n = c->recv(c, hc->body.data + hc->body.len,
+            n = c->io->recv(c, hc->body.data + hc->body.len,
                         need - hc->body.len);
         }
 
@@ -639,7 +639,7 @@ pd_http_write_handler(pd_event_t *ev)
 
     pd_stats_inc(PD_STAT_HTTP_WRITES);
 
-    cl = c->send_chain(c, hc->out, 0);
+    cl = c->io->send_chain(c, hc->out, 0);
 
     if (cl == PD_CHAIN_ERROR) {
         pd_http_close(hc);
@@ -816,7 +816,7 @@ pd_http_lingering_handler(pd_event_t *ev)
     }
 
     do {
-        n = c->recv(c, buf, sizeof(buf));
+        n = c->io->recv(c, buf, sizeof(buf));
 
         if (n == PD_ERROR || n == 0) {
             pd_http_close(hc);

@@ -170,7 +170,7 @@ pd_pg_create(const char *conninfo, pd_msec_t timeout, pd_log_t *log)
     pd_queue_init(&pg->pending);
     pd_queue_init(&pg->free);
     pd_queue_init(&pg->stmts);
-    pd_timer_init(&pg->timer, pd_pg_timer_handler, pg);
+    pd_timer_init(&pg->timer, pd_pg_timer_handler);
 
     return pg;
 }
@@ -1000,7 +1000,7 @@ pd_pg_arm(pd_pg_t *pg, pd_msec_t msec)
 static void
 pd_pg_timer_handler(pd_timer_t *t)
 {
-    pd_pg_t      *pg = t->data;
+    pd_pg_t      *pg = pd_timer_owner(t, pd_pg_t, timer);
     pd_pg_cmd_t  *cmd;
     pd_msec_t     age;
 

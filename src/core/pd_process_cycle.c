@@ -25,7 +25,8 @@ pd_uint_t     pd_exiting;
 pd_uint_t     pd_exit_holds;
 
 /* worker_shutdown_timeout passed: the holds are no longer waited for */
-static pd_uint_t  pd_shutdown_expired;
+static pd_uint_t   pd_shutdown_expired;
+static pd_cycle_t  *pd_shutdown_cycle;    /* the retiring worker's */
 
 char          pd_master_title[512];
 
@@ -702,7 +703,7 @@ pd_worker_process_init(pd_cycle_t *cycle, pd_int_t wslot)
         }
     }
 
-    pd_timer_init(&pd_trim_timer, pd_trim_handler, NULL);
+    pd_timer_init(&pd_trim_timer, pd_trim_handler);
     (void) pd_timer_add(&pd_timers, &pd_trim_timer, pd_current_msec, 1000);
 }
 
@@ -786,7 +787,8 @@ pd_worker_retire(pd_cycle_t *cycle)
         c->reusable = 0;
     }
 
-    pd_timer_init(&pd_shutdown_timer, pd_shutdown_timer_handler, cycle);
+    pd_shutdown_cycle = cycle;
+    pd_timer_init(&pd_shutdown_timer, pd_shutdown_timer_handler);
     (void) pd_timer_add(&pd_timers, &pd_shutdown_timer, pd_current_msec,
                         ccf->worker_shutdown_timeout);
 }
@@ -794,9 +796,11 @@ pd_worker_retire(pd_cycle_t *cycle)
 static void
 pd_shutdown_timer_handler(pd_timer_t *t)
 {
-    pd_cycle_t       *cycle = t->data;
+    pd_cycle_t       *cycle = pd_shutdown_cycle;
     pd_connection_t  *c;
     pd_uint_t         i;
+
+    (void) t;
 
     pd_log_error(PD_LOG_NOTICE, cycle->log, 0,
                  "worker_shutdown_timeout: closing %lu connections",

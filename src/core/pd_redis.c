@@ -208,7 +208,7 @@ pd_redis_create(const char *host, int port, pd_msec_t timeout,
     pd_queue_init(&r->pending);
     pd_queue_init(&r->free);
     pd_queue_init(&r->channels);
-    pd_timer_init(&r->timer, pd_redis_timer_handler, r);
+    pd_timer_init(&r->timer, pd_redis_timer_handler);
 
     return r;
 }
@@ -777,7 +777,7 @@ pd_redis_arm(pd_redis_t *r, pd_msec_t msec)
 static void
 pd_redis_timer_handler(pd_timer_t *t)
 {
-    pd_redis_t      *r = t->data;
+    pd_redis_t      *r = pd_timer_owner(t, pd_redis_t, timer);
     pd_redis_cmd_t  *cmd;
     pd_msec_t        age;
 

@@ -225,7 +225,7 @@ pd_ssl_create_connection(pd_ssl_t *ssl, pd_connection_t *c)
 
 /*
  * Advances the handshake as far as the socket allows.  PD_OK when it is
- * done: c->recv, c->send and c->send_chain are the TLS ones from now on
+ * done: c->io is the TLS one (pd_ssl_io) from now on
  * (sc->handler is for the caller to run).  PD_AGAIN when it waits for the
  * socket: the side it waits for is marked not ready, and as the fd is
  * registered edge-triggered for both directions, the next event on it is
@@ -249,9 +249,7 @@ pd_ssl_handshake(pd_connection_t *c)
     if (n == 1) {
         sc->handshaked = 1;
 
-        c->recv = pd_ssl_recv;
-        c->send = pd_ssl_write;
-        c->send_chain = pd_ssl_send_chain;
+        c->io = &pd_ssl_io;
 
         pd_log_debug(c->log, "SSL handshake: %s, cipher \"%s\", reused: %d",
                      SSL_get_version(sc->connection),
@@ -609,7 +607,6 @@ pd_ssl_write_record(pd_connection_t *c, u_char *buf, size_t size)
 
     if (n > 0) {
         sc->write_pending = 0;
-        c->sent += n;
         pd_stats_add(PD_STAT_BYTES_OUT, n);
         return n;
     }
@@ -769,3 +766,9 @@ pd_ssl_password_cb(char *buf, int size, int rwflag, void *data)
 
     return 0;
 }
+
+const pd_conn_io_t  pd_ssl_io = {
+    pd_ssl_recv,
+    pd_ssl_write,
+    pd_ssl_send_chain
+};

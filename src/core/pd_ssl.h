@@ -51,6 +51,8 @@ ssize_t pd_ssl_write(pd_connection_t *c, u_char *buf, size_t size);
  */
 pd_chain_t *pd_ssl_send_chain(pd_connection_t *c, pd_chain_t *in,
     size_t limit);
+/* the three above, as a connection's c->io after the handshake */
+extern const pd_conn_io_t  pd_ssl_io;
 void pd_ssl_shutdown(pd_connection_t *c);
 void pd_ssl_error(pd_uint_t level, pd_log_t *log, pd_err_t err,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));

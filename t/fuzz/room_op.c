@@ -115,6 +115,12 @@ pd_fuzz_send_chain(pd_connection_t *c, pd_chain_t *in, size_t limit)
     return NULL;
 }
 
+static const pd_conn_io_t  pd_fuzz_io = {
+    pd_fuzz_recv,
+    pd_fuzz_send,
+    pd_fuzz_send_chain
+};
+
 
 /* the pid file and the directory the worker's configuration made */
 static void
@@ -299,8 +305,7 @@ pd_fuzz_connect(pd_connection_t **cp)
     }
 
     c->number = ++pd_connection_counter;
-    c->recv = pd_fuzz_recv;
-    c->send_chain = pd_fuzz_send_chain;
+    c->io = &pd_fuzz_io;
     sin = (struct sockaddr_in *) &c->sockaddr;
     sin->sin_family = AF_INET;
     sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -411,9 +416,7 @@ pd_fuzz_accept(pd_connection_t **cp)
     c->pool->log = c->log;
     c->number = ++pd_connection_counter;
     c->listening = ls;
-    c->recv = pd_fuzz_recv;
-    c->send = pd_fuzz_send;
-    c->send_chain = pd_fuzz_send_chain;
+    c->io = &pd_fuzz_io;
     sin = (struct sockaddr_in *) &c->sockaddr;
     sin->sin_family = AF_INET;
     sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -435,7 +435,7 @@ pd_test_pg_setup(void)
         return -1;
     }
 
-    pd_timer_init(&pd_test_tick, pd_test_tick_handler, NULL);
+    pd_timer_init(&pd_test_tick, pd_test_tick_handler);
     pd_time_update();
 
     /* libpq would take these over what the tests spell out */

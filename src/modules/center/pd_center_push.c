@@ -154,7 +154,7 @@ pd_center_park(pd_http_conn_t *hc, pd_http_handler_pt handler)
     pk->parked = 1;
 
     if (pd_center_park_timer.handler == NULL) {
-        pd_timer_init(&pd_center_park_timer, pd_center_park_expire, NULL);
+        pd_timer_init(&pd_center_park_timer, pd_center_park_expire);
     }
 
     if (!pd_timer_is_set(&pd_center_park_timer)) {

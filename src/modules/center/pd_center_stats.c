@@ -230,7 +230,7 @@ pd_center_workers(pd_http_conn_t *hc)
         return;
     }
 
-    pd_timer_init(&pr->timer, pd_center_probe_timeout, pr);
+    pd_timer_init(&pr->timer, pd_center_probe_timeout);
     pr->hc = hc;
     pr->id = ++pd_center_probe_id;
     pr->started = pd_current_msec;
@@ -312,7 +312,7 @@ pd_center_pong(pd_cycle_t *cycle, pd_channel_msg_t *msg, u_char *data)
 static void
 pd_center_probe_timeout(pd_timer_t *t)
 {
-    pd_center_probe_done(t->data);
+    pd_center_probe_done(pd_timer_owner(t, pd_center_probe_t, timer));
 }
 
 static void

@@ -49,7 +49,7 @@ pd_coord_debounce_init(void)
 {
     pd_queue_init(&pd_coord_held);
     pd_coord_nheld = 0;
-    pd_timer_init(&pd_coord_held_timer, pd_coord_debounce_due, NULL);
+    pd_timer_init(&pd_coord_held_timer, pd_coord_debounce_due);
 }
 
 void

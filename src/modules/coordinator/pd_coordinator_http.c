@@ -72,7 +72,7 @@ pd_coord_http_init(pd_cycle_t *cycle, pd_coord_conf_t *conf)
 
     pd_coord_hconf = conf;
     pd_coord_log = cycle->log;
-    pd_timer_init(&pd_coord_timer, pd_coord_timer_handler, NULL);
+    pd_timer_init(&pd_coord_timer, pd_coord_timer_handler);
     pd_queue_init(&pd_coord_reqs);
 
     (void) curl_multi_setopt(pd_coord_multi, CURLMOPT_SOCKETFUNCTION,

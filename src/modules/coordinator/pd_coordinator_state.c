@@ -74,7 +74,7 @@ pd_coord_state_init(pd_coord_conf_t *ccf)
             pd_coord_batch_init(&ups[i]->batch,
                                 (pd_uint_t) ccf->state_queue,
                                 (pd_uint_t) ccf->state_batch);
-            pd_timer_init(&ups[i]->timer, pd_coord_state_timer, ups[i]);
+            pd_timer_init(&ups[i]->timer, pd_coord_state_timer);
         }
     }
 }
@@ -392,7 +392,8 @@ pd_coord_state_send(pd_coord_upstream_t *up)
 static void
 pd_coord_state_timer(pd_timer_t *t)
 {
-    pd_coord_upstream_t  *up = t->data;
+    pd_coord_upstream_t  *up = pd_timer_owner(t, pd_coord_upstream_t,
+                                              timer);
 
     if (up->backoff) {
         up->backoff = 0;

@@ -388,8 +388,7 @@ pd_dispatch_cluster_init(pd_cycle_t *cycle, pd_dispatch_conf_t *dcf,
     }
 
     if (dcf->publish) {
-        pd_timer_init(&pd_dc_publish_timer, pd_dc_publish_timer_handler,
-                      NULL);
+        pd_timer_init(&pd_dc_publish_timer, pd_dc_publish_timer_handler);
         pd_dc_publish_timer_handler(&pd_dc_publish_timer);
     }
 
@@ -401,7 +400,7 @@ pd_dispatch_cluster_init(pd_cycle_t *cycle, pd_dispatch_conf_t *dcf,
         }
 
         pd_dc_nnodes = 0;
-        pd_timer_init(&pd_dc_read_timer, pd_dc_read, NULL);
+        pd_timer_init(&pd_dc_read_timer, pd_dc_read);
         pd_dc_read(&pd_dc_read_timer);
     }
 

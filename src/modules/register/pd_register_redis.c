@@ -886,7 +886,7 @@ pd_register_redis_init_process(pd_cycle_t *cycle, pd_register_conf_t *rcf)
         return PD_ERROR;
     }
 
-    pd_timer_init(&pd_rr_refresh_timer, pd_rr_refresh, NULL);
+    pd_timer_init(&pd_rr_refresh_timer, pd_rr_refresh);
     (void) pd_timer_add(&pd_timers, &pd_rr_refresh_timer, pd_current_msec,
                         rcf->node_ttl / 3);
 

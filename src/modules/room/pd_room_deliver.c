@@ -757,7 +757,7 @@ pd_room_bcast_free(pd_room_bcast_t *b)
 static void
 pd_room_bcast_step(pd_timer_t *t)
 {
-    pd_room_bcast_t  *b = t->data;
+    pd_room_bcast_t  *b = pd_timer_owner(t, pd_room_bcast_t, timer);
     pd_room_conn_t   *rc;
     pd_int_t          a;
     pd_uint_t         sent, slots;
@@ -880,7 +880,7 @@ pd_room_bcast_start(pd_room_bcast_hdr_t *hdr, const u_char *app,
     /* the first step sends a tick's worth at once, not one receiver */
     b->budget = pd_max((double) b->rate * PD_ROOM_BCAST_TICK / 1000.0, 1.0);
 
-    pd_timer_init(&b->timer, pd_room_bcast_step, b);
+    pd_timer_init(&b->timer, pd_room_bcast_step);
     pd_room_nbcasts++;
     pd_room_stat_add(PD_ROOM_STAT_WALKS, 1);
 

@@ -740,8 +740,7 @@ pd_room_handover_settle(void)
     }
 
     if (pd_room_ho_grace.handler == NULL) {
-        pd_timer_init(&pd_room_ho_grace, pd_room_handover_grace_handler,
-                      NULL);
+        pd_timer_init(&pd_room_ho_grace, pd_room_handover_grace_handler);
     }
 
     /* what was routed here before the last move still comes for a while */
@@ -832,9 +831,9 @@ pd_room_handover_begin(pd_cycle_t *cycle)
     pd_room_ho_cycle = cycle;
     pd_room_ho_next = 0;
 
-    pd_timer_init(&pd_room_ho_timer, pd_room_handover_slice, NULL);
+    pd_timer_init(&pd_room_ho_timer, pd_room_handover_slice);
     if (pd_room_ho_wait.handler == NULL) {
-        pd_timer_init(&pd_room_ho_wait, pd_room_handover_wait, NULL);
+        pd_timer_init(&pd_room_ho_wait, pd_room_handover_wait);
     }
     pd_room_handover_slice(&pd_room_ho_timer);
 
@@ -1483,8 +1482,7 @@ pd_room_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
         ho->from_pid = msg->pid;
 
         if (pd_room_ho_hold.handler == NULL) {
-            pd_timer_init(&pd_room_ho_hold, pd_room_handover_hold_handler,
-                          NULL);
+            pd_timer_init(&pd_room_ho_hold, pd_room_handover_hold_handler);
         }
 
         if (!pd_timer_is_set(&pd_room_ho_hold)) {

@@ -255,9 +255,7 @@ pd_room_linger_start(pd_room_conn_t *rc, pd_uint_t reason)
         c->ssl->no_wait_shutdown = 1;
         pd_ssl_shutdown(c);
         c->ssl = NULL;
-        c->recv = pd_unix_recv;
-        c->send = pd_unix_send;
-        c->send_chain = pd_writev_chain;
+        c->io = &pd_unix_io;
     }
 
     if (c->pool != NULL) {

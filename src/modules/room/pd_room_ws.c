@@ -406,7 +406,7 @@ pd_room_read_handler(pd_event_t *ev)
 
         size = pd_min(size, left);
 
-        n = c->recv(c, p, size);
+        n = c->io->recv(c, p, size);
 
         if (n == PD_AGAIN) {
             return;

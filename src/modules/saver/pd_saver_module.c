@@ -274,7 +274,7 @@ pd_saver_init_process(pd_cycle_t *cycle)
     }
 
     /* the workers sweep in turn, each a slice at a time */
-    pd_timer_init(&pd_saver_sweep_timer, pd_saver_sweep, NULL);
+    pd_timer_init(&pd_saver_sweep_timer, pd_saver_sweep);
     (void) pd_timer_add(&pd_timers, &pd_saver_sweep_timer, pd_current_msec,
                         pd_saver->sweep);
 

@@ -254,12 +254,12 @@ pd_saver_pg_create(const char *conninfo, pd_msec_t timeout, pd_uint_t sweep,
         }
 
         pd_pg_set_connect_handler(sp->sweep_pg, pd_sp_connected, sp);
-        pd_timer_init(&sp->sweep_timer, pd_sp_sweep, sp);
+        pd_timer_init(&sp->sweep_timer, pd_sp_sweep);
     }
 
     sp->flush.data = sp;
     sp->flush.handler = pd_sp_flush_handler;
-    pd_timer_init(&sp->ack_timer, pd_sp_ack_wait, sp);
+    pd_timer_init(&sp->ack_timer, pd_sp_ack_wait);
 
     pd_sp_arr_init(&sp->uids, PD_SP_TEXTOID);
     pd_sp_arr_init(&sp->msgno, PD_SP_INT8OID);
@@ -565,7 +565,7 @@ pd_sp_answered(pd_saver_pg_t *sp)
 static void
 pd_sp_ack_wait(pd_timer_t *t)
 {
-    pd_saver_pg_t  *sp = t->data;
+    pd_saver_pg_t  *sp = pd_timer_owner(t, pd_saver_pg_t, ack_timer);
 
     sp->acks_due = 1;
     pd_post_event(&sp->flush, &pd_posted_events);
@@ -874,7 +874,7 @@ pd_sp_flight_add(pd_saver_pg_t *sp, pd_saver_pg_done_pt done, void *ctx)
 static void
 pd_sp_sweep(pd_timer_t *t)
 {
-    pd_saver_pg_t  *sp = t->data;
+    pd_saver_pg_t  *sp = pd_timer_owner(t, pd_saver_pg_t, sweep_timer);
     const char     *values[2];
     char            snow[24], slimit[24];
 

@@ -1482,7 +1482,7 @@ pd_sr_init_process(pd_cycle_t *cycle, pd_saver_conf_t *scf)
     pd_sr_acks_ev.handler = pd_sr_acks_handler;
 
     if (pd_worker == 0) {
-        pd_timer_init(&pd_sr_check_timer, pd_sr_check, NULL);
+        pd_timer_init(&pd_sr_check_timer, pd_sr_check);
         (void) pd_timer_add(&pd_timers, &pd_sr_check_timer, pd_current_msec,
                             PD_SR_CHECK);
     }

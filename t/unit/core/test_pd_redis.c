@@ -630,7 +630,7 @@ pd_test_setup(void **state)
         return -1;
     }
 
-    pd_timer_init(&pd_test_tick, pd_test_tick_handler, NULL);
+    pd_timer_init(&pd_test_tick, pd_test_tick_handler);
     pd_time_update();
 
     if (pd_test_find_redis()) {

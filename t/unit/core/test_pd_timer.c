@@ -91,6 +91,27 @@ pd_test_empty(void **state)
 }
 
 
+/* a timer's handler finds its owner from the timer alone */
+typedef struct {
+    u_char       before[24];
+    pd_timer_t   timer;
+    pd_uint_t    after;
+} pd_test_owner_t;
+
+static void
+pd_test_owner(void **state)
+{
+    pd_test_owner_t  o;
+
+    (void) state;
+
+    pd_timer_init(&o.timer, pd_test_record);
+    assert_ptr_equal(pd_timer_owner(&o.timer, pd_test_owner_t, timer), &o);
+    assert_int_equal((u_char *) &o.timer - (u_char *) &o,
+                     offsetof(pd_test_owner_t, timer));
+}
+
+
 static void
 pd_test_one_timer(void **state)
 {
@@ -102,9 +123,9 @@ pd_test_one_timer(void **state)
     pd_test_setup_run();
     assert_int_equal(pd_timer_heap_init(&th, 4, 0), PD_OK);
 
-    pd_timer_init(&t, pd_test_record, &th);
+    pd_timer_init(&t, pd_test_record);
     assert_false(pd_timer_is_set(&t));
-    assert_ptr_equal(t.data, &th);
+    assert_ptr_equal(t.handler, pd_test_record);
 
     assert_int_equal(pd_timer_add(&th, &t, 1000, 250), PD_OK);
     assert_true(pd_timer_is_set(&t));
@@ -152,7 +173,7 @@ pd_test_readd_moves(void **state)
     assert_int_equal(pd_timer_heap_init(&th, 2, 0), PD_OK);
 
     for (i = 0; i < 5; i++) {
-        pd_timer_init(&t[i], pd_test_record, NULL);
+        pd_timer_init(&t[i], pd_test_record);
         assert_int_equal(pd_timer_add(&th, &t[i], 0, 100 * (i + 1)), PD_OK);
     }
     assert_int_equal(th.n, 5);
@@ -196,7 +217,7 @@ pd_test_delete_positions(void **state)
 
     /* inserted in heap order, so the slots hold exactly these keys */
     for (i = 0; i < pd_nelems(t); i++) {
-        pd_timer_init(&t[i], pd_test_record, NULL);
+        pd_timer_init(&t[i], pd_test_record);
         assert_int_equal(pd_timer_add(&th, &t[i], 0, keys[i]), PD_OK);
     }
     for (i = 0; i < pd_nelems(t); i++) {
@@ -270,7 +291,7 @@ pd_test_random(void **state)
     assert_int_equal(pd_timer_heap_init(th, 1, 0), PD_OK);
 
     for (i = 0; i < PD_TEST_NTIMERS; i++) {
-        pd_timer_init(&pd_test_timers[i], pd_test_record, NULL);
+        pd_timer_init(&pd_test_timers[i], pd_test_record);
     }
 
     for (op = 0; op < 30000; op++) {
@@ -329,10 +350,14 @@ pd_test_random(void **state)
 }
 
 
+/* the re-arming handlers' run count (a timer carries no data) */
+static pd_uint_t  *pd_test_count;
+
+
 static void
 pd_test_rearm(pd_timer_t *t)
 {
-    pd_uint_t  *count = t->data;
+    pd_uint_t  *count = pd_test_count;
 
     pd_test_record(t);
 
@@ -355,7 +380,8 @@ pd_test_readd_in_handler(void **state)
     assert_int_equal(pd_timer_heap_init(&pd_test_heap, 1, 0), PD_OK);
 
     count = 0;
-    pd_timer_init(&t, pd_test_rearm, &count);
+    pd_test_count = &count;
+    pd_timer_init(&t, pd_test_rearm);
     assert_int_equal(pd_timer_add(&pd_test_heap, &t, 0, 10), PD_OK);
 
     /* each run re-arms 10 ms ahead: one run per expiry */
@@ -383,7 +409,7 @@ pd_test_readd_in_handler(void **state)
 static void
 pd_test_rearm_now(pd_timer_t *t)
 {
-    pd_uint_t  *count = t->data;
+    pd_uint_t  *count = pd_test_count;
 
     /* fail rather than hang if expiry keeps running the re-armed timer */
     assert_true(++*count < 100);
@@ -403,8 +429,9 @@ pd_test_zero_rearm_terminates(void **state)
     assert_int_equal(pd_timer_heap_init(&pd_test_heap, 1, 0), PD_OK);
 
     count = 0;
-    pd_timer_init(&t, pd_test_rearm_now, &count);
-    pd_timer_init(&other, pd_test_record, NULL);
+    pd_test_count = &count;
+    pd_timer_init(&t, pd_test_rearm_now);
+    pd_timer_init(&other, pd_test_record);
     assert_int_equal(pd_timer_add(&pd_test_heap, &t, 0, 5), PD_OK);
     assert_int_equal(pd_timer_add(&pd_test_heap, &other, 0, 5), PD_OK);
 
@@ -462,13 +489,13 @@ pd_test_handler_touches_others(void **state)
     pd_test_setup_run();
     assert_int_equal(pd_timer_heap_init(&pd_test_heap, 2, 0), PD_OK);
 
-    pd_timer_init(&a, pd_test_meddle, NULL);
-    pd_timer_init(&pd_test_b, pd_test_record, NULL);
-    pd_timer_init(&pd_test_c, pd_test_record, NULL);
-    pd_timer_init(&d, pd_test_record, NULL);
-    pd_timer_init(&pd_test_e, pd_test_record, NULL);
-    pd_timer_init(&pd_test_f, pd_test_record, NULL);
-    pd_timer_init(&later, pd_test_record, NULL);
+    pd_timer_init(&a, pd_test_meddle);
+    pd_timer_init(&pd_test_b, pd_test_record);
+    pd_timer_init(&pd_test_c, pd_test_record);
+    pd_timer_init(&d, pd_test_record);
+    pd_timer_init(&pd_test_e, pd_test_record);
+    pd_timer_init(&pd_test_f, pd_test_record);
+    pd_timer_init(&later, pd_test_record);
 
     assert_int_equal(pd_timer_add(&pd_test_heap, &a, 0, 1), PD_OK);
     assert_int_equal(pd_timer_add(&pd_test_heap, &pd_test_b, 0, 2), PD_OK);
@@ -517,14 +544,14 @@ pd_test_bound(void **state)
     assert_int_equal(pd_timer_heap_init(&th, 1, 37), PD_OK);
 
     for (i = 0; i < 37; i++) {
-        pd_timer_init(&t[i], pd_test_record, NULL);
+        pd_timer_init(&t[i], pd_test_record);
         assert_int_equal(pd_timer_add(&th, &t[i], 0, 37 - i), PD_OK);
         assert_true(th.nalloc <= 37);
     }
     assert_int_equal(th.nalloc, 37);
     pd_test_check_heap(&th);
 
-    pd_timer_init(&extra, pd_test_record, NULL);
+    pd_timer_init(&extra, pd_test_record);
     assert_int_equal(pd_timer_add(&th, &extra, 0, 1), PD_ERROR);
     assert_false(pd_timer_is_set(&extra));
     assert_int_equal(th.n, 37);
@@ -560,7 +587,7 @@ pd_test_unbounded_growth(void **state)
     assert_int_equal(pd_timer_heap_init(&th, 0, 0), PD_OK);
 
     for (i = 0; i < PD_TEST_NTIMERS; i++) {
-        pd_timer_init(&pd_test_timers[i], pd_test_record, NULL);
+        pd_timer_init(&pd_test_timers[i], pd_test_record);
         assert_int_equal(pd_timer_add(&th, &pd_test_timers[i], 0,
                                       (i * 7919) % 1000),
                          PD_OK);
@@ -594,7 +621,7 @@ pd_test_expire_max(void **state)
     assert_int_equal(pd_timer_heap_init(&th, 0, 0), PD_OK);
 
     for (i = 0; i < 300; i++) {
-        pd_timer_init(&pd_test_timers[i], pd_test_record, NULL);
+        pd_timer_init(&pd_test_timers[i], pd_test_record);
         assert_int_equal(pd_timer_add(&th, &pd_test_timers[i], 0,
                                       1000 - i), PD_OK);
     }
@@ -623,6 +650,7 @@ main(void)
 {
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(pd_test_empty),
+        cmocka_unit_test(pd_test_owner),
         cmocka_unit_test(pd_test_one_timer),
         cmocka_unit_test(pd_test_readd_moves),
         cmocka_unit_test(pd_test_delete_positions),
