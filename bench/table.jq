@@ -153,6 +153,14 @@ def row($name; $cells):
       [get("unicast-paced-pushd"; .p99_runs | map(num) | join(" ")),
        get("unicast-paced-nchan"; .p99_runs | map(num) | join(" ")),
        get("unicast-paced-floor"; .p99_runs | map(num) | join(" "))]),
+  row("closed loop, 2 x 1: messages/s";
+      [get("unicast-closed-pushd"; .deliveries_per_s | num),
+       get("unicast-closed-nchan"; .deliveries_per_s | num), ""]),
+  row("  latency p50/p99/p999/max (ms)";
+      [get("unicast-closed-pushd"; lat), get("unicast-closed-nchan"; lat), ""]),
+  row("  p99 of each run (ms)";
+      [get("unicast-closed-pushd"; .p99_runs | map(num) | join(" ")),
+       get("unicast-closed-nchan"; .p99_runs | map(num) | join(" ")), ""]),
   row("100 uids per request: deliveries/s";
       [get("unicast100-pushd"; .deliveries_per_s | num), "", ""]),
   row("  latency p50/p99/p999/max (ms)"; [get("unicast100-pushd"; lat), "", ""]),
