@@ -184,7 +184,7 @@ async function abuser() {
                       slowloris(center, slowCenterN, centerHead, count)];
 
     const ports = [[room, false], [center, false], [ssl, false],
-                   [ssl, true]];
+                   [ssl, !process.env.NO_TLS_JUNK]];
     const floods = [
         [room, Buffer.from('GET /connect HTTP/1.1\r\n'
                            + 'X-Flood: 1\r\n'.repeat(20000) + '\r\n')],
@@ -315,6 +315,8 @@ async function main() {
     const RATE = Number(arg('rate', 50));
     /* --same-priority: the abuser competes for the CPU as an equal */
     const NICE = !process.argv.includes('--same-priority');
+    /* --sched-idle: the abuser runs under SCHED_IDLE (chrt --idle 0) */
+    const IDLE = process.argv.includes('--sched-idle');
     const OUT = arg('out', path.join(ROOT, 'bench/results/abuse.json'));
     const slowRoom = Number(arg('slow-room', 2000));
     const slowCenter = Number(arg('slow-center', 500));
@@ -415,6 +417,9 @@ async function main() {
         if (PIN) {
             abuserCmd.unshift('taskset', '-c', abuserCpu);
         }
+        if (IDLE) {
+            abuserCmd.unshift('chrt', '--idle', '0');
+        }
         child = cp.spawn(abuserCmd[0],
                          [...abuserCmd.slice(1),
                           '--room', String(d.roomPort),
@@ -427,7 +432,7 @@ async function main() {
          * CPU must not be taken from the server and the measuring client
          * (it still gets every cycle they leave; what it did is counted
          * and reported) */
-        if (NICE) {
+        if (NICE && !IDLE) {
             try {
                 os.setPriority(child.pid, 19);
             } catch (e) {

@@ -41,6 +41,27 @@ static void pd_accept_backoff_handler(pd_timer_t *t);
  */
 #define PD_ACCEPT_RESERVE_MAX    32
 
+/*
+ * TLS handshake work a turn does before it leaves the rest for the next
+ * turn.  A full handshake with an RSA-2048 key spends about 1.1 ms in one
+ * SSL_do_handshake() call (the signature; ECDSA P-256 about 40 us), so a
+ * burst of new TLS clients (a reconnect storm, a flood) read in one turn
+ * would hold every other client of the worker for a millisecond each.
+ * Past the budget, handshake steps wait in pd_ssl_hs_waiting, in their
+ * order, and pd_ssl_hs_resume_ev takes them up in the next turn, after
+ * the sockets had their say; one step always runs a turn, so a flood of
+ * handshakes still moves at the speed of the CPU.
+ */
+#define PD_SSL_HANDSHAKE_TURN_NSEC  (500 * 1000)
+
+static pd_uint_t   pd_ssl_hs_turn;    /* the turn pd_ssl_hs_spent counts */
+static uint64_t    pd_ssl_hs_spent;   /* ns of handshake steps in it */
+static pd_queue_t  pd_ssl_hs_waiting; /* read events, posted here */
+static pd_event_t  pd_ssl_hs_resume_ev;
+static pd_uint_t   pd_ssl_hs_resuming;
+
+static void pd_ssl_hs_resume(pd_event_t *ev);
+
 static pd_cycle_t  *pd_accept_cycle;     /* the worker's, set once */
 static pd_uint_t    pd_accept_reserve;
 static pd_uint_t    pd_accept_state;
@@ -230,6 +251,7 @@ pd_ssl_handshake_handler(pd_event_t *ev)
 {
     pd_connection_t  *c = ev->data;
     pd_int_t          rc;
+    uint64_t          start;
 
     if (ev->timedout) {
         pd_log_error(PD_LOG_INFO, c->log, ETIMEDOUT,
@@ -238,7 +260,28 @@ pd_ssl_handshake_handler(pd_event_t *ev)
         return;
     }
 
+    if (pd_ssl_hs_turn != pd_event_turn) {
+        pd_ssl_hs_turn = pd_event_turn;
+        pd_ssl_hs_spent = 0;
+    }
+
+    /* behind the ones already waiting, or they could wait for ever */
+    if (!pd_ssl_hs_resuming
+        && (pd_ssl_hs_spent >= PD_SSL_HANDSHAKE_TURN_NSEC
+            || !pd_queue_empty(&pd_ssl_hs_waiting)))
+    {
+        if (!c->read->posted) {
+            pd_post_event(c->read, &pd_ssl_hs_waiting);
+            pd_stats_inc(PD_STAT_TLS_DEFERRED);
+        }
+
+        pd_post_event(&pd_ssl_hs_resume_ev, &pd_posted_next_events);
+        return;
+    }
+
+    start = pd_monotonic_nsec();
     rc = pd_ssl_handshake(c);
+    pd_ssl_hs_spent += pd_monotonic_nsec() - start;
 
     if (rc == PD_AGAIN) {
         return;
@@ -252,6 +295,31 @@ pd_ssl_handshake_handler(pd_event_t *ev)
     pd_event_del_timer(c->read);
     c->log->action = NULL;
     c->listening->handler(c);
+}
+
+/* the handshake steps left waiting by the budget, in order, while it lasts */
+static void
+pd_ssl_hs_resume(pd_event_t *ev)
+{
+    pd_queue_t  *q;
+    pd_event_t  *rev;
+
+    while (!pd_queue_empty(&pd_ssl_hs_waiting)) {
+        if (pd_ssl_hs_turn == pd_event_turn
+            && pd_ssl_hs_spent >= PD_SSL_HANDSHAKE_TURN_NSEC)
+        {
+            pd_post_event(ev, &pd_posted_next_events);
+            return;
+        }
+
+        q = pd_queue_head(&pd_ssl_hs_waiting);
+        rev = pd_queue_data(q, pd_event_t, queue);
+        pd_delete_posted_event(rev);
+
+        pd_ssl_hs_resuming = 1;
+        rev->handler(rev);
+        pd_ssl_hs_resuming = 0;
+    }
 }
 
 static u_char *
@@ -281,6 +349,11 @@ pd_enable_accept_events(pd_cycle_t *cycle)
     pd_uint_t         i;
 
     pd_accept_cycle = cycle;
+
+    if (pd_ssl_hs_waiting.next == NULL) {
+        pd_queue_init(&pd_ssl_hs_waiting);
+        pd_ssl_hs_resume_ev.handler = pd_ssl_hs_resume;
+    }
     pd_accept_reserve = pd_min(PD_ACCEPT_RESERVE_MAX,
                                cycle->connection_n / 8);
     ls = cycle->listening.elts;

@@ -32,6 +32,9 @@ pd_stats_counter_t  pd_core_counters[] = {
     { "pushd_http_writes_total", NULL, "http_writes",
       "writes of HTTP answers (pipelined ones share one)",
       PD_STATS_COUNTER },
+    { "pushd_tls_handshakes_deferred_total", NULL, "tls_handshakes_deferred",
+      "TLS handshake steps left for the next loop turn, past a turn's "
+      "budget of handshake work", PD_STATS_COUNTER },
     { NULL, NULL, NULL, NULL, 0 }
 };
 

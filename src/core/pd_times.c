@@ -24,6 +24,16 @@ pd_monotonic_msec(void)
 }
 
 
+/* CLOCK_MONOTONIC in nanoseconds: to time a piece of work within a turn */
+uint64_t
+pd_monotonic_nsec(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000 + (uint64_t) ts.tv_nsec;
+}
+
 /*
  * Refreshes pd_current_msec, pd_time_sec and pd_log_time.  Called by the
  * loop once per turn (and by the log before the first turn); not from

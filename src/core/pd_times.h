@@ -11,5 +11,6 @@ extern u_char               pd_log_time[sizeof("1970/09/28 12:00:00")];
 
 void pd_time_update(void);
 pd_msec_t pd_monotonic_msec(void);
+uint64_t pd_monotonic_nsec(void);
 
 #endif /* PD_TIMES_H */

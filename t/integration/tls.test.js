@@ -91,6 +91,47 @@ test('garbage on the TLS port closes that connection only', T, async () => {
     });
 });
 
+test('a burst of handshakes on one worker waits its turns: every one '
+     + 'completes and is served, a client in the middle too', T, async () => {
+    await L.withPushd({ workers: 1, roomSsl: true }, async (d) => {
+        /* 300 HTTPS requests, 64 at a time: with an RSA-2048 key one
+         * handshake's signature is about 1 ms, past a turn's budget
+         * (PD_SSL_HANDSHAKE_TURN_NSEC), so the worker leaves the other
+         * ClientHellos of each turn waiting for the next ones */
+        let next = 0;
+        const codes = [];
+        const one = async () => {
+            while (next < 300) {
+                next++;
+                const r = await L.request(d.sslPort, 'GET', '/', {},
+                                          undefined, { tls: true });
+                codes.push(r.status);
+            }
+        };
+        const middle = (async () => {
+            await L.waitFor(() => codes.length >= 100, 30000,
+                            'a third of the burst');
+            return L.request(d.sslPort, 'GET', '/nope', {}, undefined,
+                             { tls: true });
+        })();
+        await Promise.all(Array.from({ length: 64 }, one));
+        assert.strictEqual(codes.length, 300);
+        assert.deepStrictEqual([...new Set(codes)], [200]);
+        assert.strictEqual((await middle).status, 404);
+
+        const m = await L.metrics(d);
+        const deferred = m.get('pushd_tls_handshakes_deferred_total');
+        assert.ok(deferred > 0, `handshake steps left for a later turn: `
+                                + `${deferred}`);
+        const k = await L.centerConn(d);
+        const st = await k.get('/v1/stats');
+        k.close();
+        assert.strictEqual(st.status, 200, st.body);
+        assert.strictEqual(st.json.workers[0].tls_handshakes_deferred,
+                           deferred, st.body);
+    });
+});
+
 test('room.listen forms "port" (every address) and "addr:port ssl"', T,
      async () => {
     const c = L.certPair();
