@@ -6,6 +6,7 @@
  *
  *   node bench/abuse.js [--workers W] [--duration S] [--rate R]
  *                       [--slow-room N] [--slow-center N] [--pin | --pin-server]
+ *                       [--sched-idle]
  *                       [--out FILE]
  *
  * One daemon (W workers, default 2; plain and TLS room listeners, the
@@ -38,6 +39,8 @@
  * --pin-server: the server alone on its CPUs, the measuring client on the
  * last one beside the abuser (at nice 19), as if both came from other
  * hosts; the baseline is weaker there (each message crosses CPUs).
+ * --sched-idle: the abuser under SCHED_IDLE (chrt --idle 0) instead of
+ * nice 19: any waking server or client process takes its CPU at once.
  *
  * Reports p50 and p99 per phase, the ratio of the abuse phase to the
  * two phases without (pooled), against the goal of 2x, the pushes lost
@@ -184,7 +187,7 @@ async function abuser() {
                       slowloris(center, slowCenterN, centerHead, count)];
 
     const ports = [[room, false], [center, false], [ssl, false],
-                   [ssl, !process.env.NO_TLS_JUNK]];
+                   [ssl, true]];
     const floods = [
         [room, Buffer.from('GET /connect HTTP/1.1\r\n'
                            + 'X-Flood: 1\r\n'.repeat(20000) + '\r\n')],
