@@ -260,6 +260,14 @@ pd_ssl_handshake_handler(pd_event_t *ev)
         return;
     }
 
+    if (c->close) {
+        /* the exiting worker's sweep (worker_shutdown_timeout): a client
+         * still in its handshake would hold the worker until its own
+         * handshake timeout */
+        pd_event_close_accepted(c);
+        return;
+    }
+
     if (pd_ssl_hs_turn != pd_event_turn) {
         pd_ssl_hs_turn = pd_event_turn;
         pd_ssl_hs_spent = 0;

@@ -10,6 +10,7 @@
 const test = require('node:test');
 const assert = require('node:assert');
 const fs = require('node:fs');
+const net = require('node:net');
 const path = require('node:path');
 const crypto = require('node:crypto');
 const { spawnSync } = require('node:child_process');
@@ -129,6 +130,32 @@ test('a burst of handshakes on one worker waits its turns: every one '
         assert.strictEqual(st.status, 200, st.body);
         assert.strictEqual(st.json.workers[0].tls_handshakes_deferred,
                            deferred, st.body);
+    });
+});
+
+test('a client silent in its TLS handshake does not hold a retiring '
+     + 'worker past worker_shutdown_timeout', T, async () => {
+    await L.withPushd({ workers: 1, roomSsl: true,
+                        top: { worker_shutdown_timeout: '1s' } },
+                      async (d) => {
+        const [old] = d.workerPids();
+        /* connected to the TLS port, no ClientHello: the handshake
+         * timeout of a listener is 10 s */
+        const sock = net.connect(d.sslPort, '127.0.0.1');
+        await new Promise((r, j) => sock.once('connect', r)
+                                        .once('error', j));
+        const closed = new Promise((r) => sock.once('close', r));
+        sock.on('error', () => {});
+        await L.waitFor(async () => (await L.metrics(d))
+                        .get('pushd_connections') >= 1, 5000,
+                        'the connection accepted');
+        const t0 = Date.now();
+        process.kill(d.masterPid, 'SIGHUP');
+        await L.waitFor(() => !L.procAlive(old), 7000,
+                        'the old worker gone before the handshake timeout');
+        await closed;
+        assert.ok(Date.now() - t0 < 7000);
+        assert.match(d.logText(), /worker_shutdown_timeout: closing/);
     });
 });
 
