@@ -43,10 +43,11 @@ static void pd_accept_backoff_handler(pd_timer_t *t);
 
 /*
  * TLS handshake work a turn does before it leaves the rest for the next
- * turn.  A full handshake with an RSA-2048 key spends about 1.1 ms in one
- * SSL_do_handshake() call (the signature; ECDSA P-256 about 40 us), so a
- * burst of new TLS clients (a reconnect storm, a flood) read in one turn
- * would hold every other client of the worker for a millisecond each.
+ * turn.  A full handshake costs a worker about 2 ms of CPU with an
+ * RSA-2048 key and 1 ms with ECDSA P-256 (OpenSSL 3.0), most of it in one
+ * SSL_do_handshake() call that cannot be cut, so a burst of new TLS
+ * clients (a reconnect storm, a flood) read in one turn would hold every
+ * other client of the worker for a millisecond or two each.
  * Past the budget, handshake steps wait in pd_ssl_hs_waiting, in their
  * order, and pd_ssl_hs_resume_ev takes them up in the next turn, after
  * the sockets had their say; one step always runs a turn, so a flood of
@@ -362,6 +363,7 @@ pd_enable_accept_events(pd_cycle_t *cycle)
         pd_queue_init(&pd_ssl_hs_waiting);
         pd_ssl_hs_resume_ev.handler = pd_ssl_hs_resume;
     }
+
     pd_accept_reserve = pd_min(PD_ACCEPT_RESERVE_MAX,
                                cycle->connection_n / 8);
     ls = cycle->listening.elts;
