@@ -314,6 +314,14 @@ eof:
 }
 
 
+/* whether c's handshake has not begun: its ClientHello not yet read */
+pd_int_t
+pd_ssl_handshake_fresh(pd_connection_t *c)
+{
+    return SSL_get_state(c->ssl->connection) == TLS_ST_BEFORE;
+}
+
+
 /*
  * Reads decrypted bytes.  Returns how many (> 0), 0 at the end of the
  * stream (close_notify or a plain eof), PD_AGAIN when nothing can be read

@@ -41,6 +41,7 @@ void pd_ssl_cleanup_ctx(void *data);
 pd_int_t pd_ssl_create_connection(pd_ssl_t *ssl, pd_connection_t *c);
 /* PD_OK (vtable swapped), PD_AGAIN (events re-armed), PD_ERROR */
 pd_int_t pd_ssl_handshake(pd_connection_t *c);
+pd_int_t pd_ssl_handshake_fresh(pd_connection_t *c);
 ssize_t pd_ssl_recv(pd_connection_t *c, u_char *buf, size_t size);
 ssize_t pd_ssl_write(pd_connection_t *c, u_char *buf, size_t size);
 /*
