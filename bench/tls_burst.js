@@ -132,7 +132,7 @@ async function main() {
                 + `${result.handshakes_per_s}/s; the established client's `
                 + `ping: ${result.pings} answered, p50 ${result.p50_ms} ms, `
                 + `p99 ${result.p99_ms} ms, max ${result.max_ms} ms; `
-                + `steps deferred ${result.deferred}`);
+                + `handshakes deferred ${result.deferred}`);
 }
 
 if (process.argv[2] === '--burst') {

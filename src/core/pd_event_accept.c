@@ -48,10 +48,10 @@ static void pd_accept_backoff_handler(pd_timer_t *t);
  * SSL_do_handshake() call that cannot be cut, so a burst of new TLS
  * clients (a reconnect storm, a flood) read in one turn would hold every
  * other client of the worker for a millisecond or two each.
- * Past the budget, handshake steps wait in pd_ssl_hs_waiting, in their
- * order, and pd_ssl_hs_resume_ev takes them up in the next turn, after
- * the sockets had their say; one step always runs a turn, so a flood of
- * handshakes still moves at the speed of the CPU.
+ * Past the budget, handshakes not yet begun wait in pd_ssl_hs_waiting,
+ * in their order, and pd_ssl_hs_resume_ev takes them up in the next
+ * turn, after the sockets had their say; one step always runs a turn,
+ * so a flood of handshakes still moves at the speed of the CPU.
  */
 #define PD_SSL_HANDSHAKE_TURN_NSEC  (500 * 1000)
 

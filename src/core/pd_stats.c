@@ -33,7 +33,7 @@ pd_stats_counter_t  pd_core_counters[] = {
       "writes of HTTP answers (pipelined ones share one)",
       PD_STATS_COUNTER },
     { "pushd_tls_handshakes_deferred_total", NULL, "tls_handshakes_deferred",
-      "TLS handshake steps left for the next loop turn, past a turn's "
+      "TLS handshakes left for a later loop turn, past a turn's "
       "budget of handshake work", PD_STATS_COUNTER },
     { NULL, NULL, NULL, NULL, 0 }
 };

@@ -67,7 +67,7 @@ extern pd_stats_slot_t  *pd_stats_self;  /* this process's slot */
 #define PD_STAT_BYTES_OUT      4
 #define PD_STAT_CHANNEL_FULL   5   /* a worker's channel refused a batch */
 #define PD_STAT_HTTP_WRITES    6   /* writes of HTTP answers */
-#define PD_STAT_TLS_DEFERRED   7   /* handshake steps left for next turn */
+#define PD_STAT_TLS_DEFERRED   7   /* TLS handshakes left for a later turn */
 
 extern pd_stats_counter_t  pd_core_counters[];
 

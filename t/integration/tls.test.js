@@ -122,7 +122,7 @@ test('a burst of handshakes on one worker waits its turns: every one '
 
         const m = await L.metrics(d);
         const deferred = m.get('pushd_tls_handshakes_deferred_total');
-        assert.ok(deferred > 0, `handshake steps left for a later turn: `
+        assert.ok(deferred > 0, `handshakes left for a later turn: `
                                 + `${deferred}`);
         const k = await L.centerConn(d);
         const st = await k.get('/v1/stats');
