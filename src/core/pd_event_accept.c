@@ -55,13 +55,27 @@ static void pd_accept_backoff_handler(pd_timer_t *t);
  */
 #define PD_SSL_HANDSHAKE_TURN_NSEC  (500 * 1000)
 
+static void pd_ssl_hs_resume(pd_event_t *ev);
+
 static pd_uint_t   pd_ssl_hs_turn;    /* the turn pd_ssl_hs_spent counts */
 static uint64_t    pd_ssl_hs_spent;   /* ns of handshake steps in it */
-static pd_queue_t  pd_ssl_hs_waiting; /* read events, posted here */
-static pd_event_t  pd_ssl_hs_resume_ev;
+/* the read events of the handshakes waiting, posted here */
+static pd_queue_t  pd_ssl_hs_waiting = { &pd_ssl_hs_waiting,
+                                         &pd_ssl_hs_waiting };
+static pd_event_t  pd_ssl_hs_resume_ev = { .handler = pd_ssl_hs_resume };
 static pd_uint_t   pd_ssl_hs_resuming;
 
-static void pd_ssl_hs_resume(pd_event_t *ev);
+/* whether this turn's handshake budget is spent (a new turn, a new one) */
+static pd_uint_t
+pd_ssl_hs_spent_up(void)
+{
+    if (pd_ssl_hs_turn != pd_event_turn) {
+        pd_ssl_hs_turn = pd_event_turn;
+        pd_ssl_hs_spent = 0;
+    }
+
+    return pd_ssl_hs_spent >= PD_SSL_HANDSHAKE_TURN_NSEC;
+}
 
 static pd_cycle_t  *pd_accept_cycle;     /* the worker's, set once */
 static pd_uint_t    pd_accept_reserve;
@@ -144,9 +158,7 @@ pd_event_accept(pd_event_t *ev)
      * listener is level-triggered and the waiting steps keep the loop
      * turning, so it is looked at again next turn.
      */
-    if (ls->ssl && pd_ssl_hs_waiting.next != NULL
-        && !pd_queue_empty(&pd_ssl_hs_waiting))
-    {
+    if (ls->ssl && !pd_queue_empty(&pd_ssl_hs_waiting)) {
         return;
     }
 
@@ -267,6 +279,7 @@ pd_ssl_handshake_handler(pd_event_t *ev)
 {
     pd_connection_t  *c = ev->data;
     pd_int_t          rc;
+    pd_uint_t         spent;
     uint64_t          start;
 
     if (ev->timedout) {
@@ -284,20 +297,16 @@ pd_ssl_handshake_handler(pd_event_t *ev)
         return;
     }
 
-    if (pd_ssl_hs_turn != pd_event_turn) {
-        pd_ssl_hs_turn = pd_event_turn;
-        pd_ssl_hs_spent = 0;
-    }
-
     /*
      * Behind the ones already waiting, or they could wait for ever.  Only
      * a handshake that has not begun waits (its ClientHello is the costly
      * step); the later steps of one under way are cheap, and finishing
      * them frees its buffers.
      */
+    spent = pd_ssl_hs_spent_up();
+
     if (!pd_ssl_hs_resuming && pd_ssl_handshake_fresh(c)
-        && (pd_ssl_hs_spent >= PD_SSL_HANDSHAKE_TURN_NSEC
-            || !pd_queue_empty(&pd_ssl_hs_waiting)))
+        && (spent || !pd_queue_empty(&pd_ssl_hs_waiting)))
     {
         if (!c->read->posted) {
             pd_post_event(c->read, &pd_ssl_hs_waiting);
@@ -334,9 +343,7 @@ pd_ssl_hs_resume(pd_event_t *ev)
     pd_event_t  *rev;
 
     while (!pd_queue_empty(&pd_ssl_hs_waiting)) {
-        if (pd_ssl_hs_turn == pd_event_turn
-            && pd_ssl_hs_spent >= PD_SSL_HANDSHAKE_TURN_NSEC)
-        {
+        if (pd_ssl_hs_spent_up()) {
             pd_post_event(ev, &pd_posted_next_events);
             return;
         }
@@ -378,12 +385,6 @@ pd_enable_accept_events(pd_cycle_t *cycle)
     pd_uint_t         i;
 
     pd_accept_cycle = cycle;
-
-    if (pd_ssl_hs_waiting.next == NULL) {
-        pd_queue_init(&pd_ssl_hs_waiting);
-        pd_ssl_hs_resume_ev.handler = pd_ssl_hs_resume;
-    }
-
     pd_accept_reserve = pd_min(PD_ACCEPT_RESERVE_MAX,
                                cycle->connection_n / 8);
     ls = cycle->listening.elts;

@@ -348,7 +348,7 @@ pd_http_read_body(pd_http_conn_t *hc)
             n = c->io->recv(c, b->last, (size_t) (b->end - b->last));
         } else {
             n = c->io->recv(c, hc->body.data + hc->body.len,
-                        need - hc->body.len);
+                            need - hc->body.len);
         }
 
         if (n == PD_AGAIN) {
