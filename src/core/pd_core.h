@@ -86,6 +86,7 @@ typedef void (*pd_connection_handler_pt)(pd_connection_t *c);
 #include "pd_connection.h"
 #include "pd_ssl.h"
 #include "pd_stats.h"
+#include "pd_seq.h"
 #include "pd_channel.h"
 #include "pd_cycle.h"
 #include "pd_pidfile.h"

@@ -31,6 +31,12 @@ static pd_command_t  pd_core_commands[] = {
       offsetof(pd_core_conf_t, pid), NULL,
       "pid file of the master (default: logs/pushd.pid)" },
 
+    { "seq_file", PD_CONF_STRING, pd_conf_set_str_slot,
+      offsetof(pd_core_conf_t, seq_file), NULL,
+      "where the node keeps a mark above every message id it handed out, "
+      "so that a restart never hands one out again, whatever the clock "
+      "did; read at start (default: logs/pushd.seq)" },
+
     { "error_log", PD_CONF_STRING, pd_conf_set_str_slot,
       offsetof(pd_core_conf_t, error_log), NULL,
       "\"path level\": the error log and the least severe level written, "
@@ -237,6 +243,14 @@ pd_core_init_conf(pd_cycle_t *cycle, void *conf)
 
     if (pd_conf_full_name(cycle, &ccf->pid) != PD_OK) {
         return "cannot resolve \"pid\"";
+    }
+
+    if (ccf->seq_file.data == NULL) {
+        pd_str_set(&ccf->seq_file, PD_SEQ_PATH);
+    }
+
+    if (pd_conf_full_name(cycle, &ccf->seq_file) != PD_OK) {
+        return "cannot resolve \"seq_file\"";
     }
 
     if (ccf->error_log.data == NULL) {

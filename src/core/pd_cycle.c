@@ -56,10 +56,11 @@ pd_cycle_bare(pd_str_t *prefix, pd_str_t *conf_file)
 pd_cycle_t *
 pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
 {
-    pd_cycle_t  *cycle;
-    pd_pool_t   *pool;
-    pd_uint_t    n;
-    char         reason[PD_CONF_ERRSTR_SIZE];
+    pd_cycle_t      *cycle;
+    pd_pool_t       *pool;
+    pd_uint_t        n;
+    pd_file_guard_t  guard;
+    char             reason[PD_CONF_ERRSTR_SIZE];
 
     errbuf[0] = '\0';
 
@@ -132,6 +133,23 @@ pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
         goto failed_quiet;
     }
 
+    /*
+     * and the seq file, kept open for the master's life (the workers
+     * write it through the same descriptor): the ids' mark is read once
+     * the stats zone is made (pd_seq_start)
+     */
+    if (!pd_test_config && old_cycle->generation == 0
+        && pd_seq_open((char *) ((pd_core_conf_t *)
+                                 pd_get_conf(cycle, pd_core_module))
+                           ->seq_file.data,
+                       pd_cycle_guard(cycle, &guard), reason, sizeof(reason))
+           != PD_OK)
+    {
+        pd_log_error(PD_LOG_EMERG, cycle->log, 0, "%s", reason);
+        pd_cycle_error(errbuf, errlen, "%s", reason);
+        goto failed_quiet;
+    }
+
     /* phase 3: modules declare listeners, zones, TLS contexts */
     if (pd_stats_add_zone(cycle) != PD_OK
         || pd_cycle_init_modules(cycle) != PD_OK)
@@ -150,6 +168,15 @@ pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
     if (pd_cycle_init_shm(cycle, old_cycle) != PD_OK) {
         pd_cycle_error(errbuf, errlen,
                     "cannot create shared memory");
+        goto failed;
+    }
+
+    /* the ids of this run start above the last run's mark */
+    if (old_cycle->generation == 0 && pd_seq_start(cycle->log) != PD_OK) {
+        pd_cycle_error(errbuf, errlen, "cannot write the seq file \"%s\"",
+                       ((pd_core_conf_t *) pd_get_conf(cycle, pd_core_module))
+                           ->seq_file.data);
+        pd_cycle_free_shm(cycle);
         goto failed;
     }
 

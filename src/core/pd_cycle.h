@@ -38,6 +38,7 @@ typedef struct {
     pd_int_t           daemon;
     pd_int_t           worker_processes;   /* -1 in the file means auto */
     pd_str_t           pid;
+    pd_str_t           seq_file;
     pd_str_t           error_log;          /* "path level" */
     pd_str_t           error_log_path;
     pd_uint_t          error_log_level;

@@ -148,12 +148,6 @@ pd_stats_release(pd_int_t process_slot)
     }
 }
 
-uint64_t
-pd_stats_next_seq(void)
-{
-    return __atomic_add_fetch(&pd_stats->seq, 1, __ATOMIC_RELAXED);
-}
-
 void
 pd_stats_latency(pd_msec_t ms)
 {

@@ -8,6 +8,8 @@
 #ifndef PD_STATS_H
 #define PD_STATS_H
 
+#include <pthread.h>
+
 /* upper bounds (ms) of the accept-to-write latency histogram's buckets;
  * one more bucket counts everything above the last */
 #define PD_STATS_BUCKETS  12
@@ -46,7 +48,10 @@ typedef struct {
 } pd_stats_slot_t;
 
 typedef struct {
-    uint64_t         seq;        /* message ids of this node, see below */
+    uint64_t         seq;        /* message ids of this node (pd_seq.c) */
+    uint64_t         seq_limit;  /* the mark in seq_file: ids up to it */
+    uint64_t         seq_floor;  /* and above this one are ours */
+    pthread_mutex_t  seq_lock;   /* held to move the mark */
     uint64_t         boot;       /* this node's run, random, kept across
                                   * reloads: a cluster tells a restarted
                                   * node's stale entries by it */
@@ -81,12 +86,6 @@ extern pd_stats_counter_t  pd_core_counters[];
  */
 pd_int_t pd_stats_layout(const char **err);
 pd_int_t pd_stats_add_zone(pd_cycle_t *cycle);
-/*
- * The next message sequence number of this node: unique across workers,
- * increasing, and (started from the wall clock in ms << 12 when the zone
- * is made) increasing across restarts too.
- */
-uint64_t pd_stats_next_seq(void);
 void pd_stats_latency(pd_msec_t ms);
 void pd_stats_claim(pd_int_t process_slot, pd_int_t wslot,
     pd_uint_t generation);

@@ -80,7 +80,7 @@ async function refusedStart(prepare, opts = {}) {
     return d;
 }
 
-for (const file of ['error log', 'pid file']) {
+for (const file of ['error log', 'pid file', 'seq file']) {
     for (const kind of ['symbolic link', 'hard link']) {
         test(`a ${kind} at the ${file} is refused at start; its target is `
              + 'untouched', T, async () => {
@@ -88,7 +88,8 @@ for (const file of ['error log', 'pid file']) {
             let at;
             try {
                 const d = await refusedStart((h) => {
-                    at = file === 'error log' ? h.logPath : h.pidPath;
+                    at = { 'error log': h.logPath, 'pid file': h.pidPath,
+                           'seq file': h.path('logs/pushd.seq') }[file];
                     plant(kind, v.file, at);
                 });
                 assert.strictEqual(d.childExit.code, 1, d.stderrText());

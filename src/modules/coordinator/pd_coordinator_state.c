@@ -6,7 +6,7 @@
  * the receiver fails.
  *
  * seq grows per uid, so a receiver orders an online and an offline that
- * arrive out of order.  On one host it is pd_stats_next_seq(), the node's
+ * arrive out of order.  On one host it is pd_seq_next(), the node's
  * message sequence, which grows across its workers and restarts.  In a
  * cluster (register.backend redis) the same uid may come online on one
  * node and go offline on another, so the counter is the uid's own, in its
@@ -288,7 +288,7 @@ pd_coord_state_emit(pd_coord_state_t *s)
                         s->apps[i], s->online ? "online" : "offline",
                         (int) s->sid_len, s->sid,
                         (unsigned long long) (s->seq ? ++s->seq
-                                                     : pd_stats_next_seq()));
+                                                     : pd_seq_next()));
         p = pd_json_escape(p, last, ccf->node_id.data, ccf->node_id.len);
         p = pd_slprintf(p, last, ",\"ts\":%llu}",
                         (unsigned long long) pd_coord_now());

@@ -161,7 +161,7 @@ pd_room_push_start(pd_room_push_t *p)
         return "the register is not enabled";
     }
 
-    p->seq = pd_stats_next_seq();
+    p->seq = pd_seq_next();
 
     if (!p->m.qos) {
         pd_room_push_route(p);
@@ -460,7 +460,7 @@ pd_room_broadcast(pd_room_msg_t *msg, pd_uint_t rate,
         return PD_AGAIN;
     }
 
-    seq = pd_stats_next_seq();
+    seq = pd_seq_next();
     out->seq = seq;
 
     if (msg->ttl && pd_saver != NULL
