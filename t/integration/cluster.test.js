@@ -116,8 +116,8 @@ async function stopRedis(child) {
     }
 }
 
-function node(name, redisPort, pgPort) {
-    const saver = { memory: '8m' };
+function node(name, redisPort, pgPort, saverExtra = {}) {
+    const saver = { memory: '8m', ...saverExtra };
     if (pgPort) {
         Object.assign(saver, {
             backend: 'redis', timeout: '1s',
@@ -158,7 +158,7 @@ async function presence(d, uid, noAnswer) {
 }
 
 /* three nodes and their own redis (and postgres); fn(nodes, redis, pg) */
-async function withCluster(fn, withPg = false) {
+async function withCluster(fn, withPg = false, saverExtra = {}) {
     const redisPort = await L.freePort();
     let redis = await startRedis(redisPort);
     const pg = withPg ? await startPostgres() : null;
@@ -166,7 +166,7 @@ async function withCluster(fn, withPg = false) {
     try {
         for (const name of ['node-a', 'node-b', 'node-c']) {
             nodes.push(await L.startPushd(node(name, redisPort,
-                                               pg && pg.port)));
+                                               pg && pg.port, saverExtra)));
         }
         try {
             await fn(nodes, {
@@ -605,6 +605,47 @@ test('cluster qos 1: a message\'s body leaves Redis with the last list '
         assert.deepStrictEqual(cli('KEYS', 'pd:m:*').split('\n')
                                    .filter((k) => k !== ''), [`pd:m:${old}`]);
     }, true);
+});
+
+test('cluster qos 1: a full mailbox stores no more and keeps what it '
+     + 'held; room again once acked', PG, async () => {
+    const S = require('./servers.js');
+    await withCluster(async ([a, b], redis) => {
+        const cli = (...args) => S.redisCli(redis.port, args);
+        const push = async (data) => {
+            const r = await L.centerPost(a, '/v1/push', {
+                app: 'chat', uids: ['fu'], data,
+            });
+            assert.strictEqual(r.status, 200, r.body);
+            return r.json;
+        };
+        await L.waitFor(() => cli('EXISTS', 'pd:saver:ok') === '1', 10000,
+                        'pd:saver:ok');
+
+        const one = await push(1);
+        const two = await push(2);
+        const three = await push(3);
+        assert.deepStrictEqual([one.stored, two.stored, three.stored],
+                               [1, 1, 0]);
+        /* the refused id left no trace in the mailbox, and no body */
+        assert.strictEqual(cli('LRANGE', 'pd:q:fu', '0', '-1'),
+                           `${one.id}\n${two.id}`);
+        assert.strictEqual(cli('EXISTS', `pd:m:${three.id}`), '0');
+        assert.strictEqual(cli('HGET', `pd:m:${one.id}`, 'n'), '1');
+
+        const cl = await W.connect(b.roomPort, 'fu', 'phone',
+                                   { apps: ['chat'] });
+        const got = [await cl.op('msg', 5000), await cl.op('msg', 5000)];
+        assert.deepStrictEqual(got.map((m) => m.data), [1, 2]);
+        cl.send({ op: 'ack', ids: got.map((m) => m.id) });
+        await L.waitFor(() => cli('LLEN', 'pd:q:fu') === '0', 10000,
+                        'the acks in Redis');
+        assert.strictEqual(cli('EXISTS', `pd:m:${one.id}`), '0');
+        cl.close();
+        await cl.waitClose();
+
+        assert.strictEqual((await push(4)).stored, 1);
+    }, true, { max_per_mailbox: 2 });
 });
 
 /*

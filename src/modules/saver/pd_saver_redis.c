@@ -57,17 +57,30 @@
     "  if p > 0 then redis.call('HINCRBY', KEYS[1], 'n', p) end "          \
     "end "
 
-/* KEYS: m, q...; ARGV: app, data, expires, max per mailbox, id; a retry
- * (or a reload racing a store) finds the id there and adds nothing */
+/*
+ * KEYS: m, q...; ARGV: app, data, expires, max per mailbox, id; a retry
+ * (or a reload racing a store) finds the id there and adds nothing.
+ * Each call a script makes costs Redis about as much as the command
+ * itself, so the common store (a new id, room in every mailbox) makes
+ * four per uid, not six: RPUSH answers the length LLEN was asked for (a
+ * full mailbox takes the id back off), and a body no list held before
+ * gets its count in the HSET that writes it (none held it, so no count
+ * is there to add to).
+ */
 static const char  pd_sr_store_lua[] =
     "local max = tonumber(ARGV[4]) local s, f, p = 0, 0, 0 "
     "for i = 2, #KEYS do "
     "  if redis.call('LPOS', KEYS[i], ARGV[5]) then s = s + 1 "
-    "  elseif redis.call('LLEN', KEYS[i]) < max then "
-    "    redis.call('RPUSH', KEYS[i], ARGV[5]) s = s + 1 p = p + 1 "
-    "  else f = f + 1 end "
+    "  elseif redis.call('RPUSH', KEYS[i], ARGV[5]) <= max then "
+    "    s = s + 1 p = p + 1 "
+    "  else redis.call('RPOP', KEYS[i]) f = f + 1 end "
     "end "
+    "if s > 0 and p == s then "
+    "  redis.call('HSET', KEYS[1], 'a', ARGV[1], 'd', ARGV[2], 'n', p) "
+    "  redis.call('PEXPIREAT', KEYS[1], ARGV[3]) "
+    "else "
     PD_SR_BODY_LUA
+    "end "
     "return {s, f}";
 
 /*
