@@ -610,11 +610,14 @@ test('cluster qos 1: a message\'s body leaves Redis with the last list '
 test('cluster qos 1: a full mailbox stores no more and keeps what it '
      + 'held; room again once acked', PG, async () => {
     const S = require('./servers.js');
-    await withCluster(async ([a, b], redis) => {
+    await withCluster(async ([a, b], redis, pg) => {
         const cli = (...args) => S.redisCli(redis.port, args);
-        const push = async (data) => {
+        const rows = () => pg.sql("SELECT id FROM pd_messages WHERE uid = 'fu' "
+                                  + 'ORDER BY id').split('\n')
+            .filter((x) => x !== '');
+        const push = async (data, extra = {}) => {
             const r = await L.centerPost(a, '/v1/push', {
-                app: 'chat', uids: ['fu'], data,
+                app: 'chat', uids: ['fu'], data, ...extra,
             });
             assert.strictEqual(r.status, 200, r.body);
             return r.json;
@@ -625,13 +628,20 @@ test('cluster qos 1: a full mailbox stores no more and keeps what it '
         const one = await push(1);
         const two = await push(2);
         const three = await push(3);
-        assert.deepStrictEqual([one.stored, two.stored, three.stored],
-                               [1, 1, 0]);
+        /* a collapse key the mailbox does not hold: full too */
+        const keyed = await push(5, { collapse: 'k' });
+        assert.deepStrictEqual([one.stored, two.stored, three.stored,
+                                keyed.stored], [1, 1, 0, 0]);
         /* the refused id left no trace in the mailbox, and no body */
         assert.strictEqual(cli('LRANGE', 'pd:q:fu', '0', '-1'),
                            `${one.id}\n${two.id}`);
         assert.strictEqual(cli('EXISTS', `pd:m:${three.id}`), '0');
         assert.strictEqual(cli('HGET', `pd:m:${one.id}`, 'n'), '1');
+        /* and the durable log, written beside Redis, lets go of its row:
+         * a reload would bring it back, and nothing would ack it */
+        await L.waitFor(() => rows().length === 2, 10000,
+                        'the full mailbox\'s row deleted');
+        assert.deepStrictEqual(rows(), [one.id, two.id].sort());
 
         const cl = await W.connect(b.roomPort, 'fu', 'phone',
                                    { apps: ['chat'] });
@@ -644,7 +654,10 @@ test('cluster qos 1: a full mailbox stores no more and keeps what it '
         cl.close();
         await cl.waitClose();
 
-        assert.strictEqual((await push(4)).stored, 1);
+        const four = await push(4);
+        assert.strictEqual(four.stored, 1);
+        await L.waitFor(() => rows().length === 1, 10000, 'the acked rows');
+        assert.deepStrictEqual(rows(), [four.id]);
     }, true, { max_per_mailbox: 2 });
 });
 

@@ -65,15 +65,19 @@
  * four per uid, not six: RPUSH answers the length LLEN was asked for (a
  * full mailbox takes the id back off), and a body no list held before
  * gets its count in the HSET that writes it (none held it, so no count
- * is there to add to).
+ * is there to add to).  Answers {stored, full, then the q of each full
+ * mailbox}: the durable log, written beside Redis, took a row for every
+ * uid, and a full one's must go (a reload would bring it back, and
+ * nothing would ever ack it).
  */
 static const char  pd_sr_store_lua[] =
-    "local max = tonumber(ARGV[4]) local s, f, p = 0, 0, 0 "
+    "local max = tonumber(ARGV[4]) local s, f, p, out = 0, 0, 0, {} "
     "for i = 2, #KEYS do "
     "  if redis.call('LPOS', KEYS[i], ARGV[5]) then s = s + 1 "
     "  elseif redis.call('RPUSH', KEYS[i], ARGV[5]) <= max then "
     "    s = s + 1 p = p + 1 "
-    "  else redis.call('RPOP', KEYS[i]) f = f + 1 end "
+    "  else redis.call('RPOP', KEYS[i]) f = f + 1 out[#out + 1] = KEYS[i] "
+    "  end "
     "end "
     "if s > 0 and p == s then "
     "  redis.call('HSET', KEYS[1], 'a', ARGV[1], 'd', ARGV[2], 'n', p) "
@@ -81,7 +85,8 @@ static const char  pd_sr_store_lua[] =
     "else "
     PD_SR_BODY_LUA
     "end "
-    "return {s, f}";
+    "table.insert(out, 1, f) table.insert(out, 1, s) "
+    "return out";
 
 /*
  * With a collapse key.  KEYS: m, then q, c, dl of each uid (KEYS[i],
@@ -90,7 +95,8 @@ static const char  pd_sr_store_lua[] =
  * The id that held the key leaves q (and its delivery count) once the
  * new one is in; a full mailbox holding the key takes the new one.
  * Answers {stored, full, then the KEYS index of q and the old id of
- * each replacement}, for the durable log to forget the old rows.
+ * each replacement, or minus the index of q and "" for a full mailbox},
+ * for the durable log to forget the old rows, and the full ones' new.
  */
 static const char  pd_sr_store_collapse_lua[] =
     "local max = tonumber(ARGV[4]) local ttl = tonumber(ARGV[7]) "
@@ -113,7 +119,7 @@ static const char  pd_sr_store_collapse_lua[] =
     "      if redis.call('PTTL', KEYS[i + 1]) < ttl then "
     "        redis.call('PEXPIRE', KEYS[i + 1], ttl) "
     "      end "
-    "    else f = f + 1 end "
+    "    else f = f + 1 out[#out + 1] = -i out[#out + 1] = '' end "
     "  end "
     "end "
     PD_SR_BODY_LUA
@@ -237,6 +243,8 @@ typedef struct {
     pd_uint_t            failed;
     pd_uint_t            stored;
     pd_uint_t            full;
+    pd_str_t             id;
+    u_char               idbuf[80];
 } pd_sr_store_t;
 
 /* one server's part of a store with a collapse key: the uids it holds,
@@ -297,6 +305,8 @@ pd_sr_store_answer(pd_sr_store_t *st)
     pd_free(st);
 }
 
+static void pd_sr_forget_full(redisReply *reply, pd_sr_store_t *st);
+
 static void
 pd_sr_stored_redis(pd_redis_t *r, redisReply *reply, void *data)
 {
@@ -318,9 +328,40 @@ pd_sr_stored_redis(pd_redis_t *r, redisReply *reply, void *data)
     } else {
         st->stored += (pd_uint_t) reply->element[0]->integer;
         st->full += (pd_uint_t) reply->element[1]->integer;
+        pd_sr_forget_full(reply, st);
     }
 
     pd_sr_store_answer(st);
+}
+
+/*
+ * The rows the durable log took for full mailboxes ("pd:q:<uid>" after
+ * the two counts of a store's answer) go with a DELETE that leaves with
+ * or after the INSERT holding them: a batch sends its INSERT first.  (An
+ * ack batch filled to its bound leaves at once, maybe ahead: that row
+ * then waits for its expiry's sweep.)
+ */
+static void
+pd_sr_forget_full(redisReply *reply, pd_sr_store_t *st)
+{
+    redisReply  *q;
+    pd_str_t     uid;
+    size_t       i;
+
+    for (i = 2; i < reply->elements; i++) {
+        q = reply->element[i];
+
+        if (q->type != REDIS_REPLY_STRING || q->len <= sizeof("pd:q:") - 1
+            || memcmp(q->str, "pd:q:", sizeof("pd:q:") - 1) != 0)
+        {
+            continue;
+        }
+
+        uid.data = (u_char *) q->str + sizeof("pd:q:") - 1;
+        uid.len = q->len - (sizeof("pd:q:") - 1);
+
+        (void) pd_saver_pg_ack(pd_sr_log, &uid, &st->id);
+    }
 }
 
 /* a store with a collapse key: the replaced ids leave the log too */
@@ -337,20 +378,27 @@ pd_sr_stored_collapse(pd_redis_t *r, redisReply *reply, void *data)
             k = reply->element[i];
             id = reply->element[i + 1];
 
-            if (k->type != REDIS_REPLY_INTEGER || k->integer < 2
-                || id->type != REDIS_REPLY_STRING)
+            if (k->type != REDIS_REPLY_INTEGER || id->type != REDIS_REPLY_STRING
+                || (k->integer > -2 && k->integer < 2))
             {
                 continue;
             }
 
-            /* KEYS[i] is q of the uid (i - 2) / 3 of this call */
-            u = (pd_uint_t) (k->integer - 2) / 3;
+            /* KEYS[i] is q of the uid (i - 2) / 3 of this call; -i: its
+             * mailbox was full, and the row of this id goes */
+            u = (pd_uint_t) ((k->integer < 0 ? -k->integer : k->integer) - 2)
+                / 3;
             if (u >= call->n) {
                 continue;
             }
 
-            sid.data = (u_char *) id->str;
-            sid.len = id->len;
+            if (k->integer < 0) {
+                sid = call->st->id;
+
+            } else {
+                sid.data = (u_char *) id->str;
+                sid.len = id->len;
+            }
 
             /* the old row goes with this loop turn's DELETE, after the
              * INSERT that held it (answered before this push was) */
@@ -548,6 +596,10 @@ pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, pd_str_t *collapse,
 
     id.data = idbuf;
     id.len = pd_sr_id(idbuf, sizeof(idbuf), seq);
+
+    st->id.data = st->idbuf;
+    st->id.len = id.len;
+    pd_memcpy(st->idbuf, idbuf, id.len);
 
     /* one script per server holding some of the uids */
     for (s = 0; s < pd_sr_nshards; s++) {
