@@ -122,13 +122,16 @@ static const pd_conn_io_t  pd_fuzz_io = {
 };
 
 
-/* the pid file and the directory the worker's configuration made */
+/* the pid and seq files and the directory the worker's configuration
+ * made */
 static void
 pd_fuzz_cleanup(void)
 {
     char  path[96];
 
     (void) snprintf(path, sizeof(path), "%spushd.pid", pd_fuzz_dir);
+    (void) unlink(path);
+    (void) snprintf(path, sizeof(path), "%spushd.seq", pd_fuzz_dir);
     (void) unlink(path);
     (void) snprintf(path, sizeof(path), "%spushd.yaml", pd_fuzz_dir);
     (void) unlink(path);
@@ -198,6 +201,7 @@ pd_fuzz_worker(void)
         "daemon: off\n"
         "node_id: fz\n"
         "pid: pushd.pid\n"
+        "seq_file: pushd.seq\n"
         "error_log: \"/dev/null info\"\n"
         "worker_processes: 1\n"
         "room:\n"
