@@ -59,6 +59,7 @@ pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
     pd_cycle_t      *cycle;
     pd_pool_t       *pool;
     pd_uint_t        n;
+    pd_core_conf_t  *ccf;
     pd_file_guard_t  guard;
     char             reason[PD_CONF_ERRSTR_SIZE];
 
@@ -134,14 +135,14 @@ pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
     }
 
     /*
-     * and the seq file, kept open for the master's life (the workers
-     * write it through the same descriptor): the ids' mark is read once
-     * the stats zone is made (pd_seq_start)
+     * phase 2c, at start only: the seq file, kept open for the master's
+     * life (the workers write it through the same descriptor); the ids'
+     * mark is read once the stats zone is made (pd_seq_start)
      */
+    ccf = pd_get_conf(cycle, pd_core_module);
+
     if (!pd_test_config && old_cycle->generation == 0
-        && pd_seq_open((char *) ((pd_core_conf_t *)
-                                 pd_get_conf(cycle, pd_core_module))
-                           ->seq_file.data,
+        && pd_seq_open((char *) ccf->seq_file.data,
                        pd_cycle_guard(cycle, &guard), reason, sizeof(reason))
            != PD_OK)
     {
@@ -174,8 +175,7 @@ pd_init_cycle(pd_cycle_t *old_cycle, u_char *errbuf, size_t errlen)
     /* the ids of this run start above the last run's mark */
     if (old_cycle->generation == 0 && pd_seq_start(cycle->log) != PD_OK) {
         pd_cycle_error(errbuf, errlen, "cannot write the seq file \"%s\"",
-                       ((pd_core_conf_t *) pd_get_conf(cycle, pd_core_module))
-                           ->seq_file.data);
+                       ccf->seq_file.data);
         pd_cycle_free_shm(cycle);
         goto failed;
     }

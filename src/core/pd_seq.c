@@ -36,6 +36,7 @@ static pd_fd_t    pd_seq_fd = PD_INVALID_FILE;
 static uint64_t   pd_seq_block = PD_SEQ_BLOCK;
 
 static uint64_t pd_seq_extend(uint64_t s);
+static pd_uint_t pd_seq_flock(void);
 static pd_int_t pd_seq_read(uint64_t *mark);
 static pd_int_t pd_seq_write(uint64_t mark);
 static void pd_seq_repair(void *data);
@@ -70,6 +71,7 @@ pd_seq_start(pd_log_t *log)
     pd_stats_t  *st = pd_stats;
     uint64_t     mark, limit;
     pd_int_t     rc;
+    pd_uint_t    locked;
 
     if (pd_shlock_init(&st->seq_lock) != PD_OK) {
         pd_log_error(PD_LOG_EMERG, log, errno, "the seq lock cannot be made");
@@ -81,7 +83,7 @@ pd_seq_start(pd_log_t *log)
         return PD_OK;
     }
 
-    (void) flock(pd_seq_fd, LOCK_EX);
+    locked = pd_seq_flock();
 
     if (pd_seq_read(&mark) != PD_OK) {
         pd_log_error(PD_LOG_ALERT, log, 0, "the seq file holds no mark: "
@@ -97,7 +99,9 @@ pd_seq_start(pd_log_t *log)
     limit = st->seq + pd_seq_block;
     rc = pd_seq_write(limit);
 
-    (void) flock(pd_seq_fd, LOCK_UN);
+    if (locked) {
+        (void) flock(pd_seq_fd, LOCK_UN);
+    }
 
     if (rc != PD_OK) {
         pd_log_error(PD_LOG_EMERG, log, errno,
@@ -136,6 +140,7 @@ pd_seq_extend(uint64_t s)
 {
     pd_stats_t  *st = pd_stats;
     uint64_t     mark, limit, cur;
+    pd_uint_t    locked;
 
     for ( ;; ) {
         if (pd_shlock_lock(&st->seq_lock, pd_seq_repair, NULL) != PD_OK) {
@@ -164,7 +169,7 @@ pd_seq_extend(uint64_t s)
             return s;
         }
 
-        (void) flock(pd_seq_fd, LOCK_EX);
+        locked = pd_seq_flock();
 
         if (pd_seq_read(&mark) == PD_OK && mark > limit) {
 
@@ -194,7 +199,9 @@ pd_seq_extend(uint64_t s)
                          "behind the ids handed out");
         }
 
-        (void) flock(pd_seq_fd, LOCK_UN);
+        if (locked) {
+            (void) flock(pd_seq_fd, LOCK_UN);
+        }
 
         __atomic_store_n(&st->seq_limit, limit, __ATOMIC_RELEASE);
         pd_shlock_unlock(&st->seq_lock);
@@ -258,12 +265,47 @@ pd_seq_write(uint64_t mark)
 }
 
 
+/*
+ * The file's lock, waited for at most about two seconds.  Its owner is
+ * the open file, which a master's processes share: it keeps apart only
+ * the two masters of an upgrade, and a process of one that died holding
+ * it leaves it held (until pd_seq_repair): then the mark is moved
+ * without it, logged, rather than the other master hanging.
+ */
+static pd_uint_t
+pd_seq_flock(void)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < 200; i++) {
+        if (flock(pd_seq_fd, LOCK_EX | LOCK_NB) == 0) {
+            return 1;
+        }
+
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            break;
+        }
+
+        (void) usleep(10000);
+    }
+
+    pd_log_error(PD_LOG_ALERT, pd_log_root, errno,
+                 "the seq file's lock is not free: its mark moves without it");
+    return 0;
+}
+
+
 /* a holder that died left the limit and the floor as they were, or with
- * the limit moved after the file: nothing to mend */
+ * the limit moved after the file; it may have held the file's lock,
+ * which is this master's open file's, so any of its processes lets go */
 static void
 pd_seq_repair(void *data)
 {
     (void) data;
+
+    if (pd_seq_fd != PD_INVALID_FILE) {
+        (void) flock(pd_seq_fd, LOCK_UN);
+    }
 }
 
 
