@@ -388,6 +388,48 @@ test('cluster qos 1: stored through one node, delivered on another, '
     }, true);
 });
 
+test('cluster qos 1: a message to two uids read back from PostgreSQL '
+     + 'counts both: one uid\'s ack leaves the other\'s copy', PG,
+     async () => {
+    const S = require('./servers.js');
+    await withCluster(async ([a, b, c], redis) => {
+        const cli = (...args) => S.redisCli(redis.port, args);
+        await L.waitFor(() => cli('GET', 'pd:saver:ok') === '1', 10000,
+                        'the store marked whole');
+        const r = await L.centerPost(a, '/v1/push', {
+            app: 'chat', uids: ['ivy', 'jon'], data: { two: 1 },
+        });
+        assert.strictEqual(r.status, 200, r.body);
+        assert.strictEqual(r.json.stored, 2, r.body);
+        const id = r.json.id;
+
+        /* Redis restarts empty; the reload stores the rows one by one */
+        await redis.restart();
+        await L.waitFor(() => cli('LPOS', 'pd:q:ivy', id) === '0'
+                              && cli('LPOS', 'pd:q:jon', id) === '0',
+                        20000, 'both rows read back into Redis');
+        assert.strictEqual(cli('HGET', `pd:m:${id}`, 'n'), '2');
+
+        const ci = await W.connect(b.roomPort, 'ivy', 'phone',
+                                   { apps: ['chat'] });
+        assert.strictEqual((await ci.op('msg', 5000)).id, id);
+        ci.send({ op: 'ack', ids: [id] });
+        await L.waitFor(() => cli('LLEN', 'pd:q:ivy') === '0', 10000,
+                        'ivy\'s ack in Redis');
+        ci.close();
+        await ci.waitClose();
+        assert.strictEqual(cli('HGET', `pd:m:${id}`, 'n'), '1');
+
+        const cj = await W.connect(c.roomPort, 'jon', 'phone',
+                                   { apps: ['chat'] });
+        const m = await cj.op('msg', 5000);
+        assert.strictEqual(m.id, id);
+        assert.deepStrictEqual(m.data, { two: 1 });
+        cj.close();
+        await cj.waitClose();
+    }, true);
+});
+
 test('cluster qos 1: an ack made while PostgreSQL is read back into '
      + 'Redis is played again after the reload, not undone by it',
      PG, async () => {

@@ -61,14 +61,13 @@
  * KEYS: m, q...; ARGV: app, data, expires, max per mailbox, id; a retry
  * (or a reload racing a store) finds the id there and adds nothing.
  * Each call a script makes costs Redis about as much as the command
- * itself, so the common store (a new id, room in every mailbox) makes
- * four per uid, not six: RPUSH answers the length LLEN was asked for (a
- * full mailbox takes the id back off), and a body no list held before
- * gets its count in the HSET that writes it (none held it, so no count
- * is there to add to).  Answers {stored, full, then the q of each full
- * mailbox}: the durable log, written beside Redis, took a row for every
- * uid, and a full one's must go (a reload would bring it back, and
- * nothing would ever ack it).
+ * itself, so RPUSH answers the length LLEN was asked for (a full mailbox
+ * takes the id back off).  The body's count is added to, never set: a
+ * reload stores a message's uids one call each, and a store of another
+ * server's uids writes its own body there.  Answers {stored, full, then
+ * the q of each full mailbox}: the durable log, written beside Redis,
+ * took a row for every uid, and a full one's must go (a reload would
+ * bring it back, and nothing would ever ack it).
  */
 static const char  pd_sr_store_lua[] =
     "local max = tonumber(ARGV[4]) local s, f, p, out = 0, 0, 0, {} "
@@ -79,12 +78,7 @@ static const char  pd_sr_store_lua[] =
     "  else redis.call('RPOP', KEYS[i]) f = f + 1 out[#out + 1] = KEYS[i] "
     "  end "
     "end "
-    "if s > 0 and p == s then "
-    "  redis.call('HSET', KEYS[1], 'a', ARGV[1], 'd', ARGV[2], 'n', p) "
-    "  redis.call('PEXPIREAT', KEYS[1], ARGV[3]) "
-    "else "
     PD_SR_BODY_LUA
-    "end "
     "table.insert(out, 1, f) table.insert(out, 1, s) "
     "return out";
 
@@ -348,6 +342,11 @@ pd_sr_forget_full(redisReply *reply, pd_sr_store_t *st)
     pd_str_t     uid;
     size_t       i;
 
+    if (st->id.len == 0) {
+        /* a reload's: its rows stay in the log, as they were */
+        return;
+    }
+
     for (i = 2; i < reply->elements; i++) {
         q = reply->element[i];
 
@@ -393,6 +392,10 @@ pd_sr_stored_collapse(pd_redis_t *r, redisReply *reply, void *data)
             }
 
             if (k->integer < 0) {
+                if (call->st->id.len == 0) {
+                    /* a reload's: its rows stay in the log */
+                    continue;
+                }
                 sid = call->st->id;
 
             } else {
