@@ -377,8 +377,11 @@ pd_sr_stored_collapse(pd_redis_t *r, redisReply *reply, void *data)
             k = reply->element[i];
             id = reply->element[i + 1];
 
+            /* a KEYS index, so small: no negation overflows below */
             if (k->type != REDIS_REPLY_INTEGER || id->type != REDIS_REPLY_STRING
-                || (k->integer > -2 && k->integer < 2))
+                || (k->integer > -2 && k->integer < 2)
+                || k->integer < -PD_REDIS_MAX_ELEMENTS
+                || k->integer > PD_REDIS_MAX_ELEMENTS)
             {
                 continue;
             }
