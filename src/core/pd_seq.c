@@ -46,14 +46,13 @@ pd_int_t
 pd_seq_open(const char *path, const pd_file_guard_t *guard, char *err,
     size_t len)
 {
-    struct stat  st;
-    char         why[PD_MAX_ERROR_STR / 2];
+    char  why[PD_MAX_ERROR_STR / 2];
 
     if (pd_seq_fd != PD_INVALID_FILE) {
         (void) close(pd_seq_fd);
     }
 
-    pd_seq_fd = pd_file_open_own(path, O_RDWR | O_CREAT, 0, guard, &st,
+    pd_seq_fd = pd_file_open_own(path, O_RDWR | O_CREAT, 0, guard, NULL,
                                  why, sizeof(why));
     if (pd_seq_fd == PD_INVALID_FILE) {
         (void) snprintf(err, len, "cannot open the seq file \"%s\": %s",

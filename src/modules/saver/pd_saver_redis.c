@@ -575,8 +575,6 @@ pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, pd_str_t *collapse,
 {
     pd_sr_store_t  *st;
     pd_uint_t      *pick, npick, s, i;
-    u_char          idbuf[80];
-    pd_str_t        id;
 
     if (!pd_saver_pg_connected(pd_sr_log) || pd_sr_reloading) {
         return PD_DECLINED;
@@ -600,12 +598,9 @@ pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, pd_str_t *collapse,
     st->data = data;
     st->waiting = 1;    /* released at the end of this call */
 
-    id.data = idbuf;
-    id.len = pd_sr_id(idbuf, sizeof(idbuf), seq);
-
+    /* kept for the answer: a full mailbox's row is forgotten by it */
     st->id.data = st->idbuf;
-    st->id.len = id.len;
-    pd_memcpy(st->idbuf, idbuf, id.len);
+    st->id.len = pd_sr_id(st->idbuf, sizeof(st->idbuf), seq);
 
     /* one script per server holding some of the uids */
     for (s = 0; s < pd_sr_nshards; s++) {
@@ -625,7 +620,8 @@ pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, pd_str_t *collapse,
         st->waiting++;
 
         if (pd_sr_store_shard(pd_sr_shards[s], uids, pick, npick, app,
-                              collapse, &id, payload, expires, st, pool)
+                              collapse, &st->id, payload, expires, st,
+                              pool)
             != PD_OK)
         {
             st->waiting--;
@@ -636,8 +632,8 @@ pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, pd_str_t *collapse,
     /* the rows join this loop turn's INSERT; the answer waits for it */
     st->waiting++;
 
-    if (pd_saver_pg_store(pd_sr_log, uids, n, &id, app, collapse, payload,
-                          expires, pd_sr_stored_pg, st) != PD_OK)
+    if (pd_saver_pg_store(pd_sr_log, uids, n, &st->id, app, collapse,
+                          payload, expires, pd_sr_stored_pg, st) != PD_OK)
     {
         st->waiting--;
         st->failed = 1;
