@@ -226,6 +226,12 @@ test('collapse: three versions in the cluster store (Redis and '
             await L.waitFor(async () => (await push(d, {
                 app: 'warm', uids: ['nobody'], data: 1,
             })).status === 200, 15000, 'the cluster store up');
+            /* and its first reload (an empty log, unless worker 0 saw
+             * PostgreSQL only at its next check) done: one during the
+             * pushes below answers 503 on its worker and may bring back
+             * a version replaced a moment before */
+            await L.waitFor(() => S.redisCli(redisPort, ['GET', 'pd:saver:ok'])
+                                  === '1', 15000, 'pd:saver:ok');
 
             const ids = await threeVersions(d);
 
