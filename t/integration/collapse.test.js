@@ -293,3 +293,67 @@ test('collapse: three versions in the cluster store (Redis and '
         pg.remove();
     }
 });
+
+test('collapse: a reload that meets a replaced version whose row the log '
+     + 'still holds keeps the newer one, and its row', PG, async () => {
+    const redisPort = await L.freePort();
+    const redis = await S.startRedis(redisPort);
+    const pg = await S.startPostgres();
+    const sql = (q) => {
+        const cp = require('node:child_process');
+        const r = cp.spawnSync(`${S.pgBin()}/psql`,
+                               [pg.conninfo, '-Atc', q], { encoding: 'utf8' });
+        if (r.status !== 0) {
+            throw new Error(`psql failed: ${r.stderr}`);
+        }
+        return r.stdout.trim();
+    };
+    try {
+        await L.withPushd(clusterConf(redisPort, pg), async (d) => {
+            await L.waitFor(() => S.redisCli(redisPort, ['GET', 'pd:saver:ok'])
+                                  === '1', 15000, 'pd:saver:ok');
+            let r;
+            await L.waitFor(async () => {
+                r = await push(d, { app: 'news', uids: ['cara'],
+                                    data: { v: 2 }, collapse: 'inbox' });
+                return r.status === 200;
+            }, 15000, 'the cluster store up');
+            const v2 = r.json.id;
+            await L.waitFor(() => sql('SELECT count(*) FROM pd_messages '
+                                      + `WHERE id = '${v2}'`) === '1',
+                            10000, 'v2 in the log');
+
+            /* the version v2 replaced, its row still in the log (as when
+             * its DELETE had not landed when a reload read the log): an
+             * older id of the same node, stored a minute before */
+            const m = /^(.*-)([0-9a-f]+)$/.exec(v2);
+            assert.ok(m, v2);
+            const v1 = m[1] + (BigInt('0x' + m[2]) - 1n).toString(16);
+            sql('INSERT INTO pd_messages (uid, id, app, data, expires, '
+                + 'collapse, stored) SELECT uid, '
+                + `'${v1}', app, data, expires, collapse, `
+                + 'stored - interval \'1 minute\' FROM pd_messages '
+                + `WHERE id = '${v2}'`);
+
+            /* Redis keeps its data but loses the marker: the next check
+             * reloads the log into it */
+            S.redisCli(redisPort, ['DEL', 'pd:saver:ok']);
+            await L.waitFor(() => S.redisCli(redisPort, ['GET', 'pd:saver:ok'])
+                                  === '1', 15000, 'the reload done');
+
+            const cl = await W.connect(d.roomPort, 'cara', 'phone',
+                                       { apps: ['news'] });
+            const got = await drain(cl);
+            assert.deepStrictEqual(got.map((x) => x.id), [v2],
+                                   'the newer version alone');
+            await L.waitFor(() => sql('SELECT string_agg(id, \',\') FROM '
+                                      + 'pd_messages WHERE uid = \'cara\'')
+                                  === v2, 10000,
+                            'the log keeps v2 and loses v1');
+            cl.close();
+        });
+    } finally {
+        await redis.stop();
+        pg.remove();
+    }
+});

@@ -85,14 +85,27 @@ static const char  pd_sr_store_lua[] =
 /*
  * With a collapse key.  KEYS: m, then q, c, dl of each uid (KEYS[i],
  * [i + 1], [i + 2]: every key a call names is in KEYS); ARGV: app,
- * data, expires, max per mailbox, id, "app\ncollapse", the ttl in ms.
- * The id that held the key leaves q (and its delivery count) once the
- * new one is in; a full mailbox holding the key takes the new one.
- * Answers {stored, full, then the KEYS index of q and the old id of
- * each replacement, or minus the index of q and "" for a full mailbox},
- * for the durable log to forget the old rows, and the full ones' new.
+ * data, expires, max per mailbox, id, "app\ncollapse", the ttl in ms,
+ * "1" for a reload's store.  The id that held the key leaves q (and its
+ * delivery count) once the new one is in; a full mailbox holding the
+ * key takes the new one.  Answers {stored, full, then the KEYS index of
+ * q and the old id of each replacement, or minus the index of q and ""
+ * for a full mailbox}, for the durable log to forget the old rows, and
+ * the full ones' new.
+ *
+ * A reload reads the log while pushes go on, and may meet a version
+ * whose replacement is already here but whose row's DELETE has not yet
+ * reached the log: pushed in store order it would replace the newer
+ * one, and forget the newer one's row.  So a reload's store never
+ * replaces a newer id (its sequence, the hex after the last '-', is the
+ * later: ids of one node only grow, and nodes' clocks set them) and
+ * answers its own id as the replaced one: its row goes.
  */
 static const char  pd_sr_store_collapse_lua[] =
+    "local function seq(id) return string.match(id, '%-(%x+)$') or '' end "
+    "local function newer(a, b) "
+    "  a, b = seq(a), seq(b) return #a > #b or (#a == #b and a > b) "
+    "end "
     "local max = tonumber(ARGV[4]) local ttl = tonumber(ARGV[7]) "
     "local s, f, p, out = 0, 0, 0, {} "
     "for i = 2, #KEYS, 3 do "
@@ -100,7 +113,9 @@ static const char  pd_sr_store_collapse_lua[] =
     "  else "
     "    local prev = redis.call('HGET', KEYS[i + 1], ARGV[6]) "
     "    local held = prev and redis.call('LPOS', KEYS[i], prev) "
-    "    if held or redis.call('LLEN', KEYS[i]) < max then "
+    "    if held and ARGV[8] == '1' and newer(prev, ARGV[5]) then "
+    "      out[#out + 1] = i out[#out + 1] = ARGV[5] "
+    "    elseif held or redis.call('LLEN', KEYS[i]) < max then "
     "      redis.call('RPUSH', KEYS[i], ARGV[5]) s = s + 1 p = p + 1 "
     "      if held then "
     "        redis.call('LREM', KEYS[i], 0, prev) "
@@ -486,7 +501,7 @@ pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
     /* with a collapse key each uid brings q, c and dl */
     per = collapse->len ? 3 : 1;
 
-    argc = 3 + 1 + per * npick + 7;
+    argc = 3 + 1 + per * npick + 8;
     argv = pd_palloc(pool, argc * sizeof(char *));
     len = pd_palloc(pool, argc * sizeof(size_t));
     keys = pd_pnalloc(pool, (per * npick + 1) * (8 + PD_UID_MAX));
@@ -553,6 +568,8 @@ pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
     len[i++] = (size_t) snprintf(sttl, sizeof(sttl), "%lu",
                                  (unsigned long) (expires > now
                                                   ? expires - now : 1));
+    argv[i] = st->id.len == 0 ? "1" : "0";   /* a reload's store */
+    len[i++] = 1;
 
     call = pd_sr_shard_call(uids, pick, npick, st);
     if (call == NULL) {
