@@ -110,10 +110,18 @@ const pd_saver_pg_stmt_t  pd_saver_pg_stmts[] = {
       "DELETE FROM pd_messages WHERE (uid, id) IN"
       " (SELECT * FROM unnest($1::text[], $2::text[]))", 2 },
 
-    /* $1 now, unix ms */
+    /* $1 now, unix ms; $2, $3, $4 the uid, stored and id of the last
+     * row of the page before ("", "-infinity", "" at first); $5 the most
+     * rows.  A page of the rows in uid order, each uid's in store order:
+     * the primary key gives the uids in order and the sort is per uid,
+     * so a page costs its own rows, wherever it starts */
     { "pd_reload",
-      "SELECT uid, id, app, data, expires, collapse FROM pd_messages"
-      " WHERE NOT acked AND expires > $1::int8 ORDER BY stored, id", 1 },
+      "SELECT uid, id, app, data, expires, collapse, stored::text"
+      " FROM pd_messages WHERE uid >= $2::text COLLATE \"C\""
+      " AND (uid, stored, id) > ($2::text COLLATE \"C\","
+      " $3::timestamptz, $4::text COLLATE \"C\")"
+      " AND NOT acked AND expires > $1::int8"
+      " ORDER BY uid, stored, id LIMIT $5::int8", 5 },
 
     /* $1 now, unix ms; $2 the most rows; rows another node's sweep
      * holds are left to it */
@@ -418,16 +426,22 @@ pd_sp_ack_add(pd_saver_pg_t *sp, const u_char *uid, size_t ulen,
 
 
 pd_int_t
-pd_saver_pg_reload(pd_saver_pg_t *sp, uint64_t now, pd_pg_result_pt cb,
+pd_saver_pg_reload(pd_saver_pg_t *sp, uint64_t now, const char *uid,
+    const char *stored, const char *id, pd_uint_t limit, pd_pg_result_pt cb,
     void *data)
 {
-    const char  *values[1];
-    char         snow[24];
+    const char  *values[5];
+    char         snow[24], slimit[24];
 
     (void) snprintf(snow, sizeof(snow), "%lu", (unsigned long) now);
+    (void) snprintf(slimit, sizeof(slimit), "%lu", (unsigned long) limit);
     values[0] = snow;
+    values[1] = uid;
+    values[2] = stored;
+    values[3] = id;
+    values[4] = slimit;
 
-    return pd_pg_exec(sp->pg, "pd_reload", 1, values, NULL, NULL, cb, data);
+    return pd_pg_exec(sp->pg, "pd_reload", 5, values, NULL, NULL, cb, data);
 }
 
 

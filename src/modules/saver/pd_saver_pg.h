@@ -89,11 +89,14 @@ pd_int_t pd_saver_pg_store(pd_saver_pg_t *sp, pd_str_t *uids, pd_uint_t n,
 pd_int_t pd_saver_pg_ack(pd_saver_pg_t *sp, pd_str_t *uid, pd_str_t *id);
 
 /*
- * Every row neither acked nor expired at now (unix ms), in store order:
- * uid, id, app, data, expires, collapse ("": none), in text; as
- * pd_pg_exec().
+ * A page of at most limit rows neither acked nor expired at now (unix
+ * ms), after the row of uid, stored, id (text; "", "-infinity", "" for
+ * the first page): the uids in order, each one's rows in store order.
+ * Columns: uid, id, app, data, expires, collapse ("": none), stored (the
+ * next page's cursor with uid and id), in text; as pd_pg_exec().
  */
 pd_int_t pd_saver_pg_reload(pd_saver_pg_t *sp, uint64_t now,
+    const char *uid, const char *stored, const char *id, pd_uint_t limit,
     pd_pg_result_pt cb, void *data);
 
 /*

@@ -593,7 +593,7 @@ pd_sr_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app, pd_str_t *collapse,
     pd_sr_store_t  *st;
     pd_uint_t      *pick, npick, s, i;
 
-    if (!pd_saver_pg_connected(pd_sr_log) || pd_sr_reloading) {
+    if (!pd_saver_pg_connected(pd_sr_log)) {
         return PD_DECLINED;
     }
 
@@ -1138,6 +1138,117 @@ pd_sr_delivered(pd_str_t *uid, uint64_t seq)
 
 /* ---- reload: a server without pd:saver:ok gets the unacked rows ---- */
 
+/*
+ * The log is read a page at a time, and the next page only once Redis
+ * answered every store of the last: what a reload holds (the rows of a
+ * page, the script calls in flight) stays bounded whatever the log's
+ * size.  Read at once, 200,000 rows became 200,000 calls queued on one
+ * link: Redis took more than the link's timeout to answer them, the
+ * link was reset, every store failed, and the reload began again a
+ * minute later, for ever.
+ */
+#define PD_SR_RELOAD_PAGE  1000
+
+typedef struct {
+    pd_redis_t          *shard;
+    pd_uint_t            waiting;    /* the page's stores not yet answered */
+    pd_uint_t            failed;
+    pd_uint_t            last;       /* the page was short: the log's end */
+    pd_uint_t            rows;
+    pd_uint_t            bad;
+    pd_msec_t            start;
+    /* the last row read: where the next page starts */
+    char                 uid[PD_UID_MAX + 1];
+    char                 stored[64];
+    char                 id[PD_MSG_ID_LEN + 1];
+} pd_sr_reload_t;
+
+static pd_sr_reload_t  pd_sr_reload;    /* in use while pd_sr_reloading */
+
+static void pd_sr_reload_page(void);
+
+static void
+pd_sr_reload_stop(const char *why)
+{
+    const char  *argv[2];
+    size_t       len[2];
+
+    pd_log_error(PD_LOG_ERR, pd_log_root, 0,
+                 "saver: reload from postgres stopped after %lu rows: %s; "
+                 "it starts again at the next check",
+                 (unsigned long) pd_sr_reload.rows, why);
+
+    /* the next check, by whichever node, may begin at once */
+    argv[0] = "DEL";
+    len[0] = 3;
+    argv[1] = "pd:saver:reloading";
+    len[1] = sizeof("pd:saver:reloading") - 1;
+
+    (void) pd_redis_command(pd_sr_reload.shard, NULL, NULL, 2, argv, len);
+
+    pd_sr_reloading = 0;
+}
+
+static void
+pd_sr_reload_finish(void)
+{
+    const char  *argv[2];
+    size_t       len[2];
+
+    if (pd_sr_reload.bad) {
+        pd_log_error(PD_LOG_ERR, pd_log_root, 0,
+                     "saver: %lu malformed rows not reloaded",
+                     (unsigned long) pd_sr_reload.bad);
+    }
+
+    pd_log_error(PD_LOG_NOTICE, pd_log_root, 0,
+                 "saver: reloaded unacked messages from postgres "
+                 "(%lu rows in %lu ms)", (unsigned long) pd_sr_reload.rows,
+                 (unsigned long) (pd_current_msec - pd_sr_reload.start));
+
+    /* the acks this server saw while the rows were read come after the
+     * stores: on one link Redis runs them in the order sent */
+    argv[0] = "SMEMBERS";
+    len[0] = 8;
+    argv[1] = "pd:saver:acked";
+    len[1] = sizeof("pd:saver:acked") - 1;
+
+    (void) pd_redis_command(pd_sr_reload.shard, pd_sr_reload_acked, NULL, 2,
+                            argv, len);
+
+    pd_sr_reloading = 0;
+}
+
+/* a page's stores all answered: the next page, or the end */
+static void
+pd_sr_reload_next(void)
+{
+    const char  *argv[3];
+    size_t       len[3];
+
+    if (pd_sr_reload.failed) {
+        pd_sr_reload_stop("a store failed");
+        return;
+    }
+
+    if (pd_sr_reload.last) {
+        pd_sr_reload_finish();
+        return;
+    }
+
+    /* still at it: no other node takes the server over */
+    argv[0] = "PEXPIRE";
+    len[0] = 7;
+    argv[1] = "pd:saver:reloading";
+    len[1] = sizeof("pd:saver:reloading") - 1;
+    argv[2] = "60000";
+    len[2] = 5;
+
+    (void) pd_redis_command(pd_sr_reload.shard, NULL, NULL, 3, argv, len);
+
+    pd_sr_reload_page();
+}
+
 static void
 pd_saver_reload_done(void *data, pd_int_t rc, pd_uint_t stored,
     pd_uint_t full)
@@ -1146,9 +1257,17 @@ pd_saver_reload_done(void *data, pd_int_t rc, pd_uint_t stored,
     (void) stored;
     (void) full;
 
+    if (!pd_sr_reloading) {
+        /* the worker is exiting: the links are going */
+        return;
+    }
+
     if (rc != PD_OK) {
-        pd_log_error(PD_LOG_ERR, pd_log_root, 0,
-                     "saver: a reloaded message was not stored");
+        pd_sr_reload.failed++;
+    }
+
+    if (--pd_sr_reload.waiting == 0) {
+        pd_sr_reload_next();
     }
 }
 
@@ -1202,42 +1321,84 @@ pd_sr_reload_row(const PGresult *res, int row, pd_str_t *uid, pd_str_t *id,
     return PD_OK;
 }
 
+/* the last row of a page, where the next one starts */
+static pd_int_t
+pd_sr_reload_cursor(const PGresult *res, int row)
+{
+    static const struct {
+        int     col;
+        size_t  off;
+        size_t  size;
+    } f[3] = {
+        { 0, offsetof(pd_sr_reload_t, uid), PD_UID_MAX + 1 },
+        { 6, offsetof(pd_sr_reload_t, stored), 64 },
+        { 1, offsetof(pd_sr_reload_t, id), PD_MSG_ID_LEN + 1 },
+    };
+    pd_uint_t  i;
+    size_t     n;
+
+    if (PQnfields(res) < 7) {
+        return PD_ERROR;
+    }
+
+    for (i = 0; i < 3; i++) {
+        n = (size_t) PQgetlength(res, row, f[i].col);
+
+        if (PQgetisnull(res, row, f[i].col) || n >= f[i].size) {
+            return PD_ERROR;
+        }
+
+        pd_memcpy((u_char *) &pd_sr_reload + f[i].off,
+                  PQgetvalue(res, row, f[i].col), n + 1);
+    }
+
+    return PD_OK;
+}
+
 static void
 pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
 {
     pd_redis_t  *shard = data;
     pd_str_t     uid, app, payload, id, collapse;
-    pd_uint_t    pick, i, n, bad;
+    pd_uint_t    pick, i, n;
     uint64_t     expires;
     pd_pool_t   *pool;
-    const char  *argv[3];
-    size_t       len[3];
     pd_sr_store_t  *st;
 
     (void) pg;
 
-    pd_sr_reloading = 0;
+    if (!pd_sr_reloading) {
+        return;
+    }
 
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        pd_log_error(PD_LOG_ERR, pd_log_root, 0,
-                     "saver: reload from postgres failed: %s",
-                     res ? PQresultErrorMessage(res) : "no answer");
+        pd_sr_reload_stop(res ? PQresultErrorMessage(res)
+                              : "postgres gave no answer");
+        return;
+    }
+
+    n = (pd_uint_t) PQntuples(res);
+
+    if (n && pd_sr_reload_cursor(res, (int) n - 1) != PD_OK) {
+        pd_sr_reload_stop("a row too long to page after");
         return;
     }
 
     pool = pd_create_pool(PD_POOL_DEFAULT_SIZE, 0, pd_log_root);
     if (pool == NULL) {
+        pd_sr_reload_stop("no memory");
         return;
     }
 
-    n = (pd_uint_t) PQntuples(res);
-    bad = 0;
+    pd_sr_reload.last = n < PD_SR_RELOAD_PAGE;
+    pd_sr_reload.rows += n;
+    pd_sr_reload.waiting = 1;     /* released at the end of this call */
 
     for (i = 0; i < n; i++) {
         if (pd_sr_reload_row(res, (int) i, &uid, &id, &app, &payload,
                              &expires) != PD_OK)
         {
-            bad++;
+            pd_sr_reload.bad++;
             continue;
         }
 
@@ -1249,7 +1410,7 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
         collapse.len = 0;
         collapse.data = NULL;
 
-        if (PQnfields(res) > 5 && !PQgetisnull(res, (int) i, 5)) {
+        if (!PQgetisnull(res, (int) i, 5)) {
             collapse.data = (u_char *) PQgetvalue(res, (int) i, 5);
             collapse.len = (size_t) PQgetlength(res, (int) i, 5);
         }
@@ -1262,17 +1423,21 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
 
         st = pd_calloc(sizeof(pd_sr_store_t), pd_log_root);
         if (st == NULL) {
+            pd_sr_reload.failed++;
             break;
         }
 
         st->done = pd_saver_reload_done;
         st->waiting = 1;
         pick = 0;
+        pd_sr_reload.waiting++;
 
         if (pd_sr_store_shard(shard, &uid, &pick, 1, &app, &collapse,
                               &id, &payload, expires, st, pool) != PD_OK)
         {
             pd_free(st);
+            pd_sr_reload.waiting--;
+            pd_sr_reload.failed++;
         }
 
         pd_reset_pool(pool);
@@ -1280,24 +1445,22 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
 
     pd_destroy_pool(pool);
 
-    if (bad) {
-        pd_log_error(PD_LOG_ERR, pd_log_root, 0,
-                     "saver: %lu malformed rows not reloaded",
-                     (unsigned long) bad);
+    if (--pd_sr_reload.waiting == 0) {
+        pd_sr_reload_next();
     }
+}
 
-    /* the acks this server saw while the rows were read come after the
-     * stores: on one link Redis runs them in the order sent */
-    argv[0] = "SMEMBERS";
-    len[0] = 8;
-    argv[1] = "pd:saver:acked";
-    len[1] = sizeof("pd:saver:acked") - 1;
-
-    (void) pd_redis_command(shard, pd_sr_reload_acked, NULL, 2, argv, len);
-
-    pd_log_error(PD_LOG_NOTICE, pd_log_root, 0,
-                 "saver: reloaded unacked messages from postgres (%lu rows)",
-                 (unsigned long) n);
+static void
+pd_sr_reload_page(void)
+{
+    if (pd_saver_pg_reload(pd_sr_log, (uint64_t) pd_time_sec * 1000,
+                           pd_sr_reload.uid, pd_sr_reload.stored,
+                           pd_sr_reload.id, PD_SR_RELOAD_PAGE,
+                           pd_sr_reload_rows, pd_sr_reload.shard)
+        != PD_OK)
+    {
+        pd_sr_reload_stop("postgres is not connected");
+    }
 }
 
 /* the acks noted while the server lacked pd:saver:ok, played again
@@ -1393,11 +1556,12 @@ pd_sr_locked(pd_redis_t *r, redisReply *reply, void *data)
 
     pd_sr_reloading = 1;
 
-    if (pd_saver_pg_reload(pd_sr_log, (uint64_t) pd_time_sec * 1000,
-                           pd_sr_reload_rows, r) != PD_OK)
-    {
-        pd_sr_reloading = 0;
-    }
+    pd_memzero(&pd_sr_reload, sizeof(pd_sr_reload_t));
+    pd_sr_reload.shard = r;
+    pd_sr_reload.start = pd_current_msec;
+    pd_memcpy(pd_sr_reload.stored, "-infinity", sizeof("-infinity"));
+
+    pd_sr_reload_page();
 }
 
 static void
@@ -1587,6 +1751,11 @@ pd_sr_exit_process(void)
         pd_free(pd_sr_acks);
         pd_sr_acks = NULL;
     }
+
+    /* a reload in progress is dropped: the failed statements and stores
+     * below must not reach for the links (the next worker, or node,
+     * reloads again: the server still lacks its marker) */
+    pd_sr_reloading = 0;
 
     if (pd_sr_log != NULL) {
         pd_saver_pg_destroy(pd_sr_log);

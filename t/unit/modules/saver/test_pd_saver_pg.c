@@ -68,7 +68,7 @@ static const struct {
     { "pd_store_again", "('{u1,u2}', '{1,1}', '{n-1}', '{a}', '{x}',"
                         " '{99}', '{\"\"}')" },
     { "pd_ack", "('{u1}', '{n-1}')" },
-    { "pd_reload", "(5)" },
+    { "pd_reload", "(5, 'u1', '-infinity', '', 1000)" },
     { "pd_sweep", "(5, 1000)" },
     { "pd_test_old_ack", "('u1', 'n-1')" },
     { NULL, NULL }
@@ -863,6 +863,10 @@ typedef struct {
     pd_uint_t        calls;
     pd_uint_t        rows;
     char             order[256];
+    /* the last row: where the next page starts */
+    char             uid[64];
+    char             stored[64];
+    char             id[64];
 } pd_test_reload_t;
 
 
@@ -880,12 +884,17 @@ pd_test_reloaded(pd_pg_t *pg, PGresult *res, void *data)
     assert_non_null(res);
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
 
+    assert_int_equal(PQnfields(res), 7);
     r->rows = (pd_uint_t) PQntuples(res);
 
     for (i = 0; i < PQntuples(res); i++) {
         len = strlen(r->order);
         (void) snprintf(r->order + len, sizeof(r->order) - len, "%s/%s ",
                         PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+        (void) snprintf(r->uid, sizeof(r->uid), "%s", PQgetvalue(res, i, 0));
+        (void) snprintf(r->id, sizeof(r->id), "%s", PQgetvalue(res, i, 1));
+        (void) snprintf(r->stored, sizeof(r->stored), "%s",
+                        PQgetvalue(res, i, 6));
     }
 }
 
@@ -897,8 +906,31 @@ pd_test_reload_called(void *data)
 }
 
 
+/* one page after r's last row (the first when r is fresh) */
 static void
-test_reload_unacked_unexpired_in_order(void **state)
+pd_test_reload_page(pd_saver_pg_t *sp, pd_test_reload_t *r, pd_uint_t limit)
+{
+    char  uid[64], stored[64], id[64];
+
+    (void) snprintf(uid, sizeof(uid), "%s", r->uid);
+    (void) snprintf(stored, sizeof(stored), "%s",
+                    r->stored[0] ? r->stored : "-infinity");
+    (void) snprintf(id, sizeof(id), "%s", r->id);
+
+    r->calls = 0;
+    r->order[0] = '\0';
+
+    pd_time_update();
+    assert_int_equal(pd_saver_pg_reload(sp, (uint64_t) pd_time_sec * 1000,
+                                        uid, stored, id, limit,
+                                        pd_test_reloaded, r), PD_OK);
+    assert_true(pd_test_run(pd_test_reload_called, r, 10000));
+    assert_int_equal(r->calls, 1);
+}
+
+
+static void
+test_reload_unacked_unexpired_in_pages(void **state)
 {
     pd_saver_pg_t     *sp;
     pd_test_reload_t   r;
@@ -909,29 +941,42 @@ test_reload_unacked_unexpired_in_order(void **state)
     sp = pd_test_log_create(0);
 
     /* stored in this order; an expired one, and one an earlier version
-     * marked acked */
+     * marked acked; r1's rows stored in the same microsecond as each
+     * other (the id orders them) and against their ids' order */
     assert_true(pd_test_sql("INSERT INTO pd_messages"
                             " (uid, id, app, data, expires, acked, stored)"
                             " VALUES ('r1', 'n-2', 'chat', '1', "
                             PD_TEST_FAR ", false, now() - interval '3 s'),"
                             " ('r1', 'n-1', 'chat', '1', " PD_TEST_FAR
                             ", false, now() - interval '2 s'),"
+                            " ('r1', 'n-5', 'chat', '1', " PD_TEST_FAR
+                            ", false, now() - interval '2 s'),"
                             " ('r2', 'n-0', 'chat', '1', 1000, false,"
                             " now() - interval '2 s'),"
                             " ('r2', 'n-3', 'chat', '1', " PD_TEST_FAR
                             ", true, now() - interval '1 s'),"
                             " ('r2', 'n-4', 'chat', '1', " PD_TEST_FAR
+                            ", false, now()),"
+                            " ('r0', 'n-6', 'chat', '1', " PD_TEST_FAR
                             ", false, now())", NULL, 0));
 
+    /* all at once: the uids in order, each one's rows in store order */
     pd_memzero(&r, sizeof(r));
-    pd_time_update();
-    assert_int_equal(pd_saver_pg_reload(sp, (uint64_t) pd_time_sec * 1000,
-                                        pd_test_reloaded, &r), PD_OK);
-    assert_true(pd_test_run(pd_test_reload_called, &r, 10000));
+    pd_test_reload_page(sp, &r, 100);
+    assert_int_equal(r.rows, 5);
+    assert_string_equal(r.order, "r0/n-6 r1/n-2 r1/n-1 r1/n-5 r2/n-4 ");
 
-    assert_int_equal(r.calls, 1);
-    assert_int_equal(r.rows, 3);
-    assert_string_equal(r.order, "r1/n-2 r1/n-1 r2/n-4 ");
+    /* two at a time: the same rows, a page cut inside r1's, and between
+     * two rows of one microsecond */
+    pd_memzero(&r, sizeof(r));
+    pd_test_reload_page(sp, &r, 2);
+    assert_string_equal(r.order, "r0/n-6 r1/n-2 ");
+    pd_test_reload_page(sp, &r, 2);
+    assert_string_equal(r.order, "r1/n-1 r1/n-5 ");
+    pd_test_reload_page(sp, &r, 2);
+    assert_string_equal(r.order, "r2/n-4 ");
+    pd_test_reload_page(sp, &r, 2);
+    assert_int_equal(r.rows, 0);
 
     pd_saver_pg_destroy(sp);
 }
@@ -1023,7 +1068,7 @@ main(void)
         cmocka_unit_test(test_acks_one_delete_per_turn),
         cmocka_unit_test(test_conflict_stores_again_and_keeps_acks),
         cmocka_unit_test(test_sweep_in_bounded_slices),
-        cmocka_unit_test(test_reload_unacked_unexpired_in_order),
+        cmocka_unit_test(test_reload_unacked_unexpired_in_pages),
         cmocka_unit_test(test_lost_link_fails_stores),
     };
 
