@@ -530,8 +530,11 @@ test('cluster qos 1: a reload larger than a page goes a page at a time, '
      + 'every row back in Redis in store order, the workers\' memory '
      + 'bounded', PG, async () => {
     const S = require('./servers.js');
-    const N = 50000;
-    const BIG = 2500;          /* one uid's rows, over three pages */
+    const N = 60000;
+    /* one uid's rows, over fifteen pages: a store into its mailbox scans
+     * it, so a whole page of them sent at once outlasted the link's
+     * timeout (500 ms here) */
+    const BIG = 15000;
     await withCluster(async (nodes, redis, pg) => {
         const cli = (...args) => S.redisCli(redis.port, args);
         await L.waitFor(() => cli('GET', 'pd:saver:ok') === '1', 10000,
@@ -583,7 +586,7 @@ test('cluster qos 1: a reload larger than a page goes a page at a time, '
                         'the reload read in pages');
 
         /* what a reload holds is a page, not the log: the rows came to
-         * 50000 x 500 B, 25 MB, which the reloading worker held at once
+         * 60000 x 500 B, 30 MB, which the reloading worker held at once
          * before (and as many script calls on one Redis link) */
         for (const p of workers) {
             if (sanitized(p)) {
@@ -600,7 +603,7 @@ test('cluster qos 1: a reload larger than a page goes a page at a time, '
         assert.match(m.id, /^old-/);
         cl.close();
         await cl.waitClose();
-    }, true, { max_per_mailbox: 5000 });
+    }, true, { max_per_mailbox: 20000 });
 });
 
 test('cluster qos 1: the acks of a loop turn go to Redis in one script '

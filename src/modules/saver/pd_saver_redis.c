@@ -1145,13 +1145,31 @@ pd_sr_delivered(pd_str_t *uid, uint64_t seq)
  * size.  Read at once, 200,000 rows became 200,000 calls queued on one
  * link: Redis took more than the link's timeout to answer them, the
  * link was reset, every store failed, and the reload began again a
- * minute later, for ever.
+ * minute later, for ever.  A page's stores go PD_SR_RELOAD_WINDOW at a
+ * time, the next as one is answered: a store into a long mailbox costs
+ * Redis a scan of it (1 ms at 25,000 ids), and a whole page sent at once
+ * would again outlast the link's timeout.
  */
-#define PD_SR_RELOAD_PAGE  1000
+#define PD_SR_RELOAD_PAGE    1000
+#define PD_SR_RELOAD_WINDOW  64
+
+/* a row of the page, copied out of libpq's result into the page's pool */
+typedef struct {
+    pd_str_t             uid;
+    pd_str_t             id;
+    pd_str_t             app;
+    pd_str_t             payload;
+    pd_str_t             collapse;
+    uint64_t             expires;
+} pd_sr_reload_row_t;
 
 typedef struct {
     pd_redis_t          *shard;
-    pd_uint_t            waiting;    /* the page's stores not yet answered */
+    pd_pool_t           *pool;       /* the page's rows */
+    pd_sr_reload_row_t  *page;
+    pd_uint_t            n;          /* rows of the page kept */
+    pd_uint_t            next;       /* the next to store */
+    pd_uint_t            inflight;   /* stores not yet answered */
     pd_uint_t            failed;
     pd_uint_t            last;       /* the page was short: the log's end */
     pd_uint_t            rows;
@@ -1166,12 +1184,28 @@ typedef struct {
 static pd_sr_reload_t  pd_sr_reload;    /* in use while pd_sr_reloading */
 
 static void pd_sr_reload_page(void);
+static void pd_sr_reload_send(void);
+
+static void
+pd_sr_reload_free_page(void)
+{
+    if (pd_sr_reload.pool != NULL) {
+        pd_destroy_pool(pd_sr_reload.pool);
+        pd_sr_reload.pool = NULL;
+    }
+
+    pd_sr_reload.page = NULL;
+    pd_sr_reload.n = 0;
+    pd_sr_reload.next = 0;
+}
 
 static void
 pd_sr_reload_stop(const char *why)
 {
     const char  *argv[2];
     size_t       len[2];
+
+    pd_sr_reload_free_page();
 
     pd_log_error(PD_LOG_ERR, pd_log_root, 0,
                  "saver: reload from postgres stopped after %lu rows: %s; "
@@ -1194,6 +1228,8 @@ pd_sr_reload_finish(void)
 {
     const char  *argv[2];
     size_t       len[2];
+
+    pd_sr_reload_free_page();
 
     if (pd_sr_reload.bad) {
         pd_log_error(PD_LOG_ERR, pd_log_root, 0,
@@ -1266,7 +1302,63 @@ pd_saver_reload_done(void *data, pd_int_t rc, pd_uint_t stored,
         pd_sr_reload.failed++;
     }
 
-    if (--pd_sr_reload.waiting == 0) {
+    pd_sr_reload.inflight--;
+    pd_sr_reload_send();
+}
+
+/* the page's next stores, up to the window; the next page when all are
+ * answered */
+static void
+pd_sr_reload_send(void)
+{
+    pd_sr_reload_row_t  *row;
+    pd_sr_store_t       *st;
+    pd_pool_t           *pool;
+    pd_uint_t            pick;
+
+    pool = NULL;
+
+    while (!pd_sr_reload.failed && pd_sr_reload.next < pd_sr_reload.n
+           && pd_sr_reload.inflight < PD_SR_RELOAD_WINDOW)
+    {
+        row = &pd_sr_reload.page[pd_sr_reload.next++];
+
+        if (pool == NULL) {
+            pool = pd_create_pool(PD_POOL_DEFAULT_SIZE, 0, pd_log_root);
+        }
+
+        st = pool ? pd_calloc(sizeof(pd_sr_store_t), pd_log_root) : NULL;
+        if (st == NULL) {
+            pd_sr_reload.failed++;
+            break;
+        }
+
+        st->done = pd_saver_reload_done;
+        st->waiting = 1;
+        pick = 0;
+        pd_sr_reload.inflight++;
+
+        if (pd_sr_store_shard(pd_sr_reload.shard, &row->uid, &pick, 1,
+                              &row->app, &row->collapse, &row->id,
+                              &row->payload, row->expires, st, pool)
+            != PD_OK)
+        {
+            pd_free(st);
+            pd_sr_reload.inflight--;
+            pd_sr_reload.failed++;
+        }
+
+        pd_reset_pool(pool);
+    }
+
+    if (pool != NULL) {
+        pd_destroy_pool(pool);
+    }
+
+    if (pd_sr_reload.inflight == 0
+        && (pd_sr_reload.failed || pd_sr_reload.next == pd_sr_reload.n))
+    {
+        pd_sr_reload_free_page();
         pd_sr_reload_next();
     }
 }
@@ -1355,15 +1447,28 @@ pd_sr_reload_cursor(const PGresult *res, int row)
     return PD_OK;
 }
 
+static pd_int_t
+pd_sr_reload_copy(pd_str_t *dst, pd_str_t *src)
+{
+    dst->data = pd_pnalloc(pd_sr_reload.pool, src->len ? src->len : 1);
+    if (dst->data == NULL) {
+        return PD_ERROR;
+    }
+
+    dst->len = src->len;
+    pd_memcpy(dst->data, src->data, src->len);
+
+    return PD_OK;
+}
+
 static void
 pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
 {
-    pd_redis_t  *shard = data;
-    pd_str_t     uid, app, payload, id, collapse;
-    pd_uint_t    pick, i, n;
-    uint64_t     expires;
-    pd_pool_t   *pool;
-    pd_sr_store_t  *st;
+    pd_redis_t          *shard = data;
+    pd_str_t             uid, app, payload, id, collapse;
+    pd_uint_t            i, n;
+    uint64_t             expires;
+    pd_sr_reload_row_t  *row;
 
     (void) pg;
 
@@ -1384,15 +1489,19 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
         return;
     }
 
-    pool = pd_create_pool(PD_POOL_DEFAULT_SIZE, 0, pd_log_root);
-    if (pool == NULL) {
+    pd_sr_reload.last = n < PD_SR_RELOAD_PAGE;
+    pd_sr_reload.rows += n;
+
+    pd_sr_reload.pool = pd_create_pool(16384, 0, pd_log_root);
+    pd_sr_reload.page = pd_sr_reload.pool
+                        ? pd_palloc(pd_sr_reload.pool,
+                                    (n ? n : 1) * sizeof(pd_sr_reload_row_t))
+                        : NULL;
+
+    if (pd_sr_reload.page == NULL) {
         pd_sr_reload_stop("no memory");
         return;
     }
-
-    pd_sr_reload.last = n < PD_SR_RELOAD_PAGE;
-    pd_sr_reload.rows += n;
-    pd_sr_reload.waiting = 1;     /* released at the end of this call */
 
     for (i = 0; i < n; i++) {
         if (pd_sr_reload_row(res, (int) i, &uid, &id, &app, &payload,
@@ -1421,33 +1530,23 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
             collapse.len = 0;
         }
 
-        st = pd_calloc(sizeof(pd_sr_store_t), pd_log_root);
-        if (st == NULL) {
-            pd_sr_reload.failed++;
-            break;
-        }
+        row = &pd_sr_reload.page[pd_sr_reload.n];
+        row->expires = expires;
 
-        st->done = pd_saver_reload_done;
-        st->waiting = 1;
-        pick = 0;
-        pd_sr_reload.waiting++;
-
-        if (pd_sr_store_shard(shard, &uid, &pick, 1, &app, &collapse,
-                              &id, &payload, expires, st, pool) != PD_OK)
+        if (pd_sr_reload_copy(&row->uid, &uid) != PD_OK
+            || pd_sr_reload_copy(&row->id, &id) != PD_OK
+            || pd_sr_reload_copy(&row->app, &app) != PD_OK
+            || pd_sr_reload_copy(&row->payload, &payload) != PD_OK
+            || pd_sr_reload_copy(&row->collapse, &collapse) != PD_OK)
         {
-            pd_free(st);
-            pd_sr_reload.waiting--;
-            pd_sr_reload.failed++;
+            pd_sr_reload_stop("no memory");
+            return;
         }
 
-        pd_reset_pool(pool);
+        pd_sr_reload.n++;
     }
 
-    pd_destroy_pool(pool);
-
-    if (--pd_sr_reload.waiting == 0) {
-        pd_sr_reload_next();
-    }
+    pd_sr_reload_send();
 }
 
 static void
