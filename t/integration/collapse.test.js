@@ -48,6 +48,19 @@ function clusterConf(redisPort, pg) {
     };
 }
 
+/* one statement on pg through psql: its output, trimmed */
+function psql(pg) {
+    return (q) => {
+        const cp = require('node:child_process');
+        const r = cp.spawnSync(`${S.pgBin()}/psql`,
+                               [pg.conninfo, '-Atc', q], { encoding: 'utf8' });
+        if (r.status !== 0) {
+            throw new Error(`psql failed: ${r.stderr}`);
+        }
+        return r.stdout.trim();
+    };
+}
+
 function push(d, body) {
     return L.centerPost(d, '/v1/push', body);
 }
@@ -212,15 +225,7 @@ test('collapse: three versions in the cluster store (Redis and '
     const redisPort = await L.freePort();
     let redis = await S.startRedis(redisPort);
     const pg = await S.startPostgres();
-    const sql = (q) => {
-        const cp = require('node:child_process');
-        const r = cp.spawnSync(`${S.pgBin()}/psql`,
-                               [pg.conninfo, '-Atc', q], { encoding: 'utf8' });
-        if (r.status !== 0) {
-            throw new Error(`psql failed: ${r.stderr}`);
-        }
-        return r.stdout.trim();
-    };
+    const sql = psql(pg);
     try {
         await L.withPushd(clusterConf(redisPort, pg), async (d) => {
             await L.waitFor(async () => (await push(d, {
@@ -299,15 +304,7 @@ test('collapse: a reload that meets a replaced version whose row the log '
     const redisPort = await L.freePort();
     const redis = await S.startRedis(redisPort);
     const pg = await S.startPostgres();
-    const sql = (q) => {
-        const cp = require('node:child_process');
-        const r = cp.spawnSync(`${S.pgBin()}/psql`,
-                               [pg.conninfo, '-Atc', q], { encoding: 'utf8' });
-        if (r.status !== 0) {
-            throw new Error(`psql failed: ${r.stderr}`);
-        }
-        return r.stdout.trim();
-    };
+    const sql = psql(pg);
     try {
         await L.withPushd(clusterConf(redisPort, pg), async (d) => {
             await L.waitFor(() => S.redisCli(redisPort, ['GET', 'pd:saver:ok'])
