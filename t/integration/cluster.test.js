@@ -616,6 +616,38 @@ test('cluster qos 1: a reload larger than a page goes a page at a time, '
     }, true, { max_per_mailbox: 20000 });
 });
 
+test('cluster qos 1: an expired message leaves Redis with its row: a uid '
+     + 'that never comes back keeps nothing there', PG, async () => {
+    const S = require('./servers.js');
+    await withCluster(async ([a], redis, pg) => {
+        const cli = (...args) => S.redisCli(redis.port, args);
+        await L.waitFor(() => cli('GET', 'pd:saver:ok') === '1', 10000,
+                        'the store marked whole');
+        const ids = [];
+        for (const extra of [{}, { collapse: 'inbox' }]) {
+            const r = await L.centerPost(a, '/v1/push', {
+                app: 'chat', uids: ['gone'], data: 'bye', ttl: 1, ...extra,
+            });
+            assert.strictEqual(r.status, 200, r.body);
+            assert.strictEqual(r.json.stored, 1, r.body);
+            ids.push(r.json.id);
+        }
+        assert.strictEqual(cli('LLEN', 'pd:q:gone'), '2');
+        assert.strictEqual(cli('HLEN', 'pd:dl:gone'), '2');
+        assert.strictEqual(cli('EXISTS', 'pd:c:gone'), '1');
+
+        /* nobody fetches: the log's sweep takes the rows once expired,
+         * and Redis lets go of the ids, counts, key and bodies */
+        await L.waitFor(() => pg.sql('SELECT count(*) FROM pd_messages '
+                                     + "WHERE uid = 'gone'") === '0',
+                        15000, 'the expired rows swept');
+        const keys = ['pd:q:gone', 'pd:dl:gone', 'pd:c:gone',
+                      ...ids.map((id) => `pd:m:${id}`)];
+        await L.waitFor(() => cli('EXISTS', ...keys) === '0', 10000,
+                        'the uid\'s keys gone from Redis');
+    }, true);
+});
+
 test('cluster qos 1: the acks of a loop turn go to Redis in one script '
      + 'call', PG, async () => {
     const S = require('./servers.js');

@@ -128,7 +128,8 @@ const pd_saver_pg_stmt_t  pd_saver_pg_stmts[] = {
     { "pd_sweep",
       "DELETE FROM pd_messages WHERE ctid = ANY (ARRAY("
       "SELECT ctid FROM pd_messages WHERE expires <= $1::int8"
-      " ORDER BY expires LIMIT $2::int8 FOR UPDATE SKIP LOCKED))", 2 },
+      " ORDER BY expires LIMIT $2::int8 FOR UPDATE SKIP LOCKED))"
+      " RETURNING uid, id", 2 },
 
     { NULL, NULL, 0 }
 };
@@ -199,6 +200,7 @@ struct pd_saver_pg_s {
 
     pd_timer_t           sweep_timer;
     unsigned             sweeping:1;  /* a sweep statement in flight */
+    pd_saver_pg_swept_pt swept;       /* told the (uid, id) swept */
 };
 
 
@@ -300,6 +302,13 @@ pd_saver_pg_connect(pd_saver_pg_t *sp)
     }
 
     return sp->sweep_pg ? pd_pg_connect(sp->sweep_pg) : PD_OK;
+}
+
+
+void
+pd_saver_pg_set_swept(pd_saver_pg_t *sp, pd_saver_pg_swept_pt swept)
+{
+    sp->swept = swept;
 }
 
 
@@ -925,9 +934,13 @@ pd_sp_swept(pd_pg_t *pg, PGresult *res, void *data)
     sp->sweeping = 0;
     next = PD_SAVER_PG_SWEEP_PERIOD;
 
-    if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
+    if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK) {
+        if (sp->swept) {
+            sp->swept(res);
+        }
+
         /* a full slice: more are likely waiting */
-        if (atoi(PQcmdTuples(res)) >= PD_SAVER_PG_SWEEP_ROWS) {
+        if (PQntuples(res) >= PD_SAVER_PG_SWEEP_ROWS) {
             next = 0;
         }
 

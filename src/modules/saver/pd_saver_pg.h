@@ -57,6 +57,14 @@ typedef void (*pd_saver_pg_done_pt)(void *data, pd_int_t rc);
  */
 pd_saver_pg_t *pd_saver_pg_create(const char *conninfo, pd_msec_t timeout,
     pd_uint_t sweep, pd_log_t *log);
+/*
+ * The rows each sweep deleted (uid, id, in text), for the hot store to
+ * let go of them too: a uid that never comes back would otherwise keep
+ * their ids for ever.
+ */
+typedef void (*pd_saver_pg_swept_pt)(const PGresult *res);
+void pd_saver_pg_set_swept(pd_saver_pg_t *sp, pd_saver_pg_swept_pt swept);
+
 /* starts the link(s); they keep themselves up from then on */
 pd_int_t pd_saver_pg_connect(pd_saver_pg_t *sp);
 /* 1 when stores and acks are taken */

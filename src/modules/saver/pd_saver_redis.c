@@ -213,7 +213,9 @@ static const char  pd_sr_pending_lua[] =
  * one holds it already.  While the server lacks pd:saver:ok a reload
  * may be reading PostgreSQL, where these acks' DELETE has not yet come:
  * they are noted in pd:saver:acked, and the reload plays them again
- * after its stores.
+ * after its stores.  A list holds an id once (the store's count says
+ * whether it is there), so LREM stops at the first: acks come oldest
+ * first, near the head, where a count of 0 scanned the whole list.
  */
 static const char  pd_sr_ack_lua[] =
     PD_SR_UNREF_LUA
@@ -228,7 +230,7 @@ static const char  pd_sr_ack_lua[] =
     "      redis.call('HDEL', KEYS[q + 2], k) "
     "    end "
     "  end "
-    "  if redis.call('LREM', KEYS[q], 0, id) > 0 then "
+    "  if redis.call('LREM', KEYS[q], 1, id) > 0 then "
     "    unref(q + 3) "
     "  end "
     "  if not ok then redis.call('SADD', KEYS[2], ARGV[2 * i]) end "
@@ -1132,6 +1134,45 @@ pd_sr_ack(pd_str_t *uid, pd_str_t *id)
     return PD_OK;
 }
 
+/*
+ * The rows the log's sweep deleted, expired: their ids leave Redis as an
+ * ack would take them (the list, the delivery count, a collapse key, the
+ * body's count).  A fetch drops expired ids, but a uid that never comes
+ * back fetches nothing, and its list and counts stayed for ever: Redis
+ * grew with every user who left.
+ */
+static void
+pd_sr_swept(const PGresult *res)
+{
+    pd_str_t   uid, id;
+    int        i, n;
+
+    n = PQntuples(res);
+
+    if (PQnfields(res) < 2) {
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (PQgetisnull(res, i, 0) || PQgetisnull(res, i, 1)) {
+            continue;
+        }
+
+        uid.data = (u_char *) PQgetvalue(res, i, 0);
+        uid.len = (size_t) PQgetlength(res, i, 0);
+        id.data = (u_char *) PQgetvalue(res, i, 1);
+        id.len = (size_t) PQgetlength(res, i, 1);
+
+        if (pd_token_valid_name(&uid, PD_UID_MAX) != PD_OK
+            || pd_token_valid_name(&id, PD_MSG_ID_LEN) != PD_OK)
+        {
+            continue;
+        }
+
+        pd_sr_ack_redis(pd_sr_shard(uid.data, uid.len), &uid, &id);
+    }
+}
+
 /* a live send counts as a delivery; the guard acts on the next fetch */
 static pd_int_t
 pd_sr_delivered(pd_str_t *uid, uint64_t seq)
@@ -1841,6 +1882,8 @@ pd_sr_init_process(pd_cycle_t *cycle, pd_saver_conf_t *scf)
     if (pd_sr_log == NULL) {
         return PD_ERROR;
     }
+
+    pd_saver_pg_set_swept(pd_sr_log, pd_sr_swept);
 
     pd_sr_acks = pd_calloc(sizeof(pd_sr_acks_t) * pd_sr_nshards,
                            cycle->log);

@@ -9,7 +9,8 @@
  * stores wait and join; acks are one DELETE; a batch that meets a row
  * already there goes again with the conflict check, and the acks rolled
  * back with it go with the next DELETE; expired rows go in bounded
- * slices; a lost link fails what it held.
+ * slices, each deleted row told to the hot store; a lost link fails what
+ * it held.
  */
 
 #include "pd_core.h"
@@ -821,6 +822,37 @@ pd_test_expired_gone(void *data)
 }
 
 
+/* the rows the sweeps told of: their count, and that each is an
+ * expired one (uid "s<g>", id "n-<g>", g up to PD_TEST_NEXPIRED) */
+static pd_uint_t  pd_test_swept_rows;
+static pd_uint_t  pd_test_swept_wrong;
+
+static void
+pd_test_swept(const PGresult *res)
+{
+    int  i;
+
+    for (i = 0; i < PQntuples(res); i++) {
+        if (atoi(PQgetvalue(res, i, 0) + 1) > PD_TEST_NEXPIRED
+            || strcmp(PQgetvalue(res, i, 0) + 1, PQgetvalue(res, i, 1) + 2)
+               != 0)
+        {
+            pd_test_swept_wrong++;
+        }
+        pd_test_swept_rows++;
+    }
+}
+
+
+static int
+pd_test_all_swept(void *data)
+{
+    (void) data;
+
+    return pd_test_swept_rows >= PD_TEST_NEXPIRED;
+}
+
+
 static void
 test_sweep_in_bounded_slices(void **state)
 {
@@ -843,7 +875,14 @@ test_sweep_in_bounded_slices(void **state)
 
     /* a sweeper: it starts a period after its link is up */
     sp = pd_test_log_create(1);
+    pd_saver_pg_set_swept(sp, pd_test_swept);
     assert_true(pd_test_run(pd_test_expired_gone, NULL, 20000));
+
+    /* each deleted row told, for the hot store to let go of it (the
+     * last slice's answer may come after the table shows it gone) */
+    assert_true(pd_test_run(pd_test_all_swept, NULL, 10000));
+    assert_int_equal(pd_test_swept_rows, PD_TEST_NEXPIRED);
+    assert_int_equal(pd_test_swept_wrong, 0);
 
     /* slices of at most PD_SAVER_PG_SWEEP_ROWS: one statement could not
      * have done it, and the next came at once, not a period later */
