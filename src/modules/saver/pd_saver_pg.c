@@ -411,8 +411,11 @@ static pd_int_t
 pd_sp_ack_add(pd_saver_pg_t *sp, const u_char *uid, size_t ulen,
     const u_char *id, size_t ilen)
 {
-    /* full: these wait for the next batch */
+    /* full: these wait for the next batch.  The open INSERT goes first,
+     * as at the end of a turn: a row of it may be one this DELETE
+     * forgets (a full mailbox's), and must not come in after it */
     if (sp->ack_uids.n >= PD_SAVER_PG_BATCH_ROWS) {
+        pd_sp_flush_stores(sp);
         pd_sp_flush_acks(sp);
     }
 

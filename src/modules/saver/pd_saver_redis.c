@@ -367,9 +367,8 @@ pd_sr_stored_redis(pd_redis_t *r, redisReply *reply, void *data)
 /*
  * The rows the durable log took for full mailboxes ("pd:q:<uid>" after
  * the two counts of a store's answer) go with a DELETE that leaves with
- * or after the INSERT holding them: a batch sends its INSERT first.  (An
- * ack batch filled to its bound leaves at once, maybe ahead: that row
- * then waits for its expiry's sweep.)
+ * or after the INSERT holding them: a batch sends its INSERT first (an
+ * ack batch filled to its bound too).
  */
 static void
 pd_sr_forget_full(redisReply *reply, pd_sr_store_t *st)

@@ -810,6 +810,46 @@ test_conflict_stores_again_and_keeps_acks(void **state)
 }
 
 
+/*
+ * A full ack batch leaves at once; a row of the INSERT still open (a
+ * store answered by Redis as a full mailbox, its row forgotten in the
+ * same turn) must be inserted before the DELETE that forgets it runs.
+ */
+static void
+test_full_ack_batch_after_the_open_insert(void **state)
+{
+    pd_saver_pg_t   *sp;
+    pd_test_done_t   done;
+    char             id[32];
+    pd_uint_t        i;
+    long             left;
+
+    (void) state;
+
+    pd_test_fresh();
+    sp = pd_test_log_create(0);
+    pd_memzero(&done, sizeof(done));
+
+    /* open, not yet sent: it leaves at the end of the turn */
+    assert_int_equal(pd_test_store(sp, "f", 1, "n-full", "1",
+                                   4000000000000ULL, &done), PD_OK);
+
+    /* its forgetting, then acks enough to fill the batch and more */
+    assert_int_equal(pd_test_ack(sp, "f0", "n-full"), PD_OK);
+    for (i = 0; i < PD_SAVER_PG_BATCH_ROWS; i++) {
+        (void) snprintf(id, sizeof(id), "n-%lu", (unsigned long) i);
+        assert_int_equal(pd_test_ack(sp, "nobody", id), PD_OK);
+    }
+
+    pd_test_wait_done(&done, 1);
+    left = 0;
+    assert_true(pd_test_run(pd_test_rows_left, &left, 10000));
+    assert_int_equal(pd_test_long("SELECT count(*) FROM pd_messages"), 0);
+
+    pd_saver_pg_destroy(sp);
+}
+
+
 /* the sweep */
 
 static int
@@ -1105,6 +1145,7 @@ main(void)
         cmocka_unit_test(test_stores_wait_for_the_commit_in_flight),
         cmocka_unit_test(test_store_failure_fails_the_batch),
         cmocka_unit_test(test_acks_one_delete_per_turn),
+        cmocka_unit_test(test_full_ack_batch_after_the_open_insert),
         cmocka_unit_test(test_conflict_stores_again_and_keeps_acks),
         cmocka_unit_test(test_sweep_in_bounded_slices),
         cmocka_unit_test(test_reload_unacked_unexpired_in_pages),
