@@ -512,6 +512,20 @@ test('cluster qos 1: an ack made while PostgreSQL is read back into '
     }, true);
 });
 
+/* a log of offline users' unacked messages, 500 bytes of data each, in
+ * the order of g; the last big all for one uid ("big"), the others
+ * spread over u0..u1999; ids old-<hex> */
+function oldRows(pg, n, big) {
+    pg.sql('INSERT INTO pd_messages (uid, id, app, data, expires, '
+           + 'stored) SELECT CASE WHEN g > ' + (n - big)
+           + " THEN 'big' ELSE 'u' || (g % 2000) END, "
+           + "'old-' || to_hex(4096 + g), 'chat', "
+           + `'"' || repeat('x', 500) || '"', `
+           + `${Date.now() + 3600000}, `
+           + `now() - ((${n} - g) || ' ms')::interval `
+           + `FROM generate_series(1, ${n}) AS g`);
+}
+
 /* the peak resident memory of a process so far, kB */
 function hwm(pid) {
     const fs = require('node:fs');
@@ -540,16 +554,7 @@ test('cluster qos 1: a reload larger than a page goes a page at a time, '
         await L.waitFor(() => cli('GET', 'pd:saver:ok') === '1', 10000,
                         'the store marked whole');
 
-        /* a log of offline users' messages, 500 bytes of data each, in
-         * the order of g; the last BIG all for one uid */
-        pg.sql('INSERT INTO pd_messages (uid, id, app, data, expires, '
-               + 'stored) SELECT CASE WHEN g > ' + (N - BIG)
-               + " THEN 'big' ELSE 'u' || (g % 2000) END, "
-               + "'old-' || to_hex(4096 + g), 'chat', "
-               + `'"' || repeat('x', 500) || '"', `
-               + `${Date.now() + 3600000}, `
-               + `now() - ((${N} - g) || ' ms')::interval `
-               + `FROM generate_series(1, ${N}) AS g`);
+        oldRows(pg, N, BIG);
         const scans = () => Number(pg.sql('SELECT idx_scan FROM '
                                           + 'pg_stat_user_tables WHERE '
                                           + "relname = 'pd_messages'"));
@@ -614,6 +619,39 @@ test('cluster qos 1: a reload larger than a page goes a page at a time, '
         cl.close();
         await cl.waitClose();
     }, true, { max_per_mailbox: 20000 });
+});
+
+test('cluster qos 1: a reload cut off midway (its Redis links killed) '
+     + 'goes on from its last stored page, not from the start', PG,
+     async () => {
+    const S = require('./servers.js');
+    const N = 60000;
+    await withCluster(async (nodes, redis, pg) => {
+        const cli = (...args) => S.redisCli(redis.port, args);
+        const bodies = () => Number(cli('EVAL', "return #redis.call('KEYS', "
+                                               + "'pd:m:*')", '0'));
+        await L.waitFor(() => cli('GET', 'pd:saver:ok') === '1', 10000,
+                        'the store marked whole');
+        oldRows(pg, N, 0);
+
+        cli('FLUSHALL');
+        await L.waitFor(() => bodies() >= 5000, 30000, 'the reload begun');
+        cli('CLIENT', 'KILL', 'TYPE', 'normal');
+        await L.waitFor(() => cli('GET', 'pd:saver:ok') === '1', 60000,
+                        'the reload done');
+
+        const logs = nodes.map((d) => d.logText()).join('');
+        assert.match(logs, /reload from postgres stopped after \d+ rows/);
+        const on = /reload from postgres goes on after (\d+) rows/.exec(logs);
+        assert.ok(on, 'the reload went on');
+        assert.ok(Number(on[1]) >= 1000, on[0]);
+        /* the rows are counted once: those before the cut, then the rest */
+        assert.match(logs, new RegExp('reloaded unacked messages from '
+                                      + `postgres \\(${N} rows in`));
+        assert.strictEqual(bodies(), N);
+        assert.strictEqual(cli('LLEN', 'pd:q:u7'),
+                           String(Math.floor((N - 7) / 2000) + 1));
+    }, true);
 });
 
 test('cluster qos 1: an expired message leaves Redis with its row: a uid '

@@ -1234,14 +1234,42 @@ typedef struct {
     pd_uint_t            inflight;   /* stores not yet answered */
     pd_uint_t            failed;
     pd_uint_t            last;       /* the page was short: the log's end */
-    pd_uint_t            rows;
+    pd_uint_t            rows;       /* of the pages all stored */
+    pd_uint_t            page_rows;
     pd_uint_t            bad;
     pd_msec_t            start;
-    /* the last row read: where the next page starts */
+    /* the last row of the pages stored: where the next page starts */
     char                 uid[PD_UID_MAX + 1];
     char                 stored[64];
     char                 id[PD_MSG_ID_LEN + 1];
+    /* the last row of the page being stored */
+    char                 next_uid[PD_UID_MAX + 1];
+    char                 next_stored[64];
+    char                 next_id[PD_MSG_ID_LEN + 1];
+    /* pd:saver:reloading's value while this worker holds it; kept by a
+     * stopped reload, which goes on from its cursor if the server still
+     * holds it at the next check (the server kept its data) */
+    char                 token[PD_NODE_ID_SIZE + 48];
+    char                 next_token[PD_NODE_ID_SIZE + 48];
+    pd_uint_t            resumable;
 } pd_sr_reload_t;
+
+/*
+ * The lock is taken, or taken back, by one script: free, it is this
+ * worker's (1); holding the token of this worker's stopped reload, it is
+ * this worker's again and the reload goes on (2); else another node's
+ * (0).  KEYS: pd:saver:reloading; ARGV: the new token, its life in ms,
+ * the stopped reload's token or "".  Its life is short and each page
+ * renews it: a reloader that dies lets another node begin soon.
+ */
+static const char  pd_sr_lock_lua[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "local r = 0 "
+    "if not v then r = 1 elseif ARGV[3] ~= '' and v == ARGV[3] then r = 2 end "
+    "if r > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end "
+    "return r";
+
+#define PD_SR_LOCK_LIFE  "10000"    /* ms */
 
 static pd_sr_reload_t  pd_sr_reload;    /* in use while pd_sr_reloading */
 
@@ -1261,27 +1289,24 @@ pd_sr_reload_free_page(void)
     pd_sr_reload.next = 0;
 }
 
+/*
+ * The lock stays: this worker's next check (PD_SR_CHECK) takes it back
+ * and goes on from the last page whose stores were all answered, if the
+ * server still holds it (it kept its data: the stores are there); if
+ * the server lost it, or this worker never comes back, it expires and
+ * whoever checks next reloads from the start.
+ */
 static void
 pd_sr_reload_stop(const char *why)
 {
-    const char  *argv[2];
-    size_t       len[2];
-
     pd_sr_reload_free_page();
 
     pd_log_error(PD_LOG_ERR, pd_log_root, 0,
                  "saver: reload from postgres stopped after %lu rows: %s; "
-                 "it starts again at the next check",
-                 (unsigned long) pd_sr_reload.rows, why);
+                 "it goes on at the next check", (unsigned long)
+                 pd_sr_reload.rows, why);
 
-    /* the next check, by whichever node, may begin at once */
-    argv[0] = "DEL";
-    len[0] = 3;
-    argv[1] = "pd:saver:reloading";
-    len[1] = sizeof("pd:saver:reloading") - 1;
-
-    (void) pd_redis_command(pd_sr_reload.shard, NULL, NULL, 2, argv, len);
-
+    pd_sr_reload.resumable = 1;
     pd_sr_reloading = 0;
 }
 
@@ -1329,6 +1354,15 @@ pd_sr_reload_next(void)
         return;
     }
 
+    /* the page is stored: the next begins after it, even after a stop */
+    pd_memcpy(pd_sr_reload.uid, pd_sr_reload.next_uid,
+              sizeof(pd_sr_reload.uid));
+    pd_memcpy(pd_sr_reload.stored, pd_sr_reload.next_stored,
+              sizeof(pd_sr_reload.stored));
+    pd_memcpy(pd_sr_reload.id, pd_sr_reload.next_id, sizeof(pd_sr_reload.id));
+    pd_sr_reload.rows += pd_sr_reload.page_rows;
+    pd_sr_reload.page_rows = 0;
+
     if (pd_sr_reload.last) {
         pd_sr_reload_finish();
         return;
@@ -1339,8 +1373,8 @@ pd_sr_reload_next(void)
     len[0] = 7;
     argv[1] = "pd:saver:reloading";
     len[1] = sizeof("pd:saver:reloading") - 1;
-    argv[2] = "60000";
-    len[2] = 5;
+    argv[2] = PD_SR_LOCK_LIFE;
+    len[2] = sizeof(PD_SR_LOCK_LIFE) - 1;
 
     (void) pd_redis_command(pd_sr_reload.shard, NULL, NULL, 3, argv, len);
 
@@ -1475,7 +1509,7 @@ pd_sr_reload_row(const PGresult *res, int row, pd_str_t *uid, pd_str_t *id,
     return PD_OK;
 }
 
-/* the last row of a page, where the next one starts */
+/* the last row of a page, where the next one starts once it is stored */
 static pd_int_t
 pd_sr_reload_cursor(const PGresult *res, int row)
 {
@@ -1484,9 +1518,9 @@ pd_sr_reload_cursor(const PGresult *res, int row)
         size_t  off;
         size_t  size;
     } f[3] = {
-        { 0, offsetof(pd_sr_reload_t, uid), PD_UID_MAX + 1 },
-        { 6, offsetof(pd_sr_reload_t, stored), 64 },
-        { 1, offsetof(pd_sr_reload_t, id), PD_MSG_ID_LEN + 1 },
+        { 0, offsetof(pd_sr_reload_t, next_uid), PD_UID_MAX + 1 },
+        { 6, offsetof(pd_sr_reload_t, next_stored), 64 },
+        { 1, offsetof(pd_sr_reload_t, next_id), PD_MSG_ID_LEN + 1 },
     };
     pd_uint_t  i;
     size_t     n;
@@ -1552,7 +1586,7 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
     }
 
     pd_sr_reload.last = n < PD_SR_RELOAD_PAGE;
-    pd_sr_reload.rows += n;
+    pd_sr_reload.page_rows = n;
 
     pd_sr_reload.pool = pd_create_pool(16384, 0, pd_log_root);
     pd_sr_reload.page = pd_sr_reload.pool
@@ -1710,14 +1744,37 @@ pd_sr_locked(pd_redis_t *r, redisReply *reply, void *data)
 {
     (void) data;
 
-    /* another node reloads this server already */
-    if (reply == NULL || reply->type != REDIS_REPLY_STATUS) {
+    /* another node reloads this server, or no answer */
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER
+        || (reply->integer != 1 && reply->integer != 2)
+        || pd_sr_reloading)
+    {
         return;
     }
 
     pd_sr_reloading = 1;
 
-    pd_memzero(&pd_sr_reload, sizeof(pd_sr_reload_t));
+    if (reply->integer == 2 && pd_sr_reload.resumable
+        && pd_sr_reload.shard == r)
+    {
+        pd_log_error(PD_LOG_NOTICE, pd_log_root, 0,
+                     "saver: reload from postgres goes on after %lu rows",
+                     (unsigned long) pd_sr_reload.rows);
+
+        pd_memcpy(pd_sr_reload.token, pd_sr_reload.next_token,
+                  sizeof(pd_sr_reload.token));
+        pd_sr_reload.resumable = 0;
+        pd_sr_reload.failed = 0;
+        pd_sr_reload.last = 0;
+        pd_sr_reload.page_rows = 0;
+        pd_sr_reload_page();
+        return;
+    }
+
+    pd_memzero(&pd_sr_reload, offsetof(pd_sr_reload_t, token));
+    pd_memcpy(pd_sr_reload.token, pd_sr_reload.next_token,
+              sizeof(pd_sr_reload.token));
+    pd_sr_reload.resumable = 0;
     pd_sr_reload.shard = r;
     pd_sr_reload.start = pd_current_msec;
     pd_memcpy(pd_sr_reload.stored, "-infinity", sizeof("-infinity"));
@@ -1728,8 +1785,10 @@ pd_sr_locked(pd_redis_t *r, redisReply *reply, void *data)
 static void
 pd_sr_marker(pd_redis_t *r, redisReply *reply, void *data)
 {
-    const char  *argv[6];
-    size_t       len[6];
+    const char  *argv[7];
+    size_t       len[7];
+    char         nkeys[PD_SR_NKEYS];
+    static pd_uint_t  tries;
 
     (void) data;
 
@@ -1740,21 +1799,31 @@ pd_sr_marker(pd_redis_t *r, redisReply *reply, void *data)
         return;
     }
 
-    /* one reloader per server, whichever node asks first */
-    argv[0] = "SET";
-    len[0] = 3;
-    argv[1] = "pd:saver:reloading";
-    len[1] = sizeof("pd:saver:reloading") - 1;
-    argv[2] = "1";
-    len[2] = 1;
-    argv[3] = "NX";
-    len[3] = 2;
-    argv[4] = "PX";
-    len[4] = 2;
-    argv[5] = "60000";
-    len[5] = 5;
+    /* one reloader per server, whichever node asks first; this worker's
+     * stopped reload goes on if the server still holds its token */
+    (void) snprintf(pd_sr_reload.next_token, sizeof(pd_sr_reload.next_token),
+                    "%s/%ld/%lu/%lu", pd_sr_node, (long) pd_pid,
+                    (unsigned long) pd_current_msec, (unsigned long) ++tries);
 
-    (void) pd_redis_command(r, pd_sr_locked, NULL, 6, argv, len);
+    pd_sr_eval(argv, len, pd_sr_lock_lua, sizeof(pd_sr_lock_lua) - 1, nkeys,
+               1);
+    argv[3] = "pd:saver:reloading";
+    len[3] = sizeof("pd:saver:reloading") - 1;
+    argv[4] = pd_sr_reload.next_token;
+    len[4] = strlen(pd_sr_reload.next_token);
+    argv[5] = PD_SR_LOCK_LIFE;
+    len[5] = sizeof(PD_SR_LOCK_LIFE) - 1;
+
+    if (pd_sr_reload.resumable && pd_sr_reload.shard == r) {
+        argv[6] = pd_sr_reload.token;
+        len[6] = strlen(pd_sr_reload.token);
+
+    } else {
+        argv[6] = "";
+        len[6] = 0;
+    }
+
+    (void) pd_redis_command(r, pd_sr_locked, NULL, 7, argv, len);
 }
 
 /* a Redis server (re)connected: did it keep its data? */
