@@ -1237,6 +1237,7 @@ typedef struct {
     pd_uint_t            rows;       /* of the pages all stored */
     pd_uint_t            page_rows;
     pd_uint_t            bad;
+    pd_uint_t            again;      /* acks played again */
     pd_msec_t            start;
     /* the last row of the pages stored: where the next page starts */
     char                 uid[PD_UID_MAX + 1];
@@ -1275,6 +1276,8 @@ static pd_sr_reload_t  pd_sr_reload;    /* in use while pd_sr_reloading */
 
 static void pd_sr_reload_page(void);
 static void pd_sr_reload_send(void);
+static void pd_sr_reload_acks(void);
+static void pd_sr_reload_acks_lost(void);
 
 static void
 pd_sr_reload_free_page(void)
@@ -1313,8 +1316,8 @@ pd_sr_reload_stop(const char *why)
 static void
 pd_sr_reload_finish(void)
 {
-    const char  *argv[2];
-    size_t       len[2];
+    const char  *argv[3];
+    size_t       len[3];
 
     pd_sr_reload_free_page();
 
@@ -1329,15 +1332,62 @@ pd_sr_reload_finish(void)
                  "(%lu rows in %lu ms)", (unsigned long) pd_sr_reload.rows,
                  (unsigned long) (pd_current_msec - pd_sr_reload.start));
 
-    /* the acks this server saw while the rows were read come after the
-     * stores: on one link Redis runs them in the order sent */
-    argv[0] = "SMEMBERS";
-    len[0] = 8;
+    /* every store is answered: from here acks apply as they come, and
+     * the ones noted meanwhile follow (a fetch in between may send a
+     * noted one again, as it could before they were played) */
+    argv[0] = "SET";
+    len[0] = 3;
+    argv[1] = "pd:saver:ok";
+    len[1] = sizeof("pd:saver:ok") - 1;
+    argv[2] = "1";
+    len[2] = 1;
+
+    (void) pd_redis_command(pd_sr_reload.shard, NULL, NULL, 3, argv, len);
+
+    pd_sr_reload.again = 0;
+    pd_sr_reload_acks();
+}
+
+/*
+ * The acks this server saw while the rows were read come after the
+ * stores (on one link Redis runs them in the order sent), a bounded
+ * handful at a time: each SPOP's answer comes once the acks sent before
+ * it ran, and brings the next.  Taken all at once, a long reload's set
+ * (every ack of the cluster while it ran) became as many calls queued on
+ * one link as the rows once did.  A replayed ack is not noted again:
+ * the marker is back.  Lost on the way (the link reset), what is left
+ * expires with the set, and those messages may be sent once more.
+ */
+#define PD_SR_RELOAD_ACKS  "1000"
+
+static void
+pd_sr_reload_acks(void)
+{
+    const char  *argv[3];
+    size_t       len[3];
+
+    argv[0] = "SPOP";
+    len[0] = 4;
     argv[1] = "pd:saver:acked";
     len[1] = sizeof("pd:saver:acked") - 1;
+    argv[2] = PD_SR_RELOAD_ACKS;
+    len[2] = sizeof(PD_SR_RELOAD_ACKS) - 1;
 
-    (void) pd_redis_command(pd_sr_reload.shard, pd_sr_reload_acked, NULL, 2,
-                            argv, len);
+    if (pd_redis_command(pd_sr_reload.shard, pd_sr_reload_acked, NULL, 3,
+                         argv, len)
+        != PD_OK)
+    {
+        pd_sr_reload_acks_lost();
+    }
+}
+
+static void
+pd_sr_reload_acks_lost(void)
+{
+    pd_log_error(PD_LOG_ERR, pd_log_root, 0,
+                 "saver: the acks made during the reload were not all "
+                 "played again (%lu were): the rest may be sent once more",
+                 (unsigned long) pd_sr_reload.again);
 
     pd_sr_reloading = 0;
 }
@@ -1658,26 +1708,29 @@ pd_sr_reload_page(void)
     }
 }
 
-/* the acks noted while the server lacked pd:saver:ok, played again
- * after the reload's stores; then the server holds what the log holds */
+/* a handful of the acks noted while the server lacked pd:saver:ok,
+ * played again after the reload's stores; the set empty, the server
+ * holds what the log holds */
 static void
 pd_sr_reload_acked(pd_redis_t *r, redisReply *reply, void *data)
 {
     redisReply  *m;
     pd_str_t     uid, id;
-    pd_uint_t    i, again;
+    pd_uint_t    i;
     const char  *argv[3];
     size_t       len[3];
     u_char      *nl;
 
     (void) data;
 
-    /* no answer: no marker either, and the next check reloads again */
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+    if (!pd_sr_reloading) {
         return;
     }
 
-    again = 0;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        pd_sr_reload_acks_lost();
+        return;
+    }
 
     for (i = 0; i < reply->elements; i++) {
         m = reply->element[i];
@@ -1705,37 +1758,30 @@ pd_sr_reload_acked(pd_redis_t *r, redisReply *reply, void *data)
         }
 
         pd_sr_ack_redis(r, &uid, &id);
-        again++;
+        pd_sr_reload.again++;
     }
 
-    /* the acks played again go before the marker */
+    /* the acks played again go before what follows */
     pd_sr_acks_before(r);
 
-    argv[0] = "SET";
-    len[0] = 3;
-    argv[1] = "pd:saver:ok";
-    len[1] = sizeof("pd:saver:ok") - 1;
-    argv[2] = "1";
-    len[2] = 1;
-
-    (void) pd_redis_command(r, NULL, NULL, 3, argv, len);
+    if (reply->elements > 0) {
+        pd_sr_reload_acks();
+        return;
+    }
 
     argv[0] = "DEL";
     len[0] = 3;
-    argv[1] = "pd:saver:acked";
-    len[1] = sizeof("pd:saver:acked") - 1;
-
-    (void) pd_redis_command(r, NULL, NULL, 2, argv, len);
-
     argv[1] = "pd:saver:reloading";
     len[1] = sizeof("pd:saver:reloading") - 1;
 
     (void) pd_redis_command(r, NULL, NULL, 2, argv, len);
 
-    if (again) {
+    pd_sr_reloading = 0;
+
+    if (pd_sr_reload.again) {
         pd_log_error(PD_LOG_NOTICE, pd_log_root, 0,
                      "saver: %lu acks made during the reload played again",
-                     (unsigned long) again);
+                     (unsigned long) pd_sr_reload.again);
     }
 }
 
