@@ -1208,9 +1208,10 @@ pd_sr_delivered(pd_str_t *uid, uint64_t seq)
  * link: Redis took more than the link's timeout to answer them, the
  * link was reset, every store failed, and the reload began again a
  * minute later, for ever.  A page's stores go PD_SR_RELOAD_WINDOW at a
- * time, the next as one is answered: a store into a long mailbox costs
- * Redis a scan of it (1 ms at 25,000 ids), and a whole page sent at once
- * would again outlast the link's timeout.
+ * time, the next as one is answered, so that what waits on the link
+ * stays short whatever a store costs (a store into a long mailbox once
+ * scanned it, 1 ms at 25,000 ids, and a page sent at once outlasted the
+ * link's timeout).
  */
 #define PD_SR_RELOAD_PAGE    1000
 #define PD_SR_RELOAD_WINDOW  64
