@@ -1597,15 +1597,10 @@ pd_sr_reload_cursor(const PGresult *res, int row)
 static pd_int_t
 pd_sr_reload_copy(pd_str_t *dst, pd_str_t *src)
 {
-    dst->data = pd_pnalloc(pd_sr_reload.pool, src->len ? src->len : 1);
-    if (dst->data == NULL) {
-        return PD_ERROR;
-    }
-
     dst->len = src->len;
-    pd_memcpy(dst->data, src->data, src->len);
+    dst->data = pd_pstrdup(pd_sr_reload.pool, src);
 
-    return PD_OK;
+    return dst->data ? PD_OK : PD_ERROR;
 }
 
 static void
