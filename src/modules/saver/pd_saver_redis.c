@@ -1230,6 +1230,7 @@ typedef struct {
     pd_redis_t          *shard;
     pd_pool_t           *pool;       /* the page's rows */
     pd_sr_reload_row_t  *page;
+    pd_pool_t           *scratch;    /* one store's arguments at a time */
     pd_uint_t            n;          /* rows of the page kept */
     pd_uint_t            next;       /* the next to store */
     pd_uint_t            inflight;   /* stores not yet answered */
@@ -1286,6 +1287,11 @@ pd_sr_reload_free_page(void)
     if (pd_sr_reload.pool != NULL) {
         pd_destroy_pool(pd_sr_reload.pool);
         pd_sr_reload.pool = NULL;
+    }
+
+    if (pd_sr_reload.scratch != NULL) {
+        pd_destroy_pool(pd_sr_reload.scratch);
+        pd_sr_reload.scratch = NULL;
     }
 
     pd_sr_reload.page = NULL;
@@ -1463,18 +1469,14 @@ pd_sr_reload_send(void)
     pd_pool_t           *pool;
     pd_uint_t            pick;
 
-    pool = NULL;
+    pool = pd_sr_reload.scratch;
 
     while (!pd_sr_reload.failed && pd_sr_reload.next < pd_sr_reload.n
            && pd_sr_reload.inflight < PD_SR_RELOAD_WINDOW)
     {
         row = &pd_sr_reload.page[pd_sr_reload.next++];
 
-        if (pool == NULL) {
-            pool = pd_create_pool(PD_POOL_DEFAULT_SIZE, 0, pd_log_root);
-        }
-
-        st = pool ? pd_calloc(sizeof(pd_sr_store_t), pd_log_root) : NULL;
+        st = pd_calloc(sizeof(pd_sr_store_t), pd_log_root);
         if (st == NULL) {
             pd_sr_reload.failed++;
             break;
@@ -1496,10 +1498,6 @@ pd_sr_reload_send(void)
         }
 
         pd_reset_pool(pool);
-    }
-
-    if (pool != NULL) {
-        pd_destroy_pool(pool);
     }
 
     if (pd_sr_reload.inflight == 0
@@ -1635,7 +1633,9 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
     pd_sr_reload.page_rows = n;
 
     pd_sr_reload.pool = pd_create_pool(16384, 0, pd_log_root);
-    pd_sr_reload.page = pd_sr_reload.pool
+    pd_sr_reload.scratch = pd_create_pool(PD_POOL_DEFAULT_SIZE, 0,
+                                          pd_log_root);
+    pd_sr_reload.page = pd_sr_reload.pool && pd_sr_reload.scratch
                         ? pd_palloc(pd_sr_reload.pool,
                                     (n ? n : 1) * sizeof(pd_sr_reload_row_t))
                         : NULL;
