@@ -125,6 +125,32 @@ pd_dec64(u_char *p, uint64_t n)
     return pd_cpymem(p, t, (size_t) (tmp + sizeof(tmp) - t));
 }
 
+size_t
+pd_key_cat(char *buf, size_t size, const char *prefix, const u_char *name,
+    size_t len)
+{
+    size_t  plen;
+
+    if (size == 0) {
+        return 0;
+    }
+
+    plen = strlen(prefix);
+    if (plen > size - 1) {
+        plen = size - 1;
+    }
+
+    if (len > size - 1 - plen) {
+        len = size - 1 - plen;
+    }
+
+    pd_memcpy(buf, prefix, plen);
+    pd_memcpy(buf + plen, name, len);
+    buf[plen + len] = '\0';
+
+    return plen + len;
+}
+
 /* see pd_vslprintf() */
 u_char *
 pd_slprintf(u_char *buf, u_char *last, const char *fmt, ...)

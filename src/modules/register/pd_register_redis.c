@@ -88,7 +88,7 @@ pd_rr_send(pd_redis_t *r, int argc, const char **argv, const size_t *len)
 static size_t
 pd_rr_key(char *buf, size_t size, const u_char *uid, size_t len)
 {
-    return (size_t) snprintf(buf, size, "pd:u:%.*s", (int) len, uid);
+    return pd_key_cat(buf, size, "pd:u:", uid, len);
 }
 
 size_t
