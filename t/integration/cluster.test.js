@@ -714,7 +714,11 @@ test('cluster qos 1: an expired message leaves Redis with its row: a uid '
             ids.push(r.json.id);
         }
         assert.strictEqual(cli('LLEN', 'pd:q:gone'), '2');
-        assert.strictEqual(cli('HLEN', 'pd:dl:gone'), '2');
+        /* the unicast's body inline beside its count, the keyed one's
+         * in m */
+        assert.strictEqual(cli('HLEN', 'pd:dl:gone'), '3');
+        assert.strictEqual(cli('HEXISTS', 'pd:dl:gone', `b:${ids[0]}`), '1');
+        assert.strictEqual(cli('EXISTS', `pd:m:${ids[1]}`), '1');
         assert.strictEqual(cli('EXISTS', 'pd:c:gone'), '1');
 
         /* nobody fetches: the log's sweep takes the rows once expired,
@@ -726,6 +730,47 @@ test('cluster qos 1: an expired message leaves Redis with its row: a uid '
                       ...ids.map((id) => `pd:m:${id}`)];
         await L.waitFor(() => cli('EXISTS', ...keys) === '0', 10000,
                         'the uid\'s keys gone from Redis');
+    }, true);
+});
+
+test('cluster qos 1: a message past its ttl is not sent: its inline body '
+     + 'carries the expiry the fetch checks', PG, async () => {
+    const S = require('./servers.js');
+    await withCluster(async ([a, b], redis, pg) => {
+        const cli = (...args) => S.redisCli(redis.port, args);
+        await L.waitFor(() => cli('GET', 'pd:saver:ok') === '1', 10000,
+                        'the store marked whole');
+        const push = async (ttl, data) => {
+            const r = await L.centerPost(a, '/v1/push', {
+                app: 'chat', uids: ['late'], data, ttl,
+            });
+            assert.strictEqual(r.status, 200, r.body);
+            assert.strictEqual(r.json.stored, 1, r.body);
+            return r.json.id;
+        };
+        const stale = await push(1, 'stale');
+        const expires = Number(cli('HGET', 'pd:dl:late', `b:${stale}`)
+            .split('\n')[0]);
+        assert.ok(expires > Date.now(), 'expires ahead');
+        /* Redis keeps the field (no per-field expiry in Redis 7.0): the
+         * log's sweep would take it, once a second, so its row goes
+         * first, and only the fetch can tell that it is stale */
+        pg.sql(`DELETE FROM pd_messages WHERE id = '${stale}'`);
+        await L.waitFor(() => Date.now() > expires + 50, 5000, 'the ttl');
+        assert.strictEqual(cli('HEXISTS', 'pd:dl:late', `b:${stale}`), '1');
+        const fresh = await push(60, 'fresh');
+
+        const cl = await W.connect(b.roomPort, 'late', 'phone',
+                                   { apps: ['chat'] });
+        const m = await cl.op('msg', 5000);
+        assert.strictEqual(m.id, fresh, 'the stale one was not sent first');
+        assert.strictEqual(m.data, 'fresh');
+        /* and the fetch let go of it */
+        assert.strictEqual(cli('LRANGE', 'pd:q:late', '0', '-1'),
+                           `~${fresh}`);
+        assert.strictEqual(cli('HEXISTS', 'pd:dl:late', `b:${stale}`), '0');
+        cl.close();
+        await cl.waitClose();
     }, true);
 });
 
@@ -818,8 +863,20 @@ test('cluster qos 1: a message\'s body leaves Redis with the last list '
         assert.strictEqual(cli('EXISTS', `pd:m:${id}`), '0',
                            'the body gone with the last ack');
 
+        /* one uid's body is inline, in its own hash, beside the count:
+         * the ack (two of them again) takes both fields and the id */
+        const one = await push(['eve'], { n: 4 });
+        assert.strictEqual(cli('LRANGE', 'pd:q:eve', '0', '-1'), `~${one}`);
+        assert.strictEqual(cli('HGET', 'pd:dl:eve', one), '0');
+        assert.match(cli('HGET', 'pd:dl:eve', `b:${one}`),
+                     /^\d{13}\nchat\n\{"n":4\}$/);
+        assert.strictEqual(cli('EXISTS', `pd:m:${one}`), '0');
+        await take('eve', one, 2);
+        assert.strictEqual(cli('EXISTS', 'pd:dl:eve'), '0',
+                           'the inline body gone with the ack');
+
         /* a body an older pushd wrote (no count) is left to expire */
-        const old = await push(['cy'], { n: 2 });
+        const old = await push(['cy', 'cz'], { n: 2 });
         cli('HDEL', `pd:m:${old}`, 'n');
         await take('cy', old, 1);
         assert.strictEqual(cli('HGET', `pd:m:${old}`, 'a'), 'chat');
@@ -829,6 +886,7 @@ test('cluster qos 1: a message\'s body leaves Redis with the last list '
         /* never acked: the no-ack guard (max_redeliveries 5) drops it
          * from the list, and the body goes with it */
         const lost = await push(['dag'], { n: 3 });
+        assert.strictEqual(cli('HEXISTS', 'pd:dl:dag', `b:${lost}`), '1');
         let seen = 0;
         for (;;) {
             const cl = await W.connect(b.roomPort, 'dag', 'phone',
@@ -844,8 +902,8 @@ test('cluster qos 1: a message\'s body leaves Redis with the last list '
         }
         assert.ok(seen >= 5, `delivered ${seen} times before the drop`);
         assert.strictEqual(cli('LLEN', 'pd:q:dag'), '0');
-        assert.strictEqual(cli('EXISTS', `pd:m:${lost}`), '0',
-                           'the dropped message\'s body gone');
+        assert.strictEqual(cli('EXISTS', 'pd:dl:dag'), '0',
+                           'the dropped message\'s body and count gone');
         /* and its row in the durable log, which a reload would bring
          * back with its count started again */
         await L.waitFor(() => Number(pg.sql('SELECT count(*) FROM '
@@ -893,9 +951,11 @@ test('cluster qos 1: a full mailbox stores no more and keeps what it '
                                 keyed.stored], [1, 1, 0, 0]);
         /* the refused id left no trace in the mailbox, and no body */
         assert.strictEqual(cli('LRANGE', 'pd:q:fu', '0', '-1'),
-                           `${one.id}\n${two.id}`);
-        assert.strictEqual(cli('EXISTS', `pd:m:${three.id}`), '0');
-        assert.strictEqual(cli('HGET', `pd:m:${one.id}`, 'n'), '1');
+                           `~${one.id}\n~${two.id}`);
+        assert.strictEqual(cli('HEXISTS', 'pd:dl:fu', three.id), '0');
+        assert.strictEqual(cli('HEXISTS', 'pd:dl:fu', `b:${three.id}`), '0');
+        assert.strictEqual(cli('EXISTS', `pd:m:${keyed.id}`), '0');
+        assert.strictEqual(cli('HLEN', 'pd:dl:fu'), '4');
         /* and the durable log, written beside Redis, lets go of its row:
          * a reload would bring it back, and nothing would ack it */
         await L.waitFor(() => rows().length === 2, 10000,
@@ -909,7 +969,7 @@ test('cluster qos 1: a full mailbox stores no more and keeps what it '
         cl.send({ op: 'ack', ids: got.map((m) => m.id) });
         await L.waitFor(() => cli('LLEN', 'pd:q:fu') === '0', 10000,
                         'the acks in Redis');
-        assert.strictEqual(cli('EXISTS', `pd:m:${one.id}`), '0');
+        assert.strictEqual(cli('EXISTS', 'pd:dl:fu'), '0');
         cl.close();
         await cl.waitClose();
 
@@ -1082,7 +1142,9 @@ test('saver.redis: the store on its own Redis, apart from the register\'s; '
 
         /* the messages are in the store's Redis, none in the register's */
         assert.deepStrictEqual(keys(store.port, 'pd:q:*'), ['pd:q:ola']);
-        assert.strictEqual(keys(store.port, 'pd:m:*').length, 3);
+        assert.deepStrictEqual(keys(store.port, 'pd:dl:*'), ['pd:dl:ola']);
+        assert.strictEqual(S.redisCli(store.port, ['HLEN', 'pd:dl:ola']), '6',
+                           'three ids, each with its body inline');
         assert.deepStrictEqual(keys(reg.port, 'pd:q:*'), []);
         assert.deepStrictEqual(keys(reg.port, 'pd:m:*'), []);
         assert.deepStrictEqual(keys(reg.port, 'pd:saver:*'), []);
@@ -1110,6 +1172,8 @@ test('saver.redis: the store on its own Redis, apart from the register\'s; '
                         10000, 'the acked ids gone from the store');
         assert.deepStrictEqual(keys(store.port, 'pd:m:*'), [],
                                'the acked bodies gone from the store');
+        assert.deepStrictEqual(keys(store.port, 'pd:dl:*'), [],
+                               'and their counts');
 
         /* the register's Redis is the register's alone: presence */
         const p = await presence(a, 'ola');

@@ -97,13 +97,17 @@ static const char  pd_sr_store_lua[] =
 
 /*
  * A live store's push into a full mailbox, taken back (pd_sr_plain_t).
- * KEYS: q, dl, m; ARGV: id.  The id is the list's last copy of it, unless
- * a fetch and an ack took it meanwhile: then nothing is left to undo.
+ * KEYS: q, dl, m; ARGV: what was pushed (the id, or "~id" for an inline
+ * body), the id.  It is the list's last copy, unless a fetch and an ack
+ * took it meanwhile: then nothing is left to undo.  An inline body goes
+ * with its delivery count (both fields: 2); a body in m is let go of.
  */
 static const char  pd_sr_unstore_lua[] =
     PD_SR_UNREF_LUA
     "if redis.call('LREM', KEYS[1], -1, ARGV[1]) > 0 then "
-    "  redis.call('HDEL', KEYS[2], ARGV[1]) unref(3) "
+    "  if redis.call('HDEL', KEYS[2], ARGV[2], 'b:' .. ARGV[2]) < 2 then "
+    "    unref(3) "
+    "  end "
     "end "
     "return 1";
 
@@ -167,47 +171,65 @@ static const char  pd_sr_store_collapse_lua[] =
     "return out";
 
 /*
- * KEYS: q, dl, then the m key of every id in q after `after`; ARGV: app,
- * after (an id or ""), max deliveries, limit.  Every key a script touches
- * comes in KEYS, as Redis Cluster and ACL key patterns expect; but these
- * ids are known only once q is read, so a call that lacks the m key of
- * one changes nothing and answers {-1, id...} (the ids after `after`),
- * and the caller asks again with their keys.  The first call of a fetch
- * passes none: an empty mailbox costs one call, others two.
+ * KEYS: q, dl, then the m key of every id in q after `after` that has
+ * one; ARGV: app, after (an id or ""), max deliveries, limit, now (unix
+ * ms).  Every key a script touches comes in KEYS, as Redis Cluster and
+ * ACL key patterns expect; but these ids are known only once q is read,
+ * so a call that lacks the m key of one changes nothing and answers
+ * {-1, id...} (the ids after `after` with a body in m), and the caller
+ * asks again with their keys.  The first call of a fetch passes none: an
+ * empty mailbox, or one of inline bodies only, costs one call, others
+ * two.  An inline body ("~id" in q, "b:id" in dl: PD_SR_INLINE) carries
+ * its expiry, checked here against now, where m expires by itself.
  */
 static const char  pd_sr_pending_lua[] =
     PD_SR_UNREF_LUA
     "local out = {} local list = redis.call('LRANGE', KEYS[1], 0, -1) "
     "local max = tonumber(ARGV[3]) local lim = tonumber(ARGV[4]) "
+    "local now = tonumber(ARGV[5]) "
     "local exp, drop, from = 0, {}, 1 "
+    "local function inline(x) return string.byte(x, 1) == 126 end "
     "if ARGV[2] ~= '' then "
-    "  for i, id in ipairs(list) do "
-    "    if id == ARGV[2] then from = i + 1 break end "
+    "  for i, x in ipairs(list) do "
+    "    if x == ARGV[2] or x == '~' .. ARGV[2] then from = i + 1 break end "
     "  end "
     "end "
     "local key = {} "
     "for i = 3, #KEYS do key[KEYS[i]] = i end "
     "for i = from, #list do "
-    "  if not key['pd:m:' .. list[i]] then "
+    "  if not inline(list[i]) and not key['pd:m:' .. list[i]] then "
     "    local ids = {-1} "
-    "    for j = from, #list do ids[#ids + 1] = list[j] end "
+    "    for j = from, #list do "
+    "      if not inline(list[j]) then ids[#ids + 1] = list[j] end "
+    "    end "
     "    return ids "
     "  end "
     "end "
     "for i = from, #list do "
-    "  local id = list[i] "
-    "  local m = redis.call('HMGET', KEYS[key['pd:m:' .. id]], 'a', 'd') "
-    "  if not m[1] then "
-    "    redis.call('LREM', KEYS[1], 0, id) "
-    "    redis.call('HDEL', KEYS[2], id) exp = exp + 1 "
-    "  elseif m[1] == ARGV[1] then "
+    "  local x = list[i] local a, d, id "
+    "  if inline(x) then "
+    "    id = string.sub(x, 2) "
+    "    local b = redis.call('HGET', KEYS[2], 'b:' .. id) "
+    "    if b then "
+    "      local e, ap, rest = string.match(b, '^(%d+)\\n([^\\n]*)\\n(.*)$') "
+    "      if e and tonumber(e) > now then a, d = ap, rest end "
+    "    end "
+    "  else "
+    "    id = x "
+    "    local m = redis.call('HMGET', KEYS[key['pd:m:' .. id]], 'a', 'd') "
+    "    a, d = m[1], m[2] "
+    "  end "
+    "  if not a then "
+    "    redis.call('LREM', KEYS[1], 0, x) "
+    "    redis.call('HDEL', KEYS[2], id, 'b:' .. id) exp = exp + 1 "
+    "  elseif a == ARGV[1] then "
     "    local n = redis.call('HINCRBY', KEYS[2], id, 1) "
     "    if max > 0 and n > max then "
-    "      redis.call('LREM', KEYS[1], 0, id) "
-    "      redis.call('HDEL', KEYS[2], id) drop[#drop + 1] = id "
-    "      unref(key['pd:m:' .. id]) "
+    "      redis.call('LREM', KEYS[1], 0, x) "
+    "      redis.call('HDEL', KEYS[2], id, 'b:' .. id) drop[#drop + 1] = id "
+    "      if not inline(x) then unref(key['pd:m:' .. id]) end "
     "    else "
-    "      out[#out + 1] = id out[#out + 1] = m[2] "
+    "      out[#out + 1] = id out[#out + 1] = d "
     "      if #out >= 2 * lim then break end "
     "    end "
     "  end "
@@ -234,16 +256,19 @@ static const char  pd_sr_ack_lua[] =
     "local ok = redis.call('EXISTS', KEYS[1]) == 1 "
     "for i = 1, #ARGV / 2 do "
     "  local q, id = 3 + (i - 1) * 4, ARGV[2 * i - 1] "
-    "  redis.call('HDEL', KEYS[q + 1], id) "
-    "  local k = redis.call('HGET', KEYS[q + 2], id) "
-    "  if k then "
-    "    redis.call('HDEL', KEYS[q + 2], id) "
-    "    if redis.call('HGET', KEYS[q + 2], k) == id then "
-    "      redis.call('HDEL', KEYS[q + 2], k) "
+    "  if redis.call('HDEL', KEYS[q + 1], id, 'b:' .. id) == 2 then "
+    "    redis.call('LREM', KEYS[q], 1, '~' .. id) "
+    "  else "
+    "    local k = redis.call('HGET', KEYS[q + 2], id) "
+    "    if k then "
+    "      redis.call('HDEL', KEYS[q + 2], id) "
+    "      if redis.call('HGET', KEYS[q + 2], k) == id then "
+    "        redis.call('HDEL', KEYS[q + 2], k) "
+    "      end "
     "    end "
-    "  end "
-    "  if redis.call('LREM', KEYS[q], 1, id) > 0 then "
-    "    unref(q + 3) "
+    "    if redis.call('LREM', KEYS[q], 1, id) > 0 then "
+    "      unref(q + 3) "
+    "    end "
     "  end "
     "  if not ok then redis.call('SADD', KEYS[2], ARGV[2 * i]) end "
     "end "
@@ -531,24 +556,34 @@ pd_sr_shard_call(pd_str_t *uids, pd_uint_t *pick, pd_uint_t npick,
  * commands, not as the store script: each call a script makes costs
  * Redis about twice the command's own work, and the script itself as
  * much as a few commands (Redis 7.0, the bench's 256-byte unicast: 29 us
- * a store as the script, 12 us as these four commands).  They go in one
- * pipeline on the uid's link, so Redis runs them in this order, though
- * other links' commands may come between them:
+ * a store as the script, 12 us as the four commands of a body in m, 3 us
+ * as the two of an inline body).  They go in one pipeline on the uid's
+ * link, so Redis runs them in this order, though other links' commands
+ * may come between them.
  *
- *   HSET m a, d, n, and PEXPIREAT m: the body first, so that a fetch
- *     never meets an id whose body is not there yet (it would take the
- *     message for an expired one);
- *   then HSETNX dl id 0 and RPUSH q id for each uid.
+ * The part of a store for one uid of a server (a unicast, the common
+ * case of all) keeps its body inline, in the uid's own hash, with no
+ * count of the lists holding it: HSET dl id 0 b:id "expires\napp\ndata",
+ * then RPUSH q "~id" (the mark says where the body is, so that a fetch
+ * and an ack need no look to find out).  An ack is then two calls, an
+ * HDEL of both fields and the LREM, where m took five.  The part for
+ * several uids writes one body, in m, for all of them: HSET m a, d, n,
+ * PEXPIREAT m, then HSETNX dl id 0 and RPUSH q id for each uid.  Either
+ * way the body is written first, so that a fetch never meets an id whose
+ * body is not there yet (it would take it for an expired one).
  *
  * What the script decided before a push is decided after it, from the
  * answers.  An id dl held already (a reload's store of the same row came
- * first: the only store made again while a live one runs) leaves q's last
- * copy and counts as stored; the body's count, set to the uids here, is
- * then right, every uid holding the id once.  A push that made q longer
- * than the bound is taken back (pd_sr_unstore_lua) and counts as full;
- * meanwhile a fetch may have sent that id, so its client may get a
+ * first: the only store made again while a live one runs) leaves q's
+ * last copy, ours, and counts as stored; m's count, set to the uids here,
+ * is then right, every uid holding the id once.  A push that made q
+ * longer than the bound is taken back (pd_sr_unstore_lua) and counts as
+ * full; meanwhile a fetch may have sent that id, so its client may get a
  * message whose publisher was told it was refused, never the reverse.
+ * The store is answered once the undoing is.
  */
+#define PD_SR_INLINE  '~'
+
 typedef struct pd_sr_plain_s  pd_sr_plain_t;
 
 typedef struct {
@@ -563,9 +598,11 @@ struct pd_sr_plain_s {
     pd_uint_t            due;        /* answers still to come */
     unsigned             failed:1;
     unsigned             undoing:1;  /* the second round */
+    unsigned             inline_body:1;
     pd_str_t            *uids;       /* after the replies, then their bytes */
-    pd_sr_plain_reply_t  reply[];    /* HSET, PEXPIREAT, then HSETNX and
-                                      * RPUSH of each uid */
+    pd_sr_plain_reply_t  reply[];    /* HSET m, PEXPIREAT m (none for an
+                                      * inline body), then HSETNX or HSET
+                                      * dl, and RPUSH, of each uid */
 };
 
 #define pd_sr_plain_nx(call, i)    (call)->reply[2 + 2 * (i)].value
@@ -593,17 +630,103 @@ pd_sr_plain_send(pd_sr_plain_t *call, pd_uint_t slot, int argc,
     return PD_OK;
 }
 
+/* HSET m a app d data n uids, PEXPIREAT m: the body of several uids */
+static pd_int_t
+pd_sr_plain_body(pd_sr_plain_t *call, pd_str_t *app, pd_str_t *payload,
+    uint64_t expires)
+{
+    const char  *argv[8];
+    size_t       len[8];
+    char         m[8 + PD_MSG_ID_LEN];
+    u_char       num[24];
+
+    argv[0] = "HSET";
+    len[0] = 4;
+    argv[1] = m;
+    len[1] = pd_key_cat(m, sizeof(m), "pd:m:", call->st->id.data,
+                        call->st->id.len);
+    argv[2] = "a";
+    len[2] = 1;
+    argv[3] = (const char *) app->data;
+    len[3] = app->len;
+    argv[4] = "d";
+    len[4] = 1;
+    argv[5] = (const char *) payload->data;
+    len[5] = payload->len;
+    argv[6] = "n";
+    len[6] = 1;
+    argv[7] = (const char *) num;
+    len[7] = (size_t) (pd_dec64(num, call->n) - num);
+
+    if (pd_sr_plain_send(call, 0, 8, argv, len) != PD_OK) {
+        return PD_ERROR;
+    }
+
+    argv[0] = "PEXPIREAT";
+    len[0] = 9;
+    len[2] = (size_t) (pd_dec64(num, expires) - num);
+    argv[2] = (const char *) num;
+
+    return pd_sr_plain_send(call, 1, 3, argv, len);
+}
+
+/* HSET dl id 0 b:id "expires\napp\ndata": the body of one uid */
+static pd_int_t
+pd_sr_plain_inline(pd_sr_plain_t *call, pd_str_t *app, pd_str_t *payload,
+    uint64_t expires, pd_pool_t *pool)
+{
+    const char  *argv[6];
+    size_t       len[6];
+    char         dl[8 + PD_UID_MAX];
+    u_char      *field, *body, *p;
+    pd_str_t    *id = &call->st->id;
+
+    field = pd_pnalloc(pool, 2 + id->len);
+    body = pd_pnalloc(pool, 20 + 1 + app->len + 1 + payload->len);
+
+    if (field == NULL || body == NULL) {
+        call->failed = 1;
+        return PD_ERROR;
+    }
+
+    p = pd_cpymem(field, "b:", 2);
+    p = pd_cpymem(p, id->data, id->len);
+
+    argv[0] = "HSET";
+    len[0] = 4;
+    argv[1] = dl;
+    len[1] = pd_key_cat(dl, sizeof(dl), "pd:dl:", call->uids[0].data,
+                        call->uids[0].len);
+    argv[2] = (const char *) id->data;
+    len[2] = id->len;
+    argv[3] = "0";
+    len[3] = 1;
+    argv[4] = (const char *) field;
+    len[4] = (size_t) (p - field);
+
+    p = pd_dec64(body, expires);
+    *p++ = '\n';
+    p = pd_cpymem(p, app->data, app->len);
+    *p++ = '\n';
+    p = pd_cpymem(p, payload->data, payload->len);
+
+    argv[5] = (const char *) body;
+    len[5] = (size_t) (p - body);
+
+    return pd_sr_plain_send(call, 2, 6, argv, len);
+}
+
 static pd_int_t
 pd_sr_store_plain(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
-    pd_uint_t npick, pd_str_t *app, pd_str_t *id, pd_str_t *payload,
-    uint64_t expires, pd_sr_store_t *st)
+    pd_uint_t npick, pd_str_t *app, pd_str_t *payload, uint64_t expires,
+    pd_sr_store_t *st, pd_pool_t *pool)
 {
     pd_sr_plain_t  *call;
-    const char     *argv[8];
-    size_t          len[8], bytes, mlen;
-    char            m[8 + PD_MSG_ID_LEN], key[8 + PD_UID_MAX], num[24];
+    const char     *argv[4];
+    size_t          len[4], bytes;
+    char            key[8 + PD_UID_MAX];
+    u_char          item[1 + PD_MSG_ID_LEN], *p;
     pd_uint_t       i, nreply;
-    u_char         *p;
 
     bytes = 0;
     for (i = 0; i < npick; i++) {
@@ -625,6 +748,7 @@ pd_sr_store_plain(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
     call->due = 0;
     call->failed = 0;
     call->undoing = 0;
+    call->inline_body = (npick == 1 && st->id.len <= PD_MSG_ID_LEN);
     call->uids = (pd_str_t *) &call->reply[nreply];
     p = (u_char *) &call->uids[npick];
 
@@ -634,61 +758,46 @@ pd_sr_store_plain(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
         p = pd_cpymem(p, uids[pick[i]].data, uids[pick[i]].len);
     }
 
-    mlen = pd_key_cat(m, sizeof(m), "pd:m:",
-                      id->data, id->len);
-
-    argv[0] = "HSET";
-    len[0] = 4;
-    argv[1] = m;
-    len[1] = mlen;
-    argv[2] = "a";
-    len[2] = 1;
-    argv[3] = (const char *) app->data;
-    len[3] = app->len;
-    argv[4] = "d";
-    len[4] = 1;
-    argv[5] = (const char *) payload->data;
-    len[5] = payload->len;
-    argv[6] = "n";
-    len[6] = 1;
-    argv[7] = num;
-    len[7] = (size_t) snprintf(num, sizeof(num), "%lu",
-                               (unsigned long) npick);
-
-    if (pd_sr_plain_send(call, 0, 8, argv, len) != PD_OK) {
-        goto sent;
+    /* what q holds: the id, marked when its body is inline */
+    p = item;
+    if (call->inline_body) {
+        *p++ = PD_SR_INLINE;
     }
+    p = pd_cpymem(p, st->id.data, pd_min(st->id.len, PD_MSG_ID_LEN));
 
-    argv[0] = "PEXPIREAT";
-    len[0] = 9;
-    argv[2] = num;
-    len[2] = (size_t) snprintf(num, sizeof(num), "%lu",
-                               (unsigned long) expires);
+    if (call->inline_body) {
+        if (pd_sr_plain_inline(call, app, payload, expires, pool) != PD_OK) {
+            goto sent;
+        }
 
-    if (pd_sr_plain_send(call, 1, 3, argv, len) != PD_OK) {
+    } else if (pd_sr_plain_body(call, app, payload, expires) != PD_OK) {
         goto sent;
     }
 
     argv[1] = key;
-    argv[2] = (const char *) id->data;
-    len[2] = id->len;
-    argv[3] = "0";
-    len[3] = 1;
 
     for (i = 0; i < npick; i++) {
-        argv[0] = "HSETNX";
-        len[0] = 6;
-        len[1] = pd_key_cat(key, sizeof(key), "pd:dl:",
-                            call->uids[i].data, call->uids[i].len);
+        if (!call->inline_body) {
+            argv[0] = "HSETNX";
+            len[0] = 6;
+            len[1] = pd_key_cat(key, sizeof(key), "pd:dl:",
+                                call->uids[i].data, call->uids[i].len);
+            argv[2] = (const char *) st->id.data;
+            len[2] = st->id.len;
+            argv[3] = "0";
+            len[3] = 1;
 
-        if (pd_sr_plain_send(call, 2 + 2 * i, 4, argv, len) != PD_OK) {
-            goto sent;
+            if (pd_sr_plain_send(call, 2 + 2 * i, 4, argv, len) != PD_OK) {
+                goto sent;
+            }
         }
 
         argv[0] = "RPUSH";
         len[0] = 5;
         len[1] = pd_key_cat(key, sizeof(key), "pd:q:",
                             call->uids[i].data, call->uids[i].len);
+        argv[2] = (const char *) item;
+        len[2] = (size_t) (p - item);
 
         if (pd_sr_plain_send(call, 3 + 2 * i, 3, argv, len) != PD_OK) {
             goto sent;
@@ -757,11 +866,12 @@ static void
 pd_sr_plain_undo(pd_sr_plain_t *call)
 {
     pd_sr_store_t  *st = call->st;
-    const char     *argv[7];
-    size_t          len[7];
+    const char     *argv[8];
+    size_t          len[8], qlen, dllen;
     char            q[8 + PD_UID_MAX], dl[8 + PD_UID_MAX];
     char            m[8 + PD_MSG_ID_LEN], nkeys[PD_SR_NKEYS];
-    size_t          qlen;
+    u_char          item[1 + PD_MSG_ID_LEN], field[2 + PD_MSG_ID_LEN], *p;
+    size_t          ilen;
     pd_uint_t       i;
 
     if (call->failed) {
@@ -769,22 +879,49 @@ pd_sr_plain_undo(pd_sr_plain_t *call)
         return;
     }
 
-    for (i = 0; i < call->n; i++) {
-        qlen = pd_key_cat(q, sizeof(q), "pd:q:",
-                          call->uids[i].data, call->uids[i].len);
+    p = item;
+    if (call->inline_body) {
+        *p++ = PD_SR_INLINE;
+    }
+    p = pd_cpymem(p, st->id.data, pd_min(st->id.len, PD_MSG_ID_LEN));
+    ilen = (size_t) (p - item);
 
-        if (pd_sr_plain_nx(call, i) == 0) {
-            /* a reload's store came first: ours is the last copy */
+    for (i = 0; i < call->n; i++) {
+        qlen = pd_key_cat(q, sizeof(q), "pd:q:", call->uids[i].data,
+                          call->uids[i].len);
+        dllen = pd_key_cat(dl, sizeof(dl), "pd:dl:", call->uids[i].data,
+                           call->uids[i].len);
+
+        /* dl held the id already (HSET of an inline body adds fewer
+         * than its two fields): a reload's store came first, and ours
+         * is the last copy; an inline body we wrote beside its m goes */
+        if (call->inline_body ? pd_sr_plain_nx(call, i) < 2
+                              : pd_sr_plain_nx(call, i) == 0)
+        {
             argv[0] = "LREM";
             len[0] = 4;
             argv[1] = q;
             len[1] = qlen;
             argv[2] = "-1";
             len[2] = 2;
-            argv[3] = (const char *) st->id.data;
-            len[3] = st->id.len;
+            argv[3] = (const char *) item;
+            len[3] = ilen;
 
             (void) pd_sr_plain_send(call, 3 + 2 * i, 4, argv, len);
+
+            if (call->inline_body) {
+                p = pd_cpymem(field, "b:", 2);
+                p = pd_cpymem(p, st->id.data,
+                              pd_min(st->id.len, PD_MSG_ID_LEN));
+                argv[0] = "HDEL";
+                argv[1] = dl;
+                len[1] = dllen;
+                argv[2] = (const char *) field;
+                len[2] = (size_t) (p - field);
+
+                (void) pd_sr_plain_send(call, 2 + 2 * i, 3, argv, len);
+            }
+
             st->stored++;
             continue;
         }
@@ -801,15 +938,15 @@ pd_sr_plain_undo(pd_sr_plain_t *call)
         argv[3] = q;
         len[3] = qlen;
         argv[4] = dl;
-        len[4] = pd_key_cat(dl, sizeof(dl), "pd:dl:",
-                            call->uids[i].data, call->uids[i].len);
+        len[4] = dllen;
         argv[5] = m;
-        len[5] = pd_key_cat(m, sizeof(m), "pd:m:",
-                            st->id.data, st->id.len);
-        argv[6] = (const char *) st->id.data;
-        len[6] = st->id.len;
+        len[5] = pd_key_cat(m, sizeof(m), "pd:m:", st->id.data, st->id.len);
+        argv[6] = (const char *) item;
+        len[6] = ilen;
+        argv[7] = (const char *) st->id.data;
+        len[7] = st->id.len;
 
-        (void) pd_sr_plain_send(call, 3 + 2 * i, 7, argv, len);
+        (void) pd_sr_plain_send(call, 3 + 2 * i, 8, argv, len);
 
         st->full++;
         (void) pd_saver_pg_ack(pd_sr_log, &call->uids[i], &st->id);
@@ -836,8 +973,8 @@ pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
     static const char    *keyed[3] = { "pd:q:", "pd:c:", "pd:dl:" };
 
     if (collapse->len == 0 && st->id.len != 0) {
-        return pd_sr_store_plain(shard, uids, pick, npick, app, id, payload,
-                                 expires, st);
+        return pd_sr_store_plain(shard, uids, pick, npick, app, payload,
+                                 expires, st, pool);
     }
 
     /* each uid brings q and dl, and c with a collapse key */
@@ -1224,6 +1361,8 @@ pd_sr_fetch_send(pd_sr_fetch_t *f, redisReply **ids, pd_uint_t nids)
     u_char       *keys, *k;
     char          q[8 + PD_UID_MAX], dl[8 + PD_UID_MAX];
     char          nkeys[PD_SR_NKEYS], smax[24], slim[24];
+    u_char        snow[24];
+    struct timespec  now;
     pd_uint_t     i, argc;
     pd_int_t      rc;
 
@@ -1238,7 +1377,7 @@ pd_sr_fetch_send(pd_sr_fetch_t *f, redisReply **ids, pd_uint_t nids)
     /* an ack its client sent earlier in this turn goes first */
     pd_sr_acks_before(f->shard);
 
-    argc = 3 + 2 + nids + 4;
+    argc = 3 + 2 + nids + 5;
     argv = pd_alloc(argc * sizeof(char *), pd_log_root);
     len = pd_alloc(argc * sizeof(size_t), pd_log_root);
     keys = pd_alloc(size, pd_log_root);
@@ -1276,6 +1415,13 @@ pd_sr_fetch_send(pd_sr_fetch_t *f, redisReply **ids, pd_uint_t nids)
     argv[i] = slim;
     len[i++] = (size_t) snprintf(slim, sizeof(slim), "%d",
                                  PD_SAVER_FETCH_MAX);
+
+    /* to the millisecond: an inline body's expiry is checked here */
+    (void) clock_gettime(CLOCK_REALTIME, &now);
+    argv[i] = (const char *) snow;
+    len[i++] = (size_t) (pd_dec64(snow, (uint64_t) now.tv_sec * 1000
+                                        + (uint64_t) now.tv_nsec / 1000000)
+                         - snow);
 
     /* the arguments are copied: the buffers go right after */
     rc = pd_redis_command(f->shard, pd_sr_fetched, f, (int) i, argv, len);
