@@ -6,21 +6,29 @@
  * (pd_redis_shard):
  *   pd:q:{uid}     list of message ids ("node-seq": unique in the
  *                  cluster), in store order (the mailboxes of all the
- *                  uid's apps: one list, filtered by app)
+ *                  uid's apps: one list, filtered by app); "~id" when
+ *                  the body is inline in dl
  *   pd:m:{id}      hash {a: app, d: data, n: the lists q holding it},
- *                  written to every server a multicast touches; gone
- *                  when its last q lets go of it, else when it expires
+ *                  written to every server a multicast (or a reload, or
+ *                  a collapse store) touches; gone when its last q lets
+ *                  go of it, else when it expires
  *   pd:dl:{uid}    hash id -> deliveries, for the no-ack guard: 0 from
  *                  the store until the id leaves q, so it also says
  *                  whether q holds the id (a store made again adds
- *                  nothing) without a scan of q
+ *                  nothing) without a scan of q; and b:id ->
+ *                  "expires\napp\ndata", the inline body of a live store's
+ *                  part for one uid of a server (the common unicast),
+ *                  which goes with the id (pd_sr_store_plain)
  *   pd:c:{uid}     hash "app\ncollapse" -> the id holding that key, and
  *                  id -> "app\ncollapse" (so that its ack cleans both),
  *                  expiring with the longest message it names
  *   pd:saver:ok    set once the server holds what PostgreSQL holds; a
  *                  server that lost its data lacks it, and the first
  *                  worker to see that reloads the unacked messages
- * Each operation is one Lua script, so it is atomic on its server.
+ * Each operation is one Lua script, so it is atomic on its server,
+ * except the common live store, plain commands whose answers decide
+ * what to undo (pd_sr_store_plain: a script's calls cost Redis twice
+ * the commands).
  *
  * PostgreSQL (pd_saver_pg.c): pd_messages, the durable log: a row per
  * (uid, message), deleted by the ack or, once expired, by a sweep.
