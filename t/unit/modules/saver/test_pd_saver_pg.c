@@ -68,6 +68,9 @@ static const struct {
                   " '{\"\"}')" },
     { "pd_store_again", "('{u1,u2}', '{1,1}', '{n-1}', '{a}', '{x}',"
                         " '{99}', '{\"\"}')" },
+    { "pd_store_one", "('{u1}', '{n-1}', '{a}', '{x}', '{99}', '{\"\"}')" },
+    { "pd_store_one_again", "('{u1}', '{n-1}', '{a}', '{x}', '{99}',"
+                            " '{\"\"}')" },
     { "pd_ack", "('{u1}', '{n-1}')" },
     { "pd_reload", "(5, 'u1', '-infinity', '', 1000)" },
     { "pd_sweep", "(5, 1000)" },
@@ -161,6 +164,17 @@ pd_test_stat(const char *name, const char *what)
     PQfinish(c);
 
     return n;
+}
+
+/* the same for both forms of the INSERT: pd_store (the uids joined to
+ * their message) and pd_store_one (one uid a message); again: their
+ * ON CONFLICT forms */
+static long
+pd_test_stores(const char *what, int again)
+{
+    return pd_test_stat(again ? "pd_store_again" : "pd_store", what)
+           + pd_test_stat(again ? "pd_store_one_again" : "pd_store_one",
+                          what);
 }
 
 
@@ -519,9 +533,11 @@ test_store_one_insert_per_turn(void **state)
     assert_int_equal(pd_test_long(sql), rows);
 
     /* one statement for the turn */
-    inserts = pd_test_stat("pd_store", "calls");
+    inserts = pd_test_stores("calls", 0);
     assert_int_equal(inserts, 1);
-    assert_int_equal(pd_test_stat("pd_store", "rows"), rows);
+    /* multicasts in it: the form that joins uids to their message */
+    assert_int_equal(pd_test_stat("pd_store", "calls"), 1);
+    assert_int_equal(pd_test_stores("rows", 0), rows);
 
     /* byte for byte, and the multicast's rows share the message */
     assert_true(pd_test_sql("SELECT data FROM pd_messages"
@@ -533,7 +549,7 @@ test_store_one_insert_per_turn(void **state)
                                   " AND expires = 4000000000000"), 3);
 
     /* the first try has no conflict check */
-    assert_int_equal(pd_test_stat("pd_store_again", "calls"), 0);
+    assert_int_equal(pd_test_stores("calls", 1), 0);
 
     /* a retry of a stored message: no new row, and stored all the same
      * (the first try fails on the primary key, the second keeps the
@@ -544,7 +560,7 @@ test_store_one_insert_per_turn(void **state)
     pd_test_wait_done(done, 1);
     assert_int_equal(done[0].rc, PD_OK);
     assert_int_equal(pd_test_long(sql), rows);
-    assert_int_equal(pd_test_stat("pd_store_again", "calls"), 1);
+    assert_int_equal(pd_test_stores("calls", 1), 1);
 
     free(done);
     pd_saver_pg_destroy(sp);
@@ -581,7 +597,9 @@ test_store_batch_bound(void **state)
         assert_int_equal(done[i].rc, PD_OK);
     }
 
-    assert_int_equal(pd_test_stat("pd_store", "calls"), 2);
+    assert_int_equal(pd_test_stores("calls", 0), 2);
+    /* one uid a message: the form without the join */
+    assert_int_equal(pd_test_stat("pd_store_one", "calls"), 2);
     assert_int_equal(pd_test_long("SELECT count(*) FROM pd_messages"), n);
 
     free(done);
@@ -649,7 +667,7 @@ test_stores_wait_for_the_commit_in_flight(void **state)
 
     /* the first turns' alone, up to PD_SAVER_PG_INFLIGHT of them; then
      * one for the rest, which waited */
-    assert_int_equal(pd_test_stat("pd_store", "calls"),
+    assert_int_equal(pd_test_stores("calls", 0),
                      PD_SAVER_PG_INFLIGHT + 1);
     assert_int_equal(pd_test_long("SELECT count(*) FROM pd_messages"), 6);
 
@@ -791,7 +809,8 @@ test_conflict_stores_again_and_keeps_acks(void **state)
 
     assert_int_equal(done[2].rc, PD_OK);
     assert_int_equal(done[3].rc, PD_OK);
-    assert_int_equal(pd_test_stat("pd_store_again", "calls"), 1);
+    assert_int_equal(pd_test_stores("calls", 1), 1);
+    assert_int_equal(pd_test_stat("pd_store_one_again", "calls"), 1);
 
     /* the row there stays as it was; the new message is in */
     assert_int_equal(pd_test_long("SELECT count(*) FROM pd_messages"
