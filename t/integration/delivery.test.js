@@ -879,6 +879,46 @@ test('rate limit: a burst above center.rate_limit gets 429 with '
     });
 });
 
+test('a multicast to uids on four workers reaches each once, whatever '
+     + 'worker takes the push', T, async () => {
+    const c = conf();
+    c.workers = 4;
+    await L.withPushd(c, async (d) => {
+        /* enough connections for a push to meet three siblings, each
+         * with more ids than a target first holds (pd_room_route.c) */
+        const uids = Array.from({ length: 60 }, (x, i) => `mw${i}`);
+        const cls = [];
+        for (const uid of uids) {
+            cls.push(await W.connect(d.roomPort, uid, 'phone',
+                                     { apps: ['a'] }));
+        }
+        const slots = new Set();
+        for (const uid of uids) {
+            slots.add((await presence(d, uid)).connections[0].worker);
+        }
+        assert.ok(slots.size >= 3, `the uids on ${slots.size} workers`);
+
+        /* qos 0, qos 1, then a last one: each connection gets the
+         * three in order, so none came twice */
+        const ids = [];
+        for (const qos of [0, 1, 0]) {
+            const r = await push(d, { app: 'a', uids, data: { qos }, qos });
+            assert.strictEqual(r.status, 200, r.body);
+            assert.strictEqual(r.json.online, uids.length, r.body);
+            ids.push(r.json.id);
+        }
+        for (const cl of cls) {
+            const got = [];
+            for (let i = 0; i < ids.length; i++) {
+                got.push((await cl.op('msg', 5000)).id);
+            }
+            assert.deepStrictEqual(got, ids);
+            cl.close();
+            await cl.waitClose();
+        }
+    });
+});
+
 test('store full: 503 with a JSON error; the messages accepted before '
      + 'are still delivered', T, async () => {
     await L.withPushd(conf({ saver: { memory: '1m' },

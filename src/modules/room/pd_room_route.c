@@ -23,8 +23,19 @@ typedef struct {
     pid_t                pid;
     u_char               node[PD_NODE_ID_SIZE]; /* empty: this node */
     pd_uint_t            n;
+    pd_uint_t            size;          /* of conns, grown up to cap */
     uint64_t            *conns;
 } pd_room_target_t;
+
+/*
+ * Targets a push keeps in itself; more go to an array of their own.  A
+ * push held room for every process (PD_MAX_PROCESSES, 7.6 KB zeroed) and
+ * each target a batch's worth of connection ids (16 KB), allocated for
+ * every push: with unicasts, the allocator's slow path and the zeroing
+ * were some 8% of a worker's CPU, for a target or two of one id.
+ */
+#define PD_ROOM_PUSH_TARGETS  2
+#define PD_ROOM_TARGET_CONNS  8
 
 /* what one lookup answers for; an array of them follows the push */
 typedef struct {
@@ -47,8 +58,10 @@ struct pd_room_push_s {
     pd_uint_t            nuids;
     pd_shbuf_t          *frame;
     uint64_t             seq;
-    pd_room_target_t     targets[PD_MAX_PROCESSES];
+    pd_room_target_t    *targets;        /* target0, or allocated */
     pd_uint_t            ntargets;
+    pd_uint_t            max_targets;
+    pd_room_target_t     target0[PD_ROOM_PUSH_TARGETS];
     pd_uint_t            online;
     pd_uint_t            stored;
     pd_uint_t            pending;        /* store or lookups unanswered */
@@ -93,6 +106,8 @@ pd_room_push_create(pd_room_msg_t *msg, pd_str_t *uids, pd_uint_t n,
     }
 
     pd_memzero(p, sizeof(pd_room_push_t));
+    p->targets = p->target0;
+    p->max_targets = PD_ROOM_PUSH_TARGETS;
     p->m = *msg;
     p->m.app.data = p->app_buf;
     pd_memcpy(p->app_buf, msg->app.data, pd_min(msg->app.len, PD_APP_MAX));
@@ -130,6 +145,10 @@ pd_room_push_free(pd_room_push_t *p)
 
     for (i = 0; i < p->ntargets; i++) {
         pd_free(p->targets[i].conns);
+    }
+
+    if (p->targets != p->target0) {
+        pd_free(p->targets);
     }
 
     pd_shbuf_unref(p->frame);
@@ -227,12 +246,30 @@ pd_room_target(pd_room_push_t *p, pd_reg_info_t *info)
         }
     }
 
-    if (p->ntargets == PD_MAX_PROCESSES) {
-        return NULL;
+    if (p->ntargets == p->max_targets) {
+        if (p->max_targets == PD_MAX_PROCESSES) {
+            return NULL;
+        }
+
+        t = pd_alloc(pd_min(2 * p->max_targets, PD_MAX_PROCESSES)
+                     * sizeof(pd_room_target_t), pd_log_root);
+        if (t == NULL) {
+            return NULL;
+        }
+
+        pd_memcpy(t, p->targets, p->ntargets * sizeof(pd_room_target_t));
+
+        if (p->targets != p->target0) {
+            pd_free(p->targets);
+        }
+
+        p->targets = t;
+        p->max_targets = pd_min(2 * p->max_targets, PD_MAX_PROCESSES);
     }
 
     t = &p->targets[p->ntargets];
-    t->conns = pd_alloc(p->cap * sizeof(uint64_t), pd_log_root);
+    t->size = pd_min(p->cap, PD_ROOM_TARGET_CONNS);
+    t->conns = pd_alloc(t->size * sizeof(uint64_t), pd_log_root);
     if (t->conns == NULL) {
         return NULL;
     }
@@ -243,6 +280,31 @@ pd_room_target(pd_room_push_t *p, pd_reg_info_t *info)
     t->n = 0;
 
     return t;
+}
+
+/* room for more connection ids, up to a batch's (p->cap) */
+static pd_int_t
+pd_room_target_grow(pd_room_push_t *p, pd_room_target_t *t)
+{
+    uint64_t   *conns;
+    pd_uint_t   size;
+
+    size = pd_min(2 * t->size, p->cap);
+    if (size <= t->size) {
+        return PD_ERROR;
+    }
+
+    conns = pd_alloc(size * sizeof(uint64_t), pd_log_root);
+    if (conns == NULL) {
+        return PD_ERROR;
+    }
+
+    pd_memcpy(conns, t->conns, t->n * sizeof(uint64_t));
+    pd_free(t->conns);
+    t->conns = conns;
+    t->size = size;
+
+    return PD_OK;
 }
 
 /* one channel message: a batch of connections of one worker */
@@ -332,6 +394,10 @@ pd_room_route_uid(void *data, pd_int_t rc, pd_reg_info_t *info, pd_uint_t n)
         t = pd_room_target(p, &info[i]);
         if (t == NULL) {
             continue;
+        }
+
+        if (t->n == t->size && pd_room_target_grow(p, t) != PD_OK) {
+            pd_room_flush_target(p, t);
         }
 
         t->conns[t->n++] = info[i].conn;
