@@ -117,10 +117,12 @@ const pd_saver_pg_stmt_t  pd_saver_pg_stmts[] = {
     { "pd_store_one", PD_SP_STORE_ONE, 6 },
     { "pd_store_one_again", PD_SP_STORE_ONE " ON CONFLICT DO NOTHING", 6 },
 
-    /* $1 uids, $2 ids: the pairs acked */
+    /* $1 uids, $2 ids: the pairs acked.  A join, not IN: IN made the
+     * pairs distinct first (a hash aggregate), and a row met twice (an
+     * id acked twice in a turn) is deleted once either way */
     { "pd_ack",
-      "DELETE FROM pd_messages WHERE (uid, id) IN"
-      " (SELECT * FROM unnest($1::text[], $2::text[]))", 2 },
+      "DELETE FROM pd_messages m USING unnest($1::text[], $2::text[])"
+      " AS a (uid, id) WHERE m.uid = a.uid AND m.id = a.id", 2 },
 
     /* $1 now, unix ms; $2, $3, $4 the uid, stored and id of the last
      * row of the page before ("", "-infinity", "" at first); $5 the most
