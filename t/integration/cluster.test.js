@@ -388,6 +388,94 @@ test('cluster qos 1: stored through one node, delivered on another, '
     }, true);
 });
 
+/*
+ * The lookup of a push goes right behind its store on the same Redis
+ * link, without waiting for the store's answer (PostgreSQL's commit):
+ * a client that registers between the two must be found by the lookup
+ * or find the message in its connect's fetch.  That holds because one
+ * server runs one link's commands in order, which MONITOR shows (the
+ * check fails with the lookup asked before the store).  Then a client
+ * that keeps reconnecting while pushes stream in must get, within each
+ * session, every message answered before it leaves: one missed by both
+ * would wait for the next connect.  (The churn alone seldom meets that
+ * window: it checks the delivery around it, not the order.)
+ */
+test('cluster qos 1: a client reconnecting while pushes stream in gets '
+     + 'every answered push in the session that saw it answered', PG,
+     async () => {
+    await withCluster(async ([a, b], redis) => {
+        /* the order the design rests on, as Redis ran it: the uid's
+         * RPUSH, then its HGETALL, from one client (MONITOR lists each
+         * command with the client that sent it) */
+        const mon = cp.spawn('redis-cli', ['-p', String(redis.port),
+                                           'monitor']);
+        let seen = '';
+        mon.stdout.on('data', (chunk) => { seen += chunk; });
+        await L.waitFor(() => seen.startsWith('OK'), 5000, 'MONITOR on');
+        const r0 = await L.centerPost(a, '/v1/push', {
+            app: 'chat', uids: ['rio'], data: 'first',
+        });
+        assert.strictEqual(r0.status, 200, r0.body);
+        const line = (cmd, key) => seen.split('\n').findIndex(
+            (l) => l.includes(`"${cmd}" "${key}"`));
+        await L.waitFor(() => line('HGETALL', 'pd:u:rio') >= 0, 5000,
+                        'the lookup in MONITOR');
+        mon.kill();
+        const lines = seen.split('\n');
+        const push = line('RPUSH', 'pd:q:rio');
+        const look = line('HGETALL', 'pd:u:rio');
+        assert.ok(push >= 0 && push < look,
+                  `the store's RPUSH (line ${push}) before the lookup `
+                  + `(line ${look})`);
+        const client = (l) => /\[\d+ ([^\]]+)\]/.exec(l)[1];
+        assert.strictEqual(client(lines[push]), client(lines[look]),
+                           'one link');
+
+        const answered = [r0.json.id];
+        let pushing = true;
+        let failed = null;
+        const pusher = async () => {
+            for (let i = 0; pushing; i++) {
+                const r = await L.centerPost(a, '/v1/push', {
+                    app: 'chat', uids: ['rio'], data: { i },
+                });
+                if (r.status !== 200) {
+                    failed = r.body;
+                    return;
+                }
+                answered.push(r.json.id);
+            }
+        };
+        const pushers = [pusher(), pusher(), pusher(), pusher()];
+        const got = new Set();
+        try {
+            for (let round = 0; round < 20; round++) {
+                const cl = await W.connect(b.roomPort, 'rio', 'phone',
+                                           { apps: ['chat'] });
+                /* the pushes answered so far: this session must see
+                 * each, live or from its fetch (or had it before) */
+                const want = answered.slice();
+                const t0 = Date.now();
+                while (want.some((id) => !got.has(id))) {
+                    const m = await cl.op('msg', 3000).catch(() => null);
+                    assert.ok(m, `round ${round}: ${want.filter(
+                        (id) => !got.has(id)).length} answered pushes `
+                        + `not delivered within ${Date.now() - t0} ms`);
+                    got.add(m.id);
+                    cl.send({ op: 'ack', ids: [m.id] });
+                }
+                cl.close();
+                await cl.waitClose();
+            }
+        } finally {
+            pushing = false;
+            await Promise.all(pushers);
+        }
+        assert.strictEqual(failed, null, `a push failed: ${failed}`);
+        assert.ok(answered.length > 100, `${answered.length} pushes`);
+    }, true);
+});
+
 test('cluster qos 1: a message to two uids read back from PostgreSQL '
      + 'counts both: one uid\'s ack leaves the other\'s copy', PG,
      async () => {

@@ -41,6 +41,11 @@ typedef struct {
 typedef struct {
     pd_room_push_t      *p;
     pd_str_t             uid;
+    /* an early lookup's answer, held until the store's (see below) */
+    pd_reg_info_t       *held;
+    pd_uint_t            nheld;
+    pd_int_t             held_rc;
+    unsigned             answered:1;
 } pd_room_lookup_t;
 
 /*
@@ -66,6 +71,9 @@ struct pd_room_push_s {
     pd_uint_t            stored;
     pd_uint_t            pending;        /* store or lookups unanswered */
     pd_uint_t            cap;            /* conns per batch */
+    pd_int_t             store_rc;
+    unsigned             early:1;        /* lookups asked with the store */
+    unsigned             store_done:1;
     u_char               app_buf[PD_APP_MAX + 1];
     u_char               collapse_buf[PD_COLLAPSE_MAX];
 };
@@ -75,6 +83,14 @@ static u_char  pd_room_batch_buf[PD_CHANNEL_MAX_DATA];
 
 static void pd_room_push_stored(void *data, pd_int_t rc, pd_uint_t stored,
     pd_uint_t full);
+static void pd_room_push_stored_early(pd_room_push_t *p, pd_int_t rc,
+    pd_uint_t stored);
+static void pd_room_push_ask_early(pd_room_push_t *p);
+static void pd_room_route_early(void *data, pd_int_t rc, pd_reg_info_t *info,
+    pd_uint_t n);
+static void pd_room_route_uid(void *data, pd_int_t rc, pd_reg_info_t *info,
+    pd_uint_t n);
+static pd_int_t pd_room_push_frame(pd_room_push_t *p);
 static void pd_room_push_route(pd_room_push_t *p);
 static void pd_room_push_finish(pd_room_push_t *p, pd_int_t rc);
 
@@ -128,6 +144,9 @@ pd_room_push_create(pd_room_msg_t *msg, pd_str_t *uids, pd_uint_t n,
 
     for (i = 0; i < n; i++) {
         lk[i].p = p;
+        lk[i].held = NULL;
+        lk[i].nheld = 0;
+        lk[i].answered = 0;
         lk[i].uid.data = b;
         lk[i].uid.len = uids[i].len;
         b = pd_cpymem(b, uids[i].data, uids[i].len);
@@ -141,10 +160,16 @@ pd_room_push_create(pd_room_msg_t *msg, pd_str_t *uids, pd_uint_t n,
 static void
 pd_room_push_free(pd_room_push_t *p)
 {
-    pd_uint_t  i;
+    pd_room_lookup_t  *lk;
+    pd_uint_t          i;
 
     for (i = 0; i < p->ntargets; i++) {
         pd_free(p->targets[i].conns);
+    }
+
+    lk = (pd_room_lookup_t *) (p + 1);
+    for (i = 0; i < p->nuids; i++) {
+        pd_free(lk[i].held);
     }
 
     if (p->targets != p->target0) {
@@ -190,6 +215,21 @@ pd_room_push_start(pd_room_push_t *p)
     /* stored before it is sent: an answer of PD_OK means it is kept */
     p->pending = 1;
 
+    /* the lookups need not wait for the store's answer where they follow
+     * it on the same link (pd_saver_store_orders_lookups): the answer
+     * waits on PostgreSQL's commit, and a lookup after it was one more
+     * round trip through Redis before the push's answer.  This call
+     * holds the push meanwhile: the store may answer inside it */
+    if (pd_saver_store_orders_lookups()) {
+        if (pd_room_push_frame(p) != PD_OK) {
+            pd_room_push_finish(p, PD_ERROR);
+            return NULL;
+        }
+
+        p->early = 1;
+        p->pending++;
+    }
+
     rv = pd_saver_store(p->uids, p->nuids, &p->m.app, &p->m.collapse,
                         p->seq, &p->m.data, p->m.ttl, p->pool,
                         pd_room_push_stored, p);
@@ -197,6 +237,17 @@ pd_room_push_start(pd_room_push_t *p)
         p->pending = 0;
         pd_room_stat_add(PD_ROOM_STAT_STORE_FULL, 1);
         pd_room_push_finish(p, rv == PD_BUSY ? PD_BUSY : PD_ERROR);
+        return NULL;
+    }
+
+    if (p->early) {
+        if (!p->store_done || p->store_rc == PD_OK) {
+            pd_room_push_ask_early(p);
+        }
+
+        if (--p->pending == 0) {
+            pd_room_push_finish(p, p->store_rc == PD_OK ? PD_OK : PD_ERROR);
+        }
     }
 
     return NULL;
@@ -209,6 +260,11 @@ pd_room_push_stored(void *data, pd_int_t rc, pd_uint_t stored,
     pd_room_push_t  *p = data;
 
     (void) full;
+
+    if (p->early) {
+        pd_room_push_stored_early(p, rc, stored);
+        return;
+    }
 
     p->pending = 0;
 
@@ -227,6 +283,129 @@ pd_room_push_stored(void *data, pd_int_t rc, pd_uint_t stored,
     }
 
     pd_room_push_route(p);
+}
+
+/*
+ * The early lookups: asked right behind the store, their answers held
+ * (copied) until the store answers; then routed as usual, or, when the
+ * store failed or the caller left, dropped.  The delivery still waits for
+ * the store: nothing is sent that is not kept.
+ */
+static void
+pd_room_push_ask_early(pd_room_push_t *p)
+{
+    pd_room_lookup_t  *lk;
+    pd_uint_t          i;
+
+    lk = (pd_room_lookup_t *) (p + 1);
+    p->pending += p->nuids;
+
+    for (i = 0; i < p->nuids; i++) {
+        if (pd_register->lookup(lk[i].uid.data, lk[i].uid.len,
+                                pd_room_route_early, &lk[i])
+            != PD_OK)
+        {
+            pd_room_route_early(&lk[i], PD_ERROR, NULL, 0);
+        }
+    }
+}
+
+static void
+pd_room_route_early(void *data, pd_int_t rc, pd_reg_info_t *info,
+    pd_uint_t n)
+{
+    pd_room_lookup_t  *lk = data;
+    pd_room_push_t    *p = lk->p;
+
+    if (!p->store_done) {
+        lk->answered = 1;
+        lk->held_rc = rc;
+        lk->nheld = 0;
+
+        if (rc == PD_OK && n > 0) {
+            lk->held = pd_alloc(n * sizeof(pd_reg_info_t), pd_log_root);
+            if (lk->held == NULL) {
+                lk->held_rc = PD_ERROR;
+
+            } else {
+                pd_memcpy(lk->held, info, n * sizeof(pd_reg_info_t));
+                lk->nheld = n;
+            }
+        }
+
+        return;
+    }
+
+    if (p->store_rc != PD_OK || p->done == NULL) {
+        if (--p->pending == 0) {
+            pd_room_push_finish(p, p->store_rc == PD_OK ? PD_OK : PD_ERROR);
+        }
+        return;
+    }
+
+    pd_room_route_uid(lk, rc, info, n);
+}
+
+static void
+pd_room_push_stored_early(pd_room_push_t *p, pd_int_t rc, pd_uint_t stored)
+{
+    pd_room_lookup_t  *lk;
+    pd_uint_t          i;
+
+    p->store_done = 1;
+    p->store_rc = rc;
+
+    if (rc != PD_OK) {
+        pd_room_stat_add(PD_ROOM_STAT_STORE_FULL, 1);
+
+    } else {
+        p->stored = stored;
+        pd_room_stat_add(PD_ROOM_STAT_ACCEPTED, 1);
+    }
+
+    /* the answers that came first; this answer's own hold keeps the
+     * push until the loop is done */
+    lk = (pd_room_lookup_t *) (p + 1);
+
+    for (i = 0; i < p->nuids; i++) {
+        if (!lk[i].answered) {
+            continue;
+        }
+
+        lk[i].answered = 0;
+
+        if (rc == PD_OK && p->done != NULL) {
+            pd_room_route_uid(&lk[i], lk[i].held_rc, lk[i].held,
+                              lk[i].nheld);
+
+        } else {
+            p->pending--;
+        }
+
+        pd_free(lk[i].held);
+        lk[i].held = NULL;
+    }
+
+    if (--p->pending == 0) {
+        pd_room_push_finish(p, rc == PD_OK ? PD_OK : PD_ERROR);
+    }
+}
+
+/* framed once, for every connection; the batches' room for ids */
+static pd_int_t
+pd_room_push_frame(pd_room_push_t *p)
+{
+    p->frame = pd_room_msg_frame(p->seq, &p->m.app, p->m.qos,
+                                 p->m.data.data, p->m.data.len,
+                                 pd_current_msec);
+    if (p->frame == NULL) {
+        return PD_ERROR;
+    }
+
+    p->cap = (PD_CHANNEL_MAX_DATA - sizeof(pd_room_batch_t)
+              - p->frame->len) / sizeof(uint64_t);
+
+    return PD_OK;
 }
 
 static pd_room_target_t *
@@ -423,18 +602,12 @@ pd_room_push_route(pd_room_push_t *p)
 
     lk = (pd_room_lookup_t *) (p + 1);
 
-    p->frame = pd_room_msg_frame(p->seq, &p->m.app, p->m.qos,
-                                 p->m.data.data, p->m.data.len,
-                                 pd_current_msec);
-    if (p->frame == NULL) {
+    if (pd_room_push_frame(p) != PD_OK) {
         pd_room_push_finish(p, PD_ERROR);
         return;
     }
 
     pd_room_stat_add(PD_ROOM_STAT_ACCEPTED, 1);
-
-    p->cap = (PD_CHANNEL_MAX_DATA - sizeof(pd_room_batch_t)
-              - p->frame->len) / sizeof(uint64_t);
 
     /* one more than the lookups: answers that come at once do not
      * finish the push before every lookup has been asked */

@@ -91,6 +91,8 @@ typedef struct {
     pd_int_t       (*ack)(pd_str_t *uid, pd_str_t *id);
     /* a live send: PD_OK, PD_DECLINED (gone), PD_ABORT (no-ack guard) */
     pd_int_t       (*delivered)(pd_str_t *uid, uint64_t seq);
+    /* pd_saver_store_orders_lookups() below; NULL: 0 */
+    pd_uint_t      (*orders_lookups)(void);
 } pd_saver_backend_t;
 
 extern pd_saver_backend_t  pd_saver_memory_backend;
@@ -129,6 +131,17 @@ pd_int_t pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
 pd_int_t pd_saver_fetch(pd_str_t *uid, pd_str_t *app, pd_str_t *after,
     pd_saver_take_pt take, pd_saver_fetched_pt fetched, void *data);
 pd_int_t pd_saver_ack(pd_str_t *uid, pd_str_t *id);
+/*
+ * 1 when a register lookup asked right after pd_saver_store() returned
+ * PD_OK runs after the store is visible to fetches, though the store is
+ * not answered yet: the cluster store on the register's own Redis links,
+ * where the uid's lookup follows the uid's store on one link, and one
+ * server runs them in order.  A client that registers between the two
+ * is then either found by the lookup or finds the message in its fetch,
+ * so the lookup need not wait for the store's answer (PostgreSQL's
+ * commit), only the delivery does (pd_room_route.c).
+ */
+pd_uint_t pd_saver_store_orders_lookups(void);
 pd_int_t pd_saver_delivered(pd_str_t *uid, uint64_t seq);
 
 /* the redis backend's hooks (pd_saver_redis.c) */

@@ -336,6 +336,13 @@ pd_saver_delivered(pd_str_t *uid, uint64_t seq)
     return pd_saver_backend->delivered(uid, seq);
 }
 
+pd_uint_t
+pd_saver_store_orders_lookups(void)
+{
+    return pd_saver_backend->orders_lookups != NULL
+           && pd_saver_backend->orders_lookups();
+}
+
 
 /* the memory backend: the shared-memory store all workers map */
 
@@ -491,7 +498,8 @@ pd_saver_backend_t  pd_saver_memory_backend = {
     pd_saver_memory_store,
     pd_saver_memory_fetch,
     pd_saver_memory_ack,
-    pd_saver_memory_delivered
+    pd_saver_memory_delivered,
+    NULL
 };
 
 

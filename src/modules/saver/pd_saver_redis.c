@@ -2521,6 +2521,14 @@ pd_sr_exit_process(void)
     pd_sr_nshards = 0;
 }
 
+/* the store on the register's links (no saver.redis): a uid's lookup
+ * goes on the link its store went on, behind it */
+static pd_uint_t
+pd_sr_orders_lookups(void)
+{
+    return !pd_sr_own && pd_sr_shards != NULL;
+}
+
 pd_saver_backend_t  pd_saver_redis_backend = {
     "redis",
     pd_sr_init_process,
@@ -2528,5 +2536,6 @@ pd_saver_backend_t  pd_saver_redis_backend = {
     pd_sr_store,
     pd_sr_fetch,
     pd_sr_ack,
-    pd_sr_delivered
+    pd_sr_delivered,
+    pd_sr_orders_lookups
 };
