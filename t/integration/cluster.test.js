@@ -862,6 +862,64 @@ test('cluster qos 1: a message past its ttl is not sent: its inline body '
     }, true);
 });
 
+test('cluster qos 1: one list may hold both kinds of body, and '
+     + 'inline_bodies false keeps every body in m, as versions before did',
+     PG, async () => {
+    const S = require('./servers.js');
+    const take = async (node, uid, n) => {
+        const cl = await W.connect(node.roomPort, uid, 'phone',
+                                   { apps: ['chat'] });
+        const got = [];
+        for (let i = 0; i < n; i++) {
+            const m = await cl.op('msg', 5000);
+            got.push(m.id);
+            cl.send({ op: 'ack', ids: [m.id] });
+        }
+        return { cl, got };
+    };
+    const push = async (node, uids, data) => {
+        const r = await L.centerPost(node, '/v1/push', {
+            app: 'chat', uids, data,
+        });
+        assert.strictEqual(r.status, 200, r.body);
+        assert.strictEqual(r.json.stored, uids.length, r.body);
+        return r.json.id;
+    };
+
+    /* the default: a multicast's body in m, a unicast's inline, one
+     * list, read and acked in store order */
+    await withCluster(async ([a, b], redis) => {
+        const cli = (...args) => S.redisCli(redis.port, args);
+        const many = await push(a, ['mix', 'other'], 1);
+        const one = await push(a, ['mix'], 2);
+        assert.strictEqual(cli('LRANGE', 'pd:q:mix', '0', '-1'),
+                           `${many}\n~${one}`);
+        const { cl, got } = await take(b, 'mix', 2);
+        assert.deepStrictEqual(got, [many, one]);
+        await L.waitFor(() => cli('EXISTS', 'pd:q:mix', 'pd:dl:mix') === '0',
+                        10000, 'both acked');
+        assert.strictEqual(cli('HGET', `pd:m:${many}`, 'n'), '1',
+                           'the other uid still holds the multicast');
+        cl.close();
+        await cl.waitClose();
+    }, true);
+
+    /* inline_bodies false: what an earlier version wrote */
+    await withCluster(async ([a, b], redis) => {
+        const cli = (...args) => S.redisCli(redis.port, args);
+        const id = await push(a, ['plain'], 3);
+        assert.strictEqual(cli('LRANGE', 'pd:q:plain', '0', '-1'), id);
+        assert.strictEqual(cli('HGET', `pd:m:${id}`, 'n'), '1');
+        assert.strictEqual(cli('HKEYS', 'pd:dl:plain'), id);
+        const { cl, got } = await take(b, 'plain', 1);
+        assert.deepStrictEqual(got, [id]);
+        await L.waitFor(() => cli('EXISTS', 'pd:q:plain', 'pd:dl:plain',
+                                  `pd:m:${id}`) === '0', 10000, 'acked');
+        cl.close();
+        await cl.waitClose();
+    }, true, { inline_bodies: false });
+});
+
 test('cluster qos 1: the acks of a loop turn go to Redis in one script '
      + 'call', PG, async () => {
     const S = require('./servers.js');

@@ -31,6 +31,7 @@ typedef struct {
     pd_str_t         redis_password;
     pd_str_t         redis_user;
     pd_msec_t        timeout;
+    pd_int_t         inline_bodies;   /* redis backend: see the directive */
     pd_shm_zone_t   *zone;
 } pd_saver_conf_t;
 

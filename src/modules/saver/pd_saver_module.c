@@ -109,6 +109,14 @@ static pd_command_t  pd_saver_commands[] = {
       "how often each worker reclaims a slice of expired messages "
       "(default: 1s)" },
 
+    { "inline_bodies", PD_CONF_FLAG, pd_conf_set_flag_slot,
+      offsetof(pd_saver_conf_t, inline_bodies), NULL,
+      "backend redis: a unicast's body is kept in the uid's own hash, its "
+      "list holding \"~id\" (two commands a store, two calls an ack); "
+      "nodes of versions before it cannot read those: set false on every "
+      "node for a rolling upgrade, then true once all run this version "
+      "(default: true)" },
+
     pd_null_command
 };
 
@@ -157,6 +165,7 @@ pd_saver_create_conf(pd_cycle_t *cycle)
     scf->max_per_mailbox = PD_CONF_UNSET;
     scf->sweep = PD_CONF_UNSET_MSEC;
     scf->timeout = PD_CONF_UNSET_MSEC;
+    scf->inline_bodies = PD_CONF_UNSET;
 
     return scf;
 }
@@ -175,6 +184,7 @@ pd_saver_init_conf(pd_cycle_t *cycle, void *conf)
     pd_conf_init_value(scf->max_per_mailbox, 1000);
     pd_conf_init_msec(scf->sweep, 1000);
     pd_conf_init_msec(scf->timeout, 2000);
+    pd_conf_init_value(scf->inline_bodies, 1);
 
     if (scf->backend == PD_SAVER_REDIS && scf->postgres.data == NULL) {
         return "backend redis needs \"postgres\"";

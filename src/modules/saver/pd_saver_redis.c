@@ -756,7 +756,8 @@ pd_sr_store_plain(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
     call->due = 0;
     call->failed = 0;
     call->undoing = 0;
-    call->inline_body = (npick == 1 && st->id.len <= PD_MSG_ID_LEN);
+    call->inline_body = (npick == 1 && st->id.len <= PD_MSG_ID_LEN
+                         && pd_saver->inline_bodies);
     call->uids = (pd_str_t *) &call->reply[nreply];
     p = (u_char *) &call->uids[npick];
 
