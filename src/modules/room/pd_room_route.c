@@ -195,7 +195,8 @@ pd_room_push_release(pd_room_push_t *p)
 const char *
 pd_room_push_start(pd_room_push_t *p)
 {
-    pd_int_t  rv;
+    pd_int_t   rv;
+    pd_uint_t  early;
 
     if (p->m.qos && pd_saver == NULL) {
         return "qos 1 needs the saver section";
@@ -219,8 +220,13 @@ pd_room_push_start(pd_room_push_t *p)
      * it on the same link (pd_saver_store_orders_lookups): the answer
      * waits on PostgreSQL's commit, and a lookup after it was one more
      * round trip through Redis before the push's answer.  This call
-     * holds the push meanwhile: the store may answer inside it */
-    if (pd_saver_store_orders_lookups()) {
+     * holds the push meanwhile: the store may answer inside it.
+     * Without that hold, the store's answer may have freed the push
+     * (the caller's answer releases it) by the time pd_saver_store()
+     * returns: only the local says which way it went */
+    early = pd_saver_store_orders_lookups();
+
+    if (early) {
         if (pd_room_push_frame(p) != PD_OK) {
             pd_room_push_finish(p, PD_ERROR);
             return NULL;
@@ -240,7 +246,7 @@ pd_room_push_start(pd_room_push_t *p)
         return NULL;
     }
 
-    if (p->early) {
+    if (early) {
         if (!p->store_done || p->store_rc == PD_OK) {
             pd_room_push_ask_early(p);
         }
