@@ -228,6 +228,8 @@ pd_room_push_start(pd_room_push_t *p)
 
     if (early) {
         if (pd_room_push_frame(p) != PD_OK) {
+            /* nothing is pending: the caller's release frees it */
+            p->pending = 0;
             pd_room_push_finish(p, PD_ERROR);
             return NULL;
         }
