@@ -923,6 +923,7 @@ pd_sr_plain_undo(pd_sr_plain_t *call)
                 p = pd_cpymem(p, st->id.data,
                               pd_min(st->id.len, PD_MSG_ID_LEN));
                 argv[0] = "HDEL";
+                len[0] = 4;
                 argv[1] = dl;
                 len[1] = dllen;
                 argv[2] = (const char *) field;
