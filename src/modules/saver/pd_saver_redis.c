@@ -521,7 +521,35 @@ pd_sr_stored_pg(void *data, pd_int_t rc)
     pd_sr_store_answer(st);
 }
 
-/* the uids of one server into one script call */
+/* the bytes of the picked uids' names */
+static size_t
+pd_sr_pick_bytes(pd_str_t *uids, pd_uint_t *pick, pd_uint_t npick)
+{
+    size_t     bytes;
+    pd_uint_t  i;
+
+    bytes = 0;
+    for (i = 0; i < npick; i++) {
+        bytes += uids[pick[i]].len;
+    }
+
+    return bytes;
+}
+
+/* the picked uids into dst, their bytes from p on (pd_sr_pick_bytes) */
+static void
+pd_sr_pick_copy(pd_str_t *dst, u_char *p, pd_str_t *uids, pd_uint_t *pick,
+    pd_uint_t npick)
+{
+    pd_uint_t  i;
+
+    for (i = 0; i < npick; i++) {
+        dst[i].data = p;
+        dst[i].len = uids[pick[i]].len;
+        p = pd_cpymem(p, uids[pick[i]].data, uids[pick[i]].len);
+    }
+}
+
 /*
  * The uids of a store with a collapse key, copied for the answer:
  * NULL on no memory.
@@ -531,30 +559,17 @@ pd_sr_shard_call(pd_str_t *uids, pd_uint_t *pick, pd_uint_t npick,
     pd_sr_store_t *st)
 {
     pd_sr_shard_call_t  *call;
-    size_t               bytes;
-    pd_uint_t            i;
-    u_char              *p;
-
-    bytes = 0;
-    for (i = 0; i < npick; i++) {
-        bytes += uids[pick[i]].len;
-    }
 
     call = pd_alloc(sizeof(pd_sr_shard_call_t) + npick * sizeof(pd_str_t)
-                    + bytes, pd_log_root);
+                    + pd_sr_pick_bytes(uids, pick, npick), pd_log_root);
     if (call == NULL) {
         return NULL;
     }
 
     call->st = st;
     call->n = npick;
-    p = (u_char *) &call->uids[npick];
-
-    for (i = 0; i < npick; i++) {
-        call->uids[i].data = p;
-        call->uids[i].len = uids[pick[i]].len;
-        p = pd_cpymem(p, uids[pick[i]].data, uids[pick[i]].len);
-    }
+    pd_sr_pick_copy(call->uids, (u_char *) &call->uids[npick], uids, pick,
+                    npick);
 
     return call;
 }
@@ -590,7 +605,10 @@ pd_sr_shard_call(pd_str_t *uids, pd_uint_t *pick, pd_uint_t npick,
  * message whose publisher was told it was refused, never the reverse.
  * The store is answered once the undoing is.
  */
-#define PD_SR_INLINE  '~'
+/* what q holds for an inline body: the id after this mark; the field of
+ * the body in dl: the id after "b:" */
+#define PD_SR_INLINE  "~"
+#define PD_SR_BODY    "b:"
 
 typedef struct pd_sr_plain_s  pd_sr_plain_t;
 
@@ -619,6 +637,14 @@ struct pd_sr_plain_s {
 static void pd_sr_plain_answered(pd_redis_t *r, redisReply *reply,
     void *data);
 static void pd_sr_plain_undo(pd_sr_plain_t *call);
+
+/* what q holds for the store: the id, marked when its body is inline */
+static size_t
+pd_sr_plain_item(pd_sr_plain_t *call, char *buf, size_t size)
+{
+    return pd_key_cat(buf, size, call->inline_body ? PD_SR_INLINE : "",
+                      call->st->id.data, call->st->id.len);
+}
 
 static pd_int_t
 pd_sr_plain_send(pd_sr_plain_t *call, pd_uint_t slot, int argc,
@@ -685,20 +711,16 @@ pd_sr_plain_inline(pd_sr_plain_t *call, pd_str_t *app, pd_str_t *payload,
 {
     const char  *argv[6];
     size_t       len[6];
-    char         dl[8 + PD_UID_MAX];
-    u_char      *field, *body, *p;
+    char         dl[8 + PD_UID_MAX], field[sizeof(PD_SR_BODY) + PD_MSG_ID_LEN];
+    u_char      *body, *p;
     pd_str_t    *id = &call->st->id;
 
-    field = pd_pnalloc(pool, 2 + id->len);
     body = pd_pnalloc(pool, 20 + 1 + app->len + 1 + payload->len);
 
-    if (field == NULL || body == NULL) {
+    if (body == NULL) {
         call->failed = 1;
         return PD_ERROR;
     }
-
-    p = pd_cpymem(field, "b:", 2);
-    p = pd_cpymem(p, id->data, id->len);
 
     argv[0] = "HSET";
     len[0] = 4;
@@ -709,8 +731,8 @@ pd_sr_plain_inline(pd_sr_plain_t *call, pd_str_t *app, pd_str_t *payload,
     len[2] = id->len;
     argv[3] = "0";
     len[3] = 1;
-    argv[4] = (const char *) field;
-    len[4] = (size_t) (p - field);
+    argv[4] = field;
+    len[4] = pd_key_cat(field, sizeof(field), PD_SR_BODY, id->data, id->len);
 
     p = pd_dec64(body, expires);
     *p++ = '\n';
@@ -731,21 +753,17 @@ pd_sr_store_plain(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
 {
     pd_sr_plain_t  *call;
     const char     *argv[4];
-    size_t          len[4], bytes;
+    size_t          len[4], ilen;
     char            key[8 + PD_UID_MAX];
-    u_char          item[1 + PD_MSG_ID_LEN], *p;
+    char            item[sizeof(PD_SR_INLINE) + PD_MSG_ID_LEN];
     pd_uint_t       i, nreply;
-
-    bytes = 0;
-    for (i = 0; i < npick; i++) {
-        bytes += uids[pick[i]].len;
-    }
 
     nreply = 2 + 2 * npick;
 
     call = pd_alloc(sizeof(pd_sr_plain_t)
                     + nreply * sizeof(pd_sr_plain_reply_t)
-                    + npick * sizeof(pd_str_t) + bytes, pd_log_root);
+                    + npick * sizeof(pd_str_t)
+                    + pd_sr_pick_bytes(uids, pick, npick), pd_log_root);
     if (call == NULL) {
         return PD_ERROR;
     }
@@ -759,20 +777,10 @@ pd_sr_store_plain(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
     call->inline_body = (npick == 1 && st->id.len <= PD_MSG_ID_LEN
                          && pd_saver->inline_bodies);
     call->uids = (pd_str_t *) &call->reply[nreply];
-    p = (u_char *) &call->uids[npick];
+    pd_sr_pick_copy(call->uids, (u_char *) &call->uids[npick], uids, pick,
+                    npick);
 
-    for (i = 0; i < npick; i++) {
-        call->uids[i].data = p;
-        call->uids[i].len = uids[pick[i]].len;
-        p = pd_cpymem(p, uids[pick[i]].data, uids[pick[i]].len);
-    }
-
-    /* what q holds: the id, marked when its body is inline */
-    p = item;
-    if (call->inline_body) {
-        *p++ = PD_SR_INLINE;
-    }
-    p = pd_cpymem(p, st->id.data, pd_min(st->id.len, PD_MSG_ID_LEN));
+    ilen = pd_sr_plain_item(call, item, sizeof(item));
 
     if (call->inline_body) {
         if (pd_sr_plain_inline(call, app, payload, expires, pool) != PD_OK) {
@@ -805,8 +813,8 @@ pd_sr_store_plain(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
         len[0] = 5;
         len[1] = pd_key_cat(key, sizeof(key), "pd:q:",
                             call->uids[i].data, call->uids[i].len);
-        argv[2] = (const char *) item;
-        len[2] = (size_t) (p - item);
+        argv[2] = item;
+        len[2] = ilen;
 
         if (pd_sr_plain_send(call, 3 + 2 * i, 3, argv, len) != PD_OK) {
             goto sent;
@@ -879,7 +887,8 @@ pd_sr_plain_undo(pd_sr_plain_t *call)
     size_t          len[8], qlen, dllen;
     char            q[8 + PD_UID_MAX], dl[8 + PD_UID_MAX];
     char            m[8 + PD_MSG_ID_LEN], nkeys[PD_SR_NKEYS];
-    u_char          item[1 + PD_MSG_ID_LEN], field[2 + PD_MSG_ID_LEN], *p;
+    char            item[sizeof(PD_SR_INLINE) + PD_MSG_ID_LEN];
+    char            field[sizeof(PD_SR_BODY) + PD_MSG_ID_LEN];
     size_t          ilen;
     pd_uint_t       i;
 
@@ -888,12 +897,7 @@ pd_sr_plain_undo(pd_sr_plain_t *call)
         return;
     }
 
-    p = item;
-    if (call->inline_body) {
-        *p++ = PD_SR_INLINE;
-    }
-    p = pd_cpymem(p, st->id.data, pd_min(st->id.len, PD_MSG_ID_LEN));
-    ilen = (size_t) (p - item);
+    ilen = pd_sr_plain_item(call, item, sizeof(item));
 
     for (i = 0; i < call->n; i++) {
         qlen = pd_key_cat(q, sizeof(q), "pd:q:", call->uids[i].data,
@@ -913,21 +917,19 @@ pd_sr_plain_undo(pd_sr_plain_t *call)
             len[1] = qlen;
             argv[2] = "-1";
             len[2] = 2;
-            argv[3] = (const char *) item;
+            argv[3] = item;
             len[3] = ilen;
 
             (void) pd_sr_plain_send(call, 3 + 2 * i, 4, argv, len);
 
             if (call->inline_body) {
-                p = pd_cpymem(field, "b:", 2);
-                p = pd_cpymem(p, st->id.data,
-                              pd_min(st->id.len, PD_MSG_ID_LEN));
                 argv[0] = "HDEL";
                 len[0] = 4;
                 argv[1] = dl;
                 len[1] = dllen;
-                argv[2] = (const char *) field;
-                len[2] = (size_t) (p - field);
+                argv[2] = field;
+                len[2] = pd_key_cat(field, sizeof(field), PD_SR_BODY,
+                                    st->id.data, st->id.len);
 
                 (void) pd_sr_plain_send(call, 2 + 2 * i, 3, argv, len);
             }
@@ -951,7 +953,7 @@ pd_sr_plain_undo(pd_sr_plain_t *call)
         len[4] = dllen;
         argv[5] = m;
         len[5] = pd_key_cat(m, sizeof(m), "pd:m:", st->id.data, st->id.len);
-        argv[6] = (const char *) item;
+        argv[6] = item;
         len[6] = ilen;
         argv[7] = (const char *) st->id.data;
         len[7] = st->id.len;
