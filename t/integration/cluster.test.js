@@ -801,12 +801,12 @@ test('cluster qos 1: an expired message leaves Redis with its row: a uid '
             assert.strictEqual(r.json.stored, 1, r.body);
             ids.push(r.json.id);
         }
-        assert.strictEqual(cli('LLEN', 'pd:q:gone'), '2');
         /* the unicast's body inline beside its count, the keyed one's
-         * in m */
+         * in m (unmarked in the list: m itself expires with the 1 s ttl,
+         * so it is not looked at here) */
+        assert.strictEqual(cli('LRANGE', 'pd:q:gone', '0', '-1'),
+                           `~${ids[0]}\n${ids[1]}`);
         assert.strictEqual(cli('HLEN', 'pd:dl:gone'), '3');
-        assert.strictEqual(cli('HEXISTS', 'pd:dl:gone', `b:${ids[0]}`), '1');
-        assert.strictEqual(cli('EXISTS', `pd:m:${ids[1]}`), '1');
         assert.strictEqual(cli('EXISTS', 'pd:c:gone'), '1');
 
         /* nobody fetches: the log's sweep takes the rows once expired,
