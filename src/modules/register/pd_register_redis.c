@@ -32,18 +32,35 @@ typedef struct {
     pd_msec_t    fetched;
 } pd_rr_node_t;
 
-typedef struct {
+typedef struct pd_rr_lookup_s  pd_rr_lookup_t;
+
+struct pd_rr_lookup_s {
     pd_register_lookup_pt   handler;
     void                   *data;
     pd_redis_t             *shard;
     pd_uint_t               n;
-    pd_reg_info_t          *info;
+    pd_reg_info_t          *info;    /* one, or more allocated */
     char                  (*field)[PD_RR_FIELD_MAX];
+    pd_rr_lookup_t         *next;    /* in the spare list */
     u_char                  uid[PD_UID_MAX];
     size_t                  uid_len;
     pd_uint_t               nasked;
+    pd_reg_info_t           info1;   /* a uid of one connection: most */
+    char                    field1[1][PD_RR_FIELD_MAX];
     char                    asked[PD_RR_NODES][48];  /* liveness fetched */
-} pd_rr_lookup_t;
+};
+
+/*
+ * A lookup's record is 4 KB, most of it the names of the nodes whose
+ * liveness it may ask for, and every push of the cluster makes one per
+ * uid: kept for reuse (at most PD_RR_SPARE), it costs neither malloc's
+ * slow path nor zeroing on each.  Only what a lookup reads before it
+ * writes is set (pd_rr_lookup_get).
+ */
+#define PD_RR_SPARE  64
+
+static pd_rr_lookup_t      *pd_rr_spare;
+static pd_uint_t            pd_rr_nspare;
 
 static pd_register_conf_t  *pd_rr_conf;
 pd_redis_t                **pd_register_shards;
@@ -487,12 +504,62 @@ pd_rr_prune(pd_rr_lookup_t *lk, pd_uint_t i)
     (void) pd_rr_send(lk->shard, 3, argv, len);
 }
 
+static pd_rr_lookup_t *
+pd_rr_lookup_get(void)
+{
+    pd_rr_lookup_t  *lk;
+
+    lk = pd_rr_spare;
+
+    if (lk != NULL) {
+        pd_rr_spare = lk->next;
+        pd_rr_nspare--;
+
+    } else {
+        lk = pd_alloc(sizeof(pd_rr_lookup_t), pd_log_root);
+        if (lk == NULL) {
+            return NULL;
+        }
+    }
+
+    lk->n = 0;
+    lk->info = NULL;
+    lk->field = NULL;
+    lk->nasked = 0;
+
+    return lk;
+}
+
 static void
 pd_rr_lookup_free(pd_rr_lookup_t *lk)
 {
-    pd_free(lk->info);
-    pd_free(lk->field);
-    pd_free(lk);
+    if (lk->info != &lk->info1) {
+        pd_free(lk->info);
+        pd_free(lk->field);
+    }
+
+    if (pd_rr_nspare == PD_RR_SPARE) {
+        pd_free(lk);
+        return;
+    }
+
+    lk->next = pd_rr_spare;
+    pd_rr_spare = lk;
+    pd_rr_nspare++;
+}
+
+static void
+pd_rr_lookups_spare_free(void)
+{
+    pd_rr_lookup_t  *lk;
+
+    while (pd_rr_spare != NULL) {
+        lk = pd_rr_spare;
+        pd_rr_spare = lk->next;
+        pd_free(lk);
+    }
+
+    pd_rr_nspare = 0;
 }
 
 /* every entry's node is known: keep the live ones, answer */
@@ -633,7 +700,7 @@ pd_rr_entries_reply(pd_redis_t *r, redisReply *reply, void *data)
     pd_reg_info_t    tmp;
     const char      *argv[1 + PD_RR_NODES], *slash, *boot;
     size_t           alen[1 + PD_RR_NODES], boot_len, len;
-    char             keys[PD_RR_NODES][56], name[48];
+    char             keys[PD_RR_NODES][56], name[48], *nl;
     pd_uint_t        i, n;
     pid_t            pid;
 
@@ -647,8 +714,15 @@ pd_rr_entries_reply(pd_redis_t *r, redisReply *reply, void *data)
 
     n = pd_min(reply->elements / 2, PD_REGISTER_LOOKUP_MAX);
 
-    lk->info = pd_calloc(sizeof(pd_reg_info_t) * (n ? n : 1), pd_log_root);
-    lk->field = pd_calloc(PD_RR_FIELD_MAX * (n ? n : 1), pd_log_root);
+    if (n <= 1) {
+        pd_memzero(&lk->info1, sizeof(pd_reg_info_t));
+        lk->info = &lk->info1;
+        lk->field = lk->field1;
+
+    } else {
+        lk->info = pd_calloc(sizeof(pd_reg_info_t) * n, pd_log_root);
+        lk->field = pd_calloc(PD_RR_FIELD_MAX * n, pd_log_root);
+    }
 
     if (lk->info == NULL || lk->field == NULL) {
         lk->handler(lk->data, PD_ERROR, NULL, 0);
@@ -669,10 +743,13 @@ pd_rr_entries_reply(pd_redis_t *r, redisReply *reply, void *data)
             && pd_rr_parse_field(lk->field[i], len, &tmp, &boot, &boot_len,
                                  &pid) == PD_OK)
         {
-            pd_rr_ask_node(lk, name,
-                           (size_t) snprintf(name, sizeof(name), "%s/%x",
-                                             (char *) tmp.node,
-                                             (unsigned) pid));
+            /* "node/pid", the pid in hex: per entry of another node,
+             * so not through printf (the node's name is under 33) */
+            nl = (char *) pd_cpymem(name, tmp.node,
+                                    strlen((char *) tmp.node));
+            *nl++ = '/';
+            nl = (char *) pd_hex64((u_char *) nl, (uint64_t) (unsigned) pid);
+            pd_rr_ask_node(lk, name, (size_t) (nl - name));
         }
     }
 
@@ -714,7 +791,7 @@ pd_rr_lookup(const u_char *uid, size_t len, pd_register_lookup_pt handler,
         return PD_OK;
     }
 
-    lk = pd_calloc(sizeof(pd_rr_lookup_t), pd_log_root);
+    lk = pd_rr_lookup_get();
     if (lk == NULL) {
         return PD_ERROR;
     }
@@ -733,7 +810,7 @@ pd_rr_lookup(const u_char *uid, size_t len, pd_register_lookup_pt handler,
     if (pd_redis_command(shard, pd_rr_entries_reply, lk, 2, argv, alen)
         != PD_OK)
     {
-        pd_free(lk);
+        pd_rr_lookup_free(lk);
         pd_rr_local_lookup(uid, len, handler, data);
     }
 
@@ -910,6 +987,9 @@ pd_register_redis_exit_process(pd_cycle_t *cycle)
     pd_free(pd_register_shards);
     pd_register_shards = NULL;
     pd_register_nshards = 0;
+
+    /* the links' callbacks have run: no lookup is under way */
+    pd_rr_lookups_spare_free();
 }
 
 /*
