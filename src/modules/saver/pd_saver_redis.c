@@ -1574,7 +1574,7 @@ pd_sr_acks_flush(pd_uint_t i)
     const char         *argv[4];
     size_t              len[4];
     char                dl[8 + PD_UID_MAX];
-    u_char              field[sizeof(PD_SR_BODY) - 1 + PD_MSG_ID_LEN];
+    u_char              field[sizeof(PD_SR_BODY) + PD_MSG_ID_LEN];
     pd_sr_acks_t       *a = &pd_sr_acks[i];
     pd_sr_ack_call_t   *call;
     pd_redis_t         *r = pd_sr_shards[i];
@@ -1692,7 +1692,7 @@ pd_sr_acks_settle(pd_sr_ack_call_t *call)
     const char   *argv[4];
     size_t        len[4];
     char          q[8 + PD_UID_MAX];
-    u_char        item[sizeof(PD_SR_INLINE) - 1 + PD_MSG_ID_LEN];
+    u_char        item[sizeof(PD_SR_INLINE) + PD_MSG_ID_LEN];
     pd_uint_t     k, rest, ok;
     u_char       *p, *w, *e, *uid, *id;
     size_t        ulen, ilen;
