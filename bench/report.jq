@@ -184,7 +184,7 @@ def met(cond): if cond == null then null else cond end;
        | ([fig("cluster-via-b-pushd"; .halves_runs[]),
            fig("cluster-via-a-pushd"; .halves_runs[])]
           | map(select(. != null)) | min) as $flat
-       | {target: "cluster (2 nodes x 1 worker, Redis + PostgreSQL with \($sizes.cluster_rows) old rows), qos 1 + ack, through either node, against one node on the memory backend",
+       | {target: "cluster (2 nodes x \($sizes.cluster_workers // 1) worker, Redis + PostgreSQL with \($sizes.cluster_rows) old rows), qos 1 + ack, through either node, against one node on the memory backend",
           goal: "at least 0.5x each way, 0 lost, flat (2nd half of each run at least 0.8x the 1st)",
           measured: (if $one == null then "not measured (no cluster run)"
                      else "via node-b \(fig("cluster-via-b-pushd"; .deliveries_per_s))/s = \($b)x, via node-a \(fig("cluster-via-a-pushd"; .deliveries_per_s))/s = \($a)x, one node \($one)/s; lost \($l); 2nd half / 1st half at worst \($flat); PostgreSQL \(fig("cluster-via-b-pushd"; .pg_cpu_us_per_msg)) / \(fig("cluster-via-a-pushd"; .pg_cpu_us_per_msg)) us CPU per message" end),

@@ -21,6 +21,16 @@ def lgcpu:
   if .lg_user_us_per_delivery == null then "-"
   else "\(.lg_user_us_per_delivery | num)+\(.lg_sys_us_per_delivery | num)" end;
 
+# pushd, PostgreSQL, Redis and the load generator: their CPU per
+# message, and the cores that keeps busy at the run's rate
+def cpu_all:
+  if .lg_user_us_per_delivery == null then "-"
+  else ((.user_us_per_delivery + .sys_us_per_delivery
+         + .lg_user_us_per_delivery + .lg_sys_us_per_delivery
+         + (.pg_cpu_us_per_msg // 0) + (.redis_cpu_us_per_msg // 0))
+        as $t
+        | "\($t | num) / \($t * .deliveries_per_s / 1000000 | num)") end;
+
 def row($name; $cells):
   "   " + ($name | rpad(40)) + ($cells | map(" " + lpad(21)) | join(""))
   | sub(" +$"; "");
@@ -200,7 +210,7 @@ def row($name; $cells):
   (if has("cluster-") then
   row("6. cluster: \($s.conns) uids on node-b, \($s.cluster_pubconns // "-") x \($s.cluster_pipeline // "-")";
       ["via node-b", "via node-a", "one node, memory"]),
-  row("  (\($s.cluster_rows) old rows in pd_messages)"; ["", "", ""]),
+  row("  (\($s.cluster_rows) old rows in pd_messages, \($s.cluster_workers // 1) worker(s) a node)"; ["", "", ""]),
   row("messages/s end to end";
       [get("cluster-via-b-pushd"; .deliveries_per_s | num),
        get("cluster-via-a-pushd"; .deliveries_per_s | num),
@@ -244,6 +254,15 @@ def row($name; $cells):
   row("Redis CPU per message (us)";
       [get("cluster-via-b-pushd"; .redis_cpu_us_per_msg | num),
        get("cluster-via-a-pushd"; .redis_cpu_us_per_msg | num), ""]),
+  row("load generator user+sys CPU per message (us)";
+      [get("cluster-via-b-pushd"; lgcpu), get("cluster-via-a-pushd"; lgcpu),
+       get("cluster-single-pushd"; lgcpu)]),
+  # every process on the host, per message, and the cores that keeps
+  # busy at the run's rate (medians of each, so an estimate): where it
+  # nears the host's cores, the rate follows the sum
+  row("all of it per message (us) / cores busy";
+      [get("cluster-via-b-pushd"; cpu_all), get("cluster-via-a-pushd"; cpu_all),
+       get("cluster-single-pushd"; cpu_all)]),
   "" else empty end),
   (if (.crashes.crashed_runs // 0) > 0 then
      "note: a pushd worker died during \(.crashes.crashed_runs) of \(.crashes.pushd_runs) pushd runs (\(.crashes.labels | join(", "))); their figures include the crash",
