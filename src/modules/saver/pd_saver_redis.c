@@ -128,7 +128,9 @@ static const char  pd_sr_unstore_lua[] =
  * key takes the new one.  Answers {stored, full, then the KEYS index of
  * q and the old id of each replacement, or minus the index of q and ""
  * for a full mailbox}, for the durable log to forget the old rows, and
- * the full ones' new.
+ * the full ones' new.  The replaced id leaves q from the tail (LREM
+ * -1: q holds it once, and an often replaced key's last id is a recent
+ * one; a count of 0 scanned the whole list).
  *
  * A reload reads the log while pushes go on, and may meet a version
  * whose replacement is already here but whose row's DELETE has not yet
@@ -158,7 +160,7 @@ static const char  pd_sr_store_collapse_lua[] =
     "    elseif held or redis.call('LLEN', KEYS[i]) < max then "
     "      redis.call('RPUSH', KEYS[i], ARGV[5]) s = s + 1 p = p + 1 "
     "      if held then "
-    "        redis.call('LREM', KEYS[i], 0, prev) "
+    "        redis.call('LREM', KEYS[i], -1, prev) "
     "        redis.call('HDEL', KEYS[i + 2], prev) "
     "        out[#out + 1] = i out[#out + 1] = prev "
     "      end "
@@ -193,7 +195,10 @@ static const char  pd_sr_store_collapse_lua[] =
  * writes the count before the id, and the ack takes the count first:
  * pd_sr_acks_flush): it leaves q here, as the ack would take it, and is
  * not sent again.  An inline id without its body is taken for an expired
- * one, which an ack under way also leaves that way.
+ * one, which an ack under way also leaves that way.  An id leaves q by
+ * an LREM that stops at its first copy (a list holds an id once): with
+ * a count of 0 each scanned the whole list, and a fetch that drops many
+ * of a long list scanned it once per id.
  */
 static const char  pd_sr_pending_lua[] =
     PD_SR_UNREF_LUA
@@ -235,14 +240,14 @@ static const char  pd_sr_pending_lua[] =
     "    a, d = m[1], m[2] "
     "  end "
     "  if gone then "
-    "    redis.call('LREM', KEYS[1], 0, x) unref(key['pd:m:' .. id]) "
+    "    redis.call('LREM', KEYS[1], 1, x) unref(key['pd:m:' .. id]) "
     "  elseif not a then "
-    "    redis.call('LREM', KEYS[1], 0, x) "
+    "    redis.call('LREM', KEYS[1], 1, x) "
     "    redis.call('HDEL', KEYS[2], id, 'b:' .. id) exp = exp + 1 "
     "  elseif a == ARGV[1] then "
     "    local n = redis.call('HINCRBY', KEYS[2], id, 1) "
     "    if max > 0 and n > max then "
-    "      redis.call('LREM', KEYS[1], 0, x) "
+    "      redis.call('LREM', KEYS[1], 1, x) "
     "      redis.call('HDEL', KEYS[2], id, 'b:' .. id) drop[#drop + 1] = id "
     "      if not inline(x) then unref(key['pd:m:' .. id]) end "
     "    else "
