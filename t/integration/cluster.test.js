@@ -622,6 +622,49 @@ function oldRows(pg, n, big) {
            + `FROM generate_series(1, ${n}) AS g`);
 }
 
+/*
+ * A reloading worker held up past the lock's life (stopped, starved)
+ * finds at its next page that another node took the server over: it
+ * stops there, and the other node's reload is the one that ends.  The
+ * other node is played here by hand: its token set while the reload
+ * runs, for a short life, after which a node takes the lock afresh.
+ */
+test('cluster qos 1: a reload whose lock another node took stops at its '
+     + 'next page; the server is reloaded whole after', PG, async () => {
+    const S = require('./servers.js');
+    const N = 150000;
+    await withCluster(async (nodes, redis, pg) => {
+        const cli = (...args) => S.redisCli(redis.port, args);
+        await L.waitFor(() => cli('GET', 'pd:saver:ok') === '1', 10000,
+                        'the store marked whole');
+        oldRows(pg, N, 0);
+        const mine = cli('DBSIZE');
+        cli('DEL', 'pd:saver:ok');
+        await L.waitFor(() => cli('GET', 'pd:saver:reloading') !== '',
+                        10000, 'a reload under way');
+        const token = cli('GET', 'pd:saver:reloading');
+        assert.notStrictEqual(cli('GET', 'pd:saver:ok'), '1',
+                              'the reload still runs when taken over');
+        cli('SET', 'pd:saver:reloading', 'another-node', 'PX', '1500');
+
+        const stopped = /reload from postgres stopped after \d+ rows: another node holds pd:saver:reloading/;
+        await L.waitFor(() => nodes.some((d) => stopped.test(d.logText())),
+                        10000, 'the reload stopped at its next page');
+        /* then a node takes the lock afresh, and reloads all of it */
+        await L.waitFor(() => cli('GET', 'pd:saver:ok') === '1', 60000,
+                        'the server reloaded whole');
+        assert.notStrictEqual(cli('GET', 'pd:saver:reloading'), token);
+        assert.ok(Number(cli('DBSIZE')) > Number(mine));
+        /* u7's rows, each once in its list */
+        const want = Number(pg.sql("SELECT count(*) FROM pd_messages "
+                                   + "WHERE uid = 'u7'"));
+        assert.ok(want > 50, `${want} rows of u7`);
+        assert.strictEqual(cli('LLEN', 'pd:q:u7'), String(want));
+        const ids = cli('LRANGE', 'pd:q:u7', '0', '-1').split('\n');
+        assert.strictEqual(new Set(ids).size, want, 'no id twice');
+    }, true);
+});
+
 /* the peak resident memory of a process so far, kB */
 function hwm(pid) {
     const fs = require('node:fs');

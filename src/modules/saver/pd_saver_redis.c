@@ -1971,6 +1971,8 @@ typedef struct {
     char                 token[PD_NODE_ID_SIZE + 48];
     char                 next_token[PD_NODE_ID_SIZE + 48];
     pd_uint_t            resumable;
+    pd_uint_t            serial;     /* which reload: a late answer of an
+                                      * earlier one no longer counts */
 } pd_sr_reload_t;
 
 /*
@@ -1988,11 +1990,29 @@ static const char  pd_sr_lock_lua[] =
     "if r > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end "
     "return r";
 
+/*
+ * Each page renews the lock, if it is still this reload's: a worker
+ * stalled past its life (stopped, starved) may find that another node
+ * took the server over meanwhile, and must not go on beside it (both
+ * stores are harmless, but the first to finish sets the marker and
+ * forgets the noted acks while the other still stores rows read before
+ * those acks reached PostgreSQL: acked messages would come back).  A
+ * lock that expired and nobody took is taken again.  KEYS:
+ * pd:saver:reloading; ARGV: the token, its life in ms.  Answers 1, or 0
+ * when another holds it.
+ */
+static const char  pd_sr_renew_lua[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v and v ~= ARGV[1] then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "return 1";
+
 #define PD_SR_LOCK_LIFE  "10000"    /* ms */
 
 static pd_sr_reload_t  pd_sr_reload;    /* in use while pd_sr_reloading */
 
 static void pd_sr_reload_page(void);
+static void pd_sr_renewed(pd_redis_t *r, redisReply *reply, void *data);
 static void pd_sr_reload_send(void);
 static void pd_sr_reload_acks(void);
 static void pd_sr_reload_acks_lost(void);
@@ -2119,8 +2139,9 @@ pd_sr_reload_acks_lost(void)
 static void
 pd_sr_reload_next(void)
 {
-    const char  *argv[3];
-    size_t       len[3];
+    const char  *argv[6];
+    size_t       len[6];
+    char         nkeys[PD_SR_NKEYS];
 
     if (pd_sr_reload.failed) {
         pd_sr_reload_stop("a store failed");
@@ -2142,16 +2163,46 @@ pd_sr_reload_next(void)
     }
 
     /* still at it: no other node takes the server over */
-    argv[0] = "PEXPIRE";
-    len[0] = 7;
-    argv[1] = "pd:saver:reloading";
-    len[1] = sizeof("pd:saver:reloading") - 1;
-    argv[2] = PD_SR_LOCK_LIFE;
-    len[2] = sizeof(PD_SR_LOCK_LIFE) - 1;
+    pd_sr_eval(argv, len, pd_sr_renew_lua, sizeof(pd_sr_renew_lua) - 1,
+               nkeys, 1);
+    argv[3] = "pd:saver:reloading";
+    len[3] = sizeof("pd:saver:reloading") - 1;
+    argv[4] = pd_sr_reload.token;
+    len[4] = strlen(pd_sr_reload.token);
+    argv[5] = PD_SR_LOCK_LIFE;
+    len[5] = sizeof(PD_SR_LOCK_LIFE) - 1;
 
-    (void) pd_redis_command(pd_sr_reload.shard, NULL, NULL, 3, argv, len);
+    (void) pd_redis_command(pd_sr_reload.shard, pd_sr_renewed,
+                            (void *) (uintptr_t) pd_sr_reload.serial, 6,
+                            argv, len);
 
     pd_sr_reload_page();
+}
+
+/* another node holds the lock: this reload ends here, for good */
+static void
+pd_sr_renewed(pd_redis_t *r, redisReply *reply, void *data)
+{
+    (void) r;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER
+        || reply->integer != 0 || !pd_sr_reloading
+        || (uintptr_t) data != pd_sr_reload.serial)
+    {
+        return;
+    }
+
+    pd_sr_reload_free_page();
+
+    pd_log_error(PD_LOG_WARN, pd_log_root, 0,
+                 "saver: reload from postgres stopped after %lu rows: "
+                 "another node holds pd:saver:reloading (this worker was "
+                 "held up past the lock's %s ms); the server is that "
+                 "node's to reload", (unsigned long) pd_sr_reload.rows,
+                 PD_SR_LOCK_LIFE);
+
+    pd_sr_reload.resumable = 0;
+    pd_sr_reloading = 0;
 }
 
 static void
@@ -2511,6 +2562,7 @@ pd_sr_locked(pd_redis_t *r, redisReply *reply, void *data)
     }
 
     pd_sr_reloading = 1;
+    pd_sr_reload.serial++;
 
     if (reply->integer == 2 && pd_sr_reload.resumable
         && pd_sr_reload.shard == r)
