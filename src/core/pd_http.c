@@ -416,6 +416,13 @@ pd_http_send_error(pd_http_conn_t *hc, pd_uint_t status, const char *message)
                                  (size_t) (p - buf));
 }
 
+/* a C string's bytes, without its NUL; the end */
+static u_char *
+pd_http_cpystr(u_char *p, const char *s)
+{
+    return pd_cpymem(p, s, strlen(s));
+}
+
 pd_int_t
 pd_http_send_response(pd_http_conn_t *hc, pd_uint_t status,
     const char *content_type, const char *extra_headers,
@@ -456,15 +463,33 @@ pd_http_send_response(pd_http_conn_t *hc, pd_uint_t status,
         return PD_ERROR;
     }
 
-    b->last = pd_slprintf(b->last, b->end,
-                          "HTTP/1.1 %lu %s\r\nServer: pushd\r\n"
-                          "Content-Type: %s\r\nContent-Length: %lu\r\n"
-                          "Connection: %s\r\n%s\r\n",
-                          (unsigned long) status, pd_http_status_text(status),
-                          content_type ? content_type : "text/plain",
-                          (unsigned long) len,
-                          hc->keepalive ? "keep-alive" : "close",
-                          extra_headers ? extra_headers : "");
+    /* piece by piece, not printf: this is once per request, and size
+     * above holds every piece (a status of three digits, a length of
+     * PD_INT_T_LEN, the strings measured) */
+    b->last = pd_cpymem(b->last, "HTTP/1.1 ", sizeof("HTTP/1.1 ") - 1);
+    b->last = pd_dec64(b->last, status % 1000);
+    *b->last++ = ' ';
+    b->last = pd_http_cpystr(b->last, pd_http_status_text(status));
+    b->last = pd_cpymem(b->last, "\r\nServer: pushd\r\nContent-Type: ",
+                        sizeof("\r\nServer: pushd\r\nContent-Type: ") - 1);
+    b->last = pd_http_cpystr(b->last,
+                             content_type ? content_type : "text/plain");
+    b->last = pd_cpymem(b->last, "\r\nContent-Length: ",
+                        sizeof("\r\nContent-Length: ") - 1);
+    b->last = pd_dec64(b->last, len);
+    b->last = pd_cpymem(b->last, "\r\nConnection: ",
+                        sizeof("\r\nConnection: ") - 1);
+    b->last = hc->keepalive
+              ? pd_cpymem(b->last, "keep-alive\r\n",
+                          sizeof("keep-alive\r\n") - 1)
+              : pd_cpymem(b->last, "close\r\n", sizeof("close\r\n") - 1);
+
+    if (extra_headers != NULL) {
+        b->last = pd_http_cpystr(b->last, extra_headers);
+    }
+
+    *b->last++ = '\r';
+    *b->last++ = '\n';
 
     if (body != NULL && len) {
         b->last = pd_cpymem(b->last, body, len);

@@ -109,6 +109,52 @@ test('room: keep-alive and pipelining', T, async () => {
     });
 });
 
+/* the head pd_http_send_response() writes, byte for byte: status line,
+ * Server, Content-Type, Content-Length (the body's own), Connection,
+ * then the extra headers of the answer, and the blank line */
+test('center and room: the response head, byte for byte', T, async () => {
+    await L.withPushd({}, async (d) => {
+        const head = (text) => {
+            const end = text.indexOf('\r\n\r\n');
+            assert.ok(end > 0, `a head: ${JSON.stringify(text)}`);
+            return { head: text.slice(0, end + 4), body: text.slice(end + 4) };
+        };
+        const key = `Authorization: Bearer ${d.apiKey}\r\n`;
+
+        /* an answer kept alive */
+        const p = await L.httpRaw(d.centerPort,
+            `GET /v1/stats HTTP/1.1\r\n${H}${key}\r\n`, { responses: 1 });
+        const ph = head(p.text);
+        assert.strictEqual(ph.head, 'HTTP/1.1 200 OK\r\nServer: pushd\r\n'
+                           + 'Content-Type: application/json\r\n'
+                           + `Content-Length: ${Buffer.byteLength(ph.body,
+                                                                  'latin1')}`
+                           + '\r\nConnection: keep-alive\r\n\r\n');
+        assert.ok(Array.isArray(JSON.parse(ph.body).workers));
+
+        /* a refusal with a header of its own, and the close asked for */
+        const u = await L.httpRaw(d.centerPort,
+            `GET /v1/stats HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+        const uh = head(u.text);
+        assert.strictEqual(uh.head, 'HTTP/1.1 401 Unauthorized\r\n'
+                           + 'Server: pushd\r\n'
+                           + 'Content-Type: application/json\r\n'
+                           + `Content-Length: ${Buffer.byteLength(uh.body,
+                                                                  'latin1')}\r\n`
+                           + 'Connection: close\r\n'
+                           + 'WWW-Authenticate: Bearer\r\n\r\n');
+        assert.ok(u.closed, 'closed as asked');
+
+        /* the room's status page */
+        const r = await L.httpRaw(d.roomPort,
+            `GET /nope HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+        const rh = head(r.text);
+        assert.match(rh.head, /^HTTP\/1\.1 404 Not Found\r\nServer: pushd\r\n(?:Content-Type: [^\r\n]+\r\n)Content-Length: (\d+)\r\nConnection: close\r\n\r\n$/);
+        assert.strictEqual(Number(/Content-Length: (\d+)/.exec(rh.head)[1]),
+                           Buffer.byteLength(rh.body, 'latin1'));
+    });
+});
+
 test('center: authentication, stats, JSON errors, 405 and 413', T,
      async () => {
     await L.withPushd({ workers: 2 }, async (d) => {
