@@ -137,6 +137,14 @@ function node(name, redisPort, pgPort, saverExtra = {}) {
     };
 }
 
+/* a push of app "chat" through d that every uid's store took: its id */
+async function pushStored(d, uids, data) {
+    const r = await L.centerPost(d, '/v1/push', { app: 'chat', uids, data });
+    assert.strictEqual(r.status, 200, r.body);
+    assert.strictEqual(r.json.stored, uids.length, r.body);
+    return r.json.id;
+}
+
 /*
  * The uid's presence through d.  With noAnswer, a request that got no
  * answer (a socket error, a timeout) is put there, for the test to fail
@@ -926,14 +934,7 @@ test('cluster qos 1: one list may hold both kinds of body, and '
         }
         return { cl, got };
     };
-    const push = async (node, uids, data) => {
-        const r = await L.centerPost(node, '/v1/push', {
-            app: 'chat', uids, data,
-        });
-        assert.strictEqual(r.status, 200, r.body);
-        assert.strictEqual(r.json.stored, uids.length, r.body);
-        return r.json.id;
-    };
+    const push = pushStored;
 
     /* the default: a multicast's body in m, a unicast's inline, one
      * list, read and acked in store order */
@@ -1044,14 +1045,7 @@ test('cluster qos 1: an id of m whose count an ack took is not fetched '
     const S = require('./servers.js');
     await withCluster(async ([a, b], redis) => {
         const cli = (...args) => S.redisCli(redis.port, args);
-        const push = async (uids, data) => {
-            const r = await L.centerPost(a, '/v1/push', {
-                app: 'chat', uids, data,
-            });
-            assert.strictEqual(r.status, 200, r.body);
-            assert.strictEqual(r.json.stored, uids.length, r.body);
-            return r.json.id;
-        };
+        const push = (uids, data) => pushStored(a, uids, data);
         const many = await push(['win', 'lose'], 1);
         const next = await push(['win'], 2);
         assert.strictEqual(cli('HGET', `pd:m:${many}`, 'n'), '2');
@@ -1078,14 +1072,7 @@ test('cluster qos 1: a message\'s body leaves Redis with the last list '
     const S = require('./servers.js');
     await withCluster(async ([a, b], redis, pg) => {
         const cli = (...args) => S.redisCli(redis.port, args);
-        const push = async (uids, data) => {
-            const r = await L.centerPost(a, '/v1/push', {
-                app: 'chat', uids, data,
-            });
-            assert.strictEqual(r.status, 200, r.body);
-            assert.strictEqual(r.json.stored, uids.length, r.body);
-            return r.json.id;
-        };
+        const push = (uids, data) => pushStored(a, uids, data);
         const take = async (uid, id, acks) => {
             const cl = await W.connect(b.roomPort, uid, 'phone',
                                        { apps: ['chat'] });

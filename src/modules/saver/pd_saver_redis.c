@@ -1469,8 +1469,23 @@ done:
  * as pd_sr_acks_t does.  The arguments are copied: buf is free again at
  * once.
  */
+/* one entry of a batch of acks (pd_sr_acks_t): the uid and the id, each
+ * after its length byte; the next entry's start */
+static u_char *
+pd_sr_ack_entry(u_char *p, u_char **uid, size_t *ulen, u_char **id,
+    size_t *ilen)
+{
+    *ulen = *p++;
+    *uid = p;
+    p += *ulen;
+    *ilen = *p++;
+    *id = p;
+
+    return p + *ilen;
+}
+
 static void
-pd_sr_acks_script(pd_redis_t *r, const u_char *buf, pd_uint_t n)
+pd_sr_acks_script(pd_redis_t *r, u_char *buf, pd_uint_t n)
 {
     static const char  *argv[3 + 2 + 6 * PD_SR_ACK_BATCH];
     static size_t       len[3 + 2 + 6 * PD_SR_ACK_BATCH];
@@ -1481,7 +1496,7 @@ pd_sr_acks_script(pd_redis_t *r, const u_char *buf, pd_uint_t n)
     char               *m;
     char                nkeys[PD_SR_NKEYS];
     pd_uint_t           k, j, argc;
-    const u_char       *p, *uid, *id;
+    u_char             *p, *uid, *id;
     size_t              ulen, ilen;
 
     pd_sr_eval(argv, len, pd_sr_ack_lua, sizeof(pd_sr_ack_lua) - 1, nkeys,
@@ -1494,12 +1509,7 @@ pd_sr_acks_script(pd_redis_t *r, const u_char *buf, pd_uint_t n)
     p = buf;
 
     for (k = 0; k < n; k++) {
-        ulen = *p++;
-        uid = p;
-        p += ulen;
-        ilen = *p++;
-        id = p;
-        p += ilen;
+        p = pd_sr_ack_entry(p, &uid, &ulen, &id, &ilen);
 
         for (j = 0; j < 3; j++) {
             argv[5 + 4 * k + j] = keys[4 * k + j];
@@ -1550,6 +1560,22 @@ struct pd_sr_ack_call_s {
 static void pd_sr_acks_answered(pd_redis_t *r, redisReply *reply,
     void *data);
 static void pd_sr_acks_settle(pd_sr_ack_call_t *call);
+
+/* a command of the first round, whose answer goes to reply[slot] */
+static void
+pd_sr_acks_ask(pd_sr_ack_call_t *call, pd_uint_t slot, int argc,
+    const char **argv, size_t *len)
+{
+    call->reply[slot].call = call;
+    call->reply[slot].value = -1;
+
+    if (pd_redis_command(call->shard, pd_sr_acks_answered,
+                         &call->reply[slot], argc, argv, len)
+        == PD_OK)
+    {
+        call->due++;
+    }
+}
 
 /*
  * The acks kept for server i.  A script call costs Redis about twice
@@ -1619,12 +1645,7 @@ pd_sr_acks_flush(pd_uint_t i)
     p = call->buf;
 
     for (k = 0; k < n; k++) {
-        ulen = *p++;
-        uid = p;
-        p += ulen;
-        ilen = *p++;
-        id = p;
-        p += ilen;
+        p = pd_sr_ack_entry(p, &uid, &ulen, &id, &ilen);
 
         len[1] = pd_key_cat(dl, sizeof(dl), "pd:dl:", uid, ulen);
         argv[2] = (const char *) id;
@@ -1632,15 +1653,7 @@ pd_sr_acks_flush(pd_uint_t i)
         len[3] = pd_key_cat((char *) field, sizeof(field), PD_SR_BODY,
                             id, ilen);
 
-        call->reply[k].call = call;
-        call->reply[k].value = -1;
-
-        if (pd_redis_command(r, pd_sr_acks_answered, &call->reply[k], 4,
-                             argv, len)
-            == PD_OK)
-        {
-            call->due++;
-        }
+        pd_sr_acks_ask(call, k, 4, argv, len);
     }
 
     argv[0] = "EXISTS";
@@ -1648,15 +1661,7 @@ pd_sr_acks_flush(pd_uint_t i)
     argv[1] = "pd:saver:ok";
     len[1] = sizeof("pd:saver:ok") - 1;
 
-    call->reply[n].call = call;
-    call->reply[n].value = -1;
-
-    if (pd_redis_command(r, pd_sr_acks_answered, &call->reply[n], 2,
-                         argv, len)
-        == PD_OK)
-    {
-        call->due++;
-    }
+    pd_sr_acks_ask(call, n, 2, argv, len);
 
     if (call->due == 0) {
         /* the link is down: the acks' rows still go from PostgreSQL */
@@ -1724,12 +1729,7 @@ pd_sr_acks_settle(pd_sr_ack_call_t *call)
 
     for (k = 0; k < call->n; k++) {
         e = p;
-        ulen = *p++;
-        uid = p;
-        p += ulen;
-        ilen = *p++;
-        id = p;
-        p += ilen;
+        p = pd_sr_ack_entry(p, &uid, &ulen, &id, &ilen);
 
         if (call->reply[k].value == 2) {
             len[1] = pd_key_cat(q, sizeof(q), "pd:q:", uid, ulen);
@@ -2009,6 +2009,21 @@ static const char  pd_sr_renew_lua[] =
 
 #define PD_SR_LOCK_LIFE  "10000"    /* ms */
 
+/* a call of a lock script: the lock, a token, the lock's life (argv[3]
+ * to [5]; the taking script adds a stopped reload's token as [6]) */
+static void
+pd_sr_lock_args(const char **argv, size_t *len, char *nkeys,
+    const char *lua, size_t lua_len, const char *token)
+{
+    pd_sr_eval(argv, len, lua, lua_len, nkeys, 1);
+    argv[3] = "pd:saver:reloading";
+    len[3] = sizeof("pd:saver:reloading") - 1;
+    argv[4] = token;
+    len[4] = strlen(token);
+    argv[5] = PD_SR_LOCK_LIFE;
+    len[5] = sizeof(PD_SR_LOCK_LIFE) - 1;
+}
+
 static pd_sr_reload_t  pd_sr_reload;    /* in use while pd_sr_reloading */
 
 static void pd_sr_reload_page(void);
@@ -2163,14 +2178,8 @@ pd_sr_reload_next(void)
     }
 
     /* still at it: no other node takes the server over */
-    pd_sr_eval(argv, len, pd_sr_renew_lua, sizeof(pd_sr_renew_lua) - 1,
-               nkeys, 1);
-    argv[3] = "pd:saver:reloading";
-    len[3] = sizeof("pd:saver:reloading") - 1;
-    argv[4] = pd_sr_reload.token;
-    len[4] = strlen(pd_sr_reload.token);
-    argv[5] = PD_SR_LOCK_LIFE;
-    len[5] = sizeof(PD_SR_LOCK_LIFE) - 1;
+    pd_sr_lock_args(argv, len, nkeys, pd_sr_renew_lua,
+                    sizeof(pd_sr_renew_lua) - 1, pd_sr_reload.token);
 
     (void) pd_redis_command(pd_sr_reload.shard, pd_sr_renewed,
                             (void *) (uintptr_t) pd_sr_reload.serial, 6,
@@ -2615,14 +2624,8 @@ pd_sr_marker(pd_redis_t *r, redisReply *reply, void *data)
                     "%s/%ld/%lu/%lu", pd_sr_node, (long) pd_pid,
                     (unsigned long) pd_current_msec, (unsigned long) ++tries);
 
-    pd_sr_eval(argv, len, pd_sr_lock_lua, sizeof(pd_sr_lock_lua) - 1, nkeys,
-               1);
-    argv[3] = "pd:saver:reloading";
-    len[3] = sizeof("pd:saver:reloading") - 1;
-    argv[4] = pd_sr_reload.next_token;
-    len[4] = strlen(pd_sr_reload.next_token);
-    argv[5] = PD_SR_LOCK_LIFE;
-    len[5] = sizeof(PD_SR_LOCK_LIFE) - 1;
+    pd_sr_lock_args(argv, len, nkeys, pd_sr_lock_lua,
+                    sizeof(pd_sr_lock_lua) - 1, pd_sr_reload.next_token);
 
     if (pd_sr_reload.resumable && pd_sr_reload.shard == r) {
         argv[6] = pd_sr_reload.token;
