@@ -1464,11 +1464,6 @@ done:
     return rc;
 }
 
-/*
- * Acks in one call of the ack script, to server r: buf holds n entries
- * as pd_sr_acks_t does.  The arguments are copied: buf is free again at
- * once.
- */
 /* one entry of a batch of acks (pd_sr_acks_t): the uid and the id, each
  * after its length byte; the next entry's start */
 static u_char *
@@ -1484,6 +1479,11 @@ pd_sr_ack_entry(u_char *p, u_char **uid, size_t *ulen, u_char **id,
     return p + *ilen;
 }
 
+/*
+ * Acks in one call of the ack script, to server r: buf holds n entries
+ * as pd_sr_acks_t does.  The arguments are copied: buf is free again at
+ * once.
+ */
 static void
 pd_sr_acks_script(pd_redis_t *r, u_char *buf, pd_uint_t n)
 {
