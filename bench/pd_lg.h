@@ -14,7 +14,7 @@ typedef unsigned char  u_char;
 
 #define PD_LG_MAX_PROCS      128
 #define PD_LG_MAX_PIDS       160
-#define PD_LG_MAX_PUBS       256
+#define PD_LG_MAX_PUBS       1024
 #define PD_LG_MAX_PIPELINE   256
 #define PD_LG_MAX_UIDS       1000
 #define PD_LG_PER_PROC       18000   /* sockets a process holds, at most */

@@ -198,6 +198,7 @@ pd_lg_options(int argc, char **argv)
     if (o->target < 0 || o->scenario < 0 || o->port <= 0 || o->conns < 1
         || o->msg_size < 48 || o->msg_size > 8192 || o->window < 1
         || o->pipeline < 1 || o->pipeline > PD_LG_MAX_PIPELINE
+        || o->pubconns < 1 || o->pubconns > PD_LG_MAX_PUBS
         || o->uids < 1 || o->uids > PD_LG_MAX_UIDS || o->uids > o->conns
         || (o->scenario != PD_LG_IDLE && o->api_port <= 0))
     {

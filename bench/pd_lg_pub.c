@@ -82,7 +82,13 @@ pd_lg_pub_init(int n)
     uint64_t  deadline;
     int       i, open;
 
-    pd_lg_npubs = n > PD_LG_MAX_PUBS ? PD_LG_MAX_PUBS : n;
+    /* the options refuse more (a silent cap would run another load
+     * than the one reported) */
+    if (n < 1 || n > PD_LG_MAX_PUBS) {
+        return -1;
+    }
+
+    pd_lg_npubs = n;
     pd_lg_pep = epoll_create1(EPOLL_CLOEXEC);
     pd_lg_req = malloc(PD_LG_REQ_MAX);
 
