@@ -2028,6 +2028,8 @@ static pd_sr_reload_t  pd_sr_reload;    /* in use while pd_sr_reloading */
 
 static void pd_sr_reload_page(void);
 static void pd_sr_renewed(pd_redis_t *r, redisReply *reply, void *data);
+static void pd_sr_reload_end(pd_uint_t level, const char *why,
+    pd_uint_t resumable, const char *then);
 static void pd_sr_reload_send(void);
 static void pd_sr_reload_acks(void);
 static void pd_sr_reload_acks_lost(void);
@@ -2060,14 +2062,21 @@ pd_sr_reload_free_page(void)
 static void
 pd_sr_reload_stop(const char *why)
 {
+    pd_sr_reload_end(PD_LOG_ERR, why, 1, "it goes on at the next check");
+}
+
+/* the reload ends here: resumable by this worker's next check, or not */
+static void
+pd_sr_reload_end(pd_uint_t level, const char *why, pd_uint_t resumable,
+    const char *then)
+{
     pd_sr_reload_free_page();
 
-    pd_log_error(PD_LOG_ERR, pd_log_root, 0,
+    pd_log_error(level, pd_log_root, 0,
                  "saver: reload from postgres stopped after %lu rows: %s; "
-                 "it goes on at the next check", (unsigned long)
-                 pd_sr_reload.rows, why);
+                 "%s", (unsigned long) pd_sr_reload.rows, why, then);
 
-    pd_sr_reload.resumable = 1;
+    pd_sr_reload.resumable = resumable;
     pd_sr_reloading = 0;
 }
 
@@ -2201,17 +2210,10 @@ pd_sr_renewed(pd_redis_t *r, redisReply *reply, void *data)
         return;
     }
 
-    pd_sr_reload_free_page();
-
-    pd_log_error(PD_LOG_WARN, pd_log_root, 0,
-                 "saver: reload from postgres stopped after %lu rows: "
-                 "another node holds pd:saver:reloading (this worker was "
-                 "held up past the lock's %s ms); the server is that "
-                 "node's to reload", (unsigned long) pd_sr_reload.rows,
-                 PD_SR_LOCK_LIFE);
-
-    pd_sr_reload.resumable = 0;
-    pd_sr_reloading = 0;
+    pd_sr_reload_end(PD_LOG_WARN, "another node holds pd:saver:reloading "
+                     "(this worker was held up past the lock's "
+                     PD_SR_LOCK_LIFE " ms)", 0,
+                     "the server is that node's to reload");
 }
 
 static void
