@@ -39,9 +39,8 @@ def ratio(a; b):
 def q(a; b): if a == null or b == null or b == 0 then null else a / b end;
 
 # shown where a goal is near: three places, cut, so 0.4975 reads 0.497
-def ratio3(a; b):
-  if a == null or b == null or b == 0 then null
-  else (a / b * 1000 | floor) / 1000 end;
+def ratio3(a; b): q(a; b) | if . == null then null
+                             else (. * 1000 | floor) / 1000 end;
 
 def met(cond): if cond == null then null else cond end;
 

@@ -40,18 +40,16 @@ def row($name; $cells):
 | ($s.idle // []) as $idle
 | def get($l; f): ($r[$l] // null) | if . == null then "-"
                                               else f end;
-  def ratio($a; $b):
+  # the two labels' rates as "0.51x", f giving the quotient's places
+  def ratio_by($a; $b; f):
     ($r[$a].deliveries_per_s // null) as $x
     | ($r[$b].deliveries_per_s // null) as $y
     | if $x == null or $y == null or $y == 0 then "-"
-      else "\((($x / $y) * 100 | round) / 100)x" end;
+      else "\($x / $y | f)x" end;
+  def ratio($a; $b): ratio_by($a; $b; (. * 100 | round) / 100);
   # the cluster's: three places, cut rather than rounded, so that a
   # ratio under the 0.5 goal never reads as 0.5x (20,844 / 41,894 did)
-  def ratio3($a; $b):
-    ($r[$a].deliveries_per_s // null) as $x
-    | ($r[$b].deliveries_per_s // null) as $y
-    | if $x == null or $y == null or $y == 0 then "-"
-      else "\((($x / $y) * 1000 | floor) / 1000)x" end;
+  def ratio3($a; $b): ratio_by($a; $b; (. * 1000 | floor) / 1000);
   def cells3($prefix; f):
     [get("\($prefix)-pushd"; f), get("\($prefix)-nchan"; f),
      get("\($prefix)-bare"; f)];
