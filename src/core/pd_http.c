@@ -28,6 +28,14 @@ static pd_int_t pd_http_batch_add(pd_http_conn_t *hc, const u_char *p,
 static pd_int_t pd_http_batch_answer(pd_http_conn_t *hc, pd_buf_t *b);
 static pd_uint_t pd_http_batch_empty(pd_http_conn_t *hc);
 static size_t pd_http_request_bytes(pd_http_conn_t *hc);
+static pd_int_t pd_http_send_link(pd_http_conn_t *hc, pd_chain_t *cl);
+static void pd_http_next(pd_http_conn_t *hc, size_t rest);
+static void pd_http_detach(pd_http_conn_t *hc);
+static pd_int_t pd_http_flush_detached(pd_http_conn_t *hc);
+static void pd_http_compact(pd_http_conn_t *hc);
+static pd_uint_t pd_http_movable(pd_connection_t *c);
+static pd_int_t pd_http_hand_over(pd_connection_t *c, pid_t pid);
+static pd_int_t pd_http_hand_over_one(pd_connection_t *c);
 
 pd_int_t
 pd_http_add_listeners(pd_cycle_t *cycle, pd_array_t *listen,
@@ -143,6 +151,13 @@ pd_http_read_handler(pd_event_t *ev)
     ssize_t           n;
     pd_int_t          rc;
 
+    if (ev->timedout && !c->close && hc->ndetached) {
+        /* not idle while answers are due on it: those come first */
+        ev->timedout = 0;
+        pd_event_add_timer(c->read, hc->srv->keepalive_timeout);
+        return;
+    }
+
     if (ev->timedout || c->close) {
         if (ev->timedout && hc->req.state != 0) {
             pd_log_error(PD_LOG_INFO, c->log, ETIMEDOUT,
@@ -178,6 +193,17 @@ pd_http_read_handler(pd_event_t *ev)
     }
 
     for ( ;; ) {
+        if (b->last == b->end && hc->ndetached) {
+            /* the buffer holds requests still being answered: the rest
+             * is read when they are (pd_http_flush_detached) */
+            return;
+        }
+
+        if (b->last == b->end && b->pos != b->start) {
+            pd_http_compact(hc);
+            continue;
+        }
+
         if (b->last == b->end) {
             /* the head does not fit in the buffer: the parser's limit */
             hc->req.status = (hc->req.state < 2) ? 414 : 431;
@@ -191,6 +217,12 @@ pd_http_read_handler(pd_event_t *ev)
             if (!c->idle && b->last == b->pos) {
                 pd_http_set_keepalive(hc);
             }
+            return;
+        }
+
+        if (n == 0 && hc->ndetached) {
+            /* the client has said all (a half close): its answers are
+             * still due; the connection closes after them (eof) */
             return;
         }
 
@@ -375,6 +407,7 @@ static void
 pd_http_process(pd_http_conn_t *hc)
 {
     pd_connection_t  *c = hc->connection;
+    pd_uint_t         number = c->number;
 
     pd_event_del_timer(c->read);
     c->log->action = "processing HTTP request";
@@ -386,6 +419,14 @@ pd_http_process(pd_http_conn_t *hc)
     hc->processing = 1;
 
     hc->srv->handler(hc);
+
+    /* the handler's answer may have closed the connection: its slot
+     * says so, hc may be gone */
+    if (c->fd != -1 && c->number == number && c->data == hc
+        && hc->processing && hc->detachable)
+    {
+        pd_http_detach(hc);
+    }
 }
 
 static void
@@ -430,15 +471,18 @@ pd_http_send_response(pd_http_conn_t *hc, pd_uint_t status,
 {
     pd_connection_t  *c = hc->connection;
     pd_buf_t         *b;
-    pd_chain_t       *cl, *ln;
+    pd_chain_t       *cl;
     size_t            size;
 
-    if (status >= 400 && status != 404 && status != 401 && status != 429) {
-        /* after a malformed request the stream may be out of sync */
+    if (status >= 400 && status != 404 && status != 401 && status != 429
+        && !hc->detached)
+    {
+        /* after a malformed request the stream may be out of sync (a
+         * detached one was read whole, and later ones are served) */
         hc->keepalive = 0;
     }
 
-    if (pd_exiting) {
+    if (pd_exiting && !hc->detached) {
         /* the worker retired while this request was served: the client
          * learns it must go elsewhere from the answer itself */
         hc->keepalive = 0;
@@ -496,15 +540,36 @@ pd_http_send_response(pd_http_conn_t *hc, pd_uint_t status,
     }
 
     hc->status = status;
+    cl->buf = b;
+    cl->next = NULL;
 
-    if (pd_http_batch_answer(hc, b) == PD_OK) {
+    if (hc->detached) {
+        hc->answer = b;
+        pd_http_flush_detached(c->data);
+        return PD_OK;
+    }
+
+    if (hc->ndetached) {
+        /* after the answers of the requests before it */
+        hc->held = cl;
+        return PD_OK;
+    }
+
+    return pd_http_send_link(hc, cl);
+}
+
+/* an answer, made, leaves: kept in the batch or written */
+static pd_int_t
+pd_http_send_link(pd_http_conn_t *hc, pd_chain_t *cl)
+{
+    pd_connection_t  *c = hc->connection;
+    pd_chain_t       *ln;
+
+    if (pd_http_batch_answer(hc, cl->buf) == PD_OK) {
         /* kept for one write with the next ones: on to the next */
         pd_http_finalize(hc);
         return PD_OK;
     }
-
-    cl->buf = b;
-    cl->next = NULL;
 
     if (hc->out != NULL) {
         /* the kept answers are being written: this one follows */
@@ -689,6 +754,27 @@ pd_http_write_handler(pd_event_t *ev)
          * answers later; one that waited for the write goes on */
         hc->flushing = 0;
 
+        if (hc->dq_head != NULL && hc->dq_head->answer != NULL
+            && pd_http_flush_detached(hc) != PD_OK)
+        {
+            /* answers that found the batch full went on */
+            return;
+        }
+
+        if (c->read->eof && !hc->processing && hc->ndetached == 0) {
+            /* the client ended its side: these were the last answers */
+            pd_http_close(hc);
+            return;
+        }
+
+        if (pd_exiting && pd_http_movable(c)
+            && pd_http_hand_over_one(c) == PD_OK)
+        {
+            /* its answers said keep-alive (made before the reload, or
+             * detached ones): the next generation serves what follows */
+            return;
+        }
+
         if (!hc->processing
             && (c->read->ready || hc->in->last > hc->in->pos))
         {
@@ -705,7 +791,6 @@ pd_http_write_handler(pd_event_t *ev)
 static void
 pd_http_finalize(pd_http_conn_t *hc)
 {
-    pd_connection_t  *c = hc->connection;
     pd_buf_t         *b = hc->in;
     size_t            used, rest;
 
@@ -738,9 +823,19 @@ pd_http_finalize(pd_http_conn_t *hc)
     hc->body.data = NULL;
     hc->body.len = 0;
     hc->body_in_head = 0;
+    hc->detachable = 0;
     hc->out = NULL;
     pd_http_request_reset(&hc->req);
     pd_reset_pool(hc->pool);
+
+    pd_http_next(hc, rest);
+}
+
+/* between requests: the next one's bytes, rest, are at in->pos */
+static void
+pd_http_next(pd_http_conn_t *hc, size_t rest)
+{
+    pd_connection_t  *c = hc->connection;
 
     c->log->action = "reading HTTP request";
 
@@ -770,6 +865,247 @@ pd_http_finalize(pd_http_conn_t *hc)
 }
 
 /*
+ * Pipelined requests served at once.  A business back-end writes many
+ * pushes on one connection; served one at a time, each waited for the
+ * one before it, and a push through a cluster waits for PostgreSQL's
+ * commit: a connection carried one row per commit.  A handler that is
+ * about to wait says so (pd_http_detachable); when it returns
+ * unanswered, its request is detached: its struct, pool and bytes stay
+ * as they are (the handler holds them), and the connection goes on in
+ * a spare struct with the next request.  The detached ones wait in
+ * dq in the order of their requests; an answer leaves when all before
+ * it have, copied into the batch (one write for the answers of a
+ * turn).  An answer of the connection's own request made while some
+ * are detached is held until they are out.
+ *
+ * The detached requests' bytes stay in `in` (their head and body are
+ * pointed at), so the buffer is not compacted while any is out: the
+ * connection reads no further when it is full.  Only a kept-alive
+ * request read whole is detached, at most srv->max_detached of them;
+ * a detached request's error answer keeps the connection (the stream
+ * is in step: the request was read whole).
+ */
+static void
+pd_http_detach(pd_http_conn_t *hc)
+{
+    pd_connection_t  *c = hc->connection;
+    pd_buf_t         *b = hc->in;
+    pd_http_conn_t   *nc;
+    size_t            used, rest;
+
+    if (hc->ndetached >= hc->srv->max_detached || !hc->keepalive
+        || pd_exiting || hc->held != NULL
+        || (hc->req.content_length > 0
+            && (!hc->body_in_head
+                || hc->body.len < (size_t) hc->req.content_length)))
+    {
+        return;
+    }
+
+    used = pd_http_request_bytes(hc);
+    rest = (size_t) (b->last - b->pos) - used;
+
+    /* even with nothing more read yet: the next request may be on its
+     * way, and whatever comes is served alike */
+    nc = hc->spare;
+
+    if (nc != NULL) {
+        hc->spare = nc->next;
+
+    } else {
+        nc = pd_pcalloc(c->pool, sizeof(pd_http_conn_t));
+        if (nc == NULL) {
+            return;
+        }
+
+        nc->pool = pd_create_pool(PD_HTTP_POOL_SIZE,
+                                  hc->srv->max_body + PD_HTTP_POOL_LIMIT,
+                                  c->log);
+        if (nc->pool == NULL) {
+            return;
+        }
+    }
+
+    /* the connection's part moves over */
+    nc->connection = c;
+    nc->srv = hc->srv;
+    nc->in = b;
+    nc->out = hc->out;
+    nc->batch = hc->batch;
+    nc->batch_link = hc->batch_link;
+    nc->requests = hc->requests;
+    nc->turn = hc->turn;
+    nc->turn_requests = hc->turn_requests;
+    nc->flushing = hc->flushing;
+    nc->spare = hc->spare;
+    nc->dq_head = hc->dq_head;
+    nc->dq_tail = hc->dq_tail;
+    nc->ndetached = hc->ndetached + 1;
+
+    nc->req.max_line = hc->req.max_line;
+    nc->req.max_headers = hc->req.max_headers;
+    nc->req.max_header = hc->req.max_header;
+    nc->req.max_body = hc->req.max_body;
+    pd_http_request_reset(&nc->req);
+    nc->body.data = NULL;
+    nc->body.len = 0;
+    nc->status = 0;
+    nc->keepalive = 0;
+    nc->body_in_head = 0;
+    nc->processing = 0;
+    nc->pipelined = 0;
+    nc->detachable = 0;
+    nc->detached = 0;
+    nc->next = NULL;
+    nc->answer = NULL;
+    nc->held = NULL;
+
+    hc->detached = 1;
+    hc->next = NULL;
+    hc->answer = NULL;
+
+    if (nc->dq_tail != NULL) {
+        nc->dq_tail->next = hc;
+    } else {
+        nc->dq_head = hc;
+    }
+
+    nc->dq_tail = hc;
+
+    pd_stats_inc(PD_STAT_HTTP_DETACHED);
+
+    c->data = nc;
+    b->pos += used;
+
+    pd_http_next(nc, rest);
+}
+
+/*
+ * The detached answers at the head of dq leave, into the batch (written
+ * at the turn's end).  When dq is empty the connection's own request
+ * goes on.  PD_OK, or PD_DONE when the connection may be gone.
+ */
+static pd_int_t
+pd_http_flush_detached(pd_http_conn_t *hc)
+{
+    pd_connection_t  *c = hc->connection;
+    pd_http_conn_t   *d;
+    pd_chain_t       *cl;
+    pd_uint_t         added = 0;
+    size_t            rest;
+
+    while ((d = hc->dq_head) != NULL && d->answer != NULL) {
+
+        if (pd_http_batch_add(hc, d->answer->pos,
+                              (size_t) (d->answer->last - d->answer->pos))
+            != PD_OK)
+        {
+            if (!pd_http_batch_empty(hc)) {
+                /* full: the rest after this write (the write handler) */
+                break;
+            }
+
+            /* no batch (out of memory), or an answer larger than it:
+             * none of ours is */
+            pd_log_error(PD_LOG_ALERT, c->log, 0,
+                         "a detached answer of %lu bytes has no room",
+                         (unsigned long) (d->answer->last - d->answer->pos));
+            pd_http_close(hc);
+            return PD_DONE;
+        }
+
+        hc->dq_head = d->next;
+        if (hc->dq_head == NULL) {
+            hc->dq_tail = NULL;
+        }
+
+        hc->ndetached--;
+        added = 1;
+
+        /* its cleanups run here: what it held is let go */
+        pd_reset_pool(d->pool);
+        d->answer = NULL;
+        d->detached = 0;
+        d->next = hc->spare;
+        hc->spare = d;
+    }
+
+    if (added) {
+        pd_post_event(c->write, &pd_posted_last_events);
+    }
+
+    if (hc->ndetached) {
+        return PD_OK;
+    }
+
+    if (hc->held != NULL) {
+        cl = hc->held;
+        hc->held = NULL;
+        (void) pd_http_send_link(hc, cl);
+        return PD_DONE;
+    }
+
+    if (hc->processing || hc->body.data != NULL) {
+        /* its answer comes later; finalizing compacts the buffer */
+        return PD_OK;
+    }
+
+    if (c->read->eof) {
+        /* nothing more comes: after the answers (the write handler),
+         * the close */
+        if (!added && hc->out == NULL && pd_http_batch_empty(hc)) {
+            pd_http_close(hc);
+            return PD_DONE;
+        }
+
+        return PD_OK;
+    }
+
+    pd_http_compact(hc);
+
+    rest = (size_t) (hc->in->last - hc->in->pos);
+
+    if (rest || c->read->ready) {
+        hc->pipelined = (rest != 0);
+        pd_post_event(c->read, &pd_posted_events);
+
+    } else {
+        pd_http_set_keepalive(hc);
+    }
+
+    return PD_OK;
+}
+
+/*
+ * The bytes not yet served go to the buffer's start; a head parsed in
+ * part is parsed again from there (the parser's state is offsets).
+ */
+static void
+pd_http_compact(pd_http_conn_t *hc)
+{
+    pd_buf_t  *b = hc->in;
+    size_t     n;
+
+    if (b->pos == b->start) {
+        return;
+    }
+
+    n = (size_t) (b->last - b->pos);
+
+    if (n) {
+        memmove(b->start, b->pos, n);
+    }
+
+    b->pos = b->start;
+    b->last = b->start + n;
+
+    if (hc->req.state != 0) {
+        pd_http_request_reset(&hc->req);
+        hc->pipelined = 1;
+    }
+}
+
+/*
  * An idle connection between requests.  Closing it races with a request
  * the client may be writing, so only three things do: keepalive_timeout,
  * slot pressure (the reusable queue, longest idle first) and the end of
@@ -785,6 +1121,11 @@ pd_http_set_keepalive(pd_http_conn_t *hc)
     if (hc->requests == 0 || c->idle) {
         /* a request is still due on a new connection: it is served,
          * even by a retiring worker */
+        return;
+    }
+
+    if (hc->ndetached) {
+        /* answers are due on it: idle when they are out */
         return;
     }
 
@@ -855,9 +1196,23 @@ pd_http_close(pd_http_conn_t *hc)
 {
     pd_connection_t  *c = hc->connection;
     pd_pool_t        *pool = c->pool;
+    pd_http_conn_t   *d;
+
+    if (hc->detached) {
+        hc = c->data;
+    }
 
     if (c->ssl != NULL) {
         pd_ssl_shutdown(c);
+    }
+
+    /* the detached requests' cleanups let go of what they wait for */
+    for (d = hc->dq_head; d != NULL; d = d->next) {
+        pd_destroy_pool(d->pool);
+    }
+
+    for (d = hc->spare; d != NULL; d = d->next) {
+        pd_destroy_pool(d->pool);
     }
 
     pd_destroy_pool(hc->pool);
@@ -888,7 +1243,7 @@ pd_http_movable(pd_connection_t *c)
 
     return c->ssl == NULL && c->listening != NULL && !c->listening->ssl
            && hc != NULL && !hc->processing && hc->out == NULL
-           && pd_http_batch_empty(hc) && hc->body.data == NULL
+           && hc->ndetached == 0 && pd_http_batch_empty(hc) && hc->body.data == NULL
            && (size_t) (hc->in->last - hc->in->pos) <= PD_CHANNEL_MAX_DATA;
 }
 
@@ -899,8 +1254,13 @@ pd_http_release_moved(pd_http_conn_t *hc)
     pd_connection_t  *c = hc->connection;
     pd_pool_t        *pool = c->pool;
     pd_socket_t       fd = c->fd;
+    pd_http_conn_t   *d;
 
     pd_destroy_pool(hc->pool);
+
+    for (d = hc->spare; d != NULL; d = d->next) {
+        pd_destroy_pool(d->pool);
+    }
 
     if (c->reusable) {
         pd_queue_remove(&c->queue);
@@ -916,11 +1276,49 @@ pd_http_release_moved(pd_http_conn_t *hc)
     pd_destroy_pool(pool);
 }
 
+/* the socket and the bytes read of its next head go to worker pid */
+static pd_int_t
+pd_http_hand_over(pd_connection_t *c, pid_t pid)
+{
+    pd_http_conn_t  *hc = c->data;
+
+    if (pd_channel_send_fd(pid, PD_CMD_HTTP_ADOPT, 0, c->fd, hc->in->pos,
+                           (size_t) (hc->in->last - hc->in->pos))
+        != PD_OK)
+    {
+        return PD_ERROR;
+    }
+
+    pd_http_release_moved(hc);
+    return PD_OK;
+}
+
+/*
+ * One that became movable after the walk of pd_http_retire (its last
+ * answers written); kept here when the channel is busy, as there.
+ */
+static pd_int_t
+pd_http_hand_over_one(pd_connection_t *c)
+{
+    pd_log_t   *log = pd_cycle->log;
+    pd_uint_t   rr = 0;
+    pid_t       pid;
+
+    pid = pd_process_successor(&rr);
+
+    if (pid == -1 || pd_http_hand_over(c, pid) != PD_OK) {
+        return PD_ERROR;
+    }
+
+    pd_log_error(PD_LOG_NOTICE, log, 0, "1 HTTP connections handed to "
+                 "worker %d", (int) pid);
+    return PD_OK;
+}
+
 void
 pd_http_retire(pd_cycle_t *cycle)
 {
     pd_connection_t  *c;
-    pd_http_conn_t   *hc;
     pd_uint_t         i, n, rr;
     pd_int_t          rv;
     pid_t             pid;
@@ -944,15 +1342,11 @@ pd_http_retire(pd_cycle_t *cycle)
             continue;
         }
 
-        hc = c[i].data;
-        rv = pd_channel_send_fd(pid, PD_CMD_HTTP_ADOPT, 0, c[i].fd,
-                                hc->in->pos,
-                                (size_t) (hc->in->last - hc->in->pos));
+        rv = pd_http_hand_over(&c[i], pid);
         if (rv != PD_OK) {
             break;
         }
 
-        pd_http_release_moved(c[i].data);
         n++;
     }
 

@@ -36,6 +36,10 @@ struct pd_http_srv_s {
     pd_http_check_pt     head_handler; /* after the head, before the body */
     void                *ctx;                 /* the module's conf */
     const char          *server_name;         /* "Server:" header */
+    pd_uint_t            max_detached;        /* pipelined requests of a
+                                               * connection served at once
+                                               * (pd_http_detachable); 0:
+                                               * one at a time */
     unsigned             batch_answers:1;     /* pipelined answers of a
                                                * turn in one write */
 };
@@ -67,6 +71,24 @@ struct pd_http_conn_s {
     unsigned             processing:1;    /* handler owns the request */
     unsigned             pipelined:1;     /* the next head is in `in` */
     unsigned             flushing:1;      /* `out` is only the batch */
+    unsigned             detachable:1;    /* its handler may answer later
+                                           * while the next ones are served */
+    unsigned             detached:1;      /* a request waiting for its
+                                           * answer, not the connection's */
+
+    /*
+     * Requests served at once (srv->max_detached).  The connection's
+     * struct (c->data) keeps these; a detached request's struct has
+     * only its own request, pool and answer.
+     */
+    pd_http_conn_t      *next;        /* in dq or in spare */
+    pd_http_conn_t      *dq_head;     /* detached, oldest first */
+    pd_http_conn_t      *dq_tail;
+    pd_http_conn_t      *spare;       /* done with, each with its pool */
+    pd_uint_t            ndetached;
+    pd_buf_t            *answer;      /* detached: made, not yet sent */
+    pd_chain_t          *held;        /* this request's answer, waiting
+                                       * for the detached ones' */
 };
 
 /*
@@ -92,6 +114,15 @@ pd_int_t pd_http_send_response(pd_http_conn_t *hc, pd_uint_t status,
 /* a {"error":"..."} JSON body with the status */
 pd_int_t pd_http_send_error(pd_http_conn_t *hc, pd_uint_t status,
     const char *message);
+
+/*
+ * Said by a handler about to wait for something else (the store's
+ * commit): if it returns unanswered, the connection may serve the
+ * requests pipelined after this one meanwhile.  The answers still go
+ * out in the order of the requests.  hc stays this request's handle;
+ * the connection goes on with another struct.
+ */
+#define pd_http_detachable(hc)  ((hc)->detachable = 1)
 void pd_http_close(pd_http_conn_t *hc);
 
 /*

@@ -35,6 +35,9 @@ pd_stats_counter_t  pd_core_counters[] = {
     { "pushd_tls_handshakes_deferred_total", NULL, "tls_handshakes_deferred",
       "TLS handshakes left for a later loop turn, past a turn's "
       "budget of handshake work", PD_STATS_COUNTER },
+    { "pushd_http_detached_total", NULL, "http_detached",
+      "requests answered later while the ones pipelined after them "
+      "were served", PD_STATS_COUNTER },
     { NULL, NULL, NULL, NULL, 0 }
 };
 

@@ -73,6 +73,7 @@ extern pd_stats_slot_t  *pd_stats_self;  /* this process's slot */
 #define PD_STAT_CHANNEL_FULL   5   /* a worker's channel refused a batch */
 #define PD_STAT_HTTP_WRITES    6   /* writes of HTTP answers */
 #define PD_STAT_TLS_DEFERRED   7   /* TLS handshakes left for a later turn */
+#define PD_STAT_HTTP_DETACHED  8   /* requests detached (pd_http_detach) */
 
 extern pd_stats_counter_t  pd_core_counters[];
 

@@ -1225,6 +1225,199 @@ test('cluster qos 1: a full mailbox stores no more and keeps what it '
  * only be tried again, as if it had been refused: a socket error or a
  * timeout goes to noAnswer instead, which the test asserts empty.
  */
+/*
+ * A push through a cluster waits for PostgreSQL's commit.  The pushes a
+ * business writes at once on one connection wait for theirs together
+ * (the center detaches each and serves the next), their answers in the
+ * order of the requests; a request that is not a push keeps its place
+ * among them.  The detached count says the pushes were served at once:
+ * one at a time, none is.
+ */
+test('cluster qos 1: pushes pipelined on one connection wait for their '
+     + 'commits together and are answered in order; other requests keep '
+     + 'their place; a client that leaves with pushes in flight harms '
+     + 'nothing', PG, async () => {
+    await withCluster(async ([a, b], redis, pg) => {
+        const auth = { Authorization: `Bearer ${a.apiKey}`,
+                       'Content-Type': 'application/json' };
+        const stats = await L.centerConn(a);
+        const detached = async () => {
+            const r = await stats.get('/v1/stats');
+            assert.strictEqual(r.status, 200, r.body);
+            return r.json.workers.reduce((n, w) => n + w.http_detached, 0);
+        };
+        const rows = (uid) => Number(pg.sql(
+            `SELECT count(*) FROM pd_messages WHERE uid = '${uid}'`));
+        const seqOf = (r) => BigInt(`0x${r.json.id.split('-').pop()}`);
+        const inOrder = (res) => {
+            for (let i = 1; i < res.length; i++) {
+                assert.ok(seqOf(res[i]) > seqOf(res[i - 1]),
+                          `answered in order: ${res.map((r) => r.json.id)}`);
+            }
+        };
+
+        const k = await L.keepAlive(a.centerPort);
+        const push = (kk, uid, i) => kk.format('POST', '/v1/push', auth,
+            JSON.stringify({ app: 'chat', uids: [uid], data: { i } }));
+        const before = await detached();
+        const reqs = [];
+        for (let i = 0; i < 32; i++) {
+            reqs.push(push(k, 'pip', i));
+        }
+        const res = await k.sendRaw(reqs.join(''), 32, 20000);
+        assert.deepStrictEqual(res.map((r) => r.status), Array(32).fill(200),
+                               res.map((r) => r.body).join('\n'));
+        assert.deepStrictEqual(res.map((r) => r.json.stored),
+                               Array(32).fill(1));
+        inOrder(res);
+        assert.strictEqual(rows('pip'), 32, 'in PostgreSQL at the 200s');
+        const n = (await detached()) - before;
+        assert.ok(n >= 16, `${n} of 32 pipelined pushes detached`);
+
+        /* a presence (a Redis round trip) and a 404 among pushes: each
+         * answered in its place; a bad body last is answered after all
+         * of them, then the connection ends */
+        const mixed = [
+            push(k, 'pip', 32),
+            k.format('GET', '/v1/users/pip', auth),
+            push(k, 'pip', 33),
+            k.format('GET', '/v1/nope', auth),
+            push(k, 'pip', 34),
+            k.format('POST', '/v1/push', auth, '{"app": 1}'),
+        ];
+        const res2 = await k.sendRaw(mixed.join(''), mixed.length, 20000);
+        assert.deepStrictEqual(res2.map((r) => r.status),
+                               [200, 200, 200, 404, 200, 400],
+                               res2.map((r) => r.body).join('\n'));
+        assert.deepStrictEqual(res2[1].json.connections, []);
+        assert.deepStrictEqual(res2.map((r) => r.headers.connection),
+                               [...Array(5).fill('keep-alive'), 'close']);
+        inOrder([res[31], res2[0], res2[2], res2[4]]);
+        await L.waitFor(() => k.closed, 5000, 'closed after the 400');
+
+        /* a client that writes its pushes and ends its side (a half
+         * close) gets every answer, then the close */
+        const k3 = await L.keepAlive(a.centerPort);
+        const ended = [];
+        for (let i = 0; i < 16; i++) {
+            ended.push(push(k3, 'ended', i));
+        }
+        const res3 = k3.sendRaw(ended.join(''), 16, 20000);
+        k3.sock.end();
+        assert.deepStrictEqual((await res3).map((r) => r.status),
+                               Array(16).fill(200));
+        inOrder(await res3);
+        await L.waitFor(() => k3.closed, 5000, 'closed after the answers');
+
+        /* one that leaves at once: its pushes are let go wherever they
+         * are; the node serves on */
+        const k4 = await L.keepAlive(a.centerPort);
+        const gone = [];
+        for (let i = 0; i < 16; i++) {
+            gone.push(push(k4, 'gone', i));
+        }
+        k4.sock.write(gone.join(''));
+        k4.sock.destroy();
+
+        /* the uid's 35 messages reach it on node-b, in order */
+        const cl = await W.connect(b.roomPort, 'pip', 'phone',
+                                   { apps: ['chat'] });
+        const got = [];
+        for (let i = 0; i < 35; i++) {
+            got.push((await cl.op('msg', 5000)).data.i);
+        }
+        assert.deepStrictEqual(got, [...Array(35).keys()]);
+        cl.close();
+        await cl.waitClose();
+
+        const r = await L.centerPost(a, '/v1/push', {
+            app: 'chat', uids: ['pip'], data: 'after',
+        });
+        assert.strictEqual(r.status, 200, r.body);
+        stats.close();
+    }, true);
+});
+
+/*
+ * A reload while pipelined pushes wait for their commits (the table
+ * held by a lock): the old worker answers them all, in order, and the
+ * connection, whose answers said keep-alive, goes on with a new worker
+ * once they are written, not closed at the end of the grace.
+ */
+test('cluster qos 1: pipelined pushes waiting for their commits at a '
+     + 'reload are answered, and their connection goes on with a new '
+     + 'worker', PG, async () => {
+    await withCluster(async ([a], redis, pg) => {
+        const auth = { Authorization: `Bearer ${a.apiKey}`,
+                       'Content-Type': 'application/json' };
+        const stats = await L.centerConn(a);
+        const detached = async () => {
+            const r = await stats.get('/v1/stats');
+            return r.json.workers.reduce((n, w) => n + w.http_detached, 0);
+        };
+        const k = await L.keepAlive(a.centerPort);
+        const push = (i) => k.format('POST', '/v1/push', auth,
+            JSON.stringify({ app: 'chat', uids: ['rel'], data: { i } }));
+        const before = await detached();
+
+        const locker = cp.spawn(`${pgBin()}/psql`,
+            ['-h', '127.0.0.1', '-p', String(pg.port), '-U', 'postgres',
+             '-d', 'postgres', '-c', 'BEGIN; LOCK TABLE pd_messages; '
+             + 'SELECT pg_sleep(30)'], { stdio: 'ignore' });
+        try {
+            await L.waitFor(() => pg.sql(
+                'SELECT count(*) FROM pg_locks l JOIN pg_class c ON '
+                + 'c.oid = l.relation WHERE c.relname = \'pd_messages\' '
+                + 'AND l.mode = \'AccessExclusiveLock\' AND l.granted')
+                === '1', 10000, 'the table locked');
+
+            const reqs = [];
+            for (let i = 0; i < 8; i++) {
+                reqs.push(push(i));
+            }
+            const answers = k.sendRaw(reqs.join(''), 8, 20000);
+            await L.waitFor(async () => (await detached()) - before >= 4,
+                            5000, 'the pushes detached');
+
+            const old = a.workerPids();
+            const owner = L.connOwner(a.centerPort, k.sock.localPort);
+            assert.ok(old.includes(owner));
+            process.kill(a.masterPid, 'SIGHUP');
+            await L.waitFor(() => {
+                const now = a.workerPids().filter((p) => !old.includes(p));
+                return now.length === old.length;
+            }, 15000, 'the new workers');
+
+            /* the lock goes: the commits, then the answers */
+            pg.sql('SELECT pg_terminate_backend(pid) FROM pg_stat_activity '
+                   + 'WHERE query LIKE \'%pg_sleep(30)%\' '
+                   + 'AND pid <> pg_backend_pid()');
+            const res = await answers;
+            assert.deepStrictEqual(res.map((r) => r.status),
+                                   Array(8).fill(200),
+                                   res.map((r) => r.body).join('\n'));
+            assert.deepStrictEqual(res.map((r) => r.headers.connection),
+                                   Array(8).fill('keep-alive'));
+
+            await L.waitFor(() => !L.procAlive(owner), 15000,
+                            'the old worker gone');
+            assert.strictEqual(k.closed, false, 'the connection lives on');
+            const r = await k.request('POST', '/v1/push', auth,
+                JSON.stringify({ app: 'chat', uids: ['rel'], data: 'new' }));
+            assert.strictEqual(r.status, 200, r.body);
+            assert.strictEqual(r.headers.connection, 'keep-alive');
+            const now = L.connOwner(a.centerPort, k.sock.localPort);
+            assert.ok(!old.includes(now), `served by ${now}, a new worker`);
+            assert.match(a.logText(),
+                         /1 HTTP connections handed to worker/);
+        } finally {
+            locker.kill();
+        }
+        k.close();
+        stats.close();
+    }, true, { timeout: '10s' });
+});
+
 async function answered(d, body, noAnswer) {
     try {
         return await L.centerPost(d, '/v1/push', body, { timeout: 5000 });

@@ -5,6 +5,10 @@
 #ifndef PD_CENTER_H
 #define PD_CENTER_H
 
+/* pushes of one connection waiting for the store at once, at most (the
+ * 8 KB head buffer holds about 30 of a usual size: that bounds it too) */
+#define PD_CENTER_DETACHED  64
+
 typedef struct {
     pd_array_t      *listen;
     pd_str_t         api_key;

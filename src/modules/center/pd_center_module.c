@@ -171,6 +171,9 @@ pd_center_init_conf(pd_cycle_t *cycle, void *conf)
     ccf->http.access = pd_center_access;
     ccf->http.head_handler = pd_center_head;
     ccf->http.batch_answers = 1;
+    /* a push waits for the store (a cluster's commit): the pushes
+     * pipelined behind it are served meanwhile, up to a buffer's worth */
+    ccf->http.max_detached = PD_CENTER_DETACHED;
     ccf->http.ctx = ccf;
 
     if (ccf->listen == NULL) {

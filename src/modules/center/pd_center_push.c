@@ -541,6 +541,9 @@ pd_center_push(pd_http_conn_t *hc)
     cln->handler = pd_center_push_cleanup;
     cln->data = p;
 
+    /* the store's answer may take a commit: the next pushes need not */
+    pd_http_detachable(hc);
+
     err = pd_room_push_start(p);
     if (err != NULL) {
         (void) pd_http_send_error(hc, 503, err);
