@@ -893,8 +893,10 @@ pd_http_detach(pd_http_conn_t *hc)
     pd_http_conn_t   *nc;
     size_t            used, rest;
 
+    /* out: answered already, the write waits (for the channel's
+     * cork, or for the socket) */
     if (hc->ndetached >= hc->srv->max_detached || !hc->keepalive
-        || pd_exiting || hc->held != NULL
+        || pd_exiting || hc->held != NULL || hc->out != NULL
         || (hc->req.content_length > 0
             && (!hc->body_in_head
                 || hc->body.len < (size_t) hc->req.content_length)))
