@@ -33,6 +33,7 @@ static void pd_http_next(pd_http_conn_t *hc, size_t rest);
 static void pd_http_detach(pd_http_conn_t *hc);
 static pd_int_t pd_http_flush_detached(pd_http_conn_t *hc);
 static void pd_http_compact(pd_http_conn_t *hc);
+static pd_int_t pd_http_switch_buffer(pd_http_conn_t *hc);
 static pd_uint_t pd_http_movable(pd_connection_t *c);
 static pd_int_t pd_http_hand_over(pd_connection_t *c, pid_t pid);
 static pd_int_t pd_http_hand_over_one(pd_connection_t *c);
@@ -193,10 +194,16 @@ pd_http_read_handler(pd_event_t *ev)
     }
 
     for ( ;; ) {
-        if (b->last == b->end && hc->ndetached) {
-            /* the buffer holds requests still being answered: the rest
-             * is read when they are (pd_http_flush_detached) */
-            return;
+        if (b->last == b->end && hc->ndetached && b->pos != b->start) {
+            /* the buffer holds requests still being answered: on in
+             * the other one, if its own are; else when these are
+             * (pd_http_flush_detached) */
+            if (pd_http_switch_buffer(hc) != PD_OK) {
+                return;
+            }
+
+            b = hc->in;
+            continue;
         }
 
         if (b->last == b->end && b->pos != b->start) {
@@ -275,6 +282,29 @@ pd_http_parse_head(pd_http_conn_t *hc)
                      hc->req.error, (unsigned long) hc->req.status);
         pd_http_send_simple(hc, hc->req.status);
         return PD_DONE;
+    }
+
+    if (hc->ndetached && hc->req.content_length > 0
+        && hc->req.header_len + (size_t) hc->req.content_length
+           > (size_t) (b->end - b->pos)
+        && hc->req.header_len + (size_t) hc->req.content_length
+           <= (size_t) (b->end - b->start)
+        && pd_http_switch_buffer(hc) == PD_OK)
+    {
+        /* its body fits a buffer, not what is left of this one after
+         * the detached requests: in the other one it is read in place
+         * (and may be detached too); parsed again there */
+        b = hc->in;
+        pd_http_request_reset(&hc->req);
+
+        if (pd_http_parse_request(&hc->req, b->pos,
+                                  (size_t) (b->last - b->pos))
+            != PD_OK)
+        {
+            /* the same bytes: cannot be */
+            pd_http_send_simple(hc, 400);
+            return PD_DONE;
+        }
     }
 
     pd_stats_inc(PD_STAT_REQUESTS);
@@ -932,6 +962,7 @@ pd_http_detach(pd_http_conn_t *hc)
     nc->connection = c;
     nc->srv = hc->srv;
     nc->in = b;
+    nc->in_other = hc->in_other;
     nc->out = hc->out;
     nc->batch = hc->batch;
     nc->batch_link = hc->batch_link;
@@ -1073,6 +1104,47 @@ pd_http_flush_detached(pd_http_conn_t *hc)
 
     } else {
         pd_http_set_keepalive(hc);
+    }
+
+    return PD_OK;
+}
+
+/*
+ * A full buffer whose first requests are detached: the bytes not yet
+ * served go on in a second buffer (the connection's pool, made at first
+ * need), so that a connection keeps a buffer's worth of pushes or more
+ * waiting, not none while the first ones are answered.  The two take
+ * turns: dq is in request order, so the other buffer is free once the
+ * oldest detached request is not in it.  PD_AGAIN: it is not yet.
+ */
+static pd_int_t
+pd_http_switch_buffer(pd_http_conn_t *hc)
+{
+    pd_connection_t  *c = hc->connection;
+    pd_buf_t         *b = hc->in, *o = hc->in_other;
+    size_t            n;
+
+    if (o == NULL) {
+        o = pd_create_temp_buf(c->pool, (size_t) (b->end - b->start));
+        if (o == NULL) {
+            return PD_AGAIN;
+        }
+
+    } else if (hc->dq_head->in == o) {
+        return PD_AGAIN;
+    }
+
+    n = (size_t) (b->last - b->pos);
+    o->pos = o->start;
+    o->last = pd_cpymem(o->start, b->pos, n);
+
+    /* b's bytes past the detached ones are o's now */
+    b->last = b->pos;
+    hc->in = o;
+    hc->in_other = b;
+
+    if (hc->req.state != 0) {
+        pd_http_request_reset(&hc->req);
     }
 
     return PD_OK;

@@ -57,6 +57,8 @@ struct pd_http_conn_s {
     pd_http_request_t    req;
     pd_str_t             body;
     pd_buf_t            *in;          /* head + body, one buffer */
+    pd_buf_t            *in_other;    /* the one before it, while the
+                                       * detached requests in it wait */
     pd_chain_t          *out;
     pd_pool_t           *pool;        /* per request, reset between */
     pd_buf_t            *batch;       /* answers kept for one write (the

@@ -1356,8 +1356,10 @@ test('cluster qos 1: pipelined pushes waiting for their commits at a '
             return r.json.workers.reduce((n, w) => n + w.http_detached, 0);
         };
         const k = await L.keepAlive(a.centerPort);
+        const pad = 'x'.repeat(300);
         const push = (i) => k.format('POST', '/v1/push', auth,
-            JSON.stringify({ app: 'chat', uids: ['rel'], data: { i } }));
+            JSON.stringify({ app: 'chat', uids: ['rel'],
+                             data: { i, pad } }));
         const before = await detached();
 
         const locker = cp.spawn(`${pgBin()}/psql`,
@@ -1371,13 +1373,17 @@ test('cluster qos 1: pipelined pushes waiting for their commits at a '
                 + 'AND l.mode = \'AccessExclusiveLock\' AND l.granted')
                 === '1', 10000, 'the table locked');
 
+            /* half again the 8 KB head buffer: the pushes past it go
+             * on in a second buffer, all waiting at once */
             const reqs = [];
-            for (let i = 0; i < 8; i++) {
+            for (let i = 0; i < 24; i++) {
                 reqs.push(push(i));
             }
-            const answers = k.sendRaw(reqs.join(''), 8, 20000);
-            await L.waitFor(async () => (await detached()) - before >= 4,
-                            5000, 'the pushes detached');
+            const bytes = reqs.join('').length;
+            assert.ok(bytes > 8192 * 1.4 && bytes < 8192 * 2, `${bytes}`);
+            const answers = k.sendRaw(reqs.join(''), 24, 20000);
+            await L.waitFor(async () => (await detached()) - before === 24,
+                            5000, 'all 24 pushes detached');
 
             const old = a.workerPids();
             const owner = L.connOwner(a.centerPort, k.sock.localPort);
@@ -1394,10 +1400,16 @@ test('cluster qos 1: pipelined pushes waiting for their commits at a '
                    + 'AND pid <> pg_backend_pid()');
             const res = await answers;
             assert.deepStrictEqual(res.map((r) => r.status),
-                                   Array(8).fill(200),
+                                   Array(24).fill(200),
                                    res.map((r) => r.body).join('\n'));
             assert.deepStrictEqual(res.map((r) => r.headers.connection),
-                                   Array(8).fill('keep-alive'));
+                                   Array(24).fill('keep-alive'));
+            for (let i = 1; i < res.length; i++) {
+                assert.ok(BigInt(`0x${res[i].json.id.split('-').pop()}`)
+                          > BigInt(`0x${res[i - 1].json.id.split('-')
+                                                      .pop()}`),
+                          'answered in order');
+            }
 
             await L.waitFor(() => !L.procAlive(owner), 15000,
                             'the old worker gone');
