@@ -937,8 +937,14 @@ pd_http_detach(pd_http_conn_t *hc)
     used = pd_http_request_bytes(hc);
     rest = (size_t) (b->last - b->pos) - used;
 
-    /* even with nothing more read yet: the next request may be on its
-     * way, and whatever comes is served alike */
+    if (rest == 0 && !c->read->ready && hc->ndetached == 0) {
+        /* a request at a time: nothing to serve meanwhile (a detach
+         * would cost this common case for nothing); once some are
+         * detached, the last one of a burst is too, so that the next
+         * burst is read as it comes */
+        return;
+    }
+
     nc = hc->spare;
 
     if (nc != NULL) {
