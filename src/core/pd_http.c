@@ -34,6 +34,8 @@ static void pd_http_detach(pd_http_conn_t *hc);
 static pd_int_t pd_http_flush_detached(pd_http_conn_t *hc);
 static void pd_http_compact(pd_http_conn_t *hc);
 static pd_int_t pd_http_switch_buffer(pd_http_conn_t *hc);
+
+static const char  pd_http_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 static pd_uint_t pd_http_movable(pd_connection_t *c);
 static pd_int_t pd_http_hand_over(pd_connection_t *c, pid_t pid);
 static pd_int_t pd_http_hand_over_one(pd_connection_t *c);
@@ -351,7 +353,7 @@ pd_http_read_body(pd_http_conn_t *hc)
     pd_buf_t         *b = hc->in;
     size_t            have, need;
     ssize_t           n;
-    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    const char       *cont = pd_http_continue;
 
     if (hc->req.content_length <= 0) {
         return PD_OK;
@@ -390,14 +392,22 @@ pd_http_read_body(pd_http_conn_t *hc)
         }
 
         if (hc->req.expect_continue && hc->body.len < need) {
-            if (pd_http_batch_empty(hc)) {
-                (void) c->io->send(c, (u_char *) cont, sizeof(cont) - 1);
+            if (hc->ndetached) {
+                /* after the detached requests' answers: a 100 before
+                 * them would read as the first one's
+                 * (pd_http_flush_detached) */
+                hc->continue_held = 1;
+
+            } else if (pd_http_batch_empty(hc)) {
+                (void) c->io->send(c, (u_char *) cont,
+                                   sizeof(pd_http_continue) - 1);
 
             } else {
                 /* after the answers kept for this turn's write (no room:
                  * none, and the client sends the body after its wait) */
                 if (pd_http_batch_add(hc, (u_char *) cont,
-                                      sizeof(cont) - 1) == PD_OK)
+                                      sizeof(pd_http_continue) - 1)
+                    == PD_OK)
                 {
                     pd_post_event(c->write, &pd_posted_last_events);
                 }
@@ -854,6 +864,7 @@ pd_http_finalize(pd_http_conn_t *hc)
     hc->body.len = 0;
     hc->body_in_head = 0;
     hc->detachable = 0;
+    hc->continue_held = 0;
     hc->out = NULL;
     pd_http_request_reset(&hc->req);
     pd_reset_pool(hc->pool);
@@ -994,6 +1005,7 @@ pd_http_detach(pd_http_conn_t *hc)
     nc->processing = 0;
     nc->pipelined = 0;
     nc->detachable = 0;
+    nc->continue_held = 0;
     nc->detached = 0;
     nc->next = NULL;
     nc->answer = NULL;
@@ -1082,6 +1094,17 @@ pd_http_flush_detached(pd_http_conn_t *hc)
         hc->held = NULL;
         (void) pd_http_send_link(hc, cl);
         return PD_DONE;
+    }
+
+    if (hc->continue_held) {
+        hc->continue_held = 0;
+
+        if (pd_http_batch_add(hc, (u_char *) pd_http_continue,
+                              sizeof(pd_http_continue) - 1)
+            == PD_OK)
+        {
+            pd_post_event(c->write, &pd_posted_last_events);
+        }
     }
 
     if (hc->processing || hc->body.data != NULL) {

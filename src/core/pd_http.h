@@ -77,6 +77,8 @@ struct pd_http_conn_s {
                                            * while the next ones are served */
     unsigned             detached:1;      /* a request waiting for its
                                            * answer, not the connection's */
+    unsigned             continue_held:1; /* its 100 waits for the
+                                           * detached ones' answers */
 
     /*
      * Requests served at once (srv->max_detached).  The connection's

@@ -1274,15 +1274,31 @@ test('cluster qos 1: pushes pipelined on one connection wait for their '
         const n = (await detached()) - before;
         assert.ok(n >= 16, `${n} of 32 pipelined pushes detached`);
 
+        /* a body announced with Expect: 100-continue behind a push
+         * that waits for its commit: the 100 comes after the push's
+         * answer (before it, it would read as that answer) */
+        const body = JSON.stringify({ app: 'chat', uids: ['pip'],
+                                      data: { i: 33 } });
+        const expect = 'POST /v1/push HTTP/1.1\r\nHost: x\r\n'
+            + `Authorization: Bearer ${a.apiKey}\r\n`
+            + 'Content-Type: application/json\r\n'
+            + `Content-Length: ${body.length}\r\n`
+            + 'Expect: 100-continue\r\n\r\n';
+        const two = await k.sendRaw(push(k, 'pip', 32) + expect, 2, 20000);
+        assert.deepStrictEqual(two.map((r) => r.status), [200, 100]);
+        const fin = await k.sendRaw(body, 1, 20000);
+        assert.strictEqual(fin[0].status, 200, fin[0].body);
+        inOrder([res[31], two[0], fin[0]]);
+
         /* a presence (a Redis round trip) and a 404 among pushes: each
          * answered in its place; a bad body last is answered after all
          * of them, then the connection ends */
         const mixed = [
-            push(k, 'pip', 32),
-            k.format('GET', '/v1/users/pip', auth),
-            push(k, 'pip', 33),
-            k.format('GET', '/v1/nope', auth),
             push(k, 'pip', 34),
+            k.format('GET', '/v1/users/pip', auth),
+            push(k, 'pip', 35),
+            k.format('GET', '/v1/nope', auth),
+            push(k, 'pip', 36),
             k.format('POST', '/v1/push', auth, '{"app": 1}'),
         ];
         const res2 = await k.sendRaw(mixed.join(''), mixed.length, 20000);
@@ -1292,7 +1308,7 @@ test('cluster qos 1: pushes pipelined on one connection wait for their '
         assert.deepStrictEqual(res2[1].json.connections, []);
         assert.deepStrictEqual(res2.map((r) => r.headers.connection),
                                [...Array(5).fill('keep-alive'), 'close']);
-        inOrder([res[31], res2[0], res2[2], res2[4]]);
+        inOrder([fin[0], res2[0], res2[2], res2[4]]);
         await L.waitFor(() => k.closed, 5000, 'closed after the 400');
 
         /* a client that writes its pushes and ends its side (a half
@@ -1319,14 +1335,14 @@ test('cluster qos 1: pushes pipelined on one connection wait for their '
         k4.sock.write(gone.join(''));
         k4.sock.destroy();
 
-        /* the uid's 35 messages reach it on node-b, in order */
+        /* the uid's 37 messages reach it on node-b, in order */
         const cl = await W.connect(b.roomPort, 'pip', 'phone',
                                    { apps: ['chat'] });
         const got = [];
-        for (let i = 0; i < 35; i++) {
+        for (let i = 0; i < 37; i++) {
             got.push((await cl.op('msg', 5000)).data.i);
         }
-        assert.deepStrictEqual(got, [...Array(35).keys()]);
+        assert.deepStrictEqual(got, [...Array(37).keys()]);
         cl.close();
         await cl.waitClose();
 
