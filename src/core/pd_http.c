@@ -1346,7 +1346,8 @@ pd_http_movable(pd_connection_t *c)
 
     return c->ssl == NULL && c->listening != NULL && !c->listening->ssl
            && hc != NULL && !hc->processing && hc->out == NULL
-           && hc->ndetached == 0 && pd_http_batch_empty(hc) && hc->body.data == NULL
+           && hc->ndetached == 0 && pd_http_batch_empty(hc)
+           && hc->body.data == NULL
            && (size_t) (hc->in->last - hc->in->pos) <= PD_CHANNEL_MAX_DATA;
 }
 
