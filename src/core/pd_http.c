@@ -155,9 +155,12 @@ pd_http_read_handler(pd_event_t *ev)
     pd_int_t          rc;
 
     if (ev->timedout && !c->close && hc->ndetached) {
-        /* not idle while answers are due on it: those come first */
+        /* not closed while answers are due on it: those come first */
         ev->timedout = 0;
-        pd_event_add_timer(c->read, hc->srv->keepalive_timeout);
+        pd_event_add_timer(c->read, (hc->req.state != 0
+                                     || hc->body.data != NULL)
+                                    ? hc->srv->read_timeout
+                                    : hc->srv->keepalive_timeout);
         return;
     }
 
@@ -794,10 +797,16 @@ pd_http_write_handler(pd_event_t *ev)
          * answers later; one that waited for the write goes on */
         hc->flushing = 0;
 
-        if (hc->dq_head != NULL && hc->dq_head->answer != NULL
+        if (((hc->dq_head != NULL && hc->dq_head->answer != NULL)
+             || hc->continue_held)
             && pd_http_flush_detached(hc) != PD_OK)
         {
             /* answers that found the batch full went on */
+            return;
+        }
+
+        if (!pd_http_batch_empty(hc)) {
+            /* more went into the batch meanwhile: its write is posted */
             return;
         }
 
@@ -819,6 +828,13 @@ pd_http_write_handler(pd_event_t *ev)
             && (c->read->ready || hc->in->last > hc->in->pos))
         {
             pd_post_event(c->read, &pd_posted_events);
+
+        } else if (!hc->processing && hc->ndetached == 0
+                   && hc->body.data == NULL)
+        {
+            /* the detached ones' last answers are out: idle now, not
+             * before (an idle one may be closed for its slot) */
+            pd_http_set_keepalive(hc);
         }
 
         return;
@@ -1086,6 +1102,14 @@ pd_http_flush_detached(pd_http_conn_t *hc)
     }
 
     if (hc->ndetached) {
+        if (hc->in->last == hc->in->end && hc->in_other != NULL
+            && hc->dq_head->in != hc->in_other
+            && !hc->processing && hc->body.data == NULL)
+        {
+            /* it waits for a buffer, and the other one is free now */
+            pd_post_event(c->read, &pd_posted_events);
+        }
+
         return PD_OK;
     }
 
@@ -1097,14 +1121,20 @@ pd_http_flush_detached(pd_http_conn_t *hc)
     }
 
     if (hc->continue_held) {
-        hc->continue_held = 0;
+        if (!added && hc->out == NULL && pd_http_batch_empty(hc)) {
+            hc->continue_held = 0;
+            (void) c->io->send(c, (u_char *) pd_http_continue,
+                               sizeof(pd_http_continue) - 1);
 
-        if (pd_http_batch_add(hc, (u_char *) pd_http_continue,
-                              sizeof(pd_http_continue) - 1)
-            == PD_OK)
+        } else if (pd_http_batch_add(hc, (u_char *) pd_http_continue,
+                                     sizeof(pd_http_continue) - 1)
+                   == PD_OK)
         {
+            hc->continue_held = 0;
             pd_post_event(c->write, &pd_posted_last_events);
         }
+
+        /* else the batch is full: after its write (the write handler) */
     }
 
     if (hc->processing || hc->body.data != NULL) {
@@ -1131,9 +1161,11 @@ pd_http_flush_detached(pd_http_conn_t *hc)
         hc->pipelined = (rest != 0);
         pd_post_event(c->read, &pd_posted_events);
 
-    } else {
+    } else if (!added && hc->out == NULL && pd_http_batch_empty(hc)) {
         pd_http_set_keepalive(hc);
     }
+
+    /* else idle once the answers are written (the write handler) */
 
     return PD_OK;
 }

@@ -1312,16 +1312,19 @@ test('cluster qos 1: pushes pipelined on one connection wait for their '
         await L.waitFor(() => k.closed, 5000, 'closed after the 400');
 
         /* a client that writes its pushes and ends its side (a half
-         * close) gets every answer, then the close */
+         * close) gets every answer, then the close: more answers than
+         * the 4 KB batch holds, so they leave in more than one write */
         const k3 = await L.keepAlive(a.centerPort);
         const ended = [];
-        for (let i = 0; i < 16; i++) {
+        for (let i = 0; i < 48; i++) {
             ended.push(push(k3, 'ended', i));
         }
-        const res3 = k3.sendRaw(ended.join(''), 16, 20000);
+        const res3 = k3.sendRaw(ended.join(''), 48, 20000);
         k3.sock.end();
         assert.deepStrictEqual((await res3).map((r) => r.status),
-                               Array(16).fill(200));
+                               Array(48).fill(200));
+        assert.ok((await res3).reduce((n, r) => n + r.raw.length, 0)
+                  > 4096, 'more than a batch of answers');
         inOrder(await res3);
         await L.waitFor(() => k3.closed, 5000, 'closed after the answers');
 
