@@ -34,11 +34,11 @@ static void pd_http_detach(pd_http_conn_t *hc);
 static pd_int_t pd_http_flush_detached(pd_http_conn_t *hc);
 static void pd_http_compact(pd_http_conn_t *hc);
 static pd_int_t pd_http_switch_buffer(pd_http_conn_t *hc);
-
-static const char  pd_http_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 static pd_uint_t pd_http_movable(pd_connection_t *c);
 static pd_int_t pd_http_hand_over(pd_connection_t *c, pid_t pid);
 static pd_int_t pd_http_hand_over_one(pd_connection_t *c);
+
+static const char  pd_http_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 pd_int_t
 pd_http_add_listeners(pd_cycle_t *cycle, pd_array_t *listen,
@@ -936,8 +936,9 @@ pd_http_next(pd_http_conn_t *hc, size_t rest)
  * are detached is held until they are out.
  *
  * The detached requests' bytes stay in `in` (their head and body are
- * pointed at), so the buffer is not compacted while any is out: the
- * connection reads no further when it is full.  Only a kept-alive
+ * pointed at), so the buffer is not compacted while any is out: when
+ * it is full the connection reads on in a second one
+ * (pd_http_switch_buffer), or waits for one to free.  Only a kept-alive
  * request read whole is detached, at most srv->max_detached of them;
  * a detached request's error answer keeps the connection (the stream
  * is in step: the request was read whole).
