@@ -37,6 +37,10 @@ static pd_int_t pd_http_switch_buffer(pd_http_conn_t *hc);
 static pd_uint_t pd_http_movable(pd_connection_t *c);
 static pd_int_t pd_http_hand_over(pd_connection_t *c, pid_t pid);
 static pd_int_t pd_http_hand_over_one(pd_connection_t *c);
+static pd_pool_t *pd_http_request_pool(pd_http_srv_t *srv, pd_log_t *log);
+static void pd_http_request_init(pd_http_request_t *r, pd_http_srv_t *srv);
+static pd_int_t pd_http_send_continue(pd_http_conn_t *hc);
+static void pd_http_destroy_pools(pd_http_conn_t *list);
 
 static const char  pd_http_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -97,19 +101,12 @@ pd_http_init_connection_with(pd_connection_t *c, const u_char *pre,
         goto failed;
     }
 
-    /* a request may hold its body (max_body) plus what answering takes */
-    hc->pool = pd_create_pool(PD_HTTP_POOL_SIZE,
-                              srv->max_body + PD_HTTP_POOL_LIMIT, c->log);
+    hc->pool = pd_http_request_pool(srv, c->log);
     if (hc->pool == NULL) {
         goto failed;
     }
 
-    /* below the head's limit, so a long request line is told apart */
-    hc->req.max_line = srv->header_buffer_size / 2;
-    hc->req.max_headers = srv->max_headers;
-    hc->req.max_header = srv->header_buffer_size;
-    hc->req.max_body = srv->max_body;
-    pd_http_request_reset(&hc->req);
+    pd_http_request_init(&hc->req, srv);
 
     c->data = hc;
     c->log->action = "reading HTTP request";
@@ -143,6 +140,25 @@ failed:
 
     pd_close_connection(c);
     pd_destroy_pool(c->pool);
+}
+
+/* a request may hold its body (max_body) plus what answering takes */
+static pd_pool_t *
+pd_http_request_pool(pd_http_srv_t *srv, pd_log_t *log)
+{
+    return pd_create_pool(PD_HTTP_POOL_SIZE,
+                          srv->max_body + PD_HTTP_POOL_LIMIT, log);
+}
+
+static void
+pd_http_request_init(pd_http_request_t *r, pd_http_srv_t *srv)
+{
+    /* below the head's limit, so a long request line is told apart */
+    r->max_line = srv->header_buffer_size / 2;
+    r->max_headers = srv->max_headers;
+    r->max_header = srv->header_buffer_size;
+    r->max_body = srv->max_body;
+    pd_http_request_reset(r);
 }
 
 static void
@@ -356,7 +372,6 @@ pd_http_read_body(pd_http_conn_t *hc)
     pd_buf_t         *b = hc->in;
     size_t            have, need;
     ssize_t           n;
-    const char       *cont = pd_http_continue;
 
     if (hc->req.content_length <= 0) {
         return PD_OK;
@@ -401,19 +416,10 @@ pd_http_read_body(pd_http_conn_t *hc)
                  * (pd_http_flush_detached) */
                 hc->continue_held = 1;
 
-            } else if (pd_http_batch_empty(hc)) {
-                (void) c->io->send(c, (u_char *) cont,
-                                   sizeof(pd_http_continue) - 1);
-
             } else {
-                /* after the answers kept for this turn's write (no room:
-                 * none, and the client sends the body after its wait) */
-                if (pd_http_batch_add(hc, (u_char *) cont,
-                                      sizeof(pd_http_continue) - 1)
-                    == PD_OK)
-                {
-                    pd_post_event(c->write, &pd_posted_last_events);
-                }
+                /* no room after the answers kept for this turn's write:
+                 * none, and the client sends the body after its wait */
+                (void) pd_http_send_continue(hc);
             }
         }
     }
@@ -984,9 +990,7 @@ pd_http_detach(pd_http_conn_t *hc)
             return;
         }
 
-        nc->pool = pd_create_pool(PD_HTTP_POOL_SIZE,
-                                  hc->srv->max_body + PD_HTTP_POOL_LIMIT,
-                                  c->log);
+        nc->pool = pd_http_request_pool(hc->srv, c->log);
         if (nc->pool == NULL) {
             return;
         }
@@ -1009,11 +1013,7 @@ pd_http_detach(pd_http_conn_t *hc)
     nc->dq_tail = hc->dq_tail;
     nc->ndetached = hc->ndetached + 1;
 
-    nc->req.max_line = hc->req.max_line;
-    nc->req.max_headers = hc->req.max_headers;
-    nc->req.max_header = hc->req.max_header;
-    nc->req.max_body = hc->req.max_body;
-    pd_http_request_reset(&nc->req);
+    pd_http_request_init(&nc->req, hc->srv);
     nc->body.data = NULL;
     nc->body.len = 0;
     nc->status = 0;
@@ -1121,21 +1121,9 @@ pd_http_flush_detached(pd_http_conn_t *hc)
         return PD_DONE;
     }
 
-    if (hc->continue_held) {
-        if (!added && hc->out == NULL && pd_http_batch_empty(hc)) {
-            hc->continue_held = 0;
-            (void) c->io->send(c, (u_char *) pd_http_continue,
-                               sizeof(pd_http_continue) - 1);
-
-        } else if (pd_http_batch_add(hc, (u_char *) pd_http_continue,
-                                     sizeof(pd_http_continue) - 1)
-                   == PD_OK)
-        {
-            hc->continue_held = 0;
-            pd_post_event(c->write, &pd_posted_last_events);
-        }
-
+    if (hc->continue_held && pd_http_send_continue(hc) == PD_OK) {
         /* else the batch is full: after its write (the write handler) */
+        hc->continue_held = 0;
     }
 
     if (hc->processing || hc->body.data != NULL) {
@@ -1146,7 +1134,7 @@ pd_http_flush_detached(pd_http_conn_t *hc)
     if (c->read->eof) {
         /* nothing more comes: after the answers (the write handler),
          * the close */
-        if (!added && hc->out == NULL && pd_http_batch_empty(hc)) {
+        if (hc->out == NULL && pd_http_batch_empty(hc)) {
             pd_http_close(hc);
             return PD_DONE;
         }
@@ -1162,12 +1150,38 @@ pd_http_flush_detached(pd_http_conn_t *hc)
         hc->pipelined = (rest != 0);
         pd_post_event(c->read, &pd_posted_events);
 
-    } else if (!added && hc->out == NULL && pd_http_batch_empty(hc)) {
+    } else if (hc->out == NULL && pd_http_batch_empty(hc)) {
         pd_http_set_keepalive(hc);
     }
 
     /* else idle once the answers are written (the write handler) */
 
+    return PD_OK;
+}
+
+/*
+ * "100 Continue": at once when nothing is waiting to be written, else
+ * after what is, in the batch; PD_DECLINED when the batch is full.
+ */
+static pd_int_t
+pd_http_send_continue(pd_http_conn_t *hc)
+{
+    pd_connection_t  *c = hc->connection;
+
+    if (hc->out == NULL && pd_http_batch_empty(hc)) {
+        (void) c->io->send(c, (u_char *) pd_http_continue,
+                           sizeof(pd_http_continue) - 1);
+        return PD_OK;
+    }
+
+    if (pd_http_batch_add(hc, (u_char *) pd_http_continue,
+                          sizeof(pd_http_continue) - 1)
+        != PD_OK)
+    {
+        return PD_DECLINED;
+    }
+
+    pd_post_event(c->write, &pd_posted_last_events);
     return PD_OK;
 }
 
@@ -1327,12 +1341,21 @@ pd_http_lingering_handler(pd_event_t *ev)
     } while (n != PD_AGAIN);
 }
 
+/* the pools of a list of structs (dq or spare); the structs are the
+ * connection pool's */
+static void
+pd_http_destroy_pools(pd_http_conn_t *list)
+{
+    for ( /* void */ ; list != NULL; list = list->next) {
+        pd_destroy_pool(list->pool);
+    }
+}
+
 void
 pd_http_close(pd_http_conn_t *hc)
 {
     pd_connection_t  *c = hc->connection;
     pd_pool_t        *pool = c->pool;
-    pd_http_conn_t   *d;
 
     if (hc->detached) {
         hc = c->data;
@@ -1343,13 +1366,8 @@ pd_http_close(pd_http_conn_t *hc)
     }
 
     /* the detached requests' cleanups let go of what they wait for */
-    for (d = hc->dq_head; d != NULL; d = d->next) {
-        pd_destroy_pool(d->pool);
-    }
-
-    for (d = hc->spare; d != NULL; d = d->next) {
-        pd_destroy_pool(d->pool);
-    }
+    pd_http_destroy_pools(hc->dq_head);
+    pd_http_destroy_pools(hc->spare);
 
     pd_destroy_pool(hc->pool);
     pd_close_connection(c);
@@ -1391,13 +1409,9 @@ pd_http_release_moved(pd_http_conn_t *hc)
     pd_connection_t  *c = hc->connection;
     pd_pool_t        *pool = c->pool;
     pd_socket_t       fd = c->fd;
-    pd_http_conn_t   *d;
 
     pd_destroy_pool(hc->pool);
-
-    for (d = hc->spare; d != NULL; d = d->next) {
-        pd_destroy_pool(d->pool);
-    }
+    pd_http_destroy_pools(hc->spare);
 
     if (c->reusable) {
         pd_queue_remove(&c->queue);
