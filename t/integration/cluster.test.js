@@ -1358,6 +1358,157 @@ test('cluster qos 1: pushes pipelined on one connection wait for their '
 });
 
 /*
+ * A subscriber of one Redis channel, in raw RESP: {messages (payloads,
+ * Buffers, in order), close()}.  redis-cli would print the binary
+ * payloads mangled.
+ */
+async function subscribeRaw(port, channel) {
+    const net = require('node:net');
+    const sock = net.connect({ port, host: '127.0.0.1' });
+    await new Promise((resolve, reject) => {
+        sock.once('connect', resolve);
+        sock.once('error', reject);
+    });
+    const sub = { messages: [], subscribed: false };
+    let buf = Buffer.alloc(0);
+    /* one bulk string at off: [value, next offset], or null if partial */
+    const bulk = (off) => {
+        const nl = buf.indexOf('\r\n', off);
+        if (nl < 0) {
+            return null;
+        }
+        const n = Number(buf.subarray(off + 1, nl).toString());
+        if (buf.length < nl + 2 + n + 2) {
+            return null;
+        }
+        return [buf.subarray(nl + 2, nl + 2 + n), nl + 2 + n + 2];
+    };
+    sock.on('data', (d) => {
+        buf = Buffer.concat([buf, d]);
+        for (;;) {
+            const nl = buf.indexOf('\r\n');
+            if (nl < 0 || buf[0] !== 0x2a) {
+                return;
+            }
+            let off = nl + 2;
+            const parts = [];
+            for (let i = 0; i < 3; i++) {
+                if (buf[off] === 0x3a) {           /* :n (the count) */
+                    const e = buf.indexOf('\r\n', off);
+                    if (e < 0) {
+                        return;
+                    }
+                    parts.push(buf.subarray(off + 1, e));
+                    off = e + 2;
+                    continue;
+                }
+                const b = bulk(off);
+                if (b === null) {
+                    return;
+                }
+                parts.push(b[0]);
+                off = b[1];
+            }
+            buf = buf.subarray(off);
+            if (parts[0].toString() === 'message') {
+                sub.messages.push(Buffer.from(parts[2]));
+            } else if (parts[0].toString() === 'subscribe') {
+                sub.subscribed = true;
+            }
+        }
+    });
+    sock.write(`SUBSCRIBE ${channel}\r\n`);
+    await L.waitFor(() => sub.subscribed, 5000, `subscribed to ${channel}`);
+    sub.close = () => sock.destroy();
+    return sub;
+}
+
+/*
+ * Pushes routed in one loop turn to another node's worker leave in one
+ * PUBLISH on its batch channel; a worker of a version before the
+ * batches (here a subscriber of its "pd:w:" channel alone, under a
+ * register entry and a liveness key made by hand) gets each command
+ * again in a PUBLISH of its own, in order.
+ */
+test('cluster: a turn\'s pushes for another node\'s worker go in one '
+     + 'PUBLISH; a worker without the batch channel gets them one by one, '
+     + 'in order', PG, async () => {
+    await withCluster(async ([a, b], redis) => {
+        const S = require('./servers.js');
+        const cli = (...args) => S.redisCli(redis.port, args);
+        const publishes = () => {
+            const m = /cmdstat_publish:calls=(\d+)/.exec(
+                cli('INFO', 'commandstats'));
+            return m ? Number(m[1]) : 0;
+        };
+        const auth = { Authorization: `Bearer ${a.apiKey}`,
+                       'Content-Type': 'application/json' };
+
+        const cl = await W.connect(b.roomPort, 'bat', 'phone',
+                                   { apps: ['chat'] });
+        await L.waitFor(async () => (await presence(a, 'bat')).online,
+                        10000, 'bat seen from node-a');
+
+        /* 32 pipelined pushes through node-a: their commits come
+         * together, and so do their routes to node-b's worker */
+        const k = await L.keepAlive(a.centerPort);
+        const push = (i) => k.format('POST', '/v1/push', auth,
+            JSON.stringify({ app: 'chat', uids: ['bat'], data: { i } }));
+        const before = publishes();
+        const reqs = [];
+        for (let i = 0; i < 32; i++) {
+            reqs.push(push(i));
+        }
+        const res = await k.sendRaw(reqs.join(''), 32, 20000);
+        assert.deepStrictEqual(res.map((r) => r.status), Array(32).fill(200),
+                               res.map((r) => r.body).join('\n'));
+        const got = [];
+        for (let i = 0; i < 32; i++) {
+            const m = await cl.op('msg', 5000);
+            got.push(m.data.i);
+            cl.send({ op: 'ack', ids: [m.id] });
+        }
+        assert.deepStrictEqual(got, [...Array(32).keys()]);
+        const n = publishes() - before;
+        assert.ok(n <= 16, `${n} PUBLISHes for 32 pushes to one worker`);
+
+        /* a second session of the uid on a worker of an older version */
+        const entry = cli('HGETALL', 'pd:u:bat').split('\n');
+        assert.strictEqual(entry.length, 2, entry.join('|'));
+        const value = entry[1];
+        cli('SET', 'pd:n:old/7fff1234', 'b00t');
+        cli('HSET', 'pd:u:bat', 'old/b00t/7fff1234/1', value);
+        const old = await subscribeRaw(redis.port, 'pd:w:old/7fff1234');
+
+        const more = [];
+        for (let i = 32; i < 40; i++) {
+            more.push(push(i));
+        }
+        const res2 = await k.sendRaw(more.join(''), 8, 20000);
+        assert.deepStrictEqual(res2.map((r) => r.status), Array(8).fill(200),
+                               res2.map((r) => r.body).join('\n'));
+        for (let i = 32; i < 40; i++) {
+            const m = await cl.op('msg', 5000);
+            assert.strictEqual(m.data.i, i);
+            cl.send({ op: 'ack', ids: [m.id] });
+        }
+        /* one message a push, each a whole command with its frame */
+        await L.waitFor(() => old.messages.length >= 8, 10000,
+                        `8 commands on pd:w:old (${old.messages.length})`);
+        const seen = old.messages.map((p) => {
+            const j = /\{"i":(\d+)\}/.exec(p.toString('latin1'));
+            return j ? Number(j[1]) : -1;
+        });
+        assert.deepStrictEqual(seen, [32, 33, 34, 35, 36, 37, 38, 39]);
+
+        old.close();
+        k.close();
+        cl.close();
+        await cl.waitClose();
+    }, true);
+});
+
+/*
  * A reload while pipelined pushes wait for their commits (the table
  * held by a lock): the old worker answers them all, in order, and the
  * connection, whose answers said keep-alive, goes on with a new worker

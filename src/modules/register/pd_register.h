@@ -133,6 +133,31 @@ pd_uint_t pd_rr_parse_entries(const redisReply *reply, pd_reg_info_t *info,
     char (*field)[PD_RR_FIELD_MAX], pd_uint_t max);
 
 /* routing (pd_register_route.c) */
+
+/* what travels through Redis: this header, then the command's payload;
+ * a batch is records of both, back to back */
+typedef struct {
+    uint32_t     command;
+    uint32_t     len;
+    uint64_t     arg;
+    char         origin[PD_NODE_ID_SIZE]; /* the publishing node */
+} pd_register_route_hdr_t;
+
+/* the bytes of a turn's batch for one worker: first, and at most */
+#define PD_ROUTE_BATCH_FIRST  4096
+#define PD_ROUTE_BATCH_MAX    (64 * 1024)
+/* the workers a turn keeps a batch for; more send those so far */
+#define PD_ROUTE_TARGETS      16
+
+/*
+ * The next record of a batch from *pos (untrusted bytes): its header,
+ * NUL-terminated origin, and payload (pointing into data).  PD_OK and
+ * *pos past it; PD_DONE at the end; PD_ERROR when what is left is not a
+ * whole record (*pos stays).
+ */
+pd_int_t pd_register_route_next(const u_char *data, size_t len,
+    size_t *pos, pd_register_route_hdr_t *hdr, const u_char **payload);
+
 /* 1 when the entry's connection is on this node */
 pd_int_t pd_register_is_local(const pd_reg_info_t *info);
 /*

@@ -1,7 +1,8 @@
 /*
  * test_pd_register_redis.c: the cluster register's entries as they go to
  * Redis and come back (untrusted): fields, values, and the shard hash
- * every node must compute alike.
+ * every node must compute alike; and the records of a route batch as a
+ * worker reads them off its batch channel (untrusted too).
  */
 
 #include "pd_core.h"
@@ -182,6 +183,103 @@ test_entries(void **state)
     assert_int_equal(pd_rr_parse_entries(NULL, info, field, 4), 0);
 }
 
+/* a record as pd_register_route.c writes it: header, then payload */
+static size_t
+pd_test_record(u_char *p, uint32_t command, uint64_t arg, const char *origin,
+    const char *payload, size_t len)
+{
+    pd_register_route_hdr_t  hdr;
+
+    memset(&hdr, 0, sizeof(hdr));
+    hdr.command = command;
+    hdr.len = (uint32_t) len;
+    hdr.arg = arg;
+    snprintf(hdr.origin, sizeof(hdr.origin), "%s", origin);
+
+    memcpy(p, &hdr, sizeof(hdr));
+    memcpy(p + sizeof(hdr), payload, len);
+
+    return sizeof(hdr) + len;
+}
+
+static void
+test_route_batch(void **state)
+{
+    pd_register_route_hdr_t   hdr;
+    const u_char             *payload;
+    u_char                   *b, *copy;
+    size_t                    len, pos, one;
+
+    (void) state;
+
+    b = calloc(1, 3 * sizeof(hdr) + 64);
+    assert_non_null(b);
+
+    /* three records, the middle one empty, walked in order */
+    len = pd_test_record(b, 7, 42, "node-a", "hello", 5);
+    one = len;
+    len += pd_test_record(b + len, 8, 0, "node-a", "", 0);
+    len += pd_test_record(b + len, 9, 1, "node-a", "world!", 6);
+
+    /* exact-size copy: ASan sees a read past the end */
+    copy = malloc(len);
+    assert_non_null(copy);
+    memcpy(copy, b, len);
+
+    pos = 0;
+    assert_int_equal(pd_register_route_next(copy, len, &pos, &hdr, &payload),
+                     PD_OK);
+    assert_int_equal(hdr.command, 7);
+    assert_int_equal(hdr.arg, 42);
+    assert_int_equal(hdr.len, 5);
+    assert_string_equal(hdr.origin, "node-a");
+    assert_memory_equal(payload, "hello", 5);
+    assert_int_equal(pos, one);
+
+    assert_int_equal(pd_register_route_next(copy, len, &pos, &hdr, &payload),
+                     PD_OK);
+    assert_int_equal(hdr.command, 8);
+    assert_int_equal(hdr.len, 0);
+
+    assert_int_equal(pd_register_route_next(copy, len, &pos, &hdr, &payload),
+                     PD_OK);
+    assert_int_equal(hdr.command, 9);
+    assert_memory_equal(payload, "world!", 6);
+    assert_int_equal(pos, len);
+
+    assert_int_equal(pd_register_route_next(copy, len, &pos, &hdr, &payload),
+                     PD_DONE);
+
+    /* a record cut short, in its header or its payload: an error, and
+     * the position stays at the record */
+    pos = one;
+    assert_int_equal(pd_register_route_next(copy, one + 10, &pos, &hdr,
+                                            &payload), PD_ERROR);
+    assert_int_equal(pos, one);
+    pos = 0;
+    assert_int_equal(pd_register_route_next(copy, one - 1, &pos, &hdr,
+                                            &payload), PD_ERROR);
+    assert_int_equal(pos, 0);
+
+    /* a length past the bound, whatever the bytes after it */
+    ((pd_register_route_hdr_t *) b)->len = PD_CHANNEL_MAX_DATA + 1;
+    pos = 0;
+    assert_int_equal(pd_register_route_next(b, len, &pos, &hdr, &payload),
+                     PD_ERROR);
+
+    /* an origin without its NUL comes back terminated */
+    memset(((pd_register_route_hdr_t *) b)->origin, 'x',
+           sizeof(hdr.origin));
+    ((pd_register_route_hdr_t *) b)->len = 5;
+    pos = 0;
+    assert_int_equal(pd_register_route_next(b, len, &pos, &hdr, &payload),
+                     PD_OK);
+    assert_int_equal(strlen(hdr.origin), sizeof(hdr.origin) - 1);
+
+    free(copy);
+    free(b);
+}
+
 int
 main(void)
 {
@@ -190,6 +288,7 @@ main(void)
         cmocka_unit_test(test_value_roundtrip),
         cmocka_unit_test(test_shard_agrees),
         cmocka_unit_test(test_entries),
+        cmocka_unit_test(test_route_batch),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
