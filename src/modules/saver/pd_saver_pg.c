@@ -10,9 +10,11 @@
  * its bound).  Under load a commit thus carries what arrived while the
  * last ones ran, instead of each loop turn paying a commit of its own (a
  * commit costs the server as much CPU as some twenty rows).  Nobody
- * waits for an ack's DELETE: acks ride with the next INSERT, or leave
- * after PD_SAVER_PG_ACK_WAIT when no store comes (a node that only
- * delivers what other nodes store), or when their batch is full.
+ * waits for an ack's DELETE: acks ride with the next INSERT sent while
+ * no other is in flight, or leave after PD_SAVER_PG_ACK_WAIT when no
+ * store comes (a node that only delivers what other nodes store), or
+ * when their batch is full.  Only INSERTs count as in flight: a DELETE
+ * never holds the next stores back.
  *
  * An INSERT has no conflict check on its first try: a (uid, id) is new
  * unless a store is made again, and the check costs the server about a
@@ -210,7 +212,7 @@ struct pd_saver_pg_s {
     pd_sp_arr_t          ack_uids;
     pd_sp_arr_t          ack_ids;
 
-    pd_uint_t            inflight;   /* batch statements not answered */
+    pd_uint_t            inflight;   /* INSERTs not answered */
     pd_timer_t           ack_timer;  /* the acks' wait, while they wait */
     unsigned             acks_due:1; /* they waited long enough */
 
@@ -579,8 +581,17 @@ pd_sp_flush_handler(pd_event_t *ev)
 {
     pd_saver_pg_t  *sp = ev->data;
 
-    /* the answer of a batch in flight posts this again */
-    if (sp->inflight >= PD_SAVER_PG_INFLIGHT) {
+    /* the answer of an INSERT in flight posts this again; acks that
+     * waited long enough have the link drain for them first */
+    if (sp->inflight >= PD_SAVER_PG_INFLIGHT
+        || (sp->acks_due && sp->inflight > 0))
+    {
+        return;
+    }
+
+    if (sp->inflight > 0) {
+        /* behind an INSERT in flight: the stores alone */
+        pd_sp_flush_stores(sp);
         return;
     }
 
@@ -592,7 +603,7 @@ pd_sp_flush_handler(pd_event_t *ev)
 }
 
 
-/* a batch statement answered: what waited for it may go */
+/* an INSERT answered: what waited for it may go */
 static void
 pd_sp_answered(pd_saver_pg_t *sp)
 {
@@ -740,11 +751,8 @@ pd_sp_flush_acks(pd_saver_pg_t *sp)
         pd_memcpy(ak->params + lens[0], values[1], lens[1]);
 
         if (pd_pg_exec(sp->pg, "pd_ack", 2, values, lens, formats,
-                       pd_sp_acked, ak) == PD_OK)
+                       pd_sp_acked, ak) != PD_OK)
         {
-            sp->inflight++;
-
-        } else {
             pd_free(ak);
         }
     }
@@ -835,7 +843,6 @@ pd_sp_acked(pd_pg_t *pg, PGresult *res, void *data)
     }
 
     pd_free(ak);
-    pd_sp_answered(sp);
 }
 
 

@@ -773,6 +773,72 @@ test_acks_one_delete_per_turn(void **state)
 
 
 /*
+ * A link whose acks ride with its stores keeps two INSERTs in flight all
+ * the same (the count was of statements: an INSERT and its DELETE made
+ * the two, and the next stores waited for both); an ack made while an
+ * INSERT is in flight waits for the link to drain, then leaves.
+ */
+static void
+test_acks_leave_two_inserts_in_flight(void **state)
+{
+    pd_saver_pg_t   *sp;
+    pd_test_done_t   done[5];
+    PGconn          *c;
+    long             left;
+
+    (void) state;
+
+    pd_test_fresh();
+    sp = pd_test_log_create(0);
+    pd_memzero(done, sizeof(done));
+
+    assert_int_equal(pd_test_store(sp, "k", 1, "n-0", "1", 4000000000000ULL,
+                                   &done[0]), PD_OK);
+    pd_test_wait_done(done, 1);
+
+    c = pd_test_conn();
+    pd_test_exec(c, "SET idle_in_transaction_session_timeout = '20s'");
+    pd_test_exec(c, "BEGIN");
+    pd_test_exec(c, "LOCK TABLE pd_messages IN SHARE ROW EXCLUSIVE MODE");
+
+    /* a turn's store and ack: an INSERT and a DELETE, on the lock */
+    assert_int_equal(pd_test_store(sp, "k", 1, "n-1", "1", 4000000000000ULL,
+                                   &done[1]), PD_OK);
+    assert_int_equal(pd_test_ack(sp, "k0", "n-0"), PD_OK);
+    assert_true(pd_test_run(pd_test_insert_waits, NULL, 10000));
+
+    /* the next turn's store goes behind it; an ack of this turn waits */
+    assert_int_equal(pd_test_store(sp, "k", 1, "n-2", "1", 4000000000000ULL,
+                                   &done[2]), PD_OK);
+    (void) pd_test_run(pd_test_never, NULL, 20);
+    assert_int_equal(pd_test_ack(sp, "k0", "n-1"), PD_OK);
+
+    /* and the next ones wait for one of the two */
+    assert_int_equal(pd_test_store(sp, "k", 1, "n-3", "1", 4000000000000ULL,
+                                   &done[3]), PD_OK);
+    (void) pd_test_run(pd_test_never, NULL, 20);
+    assert_int_equal(pd_test_store(sp, "k", 1, "n-4", "1", 4000000000000ULL,
+                                   &done[4]), PD_OK);
+    (void) pd_test_run(pd_test_never, NULL, 20);
+
+    pd_test_exec(c, "COMMIT");
+    PQfinish(c);
+
+    pd_test_wait_done(&done[1], 4);
+
+    /* n-0, then n-1, n-2 (in flight together), then n-3 and n-4 */
+    assert_int_equal(pd_test_stores("calls", 0), 4);
+
+    /* both acks done: n-0 with the first, n-1 once the link drained */
+    left = 3;
+    assert_true(pd_test_run(pd_test_rows_left, &left, 10000));
+    assert_int_equal(pd_test_stat("pd_ack", "calls"), 2);
+
+    pd_saver_pg_destroy(sp);
+}
+
+
+/*
  * A store that meets a row of its own (uid, id) fails its segment, and
  * the acks of the same turn with it: the stores go again with the
  * conflict check (a new message of the batch is stored, the old row is
@@ -1162,6 +1228,7 @@ main(void)
         cmocka_unit_test(test_store_one_insert_per_turn),
         cmocka_unit_test(test_store_batch_bound),
         cmocka_unit_test(test_stores_wait_for_the_commit_in_flight),
+        cmocka_unit_test(test_acks_leave_two_inserts_in_flight),
         cmocka_unit_test(test_store_failure_fails_the_batch),
         cmocka_unit_test(test_acks_one_delete_per_turn),
         cmocka_unit_test(test_full_ack_batch_after_the_open_insert),
