@@ -213,6 +213,7 @@ struct pd_saver_pg_s {
     pd_sp_arr_t          ack_ids;
 
     pd_uint_t            inflight;   /* INSERTs not answered */
+    pd_uint_t            acks_inflight; /* DELETEs not answered */
     pd_timer_t           ack_timer;  /* the acks' wait, while they wait */
     unsigned             acks_due:1; /* they waited long enough */
 
@@ -595,8 +596,10 @@ pd_sp_flush_handler(pd_event_t *ev)
         return;
     }
 
-    /* the acks go with stores: the commit is paid anyway */
-    if (sp->stores || sp->acks_due) {
+    /* the acks go with stores: the commit is paid anyway; alone, one
+     * DELETE at a time (its answer posts this again), so that a stalled
+     * server does not get one every PD_SAVER_PG_ACK_WAIT */
+    if (sp->stores || (sp->acks_due && sp->acks_inflight == 0)) {
         pd_sp_flush_stores(sp);
         pd_sp_flush_acks(sp);
     }
@@ -751,8 +754,11 @@ pd_sp_flush_acks(pd_saver_pg_t *sp)
         pd_memcpy(ak->params + lens[0], values[1], lens[1]);
 
         if (pd_pg_exec(sp->pg, "pd_ack", 2, values, lens, formats,
-                       pd_sp_acked, ak) != PD_OK)
+                       pd_sp_acked, ak) == PD_OK)
         {
+            sp->acks_inflight++;
+
+        } else {
             pd_free(ak);
         }
     }
@@ -843,6 +849,10 @@ pd_sp_acked(pd_pg_t *pg, PGresult *res, void *data)
     }
 
     pd_free(ak);
+
+    if (--sp->acks_inflight == 0 && sp->inflight == 0 && sp->acks_due) {
+        pd_post_event(&sp->flush, &pd_posted_events);
+    }
 }
 
 

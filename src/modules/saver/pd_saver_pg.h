@@ -21,9 +21,10 @@
  * finishes one, instead of idling for a round trip, and batches still
  * gather what arrives while it works.  The acks' DELETE rides with an
  * INSERT sent while none is in flight (or leaves alone once due, the
- * link drained for it), so that it never runs ahead of an INSERT sent
- * before it and tried again (a conflict's second try): a row it
- * forgets (a full mailbox's) would come back.  (The count was of
+ * link drained for it, one DELETE at a time), so that it never runs
+ * ahead of an INSERT sent before it and tried again (a conflict's
+ * second try): a row it forgets (a full mailbox's) would come back.
+ * (The count was of
  * statements: a node whose acks rode with its stores, an INSERT and a
  * DELETE, had one batch in flight, and its server idled for a round
  * trip after each; see pd_saver_pg.c.)

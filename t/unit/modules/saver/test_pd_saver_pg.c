@@ -838,6 +838,75 @@ test_acks_leave_two_inserts_in_flight(void **state)
 }
 
 
+/* a DELETE waits for a lock the test holds */
+static int
+pd_test_delete_waits(void *data)
+{
+    (void) data;
+
+    return pd_test_long("SELECT count(*) FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE 'DELETE FROM pd_messages%'") == 1;
+}
+
+
+/*
+ * Acks of a node that stores nothing leave alone once due, one DELETE
+ * at a time: while one waits, the next acks gather behind it instead of
+ * a statement every PD_SAVER_PG_ACK_WAIT piling up on a stalled server.
+ */
+static void
+test_acks_alone_one_delete_at_a_time(void **state)
+{
+    pd_saver_pg_t   *sp;
+    pd_test_done_t   done[6];
+    PGconn          *c;
+    char             id[32];
+    pd_uint_t        i;
+    long             left;
+
+    (void) state;
+
+    pd_test_fresh();
+    sp = pd_test_log_create(0);
+    pd_memzero(done, sizeof(done));
+
+    for (i = 0; i < 6; i++) {
+        (void) snprintf(id, sizeof(id), "n-%lu", (unsigned long) i);
+        assert_int_equal(pd_test_store(sp, "d", 1, id, "1",
+                                       4000000000000ULL, &done[i]), PD_OK);
+    }
+
+    pd_test_wait_done(done, 6);
+
+    c = pd_test_conn();
+    pd_test_exec(c, "SET idle_in_transaction_session_timeout = '20s'");
+    pd_test_exec(c, "BEGIN");
+    pd_test_exec(c, "LOCK TABLE pd_messages IN SHARE ROW EXCLUSIVE MODE");
+
+    assert_int_equal(pd_test_ack(sp, "d0", "n-0"), PD_OK);
+    assert_true(pd_test_run(pd_test_delete_waits, NULL, 10000));
+
+    /* more acks, each waiting past its due time while the first waits */
+    for (i = 1; i < 5; i++) {
+        (void) snprintf(id, sizeof(id), "n-%lu", (unsigned long) i);
+        assert_int_equal(pd_test_ack(sp, "d0", id), PD_OK);
+        (void) pd_test_run(pd_test_never, NULL, 2 * PD_SAVER_PG_ACK_WAIT);
+    }
+
+    pd_test_exec(c, "COMMIT");
+    PQfinish(c);
+
+    left = 1;
+    assert_true(pd_test_run(pd_test_rows_left, &left, 10000));
+
+    /* the first, then the four that gathered behind it */
+    assert_int_equal(pd_test_stat("pd_ack", "calls"), 2);
+
+    pd_saver_pg_destroy(sp);
+}
+
+
 /*
  * A store that meets a row of its own (uid, id) fails its segment, and
  * the acks of the same turn with it: the stores go again with the
@@ -1229,6 +1298,7 @@ main(void)
         cmocka_unit_test(test_store_batch_bound),
         cmocka_unit_test(test_stores_wait_for_the_commit_in_flight),
         cmocka_unit_test(test_acks_leave_two_inserts_in_flight),
+        cmocka_unit_test(test_acks_alone_one_delete_at_a_time),
         cmocka_unit_test(test_store_failure_fails_the_batch),
         cmocka_unit_test(test_acks_one_delete_per_turn),
         cmocka_unit_test(test_full_ack_batch_after_the_open_insert),
