@@ -24,11 +24,13 @@
 #include "pd_register.h"
 
 #define PD_ROUTE_BCAST  "pd:b"
+#define PD_ROUTE_ONE    "pd:w:"     /* a worker's channel, a command each */
+#define PD_ROUTE_BATCH  "pd:wb:"    /* and its batch channel */
 
 /* a turn's batch for one worker; its bytes go with the PUBLISH and stay
  * until it is answered (for the older workers' way), then are freed */
 typedef struct {
-    char         channel[64];     /* "pd:w:<node>/<pid>" */
+    char         channel[64];     /* PD_ROUTE_ONE "<node>/<pid>" */
     size_t       len;
     size_t       size;            /* of data, at most PD_ROUTE_BATCH_MAX */
     pd_uint_t    n;
@@ -44,6 +46,8 @@ static pd_route_batch_t  *pd_route_batches[PD_ROUTE_TARGETS];
 static pd_uint_t          pd_route_nbatches;
 static pd_event_t         pd_route_flush_ev;
 
+static void pd_route_channel(char *buf, size_t size, const char *kind,
+    const char *node, pid_t pid);
 static u_char *pd_route_record(u_char *p, pd_uint_t command, uint64_t arg,
     const u_char *data, size_t len);
 static pd_route_batch_t *pd_route_batch(const char *channel);
@@ -84,8 +88,8 @@ pd_register_route(const pd_reg_info_t *info, pd_uint_t command,
         return PD_DECLINED;
     }
 
-    (void) snprintf(channel, sizeof(channel), "pd:w:%s/%x",
-                    (const char *) info->node, (unsigned) info->pid);
+    pd_route_channel(channel, sizeof(channel), PD_ROUTE_ONE,
+                     (const char *) info->node, (pid_t) info->pid);
 
     rec = sizeof(pd_register_route_hdr_t) + len;
 
@@ -172,6 +176,14 @@ pd_register_route_next(const u_char *data, size_t len, size_t *pos,
     *pos += sizeof(pd_register_route_hdr_t) + hdr->len;
 
     return PD_OK;
+}
+
+/* a worker's channel of a kind: "<kind><node>/<pid in hex>" */
+static void
+pd_route_channel(char *buf, size_t size, const char *kind, const char *node,
+    pid_t pid)
+{
+    (void) snprintf(buf, size, "%s%s/%x", kind, node, (unsigned) pid);
 }
 
 /* a record: the header, then the command's payload; its end */
@@ -261,8 +273,9 @@ pd_route_send(pd_route_batch_t *b)
         }
     }
 
-    /* "pd:w:..." -> "pd:wb:..." */
-    (void) snprintf(channel, sizeof(channel), "pd:wb:%s", b->channel + 5);
+    /* PD_ROUTE_ONE "<node>/<pid>" -> PD_ROUTE_BATCH "<node>/<pid>" */
+    (void) snprintf(channel, sizeof(channel), PD_ROUTE_BATCH "%s",
+                    b->channel + sizeof(PD_ROUTE_ONE) - 1);
 
     if (pd_redis_publish(pd_route_pub, channel, b->data, b->len,
                          pd_route_answered, b)
@@ -415,8 +428,8 @@ pd_register_route_init(pd_cycle_t *cycle, pd_register_conf_t *rcf,
         return PD_ERROR;
     }
 
-    (void) snprintf(channel, sizeof(channel), "pd:w:%s/%x", pd_route_node,
-                    (unsigned) pd_pid);
+    pd_route_channel(channel, sizeof(channel), PD_ROUTE_ONE, pd_route_node,
+                     pd_pid);
 
     if (pd_redis_subscribe(pd_route_sub, channel, pd_route_message, NULL)
         != PD_OK)
@@ -424,8 +437,8 @@ pd_register_route_init(pd_cycle_t *cycle, pd_register_conf_t *rcf,
         return PD_ERROR;
     }
 
-    (void) snprintf(channel, sizeof(channel), "pd:wb:%s/%x", pd_route_node,
-                    (unsigned) pd_pid);
+    pd_route_channel(channel, sizeof(channel), PD_ROUTE_BATCH,
+                     pd_route_node, pd_pid);
 
     if (pd_redis_subscribe(pd_route_sub, channel, pd_route_batch_message,
                            NULL)
