@@ -1454,21 +1454,28 @@ test('cluster: a turn\'s pushes for another node\'s worker go in one '
         const k = await L.keepAlive(a.centerPort);
         const push = (i) => k.format('POST', '/v1/push', auth,
             JSON.stringify({ app: 'chat', uids: ['bat'], data: { i } }));
+        /* pushes from..to-1 pipelined, all answered 200; then the
+         * client's messages of them, acked, in order */
+        const pushAll = async (from, to) => {
+            const reqs = [];
+            for (let i = from; i < to; i++) {
+                reqs.push(push(i));
+            }
+            const res = await k.sendRaw(reqs.join(''), to - from, 20000);
+            assert.deepStrictEqual(res.map((r) => r.status),
+                                   Array(to - from).fill(200),
+                                   res.map((r) => r.body).join('\n'));
+            const got = [];
+            for (let i = from; i < to; i++) {
+                const m = await cl.op('msg', 5000);
+                got.push(m.data.i);
+                cl.send({ op: 'ack', ids: [m.id] });
+            }
+            assert.deepStrictEqual(got, Array.from({ length: to - from },
+                                                   (_, j) => from + j));
+        };
         const before = publishes();
-        const reqs = [];
-        for (let i = 0; i < 32; i++) {
-            reqs.push(push(i));
-        }
-        const res = await k.sendRaw(reqs.join(''), 32, 20000);
-        assert.deepStrictEqual(res.map((r) => r.status), Array(32).fill(200),
-                               res.map((r) => r.body).join('\n'));
-        const got = [];
-        for (let i = 0; i < 32; i++) {
-            const m = await cl.op('msg', 5000);
-            got.push(m.data.i);
-            cl.send({ op: 'ack', ids: [m.id] });
-        }
-        assert.deepStrictEqual(got, [...Array(32).keys()]);
+        await pushAll(0, 32);
         const n = publishes() - before;
         assert.ok(n <= 16, `${n} PUBLISHes for 32 pushes to one worker`);
 
@@ -1480,18 +1487,7 @@ test('cluster: a turn\'s pushes for another node\'s worker go in one '
         cli('HSET', 'pd:u:bat', 'old/b00t/7fff1234/1', value);
         const old = await subscribeRaw(redis.port, 'pd:w:old/7fff1234');
 
-        const more = [];
-        for (let i = 32; i < 40; i++) {
-            more.push(push(i));
-        }
-        const res2 = await k.sendRaw(more.join(''), 8, 20000);
-        assert.deepStrictEqual(res2.map((r) => r.status), Array(8).fill(200),
-                               res2.map((r) => r.body).join('\n'));
-        for (let i = 32; i < 40; i++) {
-            const m = await cl.op('msg', 5000);
-            assert.strictEqual(m.data.i, i);
-            cl.send({ op: 'ack', ids: [m.id] });
-        }
+        await pushAll(32, 40);
         /* one message a push, each a whole command with its frame */
         await L.waitFor(() => old.messages.length >= 8, 10000,
                         `8 commands on pd:w:old (${old.messages.length})`);

@@ -607,15 +607,58 @@ test_store_batch_bound(void **state)
 }
 
 
-/* the first INSERT waits for a lock the test holds */
-static int
-pd_test_insert_waits(void *data)
+/* n-0 .. n-(count - 1) stored for the uids prefix0.., in one turn,
+ * and their commits waited for; done has count slots */
+static void
+pd_test_stored(pd_saver_pg_t *sp, const char *prefix, pd_uint_t nuids,
+    pd_uint_t count, pd_test_done_t *done)
 {
-    (void) data;
+    char       id[32];
+    pd_uint_t  i;
 
-    return pd_test_long("SELECT count(*) FROM pg_stat_activity"
-                        " WHERE wait_event_type = 'Lock'"
-                        " AND query LIKE 'INSERT INTO pd_messages%'") == 1;
+    for (i = 0; i < count; i++) {
+        (void) snprintf(id, sizeof(id), "n-%lu", (unsigned long) i);
+        assert_int_equal(pd_test_store(sp, prefix, nuids, id, "1",
+                                       4000000000000ULL, &done[i]), PD_OK);
+    }
+
+    pd_test_wait_done(done, count);
+}
+
+
+/*
+ * The table held by a transaction of the test's own, so that a
+ * statement on it waits as long as the test wants; COMMIT and PQfinish
+ * let it go.  A failed assertion leaves the connection open: the server
+ * ends it, so that the next tests are not stuck behind its lock.
+ */
+static PGconn *
+pd_test_lock_table(void)
+{
+    PGconn  *c;
+
+    c = pd_test_conn();
+    pd_test_exec(c, "SET idle_in_transaction_session_timeout = '20s'");
+    pd_test_exec(c, "BEGIN");
+    pd_test_exec(c, "LOCK TABLE pd_messages IN SHARE ROW EXCLUSIVE MODE");
+
+    return c;
+}
+
+
+/* one statement on the table waits for the test's lock; data: how the
+ * statement begins ("INSERT INTO", "DELETE FROM") */
+static int
+pd_test_waits(void *data)
+{
+    char  sql[256];
+
+    (void) snprintf(sql, sizeof(sql),
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE '%s pd_messages%%'", (char *) data);
+
+    return pd_test_long(sql) == 1;
 }
 
 
@@ -635,16 +678,11 @@ test_stores_wait_for_the_commit_in_flight(void **state)
     pd_memzero(done, sizeof(done));
 
     /* a commit that takes as long as the test wants */
-    c = pd_test_conn();
-    /* a failed assertion leaves c open: the server ends it, so that the
-     * next tests are not stuck behind its lock */
-    pd_test_exec(c, "SET idle_in_transaction_session_timeout = '20s'");
-    pd_test_exec(c, "BEGIN");
-    pd_test_exec(c, "LOCK TABLE pd_messages IN SHARE ROW EXCLUSIVE MODE");
+    c = pd_test_lock_table();
 
     assert_int_equal(pd_test_store(sp, "w", 1, "n-0", "1", 4000000000000ULL,
                                    &done[0]), PD_OK);
-    assert_true(pd_test_run(pd_test_insert_waits, NULL, 10000));
+    assert_true(pd_test_run(pd_test_waits, "INSERT INTO", 10000));
 
     /* five more, each in loop turns of its own, while it waits (and
      * the next ones behind it) */
@@ -735,13 +773,7 @@ test_acks_one_delete_per_turn(void **state)
     pd_memzero(done, sizeof(done));
 
     /* a0..a1 get n-0..n-9 each */
-    for (i = 0; i < 10; i++) {
-        (void) snprintf(id, sizeof(id), "n-%lu", (unsigned long) i);
-        assert_int_equal(pd_test_store(sp, "a", 2, id, "1",
-                                       4000000000000ULL, &done[i]), PD_OK);
-    }
-
-    pd_test_wait_done(done, 10);
+    pd_test_stored(sp, "a", 2, 10, done);
 
     /* a0 acks six in one turn, among ids a client could make up */
     for (i = 0; i < 6; i++) {
@@ -796,16 +828,13 @@ test_acks_leave_two_inserts_in_flight(void **state)
                                    &done[0]), PD_OK);
     pd_test_wait_done(done, 1);
 
-    c = pd_test_conn();
-    pd_test_exec(c, "SET idle_in_transaction_session_timeout = '20s'");
-    pd_test_exec(c, "BEGIN");
-    pd_test_exec(c, "LOCK TABLE pd_messages IN SHARE ROW EXCLUSIVE MODE");
+    c = pd_test_lock_table();
 
     /* a turn's store and ack: an INSERT and a DELETE, on the lock */
     assert_int_equal(pd_test_store(sp, "k", 1, "n-1", "1", 4000000000000ULL,
                                    &done[1]), PD_OK);
     assert_int_equal(pd_test_ack(sp, "k0", "n-0"), PD_OK);
-    assert_true(pd_test_run(pd_test_insert_waits, NULL, 10000));
+    assert_true(pd_test_run(pd_test_waits, "INSERT INTO", 10000));
 
     /* the next turn's store goes behind it; an ack of this turn waits */
     assert_int_equal(pd_test_store(sp, "k", 1, "n-2", "1", 4000000000000ULL,
@@ -838,18 +867,6 @@ test_acks_leave_two_inserts_in_flight(void **state)
 }
 
 
-/* a DELETE waits for a lock the test holds */
-static int
-pd_test_delete_waits(void *data)
-{
-    (void) data;
-
-    return pd_test_long("SELECT count(*) FROM pg_stat_activity"
-                        " WHERE wait_event_type = 'Lock'"
-                        " AND query LIKE 'DELETE FROM pd_messages%'") == 1;
-}
-
-
 /*
  * Acks of a node that stores nothing leave alone once due, one DELETE
  * at a time: while one waits, the next acks gather behind it instead of
@@ -871,21 +888,12 @@ test_acks_alone_one_delete_at_a_time(void **state)
     sp = pd_test_log_create(0);
     pd_memzero(done, sizeof(done));
 
-    for (i = 0; i < 6; i++) {
-        (void) snprintf(id, sizeof(id), "n-%lu", (unsigned long) i);
-        assert_int_equal(pd_test_store(sp, "d", 1, id, "1",
-                                       4000000000000ULL, &done[i]), PD_OK);
-    }
+    pd_test_stored(sp, "d", 1, 6, done);
 
-    pd_test_wait_done(done, 6);
-
-    c = pd_test_conn();
-    pd_test_exec(c, "SET idle_in_transaction_session_timeout = '20s'");
-    pd_test_exec(c, "BEGIN");
-    pd_test_exec(c, "LOCK TABLE pd_messages IN SHARE ROW EXCLUSIVE MODE");
+    c = pd_test_lock_table();
 
     assert_int_equal(pd_test_ack(sp, "d0", "n-0"), PD_OK);
-    assert_true(pd_test_run(pd_test_delete_waits, NULL, 10000));
+    assert_true(pd_test_run(pd_test_waits, "DELETE FROM", 10000));
 
     /* more acks, each waiting past its due time while the first waits */
     for (i = 1; i < 5; i++) {
