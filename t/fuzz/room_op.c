@@ -325,7 +325,6 @@ pd_fuzz_connect(pd_connection_t **cp)
     rc->conf = rcf;
     rc->out_last = &rc->out;
     rc->hb = 30;
-    rc->idle = 30 * 2000 + 10000;
     rc->id = ((uint64_t) (c - pd_fuzz_cycle->connections) << 32)
              | (uint64_t) (c->number & 0xffffffff);
     rc->uid_len = sizeof(uid) - 1;
@@ -346,7 +345,6 @@ pd_fuzz_connect(pd_connection_t **cp)
     }
 
     rc->registered = 1;
-    pd_ws_parser_init(&rc->parser, rcf->max_frame, rcf->max_message);
 
     c->data = rc;
     c->read->handler = pd_room_read_handler;
@@ -356,7 +354,7 @@ pd_fuzz_connect(pd_connection_t **cp)
     c->log = &rc->log;
     rc->taken = 1;
     rc->last_in = pd_current_msec;
-    pd_event_add_timer(c->read, rc->idle);
+    pd_event_add_timer(c->read, pd_room_idle(rc));
 
     *cp = c;
     return rc;

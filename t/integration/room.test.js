@@ -454,6 +454,80 @@ test('fragmented text messages are reassembled, control frames may '
     });
 });
 
+test('a fragmented message\'s state holds across reads: its length, its '
+     + 'opcode, its UTF-8', T, async () => {
+    /*
+     * A connection keeps no parser between reads (pd_room_frames): only
+     * the opcode of the message in progress, its UTF-8 state, and its
+     * bytes so far.  A ping answered between two fragments proves that
+     * the server read the first before the second was sent.
+     */
+    await L.withPushd(conf({ max_frame: 1024, max_message: 2048 }),
+                      async (d) => {
+        let n = 0;
+        async function between(r) {
+            const mark = `m${n++}`;
+            r.send({ opcode: OP.PING, payload: mark });
+            const pf = await r.next((f) => f.opcode === OP.PONG
+                                           && f.payload.toString() === mark,
+                                    5000, `the pong ${mark}`);
+            assert.ok(pf);
+        }
+
+        /* three fragments of 900, each in its own read: too big */
+        const m = await W.rawOpen(d.roomPort, 'reads', 'd1');
+        const part = 'z'.repeat(900);
+        m.sendText(`{"op":"ping","p":"${part}`, { fin: false });
+        await between(m);
+        m.send({ opcode: OP.CONT, payload: part, fin: false });
+        await between(m);
+        assert.ok(!m.tcpClosed, 'open at 1,818 bytes of 2,048');
+        m.send({ opcode: OP.CONT, payload: `${part}"}`, fin: true });
+        await assertClosedWith(m, 1009, '2.7 KB over three reads');
+
+        /* two under the bound, over two reads: one message */
+        const ok = await W.rawOpen(d.roomPort, 'reads', 'd2');
+        ok.sendText(`{"op":"ping","p":"${part}`, { fin: false });
+        await between(ok);
+        ok.send({ opcode: OP.CONT, payload: `${part}"}`, fin: true });
+        await ok.op('pong');
+
+        /* a text frame after a read that left a message open */
+        ok.sendText('{"op":', { fin: false });
+        await between(ok);
+        ok.sendText('{"op":"ping"}');
+        await assertClosedWith(ok, 1002, 'a new message inside one');
+
+        /* a character cut between two reads: valid, then invalid */
+        const u = await W.rawOpen(d.roomPort, 'reads', 'd3');
+        const e = Buffer.from('{"op":"ping","x":"€"}');
+        const cut = e.indexOf(0xe2) + 1;
+        u.send({ opcode: OP.TEXT, payload: e.subarray(0, cut), fin: false });
+        await between(u);
+        u.send({ opcode: OP.CONT, payload: e.subarray(cut), fin: true });
+        await u.op('pong');
+        u.send({ opcode: OP.TEXT, payload: e.subarray(0, cut), fin: false });
+        await between(u);
+        u.send({ opcode: OP.CONT, payload: Buffer.from('A"}'), fin: true });
+        await assertClosedWith(u, 1007, 'a broken character over two reads');
+
+        /* a binary message over two reads: two bad frames, not a stray
+         * continuation (which would close with 1002) */
+        const b = await W.rawOpen(d.roomPort, 'reads', 'd4');
+        b.send({ opcode: OP.BINARY, payload: 'x', fin: false });
+        const e1 = await b.op('error');
+        assert.strictEqual(e1.error, 'binary frames are not supported');
+        await between(b);
+        b.send({ opcode: OP.CONT, payload: 'y', fin: true });
+        const e2 = await b.op('error');
+        assert.strictEqual(e2.error, 'binary frames are not supported');
+        b.sendText('{"op":"ping"}');
+        await b.op('pong');
+        assert.ok(!b.tcpClosed);
+        b.destroy();
+    });
+});
+
 test('idle: a silent connection is closed after 2 x hb + 10s, a pinging '
      + 'one stays', { timeout: 90000 }, async () => {
     await L.withPushd(conf({ heartbeat: '1s', heartbeat_min: '1s' }),

@@ -76,7 +76,7 @@ struct pd_room_conn_s {
     /*
      * The first cache line is what a delivery reads and writes (the
      * broadcast walk, queueing a frame, the flush): one line per
-     * connection instead of five, which is most of a delivery's user CPU
+     * connection instead of four, which is most of a delivery's user CPU
      * with thousands of connections.  The struct is a multiple of 64
      * bytes and its chunks are page-aligned, so the line is one.
      */
@@ -110,6 +110,9 @@ struct pd_room_conn_s {
     unsigned         sid_kept:1;    /* its client holds the sid of an
                                      * earlier worker (pd_room_sid_keep) */
     uint16_t         apps[PD_APPS_MAX];    /* pd_room_app_get() ids */
+    uint16_t         up_count;     /* the coordinator's rate window of
+                                    * "up" frames (up_second): in the
+                                    * first line's padding */
 
     uint64_t        *bcast_seq;    /* last retained broadcast per app,
                                     * PD_APPS_MAX of them; NULL
@@ -120,22 +123,37 @@ struct pd_room_conn_s {
                                     * larger than the output bound */
     pd_buf_t        *in;           /* a partial frame, only while one is;
                                     * one malloc with its bytes */
-    pd_buf_t        *msg;          /* a fragmented message being joined */
+    pd_buf_t        *msg;          /* a fragmented text message being
+                                    * joined: its payload so far */
     pd_msec_t        last_in;      /* for the idle deadline */
-    uint32_t         idle;         /* ms: 2 x hb + grace */
-    uint32_t         hb;           /* seconds told to the client */
-    uint32_t         since;        /* unix time it connected */
-    uint16_t         bad_frames;
-    pd_utf8_state_t  utf8;
-    pd_ws_parser_t   parser;
     pd_log_t         log;          /* the connection's, once upgraded */
-    uint32_t         up_second;    /* the coordinator's rate window of */
-    uint16_t         up_count;     /* "up" frames: in the tail padding */
+    uint32_t         since;        /* unix time it connected */
+    uint32_t         up_second;
+    uint16_t         hb;           /* seconds told to the client (at most
+                                    * an hour): the idle deadline is
+                                    * pd_room_idle() */
+    uint16_t         bad_frames;
+    /*
+     * What a WebSocket parser must know across reads: the data message
+     * in progress (its opcode, 0 for none) and the UTF-8 check of its
+     * text so far.  The parser itself lives on the stack for one read
+     * (pd_room_frames): its limits are the configuration's and its
+     * message length is msg's, so a connection keeps these 4 bytes
+     * instead of the parser's 48.
+     */
+    uint8_t          ws_message;
+    pd_utf8_state_t  utf8;
 } __attribute__((aligned(64)));
 
+/* the most a heartbeat may be, seconds (room.heartbeat_max's bound) */
+#define PD_ROOM_HB_MAX  3600
+
+/* the idle deadline, ms: two heartbeats and a grace of 10 s */
+#define pd_room_idle(rc)  ((uint32_t) (rc)->hb * 2000 + 10000)
+
 /* a field more costs 64 bytes per connection: find room in the layout */
-_Static_assert(sizeof(pd_room_conn_t) == 320,
-               "a room connection is five cache lines");
+_Static_assert(sizeof(pd_room_conn_t) == 256,
+               "a room connection is four cache lines");
 
 /* the app names of a worker, each kept once (pd_room_apps.c) */
 #define PD_ROOM_APPS_MAX  4096

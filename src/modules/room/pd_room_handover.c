@@ -344,10 +344,10 @@ pd_room_handover_pack(pd_room_conn_t *rc, uint64_t *seen, pd_uint_t nseen,
 
     a.sid = pd_room_sid_hash(rc);
     a.since = rc->since;
-    a.idle = rc->idle;
+    a.idle = pd_room_idle(rc);
     a.hb = rc->hb;
     a.quiet = (uint32_t) pd_min(pd_current_msec - rc->last_in,
-                                (pd_msec_t) rc->idle);
+                                (pd_msec_t) pd_room_idle(rc));
     a.up_second = rc->up_second;
     a.up_count = rc->up_count;
     a.bad_frames = rc->bad_frames;
@@ -358,9 +358,12 @@ pd_room_handover_pack(pd_room_conn_t *rc, uint64_t *seen, pd_uint_t nseen,
               | (rc->ip_counted ? PD_ROOM_ADOPT_IP : 0)
               | (rc->bcast_seq ? PD_ROOM_ADOPT_BSEQ : 0)
               | (rc->msg ? PD_ROOM_ADOPT_MSG : 0);
-    a.message_opcode = (uint8_t) rc->parser.message_opcode;
-    a.message_failed = (uint8_t) rc->parser.failed;
-    a.message_len = rc->parser.message_len;
+    /* the parser's state as it was when it lived in rc, for a worker
+     * of either binary: its failed bit is never set here (a failed
+     * parser closes the connection in the same read) */
+    a.message_opcode = rc->ws_message;
+    a.message_failed = 0;
+    a.message_len = rc->msg ? (uint64_t) (rc->msg->last - rc->msg->pos) : 0;
     a.utf8 = rc->utf8;
     a.in_len = rc->in ? (uint32_t) (rc->in->last - rc->in->pos) : 0;
     a.msg_len = rc->msg ? (uint32_t) (rc->msg->last - rc->msg->pos) : 0;
@@ -1061,7 +1064,7 @@ pd_room_handover_back(pd_room_conn_t *rc, pd_room_ho_t *ho)
 
     } else {
         rc->last_in = pd_current_msec;
-        pd_event_add_timer(c->read, rc->idle);
+        pd_event_add_timer(c->read, pd_room_idle(rc));
 
         if (kick != NULL) {
             pd_room_kick(rc, kick, kick_len);
@@ -1180,6 +1183,8 @@ pd_room_adoption_parse(pd_room_conf_t *rcf, const u_char *data, size_t len,
         || ad->a.napps > PD_APPS_MAX || ad->a.nseen > PD_ROOM_SEEN_MAX
         || ad->a.in_len > rcf->max_frame + 14
         || ad->a.msg_len > rcf->max_message
+        || ad->a.hb == 0 || ad->a.hb > PD_ROOM_HB_MAX
+        || ad->a.message_failed
         || (size_t) (end - p) < ad->a.uid_len)
     {
         return PD_ERROR;
@@ -1302,17 +1307,14 @@ pd_room_adopt_session(pd_room_conn_t *rc, pd_room_adoption_t *ad)
         rc->backlog = ad->a.backlog;
     }
 
-    pd_ws_parser_init(&rc->parser, rcf->max_frame, rcf->max_message);
-    rc->parser.message_opcode = ad->a.message_opcode & 0xf;
-    rc->parser.failed = ad->a.message_failed & 1;
-    rc->parser.message_len = (size_t) ad->a.message_len;
+    /* its message length is msg's (pd_room_frames) */
+    rc->ws_message = ad->a.message_opcode & 0xf;
     rc->utf8 = ad->a.utf8;
     rc->bad_frames = ad->a.bad_frames;
     rc->since = ad->a.since;
     rc->up_second = ad->a.up_second;
     rc->up_count = ad->a.up_count;
-    rc->hb = ad->a.hb;
-    rc->idle = ad->a.idle;
+    rc->hb = (uint16_t) ad->a.hb;
 
     if (ad->a.in_len) {
         rc->in = pd_room_adopt_buf(ad->in, ad->a.in_len, rcf->max_frame + 14,
@@ -1447,9 +1449,9 @@ pd_room_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     pd_room_stat(PD_ROOM_STAT_ADOPTED);
 
     /* the idle deadline goes on from the last input there */
-    quiet = pd_min(ad.a.quiet, rc->idle - 1);
+    quiet = pd_min(ad.a.quiet, pd_room_idle(rc) - 1);
     rc->last_in = pd_current_msec - quiet;
-    pd_event_add_timer(c->read, rc->idle - quiet);
+    pd_event_add_timer(c->read, pd_room_idle(rc) - quiet);
 
     pd_log_debug(c->log, "uid \"%.*s\" adopted from worker %d",
                  (int) rc->uid_len, rc->uid, (int) msg->pid);

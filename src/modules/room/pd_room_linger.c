@@ -246,8 +246,7 @@ pd_room_linger_start(pd_room_conn_t *rc, pd_uint_t reason)
     rc->in = NULL;
     pd_free(rc->msg);
     rc->msg = NULL;
-    pd_ws_parser_init(&rc->parser, rc->conf->max_frame,
-                      rc->conf->max_message);
+    rc->ws_message = 0;
     pd_utf8_init(&rc->utf8);
     rc->bad_frames = 0;
 

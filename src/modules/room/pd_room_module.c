@@ -13,7 +13,7 @@ static pd_int_t pd_room_init_process(pd_cycle_t *cycle);
 
 static pd_conf_bounds_t  pd_room_header_bounds = { 1024, 65536 };
 static pd_conf_bounds_t  pd_room_timeout_bounds = { 100, 3600 * 1000 };
-static pd_conf_bounds_t  pd_room_hb_bounds = { 1000, 3600 * 1000 };
+static pd_conf_bounds_t  pd_room_hb_bounds = { 1000, PD_ROOM_HB_MAX * 1000 };
 static pd_conf_bounds_t  pd_room_rotation_bounds = { 1000, 86400 * 1000 };
 static pd_conf_bounds_t  pd_room_frame_bounds = { 256, 16 * 1024 * 1024 };
 static pd_conf_bounds_t  pd_room_apps_bounds = { 1, PD_APPS_MAX };

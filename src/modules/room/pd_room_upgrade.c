@@ -466,8 +466,7 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
     rc->connection = c;
     rc->conf = rcf;
     rc->out_last = &rc->out;
-    rc->hb = hb;
-    rc->idle = (uint32_t) (hb * 2000 + 10000);
+    rc->hb = (uint16_t) hb;
     rc->id = ((uint64_t) (c - ((pd_cycle_t *) pd_cycle)->connections) << 32)
              | (uint64_t) (c->number & 0xffffffff);
     rc->uid_len = (uint8_t) a->uid.len;
@@ -489,8 +488,6 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
     sid.len = pd_room_session_id(rc, sidbuf, sizeof(sidbuf));
 
     key = pd_http_header_find(&hc->req, "Sec-WebSocket-Key");
-
-    pd_ws_parser_init(&rc->parser, rcf->max_frame, rcf->max_message);
 
     /* from here on the connection is the room's, no longer HTTP's */
     c->data = rc;

@@ -173,7 +173,7 @@ pd_room_take_over(pd_room_conn_t *rc, pd_http_conn_t *hc, u_char *rest,
     pd_room_stat(PD_ROOM_STAT_WS);
 
     rc->last_in = pd_current_msec;
-    pd_event_add_timer(c->read, rc->idle);
+    pd_event_add_timer(c->read, pd_room_idle(rc));
 
     /* what was kept for this uid goes first, before anything live */
     if (pd_room_load_first(rc) != PD_OK) {
@@ -230,7 +230,7 @@ pd_room_take_back(pd_room_conn_t *rc, pd_http_conn_t *hc, uint32_t hb)
     key = pd_http_header_find(&hc->req, "Sec-WebSocket-Key");
     sid.data = sidbuf;
     sid.len = pd_room_session_id(rc, sidbuf, sizeof(sidbuf));
-    rc->hb = hb;
+    rc->hb = (uint16_t) hb;
 
     rv = pd_room_send_welcome(rc, key, &sid, resumed);
 
@@ -289,9 +289,8 @@ pd_room_take_back(pd_room_conn_t *rc, pd_http_conn_t *hc, uint32_t hb)
         return PD_OK;
     }
 
-    rc->idle = (uint32_t) (hb * 2000 + 10000);
     rc->last_in = pd_current_msec;
-    pd_event_add_timer(c->read, rc->idle);
+    pd_event_add_timer(c->read, pd_room_idle(rc));
 
     pd_log_debug(c->log, "uid \"%.*s\" resumed its session",
                  (int) rc->uid_len, rc->uid);
@@ -371,16 +370,16 @@ pd_room_read_handler(pd_event_t *ev)
     if (ev->timedout) {
         ev->timedout = 0;
 
-        if (pd_current_msec - rc->last_in < rc->idle) {
+        if (pd_current_msec - rc->last_in < pd_room_idle(rc)) {
             /* activity since the timer was set: no heap work per frame,
              * only this re-arm once per idle period */
-            pd_event_add_timer(c->read,
-                               rc->idle - (pd_current_msec - rc->last_in));
+            pd_event_add_timer(c->read, pd_room_idle(rc)
+                                        - (pd_current_msec - rc->last_in));
             return;
         }
 
         pd_log_error(PD_LOG_INFO, c->log, 0, "idle for %lu ms, closing",
-                     (unsigned long) rc->idle);
+                     (unsigned long) pd_room_idle(rc));
         pd_room_close(rc, PD_ROOM_CLOSE_IDLE);
         return;
     }
@@ -449,20 +448,33 @@ pd_room_read_handler(pd_event_t *ev)
 /*
  * Runs every whole frame in p[0 .. len) and keeps the incomplete rest in
  * the connection's own buffer.  PD_OK, or PD_DONE when rc is gone.
+ *
+ * The parser lives here, for this read: between reads a connection keeps
+ * only the opcode of the data message in progress (rc->ws_message); the
+ * limits are the configuration's and the message's length so far is what
+ * msg holds.  That length leaves out what msg never holds: a refused
+ * binary message's fragments (each is a bad frame, and max_bad_frames
+ * closes the connection) and data after our close frame.
  */
 static pd_int_t
 pd_room_frames(pd_room_conn_t *rc, u_char *p, size_t len, size_t *used)
 {
     pd_connection_t  *c = rc->connection;
+    pd_ws_parser_t    parser;
     pd_ws_frame_t     f;
     pd_buf_t         *in;
     size_t            consumed, cap, off;
     pd_int_t          rv;
 
+    pd_ws_parser_init(&parser, rc->conf->max_frame, rc->conf->max_message);
+    parser.message_opcode = rc->ws_message;
+    parser.message_len = rc->msg ? (size_t) (rc->msg->last - rc->msg->pos)
+                                 : 0;
+
     off = 0;
 
     while (off < len) {
-        rv = pd_ws_parse(&rc->parser, p + off, len - off, &f, &consumed);
+        rv = pd_ws_parse(&parser, p + off, len - off, &f, &consumed);
 
         if (rv == PD_AGAIN) {
             break;
@@ -470,14 +482,18 @@ pd_room_frames(pd_room_conn_t *rc, u_char *p, size_t len, size_t *used)
 
         if (rv == PD_ERROR) {
             pd_log_error(PD_LOG_INFO, c->log, 0, "bad frame: %s",
-                         rc->parser.error);
-            pd_room_close_with(rc, rc->parser.close_code, rc->parser.error,
+                         parser.error);
+            pd_room_close_with(rc, parser.close_code, parser.error,
                                PD_ROOM_CLOSE_PROTOCOL);
             return PD_DONE;
         }
 
         off += consumed;
         pd_room_stat(PD_ROOM_STAT_FRAMES_IN);
+
+        /* before the frame runs: what it runs may hand rc over (its
+         * state is sent then) or reset it (linger) */
+        rc->ws_message = (uint8_t) parser.message_opcode;
 
         if (pd_room_frame_in(rc, &f) != PD_OK) {
             return PD_DONE;
