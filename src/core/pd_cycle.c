@@ -308,7 +308,8 @@ static pd_int_t
 pd_cycle_init_shm(pd_cycle_t *cycle, pd_cycle_t *old)
 {
     pd_shm_zone_t  *zone, *oz;
-    pd_uint_t       i, j;
+    pd_uint_t       i, j, inherited;
+    pd_int_t        rc;
     void           *odata;
 
     zone = cycle->shared_memory.elts;
@@ -338,19 +339,40 @@ pd_cycle_init_shm(pd_cycle_t *cycle, pd_cycle_t *old)
             }
         }
 
+        inherited = 0;
+
         if (zone[i].shm.addr == NULL) {
             zone[i].shm.log = cycle->log;
 
             if (pd_upgrade_zone(&zone[i].shm) == PD_OK) {
                 /* the old binary's: attached to, not formatted */
                 odata = zone[i].data;
+                inherited = 1;
 
             } else if (pd_shm_alloc(&zone[i].shm) != PD_OK) {
                 goto failed;
             }
         }
 
-        if (zone[i].init && zone[i].init(&zone[i], odata) != PD_OK) {
+        rc = zone[i].init ? zone[i].init(&zone[i], odata) : PD_OK;
+
+        if (rc == PD_DECLINED && inherited) {
+            /*
+             * The old binary's zone is laid out otherwise (its owner
+             * logged it): that binary's workers go on with it, this one
+             * starts its own, as when the size changed
+             */
+            pd_shm_free(&zone[i].shm);
+            zone[i].shm.memfd = 1;
+
+            if (pd_shm_alloc(&zone[i].shm) != PD_OK) {
+                goto failed;
+            }
+
+            rc = zone[i].init(&zone[i], NULL);
+        }
+
+        if (rc != PD_OK) {
             goto failed;
         }
     }

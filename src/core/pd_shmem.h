@@ -24,7 +24,10 @@ typedef pd_int_t (*pd_shm_zone_init_pt)(pd_shm_zone_t *zone, void *data);
 struct pd_shm_zone_s {
     void                 *data;   /* the owner's view of the zone */
     pd_shm_t              shm;
-    pd_shm_zone_init_pt   init;   /* data: the old zone's data or NULL */
+    /* data: the old zone's data or NULL.  PD_DECLINED for a zone a
+     * binary upgrade handed down that this binary cannot attach to (its
+     * layout changed): the cycle maps a new one and calls it again */
+    pd_shm_zone_init_pt   init;
     void                 *tag;    /* the owning module */
 };
 

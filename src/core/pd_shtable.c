@@ -10,6 +10,7 @@
 void
 pd_shtable_rebuild(pd_shtable_t *t)
 {
+    int        keep;
     void      *slot;
     uint32_t   i, b;
 
@@ -28,9 +29,18 @@ pd_shtable_rebuild(pd_shtable_t *t)
     for (i = pd_shtable_used_slots(t); i-- > 0; /* void */) {
         slot = pd_shtable_slot(t, i);
 
-        if (*pd_shtable_state(t, i) == PD_SHTABLE_USED
-            && (t->type->keep == NULL || t->type->keep(slot, t->data)))
-        {
+        keep = 0;
+
+        if (*pd_shtable_state(t, i) == PD_SHTABLE_USED) {
+            keep = t->type->keep != NULL ? t->type->keep(slot, t->data)
+                                         : PD_SHTABLE_CHAIN;
+        }
+
+        if (keep == PD_SHTABLE_ASIDE) {
+            continue;
+        }
+
+        if (keep == PD_SHTABLE_CHAIN) {
             b = t->type->hash(slot, t->data) & t->mask;
             *pd_shtable_u32(t, i, t->type->link) = t->buckets[b];
             t->buckets[b] = i;

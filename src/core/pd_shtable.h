@@ -37,10 +37,15 @@ typedef uint32_t (*pd_shtable_hash_pt)(void *slot, void *data);
 
 /*
  * On rebuild, whether a used slot stays (its fields in range, what it
- * names alive); it may count what the slot refers to.  A slot it
- * refuses is freed.
+ * names alive); it may count what the slot refers to.  It answers
+ * PD_SHTABLE_CHAIN (stays, chained by hash() and counted),
+ * PD_SHTABLE_ASIDE (stays used but in no chain and not counted: a slot
+ * that extends another, found from it by index) or 0: freed.
  */
 typedef int (*pd_shtable_keep_pt)(void *slot, void *data);
+
+#define PD_SHTABLE_CHAIN  1
+#define PD_SHTABLE_ASIDE  2
 
 /* where a slot type keeps what the table needs: byte offsets */
 typedef struct {
@@ -109,8 +114,9 @@ pd_shtable_next(pd_shtable_t *t, uint32_t i)
 
 /*
  * Derives the chains, the free list and the count from the slots' states:
- * a used slot that keep() accepts is chained by hash(), any other is
- * marked free and put on the free list, low slots first; with a top,
+ * a used slot that keep() accepts is chained by hash() (or left aside),
+ * any other is marked free and put on the free list, low slots first;
+ * with a top,
  * only the slots below it.  Idempotent and O(slots); formatting a table
  * (a zeroed one, or one whose top is 0) is a rebuild too.
  */

@@ -497,8 +497,11 @@ async function startPushd(opts = {}) {
     const out = fs.openSync(d.path('stdout.txt'), 'w');
     const err = fs.openSync(d.path('stderr.txt'), 'w');
     try {
+        /* opts.fds: descriptors the daemon gets as 3, 4, ...; opts.env:
+         * variables added to ours (what a binary upgrade hands down) */
         d.child = spawn(BIN, d.args(), {
-            stdio: ['ignore', out, err],
+            stdio: ['ignore', out, err, ...(opts.fds || [])],
+            env: Object.assign({}, process.env, opts.env || {}),
             detached: true,
         });
     } finally {

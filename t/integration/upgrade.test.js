@@ -237,3 +237,47 @@ test('USR2+QUIT: a flash reconnect resumes with the sid of the old binary',
         api.close();
     });
 });
+
+test('a register zone handed down by a binary of another layout is left '
+     + 'to it: this binary starts its own, and serves', T, async () => {
+    /*
+     * What a binary upgrade across a change of the register's entry
+     * (184 bytes before 2026-12-07, 120 after) hands the new master: a
+     * memfd whose header says "register zone, layout 1, entries of 184
+     * bytes".  A regular file stands in for it, as fd 3 with the
+     * PUSHD_ZONES the old master sets.  The new binary must not attach
+     * to it (its workers would read the old workers' entries wrongly),
+     * nor format it (the old workers still use it): the file stays as
+     * it was, and the daemon registers in a zone of its own.
+     */
+    const size = 8 * 1024 * 1024;
+    const file = require('node:path').join(require('node:os').tmpdir(),
+                                          `pushd-oldzone-${process.pid}`);
+    const old = Buffer.alloc(size, 0xa5);
+    /* pd_reg_zone_t: a 40-byte pthread_mutex_t, then the magic */
+    old.writeBigUInt64LE(0x7064726567000000n | (1n << 16n) | 184n, 40);
+    fs.writeFileSync(file, old);
+    const fd = fs.openSync(file, 'r+');
+    try {
+        await L.withPushd(Object.assign(conf(), {
+            fds: [fd],
+            env: { PUSHD_ZONES: `pd_register:3:${size}` },
+        }), async (d) => {
+            assert.match(d.logText(), /register zone of the old binary is laid out otherwise/);
+
+            const ws = await W.rawOpen(d.roomPort, 'lay', 'phone');
+            const r = await push(d, 'lay', { n: 1 }, 1);
+            assert.strictEqual(r.online, 1, JSON.stringify(r));
+            const m = await ws.op('msg', 5000);
+            assert.deepStrictEqual(m.data, { n: 1 });
+            const pres = await L.centerGet(d, '/v1/users/lay');
+            assert.strictEqual(pres.json.online, true, pres.body);
+            ws.destroy();
+        });
+        assert.ok(fs.readFileSync(file).equals(old),
+                  'the old binary\'s zone is left as it was');
+    } finally {
+        fs.closeSync(fd);
+        fs.unlinkSync(file);
+    }
+});

@@ -123,12 +123,13 @@ pd_center_zones(u_char *p, u_char *last)
         && pd_reg_zone_stats(pd_register_zone, &rz) == PD_OK)
     {
         p = pd_slprintf(p, last, "\"register\":{\"bytes\":%lu,"
-                        "\"entry_bytes\":%u,\"used\":%u,\"capacity\":%u,"
+                        "\"entry_bytes\":%u,\"used\":%u,"
+                        "\"more_used\":%u,\"capacity\":%u,"
                         "\"bucket_bytes\":%u,\"buckets\":%u,"
                         "\"ip_entry_bytes\":%u,\"ips_used\":%u,"
                         "\"ips_capacity\":%u,\"ip_buckets\":%u}",
                         (unsigned long) rz.bytes, rz.entry_bytes, rz.used,
-                        rz.capacity, rz.bucket_bytes, rz.buckets,
+                        rz.more_used, rz.capacity, rz.bucket_bytes, rz.buckets,
                         rz.ip_entry_bytes, rz.ips_used, rz.ips_capacity,
                         rz.ip_buckets);
         sep = ",";

@@ -23,6 +23,17 @@ pd_register_zone_init(pd_shm_zone_t *zone, void *data)
     pd_register_zone = pd_reg_zone_init(zone->shm.addr, zone->shm.size, max,
                                         (uint32_t) rcf->max_ips,
                                         data == NULL);
+    if (pd_register_zone == NULL && data != NULL && errno == EPROTO) {
+        /* only another binary lays its zone out otherwise: the cycle
+         * maps a new zone and calls again (pd_cycle_init_shm) */
+        pd_log_error(PD_LOG_WARN, zone->shm.log, 0,
+                     "the register zone of the old binary is laid out "
+                     "otherwise: this binary's starts empty, so the old "
+                     "binary's clients are not found here, and reconnect "
+                     "when it hands them over");
+        return PD_DECLINED;
+    }
+
     if (pd_register_zone == NULL) {
         pd_log_error(PD_LOG_EMERG, zone->shm.log, errno,
                      "register zone of %lu bytes cannot be %s (a reload "

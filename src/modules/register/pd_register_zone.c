@@ -6,8 +6,11 @@
 #include <sys/random.h>
 
 
+/* "preg", the layout's version, the entry's size: a binary of another
+ * layout does not attach (EPROTO, pd_reg_zone_check) */
+#define PD_REG_MAGIC_BASE  0x7064726567000000ULL
 #define PD_REG_MAGIC                                                         \
-    (0x7064726567000000ULL | (1ULL << 16) | sizeof(pd_reg_entry_t))
+    (PD_REG_MAGIC_BASE | (2ULL << 16) | sizeof(pd_reg_entry_t))
 
 /* slots a purge looks at per lock hold: about 0.1 ms on a 1M zone */
 #define PD_REG_PURGE_BATCH  4096
@@ -16,6 +19,9 @@
     ((uint32_t *) ((u_char *) (z) + (z)->buckets))
 #define pd_reg_entries(z)                                                    \
     ((pd_reg_entry_t *) ((u_char *) (z) + (z)->entries))
+/* the slot holding the rest of e's names */
+#define pd_reg_more(z, e)                                                    \
+    ((pd_reg_more_t *) &pd_reg_entries(z)[(e)->more])
 #define pd_reg_apps(z)                                                       \
     ((pd_reg_app_t *) ((u_char *) (z) + (z)->apps))
 #define pd_reg_app_buckets(z)                                                \
@@ -38,10 +44,18 @@ typedef struct {
 } pd_reg_names_t;
 
 
-_Static_assert(sizeof(pd_reg_entry_t) <= 200,
+_Static_assert(sizeof(pd_reg_entry_t) == 120,
                "a register entry is a per-connection cost: keep it small");
-_Static_assert(sizeof(pd_reg_entry_t) == 184,
-               "the sid tag lives in the entry's tail padding");
+_Static_assert(sizeof(pd_reg_more_t) == sizeof(pd_reg_entry_t),
+               "a slot of the rest of names is a slot of the table");
+_Static_assert(offsetof(pd_reg_more_t, next) == offsetof(pd_reg_entry_t, next)
+               && offsetof(pd_reg_more_t, state)
+                  == offsetof(pd_reg_entry_t, state)
+               && offsetof(pd_reg_more_t, kind)
+                  == offsetof(pd_reg_entry_t, kind),
+               "both kinds of slot begin alike");
+_Static_assert(PD_REG_NAMES + PD_REG_MORE_NAMES >= PD_UID_MAX + PD_DEVICE_MAX,
+               "two slots hold the longest uid and device");
 _Static_assert(PD_REG_APP_TABLE < PD_REG_APP_NIL,
                "app indices are 16 bits");
 _Static_assert((PD_REG_APP_TABLE & (PD_REG_APP_TABLE - 1)) == 0,
@@ -207,37 +221,100 @@ pd_reg_entry_hash(void *slot, void *data)
 
 
 /*
- * An entry the rebuild may link: every field in range; it counts the
- * references to its apps.
+ * Whether used slot i is a whole connection: every field in range and,
+ * when its names go on in another slot, that slot used, of the other
+ * kind and naming i back.  Reads only: the rebuild asks it of either
+ * slot of a pair, in any order, and gets the same answer.
  */
 static int
-pd_reg_entry_keep(void *slot, void *data)
+pd_reg_entry_valid(pd_reg_zone_t *z, uint32_t i)
 {
-    uint32_t         i;
+    uint32_t         j, top;
     pd_reg_app_t    *apps;
-    pd_reg_zone_t   *z = data;
-    pd_reg_entry_t  *e = slot;
+    pd_reg_more_t   *m;
+    pd_reg_entry_t  *e;
 
-    if (e->uid_len == 0 || e->uid_len > PD_UID_MAX
+    e = &pd_reg_entries(z)[i];
+
+    if (e->state != PD_REG_USED || e->kind != PD_REG_CONN
+        || e->uid_len == 0 || e->uid_len > PD_UID_MAX
         || e->device_len > PD_DEVICE_MAX
         || e->napps > PD_APPS_MAX)
     {
         return 0;
     }
 
-    apps = pd_reg_apps(z);
+    top = pd_min(z->top, z->max_conns);
 
-    for (i = 0; i < e->napps; i++) {
-        if (e->apps[i] >= PD_REG_APP_TABLE || apps[e->apps[i]].len == 0) {
+    if (e->uid_len + e->device_len <= PD_REG_NAMES) {
+        if (e->more != PD_REG_NIL) {
+            return 0;
+        }
+
+    } else {
+        if (e->more >= top || e->more == i) {
+            return 0;
+        }
+
+        m = pd_reg_more(z, e);
+
+        if (m->state != PD_REG_USED || m->kind != PD_REG_MORE
+            || m->owner != i)
+        {
             return 0;
         }
     }
 
-    for (i = 0; i < e->napps; i++) {
-        apps[e->apps[i]].refs++;
+    apps = pd_reg_apps(z);
+
+    for (j = 0; j < e->napps; j++) {
+        if (e->apps[j] >= PD_REG_APP_TABLE || apps[e->apps[j]].len == 0) {
+            return 0;
+        }
     }
 
     return 1;
+}
+
+
+/*
+ * A slot the rebuild keeps: a whole connection, linked, whose apps it
+ * counts; or the rest of a whole connection's names, aside.
+ */
+static int
+pd_reg_entry_keep(void *slot, void *data)
+{
+    uint32_t         i, j;
+    pd_reg_app_t    *apps;
+    pd_reg_zone_t   *z = data;
+    pd_reg_entry_t  *e = slot;
+    pd_reg_more_t   *m = slot;
+
+    i = (uint32_t) (e - pd_reg_entries(z));
+
+    if (e->kind == PD_REG_MORE) {
+        if (m->owner >= pd_min(z->top, z->max_conns)
+            || !pd_reg_entry_valid(z, m->owner)
+            || pd_reg_entries(z)[m->owner].more != i)
+        {
+            return 0;
+        }
+
+        z->more++;
+        return PD_SHTABLE_ASIDE;
+    }
+
+    if (!pd_reg_entry_valid(z, i)) {
+        return 0;
+    }
+
+    apps = pd_reg_apps(z);
+
+    for (j = 0; j < e->napps; j++) {
+        apps[e->apps[j]].refs++;
+    }
+
+    return PD_SHTABLE_CHAIN;
 }
 
 
@@ -251,6 +328,8 @@ pd_reg_rebuild_entries(pd_reg_zone_t *z)
     for (i = 0; i < PD_REG_APP_TABLE; i++) {
         pd_reg_apps(z)[i].refs = 0;
     }
+
+    z->more = 0;
 
     pd_reg_entry_table(z, &t);
     pd_shtable_rebuild(&t);
@@ -407,6 +486,14 @@ pd_reg_zone_check(pd_reg_zone_t *z, size_t size, uint32_t max_conns,
     uint32_t max_ips)
 {
     pd_reg_zone_t  want;
+
+    if ((z->magic & ~0xffffffULL) == PD_REG_MAGIC_BASE
+        && z->magic != PD_REG_MAGIC)
+    {
+        /* a register zone, of a binary with another layout */
+        errno = EPROTO;
+        return PD_ERROR;
+    }
 
     pd_memzero(&want, sizeof(pd_reg_zone_t));
     (void) pd_reg_layout(max_conns, max_ips, &want);
@@ -654,6 +741,49 @@ pd_reg_app_intern(pd_reg_zone_t *z, pd_reg_names_t *names)
 }
 
 
+/* whether e is uid's: its uid's first bytes are in the entry, the rest
+ * (of a long one) in its second slot */
+static int
+pd_reg_uid_is(pd_reg_zone_t *z, pd_reg_entry_t *e, const u_char *uid,
+    size_t len)
+{
+    size_t  n;
+
+    if (e->uid_len != len) {
+        return 0;
+    }
+
+    n = pd_min(len, PD_REG_NAMES);
+
+    if (memcmp(e->names, uid, n) != 0) {
+        return 0;
+    }
+
+    return n == len
+           || memcmp(pd_reg_more(z, e)->names, uid + n, len - n) == 0;
+}
+
+
+/* copies bytes [off, off + n) of e's names (uid then device) to dst */
+static void
+pd_reg_names_get(pd_reg_zone_t *z, pd_reg_entry_t *e, size_t off, size_t n,
+    u_char *dst)
+{
+    size_t  k;
+
+    if (off < PD_REG_NAMES) {
+        k = pd_min(n, PD_REG_NAMES - off);
+        dst = pd_cpymem(dst, e->names + off, k);
+        off += k;
+        n -= k;
+    }
+
+    if (n) {
+        pd_memcpy(dst, pd_reg_more(z, e)->names + (off - PD_REG_NAMES), n);
+    }
+}
+
+
 /* the entry of (uid, pid, conn) or PD_REG_NIL */
 static uint32_t
 pd_reg_find(pd_reg_zone_t *z, uint32_t hash, const u_char *uid, size_t len,
@@ -669,7 +799,7 @@ pd_reg_find(pd_reg_zone_t *z, uint32_t hash, const u_char *uid, size_t len,
         e = &entries[i];
 
         if (e->pid == pid && e->conn == conn && e->hash == hash
-            && e->uid_len == len && memcmp(e->uid, uid, len) == 0)
+            && pd_reg_uid_is(z, e, uid, len))
         {
             return i;
         }
@@ -679,7 +809,11 @@ pd_reg_find(pd_reg_zone_t *z, uint32_t hash, const u_char *uid, size_t len,
 }
 
 
-/* uncommits entry i, then unlinks and frees it and releases its apps */
+/*
+ * Uncommits entry i, then unlinks and frees it and releases its apps;
+ * then the slot of the rest of its names, which a crash between the two
+ * leaves naming a free entry: the rebuild frees it then
+ */
 static void
 pd_reg_entry_free(pd_reg_zone_t *z, uint32_t i)
 {
@@ -691,6 +825,12 @@ pd_reg_entry_free(pd_reg_zone_t *z, uint32_t i)
 
     pd_reg_entry_table(z, &t);
     pd_shtable_remove(&t, i, e->hash);
+
+    if (e->more != PD_REG_NIL) {
+        pd_shtable_uncommit(&t, e->more);
+        pd_shtable_free(&t, e->more);
+        z->more--;
+    }
 
     for (j = 0; j < e->napps; j++) {
         pd_reg_app_release(z, e->apps[j]);
@@ -705,9 +845,9 @@ pd_reg_entry_copy(pd_reg_zone_t *z, pd_reg_entry_t *e, pd_reg_info_t *out)
     uint32_t       i;
     pd_reg_app_t  *app;
 
-    pd_memcpy(out->uid, e->uid, e->uid_len);
+    pd_reg_names_get(z, e, 0, e->uid_len, out->uid);
     out->uid[e->uid_len] = '\0';
-    pd_memcpy(out->device, e->device, e->device_len);
+    pd_reg_names_get(z, e, e->uid_len, e->device_len, out->device);
     out->device[e->device_len] = '\0';
 
     for (i = 0; i < e->napps; i++) {
@@ -729,10 +869,12 @@ pd_reg_entry_copy(pd_reg_zone_t *z, pd_reg_entry_t *e, pd_reg_info_t *out)
 pd_int_t
 pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info)
 {
-    size_t           uid_len, device_len;
-    uint32_t         i, j, hash;
+    u_char           all[PD_UID_MAX + PD_DEVICE_MAX];
+    size_t           uid_len, device_len, len, n;
+    uint32_t         i, j, m, hash;
     pd_shtable_t     t;
     pd_reg_names_t   names;
+    pd_reg_more_t   *more;
     pd_reg_entry_t  *e;
 
     uid_len = strnlen((const char *) info->uid, PD_UID_MAX + 1);
@@ -762,13 +904,50 @@ pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info)
 
     pd_reg_entry_table(z, &t);
 
-    if (pd_shtable_full(&t) || pd_reg_app_intern(z, &names) != PD_OK) {
+    len = uid_len + device_len;
+    i = pd_shtable_alloc(&t);
+    m = PD_REG_NIL;
+
+    if (i != PD_REG_NIL && len > PD_REG_NAMES) {
+        m = pd_shtable_alloc(&t);
+
+        if (m == PD_REG_NIL) {
+            pd_shtable_free(&t, i);
+            i = PD_REG_NIL;
+        }
+    }
+
+    if (i == PD_REG_NIL || pd_reg_app_intern(z, &names) != PD_OK) {
+        if (m != PD_REG_NIL) {
+            pd_shtable_free(&t, m);
+        }
+
+        if (i != PD_REG_NIL) {
+            pd_shtable_free(&t, i);
+        }
+
         pd_reg_unlock(z);
         return PD_BUSY;
     }
 
-    i = pd_shtable_alloc(&t);
+    pd_memcpy(all, info->uid, uid_len);
+    pd_memcpy(all + uid_len, info->device, device_len);
+    n = pd_min(len, PD_REG_NAMES);
+
+    if (m != PD_REG_NIL) {
+        /* committed first, aside: until the entry names it, a crash
+         * leaves it to the rebuild, which frees it */
+        more = (pd_reg_more_t *) &pd_reg_entries(z)[m];
+        more->kind = PD_REG_MORE;
+        more->owner = i;
+        pd_memcpy(more->names, all + n, len - n);
+        pd_shtable_commit(&t, m);
+        z->more++;
+    }
+
     e = &pd_reg_entries(z)[i];
+    e->kind = PD_REG_CONN;
+    e->more = m;
 
     e->hash = hash;
     e->pid = info->pid;
@@ -786,8 +965,7 @@ pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info)
     e->lingering = info->lingering ? 1 : 0;
     /* a reused slot may hold an old connection's tag */
     pd_reg_tag_set(e, info->sid_tag);
-    pd_memcpy(e->uid, info->uid, uid_len);
-    pd_memcpy(e->device, info->device, device_len);
+    pd_memcpy(e->names, all, n);
 
     pd_shtable_insert(&t, i, hash);
 
@@ -969,9 +1147,7 @@ pd_reg_lookup(pd_reg_zone_t *z, const u_char *uid, size_t len,
     {
         e = &entries[i];
 
-        if (e->hash != hash || e->uid_len != len
-            || memcmp(e->uid, uid, len) != 0)
-        {
+        if (e->hash != hash || !pd_reg_uid_is(z, e, uid, len)) {
             continue;
         }
 
@@ -1016,6 +1192,7 @@ pd_reg_zone_stats(pd_reg_zone_t *z, pd_reg_zone_stats_t *st)
     st->entry_bytes = sizeof(pd_reg_entry_t);
     st->bucket_bytes = sizeof(uint32_t);
     st->used = z->count;
+    st->more_used = z->more;
     st->capacity = z->max_conns;
     st->buckets = z->mask + 1;
     st->ip_entry_bytes = sizeof(pd_reg_ip_t);
@@ -1044,7 +1221,9 @@ pd_reg_purge_entries(pd_reg_zone_t *z, int32_t pid, uint32_t from,
     for (i = from; i < to; i++) {
         e = &entries[i];
 
-        if (e->state != PD_REG_USED || e->pid != pid) {
+        if (e->state != PD_REG_USED || e->kind != PD_REG_CONN
+            || e->pid != pid)
+        {
             continue;
         }
 

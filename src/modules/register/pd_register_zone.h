@@ -55,25 +55,55 @@ typedef struct {
 #define PD_REG_FREE  PD_SHTABLE_FREE
 #define PD_REG_USED  PD_SHTABLE_USED
 
+/* what a used slot of the entry table is */
+#define PD_REG_CONN  1      /* a connection: pd_reg_entry_t */
+#define PD_REG_MORE  2      /* the rest of one's names: pd_reg_more_t */
+
+/* the bytes of uid and device an entry holds itself: most pairs fit (a
+ * 16-byte uid beside a 36-byte UUID for a device); longer ones go on in
+ * a second slot of the table, taken only for them */
+#define PD_REG_NAMES       59
+#define PD_REG_MORE_NAMES  108
+
+/*
+ * A slot is 120 bytes where uid and device at their maxima inline took
+ * 184, and every connection pays for its slot: a connection whose names
+ * are longer than PD_REG_NAMES takes two (its capacity is counted in
+ * slots).  The first 8 bytes are the same in both kinds of slot.
+ */
 typedef struct {
     uint32_t     next;      /* hash chain, or the free list */
+    uint8_t      state;     /* PD_REG_FREE, PD_REG_USED */
+    uint8_t      kind;      /* PD_REG_CONN */
+    uint8_t      uid_len;
+    uint8_t      device_len;
     uint32_t     hash;      /* of the uid: its bucket, a cheap compare */
+    uint32_t     more;      /* the slot of the names past PD_REG_NAMES,
+                             * PD_REG_NIL when they all fit here */
     int32_t      pid;
     int32_t      wslot;
     uint64_t     conn;
     uint64_t     since;
     uint16_t     apps[PD_APPS_MAX];   /* indices into the app table */
-    uint8_t      state;     /* PD_REG_FREE, PD_REG_USED */
     uint8_t      napps;
-    uint8_t      uid_len;
-    uint8_t      device_len;
-    uint8_t      lingering; /* in the tail padding: the size stays */
-    u_char       uid[PD_UID_MAX];     /* not NUL-terminated */
-    u_char       device[PD_DEVICE_MAX];
+    uint8_t      lingering;
     u_char       sid_tag[3];          /* pd_reg_info_t.sid_tag, little
-                                       * end first: the last 3 bytes of
-                                       * the tail padding, the size stays */
+                                       * end first */
+    u_char       names[PD_REG_NAMES]; /* uid then device, not
+                                       * NUL-terminated: the first
+                                       * PD_REG_NAMES bytes */
 } pd_reg_entry_t;
+
+/* a slot of the entry table holding the rest of a connection's names;
+ * in no hash chain (pd_shtable's "aside"), found from its entry */
+typedef struct {
+    uint32_t     next;      /* the free list */
+    uint8_t      state;
+    uint8_t      kind;      /* PD_REG_MORE */
+    uint8_t      pad[2];
+    uint32_t     owner;     /* the entry whose names go on here */
+    u_char       names[PD_REG_MORE_NAMES];
+} pd_reg_more_t;
 
 typedef struct {
     uint32_t     refs;      /* entries naming it; 0: free */
@@ -127,7 +157,7 @@ typedef struct {
     uint16_t     napps;     /* live app names */
     uint32_t     top;       /* entries ever handed out (pd_shtable.h) */
     uint32_t     ip_top;    /* IP nodes ever handed out */
-    uint32_t     pad;
+    uint32_t     more;      /* slots holding the rest of long names */
 
     uint64_t     buckets;   /* offsets from the zone of its arrays */
     uint64_t     entries;
@@ -141,7 +171,9 @@ typedef struct {
 /*
  * The bytes a zone for max_conns connections and max_ips (address,
  * worker) pairs needs; 0 when either is 0 or above PD_REG_MAX_SLOTS.
- * About 190 bytes a connection and 44 a pair, plus 47 KB of app table.
+ * About 124 bytes a connection (one more slot, 120, for one whose uid
+ * and device together pass PD_REG_NAMES) and 40 a pair, plus 47 KB of
+ * app table.
  */
 size_t pd_reg_zone_size(uint32_t max_conns, uint32_t max_ips);
 
@@ -154,8 +186,10 @@ uint32_t pd_reg_zone_max_conns(size_t size, uint32_t max_ips);
  * formatted there before (by another cycle), whose data it keeps.
  * Returns the zone (it is addr) or NULL with errno: ENOSPC when size is
  * too small, EINVAL when an attached zone was formatted with another
- * size or geometry, or what getrandom() / pthread_mutexattr_*() failed
- * with.  The zone lives in and is owned by the caller's memory.
+ * size or geometry, EPROTO when by a binary whose entries are laid out
+ * otherwise (a binary upgrade across a layout change), or what
+ * getrandom() / pthread_mutexattr_*() failed with.  The zone lives in
+ * and is owned by the caller's memory.
  */
 pd_reg_zone_t *pd_reg_zone_init(void *addr, size_t size, uint32_t max_conns,
     uint32_t max_ips, int fresh);
@@ -217,7 +251,9 @@ typedef struct {
     uint32_t     entry_bytes;    /* one connection's entry */
     uint32_t     bucket_bytes;   /* one hash-chain head */
     uint32_t     used;           /* live entries */
-    uint32_t     capacity;       /* entries the zone holds */
+    uint32_t     more_used;      /* slots holding long names' rest */
+    uint32_t     capacity;       /* slots: entries the zone holds, less
+                                  * one per long-named entry */
     uint32_t     buckets;        /* entry hash chains */
     uint32_t     ip_entry_bytes; /* one (address, worker) count */
     uint32_t     ips_used;

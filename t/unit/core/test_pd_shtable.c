@@ -15,7 +15,7 @@ typedef struct {
     uint32_t     hnext;     /* hash chain */
     uint32_t     key;
     uint8_t      state;
-    uint8_t      bad;       /* keep() refuses it */
+    uint8_t      bad;       /* keep() refuses it (1) or sets it aside (2) */
     uint8_t      pad[2];
 } pd_test_slot_t;
 
@@ -45,13 +45,14 @@ pd_test_keep(void *slot, void *data)
 {
     pd_test_table_t  *tt = data;
 
-    if (((pd_test_slot_t *) slot)->bad) {
+    if (((pd_test_slot_t *) slot)->bad == 1) {
         return 0;
     }
 
     tt->kept++;
 
-    return 1;
+    return ((pd_test_slot_t *) slot)->bad == 2 ? PD_SHTABLE_ASIDE
+                                                : PD_SHTABLE_CHAIN;
 }
 
 
@@ -118,17 +119,26 @@ pd_test_find(pd_test_table_t *tt, uint32_t key)
 
 
 /*
- * Every used slot is in its own bucket's chain once, every free one on
- * the free list once, and the count is the chained slots.
+ * Every used slot is in its own bucket's chain once (but those set
+ * aside, which are in none), every free one on the free list once, and
+ * the count is the chained slots.
  */
 static void
 pd_test_check(pd_test_table_t *tt)
 {
-    uint32_t  i, b, chained, freed, seen[PD_TEST_SLOTS];
+    uint32_t  i, b, chained, freed, aside, seen[PD_TEST_SLOTS];
 
     pd_memzero(seen, sizeof(seen));
     chained = 0;
     freed = 0;
+    aside = 0;
+
+    for (i = 0; i < PD_TEST_SLOTS; i++) {
+        if (tt->slots[i].state == PD_SHTABLE_USED && tt->slots[i].bad == 2) {
+            seen[i]++;
+            aside++;
+        }
+    }
 
     for (b = 0; b < PD_TEST_BUCKETS; b++) {
         for (i = tt->buckets[b]; i != PD_SHTABLE_NIL; i = tt->slots[i].hnext)
@@ -149,7 +159,7 @@ pd_test_check(pd_test_table_t *tt)
     }
 
     assert_int_equal(tt->count, chained);
-    assert_int_equal(chained + freed, PD_TEST_SLOTS);
+    assert_int_equal(chained + freed + aside, PD_TEST_SLOTS);
 }
 
 
@@ -342,6 +352,61 @@ pd_test_keep_refused(void **state)
 
 
 /*
+ * A slot kept aside (the rest of another's data, in the register) stays
+ * used in no chain, uncounted and off the free list, through a rebuild
+ * and another; once refused it is freed like any other.
+ */
+static void
+pd_test_keep_aside(void **state)
+{
+    uint32_t          i, j;
+    pd_test_table_t   tt;
+
+    (void) state;
+
+    pd_test_init(&tt);
+    (void) pd_test_add(&tt, 1);
+
+    j = pd_shtable_alloc(&tt.t);
+    tt.slots[j].key = 5;
+    tt.slots[j].bad = 2;
+    pd_shtable_commit(&tt.t, j);
+
+    i = pd_test_add(&tt, 6);
+    assert_int_equal(tt.count, 2);
+
+    tt.kept = 0;
+    pd_shtable_rebuild(&tt.t);
+    pd_shtable_rebuild(&tt.t);
+    pd_test_check(&tt);
+    assert_int_equal(tt.kept, 6);
+    assert_int_equal(tt.count, 2);
+    assert_int_equal(tt.slots[j].state, PD_SHTABLE_USED);
+    assert_int_equal(pd_test_find(&tt, 5), PD_SHTABLE_NIL);
+    assert_int_not_equal(pd_test_find(&tt, 6), PD_SHTABLE_NIL);
+
+    /* no allocation hands it out */
+    while ((i = pd_shtable_alloc(&tt.t)) != PD_SHTABLE_NIL) {
+        assert_int_not_equal(i, j);
+    }
+
+    /* refused later: freed, the first slot on the free list */
+    pd_test_init(&tt);
+    (void) pd_test_add(&tt, 1);
+    j = pd_shtable_alloc(&tt.t);
+    tt.slots[j].bad = 2;
+    pd_shtable_commit(&tt.t, j);
+    pd_shtable_rebuild(&tt.t);
+    pd_test_check(&tt);
+    tt.slots[j].bad = 1;
+    pd_shtable_rebuild(&tt.t);
+    assert_int_equal(tt.slots[j].state, PD_SHTABLE_FREE);
+    assert_int_equal(tt.free, j);
+    assert_int_equal(tt.count, 1);
+}
+
+
+/*
  * With a top, the table grows with use: formatting writes no slot, slots
  * come from the free list first and then past the top, low ones first;
  * a rebuild (after a crash) looks at the slots below the top only, and
@@ -443,6 +508,7 @@ main(void)
         cmocka_unit_test(pd_test_unlink),
         cmocka_unit_test(pd_test_torn_update),
         cmocka_unit_test(pd_test_keep_refused),
+        cmocka_unit_test(pd_test_keep_aside),
         cmocka_unit_test(pd_test_grow),
         cmocka_unit_test(pd_test_pow2),
     };

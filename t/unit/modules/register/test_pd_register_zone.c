@@ -792,6 +792,20 @@ pd_test_attach(void **state)
     assert_int_equal(errno, EINVAL);
     free(mem);
 
+    /* one formatted by a binary of another layout (the 184-byte entries
+     * of layout 1): EPROTO, left untouched; the cycle starts a new one */
+    {
+        uint64_t  magic = z->magic;
+
+        z->magic = 0x7064726567000000ULL | (1ULL << 16) | 184;
+        errno = 0;
+        assert_null(pd_reg_zone_init(z, size, 128, 16, 0));
+        assert_int_equal(errno, EPROTO);
+        assert_int_equal(z->magic, 0x70647265670100b8ULL);
+        z->magic = magic;
+        assert_ptr_equal(pd_reg_zone_init(z, size, 128, 16, 0), z);
+    }
+
     pd_test_zone_free(z);
 }
 
@@ -1516,8 +1530,9 @@ pd_test_tear(pd_reg_zone_t *z)
     e->napps = 0;
     e->uid_len = 4;
     e->device_len = 1;
-    pd_memcpy(e->uid, "ivan", 4);
-    pd_memcpy(e->device, "d", 1);
+    e->kind = PD_REG_CONN;
+    e->more = PD_REG_NIL;
+    pd_memcpy(e->names, "ivand", 5);
     e->state = PD_REG_USED;
 
     for (j = 0; j < z->max_conns; j++) {
@@ -1592,6 +1607,213 @@ pd_test_torn_update(void **state)
     assert_int_equal(pd_test_remove(z, "ivan", 1, 5), PD_OK);
     assert_int_equal(pd_reg_purge_pid(z, 2), 30);
     assert_int_equal(pd_reg_count(z), 1);
+    assert_int_equal(z->repairs, 1);
+
+    assert_int_equal(munmap(z, size), 0);
+}
+
+
+/* the register's own count of slots holding long names' rest */
+static uint32_t
+pd_test_more_used(pd_reg_zone_t *z)
+{
+    pd_reg_zone_stats_t  st;
+
+    assert_int_equal(pd_reg_zone_stats(z, &st), PD_OK);
+
+    return st.more_used;
+}
+
+
+/*
+ * Names longer than an entry holds (uid and device together past
+ * PD_REG_NAMES) take a second slot, and come back whole; uids that
+ * differ only past the entry's bytes are two uids; a zone's slots hold
+ * half as many long-named connections; removing one frees both slots.
+ */
+static void
+pd_test_long_names(void **state)
+{
+    char            a[PD_UID_MAX + 1], b[PD_UID_MAX + 1];
+    char            dev[PD_DEVICE_MAX + 1], uid[16];
+    uint32_t        i;
+    pd_reg_info_t   out[2];
+    pd_reg_zone_t  *z;
+
+    (void) state;
+
+    z = pd_test_zone(8, 4, NULL);
+
+    memset(a, 'a', PD_UID_MAX);
+    a[PD_UID_MAX] = '\0';
+    memcpy(b, a, sizeof(a));
+    b[PD_UID_MAX - 1] = 'b';
+
+    for (i = 0; i < PD_DEVICE_MAX; i++) {
+        dev[i] = (char) ('0' + i % 10);
+    }
+    dev[PD_DEVICE_MAX] = '\0';
+
+    /* exactly PD_REG_NAMES bytes fit in the entry; one more does not */
+    memset(uid, 'x', 10);
+    uid[10] = '\0';
+    dev[PD_REG_NAMES - 10] = '\0';
+    assert_int_equal(pd_test_add(z, uid, dev, 1, 1, NULL), PD_OK);
+    assert_int_equal(pd_test_more_used(z), 0);
+    dev[PD_REG_NAMES - 10] = (char) ('0' + (PD_REG_NAMES - 10) % 10);
+    dev[PD_REG_NAMES - 9] = '\0';
+    assert_int_equal(pd_test_add(z, uid, dev, 1, 2, NULL), PD_OK);
+    assert_int_equal(pd_test_more_used(z), 1);
+
+    assert_int_equal(pd_test_lookup(z, uid, out, 2), 2);
+    assert_int_equal(strlen((char *) out[0].device)
+                     + strlen((char *) out[1].device),
+                     2 * (PD_REG_NAMES - 10) + 1);
+    assert_int_equal(pd_test_remove(z, uid, 1, 2), PD_OK);
+    assert_int_equal(pd_test_more_used(z), 0);
+    assert_int_equal(pd_test_remove(z, uid, 1, 1), PD_OK);
+
+    /* the longest: both at their maxima, two uids alike but their end */
+    dev[PD_REG_NAMES - 9] = (char) ('0' + (PD_REG_NAMES - 9) % 10);
+    assert_int_equal(strlen(dev), PD_DEVICE_MAX);
+    assert_int_equal(pd_test_add(z, a, dev, 1, 1, NULL), PD_OK);
+    assert_int_equal(pd_test_add(z, b, "d", 1, 2, NULL), PD_OK);
+    assert_int_equal(pd_test_more_used(z), 2);
+
+    assert_int_equal(pd_test_lookup(z, a, out, 2), 1);
+    assert_string_equal((char *) out[0].uid, a);
+    assert_string_equal((char *) out[0].device, dev);
+    assert_int_equal(out[0].conn, 1);
+    assert_int_equal(pd_test_lookup(z, b, out, 2), 1);
+    assert_string_equal((char *) out[0].uid, b);
+    assert_string_equal((char *) out[0].device, "d");
+    assert_int_equal(pd_test_remove(z, b, 1, 1), PD_DECLINED);
+    assert_int_equal(pd_reg_move(z, (u_char *) b, PD_UID_MAX, 1, 2, 3, 0, 9,
+                                 0), PD_OK);
+    assert_int_equal(pd_test_lookup(z, b, out, 2), 1);
+    assert_int_equal(out[0].pid, 3);
+
+    /* 8 slots: two long-named take 4, so two more long-named fill it */
+    assert_int_equal(pd_test_add(z, a, dev, 2, 1, NULL), PD_OK);
+    assert_int_equal(pd_test_add(z, a, dev, 2, 2, NULL), PD_OK);
+    assert_int_equal(pd_reg_count(z), 4);
+    assert_int_equal(pd_test_add(z, "short", "d", 2, 3, NULL), PD_BUSY);
+
+    /* one slot free: a long-named add is refused whole, a short fits */
+    assert_int_equal(pd_test_remove(z, a, 2, 2), PD_OK);
+    assert_int_equal(pd_test_add(z, "short", "d", 2, 3, NULL), PD_OK);
+    assert_int_equal(pd_test_add(z, a, dev, 2, 4, NULL), PD_BUSY);
+    assert_int_equal(pd_test_more_used(z), 3);
+    assert_int_equal(pd_test_add(z, "short", "e", 2, 5, NULL), PD_OK);
+    assert_int_equal(pd_reg_count(z), 5);
+
+    /* a purge frees both slots of each of its pid's */
+    assert_int_equal(pd_reg_purge_pid(z, 2), 3);
+    assert_int_equal(pd_test_more_used(z), 2);
+    assert_int_equal(pd_reg_count(z), 2);
+    assert_int_equal(pd_test_lookup(z, a, out, 2), 1);
+    assert_string_equal((char *) out[0].device, dev);
+
+    pd_test_zone_free(z);
+}
+
+
+/*
+ * Two long-named updates cut short by a holder's death (the states as
+ * pd_reg_add and pd_reg_entry_free store them): an add whose rest of
+ * names was committed before its entry was ("olga"), and a remove whose
+ * entry was uncommitted before its rest was ("pete", conn 1).  And a
+ * rest that names an entry which does not name it back.
+ */
+static void
+pd_test_tear_long(pd_reg_zone_t *z)
+{
+    uint32_t         i, m;
+    pd_reg_more_t   *more;
+    pd_reg_entry_t  *e;
+
+    m = z->top++;
+    i = z->top++;
+    more = (pd_reg_more_t *) &pd_test_entries(z)[m];
+    more->kind = PD_REG_MORE;
+    more->owner = i;
+    more->state = PD_REG_USED;
+    pd_test_entries(z)[i].state = PD_REG_FREE;
+
+    for (i = 0; i < m; i++) {
+        e = &pd_test_entries(z)[i];
+
+        if (e->state == PD_REG_USED && e->kind == PD_REG_CONN
+            && e->conn == 1)
+        {
+            e->state = PD_REG_FREE;
+        }
+    }
+
+    /* a stray: the entry of "pete" conn 2 names another slot */
+    m = z->top++;
+    more = (pd_reg_more_t *) &pd_test_entries(z)[m];
+    more->kind = PD_REG_MORE;
+    more->state = PD_REG_USED;
+
+    for (i = 0; i < m; i++) {
+        e = &pd_test_entries(z)[i];
+
+        if (e->state == PD_REG_USED && e->kind == PD_REG_CONN
+            && e->conn == 2)
+        {
+            more->owner = i;
+        }
+    }
+
+    z->more = 999;
+}
+
+
+static void
+pd_test_torn_long(void **state)
+{
+    char            pete[PD_UID_MAX + 1], uid[16];
+    size_t          size;
+    uint32_t        i, added;
+    pd_reg_info_t   out[2];
+    pd_reg_zone_t  *z;
+
+    (void) state;
+
+    z = pd_test_shared_zone(16, 4, 0, &size);
+
+    memset(pete, 'p', PD_UID_MAX);
+    pete[PD_UID_MAX] = '\0';
+    assert_int_equal(pd_test_add(z, pete, "phone", 1, 1, NULL), PD_OK);
+    assert_int_equal(pd_test_add(z, pete, "tablet", 1, 2, NULL), PD_OK);
+    assert_int_equal(pd_test_more_used(z), 2);
+
+    pd_test_die_holding_lock(z, pd_test_tear_long);
+
+    /* the next operation repairs: pete's conn 2 stays whole */
+    assert_int_equal(pd_test_lookup(z, pete, out, 2), 1);
+    assert_int_equal(z->repairs, 1);
+    assert_int_equal(out[0].conn, 2);
+    assert_string_equal((char *) out[0].uid, pete);
+    assert_string_equal((char *) out[0].device, "tablet");
+    assert_int_equal(pd_reg_count(z), 1);
+    assert_int_equal(pd_test_more_used(z), 1);
+
+    /* every other slot is free again: 14 short-named fit beside it */
+    added = 0;
+
+    for (i = 0; i < 32; i++) {
+        (void) snprintf(uid, sizeof(uid), "fill%u", i);
+
+        if (pd_test_add(z, uid, "d", 2, i, NULL) == PD_OK) {
+            added++;
+        }
+    }
+
+    assert_int_equal(added, 16 - 2);
+    assert_int_equal(pd_test_remove(z, pete, 1, 2), PD_OK);
+    assert_int_equal(pd_test_more_used(z), 0);
     assert_int_equal(z->repairs, 1);
 
     assert_int_equal(munmap(z, size), 0);
@@ -1674,6 +1896,7 @@ main(void)
         cmocka_unit_test(pd_test_several_devices),
         cmocka_unit_test(pd_test_set_apps),
         cmocka_unit_test(pd_test_move),
+        cmocka_unit_test(pd_test_long_names),
         cmocka_unit_test(pd_test_app_table_full),
         cmocka_unit_test(pd_test_full_zone),
         cmocka_unit_test(pd_test_collisions),
@@ -1686,6 +1909,7 @@ main(void)
         cmocka_unit_test(pd_test_fork_concurrent),
         cmocka_unit_test(pd_test_owner_dead),
         cmocka_unit_test(pd_test_torn_update),
+        cmocka_unit_test(pd_test_torn_long),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
