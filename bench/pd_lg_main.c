@@ -761,7 +761,7 @@ static void
 pd_lg_read_zones(void)
 {
     static char  buf[256 * 1024];
-    double       cap, buckets, bb, ipcap, ipb, ipe;
+    double       cap, buckets, bb, ipcap, ipb, ipe, used, more;
 
     if (pd_lg_opts.target != PD_LG_PUSHD || pd_lg_opts.api_port <= 0
         || pd_lg_http_get("/v1/stats", buf, sizeof(buf)) < 0)
@@ -785,6 +785,16 @@ pd_lg_read_zones(void)
 
     pd_lg_res.zones = 1;
     pd_lg_res.reg_entry = pd_lg_json_num(buf, "register", "entry_bytes");
+
+    /* a connection whose uid and device are long takes a second slot:
+     * the mean slots per connection (none before more_used existed) */
+    used = pd_lg_json_num(buf, "register", "used");
+    more = pd_lg_json_num(buf, "register", "more_used");
+
+    if (used > 0 && more > 0) {
+        pd_lg_res.reg_entry *= (used + more) / used;
+    }
+
     pd_lg_res.reg_bucket = buckets * bb / cap;
     pd_lg_res.reg_ip = ipe + ipb * bb / ipcap;
     pd_lg_res.reg_used = pd_lg_json_num(buf, "register", "used");

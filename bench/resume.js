@@ -15,7 +15,7 @@
  * missing or doubled per client, pushd's CPU (user + system, master and
  * workers) per session, and the workers' PSS (/proc smaps_rollup) with
  * the N sessions lingering against before the first client, per session
- * (the register zone is preallocated: its entry, 184 bytes, is not in it).
+ * (the register zone is preallocated: its entry, 136 bytes, is not in it).
  */
 
 const cp = require('node:child_process');

@@ -35,8 +35,9 @@ test('/v1/stats zones: the register counts each connection once and '
         /* the geometry: slots that fit in the zone, a chain head each */
         assert.strictEqual(reg.bytes, 8 * MB);
         assert.strictEqual(reg.used, 0);
-        assert.ok(reg.entry_bytes >= 128 && reg.entry_bytes <= 512,
+        assert.ok(reg.entry_bytes >= 64 && reg.entry_bytes <= 512,
                   `entry_bytes ${reg.entry_bytes}`);
+        assert.strictEqual(reg.more_used, 0);
         assert.ok(reg.capacity > 1000, `capacity ${reg.capacity}`);
         assert.ok(reg.capacity * reg.entry_bytes
                   + reg.buckets * reg.bucket_bytes
@@ -67,6 +68,21 @@ test('/v1/stats zones: the register counts each connection once and '
             z = await zones(d);
             return z.register.used === 24;
         }, 5000, '24 register entries');
+        assert.strictEqual(z.register.more_used, 0);
+
+        /* a uid and device longer together than an entry holds take a
+         * second slot, freed with the first */
+        const long = await WS.connect(d.roomPort, 'L'.repeat(50),
+                                      'D'.repeat(30));
+        await L.waitFor(async () => {
+            z = await zones(d);
+            return z.register.used === 25 && z.register.more_used === 1;
+        }, 5000, '25 entries, one of them in two slots');
+        long.close();
+        await L.waitFor(async () => {
+            z = await zones(d);
+            return z.register.used === 24 && z.register.more_used === 0;
+        }, 5000, 'the long-named entry\'s two slots freed');
 
         /* every client comes from 127.0.0.1: one count per worker
          * holding some of them */

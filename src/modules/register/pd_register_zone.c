@@ -44,7 +44,7 @@ typedef struct {
 } pd_reg_names_t;
 
 
-_Static_assert(sizeof(pd_reg_entry_t) == 120,
+_Static_assert(sizeof(pd_reg_entry_t) == 136,
                "a register entry is a per-connection cost: keep it small");
 _Static_assert(sizeof(pd_reg_more_t) == sizeof(pd_reg_entry_t),
                "a slot of the rest of names is a slot of the table");

@@ -59,17 +59,18 @@ typedef struct {
 #define PD_REG_CONN  1      /* a connection: pd_reg_entry_t */
 #define PD_REG_MORE  2      /* the rest of one's names: pd_reg_more_t */
 
-/* the bytes of uid and device an entry holds itself: most pairs fit (a
- * 16-byte uid beside a 36-byte UUID for a device); longer ones go on in
- * a second slot of the table, taken only for them */
-#define PD_REG_NAMES       59
-#define PD_REG_MORE_NAMES  108
+/* the bytes of uid and device an entry holds itself: a UUID for each
+ * (36 + 36) fits; longer pairs go on in a second slot of the table,
+ * taken only for them */
+#define PD_REG_NAMES       75
+#define PD_REG_MORE_NAMES  124
 
 /*
- * A slot is 120 bytes where uid and device at their maxima inline took
+ * A slot is 136 bytes where uid and device at their maxima inline took
  * 184, and every connection pays for its slot: a connection whose names
- * are longer than PD_REG_NAMES takes two (its capacity is counted in
- * slots).  The first 8 bytes are the same in both kinds of slot.
+ * are longer than PD_REG_NAMES takes two, 272 (the zone's capacity is
+ * counted in slots).  The first 8 bytes are the same in both kinds of
+ * slot.
  */
 typedef struct {
     uint32_t     next;      /* hash chain, or the free list */
@@ -171,7 +172,7 @@ typedef struct {
 /*
  * The bytes a zone for max_conns connections and max_ips (address,
  * worker) pairs needs; 0 when either is 0 or above PD_REG_MAX_SLOTS.
- * About 124 bytes a connection (one more slot, 120, for one whose uid
+ * About 140 bytes a connection (one more slot, 136, for one whose uid
  * and device together pass PD_REG_NAMES) and 40 a pair, plus 47 KB of
  * app table.
  */

@@ -1635,14 +1635,17 @@ static void
 pd_test_long_names(void **state)
 {
     char            a[PD_UID_MAX + 1], b[PD_UID_MAX + 1];
-    char            dev[PD_DEVICE_MAX + 1], uid[16];
-    uint32_t        i;
+    char            dev[PD_DEVICE_MAX + 1], uid[32];
+    uint32_t        i, k;
     pd_reg_info_t   out[2];
     pd_reg_zone_t  *z;
 
     (void) state;
 
     z = pd_test_zone(8, 4, NULL);
+
+    /* a uid of 20 bytes beside a device of k: exactly the entry's */
+    k = PD_REG_NAMES - 20;
 
     memset(a, 'a', PD_UID_MAX);
     a[PD_UID_MAX] = '\0';
@@ -1655,29 +1658,28 @@ pd_test_long_names(void **state)
     dev[PD_DEVICE_MAX] = '\0';
 
     /* exactly PD_REG_NAMES bytes fit in the entry; one more does not */
-    memset(uid, 'x', 10);
-    uid[10] = '\0';
-    dev[PD_REG_NAMES - 10] = '\0';
+    memset(uid, 'x', 20);
+    uid[20] = '\0';
+    dev[k] = '\0';
     assert_int_equal(pd_test_add(z, uid, dev, 1, 1, NULL), PD_OK);
     assert_int_equal(pd_test_more_used(z), 0);
-    dev[PD_REG_NAMES - 10] = (char) ('0' + (PD_REG_NAMES - 10) % 10);
-    dev[PD_REG_NAMES - 9] = '\0';
+    dev[k] = (char) ('0' + k % 10);
+    dev[k + 1] = '\0';
     assert_int_equal(pd_test_add(z, uid, dev, 1, 2, NULL), PD_OK);
     assert_int_equal(pd_test_more_used(z), 1);
 
     assert_int_equal(pd_test_lookup(z, uid, out, 2), 2);
     assert_int_equal(strlen((char *) out[0].device)
-                     + strlen((char *) out[1].device),
-                     2 * (PD_REG_NAMES - 10) + 1);
+                     + strlen((char *) out[1].device), 2 * k + 1);
     assert_int_equal(pd_test_remove(z, uid, 1, 2), PD_OK);
     assert_int_equal(pd_test_more_used(z), 0);
     assert_int_equal(pd_test_remove(z, uid, 1, 1), PD_OK);
 
     /* the longest: both at their maxima, two uids alike but their end */
-    dev[PD_REG_NAMES - 9] = (char) ('0' + (PD_REG_NAMES - 9) % 10);
+    dev[k + 1] = (char) ('0' + (k + 1) % 10);
     assert_int_equal(strlen(dev), PD_DEVICE_MAX);
     assert_int_equal(pd_test_add(z, a, dev, 1, 1, NULL), PD_OK);
-    assert_int_equal(pd_test_add(z, b, "d", 1, 2, NULL), PD_OK);
+    assert_int_equal(pd_test_add(z, b, "d-0123456789", 1, 2, NULL), PD_OK);
     assert_int_equal(pd_test_more_used(z), 2);
 
     assert_int_equal(pd_test_lookup(z, a, out, 2), 1);
@@ -1686,7 +1688,7 @@ pd_test_long_names(void **state)
     assert_int_equal(out[0].conn, 1);
     assert_int_equal(pd_test_lookup(z, b, out, 2), 1);
     assert_string_equal((char *) out[0].uid, b);
-    assert_string_equal((char *) out[0].device, "d");
+    assert_string_equal((char *) out[0].device, "d-0123456789");
     assert_int_equal(pd_test_remove(z, b, 1, 1), PD_DECLINED);
     assert_int_equal(pd_reg_move(z, (u_char *) b, PD_UID_MAX, 1, 2, 3, 0, 9,
                                  0), PD_OK);
@@ -1785,8 +1787,10 @@ pd_test_torn_long(void **state)
 
     memset(pete, 'p', PD_UID_MAX);
     pete[PD_UID_MAX] = '\0';
-    assert_int_equal(pd_test_add(z, pete, "phone", 1, 1, NULL), PD_OK);
-    assert_int_equal(pd_test_add(z, pete, "tablet", 1, 2, NULL), PD_OK);
+    assert_int_equal(pd_test_add(z, pete, "phone-0123456789", 1, 1, NULL),
+                     PD_OK);
+    assert_int_equal(pd_test_add(z, pete, "tablet-0123456789", 1, 2, NULL),
+                     PD_OK);
     assert_int_equal(pd_test_more_used(z), 2);
 
     pd_test_die_holding_lock(z, pd_test_tear_long);
@@ -1796,7 +1800,7 @@ pd_test_torn_long(void **state)
     assert_int_equal(z->repairs, 1);
     assert_int_equal(out[0].conn, 2);
     assert_string_equal((char *) out[0].uid, pete);
-    assert_string_equal((char *) out[0].device, "tablet");
+    assert_string_equal((char *) out[0].device, "tablet-0123456789");
     assert_int_equal(pd_reg_count(z), 1);
     assert_int_equal(pd_test_more_used(z), 1);
 
