@@ -442,11 +442,21 @@ test('cluster qos 1: a client reconnecting while pushes stream in gets '
         const answered = [r0.json.id];
         let pushing = true;
         let failed = null;
+        /* a pusher that stops (an error, or a request with no answer
+         * within its 5 s) stops the rounds too: they would otherwise go
+         * on to the cap waiting for the count, which is how one run of
+         * this test once used up the whole file's time */
         const pusher = async () => {
-            for (let i = 0; pushing; i++) {
-                const r = await L.centerPost(a, '/v1/push', {
-                    app: 'chat', uids: ['rio'], data: { i },
-                });
+            for (let i = 0; pushing && failed === null; i++) {
+                let r;
+                try {
+                    r = await L.centerPost(a, '/v1/push', {
+                        app: 'chat', uids: ['rio'], data: { i },
+                    });
+                } catch (e) {
+                    failed = `push ${i}: ${e.message}`;
+                    return;
+                }
                 if (r.status !== 200) {
                     failed = r.body;
                     return;
@@ -462,7 +472,8 @@ test('cluster qos 1: a client reconnecting while pushes stream in gets '
              * fewer per session, and the count is what the check needs,
              * not the time (the cap only stops a stalled pusher) */
             for (let round = 0;
-                 (round < 20 || answered.length <= 100) && round < 400;
+                 (round < 20 || answered.length <= 100) && round < 400
+                 && failed === null;
                  round++) {
                 const cl = await W.connect(b.roomPort, 'rio', 'phone',
                                            { apps: ['chat'] });
