@@ -71,8 +71,9 @@ static pd_command_t  pd_register_commands[] = {
 
     { "memory", PD_CONF_SIZE, pd_conf_set_size_slot,
       offsetof(pd_register_conf_t, memory), &pd_register_memory_bounds,
-      "size of the shared-memory zone; about 200 bytes per connection "
-      "plus the per-IP table (default: 64m, about 300k connections)" },
+      "size of the shared-memory zone; about 140 bytes per connection "
+      "(280 when its uid and device pass 75 bytes together) plus the "
+      "per-IP table (default: 64m, about 450k connections)" },
 
     { "max_ips", PD_CONF_NUMBER, pd_conf_set_num_slot,
       offsetof(pd_register_conf_t, max_ips), &pd_register_ips_bounds,
