@@ -112,6 +112,27 @@ pd_test_add(pd_reg_zone_t *z, const char *uid, const char *device,
 }
 
 
+/* tries n adds of short names "fill<i>" for pid: how many fit */
+static uint32_t
+pd_test_fill(pd_reg_zone_t *z, int32_t pid, uint32_t n)
+{
+    char      uid[16];
+    uint32_t  i, added;
+
+    added = 0;
+
+    for (i = 0; i < n; i++) {
+        (void) snprintf(uid, sizeof(uid), "fill%u", i);
+
+        if (pd_test_add(z, uid, "d", pid, i, NULL) == PD_OK) {
+            added++;
+        }
+    }
+
+    return added;
+}
+
+
 static pd_int_t
 pd_test_remove(pd_reg_zone_t *z, const char *uid, int32_t pid, uint64_t conn)
 {
@@ -1557,9 +1578,8 @@ pd_test_tear(pd_reg_zone_t *z)
 static void
 pd_test_torn_update(void **state)
 {
-    char            uid[16];
     size_t          size;
-    uint32_t        i, added;
+    uint32_t        added;
     pd_sockaddr_t   sa;
     pd_reg_info_t   out[2];
     pd_reg_zone_t  *z;
@@ -1593,15 +1613,7 @@ pd_test_torn_update(void **state)
     assert_int_equal(z->ip_count, 1);
 
     /* every slot is accounted for: exactly the rest can be added */
-    added = 0;
-
-    for (i = 0; i < 64; i++) {
-        (void) snprintf(uid, sizeof(uid), "fill%u", i);
-
-        if (pd_test_add(z, uid, "d", 2, i, NULL) == PD_OK) {
-            added++;
-        }
-    }
+    added = pd_test_fill(z, 2, 64);
 
     assert_int_equal(added, 32 - 2);
     assert_int_equal(pd_test_remove(z, "ivan", 1, 5), PD_OK);
@@ -1775,9 +1787,9 @@ pd_test_tear_long(pd_reg_zone_t *z)
 static void
 pd_test_torn_long(void **state)
 {
-    char            pete[PD_UID_MAX + 1], uid[16];
+    char            pete[PD_UID_MAX + 1];
     size_t          size;
-    uint32_t        i, added;
+    uint32_t        added;
     pd_reg_info_t   out[2];
     pd_reg_zone_t  *z;
 
@@ -1805,15 +1817,7 @@ pd_test_torn_long(void **state)
     assert_int_equal(pd_test_more_used(z), 1);
 
     /* every other slot is free again: 14 short-named fit beside it */
-    added = 0;
-
-    for (i = 0; i < 32; i++) {
-        (void) snprintf(uid, sizeof(uid), "fill%u", i);
-
-        if (pd_test_add(z, uid, "d", 2, i, NULL) == PD_OK) {
-            added++;
-        }
-    }
+    added = pd_test_fill(z, 2, 32);
 
     assert_int_equal(added, 16 - 2);
     assert_int_equal(pd_test_remove(z, pete, 1, 2), PD_OK);

@@ -628,9 +628,10 @@ pd_test_stored(pd_saver_pg_t *sp, const char *prefix, pd_uint_t nuids,
 
 /*
  * The table held by a transaction of the test's own, so that a
- * statement on it waits as long as the test wants; COMMIT and PQfinish
- * let it go.  A failed assertion leaves the connection open: the server
- * ends it, so that the next tests are not stuck behind its lock.
+ * statement on it waits as long as the test wants, until
+ * pd_test_unlock_table().  A failed assertion leaves the connection
+ * open: the server ends it, so that the next tests are not stuck behind
+ * its lock.
  */
 static PGconn *
 pd_test_lock_table(void)
@@ -643,6 +644,14 @@ pd_test_lock_table(void)
     pd_test_exec(c, "LOCK TABLE pd_messages IN SHARE ROW EXCLUSIVE MODE");
 
     return c;
+}
+
+
+static void
+pd_test_unlock_table(PGconn *c)
+{
+    pd_test_exec(c, "COMMIT");
+    PQfinish(c);
 }
 
 
@@ -694,8 +703,7 @@ test_stores_wait_for_the_commit_in_flight(void **state)
         assert_int_equal(done[i].calls, 0);
     }
 
-    pd_test_exec(c, "COMMIT");
-    PQfinish(c);
+    pd_test_unlock_table(c);
 
     pd_test_wait_done(done, 6);
 
@@ -850,8 +858,7 @@ test_acks_leave_two_inserts_in_flight(void **state)
                                    &done[4]), PD_OK);
     (void) pd_test_run(pd_test_never, NULL, 20);
 
-    pd_test_exec(c, "COMMIT");
-    PQfinish(c);
+    pd_test_unlock_table(c);
 
     pd_test_wait_done(&done[1], 4);
 
@@ -902,8 +909,7 @@ test_acks_alone_one_delete_at_a_time(void **state)
         (void) pd_test_run(pd_test_never, NULL, 2 * PD_SAVER_PG_ACK_WAIT);
     }
 
-    pd_test_exec(c, "COMMIT");
-    PQfinish(c);
+    pd_test_unlock_table(c);
 
     left = 1;
     assert_true(pd_test_run(pd_test_rows_left, &left, 10000));
