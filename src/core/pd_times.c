@@ -4,6 +4,7 @@
 
 volatile pd_msec_t   pd_current_msec;
 volatile time_t      pd_time_sec;
+volatile uint64_t    pd_time_msec;
 u_char               pd_log_time[sizeof("1970/09/28 12:00:00")];
 
 /* the second pd_log_time shows; -1 forces the first formatting */
@@ -35,8 +36,8 @@ pd_monotonic_nsec(void)
 }
 
 /*
- * Refreshes pd_current_msec, pd_time_sec and pd_log_time.  Called by the
- * loop once per turn (and by the log before the first turn); not from
+ * Refreshes pd_current_msec, pd_time_sec, pd_time_msec and pd_log_time.
+ * Called by the loop once per turn (and by the log before the first turn); not from
  * signal handlers: localtime_r() is not async-signal-safe.  The log time
  * is reformatted only when the second changed, which under load is once
  * for thousands of turns.
@@ -44,14 +45,17 @@ pd_monotonic_nsec(void)
 void
 pd_time_update(void)
 {
-    u_char     *p;
-    time_t      sec;
-    struct tm   tm;
+    u_char           *p;
+    time_t            sec;
+    struct tm         tm;
+    struct timespec   ts;
 
     pd_current_msec = pd_monotonic_msec();
 
-    sec = time(NULL);
+    (void) clock_gettime(CLOCK_REALTIME, &ts);
+    sec = ts.tv_sec;
     pd_time_sec = sec;
+    pd_time_msec = (uint64_t) sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
 
     if (sec == pd_log_time_sec) {
         return;

@@ -7,6 +7,9 @@
 
 extern volatile pd_msec_t   pd_current_msec;  /* monotonic, ms */
 extern volatile time_t      pd_time_sec;      /* wall clock, s */
+/* wall clock, ms, of the same reading: what a ttl counts from (with the
+ * second alone, an expiry came up to a second early) */
+extern volatile uint64_t    pd_time_msec;
 extern u_char               pd_log_time[sizeof("1970/09/28 12:00:00")];
 
 void pd_time_update(void);

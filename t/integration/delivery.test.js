@@ -564,6 +564,37 @@ test('ttl: an expired message is not delivered and is counted', T,
     });
 });
 
+test('ttl: counts from the push\'s millisecond, not from the start of '
+     + 'its second', T, async () => {
+    await L.withPushd(conf(), async (d) => {
+        /* pushed late in a second with ttl 2: it lives until 2 s after
+         * the push.  When the saver's clock was the second, it ended at
+         * the next second but one, 1.05-1.15 s after the push, and the
+         * client below, which comes 1.3 s after it, got nothing */
+        await L.waitFor(() => Date.now() % 1000 >= 850
+                        && Date.now() % 1000 < 950, 3000,
+                        'the late part of a second');
+        const t0 = Date.now();
+        const r = accepted(await push(d, {
+            app: 'a', uids: ['ttms'], data: 'two seconds', ttl: 2,
+        }), 'ttl 2 push');
+        assert.strictEqual(r.stored, 1);
+        const late = t0 + 1300;
+        assert.ok(Date.now() < late, 'the push was answered in time');
+        await L.waitFor(() => Date.now() >= late, 3000, '1.3 s after it');
+
+        const ws = await open(d, 'ttms', 'd1');
+        const f = await nextMsg(ws, (m) => m.id === r.id, 5000,
+                                'the ttl 2 message, 1.3 s after its push');
+        assert.strictEqual(f.json.data, 'two seconds');
+        assert.ok(Date.now() < t0 + 2000,
+                  'the client came before the ttl ended (else the test '
+                  + 'says nothing)');
+        await ack(ws, [r.id]);
+        ws.destroy();
+    });
+});
+
 test('qos 0: online connections only, never stored, not redelivered',
      T, async () => {
     await L.withPushd(conf(), async (d) => {

@@ -301,17 +301,10 @@ pd_saver_exit_process(pd_cycle_t *cycle)
     }
 }
 
-/* wall clock ms for expiry: second precision is plenty for a ttl */
-static uint64_t
-pd_saver_now(void)
-{
-    return (uint64_t) pd_time_sec * 1000;
-}
-
 static void
 pd_saver_sweep(pd_timer_t *t)
 {
-    (void) pd_msg_expire(pd_saver_zone, pd_saver_now(), 4096);
+    (void) pd_msg_expire(pd_saver_zone, pd_time_msec, 4096);
     (void) pd_timer_add(&pd_timers, t, pd_current_msec, pd_saver->sweep);
 }
 
@@ -324,7 +317,7 @@ pd_saver_store(pd_str_t *uids, pd_uint_t n, pd_str_t *app,
     pd_pool_t *pool, pd_saver_done_pt done, void *data)
 {
     return pd_saver_backend->store(uids, n, app, collapse, seq, payload,
-                                   pd_saver_now() + ttl, pool, done, data);
+                                   pd_time_msec + ttl, pool, done, data);
 }
 
 pd_int_t
@@ -463,7 +456,7 @@ pd_saver_memory_fetch(pd_str_t *uid, pd_str_t *app, pd_str_t *after,
     w.stopped = 0;
 
     (void) pd_msg_pending_from(pd_saver_zone, uid->data, uid->len, app->data,
-                               app->len, pd_saver_now(),
+                               app->len, pd_time_msec,
                                (uint32_t) pd_saver->max_redeliveries, &resume,
                                pd_saver_memory_take, &w);
 
@@ -523,7 +516,7 @@ pd_saver_bcast_store(pd_str_t *app, uint64_t seq, pd_str_t *payload,
 
     rv = pd_msg_bcast_store(pd_saver_zone, app->data, app->len, seq,
                             payload->data, payload->len,
-                            pd_saver_now() + ttl);
+                            pd_time_msec + ttl);
 
     return rv == PD_DECLINED ? PD_OK : rv;
 }
@@ -533,7 +526,7 @@ pd_saver_bcast_pending(pd_str_t *app, uint64_t after,
     pd_saver_msg_pt handler, void *data)
 {
     return pd_msg_bcast_pending(pd_saver_zone, app->data, app->len, after,
-                                pd_saver_now(), handler, data);
+                                pd_time_msec, handler, data);
 }
 
 uint64_t

@@ -253,7 +253,6 @@ static void pd_sp_arr_int8(pd_sp_arr_t *a, uint64_t v);
 static const char *pd_sp_arr_finish(pd_sp_arr_t *a, int *len);
 static void pd_sp_arr_reset(pd_sp_arr_t *a);
 static void pd_sp_arr_free(pd_sp_arr_t *a);
-static uint64_t pd_sp_now(void);
 
 
 pd_saver_pg_t *
@@ -959,7 +958,7 @@ pd_sp_sweep(pd_timer_t *t)
         return;
     }
 
-    (void) snprintf(snow, sizeof(snow), "%lu", (unsigned long) pd_sp_now());
+    (void) snprintf(snow, sizeof(snow), "%lu", (unsigned long) pd_time_msec);
     (void) snprintf(slimit, sizeof(slimit), "%d", PD_SAVER_PG_SWEEP_ROWS);
     values[0] = snow;
     values[1] = slimit;
@@ -1142,12 +1141,4 @@ pd_sp_arr_free(pd_sp_arr_t *a)
 {
     pd_free(a->buf);
     a->buf = NULL;
-}
-
-
-/* wall clock ms, as the saver computes expiry */
-static uint64_t
-pd_sp_now(void)
-{
-    return (uint64_t) pd_time_sec * 1000;
 }

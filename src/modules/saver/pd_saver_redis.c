@@ -1072,7 +1072,7 @@ pd_sr_store_shard(pd_redis_t *shard, pd_str_t *uids, pd_uint_t *pick,
                                      collapse->data)
                          - field);
 
-    now = (uint64_t) pd_time_sec * 1000;
+    now = pd_time_msec;
     argv[i] = sttl;
     len[i++] = (size_t) snprintf(sttl, sizeof(sttl), "%lu",
                                  (unsigned long) (expires > now
@@ -2472,7 +2472,7 @@ pd_sr_reload_rows(pd_pg_t *pg, PGresult *res, void *data)
 static void
 pd_sr_reload_page(void)
 {
-    if (pd_saver_pg_reload(pd_sr_log, (uint64_t) pd_time_sec * 1000,
+    if (pd_saver_pg_reload(pd_sr_log, pd_time_msec,
                            pd_sr_reload.uid, pd_sr_reload.stored,
                            pd_sr_reload.id, PD_SR_RELOAD_PAGE,
                            pd_sr_reload_rows, pd_sr_reload.shard)

@@ -509,6 +509,19 @@ pd_test_times(void **state)
 
     assert_true(pd_time_sec - time(NULL) <= 1);
     assert_true(time(NULL) - pd_time_sec <= 1);
+
+    /* the milliseconds are of the same reading as the second, and a
+     * ttl counts from them: not the second's start */
+    assert_true(pd_time_msec / 1000 == (uint64_t) pd_time_sec);
+    {
+        struct timespec  ts;
+        uint64_t         wall;
+
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        wall = (uint64_t) ts.tv_sec * 1000
+               + (uint64_t) ts.tv_nsec / 1000000;
+        assert_true(wall >= pd_time_msec && wall - pd_time_msec < 1000);
+    }
 }
 
 

@@ -1168,7 +1168,7 @@ pd_test_reload_page(pd_saver_pg_t *sp, pd_test_reload_t *r, pd_uint_t limit)
     r->order[0] = '\0';
 
     pd_time_update();
-    assert_int_equal(pd_saver_pg_reload(sp, (uint64_t) pd_time_sec * 1000,
+    assert_int_equal(pd_saver_pg_reload(sp, pd_time_msec,
                                         uid, stored, id, limit,
                                         pd_test_reloaded, r), PD_OK);
     assert_true(pd_test_run(pd_test_reload_called, r, 10000));
