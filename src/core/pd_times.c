@@ -37,10 +37,10 @@ pd_monotonic_nsec(void)
 
 /*
  * Refreshes pd_current_msec, pd_time_sec, pd_time_msec and pd_log_time.
- * Called by the loop once per turn (and by the log before the first turn); not from
- * signal handlers: localtime_r() is not async-signal-safe.  The log time
- * is reformatted only when the second changed, which under load is once
- * for thousands of turns.
+ * Called by the loop once per turn (and by the log before the first
+ * turn); not from signal handlers: localtime_r() is not
+ * async-signal-safe.  The log time is reformatted only when the second
+ * changed, which under load is once for thousands of turns.
  */
 void
 pd_time_update(void)
