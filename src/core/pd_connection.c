@@ -163,7 +163,8 @@ pd_close_connection(pd_connection_t *c)
     pd_socket_t  fd;
 
     if (c->fd == -1) {
-        pd_log_error(PD_LOG_ALERT, c->log, 0, "connection already closed");
+        pd_log_error(PD_LOG_ALERT, pd_conn_log(c), 0,
+                     "connection already closed");
         return;
     }
 
@@ -201,7 +202,8 @@ pd_close_connection(pd_connection_t *c)
 
     /* close() removes the fd from epoll: it is not shared with anyone */
     if (close(fd) == -1) {
-        pd_log_error(PD_LOG_ALERT, c->log, errno, "close() socket failed");
+        pd_log_error(PD_LOG_ALERT, pd_conn_log(c), errno,
+                     "close() socket failed");
     }
 }
 
@@ -226,7 +228,8 @@ pd_detach_connection(pd_connection_t *c)
 
     /* close() takes it out of epoll: it is not shared */
     if (close(fd) == -1) {
-        pd_log_error(PD_LOG_ALERT, c->log, errno, "close() socket failed");
+        pd_log_error(PD_LOG_ALERT, pd_conn_log(c), errno,
+                     "close() socket failed");
     }
 }
 
@@ -282,6 +285,47 @@ pd_connection_addr_text(pd_connection_t *c, u_char *buf, size_t len)
                               0);
 }
 
+
+u_char *
+pd_conn_log_handler(pd_log_t *log, u_char *buf, size_t len)
+{
+    pd_connection_t  *c = log->data;
+    u_char           *p, *last;
+
+    last = buf + len;
+    p = pd_slprintf(buf, last, ", client: ");
+    p = pd_connection_addr_text(c, p, (size_t) (last - p));
+
+    if (c->listening != NULL) {
+        p = pd_slprintf(p, last, ", server: %.*s",
+                        (int) c->listening->addr_text.len,
+                        c->listening->addr_text.data);
+    }
+
+    return p;
+}
+
+
+/*
+ * What the connection's own log held, made again from the connection:
+ * the shared log it points to (the cycle's: level, file) with its number
+ * and context.  One scratch log per worker is enough, since a log line
+ * is written before the next one is asked for.
+ */
+pd_log_t *
+pd_conn_log_fill(pd_connection_t *c)
+{
+    static pd_log_t  scratch;
+
+    scratch = *c->log;
+    scratch.connection = c->number;
+    scratch.handler = pd_conn_log_handler;
+    scratch.data = c;
+    scratch.action = NULL;
+
+    return &scratch;
+}
+
 ssize_t
 pd_unix_recv(pd_connection_t *c, u_char *buf, size_t size)
 {
@@ -323,7 +367,7 @@ pd_unix_recv(pd_connection_t *c, u_char *buf, size_t size)
 
         if (err != EINTR) {
             c->read->error = 1;
-            pd_log_error(PD_LOG_INFO, c->log, err, "recv() failed");
+            pd_log_error(PD_LOG_INFO, pd_conn_log(c), err, "recv() failed");
             return PD_ERROR;
         }
     }
@@ -349,7 +393,8 @@ pd_unix_send(pd_connection_t *c, u_char *buf, size_t size)
         err = errno;
 
         if (n == 0) {
-            pd_log_error(PD_LOG_ALERT, c->log, 0, "send() returned zero");
+            pd_log_error(PD_LOG_ALERT, pd_conn_log(c), 0,
+                         "send() returned zero");
             c->write->ready = 0;
             return PD_AGAIN;
         }
@@ -361,7 +406,7 @@ pd_unix_send(pd_connection_t *c, u_char *buf, size_t size)
 
         if (err != EINTR) {
             c->write->error = 1;
-            pd_log_error(PD_LOG_INFO, c->log, err, "send() failed");
+            pd_log_error(PD_LOG_INFO, pd_conn_log(c), err, "send() failed");
             return PD_ERROR;
         }
     }
@@ -402,7 +447,7 @@ pd_writev_chain(pd_connection_t *c, pd_chain_t *in, size_t limit)
             }
 
             c->write->error = 1;
-            pd_log_error(PD_LOG_INFO, c->log, err, "writev() failed");
+            pd_log_error(PD_LOG_INFO, pd_conn_log(c), err, "writev() failed");
             return PD_CHAIN_ERROR;
         }
 

@@ -63,6 +63,9 @@ struct pd_connection_s {
     unsigned             shared:1;    /* listener / channel, not from accept */
     unsigned             channel:1;   /* what the master and siblings send
                                        * here: read first in a turn */
+    unsigned             log_shared:1; /* c->log is the cycle's, without
+                                        * this connection's context: log
+                                        * through pd_conn_log(c) */
 
     const pd_conn_io_t  *io;
 
@@ -82,6 +85,20 @@ struct pd_connection_s {
  * so each byte here is a byte of every idle connection's cost */
 _Static_assert(sizeof(pd_connection_t) <= 128,
                "a connection slot is at most two cache lines");
+
+/*
+ * The log to write about c with: its own, or, for a connection that keeps
+ * none (a room connection once upgraded: 64 bytes of each), one filled
+ * with its context (number, client, server) in a per-worker scratch log.
+ * That one is good until the next pd_conn_log() only: log with it, never
+ * keep it (an allocation's log, say; c->log serves those).
+ */
+#define pd_conn_log(c)                                                       \
+    ((c)->log_shared ? pd_conn_log_fill(c) : (c)->log)
+
+pd_log_t *pd_conn_log_fill(pd_connection_t *c);
+/* ", client: 1.2.3.4, server: 0.0.0.0:80": a connection log's context */
+u_char *pd_conn_log_handler(pd_log_t *log, u_char *buf, size_t len);
 
 extern pd_uint_t   pd_connection_counter;
 extern pd_uint_t   pd_active_connections;

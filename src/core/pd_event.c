@@ -98,7 +98,7 @@ pd_add_conn(pd_connection_t *c)
     ee.data.ptr = pd_event_tag(c);
 
     if (epoll_ctl(pd_ep, EPOLL_CTL_ADD, c->fd, &ee) == -1) {
-        pd_log_error(PD_LOG_ALERT, c->log, errno,
+        pd_log_error(PD_LOG_ALERT, pd_conn_log(c), errno,
                      "epoll_ctl(ADD, %d) failed", c->fd);
         return PD_ERROR;
     }
@@ -121,7 +121,7 @@ pd_del_conn(pd_connection_t *c)
     ee.data.ptr = NULL;
 
     if (epoll_ctl(pd_ep, EPOLL_CTL_DEL, c->fd, &ee) == -1) {
-        pd_log_error(PD_LOG_ALERT, c->log, errno,
+        pd_log_error(PD_LOG_ALERT, pd_conn_log(c), errno,
                      "epoll_ctl(DEL, %d) failed", c->fd);
         return PD_ERROR;
     }
@@ -139,7 +139,7 @@ pd_add_read_event(pd_event_t *ev)
     ee.data.ptr = pd_event_tag(c);
 
     if (epoll_ctl(pd_ep, EPOLL_CTL_ADD, c->fd, &ee) == -1) {
-        pd_log_error(PD_LOG_ALERT, c->log, errno,
+        pd_log_error(PD_LOG_ALERT, pd_conn_log(c), errno,
                      "epoll_ctl(ADD, %d) failed", c->fd);
         return PD_ERROR;
     }

@@ -11,7 +11,6 @@
 static void pd_event_init_connection(pd_connection_t *c);
 static void pd_event_close_accepted(pd_connection_t *c);
 static void pd_ssl_handshake_handler(pd_event_t *ev);
-static u_char *pd_accept_log_handler(pd_log_t *log, u_char *buf, size_t len);
 
 static void pd_disable_accept_events(pd_uint_t why);
 static void pd_accept_backoff_handler(pd_timer_t *t);
@@ -123,7 +122,7 @@ pd_event_new_connection(pd_listening_t *ls, pd_log_t *log, pd_socket_t s,
 
     *c->log = *log;
     c->log->connection = c->number;
-    c->log->handler = pd_accept_log_handler;
+    c->log->handler = pd_conn_log_handler;
     c->log->data = c;
     c->log->action = NULL;
     c->pool->log = c->log;
@@ -358,24 +357,6 @@ pd_ssl_hs_resume(pd_event_t *ev)
     }
 }
 
-static u_char *
-pd_accept_log_handler(pd_log_t *log, u_char *buf, size_t len)
-{
-    pd_connection_t  *c = log->data;
-    u_char           *p, *last;
-
-    last = buf + len;
-    p = pd_slprintf(buf, last, ", client: ");
-    p = pd_connection_addr_text(c, p, (size_t) (last - p));
-
-    if (c->listening != NULL) {
-        p = pd_slprintf(p, last, ", server: %.*s",
-                        (int) c->listening->addr_text.len,
-                        c->listening->addr_text.data);
-    }
-
-    return p;
-}
 
 pd_int_t
 pd_enable_accept_events(pd_cycle_t *cycle)

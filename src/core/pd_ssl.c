@@ -203,13 +203,13 @@ pd_ssl_create_connection(pd_ssl_t *ssl, pd_connection_t *c)
 
     sc->connection = SSL_new(ssl->ctx);
     if (sc->connection == NULL) {
-        pd_ssl_error(PD_LOG_ALERT, c->log, 0, "SSL_new() failed");
+        pd_ssl_error(PD_LOG_ALERT, pd_conn_log(c), 0, "SSL_new() failed");
         pd_free(sc);
         return PD_ERROR;
     }
 
     if (SSL_set_fd(sc->connection, c->fd) == 0) {
-        pd_ssl_error(PD_LOG_ALERT, c->log, 0, "SSL_set_fd() failed");
+        pd_ssl_error(PD_LOG_ALERT, pd_conn_log(c), 0, "SSL_set_fd() failed");
         SSL_free(sc->connection);
         pd_free(sc);
         return PD_ERROR;
@@ -251,7 +251,8 @@ pd_ssl_handshake(pd_connection_t *c)
 
         c->io = &pd_ssl_io;
 
-        pd_log_debug(c->log, "SSL handshake: %s, cipher \"%s\", reused: %d",
+        pd_log_debug(pd_conn_log(c),
+                     "SSL handshake: %s, cipher \"%s\", reused: %d",
                      SSL_get_version(sc->connection),
                      SSL_get_cipher_name(sc->connection),
                      SSL_session_reused(sc->connection));
@@ -307,7 +308,7 @@ eof:
 
     c->read->eof = 1;
     ERR_clear_error();
-    pd_log_error(PD_LOG_INFO, c->log, 0,
+    pd_log_error(PD_LOG_INFO, pd_conn_log(c), 0,
                  "client closed connection in SSL handshake");
 
     return PD_ERROR;
@@ -490,7 +491,7 @@ pd_ssl_send_chain(pd_connection_t *c, pd_chain_t *in, size_t limit)
         }
 
         if (size < sc->write_pending) {
-            pd_log_error(PD_LOG_ALERT, c->log, 0,
+            pd_log_error(PD_LOG_ALERT, pd_conn_log(c), 0,
                          "SSL write retried with %zu bytes after %zu "
                          "were pending", size, sc->write_pending);
             c->write->error = 1;
@@ -552,7 +553,7 @@ pd_ssl_shutdown(pd_connection_t *c)
     n = SSL_shutdown(sc->connection);
 
     if (n < 0) {
-        pd_log_debug(c->log, "SSL_shutdown() failed: %d",
+        pd_log_debug(pd_conn_log(c), "SSL_shutdown() failed: %d",
                      SSL_get_error(sc->connection, n));
     }
 
@@ -677,7 +678,7 @@ pd_ssl_connection_error(pd_connection_t *c, int sslerr, pd_err_t err,
         }
     }
 
-    pd_ssl_error(level, c->log, err, "%s", text);
+    pd_ssl_error(level, pd_conn_log(c), err, "%s", text);
 }
 
 

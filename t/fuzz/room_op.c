@@ -350,8 +350,7 @@ pd_fuzz_connect(pd_connection_t **cp)
     c->read->handler = pd_room_read_handler;
     c->write->handler = pd_room_write_handler;
     rc->ws = 1;
-    rc->log = *c->log;
-    c->log = &rc->log;
+    pd_room_log_shared(c);
     rc->taken = 1;
     rc->last_in = pd_current_msec;
     pd_event_add_timer(c->read, pd_room_idle(rc));

@@ -408,6 +408,19 @@ test('protocol errors close with 1002: unmasked, RSV, bad opcode, '
             return n >= cases.length + 1;
         }, 5000, `closes.protocol to reach ${cases.length + 1} (last ${n})`);
         assert.ok(n >= cases.length + 1, `closes.protocol: ${n}`);
+
+        /* an upgraded connection keeps no log of its own (pd_conn_log):
+         * each line still names its connection, client and server */
+        const line = new RegExp('\\[info\\] (\\d+#\\d+: \\*\\d+) bad frame: '
+                                + '([^\\n]*), client: 127\\.0\\.0\\.1, '
+                                + `server: [^\\n]*:${d.roomPort}\\n`, 'g');
+        const lines = await L.waitFor(() => {
+            const all = [...d.logText().matchAll(line)];
+            return all.length >= cases.length + 1 && all;
+        }, 5000, 'a bad frame line, with its context, for each connection');
+        assert.strictEqual(lines.length, cases.length + 1);
+        assert.strictEqual(new Set(lines.map((m) => m[1])).size,
+                           lines.length, 'each connection its own number');
     });
 });
 

@@ -126,7 +126,6 @@ struct pd_room_conn_s {
     pd_buf_t        *msg;          /* a fragmented text message being
                                     * joined: its payload so far */
     pd_msec_t        last_in;      /* for the idle deadline */
-    pd_log_t         log;          /* the connection's, once upgraded */
     uint32_t         since;        /* unix time it connected */
     uint32_t         up_second;
     uint16_t         hb;           /* seconds told to the client (at most
@@ -152,8 +151,18 @@ struct pd_room_conn_s {
 #define pd_room_idle(rc)  ((uint32_t) (rc)->hb * 2000 + 10000)
 
 /* a field more costs 64 bytes per connection: find room in the layout */
-_Static_assert(sizeof(pd_room_conn_t) == 256,
-               "a room connection is four cache lines");
+_Static_assert(sizeof(pd_room_conn_t) == 192,
+               "a room connection is three cache lines");
+
+/*
+ * An upgraded connection keeps no log of its own (64 bytes of each): its
+ * c->log is the cycle's, and its log lines get their context (number,
+ * client, server) from pd_conn_log(c).  Nothing set an action on it past
+ * the upgrade, so nothing is lost.
+ */
+#define pd_room_log_shared(c)                                                \
+    (c)->log = ((pd_cycle_t *) pd_cycle)->log;                               \
+    (c)->log_shared = 1
 
 /* the app names of a worker, each kept once (pd_room_apps.c) */
 #define PD_ROOM_APPS_MAX  4096

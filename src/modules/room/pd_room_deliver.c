@@ -361,7 +361,7 @@ pd_room_fetched(void *data, pd_int_t rc_, pd_uint_t more, pd_str_t *cursor)
     }
 
     if (rc_ != PD_OK) {
-        pd_log_error(PD_LOG_WARN, rc->connection->log, 0,
+        pd_log_error(PD_LOG_WARN, pd_conn_log(rc->connection), 0,
                      "stored messages of \"%.*s\" not fetched; they come "
                      "on the next connection", (int) rc->uid_len, rc->uid);
         more = 0;

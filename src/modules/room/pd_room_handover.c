@@ -461,8 +461,8 @@ pd_room_hand(pd_room_conn_t *rc, pd_uint_t slot)
     len = pd_room_handover_pack(rc, seen, nseen, pd_room_ho_buf,
                                 sizeof(pd_room_ho_buf));
     if (len == 0) {
-        pd_log_error(PD_LOG_INFO, c->log, 0, "session too large to hand "
-                     "over (input or output pending): sent away");
+        pd_log_error(PD_LOG_INFO, pd_conn_log(c), 0, "session too large to "
+                     "hand over (input or output pending): sent away");
         return PD_DECLINED;
     }
 
@@ -517,7 +517,7 @@ pd_room_hand(pd_room_conn_t *rc, pd_uint_t slot)
     c->read->ready = 0;
     c->write->ready = 0;
 
-    pd_log_debug(c->log, "handed over to worker %d", (int) pid);
+    pd_log_debug(pd_conn_log(c), "handed over to worker %d", (int) pid);
 
     return PD_OK;
 }
@@ -690,7 +690,7 @@ pd_room_handover_wait(pd_timer_t *t)
 
         if (pd_channel_has_pid(ho->to_pid)) {
             if (expired) {
-                pd_log_error(PD_LOG_WARN, rc->connection->log, 0,
+                pd_log_error(PD_LOG_WARN, pd_conn_log(rc->connection), 0,
                              "hand-over: no answer from worker %d in %d ms: "
                              "the connection is dropped here",
                              (int) ho->to_pid, PD_ROOM_HANDOVER_HOLD_MAX);
@@ -702,9 +702,9 @@ pd_room_handover_wait(pd_timer_t *t)
             continue;
         }
 
-        pd_log_error(PD_LOG_NOTICE, rc->connection->log, 0, "hand-over: "
-                     "worker %d is gone without an answer: the connection "
-                     "is sent away", (int) ho->to_pid);
+        pd_log_error(PD_LOG_NOTICE, pd_conn_log(rc->connection), 0,
+                     "hand-over: worker %d is gone without an answer: the "
+                     "connection is sent away", (int) ho->to_pid);
 
         rc->moving = 0;
         pd_room_ho_moving--;
@@ -863,7 +863,7 @@ pd_room_handover_forward(pd_room_conn_t *rc)
         hdr.seq = b->shared->seq;
 
         if (sizeof(hdr) + len > sizeof(pd_room_ho_buf)) {
-            pd_log_error(PD_LOG_WARN, rc->connection->log, 0,
+            pd_log_error(PD_LOG_WARN, pd_conn_log(rc->connection), 0,
                          "a frame of %lu bytes for a moved connection "
                          "cannot be forwarded", (unsigned long) len);
             continue;
@@ -876,7 +876,7 @@ pd_room_handover_forward(pd_room_conn_t *rc)
                                 pd_room_ho_buf, sizeof(hdr) + len)
             != PD_OK)
         {
-            pd_log_error(PD_LOG_WARN, rc->connection->log, 0,
+            pd_log_error(PD_LOG_WARN, pd_conn_log(rc->connection), 0,
                          "a frame for a moved connection is lost: the "
                          "channel to worker %d is full", (int) ho->to_pid);
         }
@@ -1416,9 +1416,9 @@ pd_room_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
                                  rc->id, pd_room_sid_tag(ad.a.sid))
                != PD_OK)
         {
-            pd_log_error(PD_LOG_WARN, c->log, 0, "a connection handed over "
-                         "by worker %d is refused: its register entry is "
-                         "gone", (int) msg->pid);
+            pd_log_error(PD_LOG_WARN, pd_conn_log(c), 0, "a connection "
+                         "handed over by worker %d is refused: its register "
+                         "entry is gone", (int) msg->pid);
             goto refuse;
         }
 
@@ -1434,9 +1434,8 @@ pd_room_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
 
     pd_room_moved_answer(msg->pid, msg->arg, rc->id, sizeof(uint64_t));
 
-    /* the log moves into rc, a plain connection needs no pool */
-    rc->log = *c->log;
-    c->log = &rc->log;
+    /* a plain connection needs no pool, nor a log of its own */
+    pd_room_log_shared(c);
     pd_destroy_pool(c->pool);
     c->pool = NULL;
 
@@ -1453,7 +1452,7 @@ pd_room_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     rc->last_in = pd_current_msec - quiet;
     pd_event_add_timer(c->read, pd_room_idle(rc) - quiet);
 
-    pd_log_debug(c->log, "uid \"%.*s\" adopted from worker %d",
+    pd_log_debug(pd_conn_log(c), "uid \"%.*s\" adopted from worker %d",
                  (int) rc->uid_len, rc->uid, (int) msg->pid);
 
     if (ad.a.out_len) {

@@ -196,7 +196,7 @@ pd_room_linger_skip(pd_room_conn_t *rc, pd_shbuf_t *sb)
 {
     if (rc->out_bytes + sb->len > rc->conf->linger_buffer) {
         if (!rc->linger_lost) {
-            pd_log_error(PD_LOG_INFO, rc->connection->log, 0,
+            pd_log_error(PD_LOG_INFO, pd_conn_log(rc->connection), 0,
                          "lingering session over linger_buffer: frames "
                          "dropped, its resume will say so");
         }
@@ -283,7 +283,7 @@ pd_room_linger_start(pd_room_conn_t *rc, pd_uint_t reason)
     /* its end: the read handler sees the timeout with rc->lingering */
     pd_event_add_timer(c->read, rc->conf->linger);
 
-    pd_log_error(PD_LOG_INFO, c->log, 0, "connection lost (%s): the "
+    pd_log_error(PD_LOG_INFO, pd_conn_log(c), 0, "connection lost (%s): the "
                  "session lingers for %lu ms",
                  pd_room_close_names[reason],
                  (unsigned long) rc->conf->linger);
@@ -374,7 +374,7 @@ pd_room_hand_over(pd_http_conn_t *hc, pd_reg_info_t *owner)
 
     /* the sibling has its own copy of the socket now: ours goes quietly,
      * neither answered nor counted as a close */
-    pd_log_error(PD_LOG_INFO, c->log, 0, "resume handed to worker %d",
+    pd_log_error(PD_LOG_INFO, pd_conn_log(c), 0, "resume handed to worker %d",
                  (int) owner->pid);
 
     pd_destroy_pool(hc->pool);

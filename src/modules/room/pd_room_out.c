@@ -243,7 +243,7 @@ pd_room_queue(pd_room_conn_t *rc, pd_shbuf_t *sb, pd_chain_t ***at)
         }
 
     } else if (rc->out_bytes + sb->len > rc->conf->output_limit) {
-        pd_log_error(PD_LOG_INFO, c->log, 0,
+        pd_log_error(PD_LOG_INFO, pd_conn_log(c), 0,
                      "slow consumer: %lu bytes queued, closing",
                      (unsigned long) rc->out_bytes);
         pd_room_close(rc, PD_ROOM_CLOSE_SLOW);

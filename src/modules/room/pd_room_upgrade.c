@@ -517,7 +517,8 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
     pd_room_take_over(rc, hc, hc->in->pos + hc->req.header_len, rest);
 
     pd_room_stat(PD_ROOM_STAT_HANDSHAKES);
-    pd_log_debug(c->log, "uid \"%.*s\" device \"%.*s\" connected, hb %u",
+    pd_log_debug(pd_conn_log(c),
+                 "uid \"%.*s\" device \"%.*s\" connected, hb %u",
                  (int) rc->uid_len, rc->uid, (int) a->device.len,
                  a->device.data, (unsigned) hb);
 

@@ -160,10 +160,9 @@ pd_room_take_over(pd_room_conn_t *rc, pd_http_conn_t *hc, u_char *rest,
         pd_memcpy(pd_room_rbuf, rest, len);
     }
 
-    /* the log moves into rc; the connection then needs no pool at all
-     * (a TLS one's state is its own allocation, pd_ssl_create_connection) */
-    rc->log = *c->log;
-    c->log = &rc->log;
+    /* the connection then needs no pool at all (a TLS one's state is its
+     * own allocation, pd_ssl_create_connection), and no log of its own */
+    pd_room_log_shared(c);
 
     pd_destroy_pool(hc->pool);
     pd_destroy_pool(c->pool);
@@ -292,7 +291,7 @@ pd_room_take_back(pd_room_conn_t *rc, pd_http_conn_t *hc, uint32_t hb)
     rc->last_in = pd_current_msec;
     pd_event_add_timer(c->read, pd_room_idle(rc));
 
-    pd_log_debug(c->log, "uid \"%.*s\" resumed its session",
+    pd_log_debug(pd_conn_log(c), "uid \"%.*s\" resumed its session",
                  (int) rc->uid_len, rc->uid);
 
     /* a stored backlog being sent when it dropped starts over */
@@ -378,7 +377,7 @@ pd_room_read_handler(pd_event_t *ev)
             return;
         }
 
-        pd_log_error(PD_LOG_INFO, c->log, 0, "idle for %lu ms, closing",
+        pd_log_error(PD_LOG_INFO, pd_conn_log(c), 0, "idle for %lu ms, closing",
                      (unsigned long) pd_room_idle(rc));
         pd_room_close(rc, PD_ROOM_CLOSE_IDLE);
         return;
@@ -481,7 +480,7 @@ pd_room_frames(pd_room_conn_t *rc, u_char *p, size_t len, size_t *used)
         }
 
         if (rv == PD_ERROR) {
-            pd_log_error(PD_LOG_INFO, c->log, 0, "bad frame: %s",
+            pd_log_error(PD_LOG_INFO, pd_conn_log(c), 0, "bad frame: %s",
                          parser.error);
             pd_room_close_with(rc, parser.close_code, parser.error,
                                PD_ROOM_CLOSE_PROTOCOL);
@@ -762,7 +761,7 @@ pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
     }
 
     if (pd_room_sync_apps(rc) != PD_OK) {
-        pd_log_error(PD_LOG_WARN, rc->connection->log, 0,
+        pd_log_error(PD_LOG_WARN, pd_conn_log(rc->connection), 0,
                      "register: apps of uid \"%.*s\" not updated",
                      (int) rc->uid_len, rc->uid);
 
@@ -1027,7 +1026,7 @@ pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
         pd_room_stat(PD_ROOM_STAT_CLOSES + reason);
     }
 
-    pd_log_debug(c->log, "closed: %s", pd_room_close_names[reason]);
+    pd_log_debug(pd_conn_log(c), "closed: %s", pd_room_close_names[reason]);
 
     pd_room_out_free(rc);
 
