@@ -76,7 +76,7 @@ struct pd_room_conn_s {
     /*
      * The first cache line is what a delivery reads and writes (the
      * broadcast walk, queueing a frame, the flush): one line per
-     * connection instead of four, which is most of a delivery's user CPU
+     * connection instead of three, which is most of a delivery's user CPU
      * with thousands of connections.  The struct is a multiple of 64
      * bytes and its chunks are page-aligned, so the line is one.
      */
@@ -161,8 +161,10 @@ _Static_assert(sizeof(pd_room_conn_t) == 192,
  * the upgrade, so nothing is lost.
  */
 #define pd_room_log_shared(c)                                                \
-    (c)->log = ((pd_cycle_t *) pd_cycle)->log;                               \
-    (c)->log_shared = 1
+    do {                                                                     \
+        (c)->log = ((pd_cycle_t *) pd_cycle)->log;                           \
+        (c)->log_shared = 1;                                                 \
+    } while (0)
 
 /* the app names of a worker, each kept once (pd_room_apps.c) */
 #define PD_ROOM_APPS_MAX  4096

@@ -199,6 +199,7 @@ pd_room_take_back(pd_room_conn_t *rc, pd_http_conn_t *hc, uint32_t hb)
 {
     pd_connection_t  *c = rc->connection, *nc = hc->connection;
     pd_room_conf_t   *rcf = rc->conf;
+    pd_pool_t        *pool;
     pd_chain_t       *kept, **kept_last, **ins;
     pd_str_t         *key, sid;
     u_char            sidbuf[64];
@@ -262,12 +263,15 @@ pd_room_take_back(pd_room_conn_t *rc, pd_http_conn_t *hc, uint32_t hb)
     pd_destroy_pool(hc->pool);
     hc->pool = NULL;
 
-    /* its SSL state, if any, is not the pool's: it comes along below */
-    pd_destroy_pool(nc->pool);
+    /* its SSL state, if any, is not the pool's: it comes along below.
+     * The pool holds nc's log, which the attach may still log with (a
+     * failed epoll_ctl), so it goes once nc is gone */
+    pool = nc->pool;
     nc->pool = NULL;
 
     pd_event_del_timer(c->read);
     pd_attach_connection(c, nc);
+    pd_destroy_pool(pool);
 
     rc->lingering = 0;
     rc->linger_lost = 0;
