@@ -1391,7 +1391,6 @@ pd_sr_fetch_send(pd_sr_fetch_t *f, redisReply **ids, pd_uint_t nids)
     char          q[8 + PD_UID_MAX], dl[8 + PD_UID_MAX];
     char          nkeys[PD_SR_NKEYS], smax[24], slim[24];
     u_char        snow[24];
-    struct timespec  now;
     pd_uint_t     i, argc;
     pd_int_t      rc;
 
@@ -1445,12 +1444,10 @@ pd_sr_fetch_send(pd_sr_fetch_t *f, redisReply **ids, pd_uint_t nids)
     len[i++] = (size_t) snprintf(slim, sizeof(slim), "%d",
                                  PD_SAVER_FETCH_MAX);
 
-    /* to the millisecond: an inline body's expiry is checked here */
-    (void) clock_gettime(CLOCK_REALTIME, &now);
+    /* an inline body's expiry is checked here, on the clock the store
+     * counted it from: the turn's, to the millisecond */
     argv[i] = (const char *) snow;
-    len[i++] = (size_t) (pd_dec64(snow, (uint64_t) now.tv_sec * 1000
-                                        + (uint64_t) now.tv_nsec / 1000000)
-                         - snow);
+    len[i++] = (size_t) (pd_dec64(snow, pd_time_msec) - snow);
 
     /* the arguments are copied: the buffers go right after */
     rc = pd_redis_command(f->shard, pd_sr_fetched, f, (int) i, argv, len);
