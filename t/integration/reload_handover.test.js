@@ -239,7 +239,10 @@ test('HUP hands plain clients over: same connection, every message once, '
         const old = d.workerPids();
         const clients = [];
         for (let i = 0; i < 8; i++) {
-            clients.push(await open(d, `h${i}`));
+            /* odd ones longer than a room connection keeps in place
+             * (PD_ROOM_UID_INLINE): their copy travels too */
+            clients.push(await open(d, i % 2 ? `h${i}${'x'.repeat(60)}`
+                                             : `h${i}`));
         }
         t.diagnostic('owners before: '
                      + clients.map((c) => c.owner).join(','));
@@ -282,6 +285,11 @@ test('HUP hands plain clients over: same connection, every message once, '
         assert.strictEqual(k.status, 200, k.body);
         await L.waitFor(() => clients[2].log.some((f) => f.json
                         && f.json.op === 'kick'), 5000, 'the kick');
+        const k3 = await L.centerPost(d, `/v1/users/${clients[3].uid}/kick`,
+                                      { reason: 'bye' });
+        assert.strictEqual(k3.status, 200, k3.body);
+        await L.waitFor(() => clients[3].log.some((f) => f.json
+                        && f.json.op === 'kick'), 5000, 'the long uid\'s kick');
     });
 });
 

@@ -225,6 +225,85 @@ test('no resume: clean close, kick, expired linger, bogus sid; qos 1 comes '
     });
 });
 
+test('uids of 16, 17 and 64 bytes (in place, copied out): own messages, '
+     + 'resume on either worker, presence, kick', T, async () => {
+    await L.withPushd(conf({ workers: 2 }), async (d) => {
+        /* PD_ROOM_UID_INLINE is 16: one kept in the room connection, two
+         * in a copy of their own; same prefix, so a mix-up shows */
+        const uids = ['L'.repeat(16), 'L'.repeat(17), 'L'.repeat(64)];
+        const ws = [];
+        for (const u of uids) {
+            ws.push(await W.rawOpen(d.roomPort, u, 'phone'));
+        }
+        for (const [i, u] of uids.entries()) {
+            await push(d, u, { to: u, n: 0 }, 1);
+            assert.deepStrictEqual((await until(ws[i], { to: u, n: 0 }))
+                                   .map((m) => m.data.to), [u],
+                                   `${u.length} bytes: its own message`);
+        }
+
+        /* dropped, pushed to, resumed: a reconnect may land on the other
+         * worker, which hands the socket to the session's */
+        const sids = ws.map((w) => w.welcome.sid);
+        for (const w of ws) {
+            w.destroy();
+        }
+        await L.waitFor(async () => await stat(d, 'pushd_sessions_lingering')
+                        === uids.length, 5000, 'the sessions lingering');
+        for (const u of uids) {
+            await push(d, u, { to: u, n: 1 }, 1);
+            await push(d, u, { to: u, n: 2 }, 0);
+        }
+        for (const [i, u] of uids.entries()) {
+            for (let k = 0; k < 2; k++) {
+                const back = await W.rawOpen(d.roomPort, u, 'phone',
+                                             { extra: `sid=${sids[i]}` });
+                assert.strictEqual(back.welcome.resumed, true,
+                                   `${u.length} bytes: resumed`);
+                sids[i] = back.welcome.sid;
+                if (k === 0) {
+                    const got = await until(back, { to: u, n: 2 });
+                    assert.deepStrictEqual(got.map((m) => m.data),
+                        [{ to: u, n: 1 }, { to: u, n: 2 }],
+                        `${u.length} bytes: the gap, once, in order`);
+                    back.destroy();
+                    await L.waitFor(async () =>
+                        (await presence(d, u)).connections.length === 1
+                        && (await presence(d, u)).online === false, 5000,
+                        `${u.length} bytes lingering again`);
+                } else {
+                    ws[i] = back;
+                }
+            }
+        }
+        assert.strictEqual(await stat(d, 'pushd_sessions_resumed_total'),
+                           2 * uids.length);
+
+        for (const [i, u] of uids.entries()) {
+            const p = await presence(d, u);
+            assert.strictEqual(p.online, true, `${u.length} bytes online`);
+            assert.strictEqual(p.connections.length, 1, JSON.stringify(p));
+            await push(d, u, { to: u, n: 3 }, 1);
+            assert.deepStrictEqual((await until(ws[i], { to: u, n: 3 }))
+                                   .map((m) => m.data.to), [u]);
+        }
+
+        /* a kick finds each by its whole name, and only it */
+        const k = await L.centerPost(d, `/v1/users/${uids[2]}/kick`,
+                                     { reason: 'long' });
+        assert.strictEqual(k.status, 200, k.body);
+        assert.strictEqual((await ws[2].op('kick')).reason, 'long');
+        await ws[2].waitEnd();
+        for (const i of [0, 1]) {
+            ws[i].sendJson({ op: 'ping' });
+            await ws[i].op('pong');
+        }
+        for (const w of ws) {
+            w.destroy();
+        }
+    });
+});
+
 test('a flapping client: 100 drops and resumes leak nothing', T,
      async () => {
     await L.withPushd(conf({ workers: 2 }), async (d) => {

@@ -134,11 +134,11 @@ pd_coord_state(pd_room_conn_t *rc, const pd_str_t *device, pd_int_t app,
         return;
     }
 
-    s.conn = rc->id;
+    s.conn = pd_room_conn_id(rc);
     s.online = online;
     s.seq = 0;
     s.device[0] = '\0';
-    pd_memcpy(s.uid, rc->uid, rc->uid_len);
+    pd_memcpy(s.uid, pd_room_uid(rc), rc->uid_len);
     s.uid[rc->uid_len] = '\0';
     s.sid_len = pd_room_session_id(rc, s.sid, sizeof(s.sid));
 
@@ -152,7 +152,7 @@ pd_coord_state(pd_room_conn_t *rc, const pd_str_t *device, pd_int_t app,
      * answers at once, before the close removes the entry: no event
      * waits for another, so a connection's events stay in order */
     if (device == NULL && pd_register != NULL) {
-        (void) pd_register_memory_backend.lookup(rc->uid, rc->uid_len,
+        (void) pd_register_memory_backend.lookup(pd_room_uid(rc), rc->uid_len,
                                                  pd_coord_state_device, &s);
     }
 

@@ -211,7 +211,7 @@ pd_coord_up(pd_room_conn_t *rc, pd_room_up_t *f)
                                  PD_COORD_STAT_ERR_FAILED);
     }
 
-    u->conn = rc->id;
+    u->conn = pd_room_conn_id(rc);
     u->up = route->uplink;
     u->id_len = id_len;
     u->type_len = type_len;
@@ -219,13 +219,14 @@ pd_coord_up(pd_room_conn_t *rc, pd_room_up_t *f)
     pd_memcpy(u->id, id, id_len + 1);
     pd_memcpy(u->app, app, app_len + 1);
     pd_memcpy(u->type, type, type_len + 1);
-    pd_memcpy(u->uid, rc->uid, rc->uid_len);
+    pd_memcpy(u->uid, pd_room_uid(rc), rc->uid_len);
     u->uid[rc->uid_len] = '\0';
     pd_memcpy(u->data, f->data.start, data_len);
 
     /* the device is the register's: a room connection does not keep it */
     if (pd_register == NULL
-        || pd_register->lookup(rc->uid, rc->uid_len, pd_coord_up_device, u)
+        || pd_register->lookup(pd_room_uid(rc), rc->uid_len,
+                               pd_coord_up_device, u)
            != PD_OK)
     {
         pd_coord_up_send(u, (u_char *) "");

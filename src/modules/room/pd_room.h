@@ -60,6 +60,9 @@ struct pd_room_link_s {
 
 typedef struct pd_room_conn_s  pd_room_conn_t;
 
+/* a uid this long or shorter is kept in the room connection itself */
+#define PD_ROOM_UID_INLINE  16
+
 /* where a stored backlog larger than the output bound goes on, per app:
  * the saver's cursor (PD_SAVER_CURSOR_SIZE, NUL-terminated); and, while
  * a resumed session's stored messages are fetched (rc->resuming), where
@@ -117,16 +120,14 @@ struct pd_room_conn_s {
     uint64_t        *bcast_seq;    /* last retained broadcast per app,
                                     * PD_APPS_MAX of them; NULL
                                     * until one is seen (all 0) */
-    uint64_t         id;           /* conn id in the register */
-    u_char           uid[PD_UID_MAX];
     pd_room_resume_t *resume;      /* per app, while a stored backlog is
                                     * larger than the output bound */
     pd_buf_t        *in;           /* a partial frame, only while one is;
                                     * one malloc with its bytes */
     pd_buf_t        *msg;          /* a fragmented text message being
                                     * joined: its payload so far */
-    pd_msec_t        last_in;      /* for the idle deadline */
-    uint32_t         since;        /* unix time it connected */
+    uint32_t         last_in;      /* pd_current_msec's low 32 bits at
+                                    * the last input: pd_room_quiet() */
     uint32_t         up_second;
     uint16_t         hb;           /* seconds told to the client (at most
                                     * an hour): the idle deadline is
@@ -142,6 +143,16 @@ struct pd_room_conn_s {
      */
     uint8_t          ws_message;
     pd_utf8_state_t  utf8;
+    /*
+     * The uid, uid_len bytes: in place when it fits, as most do (a
+     * number, a short name), else a malloc'ed copy this connection owns.
+     * Read it with pd_room_uid(), set it with pd_room_uid_set().  In
+     * place at full length (PD_UID_MAX), it was a third of the struct.
+     */
+    union {
+        u_char       in[PD_ROOM_UID_INLINE];
+        u_char      *out;
+    } uid_;
 } __attribute__((aligned(64)));
 
 /* the most a heartbeat may be, seconds (room.heartbeat_max's bound) */
@@ -151,8 +162,35 @@ struct pd_room_conn_s {
 #define pd_room_idle(rc)  ((uint32_t) (rc)->hb * 2000 + 10000)
 
 /* a field more costs 64 bytes per connection: find room in the layout */
-_Static_assert(sizeof(pd_room_conn_t) == 192,
-               "a room connection is three cache lines");
+_Static_assert(sizeof(pd_room_conn_t) == 128,
+               "a room connection is two cache lines");
+
+#define pd_room_uid(rc)                                                      \
+    ((rc)->uid_len <= PD_ROOM_UID_INLINE ? (rc)->uid_.in : (rc)->uid_.out)
+
+/* PD_ERROR (logged) when a long uid's copy cannot be allocated */
+pd_int_t pd_room_uid_set(pd_room_conn_t *rc, const u_char *uid, size_t len);
+
+/*
+ * The connection's id in the register, its session id and its handover
+ * state: its slot and the low 32 bits of its number.  Both hold while
+ * the room connection lives (a lingering or moved session keeps its
+ * slot), so the id is worked out, not kept.
+ */
+static inline uint64_t
+pd_room_conn_id(pd_room_conn_t *rc)
+{
+    pd_connection_t  *c = rc->connection;
+
+    return ((uint64_t) (c - ((pd_cycle_t *) pd_cycle)->connections) << 32)
+           | (uint64_t) (c->number & 0xffffffff);
+}
+
+/* ms since the connection's last input; last_in wraps every 49 days,
+ * and the idle deadline is at most two hours */
+#define pd_room_quiet(rc)                                                    \
+    ((pd_msec_t) (uint32_t) ((uint32_t) pd_current_msec - (rc)->last_in))
+#define pd_room_touch(rc)  (rc)->last_in = (uint32_t) pd_current_msec
 
 /*
  * An upgraded connection keeps no log of its own (64 bytes of each): its

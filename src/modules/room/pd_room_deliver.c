@@ -183,7 +183,7 @@ pd_room_load_bcasts(pd_room_conn_t *rc, pd_uint_t i)
     pd_str_t         uid, app;
     uint64_t         after;
 
-    uid.data = rc->uid;
+    uid.data = pd_room_uid(rc);
     uid.len = rc->uid_len;
     app.data = (u_char *) pd_room_app_name(rc->apps[i], &app.len);
 
@@ -363,7 +363,8 @@ pd_room_fetched(void *data, pd_int_t rc_, pd_uint_t more, pd_str_t *cursor)
     if (rc_ != PD_OK) {
         pd_log_error(PD_LOG_WARN, pd_conn_log(rc->connection), 0,
                      "stored messages of \"%.*s\" not fetched; they come "
-                     "on the next connection", (int) rc->uid_len, rc->uid);
+                     "on the next connection", (int) rc->uid_len,
+                     pd_room_uid(rc));
         more = 0;
     }
 
@@ -399,11 +400,11 @@ pd_room_load_app(pd_room_conn_t *rc, pd_uint_t i)
         return PD_ERROR;
     }
 
-    f->id = rc->id;
+    f->id = pd_room_conn_id(rc);
     f->app_index = i;
     pd_memcpy(f->app, pd_room_app(rc, i), PD_APP_MAX + 1);
 
-    uid.data = rc->uid;
+    uid.data = pd_room_uid(rc);
     uid.len = rc->uid_len;
     app.data = (u_char *) pd_room_app_name(rc->apps[i], &app.len);
 
@@ -565,10 +566,11 @@ pd_room_load_first(pd_room_conn_t *rc)
         return pd_room_load(rc);
     }
 
-    b->id = rc->id;
+    b->id = pd_room_conn_id(rc);
     b->serial = 0;
 
-    if (pd_register->barrier(rc->uid, rc->uid_len, pd_room_load_barrier, b)
+    if (pd_register->barrier(pd_room_uid(rc), rc->uid_len,
+                             pd_room_load_barrier, b)
         != PD_OK)
     {
         /* seen at once (the memory backend): no wait */
@@ -609,7 +611,7 @@ pd_room_save_cursors(pd_room_conn_t *rc)
         return;
     }
 
-    uid.data = rc->uid;
+    uid.data = pd_room_uid(rc);
     uid.len = rc->uid_len;
 
     for (i = 0; i < rc->napps; i++) {
@@ -633,7 +635,7 @@ pd_room_ack(pd_room_conn_t *rc, const char **ids, pd_uint_t n)
         return PD_OK;
     }
 
-    uid.data = rc->uid;
+    uid.data = pd_room_uid(rc);
     uid.len = rc->uid_len;
     acked = 0;
 

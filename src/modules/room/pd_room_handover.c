@@ -92,7 +92,9 @@ typedef struct {
 typedef struct {
     uint64_t         sid;           /* the one its client holds */
     uint64_t         message_len;   /* the parser's */
-    uint32_t         since;
+    uint32_t         since;         /* unused: the register keeps it; the
+                                     * layout stays for a binary upgrade's
+                                     * older generation */
     uint32_t         idle;
     uint32_t         hb;
     uint32_t         quiet;         /* ms since the last input */
@@ -156,7 +158,7 @@ static pd_room_ho_t *
 pd_room_ho_of(pd_room_conn_t *rc)
 {
     pd_room_ho_t  *ho;
-    uint64_t       i = rc->id >> 32;
+    uint64_t       i = pd_room_conn_id(rc) >> 32;
 
     if (pd_room_ho == NULL || i >= pd_cycle->connection_n) {
         return NULL;
@@ -164,14 +166,14 @@ pd_room_ho_of(pd_room_conn_t *rc)
 
     ho = pd_room_ho[i];
 
-    return (ho != NULL && ho->id == rc->id) ? ho : NULL;
+    return (ho != NULL && ho->id == pd_room_conn_id(rc)) ? ho : NULL;
 }
 
 static pd_room_ho_t *
 pd_room_ho_new(pd_room_conn_t *rc)
 {
     pd_room_ho_t  *ho;
-    uint64_t       i = rc->id >> 32;
+    uint64_t       i = pd_room_conn_id(rc) >> 32;
 
     if (pd_room_ho == NULL) {
         pd_room_ho = pd_calloc(pd_cycle->connection_n
@@ -199,7 +201,7 @@ pd_room_ho_new(pd_room_conn_t *rc)
     }
 
     pd_memzero(ho, sizeof(pd_room_ho_t));
-    ho->id = rc->id;
+    ho->id = pd_room_conn_id(rc);
 
     return ho;
 }
@@ -207,7 +209,7 @@ pd_room_ho_new(pd_room_conn_t *rc)
 void
 pd_room_handover_forget(pd_room_conn_t *rc)
 {
-    uint64_t  i = rc->id >> 32;
+    uint64_t  i = pd_room_conn_id(rc) >> 32;
 
     if (pd_room_ho_of(rc) != NULL) {
         pd_free(pd_room_ho[i]->kick);
@@ -343,10 +345,9 @@ pd_room_handover_pack(pd_room_conn_t *rc, uint64_t *seen, pd_uint_t nseen,
     pd_memzero(&a, sizeof(a));
 
     a.sid = pd_room_sid_hash(rc);
-    a.since = rc->since;
     a.idle = pd_room_idle(rc);
     a.hb = rc->hb;
-    a.quiet = (uint32_t) pd_min(pd_current_msec - rc->last_in,
+    a.quiet = (uint32_t) pd_min(pd_room_quiet(rc),
                                 (pd_msec_t) pd_room_idle(rc));
     a.up_second = rc->up_second;
     a.up_count = rc->up_count;
@@ -397,7 +398,7 @@ pd_room_handover_pack(pd_room_conn_t *rc, uint64_t *seen, pd_uint_t nseen,
     end = buf + size;
 
     p = pd_cpymem(p, &a, sizeof(a));
-    p = pd_cpymem(p, rc->uid, rc->uid_len);
+    p = pd_cpymem(p, pd_room_uid(rc), rc->uid_len);
 
     for (i = 0; i < rc->napps; i++) {
         name = pd_room_app_name(rc->apps[i], &len);
@@ -475,7 +476,7 @@ pd_room_hand(pd_room_conn_t *rc, pd_uint_t slot)
         }
     }
 
-    rv = pd_channel_send_fd(pid, PD_CMD_ROOM_ADOPT, rc->id, c->fd,
+    rv = pd_channel_send_fd(pid, PD_CMD_ROOM_ADOPT, pd_room_conn_id(rc), c->fd,
                             pd_room_ho_buf, len);
     if (rv != PD_OK) {
         if (!rc->adopted) {
@@ -1007,7 +1008,7 @@ pd_room_handover_nomore_due(pd_room_conn_t *rc, pd_room_ho_t *ho)
         pd_room_ho_due_alloc = n;
     }
 
-    pd_room_ho_due[pd_room_ho_ndue].id = rc->id;
+    pd_room_ho_due[pd_room_ho_ndue].id = pd_room_conn_id(rc);
     pd_room_ho_due[pd_room_ho_ndue].turn = pd_event_turn;
     pd_room_ho_ndue++;
 
@@ -1063,7 +1064,7 @@ pd_room_handover_back(pd_room_conn_t *rc, pd_room_ho_t *ho)
         pd_room_close(rc, PD_ROOM_CLOSE_ERROR);
 
     } else {
-        rc->last_in = pd_current_msec;
+        pd_room_touch(rc);
         pd_event_add_timer(c->read, pd_room_idle(rc));
 
         if (kick != NULL) {
@@ -1270,8 +1271,9 @@ pd_room_adopt_session(pd_room_conn_t *rc, pd_room_adoption_t *ad)
     uint64_t          seq;
     pd_uint_t         i, k;
 
-    rc->uid_len = ad->a.uid_len;
-    pd_memcpy(rc->uid, ad->uid, ad->a.uid_len);
+    if (pd_room_uid_set(rc, ad->uid, ad->a.uid_len) != PD_OK) {
+        return PD_ERROR;
+    }
 
     for (i = 0; i < ad->a.napps; i++) {
         rc->apps[i] = pd_room_app_get(ad->apps[i], ad->app_len[i]);
@@ -1311,7 +1313,6 @@ pd_room_adopt_session(pd_room_conn_t *rc, pd_room_adoption_t *ad)
     rc->ws_message = ad->a.message_opcode & 0xf;
     rc->utf8 = ad->a.utf8;
     rc->bad_frames = ad->a.bad_frames;
-    rc->since = ad->a.since;
     rc->up_second = ad->a.up_second;
     rc->up_count = ad->a.up_count;
     rc->hb = (uint16_t) ad->a.hb;
@@ -1402,8 +1403,6 @@ pd_room_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     rc->connection = c;
     rc->conf = rcf;
     rc->out_last = &rc->out;
-    rc->id = ((uint64_t) (c - cycle->connections) << 32)
-             | (uint64_t) (c->number & 0xffffffff);
 
     if (pd_room_adopt_session(rc, &ad) != PD_OK) {
         goto refuse;
@@ -1412,8 +1411,9 @@ pd_room_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
     /* the one step after which pushes come here, not there */
     if (ad.a.flags & PD_ROOM_ADOPT_REGISTERED) {
         if (pd_register == NULL
-            || pd_register->move(rc->uid, rc->uid_len, msg->pid, msg->arg,
-                                 rc->id, pd_room_sid_tag(ad.a.sid))
+            || pd_register->move(pd_room_uid(rc), rc->uid_len, msg->pid,
+                                 msg->arg, pd_room_conn_id(rc),
+                                 pd_room_sid_tag(ad.a.sid))
                != PD_OK)
         {
             pd_log_error(PD_LOG_WARN, pd_conn_log(c), 0, "a connection "
@@ -1432,7 +1432,8 @@ pd_room_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
                           == PD_OK);
     }
 
-    pd_room_moved_answer(msg->pid, msg->arg, rc->id, sizeof(uint64_t));
+    pd_room_moved_answer(msg->pid, msg->arg, pd_room_conn_id(rc),
+                         sizeof(uint64_t));
 
     /* a plain connection needs no pool, nor a log of its own */
     pd_room_log_shared(c);
@@ -1449,11 +1450,11 @@ pd_room_channel_adopt(pd_cycle_t *cycle, pd_channel_msg_t *msg,
 
     /* the idle deadline goes on from the last input there */
     quiet = pd_min(ad.a.quiet, pd_room_idle(rc) - 1);
-    rc->last_in = pd_current_msec - quiet;
+    rc->last_in = (uint32_t) (pd_current_msec - quiet);
     pd_event_add_timer(c->read, pd_room_idle(rc) - quiet);
 
     pd_log_debug(pd_conn_log(c), "uid \"%.*s\" adopted from worker %d",
-                 (int) rc->uid_len, rc->uid, (int) msg->pid);
+                 (int) rc->uid_len, pd_room_uid(rc), (int) msg->pid);
 
     if (ad.a.out_len) {
         /* what the old worker had not written yet, as it was cut */

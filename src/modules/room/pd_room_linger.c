@@ -87,7 +87,7 @@ static uint64_t  *pd_room_sids;
 pd_int_t
 pd_room_sid_keep(pd_room_conn_t *rc, uint64_t sid)
 {
-    uint64_t  i = rc->id >> 32;
+    uint64_t  i = pd_room_conn_id(rc) >> 32;
 
     if (i >= pd_cycle->connection_n) {
         return PD_ERROR;
@@ -112,7 +112,7 @@ void
 pd_room_sid_forget(pd_room_conn_t *rc)
 {
     if (rc->sid_kept) {
-        pd_room_sids[rc->id >> 32] = 0;
+        pd_room_sids[pd_room_conn_id(rc) >> 32] = 0;
         rc->sid_kept = 0;
     }
 }
@@ -122,10 +122,10 @@ uint64_t
 pd_room_sid_hash(pd_room_conn_t *rc)
 {
     if (rc->sid_kept) {
-        return pd_room_sids[rc->id >> 32];
+        return pd_room_sids[pd_room_conn_id(rc) >> 32];
     }
 
-    return pd_room_sid_of((uint32_t) pd_pid, rc->id);
+    return pd_room_sid_of((uint32_t) pd_pid, pd_room_conn_id(rc));
 }
 
 /* the 24 bits of a sid the register entry keeps (never 0: no tag) */
@@ -271,7 +271,8 @@ pd_room_linger_start(pd_room_conn_t *rc, pd_uint_t reason)
 
     if (rc->registered) {
         /* presence tells it apart: "lingering", not online */
-        (void) pd_register->set_lingering(rc->uid, rc->uid_len, rc->id, 1);
+        (void) pd_register->set_lingering(pd_room_uid(rc), rc->uid_len,
+                                          pd_room_conn_id(rc), 1);
     }
 
     rc->lingering = 1;

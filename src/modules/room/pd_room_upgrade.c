@@ -345,7 +345,7 @@ pd_room_reg_info(pd_room_conn_t *rc, pd_str_t *device, pd_reg_info_t *info)
     uint32_t  i;
 
     pd_memzero(info, sizeof(pd_reg_info_t));
-    pd_memcpy(info->uid, rc->uid, rc->uid_len);
+    pd_memcpy(info->uid, pd_room_uid(rc), rc->uid_len);
     pd_memcpy(info->device, device->data,
               pd_min(device->len, PD_DEVICE_MAX));
 
@@ -356,8 +356,8 @@ pd_room_reg_info(pd_room_conn_t *rc, pd_str_t *device, pd_reg_info_t *info)
     info->napps = rc->napps;
     info->pid = (int32_t) pd_pid;
     info->wslot = (int32_t) pd_worker;
-    info->conn = rc->id;
-    info->since = (uint64_t) rc->since * 1000;
+    info->conn = pd_room_conn_id(rc);
+    info->since = (uint64_t) pd_time_sec * 1000;
 }
 
 static pd_int_t
@@ -384,7 +384,6 @@ pd_room_register(pd_room_conn_t *rc, pd_str_t *device, pd_http_conn_t *hc)
         rc->ip_counted = (rv == PD_OK);
     }
 
-    rc->since = (uint32_t) pd_time_sec;
     pd_room_reg_info(rc, device, &info);
 
     if (pd_register->add(&info) != PD_OK) {
@@ -467,10 +466,11 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
     rc->conf = rcf;
     rc->out_last = &rc->out;
     rc->hb = (uint16_t) hb;
-    rc->id = ((uint64_t) (c - ((pd_cycle_t *) pd_cycle)->connections) << 32)
-             | (uint64_t) (c->number & 0xffffffff);
-    rc->uid_len = (uint8_t) a->uid.len;
-    pd_memcpy(rc->uid, a->uid.data, a->uid.len);
+    if (pd_room_uid_set(rc, a->uid.data, a->uid.len) != PD_OK) {
+        pd_room_conn_free(rc);
+        pd_room_refuse(hc, 503, "out of memory");
+        return NULL;
+    }
 
     err = pd_room_parse_apps(rc, &a->apps, (pd_uint_t) rcf->max_apps);
     if (err != NULL) {
@@ -519,7 +519,7 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
     pd_room_stat(PD_ROOM_STAT_HANDSHAKES);
     pd_log_debug(pd_conn_log(c),
                  "uid \"%.*s\" device \"%.*s\" connected, hb %u",
-                 (int) rc->uid_len, rc->uid, (int) a->device.len,
+                 (int) rc->uid_len, pd_room_uid(rc), (int) a->device.len,
                  a->device.data, (unsigned) hb);
 
     return rc;

@@ -121,6 +121,34 @@ pd_room_conn_alloc(void)
     return rc;
 }
 
+pd_int_t
+pd_room_uid_set(pd_room_conn_t *rc, const u_char *uid, size_t len)
+{
+    u_char  *p;
+
+    if (rc->uid_len > PD_ROOM_UID_INLINE) {
+        pd_free(rc->uid_.out);
+        rc->uid_len = 0;
+    }
+
+    if (len <= PD_ROOM_UID_INLINE) {
+        p = rc->uid_.in;
+
+    } else {
+        p = pd_alloc(len, pd_log_root);
+        if (p == NULL) {
+            return PD_ERROR;
+        }
+
+        rc->uid_.out = p;
+    }
+
+    pd_memcpy(p, uid, len);
+    rc->uid_len = (uint8_t) len;
+
+    return PD_OK;
+}
+
 void
 pd_room_conn_free(pd_room_conn_t *rc)
 {
@@ -131,6 +159,10 @@ pd_room_conn_free(pd_room_conn_t *rc)
     }
 
     pd_free(rc->bcast_seq);
+
+    if (rc->uid_len > PD_ROOM_UID_INLINE) {
+        pd_free(rc->uid_.out);
+    }
 
     if (rc->moving || rc->moved || rc->adopted) {
         pd_room_handover_forget(rc);
@@ -171,7 +203,7 @@ pd_room_take_over(pd_room_conn_t *rc, pd_http_conn_t *hc, u_char *rest,
     rc->taken = 1;
     pd_room_stat(PD_ROOM_STAT_WS);
 
-    rc->last_in = pd_current_msec;
+    pd_room_touch(rc);
     pd_event_add_timer(c->read, pd_room_idle(rc));
 
     /* what was kept for this uid goes first, before anything live */
@@ -278,7 +310,8 @@ pd_room_take_back(pd_room_conn_t *rc, pd_http_conn_t *hc, uint32_t hb)
     rc->close_sent = 0;
 
     if (rc->registered) {
-        (void) pd_register->set_lingering(rc->uid, rc->uid_len, rc->id, 0);
+        (void) pd_register->set_lingering(pd_room_uid(rc), rc->uid_len,
+                                          pd_room_conn_id(rc), 0);
     }
     pd_room_stat_add(PD_ROOM_STAT_LINGERING, -1);
     pd_room_stat(PD_ROOM_STAT_WS);
@@ -292,11 +325,11 @@ pd_room_take_back(pd_room_conn_t *rc, pd_http_conn_t *hc, uint32_t hb)
         return PD_OK;
     }
 
-    rc->last_in = pd_current_msec;
+    pd_room_touch(rc);
     pd_event_add_timer(c->read, pd_room_idle(rc));
 
     pd_log_debug(pd_conn_log(c), "uid \"%.*s\" resumed its session",
-                 (int) rc->uid_len, rc->uid);
+                 (int) rc->uid_len, pd_room_uid(rc));
 
     /* a stored backlog being sent when it dropped starts over */
     rc->backlog = 0;
@@ -373,11 +406,11 @@ pd_room_read_handler(pd_event_t *ev)
     if (ev->timedout) {
         ev->timedout = 0;
 
-        if (pd_current_msec - rc->last_in < pd_room_idle(rc)) {
+        if (pd_room_quiet(rc) < pd_room_idle(rc)) {
             /* activity since the timer was set: no heap work per frame,
              * only this re-arm once per idle period */
             pd_event_add_timer(c->read, pd_room_idle(rc)
-                                        - (pd_current_msec - rc->last_in));
+                                        - (pd_room_quiet(rc)));
             return;
         }
 
@@ -420,7 +453,7 @@ pd_room_read_handler(pd_event_t *ev)
             return;
         }
 
-        rc->last_in = pd_current_msec;
+        pd_room_touch(rc);
 
         if (in != NULL) {
             in->last += n;
@@ -683,8 +716,8 @@ pd_room_sync_apps(pd_room_conn_t *rc)
         pd_memcpy(apps[i], pd_room_app(rc, i), PD_APP_MAX + 1);
     }
 
-    return pd_register->set_apps(rc->uid, rc->uid_len, rc->id, apps,
-                                 rc->napps);
+    return pd_register->set_apps(pd_room_uid(rc), rc->uid_len,
+                                 pd_room_conn_id(rc), apps, rc->napps);
 }
 
 static pd_int_t
@@ -767,7 +800,7 @@ pd_room_bind(pd_room_conn_t *rc, pd_json_val_t *v, pd_uint_t bind)
     if (pd_room_sync_apps(rc) != PD_OK) {
         pd_log_error(PD_LOG_WARN, pd_conn_log(rc->connection), 0,
                      "register: apps of uid \"%.*s\" not updated",
-                     (int) rc->uid_len, rc->uid);
+                     (int) rc->uid_len, pd_room_uid(rc));
 
         if (bind) {
             /* not bound where pushes look: undone, and the client told */
@@ -1004,7 +1037,8 @@ pd_room_close(pd_room_conn_t *rc, pd_uint_t reason)
     }
 
     if (rc->registered) {
-        (void) pd_register->remove(rc->uid, rc->uid_len, rc->id);
+        (void) pd_register->remove(pd_room_uid(rc), rc->uid_len,
+                                   pd_room_conn_id(rc));
         rc->registered = 0;
     }
 
@@ -1172,6 +1206,7 @@ pd_room_resync(pd_redis_t *r)
 {
     pd_room_conn_t  *rc;
     pd_uint_t        i;
+    uint64_t         id;
 
     (void) r;
 
@@ -1179,9 +1214,12 @@ pd_room_resync(pd_redis_t *r)
         rc = pd_room_slot(i);
 
         if (rc->taken && rc->registered) {
-            (void) pd_register_memory_backend.lookup(rc->uid, rc->uid_len,
+            /* the memory backend answers before it returns */
+            id = pd_room_conn_id(rc);
+            (void) pd_register_memory_backend.lookup(pd_room_uid(rc),
+                                                     rc->uid_len,
                                                      pd_room_resync_found,
-                                                     &rc->id);
+                                                     &id);
         }
     }
 }
