@@ -296,7 +296,7 @@ pd_fuzz_connect(pd_connection_t **cp)
     pd_room_conf_t     *rcf;
     pd_reg_info_t       info;
     struct sockaddr_in *sin;
-    static const char   uid[] = "fuzz-user";
+    static const char   uid[] = "fuzz-user-longer-than-sixteen";
     int                 fd;
 
     rcf = pd_get_conf(pd_fuzz_cycle, pd_room_module);
@@ -325,10 +325,10 @@ pd_fuzz_connect(pd_connection_t **cp)
     rc->conf = rcf;
     rc->out_last = &rc->out;
     rc->hb = 30;
-    rc->id = ((uint64_t) (c - pd_fuzz_cycle->connections) << 32)
-             | (uint64_t) (c->number & 0xffffffff);
-    rc->uid_len = sizeof(uid) - 1;
-    pd_memcpy(rc->uid, uid, sizeof(uid) - 1);
+    if (pd_room_uid_set(rc, (u_char *) uid, sizeof(uid) - 1) != PD_OK) {
+        abort();
+    }
+
     rc->apps[0] = pd_room_app_get((u_char *) "chat", 4);
     rc->napps = 1;
 
@@ -338,7 +338,7 @@ pd_fuzz_connect(pd_connection_t **cp)
     pd_memcpy(info.apps[0], "chat", 5);
     info.napps = 1;
     info.pid = (int32_t) pd_pid;
-    info.conn = rc->id;
+    info.conn = pd_room_conn_id(rc);
 
     if (pd_register->add(&info) != PD_OK) {
         abort();
@@ -352,7 +352,7 @@ pd_fuzz_connect(pd_connection_t **cp)
     rc->ws = 1;
     pd_room_log_shared(c);
     rc->taken = 1;
-    rc->last_in = pd_current_msec;
+    pd_room_touch(rc);
     pd_event_add_timer(c->read, pd_room_idle(rc));
 
     *cp = c;

@@ -834,3 +834,56 @@ test('stats: room counters increase', T, async () => {
                         'the connection count back down');
     });
 });
+
+test('frames in the upgrade request\'s own packet that close it at once: '
+     + 'answered, closed, nothing of the freed connection read after', T,
+     async () => {
+    /* debug level: the "connected" line names the uid, and a long one
+     * (out of the room connection, PD_ROOM_UID_INLINE) is freed with it
+     * when these frames close the connection during the take-over; the
+     * sanitizer tree's scan fails a read after that */
+    await L.withPushd(conf({}, { workers: 1, top: {
+        register: { memory: '8m' },
+        error_log: 'logs/error.log debug' } }), async (d) => {
+        const net = require('node:net');
+        const crypto = require('node:crypto');
+        const uid = 'u'.repeat(40);
+        const close = W.encodeFrame({ opcode: OP.CLOSE,
+                                      payload: Buffer.from([3, 232]) });
+        for (let i = 0; i < 3; i++) {
+            const sock = net.connect(d.roomPort, '127.0.0.1');
+            await new Promise((ok) => sock.once('connect', ok));
+            let got = Buffer.alloc(0);
+            sock.on('data', (c) => { got = Buffer.concat([got, c]); });
+            const ended = new Promise((ok) => sock.once('close', ok));
+            sock.write(Buffer.concat([
+                Buffer.from(`GET ${W.connectPath(uid, `d${i}`)} HTTP/1.1\r\n`
+                            + 'Host: x\r\nUpgrade: websocket\r\n'
+                            + 'Connection: Upgrade\r\n'
+                            + 'Sec-WebSocket-Version: 13\r\n'
+                            + 'Sec-WebSocket-Key: '
+                            + crypto.randomBytes(16).toString('base64')
+                            + '\r\n\r\n'),
+                close, close]));
+            await ended;
+            const text = got.toString('latin1');
+            assert.match(text, /^HTTP\/1\.1 101 /, text.slice(0, 80));
+            /* the welcome, then our close answered (0x88) */
+            const frames = got.subarray(got.indexOf('\r\n\r\n') + 4);
+            assert.ok(frames.includes(Buffer.from([0x88])),
+                      'a close frame came back');
+        }
+        /* a --with-debug build logs at debug level: each connection's
+         * "connected" line, with the whole uid */
+        const log = d.logText();
+        if (/\[debug\]/.test(log)) {
+            assert.strictEqual(log.split(`uid "${uid}" device "d`).length - 1,
+                               3, 'a "connected" line each');
+        }
+        /* and the room serves on */
+        const ws = await W.rawOpen(d.roomPort, uid, 'after');
+        ws.sendJson({ op: 'ping' });
+        await ws.op('pong');
+        ws.destroy();
+    });
+});

@@ -92,9 +92,11 @@ typedef struct {
 typedef struct {
     uint64_t         sid;           /* the one its client holds */
     uint64_t         message_len;   /* the parser's */
-    uint32_t         since;         /* unused: the register keeps it; the
-                                     * layout stays for a binary upgrade's
-                                     * older generation */
+    uint32_t         since;         /* 0: the register keeps it.  The
+                                     * layout stays for a binary upgrade
+                                     * between versions; an older adopter
+                                     * never read it past its register
+                                     * add, which adoption does not do */
     uint32_t         idle;
     uint32_t         hb;
     uint32_t         quiet;         /* ms since the last input */

@@ -511,16 +511,17 @@ pd_room_accept(pd_http_conn_t *hc, pd_room_args_t *a, uint32_t hb)
         pd_room_state_handler(rc, &a->device, -1, 1);
     }
 
-    /* bytes the client sent right after its request are frames */
-    rest = (size_t) (hc->in->last - hc->in->pos) - hc->req.header_len;
-
-    pd_room_take_over(rc, hc, hc->in->pos + hc->req.header_len, rest);
-
     pd_room_stat(PD_ROOM_STAT_HANDSHAKES);
     pd_log_debug(pd_conn_log(c),
                  "uid \"%.*s\" device \"%.*s\" connected, hb %u",
                  (int) rc->uid_len, pd_room_uid(rc), (int) a->device.len,
                  a->device.data, (unsigned) hb);
+
+    /* bytes the client sent right after its request are frames: they
+     * may close the connection, so rc is not to be touched after */
+    rest = (size_t) (hc->in->last - hc->in->pos) - hc->req.header_len;
+
+    pd_room_take_over(rc, hc, hc->in->pos + hc->req.header_len, rest);
 
     return rc;
 }

@@ -121,6 +121,7 @@ pd_room_conn_alloc(void)
     return rc;
 }
 
+/* uid must not be pd_room_uid(rc) itself: a long one is freed first */
 pd_int_t
 pd_room_uid_set(pd_room_conn_t *rc, const u_char *uid, size_t len)
 {
@@ -162,6 +163,7 @@ pd_room_conn_free(pd_room_conn_t *rc)
 
     if (rc->uid_len > PD_ROOM_UID_INLINE) {
         pd_free(rc->uid_.out);
+        rc->uid_len = 0;
     }
 
     if (rc->moving || rc->moved || rc->adopted) {
