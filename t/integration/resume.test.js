@@ -211,6 +211,10 @@ test('no resume: clean close, kick, expired linger, bogus sid; qos 1 comes '
             x.destroy();
         }
         assert.strictEqual(await stat(d, 'pushd_sessions_resumed_total'), 0);
+        /* each refusal says why, for the operator's resumed:false */
+        const why = /resume: no session of uid "r3" has this sid: a fresh/g;
+        assert.ok((d.logText().match(why) || []).length >= 3,
+                  'the refused resumes are logged');
 
         /* a kicked session does not linger */
         const k = await L.centerPost(d, '/v1/users/r3/kick',

@@ -370,6 +370,12 @@ pd_room_hand_over(pd_http_conn_t *hc, pd_reg_info_t *owner)
     rv = pd_channel_send_fd(owner->pid, PD_CMD_ROOM_RESUME, owner->conn,
                             c->fd, hc->in->pos, len);
     if (rv != PD_OK) {
+        /* its channel holds frames not yet written (a busy or stopped
+         * sibling), and a descriptor cannot wait in that queue */
+        pd_log_error(PD_LOG_INFO, c->log, 0, "resume not handed to worker "
+                     "%d (%s): a fresh session", (int) owner->pid,
+                     rv == PD_AGAIN ? "its channel is busy"
+                                    : "its channel failed");
         return PD_DECLINED;
     }
 
@@ -419,6 +425,11 @@ pd_room_resume(pd_http_conn_t *hc, pd_str_t *uid, pd_str_t *device,
     (void) pd_register_memory_backend.lookup(uid->data, uid->len,
                                              pd_room_sid_found, &f);
     if (f.n == 0) {
+        /* expired, ended, or never ours: a client's normal case after a
+         * long absence, so only at info (a resume:false is explained) */
+        pd_log_error(PD_LOG_INFO, hc->connection->log, 0,
+                     "resume: no session of uid \"%.*s\" has this sid: a "
+                     "fresh session", (int) uid->len, uid->data);
         return PD_DECLINED;
     }
 
@@ -438,6 +449,9 @@ pd_room_resume(pd_http_conn_t *hc, pd_str_t *uid, pd_str_t *device,
 
     rc = pd_room_find(f.found.conn);
     if (rc == NULL) {
+        pd_log_error(PD_LOG_INFO, hc->connection->log, 0,
+                     "resume: the session of uid \"%.*s\" is no longer "
+                     "here: a fresh session", (int) uid->len, uid->data);
         return PD_DECLINED;
     }
 
@@ -445,6 +459,9 @@ pd_room_resume(pd_http_conn_t *hc, pd_str_t *uid, pd_str_t *device,
         /* the old socket is still open here (the client saw it die
          * first): it is the dead one */
         if (pd_room_linger_start(rc, PD_ROOM_CLOSE_CLIENT) != PD_OK) {
+            pd_log_error(PD_LOG_INFO, hc->connection->log, 0,
+                         "resume: the session of uid \"%.*s\" is closing: "
+                         "a fresh session", (int) uid->len, uid->data);
             return PD_DECLINED;
         }
     }
