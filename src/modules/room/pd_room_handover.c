@@ -160,7 +160,7 @@ static pd_room_ho_t *
 pd_room_ho_of(pd_room_conn_t *rc)
 {
     pd_room_ho_t  *ho;
-    uint64_t       i = pd_room_conn_id(rc) >> 32;
+    uint64_t       id = pd_room_conn_id(rc), i = id >> 32;
 
     if (pd_room_ho == NULL || i >= pd_cycle->connection_n) {
         return NULL;
@@ -168,7 +168,7 @@ pd_room_ho_of(pd_room_conn_t *rc)
 
     ho = pd_room_ho[i];
 
-    return (ho != NULL && ho->id == pd_room_conn_id(rc)) ? ho : NULL;
+    return (ho != NULL && ho->id == id) ? ho : NULL;
 }
 
 static pd_room_ho_t *

@@ -389,6 +389,7 @@ pd_room_read_handler(pd_event_t *ev)
     pd_room_conn_t   *rc = c->data;
     pd_buf_t         *in;
     ssize_t           n;
+    pd_msec_t         quiet;
     size_t            used, size, left;
     u_char           *p;
 
@@ -408,11 +409,12 @@ pd_room_read_handler(pd_event_t *ev)
     if (ev->timedout) {
         ev->timedout = 0;
 
-        if (pd_room_quiet(rc) < pd_room_idle(rc)) {
+        quiet = pd_room_quiet(rc);
+
+        if (quiet < pd_room_idle(rc)) {
             /* activity since the timer was set: no heap work per frame,
              * only this re-arm once per idle period */
-            pd_event_add_timer(c->read, pd_room_idle(rc)
-                                        - (pd_room_quiet(rc)));
+            pd_event_add_timer(c->read, pd_room_idle(rc) - quiet);
             return;
         }
 
