@@ -21,12 +21,8 @@ pd_connection_init_array(pd_cycle_t *cycle, pd_uint_t n)
      * sized for 19,000 connections that holds 100 keeps 100 slots.
      */
     cycle->connections = calloc(n, sizeof(pd_connection_t));
-    cycle->read_events = calloc(n, sizeof(pd_event_t));
-    cycle->write_events = calloc(n, sizeof(pd_event_t));
 
-    if (cycle->connections == NULL || cycle->read_events == NULL
-        || cycle->write_events == NULL)
-    {
+    if (cycle->connections == NULL) {
         pd_log_error(PD_LOG_EMERG, cycle->log, errno,
                      "calloc() of %lu connections failed", (unsigned long) n);
         return PD_ERROR;
@@ -107,11 +103,9 @@ pd_get_connection(pd_socket_t fd, pd_log_t *log)
         pd_conn_cycle->free_connections = c->data;
 
     } else if (pd_conn_cycle->connection_top < pd_conn_cycle->connection_n) {
-        /* a slot never used: its events are found by its index */
+        /* a slot never used */
         i = pd_conn_cycle->connection_top++;
         c = &pd_conn_cycle->connections[i];
-        c->read = &pd_conn_cycle->read_events[i];
-        c->write = &pd_conn_cycle->write_events[i];
         c->read->instance = 1;
 
     } else {
@@ -127,15 +121,11 @@ pd_get_connection(pd_socket_t fd, pd_log_t *log)
     wev = c->write;
     instance = rev->instance;
 
+    /* the events with it: they are in the slot */
     pd_memzero(c, sizeof(pd_connection_t));
-    pd_memzero(rev, sizeof(pd_event_t));
-    pd_memzero(wev, sizeof(pd_event_t));
 
-    c->read = rev;
-    c->write = wev;
     c->fd = fd;
     c->log = log;
-    c->io = &pd_unix_io;
 
     /* a stale event for the previous user of this slot will not match */
     rev->instance = !instance;
@@ -143,8 +133,8 @@ pd_get_connection(pd_socket_t fd, pd_log_t *log)
     wev->write = 1;
     rev->data = c;
     wev->data = c;
-    rev->timer.index = PD_TIMER_UNSET;
-    wev->timer.index = PD_TIMER_UNSET;
+    pd_timer_node_init(&rev->timer);
+    pd_timer_node_init(&wev->timer);
 
     return c;
 }
@@ -237,11 +227,10 @@ void
 pd_attach_connection(pd_connection_t *c, pd_connection_t *from)
 {
     c->fd = from->fd;
-    c->io = from->io;
+    c->tls_io = from->tls_io;
     c->ssl = from->ssl;
     c->listening = from->listening;
-    pd_memcpy(&c->sockaddr, &from->sockaddr, from->socklen);
-    c->socklen = from->socklen;
+    c->sockaddr = from->sockaddr;
 
     /* a stale event of the old socket will not match */
     c->read->instance = !c->read->instance;
@@ -281,7 +270,7 @@ pd_release_connection(pd_connection_t *c, pd_uint_t fd_open)
 u_char *
 pd_connection_addr_text(pd_connection_t *c, u_char *buf, size_t len)
 {
-    return buf + pd_sock_ntop(&c->sockaddr.sockaddr, c->socklen, buf, len,
+    return buf + pd_sock_ntop(&c->sockaddr.sockaddr, pd_conn_socklen(c), buf, len,
                               0);
 }
 
@@ -747,3 +736,5 @@ const pd_conn_io_t  pd_unix_io = {
     pd_unix_send,
     pd_writev_chain
 };
+
+const pd_conn_io_t  *pd_conn_ios[2] = { &pd_unix_io, &pd_ssl_io };

@@ -17,8 +17,9 @@ typedef pd_chain_t *(*pd_send_chain_pt)(pd_connection_t *c, pd_chain_t *in,
 
 #define PD_CHAIN_ERROR  (pd_chain_t *) PD_ERROR
 
-/* one table per kind of socket, shared: a connection holds a pointer to
- * it, not three (pd_unix_io here, pd_ssl_io in pd_ssl.c) */
+/* one table per kind of socket, shared: a connection holds a bit that
+ * picks it (pd_conn_io()), not three pointers (pd_unix_io here,
+ * pd_ssl_io in pd_ssl.c) */
 typedef struct {
     pd_recv_pt                recv;
     pd_send_pt                send;
@@ -48,12 +49,9 @@ struct pd_listening_s {
 
 struct pd_connection_s {
     void                *data;
-    pd_event_t          *read;
-    pd_event_t          *write;
     pd_socket_t          fd;
 
-    /* beside fd, in what would be padding: two of these per connection
-     * slot are worker_connections x 8 bytes */
+    /* beside fd, in what would be padding */
     unsigned             close:1;
     unsigned             destroyed:1;
     unsigned             timedout:1;
@@ -66,25 +64,45 @@ struct pd_connection_s {
     unsigned             log_shared:1; /* c->log is the cycle's, without
                                         * this connection's context: log
                                         * through pd_conn_log(c) */
-
-    const pd_conn_io_t  *io;
+    unsigned             tls_io:1;    /* I/O through TLS: pd_conn_io(c) */
 
     pd_listening_t      *listening;
     pd_pool_t           *pool;
     pd_log_t            *log;
     pd_ssl_connection_t *ssl;
 
-    pd_sockaddr_t        sockaddr;    /* the client's */
-    socklen_t            socklen;
+    pd_sockaddr_t        sockaddr;    /* the client's: pd_conn_socklen() */
+    uint32_t             number;      /* the "*N" in log lines (it wraps
+                                       * after 2^32 connections) */
 
     pd_queue_t           queue;       /* reusable / module lists */
-    pd_uint_t            number;      /* the "*N" in log lines */
+
+    /*
+     * The events are in the slot, not in arrays of their own found by
+     * pointers: 16 bytes fewer, and a slot's three parts on adjacent
+     * lines.  Arrays of one, so that c->read is the event's address.
+     */
+    pd_event_t           read[1];
+    pd_event_t           write[1];
 };
 
-/* two cache lines: every connection slot is written by its first use,
+/* three cache lines: every connection slot is written by its first use,
  * so each byte here is a byte of every idle connection's cost */
-_Static_assert(sizeof(pd_connection_t) <= 128,
-               "a connection slot is at most two cache lines");
+_Static_assert(sizeof(pd_connection_t) <= 192,
+               "a connection slot with its events is three cache lines");
+
+/* the I/O functions of c: plain until its TLS handshake is done.  By
+ * c->tls_io: pd_unix_io, pd_ssl_io (the room_op fuzz target puts its
+ * own in the first) */
+extern const pd_conn_io_t  *pd_conn_ios[2];
+#define pd_conn_io(c)  (pd_conn_ios[(c)->tls_io])
+
+/* the length of the client's address (only AF_INET and AF_INET6 come in) */
+#define pd_conn_socklen(c)                                                   \
+    ((socklen_t) ((c)->sockaddr.sockaddr.sa_family == AF_INET6               \
+                  ? sizeof(struct sockaddr_in6)                              \
+                  : (c)->sockaddr.sockaddr.sa_family == AF_INET              \
+                  ? sizeof(struct sockaddr_in) : 0))
 
 /*
  * The log to write about c with: its own, or, for a connection that keeps

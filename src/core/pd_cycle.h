@@ -65,8 +65,6 @@ struct pd_cycle_s {
     pd_array_t         shared_memory;  /* pd_shm_zone_t */
 
     pd_connection_t   *connections;    /* reserved array, written as used */
-    pd_event_t        *read_events;
-    pd_event_t        *write_events;
     pd_connection_t   *free_connections;
     pd_uint_t          connection_n;
     pd_uint_t          connection_top; /* slots ever handed out: [0, top) */

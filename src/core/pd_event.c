@@ -31,7 +31,7 @@ static int                  pd_ep = -1;
 static struct epoll_event  *pd_event_list;
 static pd_uint_t            pd_nevents;
 
-static void pd_event_timer_handler(pd_timer_t *t);
+static void pd_event_timer_handler(pd_timer_node_t *t);
 
 pd_int_t
 pd_event_init(pd_cycle_t *cycle)
@@ -43,7 +43,8 @@ pd_event_init(pd_cycle_t *cycle)
     pd_queue_init(&pd_posted_answers);
 
     /* every connection holds at most two timers (read and write) */
-    if (pd_timer_heap_init(&pd_timers, 64, 2 * cycle->connection_n + 64)
+    if (pd_timer_heap_init(&pd_timers, 64, 2 * cycle->connection_n + 64,
+                           pd_event_timer_handler)
         != PD_OK)
     {
         pd_log_error(PD_LOG_EMERG, cycle->log, 0, "timer heap failed");
@@ -200,7 +201,7 @@ pd_event_process_posted(pd_cycle_t *cycle, pd_queue_t *posted)
 }
 
 static void
-pd_event_timer_handler(pd_timer_t *t)
+pd_event_timer_handler(pd_timer_node_t *t)
 {
     pd_event_t  *ev = pd_timer_owner(t, pd_event_t, timer);
 
@@ -211,11 +212,7 @@ pd_event_timer_handler(pd_timer_t *t)
 void
 pd_event_add_timer(pd_event_t *ev, pd_msec_t msec)
 {
-    if (ev->timer.handler == NULL) {
-        pd_timer_init(&ev->timer, pd_event_timer_handler);
-    }
-
-    if (pd_timer_add(&pd_timers, &ev->timer, pd_current_msec, msec)
+    if (pd_timer_node_add(&pd_timers, &ev->timer, pd_current_msec, msec)
         != PD_OK)
     {
         /* the heap is bounded by 2 per connection: this cannot happen
@@ -227,8 +224,8 @@ pd_event_add_timer(pd_event_t *ev, pd_msec_t msec)
 void
 pd_event_del_timer(pd_event_t *ev)
 {
-    if (pd_timer_is_set(&ev->timer)) {
-        pd_timer_del(&pd_timers, &ev->timer);
+    if (pd_timer_node_is_set(&ev->timer)) {
+        pd_timer_node_del(&pd_timers, &ev->timer);
     }
 }
 

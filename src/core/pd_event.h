@@ -9,8 +9,8 @@
 struct pd_event_s {
     void                *data;        /* the connection */
     pd_event_handler_pt  handler;
-    pd_timer_t           timer;
     pd_queue_t           queue;       /* posted link */
+    pd_timer_node_t      timer;       /* pd_event_timer_handler runs it */
 
     unsigned             write:1;
     unsigned             accept:1;
@@ -25,8 +25,10 @@ struct pd_event_s {
     unsigned             pending_eof:1;
 };
 
-/* one cache line: two per connection slot, each written at first use */
-_Static_assert(sizeof(pd_event_t) <= 64, "an event is one cache line");
+/* two of these are in every connection slot, written at its first use:
+ * the timer's node without a handler and the flags in what would be its
+ * padding make 48 bytes */
+_Static_assert(sizeof(pd_event_t) == 48, "an event is 48 bytes");
 
 extern pd_queue_t       pd_posted_accept_events;
 extern pd_queue_t       pd_posted_events;

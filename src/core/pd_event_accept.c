@@ -115,8 +115,7 @@ pd_event_new_connection(pd_listening_t *ls, pd_log_t *log, pd_socket_t s,
         return NULL;
     }
 
-    pd_memcpy(&c->sockaddr, sa, socklen);
-    c->socklen = socklen;
+    pd_memcpy(&c->sockaddr, sa, pd_min(socklen, sizeof(pd_sockaddr_t)));
     c->listening = ls;
     c->number = ++pd_connection_counter;
 

@@ -239,7 +239,7 @@ pd_http_read_handler(pd_event_t *ev)
             return;
         }
 
-        n = c->io->recv(c, b->last, (size_t) (b->end - b->last));
+        n = pd_conn_io(c)->recv(c, b->last, (size_t) (b->end - b->last));
 
         if (n == PD_AGAIN) {
             if (!c->idle && b->last == b->pos) {
@@ -426,9 +426,9 @@ pd_http_read_body(pd_http_conn_t *hc)
 
     while (hc->body.len < need) {
         if (hc->body_in_head) {
-            n = c->io->recv(c, b->last, (size_t) (b->end - b->last));
+            n = pd_conn_io(c)->recv(c, b->last, (size_t) (b->end - b->last));
         } else {
-            n = c->io->recv(c, hc->body.data + hc->body.len,
+            n = pd_conn_io(c)->recv(c, hc->body.data + hc->body.len,
                             need - hc->body.len);
         }
 
@@ -778,7 +778,7 @@ pd_http_write_handler(pd_event_t *ev)
 
     pd_stats_inc(PD_STAT_HTTP_WRITES);
 
-    cl = c->io->send_chain(c, hc->out, 0);
+    cl = pd_conn_io(c)->send_chain(c, hc->out, 0);
 
     if (cl == PD_CHAIN_ERROR) {
         pd_http_close(hc);
@@ -1169,7 +1169,7 @@ pd_http_send_continue(pd_http_conn_t *hc)
     pd_connection_t  *c = hc->connection;
 
     if (hc->out == NULL && pd_http_batch_empty(hc)) {
-        (void) c->io->send(c, (u_char *) pd_http_continue,
+        (void) pd_conn_io(c)->send(c, (u_char *) pd_http_continue,
                            sizeof(pd_http_continue) - 1);
         return PD_OK;
     }
@@ -1332,7 +1332,7 @@ pd_http_lingering_handler(pd_event_t *ev)
     }
 
     do {
-        n = c->io->recv(c, buf, sizeof(buf));
+        n = pd_conn_io(c)->recv(c, buf, sizeof(buf));
 
         if (n == PD_ERROR || n == 0) {
             pd_http_close(hc);

@@ -225,7 +225,7 @@ pd_ssl_create_connection(pd_ssl_t *ssl, pd_connection_t *c)
 
 /*
  * Advances the handshake as far as the socket allows.  PD_OK when it is
- * done: c->io is the TLS one (pd_ssl_io) from now on
+ * done: c->tls_io, the TLS functions (pd_ssl_io) from now on
  * (sc->handler is for the caller to run).  PD_AGAIN when it waits for the
  * socket: the side it waits for is marked not ready, and as the fd is
  * registered edge-triggered for both directions, the next event on it is
@@ -249,7 +249,7 @@ pd_ssl_handshake(pd_connection_t *c)
     if (n == 1) {
         sc->handshaked = 1;
 
-        c->io = &pd_ssl_io;
+        c->tls_io = 1;
 
         pd_log_debug(pd_conn_log(c),
                      "SSL handshake: %s, cipher \"%s\", reused: %d",

@@ -6,20 +6,33 @@
 #define PD_TIMER_HEAP_MIN  16
 
 #define pd_timer_parent(i)  (((i) - 1) / 2)
+/* the slot changes, the PD_TIMER_OWN bit stays */
+#define pd_timer_set_slot(t, i)                                              \
+    (t)->index = ((t)->index & PD_TIMER_OWN) | (uint32_t) (i)
 
 static pd_int_t pd_timer_heap_grow(pd_timer_heap_t *th);
+static pd_timer_t *pd_timer_own(void *node);
 static void pd_timer_sift_up(pd_timer_heap_t *th, pd_uint_t i);
 static void pd_timer_sift_down(pd_timer_heap_t *th, pd_uint_t i);
 
 
 /*
  * Prepares an empty heap with room for n timers (clamped to max) that
- * never holds more than max (0: no bound).  PD_ERROR when malloc fails.
+ * never holds more than max (0: no bound but the index's 31 bits).
+ * PD_ERROR when malloc fails.
  */
 pd_int_t
-pd_timer_heap_init(pd_timer_heap_t *th, pd_uint_t n, pd_uint_t max)
+pd_timer_heap_init(pd_timer_heap_t *th, pd_uint_t n, pd_uint_t max,
+    pd_timer_node_handler_pt handler)
 {
-    if (max != 0 && n > max) {
+    /* a slot must fit the index's 31 bits and leave PD_TIMER_UNSET */
+    if (max == 0 || max > PD_TIMER_SLOT - 1) {
+        max = PD_TIMER_SLOT - 1;
+    }
+
+    th->handler = handler;
+
+    if (n > max) {
         n = max;
     }
 
@@ -32,11 +45,11 @@ pd_timer_heap_init(pd_timer_heap_t *th, pd_uint_t n, pd_uint_t max)
         return PD_OK;
     }
 
-    if (n > SIZE_MAX / sizeof(pd_timer_t *)) {
+    if (n > SIZE_MAX / sizeof(pd_timer_node_t *)) {
         return PD_ERROR;
     }
 
-    th->heap = malloc(n * sizeof(pd_timer_t *));
+    th->heap = malloc(n * sizeof(pd_timer_node_t *));
     if (th->heap == NULL) {
         return PD_ERROR;
     }
@@ -68,21 +81,21 @@ pd_timer_heap_free(pd_timer_heap_t *th)
  * the bound or the slot array cannot grow.
  */
 pd_int_t
-pd_timer_add(pd_timer_heap_t *th, pd_timer_t *t, pd_msec_t now,
+pd_timer_node_add(pd_timer_heap_t *th, pd_timer_node_t *t, pd_msec_t now,
     pd_msec_t msec)
 {
     pd_msec_t  key;
 
     key = (msec > PD_TIMER_INFINITE - now) ? PD_TIMER_INFINITE : now + msec;
 
-    if (pd_timer_is_set(t)) {
+    if (pd_timer_node_is_set(t)) {
         if (key < t->key) {
             t->key = key;
-            pd_timer_sift_up(th, t->index);
+            pd_timer_sift_up(th, pd_timer_slot(t));
 
         } else {
             t->key = key;
-            pd_timer_sift_down(th, t->index);
+            pd_timer_sift_down(th, pd_timer_slot(t));
         }
 
         return PD_OK;
@@ -94,10 +107,10 @@ pd_timer_add(pd_timer_heap_t *th, pd_timer_t *t, pd_msec_t now,
 
     t->key = key;
     th->heap[th->n] = t;
-    t->index = th->n;
+    pd_timer_set_slot(t, th->n);
     th->n++;
 
-    pd_timer_sift_up(th, t->index);
+    pd_timer_sift_up(th, th->n - 1);
 
     return PD_OK;
 }
@@ -105,17 +118,17 @@ pd_timer_add(pd_timer_heap_t *th, pd_timer_t *t, pd_msec_t now,
 
 /* disarms t; a timer that is not set is left alone */
 void
-pd_timer_del(pd_timer_heap_t *th, pd_timer_t *t)
+pd_timer_node_del(pd_timer_heap_t *th, pd_timer_node_t *t)
 {
-    pd_uint_t    i;
-    pd_timer_t  *last;
+    pd_uint_t         i;
+    pd_timer_node_t  *last;
 
-    if (!pd_timer_is_set(t)) {
+    if (!pd_timer_node_is_set(t)) {
         return;
     }
 
-    i = t->index;
-    t->index = PD_TIMER_UNSET;
+    i = pd_timer_slot(t);
+    pd_timer_set_slot(t, PD_TIMER_UNSET);
 
     th->n--;
     if (i == th->n) {
@@ -125,7 +138,7 @@ pd_timer_del(pd_timer_heap_t *th, pd_timer_t *t)
     /* the last timer fills the hole and finds its place from there */
     last = th->heap[th->n];
     th->heap[i] = last;
-    last->index = i;
+    pd_timer_set_slot(last, i);
 
     if (i > 0 && last->key < th->heap[pd_timer_parent(i)]->key) {
         pd_timer_sift_up(th, i);
@@ -168,18 +181,26 @@ pd_timer_expire(pd_timer_heap_t *th, pd_msec_t now)
 pd_uint_t
 pd_timer_expire_max(pd_timer_heap_t *th, pd_msec_t now, pd_uint_t max)
 {
-    pd_uint_t    ran, budget;
-    pd_timer_t  *t;
+    pd_uint_t         ran, budget;
+    pd_timer_t       *own;
+    pd_timer_node_t  *t;
 
     ran = 0;
     budget = pd_min(th->n, max);
 
     while (ran < budget && th->n != 0 && th->heap[0]->key <= now) {
         t = th->heap[0];
-        pd_timer_del(th, t);
+        pd_timer_node_del(th, t);
 
         ran++;
-        t->handler(t);
+
+        if (t->index & PD_TIMER_OWN) {
+            own = pd_timer_own(t);
+            own->handler(own);
+
+        } else {
+            th->handler(t);
+        }
     }
 
     return ran;
@@ -190,24 +211,24 @@ pd_timer_expire_max(pd_timer_heap_t *th, pd_msec_t now, pd_uint_t max)
 static pd_int_t
 pd_timer_heap_grow(pd_timer_heap_t *th)
 {
-    pd_uint_t     nalloc;
-    pd_timer_t  **heap;
+    pd_uint_t          nalloc;
+    pd_timer_node_t  **heap;
 
-    if (th->max != 0 && th->nalloc >= th->max) {
+    if (th->nalloc >= th->max) {
         return PD_ERROR;
     }
 
     nalloc = (th->nalloc == 0) ? PD_TIMER_HEAP_MIN : 2 * th->nalloc;
 
-    if (th->max != 0 && nalloc > th->max) {
+    if (nalloc > th->max) {
         nalloc = th->max;
     }
 
-    if (nalloc < th->nalloc || nalloc > SIZE_MAX / sizeof(pd_timer_t *)) {
+    if (nalloc < th->nalloc || nalloc > SIZE_MAX / sizeof(pd_timer_node_t *)) {
         return PD_ERROR;
     }
 
-    heap = realloc(th->heap, nalloc * sizeof(pd_timer_t *));
+    heap = realloc(th->heap, nalloc * sizeof(pd_timer_node_t *));
     if (heap == NULL) {
         return PD_ERROR;
     }
@@ -222,8 +243,8 @@ pd_timer_heap_grow(pd_timer_heap_t *th)
 static void
 pd_timer_sift_up(pd_timer_heap_t *th, pd_uint_t i)
 {
-    pd_uint_t    p;
-    pd_timer_t  *t;
+    pd_uint_t         p;
+    pd_timer_node_t  *t;
 
     t = th->heap[i];
 
@@ -235,20 +256,20 @@ pd_timer_sift_up(pd_timer_heap_t *th, pd_uint_t i)
         }
 
         th->heap[i] = th->heap[p];
-        th->heap[i]->index = i;
+        pd_timer_set_slot(th->heap[i], i);
         i = p;
     }
 
     th->heap[i] = t;
-    t->index = i;
+    pd_timer_set_slot(t, i);
 }
 
 
 static void
 pd_timer_sift_down(pd_timer_heap_t *th, pd_uint_t i)
 {
-    pd_uint_t    c;
-    pd_timer_t  *t;
+    pd_uint_t         c;
+    pd_timer_node_t  *t;
 
     t = th->heap[i];
 
@@ -268,10 +289,22 @@ pd_timer_sift_down(pd_timer_heap_t *th, pd_uint_t i)
         }
 
         th->heap[i] = th->heap[c];
-        th->heap[i]->index = i;
+        pd_timer_set_slot(th->heap[i], i);
         i = c;
     }
 
     th->heap[i] = t;
-    t->index = i;
+    pd_timer_set_slot(t, i);
+}
+
+
+/*
+ * The pd_timer_t a PD_TIMER_OWN node is the first member of, which has
+ * the struct's alignment: through void *, since gcc would warn of a cast
+ * from the packed node's alignment of 4.
+ */
+static pd_timer_t *
+pd_timer_own(void *node)
+{
+    return node;
 }

@@ -309,11 +309,9 @@ pd_fuzz_connect(pd_connection_t **cp)
     }
 
     c->number = ++pd_connection_counter;
-    c->io = &pd_fuzz_io;
     sin = (struct sockaddr_in *) &c->sockaddr;
     sin->sin_family = AF_INET;
     sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    c->socklen = sizeof(struct sockaddr_in);
     pd_active_connections++;
 
     rc = pd_room_conn_alloc();
@@ -417,11 +415,9 @@ pd_fuzz_accept(pd_connection_t **cp)
     c->pool->log = c->log;
     c->number = ++pd_connection_counter;
     c->listening = ls;
-    c->io = &pd_fuzz_io;
     sin = (struct sockaddr_in *) &c->sockaddr;
     sin->sin_family = AF_INET;
     sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    c->socklen = sizeof(struct sockaddr_in);
 
     *cp = c;
     ls->handler(c);
@@ -554,6 +550,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (pd_fuzz_cycle == NULL) {
         pd_fuzz_worker();
+        /* every plain connection's I/O is the input's */
+        pd_conn_ios[0] = &pd_fuzz_io;
     }
 
     pd_fuzz_rx.p = data;
@@ -599,7 +597,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (i = 0; c->fd != -1 && i < 4; i++) {
         ev = (i % 2) ? c->read : c->write;
 
-        if (pd_timer_is_set(&ev->timer)) {
+        if (pd_timer_node_is_set(&ev->timer)) {
             pd_event_del_timer(ev);
             ev->timedout = 1;
             ev->handler(ev);

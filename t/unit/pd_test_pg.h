@@ -467,8 +467,6 @@ pd_test_pg_teardown(void)
     pd_event_done(&pd_test_cycle);
 
     pd_free(pd_test_cycle.connections);
-    pd_free(pd_test_cycle.read_events);
-    pd_free(pd_test_cycle.write_events);
 }
 
 #endif /* PD_TEST_PG_H */

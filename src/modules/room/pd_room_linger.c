@@ -254,7 +254,7 @@ pd_room_linger_start(pd_room_conn_t *rc, pd_uint_t reason)
         c->ssl->no_wait_shutdown = 1;
         pd_ssl_shutdown(c);
         c->ssl = NULL;
-        c->io = &pd_unix_io;
+        c->tls_io = 0;
     }
 
     if (c->pool != NULL) {

@@ -430,7 +430,7 @@ pd_room_flush(pd_room_conn_t *rc)
 
     pd_room_stat(PD_ROOM_STAT_WRITES);
 
-    cl = c->io->send_chain(c, rc->out, 0);
+    cl = pd_conn_io(c)->send_chain(c, rc->out, 0);
 
     if (cl == PD_CHAIN_ERROR) {
         pd_room_close(rc, PD_ROOM_CLOSE_ERROR);

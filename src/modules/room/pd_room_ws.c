@@ -445,7 +445,7 @@ pd_room_read_handler(pd_event_t *ev)
 
         size = pd_min(size, left);
 
-        n = c->io->recv(c, p, size);
+        n = pd_conn_io(c)->recv(c, p, size);
 
         if (n == PD_AGAIN) {
             return;

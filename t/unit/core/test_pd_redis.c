@@ -652,8 +652,6 @@ pd_test_teardown(void **state)
     pd_event_done(&pd_test_cycle);
 
     pd_free(pd_test_cycle.connections);
-    pd_free(pd_test_cycle.read_events);
-    pd_free(pd_test_cycle.write_events);
 
     return 0;
 }

@@ -13,8 +13,6 @@
 
 typedef struct {
     pd_connection_t   c;
-    pd_event_t        rev;
-    pd_event_t        wev;
     int               fd;        /* the client's end */
     SSL              *client;
 } pd_test_conn_t;
@@ -226,15 +224,15 @@ pd_test_pair_on(pd_test_conn_t *t, SSL_CTX *client_ctx, pd_ssl_t *ssl)
     assert_int_equal(pd_nonblocking(sv[1]), PD_OK);
 
     t->c.fd = sv[0];
-    t->c.read = &t->rev;
-    t->c.write = &t->wev;
     t->c.log = &pd_test_log;
     t->c.number = 1;
-    t->rev.data = &t->c;
-    t->wev.data = &t->c;
-    t->wev.write = 1;
-    t->rev.ready = 1;
-    t->wev.ready = 1;
+    pd_timer_node_init(&t->c.read->timer);
+    pd_timer_node_init(&t->c.write->timer);
+    t->c.read->data = &t->c;
+    t->c.write->data = &t->c;
+    t->c.write->write = 1;
+    t->c.read->ready = 1;
+    t->c.write->ready = 1;
 
     t->c.pool = pd_create_pool(PD_POOL_MIN_SIZE * 4, 0, &pd_test_log);
     assert_non_null(t->c.pool);
@@ -317,9 +315,9 @@ pd_test_handshake(pd_test_conn_t *t)
             } else {
                 assert_int_equal(rc, PD_AGAIN);
                 /* it says which side it waits for */
-                assert_false(t->rev.ready && t->wev.ready);
-                t->rev.ready = 1;
-                t->wev.ready = 1;
+                assert_false(t->c.read->ready && t->c.write->ready);
+                t->c.read->ready = 1;
+                t->c.write->ready = 1;
             }
         }
     }
@@ -328,10 +326,10 @@ pd_test_handshake(pd_test_conn_t *t)
     assert_true(server_done);
 
     assert_true(t->c.ssl->handshaked);
-    assert_ptr_equal(t->c.io, &pd_ssl_io);
-    assert_ptr_equal(t->c.io->recv, pd_ssl_recv);
-    assert_ptr_equal(t->c.io->send, pd_ssl_write);
-    assert_ptr_equal(t->c.io->send_chain, pd_ssl_send_chain);
+    assert_ptr_equal(pd_conn_io(&t->c), &pd_ssl_io);
+    assert_ptr_equal(pd_conn_io(&t->c)->recv, pd_ssl_recv);
+    assert_ptr_equal(pd_conn_io(&t->c)->send, pd_ssl_write);
+    assert_ptr_equal(pd_conn_io(&t->c)->send_chain, pd_ssl_send_chain);
 }
 
 
@@ -369,17 +367,17 @@ pd_test_exchange(pd_test_conn_t *t)
 
     assert_int_equal(SSL_write(t->client, "hello", 5), 5);
 
-    n = t->c.io->recv(&t->c, buf, sizeof(buf));
+    n = pd_conn_io(&t->c)->recv(&t->c, buf, sizeof(buf));
     assert_int_equal(n, 5);
     assert_memory_equal(buf, "hello", 5);
 
     /* drained: edge-triggered readers stop here */
-    assert_true(t->rev.ready);
-    assert_int_equal(t->c.io->recv(&t->c, buf, sizeof(buf)), PD_AGAIN);
-    assert_false(t->rev.ready);
-    t->rev.ready = 1;
+    assert_true(t->c.read->ready);
+    assert_int_equal(pd_conn_io(&t->c)->recv(&t->c, buf, sizeof(buf)), PD_AGAIN);
+    assert_false(t->c.read->ready);
+    t->c.read->ready = 1;
 
-    assert_int_equal(t->c.io->send(&t->c, (u_char *) "world!", 6), 6);
+    assert_int_equal(pd_conn_io(&t->c)->send(&t->c, (u_char *) "world!", 6), 6);
 
     assert_int_equal(pd_test_client_read(t, buf, sizeof(buf)), 6);
     assert_memory_equal(buf, "world!", 6);
@@ -588,15 +586,15 @@ pd_test_child_server(pd_test_conn_t *t)
         }
 
         pfd.fd = t->c.fd;
-        pfd.events = (t->rev.ready ? 0 : POLLIN)
-                     | (t->wev.ready ? 0 : POLLOUT);
+        pfd.events = (t->c.read->ready ? 0 : POLLIN)
+                     | (t->c.write->ready ? 0 : POLLOUT);
 
         if (poll(&pfd, 1, 10000) != 1) {
             _exit(3);
         }
 
-        t->rev.ready = 1;
-        t->wev.ready = 1;
+        t->c.read->ready = 1;
+        t->c.write->ready = 1;
     }
 }
 
@@ -704,9 +702,9 @@ pd_test_recv_eof(void **state)
     pd_test_pair(&t, ctx);
     pd_test_handshake(&t);
     (void) SSL_shutdown(t.client);
-    assert_int_equal(t.c.io->recv(&t.c, buf, sizeof(buf)), 0);
-    assert_true(t.rev.eof);
-    assert_false(t.rev.error);
+    assert_int_equal(pd_conn_io(&t.c)->recv(&t.c, buf, sizeof(buf)), 0);
+    assert_true(t.c.read->eof);
+    assert_false(t.c.read->error);
     pd_test_pair_close(&t);
 
     /* a client that just vanishes is an eof too, not an error */
@@ -717,10 +715,10 @@ pd_test_recv_eof(void **state)
     assert_int_equal(SSL_write(t.client, "bye", 3), 3);
     (void) close(t.fd);
     t.fd = -1;
-    assert_int_equal(t.c.io->recv(&t.c, buf, sizeof(buf)), 3);
-    assert_int_equal(t.c.io->recv(&t.c, buf, sizeof(buf)), 0);
-    assert_true(t.rev.eof);
-    assert_false(t.rev.error);
+    assert_int_equal(pd_conn_io(&t.c)->recv(&t.c, buf, sizeof(buf)), 3);
+    assert_int_equal(pd_conn_io(&t.c)->recv(&t.c, buf, sizeof(buf)), 0);
+    assert_true(t.c.read->eof);
+    assert_false(t.c.read->error);
     pd_test_pair_close(&t);
 
     assert_false(pd_test_log_has("SSL_read() failed"));
@@ -731,9 +729,9 @@ pd_test_recv_eof(void **state)
     assert_int_equal(SSL_write(t.client, "bye", 3), 3);
     (void) close(t.fd);
     t.fd = -1;
-    assert_int_equal(t.c.io->recv(&t.c, buf, sizeof(buf)), 3);
-    assert_int_equal(t.c.io->recv(&t.c, buf, sizeof(buf)), PD_ERROR);
-    assert_true(t.rev.error);
+    assert_int_equal(pd_conn_io(&t.c)->recv(&t.c, buf, sizeof(buf)), 3);
+    assert_int_equal(pd_conn_io(&t.c)->recv(&t.c, buf, sizeof(buf)), PD_ERROR);
+    assert_true(t.c.read->error);
     pd_test_pair_close(&t);
 
     /* the client's doing: logged at info, with the errno */
@@ -843,19 +841,19 @@ pd_test_send_chain_large(void **state)
     again = 0;
 
     for (turns = 0; turns < 10000 && in != NULL; turns++) {
-        in = t.c.io->send_chain(&t.c, in, 0);
+        in = pd_conn_io(&t.c)->send_chain(&t.c, in, 0);
         assert_true(in != PD_CHAIN_ERROR);
 
         if (in != NULL) {
             /* stopped by a full socket, not by anything else */
-            assert_false(t.wev.ready);
+            assert_false(t.c.write->ready);
             assert_true(t.c.ssl->write_pending > 0);
             again++;
         }
 
         received += pd_test_client_read(&t, got + received,
                                         512 * 1024 - received);
-        t.wev.ready = 1;
+        t.c.write->ready = 1;
     }
 
     assert_null(in);
@@ -899,24 +897,24 @@ pd_test_send_chain_limit(void **state)
     total = pd_test_chain(t.c.pool, data, &in, 10, 100, 3000);
     assert_int_equal(total, 5000);
 
-    rest = t.c.io->send_chain(&t.c, in, 1234);
+    rest = pd_conn_io(&t.c)->send_chain(&t.c, in, 1234);
     assert_non_null(rest);
     assert_true(rest != PD_CHAIN_ERROR);
     /* stopped by the budget: the socket is still writable */
-    assert_true(t.wev.ready);
+    assert_true(t.c.write->ready);
 
     assert_int_equal(pd_test_client_read(&t, got, sizeof(got)), 1234);
     assert_memory_equal(got, data, 1234);
 
-    rest = t.c.io->send_chain(&t.c, rest, 0);
+    rest = pd_conn_io(&t.c)->send_chain(&t.c, rest, 0);
     assert_null(rest);
 
     assert_int_equal(pd_test_client_read(&t, got + 1234, sizeof(got)), 3766);
     assert_memory_equal(got, data, 5000);
 
     /* nothing to send is all sent */
-    assert_null(t.c.io->send_chain(&t.c, in, 0));
-    assert_null(t.c.io->send_chain(&t.c, NULL, 0));
+    assert_null(pd_conn_io(&t.c)->send_chain(&t.c, in, 0));
+    assert_null(pd_conn_io(&t.c)->send_chain(&t.c, NULL, 0));
 
     pd_test_pair_close(&t);
     SSL_CTX_free(ctx);
@@ -954,19 +952,19 @@ pd_test_send_chain_shrunk_retry(void **state)
 
     (void) pd_test_chain(t.c.pool, data, &in, 0, 0, 256 * 1024);
 
-    for (turns = 0; turns < 1000 && t.wev.ready; turns++) {
-        in = t.c.io->send_chain(&t.c, in, 0);
+    for (turns = 0; turns < 1000 && t.c.write->ready; turns++) {
+        in = pd_conn_io(&t.c)->send_chain(&t.c, in, 0);
         assert_true(in != NULL && in != PD_CHAIN_ERROR);
     }
 
-    assert_false(t.wev.ready);
+    assert_false(t.c.write->ready);
     assert_true(t.c.ssl->write_pending > 10);
 
     (void) pd_test_chain(t.c.pool, data, &small, 0, 0, 10);
-    t.wev.ready = 1;
+    t.c.write->ready = 1;
 
-    assert_ptr_equal(t.c.io->send_chain(&t.c, small, 0), PD_CHAIN_ERROR);
-    assert_true(t.wev.error);
+    assert_ptr_equal(pd_conn_io(&t.c)->send_chain(&t.c, small, 0), PD_CHAIN_ERROR);
+    assert_true(t.c.write->error);
     assert_true(pd_test_log_has("[alert]"));
     assert_true(pd_test_log_has("SSL write retried with 10 bytes"));
 
@@ -1013,10 +1011,10 @@ pd_test_write_partial(void **state)
 
     for (turns = 0; turns < 10000 && received < 128 * 1024; turns++) {
         if (sent < 128 * 1024) {
-            n = t.c.io->send(&t.c, data + sent, 128 * 1024 - sent);
+            n = pd_conn_io(&t.c)->send(&t.c, data + sent, 128 * 1024 - sent);
 
             if (n == PD_AGAIN) {
-                assert_false(t.wev.ready);
+                assert_false(t.c.write->ready);
                 again++;
 
             } else {
@@ -1024,7 +1022,7 @@ pd_test_write_partial(void **state)
                 sent += n;
 
                 if (sent < 128 * 1024) {
-                    assert_false(t.wev.ready);
+                    assert_false(t.c.write->ready);
                     again++;
                 }
             }
@@ -1032,7 +1030,7 @@ pd_test_write_partial(void **state)
 
         received += pd_test_client_read(&t, got + received,
                                         128 * 1024 - received);
-        t.wev.ready = 1;
+        t.c.write->ready = 1;
     }
 
     assert_true(again > 0);
@@ -1064,8 +1062,8 @@ pd_test_handshake_garbage(void **state)
 
     rc = pd_ssl_handshake(&t.c);
     assert_int_equal(rc, PD_ERROR);
-    assert_true(t.rev.error);
-    assert_ptr_equal(t.c.io, NULL);
+    assert_true(t.c.read->error);
+    assert_false(t.c.tls_io);
     assert_int_equal(ERR_peek_error(), 0);
 
     assert_true(pd_test_log_has("[info]"));
@@ -1097,8 +1095,8 @@ pd_test_handshake_eof(void **state)
 
     rc = pd_ssl_handshake(&t.c);
     assert_int_equal(rc, PD_ERROR);
-    assert_true(t.rev.eof);
-    assert_false(t.rev.error);
+    assert_true(t.c.read->eof);
+    assert_false(t.c.read->error);
     assert_true(pd_test_log_has("client closed connection in SSL "
                                 "handshake"));
     pd_test_pair_close(&t);
@@ -1125,8 +1123,8 @@ pd_test_handshake_eof(void **state)
 
     rc = pd_ssl_handshake(&t.c);
     assert_int_equal(rc, PD_ERROR);
-    assert_true(t.rev.eof);
-    assert_false(t.rev.error);
+    assert_true(t.c.read->eof);
+    assert_false(t.c.read->error);
     assert_int_equal(ERR_peek_error(), 0);
     assert_false(pd_test_log_has("SSL_do_handshake() failed"));
     pd_test_pair_close(&t);
@@ -1159,12 +1157,12 @@ pd_test_old_protocol(void **state)
         n = SSL_do_handshake(t.client);
         assert_true(n != 1);
         rc = pd_ssl_handshake(&t.c);
-        t.rev.ready = 1;
-        t.wev.ready = 1;
+        t.c.read->ready = 1;
+        t.c.write->ready = 1;
     }
 
     assert_int_equal(rc, PD_ERROR);
-    assert_true(t.rev.error);
+    assert_true(t.c.read->error);
     assert_true(pd_test_log_has("unsupported protocol"));
     ERR_clear_error();
 
@@ -1201,7 +1199,7 @@ pd_test_shutdown(void **state)
     pd_test_pair(&t, ctx);
     pd_test_handshake(&t);
     pd_test_exchange(&t);
-    t.rev.eof = 1;
+    t.c.read->eof = 1;
     pd_ssl_shutdown(&t.c);
     assert_null(t.c.ssl);
 

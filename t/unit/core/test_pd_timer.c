@@ -39,10 +39,10 @@ pd_test_check_heap(pd_timer_heap_t *th)
     pd_uint_t  i;
 
     assert_true(th->n <= th->nalloc);
-    assert_true(th->max == 0 || th->nalloc <= th->max);
+    assert_true(th->nalloc <= th->max);
 
     for (i = 0; i < th->n; i++) {
-        assert_int_equal(th->heap[i]->index, i);
+        assert_int_equal(pd_timer_slot(th->heap[i]), i);
 
         if (i > 0) {
             assert_true(th->heap[(i - 1) / 2]->key <= th->heap[i]->key);
@@ -56,9 +56,9 @@ pd_test_record(pd_timer_t *t)
 {
     /* a handler sees its timer already unset */
     assert_false(pd_timer_is_set(t));
-    assert_true(t->key <= pd_test_now);
+    assert_true(t->node.key <= pd_test_now);
 
-    pd_test_fired[pd_test_nfired++] = t->key;
+    pd_test_fired[pd_test_nfired++] = t->node.key;
 }
 
 
@@ -77,7 +77,7 @@ pd_test_empty(void **state)
 
     (void) state;
 
-    assert_int_equal(pd_timer_heap_init(&th, 0, 0), PD_OK);
+    assert_int_equal(pd_timer_heap_init(&th, 0, 0, NULL), PD_OK);
     assert_int_equal(th.n, 0);
     assert_int_equal(pd_timer_find(&th, 100), PD_TIMER_INFINITE);
     assert_int_equal(pd_timer_expire(&th, 100), 0);
@@ -85,7 +85,7 @@ pd_test_empty(void **state)
     assert_null(th.heap);
 
     /* an initial size above the bound is clamped to it */
-    assert_int_equal(pd_timer_heap_init(&th, 64, 8), PD_OK);
+    assert_int_equal(pd_timer_heap_init(&th, 64, 8, NULL), PD_OK);
     assert_int_equal(th.nalloc, 8);
     pd_timer_heap_free(&th);
 }
@@ -119,7 +119,7 @@ pd_test_one_timer(void **state)
     (void) state;
 
     pd_test_setup_run();
-    assert_int_equal(pd_timer_heap_init(&th, 4, 0), PD_OK);
+    assert_int_equal(pd_timer_heap_init(&th, 4, 0, NULL), PD_OK);
 
     pd_timer_init(&t, pd_test_record);
     assert_false(pd_timer_is_set(&t));
@@ -127,7 +127,7 @@ pd_test_one_timer(void **state)
 
     assert_int_equal(pd_timer_add(&th, &t, 1000, 250), PD_OK);
     assert_true(pd_timer_is_set(&t));
-    assert_int_equal(t.key, 1250);
+    assert_int_equal(t.node.key, 1250);
     assert_int_equal(pd_timer_find(&th, 1000), 250);
     assert_int_equal(pd_timer_find(&th, 1200), 50);
     assert_int_equal(pd_timer_find(&th, 1250), 0);
@@ -150,7 +150,7 @@ pd_test_one_timer(void **state)
 
     /* a key past the clock's range saturates instead of wrapping */
     assert_int_equal(pd_timer_add(&th, &t, 1000, PD_TIMER_INFINITE), PD_OK);
-    assert_int_equal(t.key, PD_TIMER_INFINITE);
+    assert_int_equal(t.node.key, PD_TIMER_INFINITE);
     assert_int_equal(pd_timer_expire(&th, PD_TIMER_INFINITE - 1), 0);
     pd_timer_del(&th, &t);
 
@@ -168,7 +168,7 @@ pd_test_readd_moves(void **state)
     (void) state;
 
     pd_test_setup_run();
-    assert_int_equal(pd_timer_heap_init(&th, 2, 0), PD_OK);
+    assert_int_equal(pd_timer_heap_init(&th, 2, 0, NULL), PD_OK);
 
     for (i = 0; i < 5; i++) {
         pd_timer_init(&t[i], pd_test_record);
@@ -205,13 +205,14 @@ pd_test_delete_positions(void **state)
 {
     pd_uint_t        i;
     pd_msec_t        keys[] = { 1, 100, 2, 101, 102, 3, 4 };
-    pd_timer_t       t[7], *victim;
+    pd_timer_t       t[7];
+    pd_timer_node_t *victim;
     pd_timer_heap_t  th;
 
     (void) state;
 
     pd_test_setup_run();
-    assert_int_equal(pd_timer_heap_init(&th, 0, 0), PD_OK);
+    assert_int_equal(pd_timer_heap_init(&th, 0, 0, NULL), PD_OK);
 
     /* inserted in heap order, so the slots hold exactly these keys */
     for (i = 0; i < pd_nelems(t); i++) {
@@ -227,30 +228,30 @@ pd_test_delete_positions(void **state)
      * right subtree) fills it and must climb above key 100.
      */
     victim = th.heap[3];
-    pd_timer_del(&th, victim);
-    assert_false(pd_timer_is_set(victim));
+    pd_timer_node_del(&th, victim);
+    assert_false(pd_timer_node_is_set(victim));
     assert_int_equal(th.n, 6);
     assert_ptr_equal(th.heap[1], &t[6]);
     pd_test_check_heap(&th);
 
     /* the last slot: nothing else moves */
     victim = th.heap[th.n - 1];
-    pd_timer_del(&th, victim);
-    assert_false(pd_timer_is_set(victim));
+    pd_timer_node_del(&th, victim);
+    assert_false(pd_timer_node_is_set(victim));
     assert_int_equal(th.n, 5);
     pd_test_check_heap(&th);
 
     /* a middle slot whose replacement sinks */
     assert_int_equal(pd_timer_add(&th, &t[3], 0, 200), PD_OK);
     victim = th.heap[1];
-    pd_timer_del(&th, victim);
+    pd_timer_node_del(&th, victim);
     assert_int_equal(th.n, 5);
     pd_test_check_heap(&th);
 
     /* the root */
     victim = th.heap[0];
-    pd_timer_del(&th, victim);
-    assert_false(pd_timer_is_set(victim));
+    pd_timer_node_del(&th, victim);
+    assert_false(pd_timer_node_is_set(victim));
     assert_int_equal(th.n, 4);
     pd_test_check_heap(&th);
 
@@ -286,7 +287,7 @@ pd_test_random(void **state)
     pd_test_setup_run();
     pd_test_seed = 0x9e3779b97f4a7c15ULL;
 
-    assert_int_equal(pd_timer_heap_init(th, 1, 0), PD_OK);
+    assert_int_equal(pd_timer_heap_init(th, 1, 0, NULL), PD_OK);
 
     for (i = 0; i < PD_TEST_NTIMERS; i++) {
         pd_timer_init(&pd_test_timers[i], pd_test_record);
@@ -375,7 +376,7 @@ pd_test_readd_in_handler(void **state)
     (void) state;
 
     pd_test_setup_run();
-    assert_int_equal(pd_timer_heap_init(&pd_test_heap, 1, 0), PD_OK);
+    assert_int_equal(pd_timer_heap_init(&pd_test_heap, 1, 0, NULL), PD_OK);
 
     count = 0;
     pd_test_count = &count;
@@ -392,7 +393,7 @@ pd_test_readd_in_handler(void **state)
     pd_test_now = 100;
     assert_int_equal(pd_timer_expire(&pd_test_heap, pd_test_now), 1);
     assert_int_equal(count, 2);
-    assert_int_equal(t.key, 110);
+    assert_int_equal(t.node.key, 110);
 
     pd_test_now = 110;
     assert_int_equal(pd_timer_expire(&pd_test_heap, pd_test_now), 1);
@@ -424,7 +425,7 @@ pd_test_zero_rearm_terminates(void **state)
     (void) state;
 
     pd_test_setup_run();
-    assert_int_equal(pd_timer_heap_init(&pd_test_heap, 1, 0), PD_OK);
+    assert_int_equal(pd_timer_heap_init(&pd_test_heap, 1, 0, NULL), PD_OK);
 
     count = 0;
     pd_test_count = &count;
@@ -485,7 +486,7 @@ pd_test_handler_touches_others(void **state)
     (void) state;
 
     pd_test_setup_run();
-    assert_int_equal(pd_timer_heap_init(&pd_test_heap, 2, 0), PD_OK);
+    assert_int_equal(pd_timer_heap_init(&pd_test_heap, 2, 0, NULL), PD_OK);
 
     pd_timer_init(&a, pd_test_meddle);
     pd_timer_init(&pd_test_b, pd_test_record);
@@ -539,7 +540,7 @@ pd_test_bound(void **state)
     pd_test_setup_run();
 
     /* growth doubles from 1 and stops at the bound of 37 */
-    assert_int_equal(pd_timer_heap_init(&th, 1, 37), PD_OK);
+    assert_int_equal(pd_timer_heap_init(&th, 1, 37, NULL), PD_OK);
 
     for (i = 0; i < 37; i++) {
         pd_timer_init(&t[i], pd_test_record);
@@ -582,7 +583,7 @@ pd_test_unbounded_growth(void **state)
     (void) state;
 
     pd_test_setup_run();
-    assert_int_equal(pd_timer_heap_init(&th, 0, 0), PD_OK);
+    assert_int_equal(pd_timer_heap_init(&th, 0, 0, NULL), PD_OK);
 
     for (i = 0; i < PD_TEST_NTIMERS; i++) {
         pd_timer_init(&pd_test_timers[i], pd_test_record);
@@ -616,7 +617,7 @@ pd_test_expire_max(void **state)
     (void) state;
 
     pd_test_setup_run();
-    assert_int_equal(pd_timer_heap_init(&th, 0, 0), PD_OK);
+    assert_int_equal(pd_timer_heap_init(&th, 0, 0, NULL), PD_OK);
 
     for (i = 0; i < 300; i++) {
         pd_timer_init(&pd_test_timers[i], pd_test_record);
@@ -643,6 +644,128 @@ pd_test_expire_max(void **state)
     pd_timer_heap_free(&th);
 }
 
+/*
+ * Bare nodes (an event's timer) and timers with their own handler share
+ * one heap: each runs through its own path however the sifts moved it,
+ * a node's flag bit surviving every move, in key order across both.
+ */
+typedef struct {
+    pd_uint_t          id;
+    pd_timer_node_t    node;
+    uint32_t           flags;     /* as an event's: beside the node */
+} pd_test_bare_t;
+
+#define PD_TEST_NBARE  500
+
+static pd_test_bare_t   pd_test_bare[PD_TEST_NBARE];
+static pd_uint_t        pd_test_bare_ran[PD_TEST_NBARE];
+static pd_uint_t        pd_test_own_ran[PD_TEST_NBARE];
+static pd_timer_t       pd_test_own[PD_TEST_NBARE];
+
+
+static void
+pd_test_bare_handler(pd_timer_node_t *n)
+{
+    pd_test_bare_t  *b = pd_timer_owner(n, pd_test_bare_t, node);
+
+    assert_false(pd_timer_node_is_set(n));
+    assert_true(n->key <= pd_test_now);
+    assert_int_equal(b->flags, 0xa5a5a5a5);
+    pd_test_bare_ran[b->id]++;
+    pd_test_fired[pd_test_nfired++] = n->key;
+}
+
+
+static void
+pd_test_own_handler(pd_timer_t *t)
+{
+    assert_false(pd_timer_is_set(t));
+    assert_true(t->node.index & PD_TIMER_OWN);
+    pd_test_own_ran[t - pd_test_own]++;
+    pd_test_fired[pd_test_nfired++] = t->node.key;
+}
+
+
+static void
+pd_test_bare_and_own(void **state)
+{
+    pd_uint_t        i, round, nb, no;
+    pd_timer_heap_t  th;
+
+    (void) state;
+
+    pd_test_setup_run();
+    pd_test_seed = 0x2545f4914f6cdd1dULL;
+    assert_int_equal(sizeof(pd_timer_node_t), 12);
+    assert_int_equal(pd_timer_heap_init(&th, 0, 0, pd_test_bare_handler),
+                     PD_OK);
+    pd_memzero(pd_test_bare_ran, sizeof(pd_test_bare_ran));
+    pd_memzero(pd_test_own_ran, sizeof(pd_test_own_ran));
+
+    for (i = 0; i < PD_TEST_NBARE; i++) {
+        pd_test_bare[i].id = i;
+        pd_test_bare[i].flags = 0xa5a5a5a5;
+        pd_timer_node_init(&pd_test_bare[i].node);
+        assert_false(pd_timer_node_is_set(&pd_test_bare[i].node));
+        pd_timer_init(&pd_test_own[i], pd_test_own_handler);
+    }
+
+    /* arm, move and disarm at random, then let all fire */
+    for (round = 0; round < 20000; round++) {
+        i = pd_test_rand() % PD_TEST_NBARE;
+
+        switch (pd_test_rand() % 4) {
+        case 0:
+            assert_int_equal(pd_timer_node_add(&th, &pd_test_bare[i].node,
+                                               0, pd_test_rand() % 1000),
+                             PD_OK);
+            break;
+        case 1:
+            assert_int_equal(pd_timer_add(&th, &pd_test_own[i], 0,
+                                          pd_test_rand() % 1000), PD_OK);
+            break;
+        case 2:
+            pd_timer_node_del(&th, &pd_test_bare[i].node);
+            break;
+        default:
+            pd_timer_del(&th, &pd_test_own[i]);
+        }
+    }
+
+    pd_test_check_heap(&th);
+
+    nb = 0;
+    no = 0;
+    for (i = 0; i < PD_TEST_NBARE; i++) {
+        nb += pd_timer_node_is_set(&pd_test_bare[i].node);
+        no += pd_timer_is_set(&pd_test_own[i]);
+        /* the own timers keep their bit armed or not */
+        assert_true(pd_test_own[i].node.index & PD_TIMER_OWN);
+        assert_false(pd_test_bare[i].node.index & PD_TIMER_OWN);
+    }
+    assert_int_equal(th.n, nb + no);
+    assert_true(nb > 0 && no > 0);
+
+    pd_test_now = 1000;
+    assert_int_equal(pd_timer_expire(&th, pd_test_now), nb + no);
+    assert_int_equal(th.n, 0);
+
+    for (i = 0; i < PD_TEST_NBARE; i++) {
+        assert_true(pd_test_bare_ran[i] <= 1);
+        assert_true(pd_test_own_ran[i] <= 1);
+        nb -= pd_test_bare_ran[i];
+        no -= pd_test_own_ran[i];
+    }
+    assert_int_equal(nb, 0);
+    assert_int_equal(no, 0);
+
+    for (i = 1; i < pd_test_nfired; i++) {
+        assert_true(pd_test_fired[i - 1] <= pd_test_fired[i]);
+    }
+
+    pd_timer_heap_free(&th);
+}
+
 int
 main(void)
 {
@@ -659,6 +782,7 @@ main(void)
         cmocka_unit_test(pd_test_bound),
         cmocka_unit_test(pd_test_unbounded_growth),
         cmocka_unit_test(pd_test_expire_max),
+        cmocka_unit_test(pd_test_bare_and_own),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
