@@ -270,8 +270,8 @@ pd_release_connection(pd_connection_t *c, pd_uint_t fd_open)
 u_char *
 pd_connection_addr_text(pd_connection_t *c, u_char *buf, size_t len)
 {
-    return buf + pd_sock_ntop(&c->sockaddr.sockaddr, pd_conn_socklen(c), buf, len,
-                              0);
+    return buf + pd_sock_ntop(&c->sockaddr.sockaddr, pd_conn_socklen(c),
+                              buf, len, 0);
 }
 
 

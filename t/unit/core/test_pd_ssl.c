@@ -373,7 +373,8 @@ pd_test_exchange(pd_test_conn_t *t)
 
     /* drained: edge-triggered readers stop here */
     assert_true(t->c.read->ready);
-    assert_int_equal(pd_conn_io(&t->c)->recv(&t->c, buf, sizeof(buf)), PD_AGAIN);
+    assert_int_equal(pd_conn_io(&t->c)->recv(&t->c, buf, sizeof(buf)),
+                     PD_AGAIN);
     assert_false(t->c.read->ready);
     t->c.read->ready = 1;
 
@@ -963,7 +964,8 @@ pd_test_send_chain_shrunk_retry(void **state)
     (void) pd_test_chain(t.c.pool, data, &small, 0, 0, 10);
     t.c.write->ready = 1;
 
-    assert_ptr_equal(pd_conn_io(&t.c)->send_chain(&t.c, small, 0), PD_CHAIN_ERROR);
+    assert_ptr_equal(pd_conn_io(&t.c)->send_chain(&t.c, small, 0),
+                     PD_CHAIN_ERROR);
     assert_true(t.c.write->error);
     assert_true(pd_test_log_has("[alert]"));
     assert_true(pd_test_log_has("SSL write retried with 10 bytes"));
