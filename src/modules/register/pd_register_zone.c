@@ -10,7 +10,7 @@
  * layout does not attach (EPROTO, pd_reg_zone_check) */
 #define PD_REG_MAGIC_BASE  0x7064726567000000ULL
 #define PD_REG_MAGIC                                                         \
-    (PD_REG_MAGIC_BASE | (2ULL << 16) | sizeof(pd_reg_entry_t))
+    (PD_REG_MAGIC_BASE | (3ULL << 16) | sizeof(pd_reg_entry_t))
 
 /* slots a purge looks at per lock hold: about 0.1 ms on a 1M zone */
 #define PD_REG_PURGE_BATCH  4096
@@ -44,7 +44,7 @@ typedef struct {
 } pd_reg_names_t;
 
 
-_Static_assert(sizeof(pd_reg_entry_t) == 136,
+_Static_assert(sizeof(pd_reg_entry_t) == 128,
                "a register entry is a per-connection cost: keep it small");
 _Static_assert(sizeof(pd_reg_more_t) == sizeof(pd_reg_entry_t),
                "a slot of the rest of names is a slot of the table");
@@ -56,6 +56,10 @@ _Static_assert(offsetof(pd_reg_more_t, next) == offsetof(pd_reg_entry_t, next)
                "both kinds of slot begin alike");
 _Static_assert(PD_REG_NAMES + PD_REG_MORE_NAMES >= PD_UID_MAX + PD_DEVICE_MAX,
                "two slots hold the longest uid and device");
+_Static_assert(PD_APPS_MAX < 16 && PD_MAX_PROCESSES < INT16_MAX,
+               "napps and wslot fit their fields");
+_Static_assert(sizeof(pd_reg_ip_t) == 32,
+               "an address count is a per-connection cost at worst");
 _Static_assert(PD_REG_APP_TABLE < PD_REG_APP_NIL,
                "app indices are 16 bits");
 _Static_assert((PD_REG_APP_TABLE & (PD_REG_APP_TABLE - 1)) == 0,
@@ -798,7 +802,7 @@ pd_reg_find(pd_reg_zone_t *z, uint32_t hash, const u_char *uid, size_t len,
     {
         e = &entries[i];
 
-        if (e->pid == pid && e->conn == conn && e->hash == hash
+        if (e->pid == pid && pd_reg_conn(e) == conn && e->hash == hash
             && pd_reg_uid_is(z, e, uid, len))
         {
             return i;
@@ -860,8 +864,8 @@ pd_reg_entry_copy(pd_reg_zone_t *z, pd_reg_entry_t *e, pd_reg_info_t *out)
     out->lingering = e->lingering;
     out->pid = e->pid;
     out->wslot = e->wslot;
-    out->conn = e->conn;
-    out->since = e->since;
+    out->conn = pd_reg_conn(e);
+    out->since = (uint64_t) e->since * 1000;
     out->sid_tag = pd_reg_tag_get(e);
 }
 
@@ -951,9 +955,9 @@ pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info)
 
     e->hash = hash;
     e->pid = info->pid;
-    e->wslot = info->wslot;
-    e->conn = info->conn;
-    e->since = info->since;
+    e->wslot = (int16_t) info->wslot;
+    pd_reg_conn_set(e, info->conn);
+    e->since = (uint32_t) (info->since / 1000);
 
     for (j = 0; j < names.n; j++) {
         e->apps[j] = names.id[j];
@@ -1118,8 +1122,8 @@ pd_reg_move(pd_reg_zone_t *z, const u_char *uid, size_t len, int32_t pid,
     if (i != PD_REG_NIL) {
         e = &pd_reg_entries(z)[i];
         e->pid = to_pid;
-        e->wslot = to_wslot;
-        e->conn = to_conn;
+        e->wslot = (int16_t) to_wslot;
+        pd_reg_conn_set(e, to_conn);
         pd_reg_tag_set(e, sid_tag);
     }
 
@@ -1258,7 +1262,7 @@ pd_reg_purge_ips(pd_reg_zone_t *z, int32_t pid, uint32_t from, uint32_t to)
     for (i = from; i < to; i++) {
         node = &ips[i];
 
-        if (node->state != PD_REG_USED || node->pid != pid) {
+        if (node->state != PD_REG_USED || pd_reg_ip_pid(node) != pid) {
             continue;
         }
 
@@ -1341,7 +1345,7 @@ pd_reg_ip_find(pd_reg_zone_t *z, uint32_t hash, const u_char key[16],
 
         total += node->count;
 
-        if (node->pid == pid) {
+        if (pd_reg_ip_pid(node) == pid) {
             *mine = i;
         }
     }
@@ -1393,7 +1397,9 @@ pd_reg_ip_acquire(pd_reg_zone_t *z, const struct sockaddr *sa, int32_t pid,
     node = &pd_reg_ips(z)[i];
 
     node->hash = hash;
-    node->pid = pid;
+    node->pid[0] = (u_char) pid;
+    node->pid[1] = (u_char) (pid >> 8);
+    node->pid[2] = (u_char) (pid >> 16);
     node->count = 1;
     pd_memcpy(node->addr, key, sizeof(key));
 

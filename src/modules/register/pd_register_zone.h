@@ -62,15 +62,16 @@ typedef struct {
 /* the bytes of uid and device an entry holds itself: a UUID for each
  * (36 + 36) fits; longer pairs go on in a second slot of the table,
  * taken only for them */
-#define PD_REG_NAMES       75
-#define PD_REG_MORE_NAMES  124
+#define PD_REG_NAMES       74
+#define PD_REG_MORE_NAMES  116
 
 /*
- * A slot is 136 bytes where uid and device at their maxima inline took
+ * A slot is 128 bytes where uid and device at their maxima inline took
  * 184, and every connection pays for its slot: a connection whose names
- * are longer than PD_REG_NAMES takes two, 272 (the zone's capacity is
+ * are longer than PD_REG_NAMES takes two, 256 (the zone's capacity is
  * counted in slots).  The first 8 bytes are the same in both kinds of
- * slot.
+ * slot.  The connection id is in halves and the time in seconds so that
+ * nothing aligns the entry to 8: two cache lines.
  */
 typedef struct {
     uint32_t     next;      /* hash chain, or the free list */
@@ -82,18 +83,24 @@ typedef struct {
     uint32_t     more;      /* the slot of the names past PD_REG_NAMES,
                              * PD_REG_NIL when they all fit here */
     int32_t      pid;
-    int32_t      wslot;
-    uint64_t     conn;
-    uint64_t     since;
+    uint32_t     conn_lo;   /* pd_reg_info_t.conn: pd_reg_conn() */
+    uint32_t     conn_hi;
+    uint32_t     since;     /* unix seconds (the room's are whole ones) */
+    int16_t      wslot;     /* below PD_MAX_PROCESSES */
     uint16_t     apps[PD_APPS_MAX];   /* indices into the app table */
-    uint8_t      napps;
-    uint8_t      lingering;
+    uint8_t      napps:4;             /* at most PD_APPS_MAX */
+    uint8_t      lingering:1;
     u_char       sid_tag[3];          /* pd_reg_info_t.sid_tag, little
                                        * end first */
     u_char       names[PD_REG_NAMES]; /* uid then device, not
                                        * NUL-terminated: the first
                                        * PD_REG_NAMES bytes */
 } pd_reg_entry_t;
+
+#define pd_reg_conn(e)  ((uint64_t) (e)->conn_hi << 32 | (e)->conn_lo)
+#define pd_reg_conn_set(e, c)                                                \
+    (e)->conn_lo = (uint32_t) (c);                                           \
+    (e)->conn_hi = (uint32_t) ((uint64_t) (c) >> 32)
 
 /* a slot of the entry table holding the rest of a connection's names;
  * in no hash chain (pd_shtable's "aside"), found from its entry */
@@ -114,16 +121,20 @@ typedef struct {
     u_char       name[PD_APP_MAX];
 } pd_reg_app_t;
 
-/* one per (client address, worker): a dead worker's counts can be purged */
+/* one per (client address, worker): a dead worker's counts can be purged.
+ * 32 bytes: the pid in three (Linux's pid_max is at most 2^22), beside
+ * the state byte, which is written after it */
 typedef struct {
     uint32_t     next;
     uint32_t     hash;      /* of the address alone */
-    int32_t      pid;
     uint32_t     count;     /* connections; 0 counts as free */
+    u_char       pid[3];    /* pd_reg_ip_pid(), little end first */
     uint8_t      state;
-    uint8_t      pad[3];
     u_char       addr[16];  /* IPv6, or IPv4 mapped into IPv6 */
 } pd_reg_ip_t;
+
+#define pd_reg_ip_pid(n)                                                     \
+    ((int32_t) ((n)->pid[0] | (n)->pid[1] << 8 | (n)->pid[2] << 16))
 
 typedef struct {
     /*
@@ -172,7 +183,7 @@ typedef struct {
 /*
  * The bytes a zone for max_conns connections and max_ips (address,
  * worker) pairs needs; 0 when either is 0 or above PD_REG_MAX_SLOTS.
- * About 140 bytes a connection (one more slot, 136, for one whose uid
+ * About 132 bytes a connection (one more slot, 128, for one whose uid
  * and device together pass PD_REG_NAMES) and 40 a pair, plus 47 KB of
  * app table.
  */

@@ -96,7 +96,8 @@ pd_test_info(pd_reg_info_t *info, const char *uid, const char *device,
     info->pid = pid;
     info->wslot = pid % 7;
     info->conn = conn;
-    info->since = 1700000000000ULL + conn;
+    /* whole seconds, as the room's are: the entry keeps seconds */
+    info->since = 1700000000000ULL + (conn & 0xffff) * 1000;
 }
 
 
@@ -212,6 +213,62 @@ pd_test_geometry(void **state)
 }
 
 
+/*
+ * The entry's packed fields: a connection id with both halves used (a
+ * slot in the high half, as the room's are), a worker slot, the time in
+ * seconds, all eight apps and a UUID for uid and device, in one slot.
+ */
+static void
+pd_test_entry_fields(void **state)
+{
+    pd_reg_info_t    info, out[2];
+    pd_reg_zone_stats_t  st;
+    pd_reg_zone_t   *z;
+    const char      *apps[] = { "a1", "a2", "a3", "a4", "a5", "a6", "a7",
+                                "a8", NULL };
+    const char      *uuid = "123e4567-e89b-12d3-a456-426614174000";
+    uint64_t         conn = (12345ULL << 32) | 0xfffffffeULL;
+
+    (void) state;
+
+    assert_int_equal(sizeof(pd_reg_entry_t), 128);
+    assert_true(PD_REG_NAMES >= 36 + 36);
+
+    z = pd_test_zone(64, 16, NULL);
+
+    pd_test_info(&info, uuid, uuid, 4242, conn, apps);
+    info.wslot = PD_MAX_PROCESSES - 1;
+    info.since = 4102444799000ULL;            /* 2099-12-31 23:59:59 */
+    info.lingering = 1;
+    info.sid_tag = 0xabcdef;
+    assert_int_equal(pd_reg_add(z, &info), PD_OK);
+
+    pd_memzero(out, sizeof(out));
+    assert_int_equal(pd_test_lookup(z, uuid, out, 2), 1);
+    assert_true(out[0].conn == conn);
+    assert_int_equal(out[0].pid, 4242);
+    assert_int_equal(out[0].wslot, PD_MAX_PROCESSES - 1);
+    assert_true(out[0].since == 4102444799000ULL);
+    assert_int_equal(out[0].napps, 8);
+    assert_string_equal((char *) out[0].apps[7], "a8");
+    assert_int_equal(out[0].lingering, 1);
+    assert_int_equal(out[0].sid_tag, 0xabcdef);
+    assert_string_equal((char *) out[0].device, uuid);
+
+    assert_int_equal(pd_reg_zone_stats(z, &st), PD_OK);
+    assert_int_equal(st.used, 1);
+    assert_int_equal(st.more_used, 0);
+
+    /* found by its whole id: the high half counts */
+    assert_int_equal(pd_test_remove(z, uuid, 4242, conn & 0xffffffffULL),
+                     PD_DECLINED);
+    assert_int_equal(pd_test_remove(z, uuid, 4242, conn), PD_OK);
+    assert_int_equal(pd_reg_count(z), 0);
+
+    pd_test_zone_free(z);
+}
+
+
 static void
 pd_test_add_lookup_remove(void **state)
 {
@@ -236,7 +293,7 @@ pd_test_add_lookup_remove(void **state)
     assert_int_equal(out[0].pid, 101);
     assert_int_equal(out[0].wslot, 101 % 7);
     assert_int_equal(out[0].conn, 7);
-    assert_true(out[0].since == 1700000000007ULL);
+    assert_true(out[0].since == 1700000007000ULL);
 
     assert_int_equal(pd_test_lookup(z, "alic", out, 4), 0);
     assert_int_equal(pd_test_lookup(z, "alicex", out, 4), 0);
@@ -642,6 +699,18 @@ pd_test_purge_pid(void **state)
     }
 
     assert_int_equal(pd_reg_ip_count(z, &a.sockaddr), 1);
+    assert_int_equal(pd_reg_ip_count(z, &b.sockaddr), 0);
+    assert_int_equal(z->ip_count, 1);
+
+    /* the node keeps a pid in three bytes: Linux's largest (2^22) and
+     * one that differs from it only in the high byte stay apart */
+    assert_int_equal(pd_reg_ip_acquire(z, &b.sockaddr, 4194304, 0), PD_OK);
+    assert_int_equal(pd_reg_ip_acquire(z, &b.sockaddr, 4194304, 0), PD_OK);
+    assert_int_equal(pd_reg_ip_acquire(z, &b.sockaddr, 0x10000, 0), PD_OK);
+    assert_int_equal(pd_reg_ip_count(z, &b.sockaddr), 3);
+    assert_int_equal(pd_reg_purge_pid(z, 0x10000), 0);
+    assert_int_equal(pd_reg_ip_count(z, &b.sockaddr), 2);
+    assert_int_equal(pd_reg_purge_pid(z, 4194304), 0);
     assert_int_equal(pd_reg_ip_count(z, &b.sockaddr), 0);
     assert_int_equal(z->ip_count, 1);
 
@@ -1546,7 +1615,7 @@ pd_test_tear(pd_reg_zone_t *z)
     e->hash = (uint32_t) pd_siphash24(z->seed, (u_char *) "ivan", 4);
     e->pid = 1;
     e->wslot = 0;
-    e->conn = 5;
+    pd_reg_conn_set(e, 5);
     e->since = 0;
     e->napps = 0;
     e->uid_len = 4;
@@ -1559,7 +1628,7 @@ pd_test_tear(pd_reg_zone_t *z)
     for (j = 0; j < z->max_conns; j++) {
         e = &pd_test_entries(z)[j];
 
-        if (e->state == PD_REG_USED && e->conn == 1) {
+        if (e->state == PD_REG_USED && pd_reg_conn(e) == 1) {
             e->state = PD_REG_FREE;
         }
     }
@@ -1758,7 +1827,7 @@ pd_test_tear_long(pd_reg_zone_t *z)
         e = &pd_test_entries(z)[i];
 
         if (e->state == PD_REG_USED && e->kind == PD_REG_CONN
-            && e->conn == 1)
+            && pd_reg_conn(e) == 1)
         {
             e->state = PD_REG_FREE;
         }
@@ -1774,7 +1843,7 @@ pd_test_tear_long(pd_reg_zone_t *z)
         e = &pd_test_entries(z)[i];
 
         if (e->state == PD_REG_USED && e->kind == PD_REG_CONN
-            && e->conn == 2)
+            && pd_reg_conn(e) == 2)
         {
             more->owner = i;
         }
@@ -1863,7 +1932,7 @@ pd_test_move(void **state)
         assert_int_equal(m->conn, 42);
         assert_string_equal((char *) m->device, "phone");
         assert_int_equal(m->napps, 2);
-        assert_int_equal(m->since, 1700000000000ULL + 7);
+        assert_int_equal(m->since, 1700000000000ULL + 7000);
         assert_int_equal(m->sid_tag, 0x123456);
         assert_int_equal(o->pid, 101);
         assert_int_equal(o->sid_tag, 0);
@@ -1900,6 +1969,7 @@ main(void)
     const struct CMUnitTest  tests[] = {
         cmocka_unit_test(pd_test_geometry),
         cmocka_unit_test(pd_test_add_lookup_remove),
+        cmocka_unit_test(pd_test_entry_fields),
         cmocka_unit_test(pd_test_bad_arguments),
         cmocka_unit_test(pd_test_several_devices),
         cmocka_unit_test(pd_test_set_apps),
