@@ -242,7 +242,7 @@ test('a register zone handed down by a binary of another layout is left '
      + 'to it: this binary starts its own, and serves', T, async () => {
     /*
      * What a binary upgrade across a change of the register's entry
-     * (184 bytes before 2026-12-07, 136 after) hands the new master: a
+     * (184 bytes before 2026-12-07, 136 after, 128 since 2026-12-08) hands the new master: a
      * memfd whose header says "register zone, layout 1, entries of 184
      * bytes".  A regular file stands in for it, as fd 3 with the
      * PUSHD_ZONES the old master sets.  The new binary must not attach
