@@ -66,20 +66,22 @@ _Static_assert((PD_REG_APP_TABLE & (PD_REG_APP_TABLE - 1)) == 0,
                "the app table is its own power-of-two index");
 
 
-/* an entry's 24-bit sid tag, kept in three bytes of its tail padding */
+/*
+ * A 24-bit field in three bytes, little end first: an entry's sid tag
+ * (in its tail padding) and an address count's pid (beside its state)
+ */
 static void
-pd_reg_tag_set(pd_reg_entry_t *e, uint32_t tag)
+pd_reg_u24_set(u_char *p, uint32_t v)
 {
-    e->sid_tag[0] = (u_char) tag;
-    e->sid_tag[1] = (u_char) (tag >> 8);
-    e->sid_tag[2] = (u_char) (tag >> 16);
+    p[0] = (u_char) v;
+    p[1] = (u_char) (v >> 8);
+    p[2] = (u_char) (v >> 16);
 }
 
 static uint32_t
-pd_reg_tag_get(const pd_reg_entry_t *e)
+pd_reg_u24(const u_char *p)
 {
-    return (uint32_t) e->sid_tag[0] | (uint32_t) e->sid_tag[1] << 8
-           | (uint32_t) e->sid_tag[2] << 16;
+    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16;
 }
 
 
@@ -866,7 +868,7 @@ pd_reg_entry_copy(pd_reg_zone_t *z, pd_reg_entry_t *e, pd_reg_info_t *out)
     out->wslot = e->wslot;
     out->conn = pd_reg_conn(e);
     out->since = (uint64_t) e->since * 1000;
-    out->sid_tag = pd_reg_tag_get(e);
+    out->sid_tag = pd_reg_u24(e->sid_tag);
 }
 
 
@@ -968,7 +970,7 @@ pd_reg_add(pd_reg_zone_t *z, const pd_reg_info_t *info)
     e->device_len = (uint8_t) device_len;
     e->lingering = info->lingering ? 1 : 0;
     /* a reused slot may hold an old connection's tag */
-    pd_reg_tag_set(e, info->sid_tag);
+    pd_reg_u24_set(e->sid_tag, info->sid_tag);
     pd_memcpy(e->names, all, n);
 
     pd_shtable_insert(&t, i, hash);
@@ -1124,7 +1126,7 @@ pd_reg_move(pd_reg_zone_t *z, const u_char *uid, size_t len, int32_t pid,
         e->pid = to_pid;
         e->wslot = (int16_t) to_wslot;
         pd_reg_conn_set(e, to_conn);
-        pd_reg_tag_set(e, sid_tag);
+        pd_reg_u24_set(e->sid_tag, sid_tag);
     }
 
     pd_reg_unlock(z);
@@ -1262,7 +1264,9 @@ pd_reg_purge_ips(pd_reg_zone_t *z, int32_t pid, uint32_t from, uint32_t to)
     for (i = from; i < to; i++) {
         node = &ips[i];
 
-        if (node->state != PD_REG_USED || pd_reg_ip_pid(node) != pid) {
+        if (node->state != PD_REG_USED
+            || (int32_t) pd_reg_u24(node->pid) != pid)
+        {
             continue;
         }
 
@@ -1345,7 +1349,7 @@ pd_reg_ip_find(pd_reg_zone_t *z, uint32_t hash, const u_char key[16],
 
         total += node->count;
 
-        if (pd_reg_ip_pid(node) == pid) {
+        if ((int32_t) pd_reg_u24(node->pid) == pid) {
             *mine = i;
         }
     }
@@ -1397,9 +1401,7 @@ pd_reg_ip_acquire(pd_reg_zone_t *z, const struct sockaddr *sa, int32_t pid,
     node = &pd_reg_ips(z)[i];
 
     node->hash = hash;
-    node->pid[0] = (u_char) pid;
-    node->pid[1] = (u_char) (pid >> 8);
-    node->pid[2] = (u_char) (pid >> 16);
+    pd_reg_u24_set(node->pid, (uint32_t) pid);
     node->count = 1;
     pd_memcpy(node->addr, key, sizeof(key));
 

@@ -99,8 +99,10 @@ typedef struct {
 
 #define pd_reg_conn(e)  ((uint64_t) (e)->conn_hi << 32 | (e)->conn_lo)
 #define pd_reg_conn_set(e, c)                                                \
-    (e)->conn_lo = (uint32_t) (c);                                           \
-    (e)->conn_hi = (uint32_t) ((uint64_t) (c) >> 32)
+    do {                                                                     \
+        (e)->conn_lo = (uint32_t) (c);                                       \
+        (e)->conn_hi = (uint32_t) ((uint64_t) (c) >> 32);                    \
+    } while (0)
 
 /* a slot of the entry table holding the rest of a connection's names;
  * in no hash chain (pd_shtable's "aside"), found from its entry */
@@ -128,13 +130,10 @@ typedef struct {
     uint32_t     next;
     uint32_t     hash;      /* of the address alone */
     uint32_t     count;     /* connections; 0 counts as free */
-    u_char       pid[3];    /* pd_reg_ip_pid(), little end first */
+    u_char       pid[3];    /* little end first */
     uint8_t      state;
     u_char       addr[16];  /* IPv6, or IPv4 mapped into IPv6 */
 } pd_reg_ip_t;
-
-#define pd_reg_ip_pid(n)                                                     \
-    ((int32_t) ((n)->pid[0] | (n)->pid[1] << 8 | (n)->pid[2] << 16))
 
 typedef struct {
     /*
